@@ -1,0 +1,46 @@
+"""create_app(settings) -> the ASGI application. Wiring only; the rules live in the features."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from wakedock import __version__
+from wakedock.auth.router import router as auth_router
+from wakedock.components import Components
+from wakedock.health.router import router as health_router
+from wakedock.users.router import router as users_router
+from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
+from wakedock.web.headers import SecurityHeadersMiddleware
+from wakedock.web.pages import router as pages_router
+
+
+def create_app(components: Components) -> FastAPI:
+    """Build the application around already-wired components."""
+    http = components.settings.http
+    docs = http.docs_enabled
+    app = FastAPI(
+        title="WakeDock",
+        version=__version__,
+        docs_url="/api/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json" if docs else None,
+    )
+    app.state.components = components
+    for router in (health_router, auth_router, users_router, pages_router):
+        app.include_router(router)
+    install_error_handlers(app)
+    # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
+    app.add_middleware(CatchAllMiddleware)
+    if http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(http.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=http.hsts_max_age,
+                       hsts_always=http.hsts_behind_proxy)
+    return app

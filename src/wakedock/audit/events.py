@@ -1,0 +1,83 @@
+"""What can be audited, and how serious each kind of event is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class EventType(StrEnum):
+    LOGIN_SUCCESS = "login_success"
+    LOGIN_FAILURE = "login_failure"
+    RATE_LIMIT_HIT = "rate_limit_hit"
+    TOKEN_REFRESH = "token_refresh"
+    TOKEN_REUSE = "token_reuse"
+    LOGOUT = "logout"
+    SESSION_REVOKE = "session_revoke"
+    PASSWORD_CHANGE = "password_change"
+    USER_CREATE = "user_create"
+    USER_UPDATE = "user_update"
+    USER_DISABLE = "user_disable"
+    USER_DELETE = "user_delete"
+    ROLE_CHANGE = "role_change"
+    REGISTRATION = "registration"
+    SETUP_COMPLETE = "setup_complete"
+    UNAUTHORIZED_ACCESS = "unauthorized_access"
+    FORBIDDEN_ACCESS = "forbidden_access"
+    CSRF_FAILURE = "csrf_failure"
+
+
+DEFAULT_SEVERITY: dict[EventType, Severity] = {
+    EventType.LOGIN_SUCCESS: Severity.INFO,
+    EventType.LOGIN_FAILURE: Severity.LOW,
+    EventType.RATE_LIMIT_HIT: Severity.MEDIUM,
+    EventType.TOKEN_REFRESH: Severity.INFO,
+    EventType.TOKEN_REUSE: Severity.HIGH,
+    EventType.LOGOUT: Severity.INFO,
+    EventType.SESSION_REVOKE: Severity.LOW,
+    EventType.PASSWORD_CHANGE: Severity.MEDIUM,
+    EventType.USER_CREATE: Severity.MEDIUM,
+    EventType.USER_UPDATE: Severity.LOW,
+    EventType.USER_DISABLE: Severity.MEDIUM,
+    EventType.USER_DELETE: Severity.MEDIUM,
+    EventType.ROLE_CHANGE: Severity.HIGH,
+    EventType.REGISTRATION: Severity.LOW,
+    EventType.SETUP_COMPLETE: Severity.HIGH,
+    EventType.UNAUTHORIZED_ACCESS: Severity.LOW,
+    EventType.FORBIDDEN_ACCESS: Severity.MEDIUM,
+    EventType.CSRF_FAILURE: Severity.MEDIUM,
+}
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is asking, from where: carried into every audit event."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    outcome: Outcome = Outcome.SUCCESS
+    target: str | None = None
+    severity: Severity | None = None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,27 @@
+"""The audit_events table. Rows are only ever inserted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from wakedock.db import Base, UTCDateTime
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    severity: Mapped[str] = mapped_column(String(16), index=True)
+    actor: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    target: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # JSON object, serialized with json.dumps (control characters escaped).
+    details: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,235 @@
+"""/api/v1/auth: login, refresh, logout, me, password, register, setup, sessions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.service import record_event
+from wakedock.auth.csrf import csrf_token
+from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.models import UserSession
+from wakedock.auth.schemas import (
+    CookieLoginResponse,
+    CsrfResponse,
+    LoginRequest,
+    PasswordChange,
+    RefreshRequest,
+    RegisterRequest,
+    SessionOut,
+    SetupRequest,
+    TokenResponse,
+)
+from wakedock.auth.sessions import Principal
+from wakedock.components import Components
+from wakedock.errors import InvalidInput, NotFound, PermissionDenied, WakeDockError
+from wakedock.rbac.dependencies import public, requires
+from wakedock.rbac.permissions import Permission, Role
+from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
+from wakedock.users.schemas import UserOut
+from wakedock.web.deps import components, db_transaction, request_context
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class RegistrationDisabled(WakeDockError):
+    status_code = 403
+    code = "registration_disabled"
+
+
+class SetupUnavailable(WakeDockError):
+    status_code = 403
+    code = "setup_unavailable"
+
+
+async def _login_body(request: Request) -> LoginRequest:
+    """Form fields or JSON, both accepted."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type == "application/json":
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            raise InvalidInput("body is not valid JSON") from None
+    elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        raise InvalidInput("send the credentials as JSON or form fields")
+    if not isinstance(data, dict):
+        raise InvalidInput("credentials must be an object with username and password")
+    try:
+        return LoginRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("username and password are required") from exc
+
+
+def _set_session_cookie(response: Response, secret: str, max_age: int) -> None:
+    response.set_cookie(SESSION_COOKIE, secret, max_age=max_age, path="/", secure=True,
+                        httponly=True, samesite="strict")
+
+
+@router.post("/login", response_model=TokenResponse | CookieLoginResponse,
+             dependencies=[Depends(public)])
+async def login(
+    request: Request,
+    response: Response,
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> TokenResponse | CookieLoginResponse:
+    body = await _login_body(request)
+    tokens = await run_in_threadpool(c.auth.login, body.username, body.password, context)
+    user = UserOut.model_validate(tokens.user)
+    if body.mode == "cookie":
+        max_age = c.settings.auth.session_absolute_seconds
+        _set_session_cookie(response, tokens.session_secret, max_age)
+        return CookieLoginResponse(csrf_token=csrf_token(c.keyring, tokens.session_secret),
+                                   session_id=tokens.session_id, expires_in=max_age, user=user)
+    return TokenResponse(access_token=tokens.access_token, expires_in=c.codec.ttl_seconds,
+                         refresh_token=tokens.refresh_token, session_id=tokens.session_id,
+                         user=user)
+
+
+@router.post("/refresh", response_model=TokenResponse, dependencies=[Depends(public)])
+def refresh(
+    body: RefreshRequest,
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> TokenResponse:
+    tokens = c.auth.refresh(body.refresh_token, context)
+    return TokenResponse(access_token=tokens.access_token, expires_in=c.codec.ttl_seconds,
+                         refresh_token=tokens.refresh_token, session_id=tokens.session_id,
+                         user=UserOut.model_validate(tokens.user))
+
+
+@router.post("/logout", status_code=204)
+def logout(
+    response: Response,
+    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> Response:
+    c.auth.logout(principal, context)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True,
+                           samesite="strict")
+    return response
+
+
+@router.get("/me", response_model=UserOut)
+def me(
+    principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
+    c: Components = Depends(components),
+    db: Session = Depends(db_transaction),
+) -> UserOut:
+    return UserOut.model_validate(c.users.get(db, principal.user_id))
+
+
+@router.get("/csrf", response_model=CsrfResponse,
+            dependencies=[Depends(requires(Permission.ACCOUNT_READ))])
+def csrf(request: Request, c: Components = Depends(components)) -> CsrfResponse:
+    """The CSRF token of the current browser session (after a page reload)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise InvalidInput("only browser (cookie) sessions use a CSRF token")
+    return CsrfResponse(csrf_token=csrf_token(c.keyring, cookie))
+
+
+@router.post("/password", status_code=204)
+def change_password(
+    body: PasswordChange,
+    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> Response:
+    """Change one's own password; every other session of the user is revoked."""
+    c.auth.change_password(principal, body.current_password, body.new_password, context)
+    return Response(status_code=204)
+
+
+@router.post("/register", response_model=UserOut, status_code=201,
+             dependencies=[Depends(public)])
+def register(
+    body: RegisterRequest,
+    c: Components = Depends(components),
+    db: Session = Depends(db_transaction),
+    context: RequestContext = Depends(request_context),
+) -> UserOut:
+    """Self-registration (off by default): always the least-privileged role."""
+    if not c.settings.auth.registration_enabled:
+        raise RegistrationDisabled("self-registration is disabled")
+    user = c.users.create(db, context, username=body.username, password=body.password,
+                          email=body.email, role=SELF_REGISTRATION_ROLE,
+                          event=EventType.REGISTRATION)
+    return UserOut.model_validate(user)
+
+
+@router.post("/setup", response_model=UserOut, status_code=201, dependencies=[Depends(public)])
+def setup(
+    body: SetupRequest,
+    c: Components = Depends(components),
+    db: Session = Depends(db_transaction),
+    context: RequestContext = Depends(request_context),
+) -> UserOut:
+    """Create the first admin with the one-time token printed at first start."""
+    if c.auth.user_count() > 0 or not c.setup.consume(body.token):
+        c.auth.audit(Event(EventType.SETUP_COMPLETE, Outcome.DENIED,
+                           details={"reason": "invalid, expired or already used"}), context)
+        raise SetupUnavailable("setup token invalid, expired or already used")
+    user = c.users.create(db, context, username=body.username, password=body.password,
+                          email=body.email, role=Role.ADMIN)
+    record_event(db, Event(EventType.SETUP_COMPLETE, target=user.username), context,
+                 at=c.clock.now())
+    return UserOut.model_validate(user)
+
+
+def _session_out(row: Any, current: str) -> SessionOut:
+    return SessionOut(id=row.id, user_id=row.user_id, ip=row.ip, user_agent=row.user_agent,
+                      created_at=row.created_at, last_seen_at=row.last_seen_at,
+                      expires_at=row.expires_at, mfa_at=row.mfa_at, current=row.id == current)
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+def list_sessions(
+    principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
+    c: Components = Depends(components),
+    db: Session = Depends(db_transaction),
+    user_id: int | None = Query(default=None, description="another user's (sessions:read)"),
+    all_users: bool = Query(default=False, alias="all", description="everyone's (sessions:read)"),
+) -> list[SessionOut]:
+    """Live sessions: one's own, or (with sessions:read) another user's or everyone's."""
+    target: int | None = principal.user_id
+    if all_users or (user_id is not None and user_id != principal.user_id):
+        if not has_permission(principal.role, Permission.SESSIONS_READ):
+            raise PermissionDenied("missing permission sessions:read")
+        target = None if all_users else user_id
+    rows = c.sessions.list_live(db, target)
+    return [_session_out(row, principal.session_id) for row in rows]
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+def revoke_session(
+    session_id: str,
+    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
+    c: Components = Depends(components),
+    db: Session = Depends(db_transaction),
+    context: RequestContext = Depends(request_context),
+) -> Response:
+    """Revoke one session: one's own, or anyone's with sessions:revoke."""
+    row = db.get(UserSession, session_id)
+    mine = row is not None and row.user_id == principal.user_id
+    if row is None or (not mine and not has_permission(principal.role,
+                                                         Permission.SESSIONS_REVOKE)):
+        # Someone else's session looks exactly like a missing one.
+        raise NotFound("no such session")
+    owner = c.users.get(db, row.user_id)
+    c.sessions.revoke(db, session_id, reason="revoked_by_user" if mine else "revoked_by_admin")
+    record_event(db, Event(EventType.SESSION_REVOKE, target=owner.username,
+                           details={"session": session_id}), context, at=c.clock.now())
+    return Response(status_code=204)

@@ -1,0 +1,179 @@
+"""Login, refresh, logout, password change, registration: the authentication rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.events import Event, EventType, Outcome, RequestContext, Severity
+from wakedock.audit.service import record_event
+from wakedock.auth.passwords import PasswordHasher
+from wakedock.auth.sessions import NewSession, Principal, RefreshReused, SessionStore
+from wakedock.auth.tokens import TokenCodec
+from wakedock.clock import Clock
+from wakedock.db import transaction
+from wakedock.errors import InvalidCredentials, PermissionDenied, TooManyAttempts
+from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.users.models import User
+from wakedock.users.service import UserService
+
+LOGIN_BY_USER = "login:user"
+LOGIN_BY_IP = "login:ip"
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+GENERIC_LOGIN_ERROR = "Invalid username or password"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    session_id: str
+    session_secret: str
+    user: User
+
+
+class AuthService:
+    """Authentication flows. Every outcome is written to the audit trail."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        hasher: PasswordHasher,
+        limiter: AttemptLimiter,
+        sessions: SessionStore,
+        codec: TokenCodec,
+        users: UserService,
+    ) -> None:
+        self._factory = factory
+        self._clock = clock
+        self._hasher = hasher
+        self._limiter = limiter
+        self._sessions = sessions
+        self._codec = codec
+        self._users = users
+
+    def audit(self, event: Event, context: RequestContext) -> None:
+        """Record an event in a transaction of its own (for denials and failures)."""
+        with transaction(self._factory) as db:
+            record_event(db, event, context, at=self._clock.now())
+
+    def login(self, username: str, password: str, context: RequestContext) -> Tokens:
+        """Verify a password login and open a session.
+
+        Checks both failure budgets first (429), verifies in constant cost whether or not the
+        user exists, and answers one generic error for every failure.
+        """
+        name = username.strip().lower()
+        ip = context.ip or "unknown"
+        attempt = RequestContext(ip=context.ip, user_agent=context.user_agent,
+                                 request_id=context.request_id, actor=name[:128] or None)
+        with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
+            try:
+                self._limiter.check(LOGIN_BY_USER, name)
+                self._limiter.check(LOGIN_BY_IP, ip)
+            except TooManyAttempts:
+                self.audit(Event(EventType.RATE_LIMIT_HIT, Outcome.DENIED, target=name,
+                                 details={"scope": "login"}), attempt)
+                raise
+            with transaction(self._factory) as db:
+                user = None
+                if _USERNAME.match(name):
+                    user = db.execute(select(User).where(User.username == name)).scalar_one_or_none()
+                valid = self._hasher.verify(user.password_hash if user else None, password)
+                if user is None or not valid or user.disabled:
+                    reason = "unknown_user" if user is None else (
+                        "disabled" if valid else "bad_password")
+                    record_event(db, Event(EventType.LOGIN_FAILURE, Outcome.FAILURE, target=name,
+                                           details={"reason": reason}), attempt,
+                                 at=self._clock.now())
+                    failed = True
+                else:
+                    failed = False
+                    if self._hasher.needs_rehash(user.password_hash):
+                        user.password_hash = self._hasher.hash(password)
+                    new = self._sessions.create(db, user, ip=ip,
+                                                user_agent=context.user_agent or "")
+                    record_event(db, Event(EventType.LOGIN_SUCCESS, target=name,
+                                           details={"session": new.session.id}),
+                                 attempt, at=self._clock.now())
+            if failed:
+                self._limiter.record_failure(LOGIN_BY_USER, name)
+                self._limiter.record_failure(LOGIN_BY_IP, ip)
+                raise InvalidCredentials(GENERIC_LOGIN_ERROR)
+        self._limiter.reset(LOGIN_BY_USER, name)
+        return self._tokens(new, user)
+
+    def _tokens(self, new: NewSession, user: User) -> Tokens:
+        access, expires = self._codec.issue(user.id, new.session.id)
+        return Tokens(access_token=access, access_expires_at=expires,
+                      refresh_token=new.refresh_token, session_id=new.session.id,
+                      session_secret=new.secret, user=user)
+
+    def refresh(self, refresh_token: str, context: RequestContext) -> Tokens:
+        """Spend a refresh token for a new pair. A reused token revokes the whole session."""
+        try:
+            with transaction(self._factory) as db:
+                rotated = self._sessions.rotate_refresh(db, refresh_token)
+                if rotated is not None:
+                    row, user, new_refresh = rotated
+                    record_event(db, Event(EventType.TOKEN_REFRESH, target=user.username,
+                                           details={"session": row.id}),
+                                 _as(context, user.username), at=self._clock.now())
+        except RefreshReused as reused:
+            with transaction(self._factory) as db:
+                user_row = db.get(User, reused.user_id)
+                actor = user_row.username if user_row else None
+                # Revoke in a transaction that is not rolled back by the error below.
+                self._sessions.revoke(db, reused.session_id, reason="refresh_token_reuse")
+                record_event(db, Event(EventType.TOKEN_REUSE, Outcome.DENIED,
+                                       severity=Severity.HIGH, target=actor,
+                                       details={"session": reused.session_id,
+                                                "action": "session revoked"}),
+                             _as(context, actor), at=self._clock.now())
+            raise InvalidCredentials("Refresh token already used: session revoked") from None
+        if rotated is None:
+            self.audit(Event(EventType.TOKEN_REFRESH, Outcome.FAILURE,
+                             details={"reason": "unknown or expired"}), context)
+            raise InvalidCredentials("Invalid or expired refresh token")
+        access, expires = self._codec.issue(user.id, row.id)
+        return Tokens(access_token=access, access_expires_at=expires, refresh_token=new_refresh,
+                      session_id=row.id, session_secret="", user=user)
+
+    def logout(self, principal: Principal, context: RequestContext) -> None:
+        with transaction(self._factory) as db:
+            self._sessions.revoke(db, principal.session_id, reason="logout")
+            record_event(db, Event(EventType.LOGOUT, target=principal.username,
+                                   details={"session": principal.session_id}),
+                         context, at=self._clock.now())
+
+    def change_password(self, principal: Principal, current: str, new: str,
+                        context: RequestContext) -> None:
+        """Change one's own password. Wrong guesses of the current one spend the login budget."""
+        name = principal.username
+        with self._limiter.serialised(f"user:{name}"):
+            self._limiter.check(LOGIN_BY_USER, name)
+            try:
+                with transaction(self._factory) as db:
+                    user = self._users.get(db, principal.user_id)
+                    self._users.change_own_password(db, context, user, current, new,
+                                                    principal.session_id)
+            except PermissionDenied:
+                self._limiter.record_failure(LOGIN_BY_USER, name)
+                self.audit(Event(EventType.PASSWORD_CHANGE, Outcome.FAILURE, target=name,
+                                 details={"reason": "wrong current password"}), context)
+                raise
+
+    def user_count(self) -> int:
+        with self._factory() as db:
+            return int(db.execute(select(func.count(User.id))).scalar_one())
+
+
+def _as(context: RequestContext, actor: str | None) -> RequestContext:
+    return RequestContext(ip=context.ip, user_agent=context.user_agent,
+                          request_id=context.request_id, actor=actor)

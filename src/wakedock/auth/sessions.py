@@ -1,0 +1,225 @@
+"""Server-side sessions: creation, validation, refresh rotation with reuse detection, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.auth.models import RefreshToken, UserSession
+from wakedock.clock import Clock
+from wakedock.users.models import User
+
+# last_seen_at is written at most this often per session (not on every request).
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user acting through one live session."""
+
+    user_id: int
+    username: str
+    role: str
+    session_id: str
+    mfa_at: datetime | None
+    via_cookie: bool = False
+
+
+@dataclass(frozen=True)
+class NewSession:
+    session: UserSession
+    secret: str
+    refresh_token: str
+
+
+class RefreshReused(Exception):
+    """A refresh token was presented twice: the session is now revoked."""
+
+    def __init__(self, session_id: str, user_id: int) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+        self.user_id = user_id
+
+
+class SessionStore:
+    """Sessions in the database, with a short in-memory cache of validated ones."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        absolute_seconds: int,
+        idle_seconds: int,
+        cache_seconds: float,
+    ) -> None:
+        self._factory = factory
+        self._clock = clock
+        self._absolute = timedelta(seconds=absolute_seconds)
+        self._idle = timedelta(seconds=idle_seconds)
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal, datetime]] = {}
+        self._lock = threading.Lock()
+
+    # -- creation ------------------------------------------------------------------------
+    def create(
+        self, db: Session, user: User, *, ip: str, user_agent: str, mfa_at: datetime | None = None
+    ) -> NewSession:
+        """Open a session for `user` in the caller's transaction."""
+        now = self._clock.now()
+        secret = secrets.token_urlsafe(32)  # 256 bits
+        row = UserSession(
+            id=secrets.token_urlsafe(16),
+            secret_hash=digest(secret),
+            user_id=user.id,
+            ip=ip[:45],
+            user_agent=user_agent[:512],
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._absolute,
+            mfa_at=mfa_at,
+            revoked=False,
+        )
+        db.add(row)
+        db.flush()
+        refresh = self._new_refresh(db, row.id)
+        return NewSession(session=row, secret=secret, refresh_token=refresh)
+
+    def _new_refresh(self, db: Session, session_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        db.add(RefreshToken(token_hash=digest(token), session_id=session_id,
+                            created_at=self._clock.now()))
+        return token
+
+    # -- validation ----------------------------------------------------------------------
+    def _live(self, row: UserSession, user: User, now: datetime) -> bool:
+        return (not row.revoked and not user.disabled and now < row.expires_at
+                and now < row.last_seen_at + self._idle)
+
+    def principal(self, session_id: str, user_id: int | None = None) -> Principal | None:
+        """The principal of a live session by its public id (bearer tokens), or None."""
+        return self._lookup(("sid", session_id), user_id)
+
+    def principal_by_secret(self, secret: str) -> Principal | None:
+        """The principal of a live session by its secret (the browser cookie), or None."""
+        return self._lookup(("secret", digest(secret)), None)
+
+    def _lookup(self, key: tuple[str, str], user_id: int | None) -> Principal | None:
+        now = self._clock.now()
+        cache_key = f"{key[0]}:{key[1]}"
+        with self._lock:
+            cached = self._cache.get(cache_key)
+        if cached and cached[0] > time.monotonic() and now < cached[2]:
+            principal = cached[1]
+            return principal if user_id in (None, principal.user_id) else None
+        with self._factory() as db, db.begin():
+            column = UserSession.id if key[0] == "sid" else UserSession.secret_hash
+            found = db.execute(
+                select(UserSession, User).join(User, User.id == UserSession.user_id)
+                .where(column == key[1])
+            ).first()
+            if found is None:
+                return None
+            row, user = found.tuple()
+            if not self._live(row, user, now) or user_id not in (None, user.id):
+                return None
+            if now - row.last_seen_at >= _TOUCH_EVERY:
+                row.last_seen_at = now
+            principal = Principal(user_id=user.id, username=user.username, role=user.role,
+                                  session_id=row.id, mfa_at=row.mfa_at,
+                                  via_cookie=key[0] == "secret")
+            valid_until = min(row.expires_at, row.last_seen_at + self._idle)
+        if self._cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) > 50_000:
+                    self._cache.clear()
+                self._cache[cache_key] = (time.monotonic() + self._cache_seconds, principal,
+                                          valid_until)
+        return principal
+
+    def forget(self) -> None:
+        """Drop every cached validation (after any revocation in this process)."""
+        with self._lock:
+            self._cache.clear()
+
+    # -- refresh -------------------------------------------------------------------------
+    def rotate_refresh(self, db: Session, token: str) -> tuple[UserSession, User, str] | None:
+        """Spend a refresh token and return a new one, or None if it is unknown or dead.
+
+        Raises RefreshReused when the token was already spent (the caller revokes the session).
+        """
+        now = self._clock.now()
+        record = db.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == digest(token))
+        ).scalar_one_or_none()
+        if record is None:
+            return None
+        found = db.execute(
+            select(UserSession, User).join(User, User.id == UserSession.user_id)
+            .where(UserSession.id == record.session_id)
+        ).first()
+        if found is None:
+            return None
+        row, user = found.tuple()
+        # Atomic single use: only one concurrent presenter can flip used_at from NULL.
+        spent = db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == record.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        ).rowcount
+        if spent != 1:
+            # The caller revokes the session in a transaction this error does not roll back.
+            raise RefreshReused(row.id, user.id)
+        if not self._live(row, user, now):
+            return None
+        row.last_seen_at = now
+        return row, user, self._new_refresh(db, row.id)
+
+    # -- revocation ----------------------------------------------------------------------
+    def revoke(self, db: Session, session_id: str, *, reason: str) -> bool:
+        """Revoke one session; True if it was live."""
+        changed = db.execute(
+            update(UserSession)
+            .where(UserSession.id == session_id, UserSession.revoked.is_(False))
+            .values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
+        ).rowcount
+        self.forget()
+        return bool(changed)
+
+    def revoke_user(
+        self, db: Session, user_id: int, *, reason: str, keep: str | None = None
+    ) -> int:
+        """Revoke every session of a user but `keep`; returns how many were revoked."""
+        query = update(UserSession).where(
+            UserSession.user_id == user_id, UserSession.revoked.is_(False)
+        )
+        if keep is not None:
+            query = query.where(UserSession.id != keep)
+        changed = db.execute(
+            query.values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
+        ).rowcount
+        self.forget()
+        return int(changed)
+
+    def list_live(self, db: Session, user_id: int | None) -> list[UserSession]:
+        """Live sessions of one user (or of everyone when user_id is None), newest first."""
+        now = self._clock.now()
+        query = select(UserSession).where(
+            UserSession.revoked.is_(False),
+            UserSession.expires_at > now,
+            UserSession.last_seen_at > now - self._idle,
+        )
+        if user_id is not None:
+            query = query.where(UserSession.user_id == user_id)
+        return list(db.execute(query.order_by(UserSession.created_at.desc())).scalars())

@@ -1,0 +1,94 @@
+"""The objects a running WakeDock is made of, built once from Settings and passed around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.auth.keys import Keyring, SigningKey, load_or_create_key_file
+from wakedock.auth.passwords import PasswordHasher
+from wakedock.auth.service import LOGIN_BY_IP, LOGIN_BY_USER, AuthService
+from wakedock.auth.sessions import SessionStore
+from wakedock.auth.setup import SetupToken
+from wakedock.auth.tokens import TokenCodec
+from wakedock.clock import Clock, SystemClock
+from wakedock.config import Settings
+from wakedock.db import make_engine, make_session_factory, migrate
+from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.users.service import PasswordRules, UserService
+from wakedock.web.client_ip import IPNetwork, parse_networks
+
+
+@dataclass
+class Components:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    db: sessionmaker[Session]
+    hasher: PasswordHasher
+    keyring: Keyring
+    codec: TokenCodec
+    limiter: AttemptLimiter
+    sessions: SessionStore
+    auth: AuthService
+    users: UserService
+    setup: SetupToken
+    trusted_proxies: tuple[IPNetwork, ...]
+
+
+def signing_keyring(settings: Settings) -> Keyring:
+    """The JWT keyring: the configured key, or one generated once in the data directory."""
+    configured = settings.auth.jwt_signing_key
+    if configured is not None:
+        secret = configured.get_secret_value().encode()
+    else:
+        secret = load_or_create_key_file(settings.data_dir / "secrets" / "jwt_signing_key")
+    return Keyring(SigningKey.from_secret(secret))
+
+
+def build_components(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hasher: PasswordHasher | None = None,
+    run_migrations: bool = True,
+) -> Components:
+    """Wire every component from settings. Creates the data directory and schema if needed."""
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = make_engine(settings.database_url(), echo=settings.database.echo)
+    if run_migrations:
+        migrate(engine)
+    factory = make_session_factory(engine)
+    hasher = hasher or PasswordHasher()
+    keyring = signing_keyring(settings)
+    auth = settings.auth
+    codec = TokenCodec(keyring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
+                       ttl_seconds=auth.access_token_ttl_seconds, clock=clock)
+    limiter = AttemptLimiter(
+        settings.rate_limit.storage_url.get_secret_value(),
+        {LOGIN_BY_USER: settings.rate_limit.login_per_username,
+         LOGIN_BY_IP: settings.rate_limit.login_per_ip},
+    )
+    sessions = SessionStore(factory, clock, absolute_seconds=auth.session_absolute_seconds,
+                            idle_seconds=auth.session_idle_seconds,
+                            cache_seconds=auth.session_cache_seconds)
+    users = UserService(clock, hasher, PasswordRules(auth.password_min_length,
+                                                     auth.password_min_score), sessions)
+    return Components(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        db=factory,
+        hasher=hasher,
+        keyring=keyring,
+        codec=codec,
+        limiter=limiter,
+        sessions=sessions,
+        auth=AuthService(factory, clock, hasher, limiter, sessions, codec, users),
+        users=users,
+        setup=SetupToken(clock, ttl_seconds=auth.setup_token_seconds),
+        trusted_proxies=parse_networks(settings.http.trusted_proxies),
+    )

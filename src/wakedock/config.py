@@ -1,0 +1,266 @@
+"""WakeDock configuration: one validated Settings model.
+
+Sources, highest priority first: command-line overrides, `WAKEDOCK_*` environment variables
+(nested keys joined by `__`, e.g. `WAKEDOCK_AUTH__PASSWORD_MIN_LENGTH`), `WAKEDOCK_*_FILE`
+variables (the value is read from the named file, the Docker/Kubernetes secrets convention), then
+the YAML file. Any invalid value stops start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "WAKEDOCK_"
+FILE_SUFFIX = "_FILE"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names each bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=1, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # How often (seconds) the certificate files are checked for replacement.
+    tls_reload_interval: float = Field(default=30.0, gt=0)
+    # Hostname written into the generated self-signed certificate.
+    tls_hostname: str = "localhost"
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        return self
+
+
+class DatabaseSettings(_Section):
+    # Empty means SQLite in the data directory.
+    url: SecretStr | None = None
+    echo: bool = False
+
+
+class RateLimitSettings(_Section):
+    # "memory://" (one process) or "redis://host:port/db" (shared by every replica).
+    storage_url: SecretStr = SecretStr("memory://")
+    login_per_username: str = "5/15 minutes"
+    login_per_ip: str = "10/15 minutes"
+
+    @field_validator("login_per_username", "login_per_ip")
+    @classmethod
+    def _parseable(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '5/15 minutes': {value!r}") from exc
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().split(":", 1)[0]
+        if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
+            raise ValueError("must start with memory://, redis://, rediss:// or redis+unix://")
+        return value
+
+
+class AuthSettings(_Section):
+    password_min_length: int = Field(default=12, ge=8, le=256)
+    # zxcvbn guessability score (0-4) a password must reach.
+    password_min_score: int = Field(default=3, ge=0, le=4)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
+    session_absolute_seconds: int = Field(default=8 * 3600, ge=60)
+    session_idle_seconds: int = Field(default=30 * 60, ge=60)
+    # How long a validated session may be served from memory before the database is asked
+    # again. This bounds how late a revocation made by another replica is noticed.
+    session_cache_seconds: float = Field(default=2.0, ge=0, le=10)
+    registration_enabled: bool = False
+    jwt_issuer: str = "wakedock"
+    jwt_audience: str = "wakedock-api"
+    # If unset, a random key is generated once and kept in <data_dir>/secrets (mode 0600).
+    jwt_signing_key: SecretStr | None = None
+    # Lifetime of the one-time first-admin setup token printed at first start.
+    setup_token_seconds: int = Field(default=15 * 60, ge=60, le=3600)
+
+    @field_validator("jwt_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+
+class HttpSettings(_Section):
+    cors_origins: list[str] = Field(default_factory=list)
+    # CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    docs_enabled: bool = False
+    # Send HSTS even when WakeDock itself serves plain HTTP (TLS terminated by a trusted proxy).
+    hsts_behind_proxy: bool = False
+    hsts_max_age: int = Field(default=31536000, ge=0)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin in {"*", "null"} or not origin.startswith(("https://", "http://")):
+                raise ValueError(f"{origin!r} is not an exact origin like https://admin.example.com")
+            if origin.endswith("/"):
+                raise ValueError(f"{origin!r}: an origin has no trailing slash")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IP network") from exc
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything WakeDock can be told. Secrets are SecretStr and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    environment: Literal["production", "development"] = "production"
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".wakedock")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'wakedock.db'}"
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A fixed mapping as a settings source (the YAML file, command-line overrides)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _file_env_values(environ: dict[str, str]) -> dict[str, Any]:
+    """Read `WAKEDOCK_A__B_FILE=/path` into {"a": {"b": <file content>}}."""
+    values: dict[str, Any] = {}
+    for name, path in environ.items():
+        if not (name.startswith(ENV_PREFIX) and name.endswith(FILE_SUFFIX)):
+            continue
+        dotted = name[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
+        try:
+            content = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+        node = values
+        for part in dotted[:-1]:
+            node = node.setdefault(part, {})
+        node[dotted[-1]] = content
+    return values
+
+
+def _read_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
+    return loaded
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        env_name = ENV_PREFIX + "__".join(str(p) for p in error["loc"]).upper()
+        lines.append(f"  {key}: {message} (YAML key {key} or env {env_name})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from the YAML file, the environment and explicit overrides.
+
+    Raises ConfigError with a message naming every invalid key.
+    """
+    yaml_data = _read_yaml(config_file)
+    file_data = _file_env_values(dict(os.environ))
+    cli_data = overrides or {}
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                _DictSource(settings_cls, cli_data),
+                env_settings,
+                _DictSource(settings_cls, file_data),
+                _DictSource(settings_cls, yaml_data),
+            )
+
+    # The plain env source would read `*_FILE` names as unknown keys: hide them while it runs.
+    hidden = {
+        k: os.environ.pop(k)
+        for k in list(os.environ)
+        if k.startswith(ENV_PREFIX) and k.endswith(FILE_SUFFIX)
+    }
+    try:
+        return _Loaded()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        os.environ.update(hidden)

@@ -1,0 +1,50 @@
+"""The client's address: the socket peer, unless that peer is a trusted proxy.
+
+Only then is X-Forwarded-For read, right to left, skipping trusted hops: the first untrusted
+address is the client. A header sent by anyone else changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+             networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in networks)
+
+
+def client_ip(peer: str | None, forwarded_for: list[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """Resolve the client address. `forwarded_for` holds every X-Forwarded-For header value."""
+    peer_ip = _ip(peer or "")
+    if peer_ip is None:
+        return "unknown"
+    if not trusted or not _trusted(peer_ip, trusted):
+        return str(peer_ip)
+    hops = [hop for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        address = _ip(hop)
+        if address is None:
+            # A malformed hop: stop believing the chain here.
+            return str(peer_ip)
+        if not _trusted(address, trusted):
+            return str(address)
+        peer_ip = address
+    return str(peer_ip)
