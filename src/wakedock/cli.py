@@ -1,0 +1,188 @@
+"""The `wakedock` command."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wakedock import __version__
+from wakedock.audit.events import RequestContext
+from wakedock.components import Components, build_components
+from wakedock.config import ConfigError, Settings, load_settings
+from wakedock.db import transaction
+from wakedock.errors import WakeDockError
+from wakedock.rbac.permissions import Role
+
+
+@dataclass
+class CliState:
+    config_file: Path | None
+    overrides: dict[str, Any]
+
+    def settings(self, **extra: Any) -> Settings:
+        merged = {**self.overrides}
+        for section, values in extra.items():
+            if values:
+                merged.setdefault(section, {}).update(values)
+        try:
+            return load_settings(self.config_file, merged)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def components(self, settings: Settings | None = None) -> Components:
+        settings = settings or self.settings()
+        step(f"opening the database in {settings.data_dir} (applying migrations)")
+        return build_components(settings)
+
+
+def step(message: str) -> None:
+    click.echo(f"  ... {message}", err=True)
+
+
+def cli_context() -> RequestContext:
+    return RequestContext(actor=f"cli:{getpass.getuser()}", user_agent="wakedock-cli")
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="WAKEDOCK_CONFIG", help="YAML configuration file.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Data directory (default ~/.wakedock, or WAKEDOCK_DATA_DIR).")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) -> None:
+    """WakeDock: wake Docker services on demand, behind a hardened security layer."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    ctx.obj = CliState(config_file, overrides)
+
+
+@main.command()
+def version() -> None:
+    """Print the WakeDock version."""
+    click.echo(f"wakedock {__version__}")
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8443).")
+@click.option("--insecure-http", is_flag=True,
+              help="Serve plain HTTP. For local testing only: prints a warning.")
+@click.option("--log-level", default="info",
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.pass_obj
+def serve(state: CliState, host: str | None, port: int | None, insecure_http: bool,
+          log_level: str) -> None:
+    """Run the WakeDock server (HTTPS, TLS 1.3)."""
+    from wakedock.server.run import serve as run_server
+
+    server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    step("checking configuration")
+    settings = state.settings(server=server)
+    components = state.components(settings)
+    if components.auth.user_count() == 0:
+        token, expires = components.setup.issue()
+        click.secho(
+            "No user exists yet. Create the first admin within 15 minutes with this one-time "
+            f"setup token (valid until {expires:%H:%M:%S} UTC):\n    {token}\n"
+            "POST it to /api/v1/auth/setup with {\"token\", \"username\", \"password\"}, or run "
+            "`wakedock user create NAME --role admin --password-stdin`.",
+            fg="cyan", err=True,
+        )
+    run_server(components, insecure_http=insecure_http, log_level=log_level)
+
+
+@main.command()
+@click.pass_obj
+def migrate(state: CliState) -> None:
+    """Create or upgrade the database schema."""
+    state.components()
+    click.echo("database schema is up to date")
+
+
+@main.group()
+def user() -> None:
+    """Manage user accounts."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    if not sys.stdin.isatty():
+        raise click.UsageError("give --password-stdin to read the password from standard input")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise click.ClickException("the two passwords differ")
+    return first
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--email", default=None)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_obj
+def user_create(state: CliState, username: str, role: str, email: str | None,
+                password_stdin: bool) -> None:
+    """Create a user (the first admin is created this way)."""
+    password = _read_password(password_stdin)
+    c = state.components()
+    step("hashing the password (argon2id)")
+    try:
+        with transaction(c.db) as db:
+            created = c.users.create(db, cli_context(), username=username, password=password,
+                                     role=Role(role), email=email)
+    except WakeDockError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"created user {created.username} (role {created.role}, id {created.id})")
+
+
+@user.command("list")
+@click.option("--search", default=None)
+@click.pass_obj
+def user_list(state: CliState, search: str | None) -> None:
+    """List users."""
+    c = state.components()
+    with transaction(c.db) as db:
+        users = c.users.search(db, search, limit=10_000, offset=0)
+        click.echo(f"{'ID':>5}  {'USERNAME':<24} {'ROLE':<10} {'STATE':<9} EMAIL")
+        for u in users:
+            state_text = "disabled" if u.disabled else "active"
+            click.echo(f"{u.id:>5}  {u.username:<24} {u.role:<10} {state_text:<9} {u.email or ''}")
+
+
+def _set_disabled(state: CliState, username: str, disabled: bool) -> None:
+    c = state.components()
+    try:
+        with transaction(c.db) as db:
+            target = c.users.by_username(db, username)
+            c.users.update(db, cli_context(), target, disabled=disabled)
+    except WakeDockError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"user {username.lower()} {'disabled, sessions revoked' if disabled else 'enabled'}")
+
+
+@user.command("disable")
+@click.argument("username")
+@click.pass_obj
+def user_disable(state: CliState, username: str) -> None:
+    """Disable a user and revoke all its sessions."""
+    _set_disabled(state, username, True)
+
+
+@user.command("enable")
+@click.argument("username")
+@click.pass_obj
+def user_enable(state: CliState, username: str) -> None:
+    """Enable a disabled user."""
+    _set_disabled(state, username, False)
+
+
+if __name__ == "__main__":
+    main()

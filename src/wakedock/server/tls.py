@@ -1,0 +1,106 @@
+"""TLS for `wakedock serve`: TLS 1.3 only, a self-signed certificate generated on first start,
+and certificate files reloaded without a restart when they are replaced."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import ssl
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("wakedock.tls")
+
+
+def generate_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
+    """Write an ECDSA P-256 certificate for `hostname`, localhost, 127.0.0.1 and ::1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed")])
+    dns = sorted({hostname, "localhost"})
+    alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_bytes = key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_bytes)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A server context that refuses anything below TLS 1.3."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+class CertificateReloader:
+    """Watches the certificate files; loads a new pair into the live context when they change.
+
+    New handshakes use the new certificate; connections already open keep theirs.
+    """
+
+    def __init__(self, context: ssl.SSLContext, cert_path: Path, key_path: Path,
+                 interval: float) -> None:
+        self._context = context
+        self._cert = cert_path
+        self._key = key_path
+        self._interval = interval
+        self._stamp = self._current_stamp()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tls-reloader", daemon=True)
+
+    def _current_stamp(self) -> tuple[float, float]:
+        return (self._cert.stat().st_mtime, self._key.stat().st_mtime)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> bool:
+        """Reload if the files changed; True if a new certificate was loaded."""
+        try:
+            stamp = self._current_stamp()
+            if stamp == self._stamp:
+                return False
+            self._context.load_cert_chain(self._cert, self._key)
+        except (OSError, ssl.SSLError) as exc:
+            # A half-written pair: keep serving the old one and try again next time.
+            log.warning("certificate reload failed, keeping the current one: %s", exc)
+            return False
+        self._stamp = stamp
+        log.info("TLS certificate reloaded from %s", self._cert)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check()
