@@ -62,9 +62,10 @@ def build_components(
     if run_migrations:
         migrate(engine)
     factory = make_session_factory(engine)
-    hasher = hasher or PasswordHasher()
-    keyring = signing_keyring(settings)
     auth = settings.auth
+    hasher = hasher or PasswordHasher(auth.argon2_memory_kib, auth.argon2_time_cost,
+                                      auth.argon2_parallelism)
+    keyring = signing_keyring(settings)
     codec = TokenCodec(keyring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
                        ttl_seconds=auth.access_token_ttl_seconds, clock=clock)
     limiter = AttemptLimiter(

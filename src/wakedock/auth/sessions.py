@@ -131,7 +131,7 @@ class SessionStore:
             ).first()
             if found is None:
                 return None
-            row, user = found.tuple()
+            row, user = found
             if not self._live(row, user, now) or user_id not in (None, user.id):
                 return None
             if now - row.last_seen_at >= _TOUCH_EVERY:
@@ -171,7 +171,7 @@ class SessionStore:
         ).first()
         if found is None:
             return None
-        row, user = found.tuple()
+        row, user = found
         # Atomic single use: only one concurrent presenter can flip used_at from NULL.
         spent = db.execute(
             update(RefreshToken)
