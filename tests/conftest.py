@@ -65,24 +65,36 @@ class Harness:
     app: FastAPI
     client: TestClient
 
-    def create_user(self, username: str, role: Role = Role.VIEWER, *,
-                    password: str | None = None, email: str | None = None) -> tuple[str, str]:
+    def create_user(
+        self,
+        username: str,
+        role: Role = Role.VIEWER,
+        *,
+        password: str | None = None,
+        email: str | None = None,
+    ) -> tuple[str, str]:
         password = password or strong_password()
         with transaction(self.components.db) as db:
-            self.components.users.create(db, RequestContext(actor="test"), username=username,
-                                         password=password, role=role, email=email)
+            self.components.users.create(
+                db,
+                RequestContext(actor="test"),
+                username=username,
+                password=password,
+                role=role,
+                email=email,
+            )
         return username, password
 
     def login(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
-        response = self.client.post("/api/v1/auth/login",
-                                    json={"username": username, "password": password, **extra})
+        response = self.client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password, **extra}
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
     def token_for(self, role: Role, username: str | None = None) -> str:
-        name, password = self.create_user(username or f"{role.value}-{secrets.token_hex(3)}",
-                                          role)
+        name, password = self.create_user(username or f"{role.value}-{secrets.token_hex(3)}", role)
         return str(self.login(name, password)["access_token"])
 
     def bearer(self, token: str) -> dict[str, str]:
@@ -92,8 +104,10 @@ class Harness:
 @pytest.fixture
 def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
     def factory(**sections: Any) -> Settings:
-        overrides: dict[str, Any] = {"data_dir": tmp_path / "data",
-                                     "database": {"url": database_url}}
+        overrides: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database": {"url": database_url},
+        }
         for key, value in sections.items():
             if isinstance(value, dict):
                 overrides.setdefault(key, {}).update(value)
@@ -108,11 +122,11 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
 def make_harness(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Harness]]:
     engines = []
 
-    def factory(clock: Clock | None = None, client_ip: str = CLIENT_IP,
-                **sections: Any) -> Harness:
+    def factory(clock: Clock | None = None, client_ip: str = CLIENT_IP, **sections: Any) -> Harness:
         settings = make_settings(**sections)
-        components = build_components(settings, clock=clock,
-                                      hasher=PasswordHasher(*FAST_HASHER_ARGS))
+        components = build_components(
+            settings, clock=clock, hasher=PasswordHasher(*FAST_HASHER_ARGS)
+        )
         engines.append(components.engine)
         app = create_app(components)
         client = TestClient(app, base_url="https://testserver", client=(client_ip, 50000))

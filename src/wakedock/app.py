@@ -41,6 +41,9 @@ def create_app(components: Components) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
             max_age=600,
         )
-    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=http.hsts_max_age,
-                       hsts_always=http.hsts_behind_proxy)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts_max_age=http.hsts_max_age,
+        hsts_always=http.hsts_behind_proxy,
+    )
     return app

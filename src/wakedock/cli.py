@@ -49,10 +49,18 @@ def cli_context() -> RequestContext:
 
 
 @click.group()
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
-              envvar="WAKEDOCK_CONFIG", help="YAML configuration file.")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Data directory (default ~/.wakedock, or WAKEDOCK_DATA_DIR).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="WAKEDOCK_CONFIG",
+    help="YAML configuration file.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data directory (default ~/.wakedock, or WAKEDOCK_DATA_DIR).",
+)
 @click.pass_context
 def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) -> None:
     """WakeDock: wake Docker services on demand, behind a hardened security layer."""
@@ -71,13 +79,20 @@ def version() -> None:
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8443).")
-@click.option("--insecure-http", is_flag=True,
-              help="Serve plain HTTP. For local testing only: prints a warning.")
-@click.option("--log-level", default="info",
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Serve plain HTTP. For local testing only: prints a warning.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
 @click.pass_obj
-def serve(state: CliState, host: str | None, port: int | None, insecure_http: bool,
-          log_level: str) -> None:
+def serve(
+    state: CliState, host: str | None, port: int | None, insecure_http: bool, log_level: str
+) -> None:
     """Run the WakeDock server (HTTPS, TLS 1.3)."""
     from wakedock.server.run import serve as run_server
 
@@ -90,9 +105,10 @@ def serve(state: CliState, host: str | None, port: int | None, insecure_http: bo
         click.secho(
             "No user exists yet. Create the first admin within 15 minutes with this one-time "
             f"setup token (valid until {expires:%H:%M:%S} UTC):\n    {token}\n"
-            "POST it to /api/v1/auth/setup with {\"token\", \"username\", \"password\"}, or run "
+            'POST it to /api/v1/auth/setup with {"token", "username", "password"}, or run '
             "`wakedock user create NAME --role admin --password-stdin`.",
-            fg="cyan", err=True,
+            fg="cyan",
+            err=True,
         )
     run_server(components, insecure_http=insecure_http, log_level=log_level)
 
@@ -128,16 +144,23 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--email", default=None)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_obj
-def user_create(state: CliState, username: str, role: str, email: str | None,
-                password_stdin: bool) -> None:
+def user_create(
+    state: CliState, username: str, role: str, email: str | None, password_stdin: bool
+) -> None:
     """Create a user (the first admin is created this way)."""
     password = _read_password(password_stdin)
     c = state.components()
     step("hashing the password (argon2id)")
     try:
         with transaction(c.db) as db:
-            created = c.users.create(db, cli_context(), username=username, password=password,
-                                     role=Role(role), email=email)
+            created = c.users.create(
+                db,
+                cli_context(),
+                username=username,
+                password=password,
+                role=Role(role),
+                email=email,
+            )
     except WakeDockError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"created user {created.username} (role {created.role}, id {created.id})")

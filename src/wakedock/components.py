@@ -63,21 +63,34 @@ def build_components(
         migrate(engine)
     factory = make_session_factory(engine)
     auth = settings.auth
-    hasher = hasher or PasswordHasher(auth.argon2_memory_kib, auth.argon2_time_cost,
-                                      auth.argon2_parallelism)
+    hasher = hasher or PasswordHasher(
+        auth.argon2_memory_kib, auth.argon2_time_cost, auth.argon2_parallelism
+    )
     keyring = signing_keyring(settings)
-    codec = TokenCodec(keyring, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
-                       ttl_seconds=auth.access_token_ttl_seconds, clock=clock)
+    codec = TokenCodec(
+        keyring,
+        issuer=auth.jwt_issuer,
+        audience=auth.jwt_audience,
+        ttl_seconds=auth.access_token_ttl_seconds,
+        clock=clock,
+    )
     limiter = AttemptLimiter(
         settings.rate_limit.storage_url.get_secret_value(),
-        {LOGIN_BY_USER: settings.rate_limit.login_per_username,
-         LOGIN_BY_IP: settings.rate_limit.login_per_ip},
+        {
+            LOGIN_BY_USER: settings.rate_limit.login_per_username,
+            LOGIN_BY_IP: settings.rate_limit.login_per_ip,
+        },
     )
-    sessions = SessionStore(factory, clock, absolute_seconds=auth.session_absolute_seconds,
-                            idle_seconds=auth.session_idle_seconds,
-                            cache_seconds=auth.session_cache_seconds)
-    users = UserService(clock, hasher, PasswordRules(auth.password_min_length,
-                                                     auth.password_min_score), sessions)
+    sessions = SessionStore(
+        factory,
+        clock,
+        absolute_seconds=auth.session_absolute_seconds,
+        idle_seconds=auth.session_idle_seconds,
+        cache_seconds=auth.session_cache_seconds,
+    )
+    users = UserService(
+        clock, hasher, PasswordRules(auth.password_min_length, auth.password_min_score), sessions
+    )
     return Components(
         settings=settings,
         clock=clock,

@@ -130,7 +130,9 @@ class HttpSettings(_Section):
     def _exact_origins(cls, value: list[str]) -> list[str]:
         for origin in value:
             if origin in {"*", "null"} or not origin.startswith(("https://", "http://")):
-                raise ValueError(f"{origin!r} is not an exact origin like https://admin.example.com")
+                raise ValueError(
+                    f"{origin!r} is not an exact origin like https://admin.example.com"
+                )
             if origin.endswith("/"):
                 raise ValueError(f"{origin!r}: an origin has no trailing slash")
         return value
@@ -230,7 +232,9 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
-def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
     """Build Settings from the YAML file, the environment and explicit overrides.
 
     Raises ConfigError with a message naming every invalid key.

@@ -60,7 +60,9 @@ class TooManyAttempts(WakeDockError):
     status_code = 429
     code = "too_many_attempts"
 
-    def __init__(self, retry_after: int, detail: str = "Too many attempts, try again later") -> None:
+    def __init__(
+        self, retry_after: int, detail: str = "Too many attempts, try again later"
+    ) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
 

@@ -72,9 +72,21 @@ def start_redis() -> RedisServer:
         raise AssertionError  # unreachable
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_port(port)
     return RedisServer(port, process)
@@ -107,8 +119,19 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
-                        "-m", "immediate", "stop"], check=False, capture_output=True)
+        subprocess.run(
+            [
+                *self.as_user,
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
@@ -127,13 +150,38 @@ def start_postgres() -> PostgresServer:
         shutil.chown(root, "postgres")
         os.chmod(root, 0o700)
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     subprocess.run(
-        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
-         "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, capture_output=True,
+        [
+            *as_user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     return PostgresServer(port=port, data_dir=data, bin_dir=bin_dir, as_user=as_user)
 
@@ -178,31 +226,52 @@ def wakedock_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "wakedock.cli", *args]
 
 
-FAST_HASH_ENV = {"WAKEDOCK_AUTH__ARGON2_MEMORY_KIB": "19456", "WAKEDOCK_AUTH__ARGON2_TIME_COST": "2",
-                 "WAKEDOCK_AUTH__ARGON2_PARALLELISM": "1"}
+FAST_HASH_ENV = {
+    "WAKEDOCK_AUTH__ARGON2_MEMORY_KIB": "19456",
+    "WAKEDOCK_AUTH__ARGON2_TIME_COST": "2",
+    "WAKEDOCK_AUTH__ARGON2_PARALLELISM": "1",
+}
 
 
-def run_cli(data_dir: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    data_dir: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "WAKEDOCK_DATA_DIR": str(data_dir), **FAST_HASH_ENV, **(env or {})}
-    return subprocess.run(wakedock_command(*args), input=stdin, text=True,
-                          capture_output=True, env=full_env, timeout=120, check=False)
+    return subprocess.run(
+        wakedock_command(*args),
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
 
 
 @contextmanager
-def wakedock_server(data_dir: Path, *, https: bool = True, env: dict[str, str] | None = None,
-                    extra_args: tuple[str, ...] = ()) -> Iterator[WakeDockProcess]:
+def wakedock_server(
+    data_dir: Path,
+    *,
+    https: bool = True,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[WakeDockProcess]:
     port = free_port()
-    full_env = {**os.environ, "WAKEDOCK_DATA_DIR": str(data_dir),
-                # The OWASP minimum argon2 cost keeps subprocess tests quick.
-                **FAST_HASH_ENV, **(env or {})}
+    full_env = {
+        **os.environ,
+        "WAKEDOCK_DATA_DIR": str(data_dir),
+        # The OWASP minimum argon2 cost keeps subprocess tests quick.
+        **FAST_HASH_ENV,
+        **(env or {}),
+    }
     args = ["serve", "--port", str(port), "--log-level", "warning", *extra_args]
     if not https:
         args.append("--insecure-http")
     log_path = data_dir.parent / f"wakedock-{port}.log"
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(wakedock_command(*args), env=full_env, stdout=log_file,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            wakedock_command(*args), env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     server = WakeDockProcess(port, data_dir, process, https, log_path, full_env)
     try:
         deadline = time.monotonic() + 60
@@ -211,8 +280,9 @@ def wakedock_server(data_dir: Path, *, https: bool = True, env: dict[str, str] |
                 raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
             try:
                 context = server.ssl_context() if https else None
-                with urllib.request.urlopen(f"{server.base_url}/api/v1/health", timeout=2,
-                                            context=context) as response:
+                with urllib.request.urlopen(
+                    f"{server.base_url}/api/v1/health", timeout=2, context=context
+                ) as response:
                     if response.status == 200:
                         break
             except (OSError, ssl.SSLError):

@@ -25,11 +25,11 @@ class EventType(StrEnum):
     LOGIN_SUCCESS = "login_success"
     LOGIN_FAILURE = "login_failure"
     RATE_LIMIT_HIT = "rate_limit_hit"
-    TOKEN_REFRESH = "token_refresh"
-    TOKEN_REUSE = "token_reuse"
+    TOKEN_REFRESH = "token_refresh"  # noqa: S105 - a name, not a secret
+    TOKEN_REUSE = "token_reuse"  # noqa: S105 - a name, not a secret
     LOGOUT = "logout"
     SESSION_REVOKE = "session_revoke"
-    PASSWORD_CHANGE = "password_change"
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 - a name, not a secret
     USER_CREATE = "user_create"
     USER_UPDATE = "user_update"
     USER_DISABLE = "user_disable"

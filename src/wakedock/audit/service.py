@@ -16,8 +16,19 @@ log = logging.getLogger("wakedock.audit")
 
 # Keys whose values must never reach the audit trail, whatever a caller passes.
 _FORBIDDEN_KEYS = frozenset(
-    {"password", "new_password", "current_password", "token", "access_token",
-     "refresh_token", "secret", "code", "csrf_token", "authorization", "cookie"}
+    {
+        "password",
+        "new_password",
+        "current_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "code",
+        "csrf_token",
+        "authorization",
+        "cookie",
+    }
 )
 _MAX_TEXT = 512
 
@@ -32,9 +43,7 @@ def _safe_details(details: dict[str, Any]) -> str:
     return json.dumps(cleaned, default=str, ensure_ascii=True, sort_keys=True)[:8192]
 
 
-def record_event(
-    db: Session, event: Event, context: RequestContext, *, at: datetime
-) -> AuditEvent:
+def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> AuditEvent:
     """Append one audit event in the caller's transaction.
 
     Writing in the caller's transaction means the event and the change it describes commit or
@@ -53,6 +62,10 @@ def record_event(
         details=_safe_details(event.details),
     )
     db.add(row)
-    log.info("audit %s", json.dumps({"type": row.type, "outcome": row.outcome,
-                                     "actor": row.actor, "target": row.target}))
+    log.info(
+        "audit %s",
+        json.dumps(
+            {"type": row.type, "outcome": row.outcome, "actor": row.actor, "target": row.target}
+        ),
+    )
     return row

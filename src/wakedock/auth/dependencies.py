@@ -45,25 +45,43 @@ def current_principal(
             principal = c.sessions.principal(claims.session_id, claims.user_id)
         elif cookie:
             principal = c.sessions.principal_by_secret(cookie)
-            if principal is not None and request.method not in SAFE_METHODS and not (
-                _same_origin(request, c)
-                and csrf_valid(c.keyring, cookie, request.headers.get(CSRF_HEADER))
+            if (
+                principal is not None
+                and request.method not in SAFE_METHODS
+                and not (
+                    _same_origin(request, c)
+                    and csrf_valid(c.keyring, cookie, request.headers.get(CSRF_HEADER))
+                )
             ):
-                c.auth.audit(Event(EventType.CSRF_FAILURE, Outcome.DENIED,
-                                   target=request.url.path,
-                                   details={"method": request.method}),
-                             RequestContext(ip=context.ip, user_agent=context.user_agent,
-                                            request_id=context.request_id,
-                                            actor=principal.username))
+                c.auth.audit(
+                    Event(
+                        EventType.CSRF_FAILURE,
+                        Outcome.DENIED,
+                        target=request.url.path,
+                        details={"method": request.method},
+                    ),
+                    RequestContext(
+                        ip=context.ip,
+                        user_agent=context.user_agent,
+                        request_id=context.request_id,
+                        actor=principal.username,
+                    ),
+                )
                 raise CsrfFailed("CSRF token missing or invalid")
         else:
             raise NotAuthenticated("Authentication required")
         if principal is None:
             raise NotAuthenticated("Session expired or revoked")
     except NotAuthenticated as exc:
-        c.auth.audit(Event(EventType.UNAUTHORIZED_ACCESS, Outcome.DENIED,
-                           target=request.url.path,
-                           details={"method": request.method, "reason": exc.detail}), context)
+        c.auth.audit(
+            Event(
+                EventType.UNAUTHORIZED_ACCESS,
+                Outcome.DENIED,
+                target=request.url.path,
+                details={"method": request.method, "reason": exc.detail},
+            ),
+            context,
+        )
         raise
     request.state.principal = principal
     return principal

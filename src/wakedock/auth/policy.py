@@ -15,8 +15,20 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 MAX_LENGTH = 256
 PRODUCT_WORDS = ("wakedock",)
 POLICY_MESSAGE = "password does not meet security requirements"
-_LEET = str.maketrans({"@": "a", "4": "a", "3": "e", "1": "i", "!": "i", "0": "o",
-                       "$": "s", "5": "s", "7": "t", "+": "t"})
+_LEET = str.maketrans(
+    {
+        "@": "a",
+        "4": "a",
+        "3": "e",
+        "1": "i",
+        "!": "i",
+        "0": "o",
+        "$": "s",
+        "5": "s",
+        "7": "t",
+        "+": "t",
+    }
+)
 _TRAILING_NOISE = re.compile(r"[\d\W_]+$")
 # zxcvbn cost grows with length; the tail of a long password only makes it stronger.
 _ZXCVBN_PREFIX = 100

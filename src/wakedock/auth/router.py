@@ -71,12 +71,20 @@ async def _login_body(request: Request) -> LoginRequest:
 
 
 def _set_session_cookie(response: Response, secret: str, max_age: int) -> None:
-    response.set_cookie(SESSION_COOKIE, secret, max_age=max_age, path="/", secure=True,
-                        httponly=True, samesite="strict")
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=max_age,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
 
 
-@router.post("/login", response_model=TokenResponse | CookieLoginResponse,
-             dependencies=[Depends(public)])
+@router.post(
+    "/login", response_model=TokenResponse | CookieLoginResponse, dependencies=[Depends(public)]
+)
 async def login(
     request: Request,
     response: Response,
@@ -89,11 +97,19 @@ async def login(
     if body.mode == "cookie":
         max_age = c.settings.auth.session_absolute_seconds
         _set_session_cookie(response, tokens.session_secret, max_age)
-        return CookieLoginResponse(csrf_token=csrf_token(c.keyring, tokens.session_secret),
-                                   session_id=tokens.session_id, expires_in=max_age, user=user)
-    return TokenResponse(access_token=tokens.access_token, expires_in=c.codec.ttl_seconds,
-                         refresh_token=tokens.refresh_token, session_id=tokens.session_id,
-                         user=user)
+        return CookieLoginResponse(
+            csrf_token=csrf_token(c.keyring, tokens.session_secret),
+            session_id=tokens.session_id,
+            expires_in=max_age,
+            user=user,
+        )
+    return TokenResponse(
+        access_token=tokens.access_token,
+        expires_in=c.codec.ttl_seconds,
+        refresh_token=tokens.refresh_token,
+        session_id=tokens.session_id,
+        user=user,
+    )
 
 
 @router.post("/refresh", response_model=TokenResponse, dependencies=[Depends(public)])
@@ -103,9 +119,13 @@ def refresh(
     context: RequestContext = Depends(request_context),
 ) -> TokenResponse:
     tokens = c.auth.refresh(body.refresh_token, context)
-    return TokenResponse(access_token=tokens.access_token, expires_in=c.codec.ttl_seconds,
-                         refresh_token=tokens.refresh_token, session_id=tokens.session_id,
-                         user=UserOut.model_validate(tokens.user))
+    return TokenResponse(
+        access_token=tokens.access_token,
+        expires_in=c.codec.ttl_seconds,
+        refresh_token=tokens.refresh_token,
+        session_id=tokens.session_id,
+        user=UserOut.model_validate(tokens.user),
+    )
 
 
 @router.post("/logout", status_code=204)
@@ -117,8 +137,7 @@ def logout(
 ) -> Response:
     c.auth.logout(principal, context)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True,
-                           samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
 
 
@@ -131,8 +150,9 @@ def me(
     return UserOut.model_validate(c.users.get(db, principal.user_id))
 
 
-@router.get("/csrf", response_model=CsrfResponse,
-            dependencies=[Depends(requires(Permission.ACCOUNT_READ))])
+@router.get(
+    "/csrf", response_model=CsrfResponse, dependencies=[Depends(requires(Permission.ACCOUNT_READ))]
+)
 def csrf(request: Request, c: Components = Depends(components)) -> CsrfResponse:
     """The CSRF token of the current browser session (after a page reload)."""
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -153,8 +173,7 @@ def change_password(
     return Response(status_code=204)
 
 
-@router.post("/register", response_model=UserOut, status_code=201,
-             dependencies=[Depends(public)])
+@router.post("/register", response_model=UserOut, status_code=201, dependencies=[Depends(public)])
 def register(
     body: RegisterRequest,
     c: Components = Depends(components),
@@ -164,9 +183,15 @@ def register(
     """Self-registration (off by default): always the least-privileged role."""
     if not c.settings.auth.registration_enabled:
         raise RegistrationDisabled("self-registration is disabled")
-    user = c.users.create(db, context, username=body.username, password=body.password,
-                          email=body.email, role=SELF_REGISTRATION_ROLE,
-                          event=EventType.REGISTRATION)
+    user = c.users.create(
+        db,
+        context,
+        username=body.username,
+        password=body.password,
+        email=body.email,
+        role=SELF_REGISTRATION_ROLE,
+        event=EventType.REGISTRATION,
+    )
     return UserOut.model_validate(user)
 
 
@@ -179,20 +204,41 @@ def setup(
 ) -> UserOut:
     """Create the first admin with the one-time token printed at first start."""
     if c.auth.user_count() > 0 or not c.setup.consume(body.token):
-        c.auth.audit(Event(EventType.SETUP_COMPLETE, Outcome.DENIED,
-                           details={"reason": "invalid, expired or already used"}), context)
+        c.auth.audit(
+            Event(
+                EventType.SETUP_COMPLETE,
+                Outcome.DENIED,
+                details={"reason": "invalid, expired or already used"},
+            ),
+            context,
+        )
         raise SetupUnavailable("setup token invalid, expired or already used")
-    user = c.users.create(db, context, username=body.username, password=body.password,
-                          email=body.email, role=Role.ADMIN)
-    record_event(db, Event(EventType.SETUP_COMPLETE, target=user.username), context,
-                 at=c.clock.now())
+    user = c.users.create(
+        db,
+        context,
+        username=body.username,
+        password=body.password,
+        email=body.email,
+        role=Role.ADMIN,
+    )
+    record_event(
+        db, Event(EventType.SETUP_COMPLETE, target=user.username), context, at=c.clock.now()
+    )
     return UserOut.model_validate(user)
 
 
 def _session_out(row: Any, current: str) -> SessionOut:
-    return SessionOut(id=row.id, user_id=row.user_id, ip=row.ip, user_agent=row.user_agent,
-                      created_at=row.created_at, last_seen_at=row.last_seen_at,
-                      expires_at=row.expires_at, mfa_at=row.mfa_at, current=row.id == current)
+    return SessionOut(
+        id=row.id,
+        user_id=row.user_id,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        expires_at=row.expires_at,
+        mfa_at=row.mfa_at,
+        current=row.id == current,
+    )
 
 
 @router.get("/sessions", response_model=list[SessionOut])
@@ -224,12 +270,15 @@ def revoke_session(
     """Revoke one session: one's own, or anyone's with sessions:revoke."""
     row = db.get(UserSession, session_id)
     mine = row is not None and row.user_id == principal.user_id
-    if row is None or (not mine and not has_permission(principal.role,
-                                                         Permission.SESSIONS_REVOKE)):
+    if row is None or (not mine and not has_permission(principal.role, Permission.SESSIONS_REVOKE)):
         # Someone else's session looks exactly like a missing one.
         raise NotFound("no such session")
     owner = c.users.get(db, row.user_id)
     c.sessions.revoke(db, session_id, reason="revoked_by_user" if mine else "revoked_by_admin")
-    record_event(db, Event(EventType.SESSION_REVOKE, target=owner.username,
-                           details={"session": session_id}), context, at=c.clock.now())
+    record_event(
+        db,
+        Event(EventType.SESSION_REVOKE, target=owner.username, details={"session": session_id}),
+        context,
+        at=c.clock.now(),
+    )
     return Response(status_code=204)

@@ -71,49 +71,68 @@ class AuthService:
         """
         name = username.strip().lower()
         ip = context.ip or "unknown"
-        attempt = RequestContext(ip=context.ip, user_agent=context.user_agent,
-                                 request_id=context.request_id, actor=name[:128] or None)
+        attempt = RequestContext(
+            ip=context.ip,
+            user_agent=context.user_agent,
+            request_id=context.request_id,
+            actor=name[:128] or None,
+        )
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
             try:
                 self._limiter.check(LOGIN_BY_USER, name)
                 self._limiter.check(LOGIN_BY_IP, ip)
             except TooManyAttempts:
-                self.audit(Event(EventType.RATE_LIMIT_HIT, Outcome.DENIED, target=name,
-                                 details={"scope": "login"}), attempt)
+                self.audit(
+                    Event(
+                        EventType.RATE_LIMIT_HIT,
+                        Outcome.DENIED,
+                        target=name,
+                        details={"scope": "login"},
+                    ),
+                    attempt,
+                )
                 raise
             with transaction(self._factory) as db:
-                user = None
-                if _USERNAME.match(name):
-                    user = db.execute(select(User).where(User.username == name)).scalar_one_or_none()
-                valid = self._hasher.verify(user.password_hash if user else None, password)
-                if user is None or not valid or user.disabled:
-                    reason = "unknown_user" if user is None else (
-                        "disabled" if valid else "bad_password")
-                    record_event(db, Event(EventType.LOGIN_FAILURE, Outcome.FAILURE, target=name,
-                                           details={"reason": reason}), attempt,
-                                 at=self._clock.now())
-                    failed = True
-                else:
-                    failed = False
-                    if self._hasher.needs_rehash(user.password_hash):
-                        user.password_hash = self._hasher.hash(password)
-                    new = self._sessions.create(db, user, ip=ip,
-                                                user_agent=context.user_agent or "")
-                    record_event(db, Event(EventType.LOGIN_SUCCESS, target=name,
-                                           details={"session": new.session.id}),
-                                 attempt, at=self._clock.now())
-            if failed:
+                opened = self._verify(db, name, password, ip, attempt)
+            if opened is None:
                 self._limiter.record_failure(LOGIN_BY_USER, name)
                 self._limiter.record_failure(LOGIN_BY_IP, ip)
                 raise InvalidCredentials(GENERIC_LOGIN_ERROR)
         self._limiter.reset(LOGIN_BY_USER, name)
-        return self._tokens(new, user)
+        return self._tokens(*opened)
+
+    def _verify(
+        self, db: Session, name: str, password: str, ip: str, attempt: RequestContext
+    ) -> tuple[NewSession, User] | None:
+        """Check the password (same cost for unknown users) and open a session, or None."""
+        user = None
+        if _USERNAME.match(name):
+            user = db.execute(select(User).where(User.username == name)).scalar_one_or_none()
+        valid = self._hasher.verify(user.password_hash if user else None, password)
+        if user is None or not valid or user.disabled:
+            reason = "unknown_user" if user is None else ("disabled" if valid else "bad_password")
+            failure = Event(
+                EventType.LOGIN_FAILURE, Outcome.FAILURE, target=name, details={"reason": reason}
+            )
+            record_event(db, failure, attempt, at=self._clock.now())
+            return None
+        if self._hasher.needs_rehash(user.password_hash):
+            user.password_hash = self._hasher.hash(password)
+        new = self._sessions.create(db, user, ip=ip, user_agent=attempt.user_agent or "")
+        success = Event(EventType.LOGIN_SUCCESS, target=name, details={"session": new.session.id})
+        record_event(db, success, attempt, at=self._clock.now())
+        return new, user
 
     def _tokens(self, new: NewSession, user: User) -> Tokens:
         access, expires = self._codec.issue(user.id, new.session.id)
-        return Tokens(access_token=access, access_expires_at=expires,
-                      refresh_token=new.refresh_token, session_id=new.session.id,
-                      session_secret=new.secret, user=user)
+        return Tokens(
+            access_token=access,
+            access_expires_at=expires,
+            refresh_token=new.refresh_token,
+            session_id=new.session.id,
+            session_secret=new.secret,
+            user=user,
+        )
 
     def refresh(self, refresh_token: str, context: RequestContext) -> Tokens:
         """Spend a refresh token for a new pair. A reused token revokes the whole session."""
@@ -122,38 +141,72 @@ class AuthService:
                 rotated = self._sessions.rotate_refresh(db, refresh_token)
                 if rotated is not None:
                     row, user, new_refresh = rotated
-                    record_event(db, Event(EventType.TOKEN_REFRESH, target=user.username,
-                                           details={"session": row.id}),
-                                 _as(context, user.username), at=self._clock.now())
+                    record_event(
+                        db,
+                        Event(
+                            EventType.TOKEN_REFRESH,
+                            target=user.username,
+                            details={"session": row.id},
+                        ),
+                        _as(context, user.username),
+                        at=self._clock.now(),
+                    )
         except RefreshReused as reused:
             with transaction(self._factory) as db:
                 user_row = db.get(User, reused.user_id)
                 actor = user_row.username if user_row else None
                 # Revoke in a transaction that is not rolled back by the error below.
                 self._sessions.revoke(db, reused.session_id, reason="refresh_token_reuse")
-                record_event(db, Event(EventType.TOKEN_REUSE, Outcome.DENIED,
-                                       severity=Severity.HIGH, target=actor,
-                                       details={"session": reused.session_id,
-                                                "action": "session revoked"}),
-                             _as(context, actor), at=self._clock.now())
+                record_event(
+                    db,
+                    Event(
+                        EventType.TOKEN_REUSE,
+                        Outcome.DENIED,
+                        severity=Severity.HIGH,
+                        target=actor,
+                        details={"session": reused.session_id, "action": "session revoked"},
+                    ),
+                    _as(context, actor),
+                    at=self._clock.now(),
+                )
             raise InvalidCredentials("Refresh token already used: session revoked") from None
         if rotated is None:
-            self.audit(Event(EventType.TOKEN_REFRESH, Outcome.FAILURE,
-                             details={"reason": "unknown or expired"}), context)
+            self.audit(
+                Event(
+                    EventType.TOKEN_REFRESH,
+                    Outcome.FAILURE,
+                    details={"reason": "unknown or expired"},
+                ),
+                context,
+            )
             raise InvalidCredentials("Invalid or expired refresh token")
         access, expires = self._codec.issue(user.id, row.id)
-        return Tokens(access_token=access, access_expires_at=expires, refresh_token=new_refresh,
-                      session_id=row.id, session_secret="", user=user)
+        return Tokens(
+            access_token=access,
+            access_expires_at=expires,
+            refresh_token=new_refresh,
+            session_id=row.id,
+            session_secret="",
+            user=user,
+        )
 
     def logout(self, principal: Principal, context: RequestContext) -> None:
         with transaction(self._factory) as db:
             self._sessions.revoke(db, principal.session_id, reason="logout")
-            record_event(db, Event(EventType.LOGOUT, target=principal.username,
-                                   details={"session": principal.session_id}),
-                         context, at=self._clock.now())
+            record_event(
+                db,
+                Event(
+                    EventType.LOGOUT,
+                    target=principal.username,
+                    details={"session": principal.session_id},
+                ),
+                context,
+                at=self._clock.now(),
+            )
 
-    def change_password(self, principal: Principal, current: str, new: str,
-                        context: RequestContext) -> None:
+    def change_password(
+        self, principal: Principal, current: str, new: str, context: RequestContext
+    ) -> None:
         """Change one's own password. Wrong guesses of the current one spend the login budget."""
         name = principal.username
         with self._limiter.serialised(f"user:{name}"):
@@ -161,12 +214,20 @@ class AuthService:
             try:
                 with transaction(self._factory) as db:
                     user = self._users.get(db, principal.user_id)
-                    self._users.change_own_password(db, context, user, current, new,
-                                                    principal.session_id)
+                    self._users.change_own_password(
+                        db, context, user, current, new, principal.session_id
+                    )
             except PermissionDenied:
                 self._limiter.record_failure(LOGIN_BY_USER, name)
-                self.audit(Event(EventType.PASSWORD_CHANGE, Outcome.FAILURE, target=name,
-                                 details={"reason": "wrong current password"}), context)
+                self.audit(
+                    Event(
+                        EventType.PASSWORD_CHANGE,
+                        Outcome.FAILURE,
+                        target=name,
+                        details={"reason": "wrong current password"},
+                    ),
+                    context,
+                )
                 raise
 
     def user_count(self) -> int:
@@ -175,5 +236,6 @@ class AuthService:
 
 
 def _as(context: RequestContext, actor: str | None) -> RequestContext:
-    return RequestContext(ip=context.ip, user_agent=context.user_agent,
-                          request_id=context.request_id, actor=actor)
+    return RequestContext(
+        ip=context.ip, user_agent=context.user_agent, request_id=context.request_id, actor=actor
+    )

@@ -8,8 +8,9 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.auth.models import RefreshToken, UserSession
@@ -18,6 +19,11 @@ from wakedock.users.models import User
 
 # last_seen_at is written at most this often per session (not on every request).
 _TOUCH_EVERY = timedelta(seconds=60)
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows touched by an UPDATE (SQLAlchemy types execute() as a plain Result)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def digest(secret: str) -> str:
@@ -98,14 +104,21 @@ class SessionStore:
 
     def _new_refresh(self, db: Session, session_id: str) -> str:
         token = secrets.token_urlsafe(32)
-        db.add(RefreshToken(token_hash=digest(token), session_id=session_id,
-                            created_at=self._clock.now()))
+        db.add(
+            RefreshToken(
+                token_hash=digest(token), session_id=session_id, created_at=self._clock.now()
+            )
+        )
         return token
 
     # -- validation ----------------------------------------------------------------------
     def _live(self, row: UserSession, user: User, now: datetime) -> bool:
-        return (not row.revoked and not user.disabled and now < row.expires_at
-                and now < row.last_seen_at + self._idle)
+        return (
+            not row.revoked
+            and not user.disabled
+            and now < row.expires_at
+            and now < row.last_seen_at + self._idle
+        )
 
     def principal(self, session_id: str, user_id: int | None = None) -> Principal | None:
         """The principal of a live session by its public id (bearer tokens), or None."""
@@ -126,7 +139,8 @@ class SessionStore:
         with self._factory() as db, db.begin():
             column = UserSession.id if key[0] == "sid" else UserSession.secret_hash
             found = db.execute(
-                select(UserSession, User).join(User, User.id == UserSession.user_id)
+                select(UserSession, User)
+                .join(User, User.id == UserSession.user_id)
                 .where(column == key[1])
             ).first()
             if found is None:
@@ -136,16 +150,24 @@ class SessionStore:
                 return None
             if now - row.last_seen_at >= _TOUCH_EVERY:
                 row.last_seen_at = now
-            principal = Principal(user_id=user.id, username=user.username, role=user.role,
-                                  session_id=row.id, mfa_at=row.mfa_at,
-                                  via_cookie=key[0] == "secret")
+            principal = Principal(
+                user_id=user.id,
+                username=user.username,
+                role=user.role,
+                session_id=row.id,
+                mfa_at=row.mfa_at,
+                via_cookie=key[0] == "secret",
+            )
             valid_until = min(row.expires_at, row.last_seen_at + self._idle)
         if self._cache_seconds > 0:
             with self._lock:
                 if len(self._cache) > 50_000:
                     self._cache.clear()
-                self._cache[cache_key] = (time.monotonic() + self._cache_seconds, principal,
-                                          valid_until)
+                self._cache[cache_key] = (
+                    time.monotonic() + self._cache_seconds,
+                    principal,
+                    valid_until,
+                )
         return principal
 
     def forget(self) -> None:
@@ -166,18 +188,21 @@ class SessionStore:
         if record is None:
             return None
         found = db.execute(
-            select(UserSession, User).join(User, User.id == UserSession.user_id)
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
             .where(UserSession.id == record.session_id)
         ).first()
         if found is None:
             return None
         row, user = found
         # Atomic single use: only one concurrent presenter can flip used_at from NULL.
-        spent = db.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == record.id, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
-        ).rowcount
+        spent = _changed(
+            db.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == record.id, RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+            )
+        )
         if spent != 1:
             # The caller revokes the session in a transaction this error does not roll back.
             raise RefreshReused(row.id, user.id)
@@ -189,11 +214,13 @@ class SessionStore:
     # -- revocation ----------------------------------------------------------------------
     def revoke(self, db: Session, session_id: str, *, reason: str) -> bool:
         """Revoke one session; True if it was live."""
-        changed = db.execute(
-            update(UserSession)
-            .where(UserSession.id == session_id, UserSession.revoked.is_(False))
-            .values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
-        ).rowcount
+        changed = _changed(
+            db.execute(
+                update(UserSession)
+                .where(UserSession.id == session_id, UserSession.revoked.is_(False))
+                .values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
+            )
+        )
         self.forget()
         return bool(changed)
 
@@ -206,9 +233,11 @@ class SessionStore:
         )
         if keep is not None:
             query = query.where(UserSession.id != keep)
-        changed = db.execute(
-            query.values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
-        ).rowcount
+        changed = _changed(
+            db.execute(
+                query.values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
+            )
+        )
         self.forget()
         return int(changed)
 

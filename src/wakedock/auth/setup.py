@@ -44,5 +44,8 @@ class SetupToken:
     @property
     def pending(self) -> bool:
         with self._lock:
-            return self._hash is not None and self._expires is not None and (
-                self._clock.now() < self._expires)
+            return (
+                self._hash is not None
+                and self._expires is not None
+                and (self._clock.now() < self._expires)
+            )

@@ -93,8 +93,12 @@ class TokenCodec:
             algorithms=[ALGORITHM],
             audience=self._audience,
             issuer=self._issuer,
-            options={"require": _REQUIRED, "verify_exp": False, "verify_nbf": False,
-                     "verify_iat": False},
+            options={
+                "require": _REQUIRED,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
         now = self._clock.now().timestamp()
         exp, nbf, iat = payload["exp"], payload["nbf"], payload["iat"]
@@ -105,8 +109,9 @@ class TokenCodec:
         if payload["typ"] != self._type:
             raise ValueError("wrong token type")
         sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
-        if not (isinstance(sub, str) and sub.isdigit() and isinstance(sid, str)
-                and isinstance(jti, str)):
+        if not (
+            isinstance(sub, str) and sub.isdigit() and isinstance(sid, str) and isinstance(jti, str)
+        ):
             raise ValueError("malformed subject")
         return AccessClaims(
             user_id=int(sub),

@@ -12,7 +12,10 @@ from wakedock.db import Base
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through `wakedock migrate` (wakedock.db.migrate)")
-context.configure(connection=connection, target_metadata=Base.metadata,
-                  render_as_batch=connection.dialect.name == "sqlite")
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
 with context.begin_transaction():
     context.run_migrations()

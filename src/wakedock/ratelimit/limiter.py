@@ -51,20 +51,20 @@ class AttemptLimiter:
             if self._limiter.test(item, budget, key):
                 return
             reset_at, _remaining = self._limiter.get_window_stats(item, budget, key)
-        except Exception as exc:  # noqa: BLE001 - any storage failure must fail closed
+        except Exception as exc:
             raise DependencyUnavailable("Rate-limit store unavailable, try again later") from exc
         raise TooManyAttempts(retry_after=math.ceil(reset_at - time.time()))
 
     def record_failure(self, budget: str, value: str) -> None:
         try:
             self._limiter.hit(self._budgets[budget], budget, self._key(value))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise DependencyUnavailable("Rate-limit store unavailable, try again later") from exc
 
     def reset(self, budget: str, value: str) -> None:
         try:
             self._limiter.clear(self._budgets[budget], budget, self._key(value))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise DependencyUnavailable("Rate-limit store unavailable, try again later") from exc
 
     def healthy(self) -> bool:

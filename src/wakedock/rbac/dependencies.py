@@ -31,11 +31,15 @@ class Requires:
         c: Components = Depends(components),
     ) -> Principal:
         if not has_permission(principal.role, self.permission):
-            c.auth.audit(Event(EventType.FORBIDDEN_ACCESS, Outcome.DENIED,
-                               target=request.url.path,
-                               details={"method": request.method,
-                                        "permission": self.permission.value}),
-                         request_context(request))
+            c.auth.audit(
+                Event(
+                    EventType.FORBIDDEN_ACCESS,
+                    Outcome.DENIED,
+                    target=request.url.path,
+                    details={"method": request.method, "permission": self.permission.value},
+                ),
+                request_context(request),
+            )
             raise PermissionDenied(f"missing permission {self.permission.value}")
         return principal
 

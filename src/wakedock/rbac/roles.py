@@ -12,8 +12,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[P]] = {
     # Developers write services; which ones (their own) is an object-level check.
     Role.DEVELOPER: _SELF | {P.SERVICES_READ, P.SERVICES_WRITE, P.SERVICES_OPERATE},
     Role.OPERATOR: _SELF
-    | {P.SERVICES_READ, P.SERVICES_WRITE, P.SERVICES_OPERATE, P.AUDIT_READ, P.METRICS_READ,
-       P.SETTINGS_READ, P.USERS_READ},
+    | {
+        P.SERVICES_READ,
+        P.SERVICES_WRITE,
+        P.SERVICES_OPERATE,
+        P.AUDIT_READ,
+        P.METRICS_READ,
+        P.SETTINGS_READ,
+        P.USERS_READ,
+    },
     Role.ADMIN: frozenset(P),
 }
 

@@ -45,18 +45,23 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     config_args: dict[str, object] = {}
     reloader: CertificateReloader | None = None
     if insecure_http:
-        click.secho("WARNING: --insecure-http serves plain HTTP: for local testing only, never "
-                    "expose it.", fg="yellow", err=True)
+        click.secho(
+            "WARNING: --insecure-http serves plain HTTP: for local testing only, never expose it.",
+            fg="yellow",
+            err=True,
+        )
         url = f"http://{shown_host}:{port}"
         tls_line = "plain HTTP, NO TLS"
     else:
         files = ensure_tls_files(components, lambda m: click.echo(f"  ... {m}", err=True))
         context = server_context(files.cert, files.key)
-        reloader = CertificateReloader(context, files.cert, files.key,
-                                       settings.server.tls_reload_interval)
+        reloader = CertificateReloader(
+            context, files.cert, files.key, settings.server.tls_reload_interval
+        )
 
-        def factory(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
-                    ) -> ssl.SSLContext:
+        def factory(
+            _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+        ) -> ssl.SSLContext:
             return context
 
         config_args = {"ssl_context_factory": factory, "ssl_certfile": str(files.cert)}

@@ -22,8 +22,12 @@ log = logging.getLogger("wakedock.tls")
 def generate_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     """Write an ECDSA P-256 certificate for `hostname`, localhost, 127.0.0.1 and ::1."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, hostname),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed"),
+        ]
+    )
     dns = sorted({hostname, "localhost"})
     alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
@@ -38,14 +42,15 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None
         .not_valid_after(now + timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key_bytes = key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key_bytes)
@@ -67,8 +72,9 @@ class CertificateReloader:
     New handshakes use the new certificate; connections already open keep theirs.
     """
 
-    def __init__(self, context: ssl.SSLContext, cert_path: Path, key_path: Path,
-                 interval: float) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, cert_path: Path, key_path: Path, interval: float
+    ) -> None:
         self._context = context
         self._cert = cert_path
         self._key = key_path

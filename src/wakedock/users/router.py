@@ -16,8 +16,9 @@ from wakedock.web.deps import components, db_transaction, request_context
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-@router.get("", response_model=list[UserOut],
-            dependencies=[Depends(requires(Permission.USERS_READ))])
+@router.get(
+    "", response_model=list[UserOut], dependencies=[Depends(requires(Permission.USERS_READ))]
+)
 def list_users(
     search: str | None = Query(default=None, max_length=128),
     limit: int = Query(default=100, ge=1, le=500),
@@ -28,29 +29,41 @@ def list_users(
     return [UserOut.model_validate(u) for u in c.users.search(db, search, limit, offset)]
 
 
-@router.post("", response_model=UserOut, status_code=201,
-             dependencies=[Depends(requires(Permission.USERS_WRITE))])
+@router.post(
+    "",
+    response_model=UserOut,
+    status_code=201,
+    dependencies=[Depends(requires(Permission.USERS_WRITE))],
+)
 def create_user(
     body: UserCreate,
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
-    user = c.users.create(db, context, username=body.username, password=body.password,
-                          role=body.role, email=body.email)
+    user = c.users.create(
+        db,
+        context,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        email=body.email,
+    )
     return UserOut.model_validate(user)
 
 
-@router.get("/{user_id}", response_model=UserOut,
-            dependencies=[Depends(requires(Permission.USERS_READ))])
+@router.get(
+    "/{user_id}", response_model=UserOut, dependencies=[Depends(requires(Permission.USERS_READ))]
+)
 def get_user(
     user_id: int, c: Components = Depends(components), db: Session = Depends(db_transaction)
 ) -> UserOut:
     return UserOut.model_validate(c.users.get(db, user_id))
 
 
-@router.patch("/{user_id}", response_model=UserOut,
-              dependencies=[Depends(requires(Permission.USERS_WRITE))])
+@router.patch(
+    "/{user_id}", response_model=UserOut, dependencies=[Depends(requires(Permission.USERS_WRITE))]
+)
 def update_user(
     user_id: int,
     body: UserUpdate,
@@ -60,8 +73,15 @@ def update_user(
 ) -> UserOut:
     """Change role, email, disabled or password. Disabling revokes the user's sessions."""
     user = c.users.get(db, user_id)
-    c.users.update(db, context, user, role=body.role, email=body.email,
-                   disabled=body.disabled, password=body.password)
+    c.users.update(
+        db,
+        context,
+        user,
+        role=body.role,
+        email=body.email,
+        disabled=body.disabled,
+        password=body.password,
+    )
     return UserOut.model_validate(user)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from wakedock.rbac.permissions import Role
-from wakedock.users.service import USERNAME_PATTERN
+from wakedock.users.service import USERNAME_INPUT_PATTERN
 
 
 class UserOut(BaseModel):
@@ -24,7 +24,7 @@ class UserOut(BaseModel):
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: str = Field(pattern=USERNAME_INPUT_PATTERN)
     password: str = Field(max_length=1024)
     role: Role
     email: EmailStr | None = None

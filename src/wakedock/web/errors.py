@@ -15,8 +15,14 @@ from wakedock.errors import WakeDockError
 
 log = logging.getLogger("wakedock.errors")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
-               401: "not_authenticated", 403: "permission_denied", 413: "payload_too_large"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    413: "payload_too_large",
+}
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -29,17 +35,21 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     # Only where and what: the offending input is never echoed back (no reflected payloads).
-    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in errors]
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
     return JSONResponse({"detail": detail, "code": "validation_error"}, status_code=422)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
-    return JSONResponse({"detail": detail, "code": _HTTP_CODES.get(status, "http_error")},
-                        status_code=status,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        {"detail": detail, "code": _HTTP_CODES.get(status, "http_error")},
+        status_code=status,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 class CatchAllMiddleware:
@@ -68,8 +78,11 @@ class CatchAllMiddleware:
             if started:
                 raise
             response = JSONResponse(
-                {"detail": "Internal server error", "code": "internal_error",
-                 "correlation_id": correlation},
+                {
+                    "detail": "Internal server error",
+                    "code": "internal_error",
+                    "correlation_id": correlation,
+                },
                 status_code=500,
             )
             await response(scope, receive, send)

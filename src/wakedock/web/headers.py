@@ -21,8 +21,10 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
     # Modern browsers ignore it; "0" disables the buggy legacy auditor (OWASP advice).
     (b"x-xss-protection", b"0"),
     (b"referrer-policy", b"no-referrer"),
-    (b"permissions-policy",
-     b"camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"),
+    (
+        b"permissions-policy",
+        b"camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+    ),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
@@ -46,7 +48,9 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED
+                ]
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in _BASE_HEADERS if k not in present]
                 headers.append((b"x-request-id", request_id.encode()))

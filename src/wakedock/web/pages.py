@@ -17,7 +17,8 @@ _ROOT = """<!doctype html>
 """
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False,
-            dependencies=[Depends(public)])
+@router.get(
+    "/", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(public)]
+)
 async def root() -> HTMLResponse:
     return HTMLResponse(_ROOT)

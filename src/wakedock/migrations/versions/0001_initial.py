@@ -37,8 +37,9 @@ def upgrade() -> None:
         "sessions",
         sa.Column("id", sa.String(43), primary_key=True),
         sa.Column("secret_hash", sa.String(64), nullable=False),
-        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("ip", sa.String(45), nullable=False),
         sa.Column("user_agent", sa.String(512), nullable=False),
         sa.Column("created_at", _TS, nullable=False),
@@ -55,13 +56,16 @@ def upgrade() -> None:
         "refresh_tokens",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("token_hash", sa.String(64), nullable=False),
-        sa.Column("session_id", sa.String(43),
-                  sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "session_id",
+            sa.String(43),
+            sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("used_at", _TS, nullable=True),
     )
-    op.create_index("ix_refresh_tokens_token_hash", "refresh_tokens", ["token_hash"],
-                    unique=True)
+    op.create_index("ix_refresh_tokens_token_hash", "refresh_tokens", ["token_hash"], unique=True)
     op.create_index("ix_refresh_tokens_session_id", "refresh_tokens", ["session_id"])
     op.create_table(
         "audit_events",

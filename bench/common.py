@@ -1,0 +1,221 @@
+"""Shared helpers for the benchmarks: a real `wakedock serve` over HTTPS, a user, wrk.
+
+Standalone on purpose (no pytest, no test fixtures): the server runs with the production
+argon2 defaults (64 MiB, t=3, p=4) unless the caller's environment overrides them.
+Every request goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+BENCH_USER = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wakedock_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wakedock.cli", *args]
+
+
+def _bench_env(data_dir: Path) -> dict[str, str]:
+    # Drop any WAKEDOCK_* setting of the caller's shell: the figures are for the defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAKEDOCK_")}
+    env["WAKEDOCK_DATA_DIR"] = str(data_dir)
+    return env
+
+
+@dataclass
+class Server:
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        # The self-signed certificate is issued for "localhost": trust it as the CA, and skip
+        # only the hostname match (we connect to 127.0.0.1).
+        context = ssl.create_default_context(cafile=str(self.cert_path))
+        context.check_hostname = False
+        return context
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def wakedock_server() -> Iterator[Server]:
+    """`wakedock serve` (HTTPS, production defaults) on a fresh temporary data directory."""
+    root = Path(tempfile.mkdtemp(prefix="wd-bench-"))
+    data_dir = root / "data"
+    port = free_port()
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            wakedock_command("serve", "--host", HOST, "--port", str(port),
+                             "--log-level", "warning"),
+            env=_bench_env(data_dir), stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    server = Server(port, data_dir, process, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
+            try:
+                with urllib.request.urlopen(f"{server.base_url}/api/v1/health", timeout=2,
+                                            context=server.ssl_context()) as response:
+                    if response.status == 200:
+                        break
+            except (OSError, ssl.SSLError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"server not ready:\n{server.log()}") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def strong_password() -> str:
+    # No username or product name in it (the password policy refuses those).
+    return "Qx7!" + secrets.token_urlsafe(24)
+
+
+def create_user(server: Server, username: str, password: str, role: str = "viewer") -> None:
+    """`wakedock user create` through the real CLI, on the server's data directory."""
+    result = subprocess.run(
+        wakedock_command("user", "create", username, "--role", role, "--password-stdin"),
+        input=password + "\n", text=True, capture_output=True, env=_bench_env(server.data_dir),
+        timeout=120, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"user create failed:\n{result.stdout}\n{result.stderr}")
+
+
+def login(server: Server, username: str, password: str) -> str:
+    """POST /api/v1/auth/login (JSON); returns the access token."""
+    request = urllib.request.Request(
+        f"{server.base_url}/api/v1/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30, context=server.ssl_context()) as response:
+        token: str = json.loads(response.read())["access_token"]
+    return token
+
+
+def get_status(server: Server, path: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{server.base_url}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10, context=server.ssl_context()) as response:
+        return int(response.status)
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_DURATION = re.compile(r"^([\d.]+)(us|ms|s|m)$")
+
+
+def _ms(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"unparseable wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: str | None
+    raw: str
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    total = re.search(r"^\s*(\d+) requests in", output, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    if not (rps and total and p50 and p99):
+        raise ValueError(f"unexpected wrk output (was --latency given?):\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:\s+(.*)$", output, re.M)
+    return WrkResult(
+        requests=int(total.group(1)), rps=float(rps.group(1)), p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)), non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else None, raw=output,
+    )
+
+
+def run_wrk(url: str, *, threads: int, connections: int, seconds: int,
+            headers: dict[str, str] | None = None) -> WrkResult:
+    """Run wrk with --latency against `url` (127.0.0.1 only); fail on any non-2xx answer."""
+    if not url.startswith(f"https://{HOST}:"):
+        raise ValueError("benchmarks only send traffic to 127.0.0.1")
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    result = parse_wrk(done.stdout)
+    if result.non_2xx:
+        raise RuntimeError(f"{result.non_2xx} non-2xx answers from {url}:\n{done.stdout}")
+    return result
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def machine_line() -> str:
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].split(" Copyright")[0]
+    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+            f"Python {platform.python_version()}, {wrk_version}; wrk and the server share "
+            "the same cores")

@@ -1,0 +1,242 @@
+"""Two `wakedock serve` replicas on one real Redis and one real PostgreSQL: login failure budgets
+are shared and survive restarts, tokens and revocations cross replicas, and a dead limit store
+makes login fail closed."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import strong_password
+from support.components import (
+    PostgresServer,
+    RedisServer,
+    WakeDockProcess,
+    run_cli,
+    start_redis,
+    wakedock_server,
+)
+
+pytestmark = pytest.mark.integration
+
+PER_USERNAME = 5  # the default budgets of S2.3
+PER_IP = 10
+
+
+@dataclass
+class Cluster:
+    a: WakeDockProcess
+    b: WakeDockProcess
+    client_a: httpx.Client
+    client_b: httpx.Client
+    env: dict[str, str]
+    data_dir: Path
+    redis: RedisServer
+
+    def clients(self) -> tuple[httpx.Client, httpx.Client]:
+        return self.client_a, self.client_b
+
+    def create_user(self, username: str, role: str = "viewer") -> str:
+        password = strong_password()
+        result = run_cli(self.data_dir, "user", "create", username, "--role", role,
+                         "--password-stdin", stdin=password + "\n", env=self.env)
+        assert result.returncode == 0, result.stderr
+        return password
+
+
+def _client(server: WakeDockProcess) -> httpx.Client:
+    verify = server.ssl_context() if server.https else True
+    return httpx.Client(base_url=server.base_url, verify=verify, timeout=30)
+
+
+def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
+    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _assert_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert "Too many attempts" in response.json()["detail"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
+            postgres: PostgresServer) -> Iterator[Cluster]:
+    """Replicas A and B over HTTPS: one Redis, one PostgreSQL database, one signing key."""
+    database = postgres.create_database()
+    root = tmp_path_factory.mktemp("replicas")
+    env = {
+        "WAKEDOCK_DATABASE__URL": postgres.admin_url(database),
+        "WAKEDOCK_RATE_LIMIT__STORAGE_URL": redis_server.url,
+        "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48),
+    }
+    # Started one after the other: the first one applies the migrations.
+    with wakedock_server(root / "a" / "data", https=True, env=env) as a, \
+            wakedock_server(root / "b" / "data", https=True, env=env) as b, \
+            _client(a) as client_a, _client(b) as client_b:
+        yield Cluster(a, b, client_a, client_b, env, root / "a" / "data", redis_server)
+    postgres.drop_database(database)
+
+
+@pytest.fixture
+def replicas(cluster: Cluster) -> Cluster:
+    """The cluster with an empty limit store, so every test starts with full budgets."""
+    cluster.redis.flush()
+    return cluster
+
+
+def test_per_username_budget_is_shared_between_replicas(replicas: Cluster) -> None:
+    password = replicas.create_user("carol")
+    a, b = replicas.clients()
+    for attempt in range(PER_USERNAME):
+        client = (a, b)[attempt % 2]
+        response = _login(client, "carol", f"wrong-guess-{attempt}")
+        assert response.status_code == 401, (attempt, response.text)
+    # The 6th attempt is over the budget on either replica, the right password included
+    # (checked before verifying), and whatever the letter case of the name.
+    _assert_limited(_login(b, "carol", "wrong-guess-6"))
+    _assert_limited(_login(a, "carol", "wrong-guess-7"))
+    _assert_limited(_login(a, "carol", password))
+    _assert_limited(_login(b, "CAROL", password))
+    # Another user from the same address is not locked out by carol's budget.
+    other = replicas.create_user("dan")
+    response = _login(b, "dan", other)
+    assert response.status_code == 200, response.text
+
+
+def test_per_ip_budget_is_shared_between_replicas(replicas: Cluster) -> None:
+    password = replicas.create_user("erin")
+    a, b = replicas.clients()
+    # Distinct usernames: only the per-IP budget (every request comes from 127.0.0.1) fills up.
+    for attempt in range(PER_IP):
+        client = (a, b)[attempt % 2]
+        response = _login(client, f"nobody-{attempt}", "wrong-password-guess")
+        assert response.status_code == 401, (attempt, response.text)
+    _assert_limited(_login(a, "nobody-new-1", "wrong-password-guess"))
+    _assert_limited(_login(b, "nobody-new-2", "wrong-password-guess"))
+    _assert_limited(_login(b, "erin", password))
+    _assert_limited(_login(a, "erin", password))
+
+
+def test_limits_survive_a_replica_restart(replicas: Cluster, tmp_path: Path) -> None:
+    password = replicas.create_user("frank")
+    data_dir = tmp_path / "data"
+    with wakedock_server(data_dir, https=False, env=replicas.env) as first, \
+            _client(first) as client:
+        for attempt in range(PER_USERNAME):
+            assert _login(client, "frank", f"bad-{attempt}").status_code == 401
+        _assert_limited(_login(client, "frank", password))
+        first_pid = first.process.pid
+    assert first.process.poll() is not None  # really stopped
+    with wakedock_server(data_dir, https=False, env=replicas.env) as second, \
+            _client(second) as client:
+        assert second.process.pid != first_pid
+        _assert_limited(_login(client, "frank", password))
+        _assert_limited(_login(client, "frank", "bad-again"))
+    # And the budget is the one the long-running replicas see too.
+    _assert_limited(_login(replicas.client_a, "frank", password))
+
+
+def test_tokens_and_logout_cross_replicas(replicas: Cluster) -> None:
+    password = replicas.create_user("grace", role="operator")
+    a, b = replicas.clients()
+    login = _login(a, "grace", password)
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    access = tokens["access_token"]
+
+    # Issued by A, accepted by B (same key, same session store).
+    me = b.get("/api/v1/auth/me", headers=_bearer(access))
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "grace"
+    assert a.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
+    # B has now validated (and may cache) the session.
+
+    # A refresh on B works too and its new access token works on A.
+    refreshed = b.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    access2 = refreshed.json()["access_token"]
+    assert a.get("/api/v1/auth/me", headers=_bearer(access2)).status_code == 200
+    assert b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code == 200
+
+    logout = a.post("/api/v1/auth/logout", headers=_bearer(access))
+    assert logout.status_code == 204, logout.text
+    # A knows at once.
+    assert a.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 401
+
+    # B notices within its short session cache (at most 2 s).
+    deadline = time.monotonic() + 3.5
+    statuses: tuple[int, int] = (0, 0)
+    while time.monotonic() < deadline:
+        statuses = (b.get("/api/v1/auth/me", headers=_bearer(access)).status_code,
+                    b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code)
+        if statuses == (401, 401):
+            break
+        time.sleep(0.2)
+    assert statuses == (401, 401), f"replica B still accepts the logged-out session: {statuses}"
+    # The refresh token of the dead session is refused on either replica.
+    new_refresh = refreshed.json()["refresh_token"]
+    assert b.post("/api/v1/auth/refresh",
+                  json={"refresh_token": new_refresh}).status_code == 401
+
+
+def test_a_token_signed_with_another_key_is_refused(replicas: Cluster, tmp_path: Path) -> None:
+    """Shows the cross-replica acceptance above comes from the shared key, not from laxness."""
+    password = replicas.create_user("heidi")
+    other_env = {**replicas.env, "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48)}
+    with wakedock_server(tmp_path / "data", https=False, env=other_env) as stranger, \
+            _client(stranger) as client:
+        login = _login(client, "heidi", password)
+        assert login.status_code == 200, login.text
+        foreign = login.json()["access_token"]
+        assert client.get("/api/v1/auth/me", headers=_bearer(foreign)).status_code == 200
+    assert replicas.client_a.get("/api/v1/auth/me",
+                                 headers=_bearer(foreign)).status_code == 401
+
+
+def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
+    own_redis = start_redis()  # its own instance: the shared one must survive this test
+    try:
+        data_dir = tmp_path / "data"
+        env = {"WAKEDOCK_RATE_LIMIT__STORAGE_URL": own_redis.url}
+        password = strong_password()
+        created = run_cli(data_dir, "user", "create", "ivan", "--role", "viewer",
+                          "--password-stdin", stdin=password + "\n", env=env)
+        assert created.returncode == 0, created.stderr
+        with wakedock_server(data_dir, https=True, env=env) as server, \
+                _client(server) as client:
+            # With Redis up: a normal failure and a normal success.
+            assert _login(client, "ivan", "not-the-password").status_code == 401
+            ok = _login(client, "ivan", password)
+            assert ok.status_code == 200, ok.text
+            access = ok.json()["access_token"]
+
+            own_redis.stop()
+
+            for username, guess in [("ivan", password), ("ivan", "not-the-password"),
+                                    ("nobody", "whatever-guess"), ("ivan", password)]:
+                response = _login(client, username, guess)
+                assert response.status_code == 503, (username, response.status_code,
+                                                     response.text)
+                assert "access_token" not in response.text
+                assert "redis" not in response.text.lower()  # no internals
+            form = client.post("/api/v1/auth/login",
+                               data={"username": "ivan", "password": password})
+            assert form.status_code == 503
+            # Liveness does not depend on the limit store; existing sessions keep working.
+            assert client.get("/api/v1/health").status_code == 200
+            assert client.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
+            assert server.process.poll() is None
+    finally:
+        if own_redis.process.poll() is None:
+            own_redis.stop()

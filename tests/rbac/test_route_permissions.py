@@ -1,0 +1,71 @@
+"""Every route declares a permission or is explicitly public; the role table is what we mean."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from conftest import Harness
+from support.routes import api_routes, guards
+from wakedock.rbac.dependencies import Requires, public
+from wakedock.rbac.permissions import Permission, Role
+from wakedock.rbac.roles import ROLE_PERMISSIONS, has_permission, permissions_of
+
+# Public on purpose, and why.
+EXPECTED_PUBLIC = {
+    ("GET", "/api/v1/health"),  # liveness probe
+    ("GET", "/"),  # landing page, no data
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),  # the refresh token is the credential
+    ("POST", "/api/v1/auth/register"),  # off unless enabled; viewer role only
+    ("POST", "/api/v1/auth/setup"),  # needs the one-time setup token
+}
+
+
+def test_every_route_declares_permission_or_public(harness: Harness) -> None:
+    undeclared = []
+    public_routes = set()
+    for route in api_routes(harness.app):
+        found = guards(route.dependant)
+        for method in route.methods:
+            if not found:
+                undeclared.append(f"{method} {route.path}")
+            if public in found:
+                public_routes.add((method, route.path))
+                # A route is public or guarded, never a confusing mix of both.
+                assert not any(isinstance(g, Requires) for g in found), route.path
+    assert undeclared == [], f"routes without a permission or `public`: {undeclared}"
+    assert public_routes == EXPECTED_PUBLIC
+
+
+def test_walk_detects_an_unguarded_route(harness: Harness) -> None:
+    # The walk itself must be able to fail: add a bare route and see it reported.
+    @harness.app.get("/api/v1/unguarded")
+    def unguarded() -> dict[str, str]:
+        return {}
+
+    route = next(r for r in api_routes(harness.app) if r.path == "/api/v1/unguarded")
+    assert guards(route.dependant) == []
+
+
+def test_role_table() -> None:
+    assert set(ROLE_PERMISSIONS) == set(Role)
+    assert permissions_of("admin") == frozenset(Permission)
+    assert permissions_of("no-such-role") == frozenset()
+    for role in Role:
+        assert has_permission(role, Permission.ACCOUNT_READ)
+    # Beyond its own account, a viewer only reads.
+    viewer = permissions_of("viewer") - {Permission.ACCOUNT_READ, Permission.ACCOUNT_WRITE}
+    assert not any(p.value.endswith((":write", ":operate", ":revoke", ":reveal")) for p in viewer)
+    assert not has_permission("developer", Permission.USERS_READ)
+    assert not has_permission("operator", Permission.USERS_WRITE)
+    assert not has_permission("operator", Permission.SECRETS_REVEAL)
+    # Each lesser role's set is contained in the next one's.
+    order = [Role.VIEWER, Role.DEVELOPER, Role.OPERATOR, Role.ADMIN]
+    for lower, higher in pairwise(order):
+        assert permissions_of(lower) <= permissions_of(higher)
+
+
+def test_permissions_are_resource_action() -> None:
+    for permission in Permission:
+        resource, _, action = permission.value.partition(":")
+        assert resource and action and resource.isalpha() and action.isalpha()

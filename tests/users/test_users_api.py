@@ -1,0 +1,134 @@
+"""The users API as an admin uses it, and its guard rails."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from conftest import Harness, strong_password
+from wakedock.audit.models import AuditEvent
+from wakedock.rbac.permissions import Role
+
+
+def _events(harness: Harness, type_: str) -> list[AuditEvent]:
+    with harness.components.db() as db:
+        return list(db.execute(select(AuditEvent).where(AuditEvent.type == type_)).scalars())
+
+
+def test_create_list_search_update_delete(harness: Harness, admin_token: str) -> None:
+    auth = harness.bearer(admin_token)
+    created = harness.client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={
+            "username": "Carol",
+            "password": strong_password(),
+            "role": "developer",
+            "email": "carol@example.com",
+        },
+    )
+    assert created.status_code == 201, created.text
+    carol = created.json()
+    assert carol["username"] == "carol" and carol["role"] == "developer"
+    assert set(carol) == {"id", "username", "email", "role", "disabled", "created_at"}
+
+    found = harness.client.get("/api/v1/users", params={"search": "CAR"}, headers=auth).json()
+    assert [u["username"] for u in found] == ["carol"]
+    by_email = harness.client.get("/api/v1/users", params={"search": "carol@ex"}, headers=auth)
+    assert [u["username"] for u in by_email.json()] == ["carol"]
+
+    changed = harness.client.patch(
+        f"/api/v1/users/{carol['id']}", headers=auth, json={"role": "operator"}
+    )
+    assert changed.status_code == 200 and changed.json()["role"] == "operator"
+    assert [e.target for e in _events(harness, "role_change")] == ["carol"]
+
+    gone = harness.client.delete(f"/api/v1/users/{carol['id']}", headers=auth)
+    assert gone.status_code == 204
+    assert harness.client.get(f"/api/v1/users/{carol['id']}", headers=auth).status_code == 404
+    assert [e.type for e in _events(harness, "user_delete")] == ["user_delete"]
+
+
+def test_duplicate_username_is_a_conflict(harness: Harness, admin_token: str) -> None:
+    body = {"username": "dave", "password": strong_password(), "role": "viewer"}
+    auth = harness.bearer(admin_token)
+    assert harness.client.post("/api/v1/users", headers=auth, json=body).status_code == 201
+    again = harness.client.post("/api/v1/users", headers=auth, json={**body, "username": "DAVE"})
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+
+
+def test_weak_password_names_every_reason(harness: Harness, admin_token: str) -> None:
+    response = harness.client.post(
+        "/api/v1/users",
+        headers=harness.bearer(admin_token),
+        json={"username": "erin", "password": "erin2024", "role": "viewer"},
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "password_rejected"
+    assert "password does not meet security requirements" in body["detail"]
+    assert any("at least 12" in r for r in body["reasons"])
+    assert any("username" in r for r in body["reasons"])
+
+
+def test_unknown_field_and_bad_role_are_422(harness: Harness, admin_token: str) -> None:
+    auth = harness.bearer(admin_token)
+    bad_role = harness.client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={"username": "frank", "password": strong_password(), "role": "root"},
+    )
+    assert bad_role.status_code == 422
+    extra = harness.client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={
+            "username": "frank",
+            "password": strong_password(),
+            "role": "viewer",
+            "is_admin": True,
+        },
+    )
+    assert extra.status_code == 422
+    assert ["body", "is_admin"] in [e["loc"] for e in extra.json()["detail"]]
+
+
+def test_xss_username_refused_not_echoed(harness: Harness, admin_token: str) -> None:
+    payload = "<script>alert('xss')</script>"
+    response = harness.client.post(
+        "/api/v1/users",
+        headers=harness.bearer(admin_token),
+        json={"username": payload, "password": strong_password(), "role": "viewer"},
+    )
+    assert response.status_code == 422
+    assert "<script>" not in response.text
+
+
+def test_last_admin_cannot_be_removed(harness: Harness, admin_token: str) -> None:
+    auth = harness.bearer(admin_token)
+    me = harness.client.get("/api/v1/auth/me", headers=auth).json()
+    demote = harness.client.patch(
+        f"/api/v1/users/{me['id']}", headers=auth, json={"role": "viewer"}
+    )
+    assert demote.status_code == 409
+    disable = harness.client.patch(
+        f"/api/v1/users/{me['id']}", headers=auth, json={"disabled": True}
+    )
+    assert disable.status_code == 409
+    delete = harness.client.delete(f"/api/v1/users/{me['id']}", headers=auth)
+    assert delete.status_code == 409
+    assert harness.client.get("/api/v1/auth/me", headers=auth).json()["role"] == "admin"
+
+
+def test_admin_password_reset_revokes_sessions(harness: Harness, admin_token: str) -> None:
+    name, password = harness.create_user("gina", Role.DEVELOPER)
+    token = harness.login(name, password)["access_token"]
+    gina = harness.client.get("/api/v1/auth/me", headers=harness.bearer(token)).json()
+    new_password = strong_password()
+    reset = harness.client.patch(
+        f"/api/v1/users/{gina['id']}",
+        headers=harness.bearer(admin_token),
+        json={"password": new_password},
+    )
+    assert reset.status_code == 200
+    assert harness.client.get("/api/v1/auth/me", headers=harness.bearer(token)).status_code == 401
+    assert harness.login(name, new_password)["user"]["username"] == "gina"
