@@ -1,0 +1,88 @@
+"""Configuration: YAML + WAKEDOCK_* + *_FILE, validated, errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wakedock.config import ConfigError, load_settings
+
+
+def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("WAKEDOCK_"):
+            monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.environment == "production"
+    assert settings.server.host == "127.0.0.1"
+    assert settings.auth.registration_enabled is False
+    assert settings.http.cors_origins == []
+    assert settings.http.docs_enabled is False
+    assert settings.rate_limit.storage_url.get_secret_value() == "memory://"
+    assert settings.auth.jwt_signing_key is None
+
+
+def test_priority_cli_over_env_over_file_over_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "wakedock.yaml"
+    config.write_text(
+        "server:\n  port: 1001\n  host: 127.0.0.2\nauth:\n  password_min_length: 14\n"
+    )
+    assert load_settings(config).server.port == 1001
+    monkeypatch.setenv("WAKEDOCK_SERVER__PORT", "1002")
+    settings = load_settings(config)
+    assert (settings.server.port, settings.server.host) == (1002, "127.0.0.2")
+    assert settings.auth.password_min_length == 14
+    assert load_settings(config, {"server": {"port": 1003}}).server.port == 1003
+
+
+def test_file_variables_hold_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text("k" * 40 + "\n")
+    monkeypatch.setenv("WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE", str(secret))
+    settings = load_settings()
+    assert settings.auth.jwt_signing_key is not None
+    assert settings.auth.jwt_signing_key.get_secret_value() == "k" * 40
+    # Never shown in a repr or a dump.
+    assert "k" * 40 not in repr(settings)
+
+
+def test_unreadable_file_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAKEDOCK_DATABASE__URL_FILE", "/nonexistent/db-url")
+    with pytest.raises(ConfigError, match="WAKEDOCK_DATABASE__URL_FILE"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ("auth:\n  password_min_length: 4\n", "auth.password_min_length"),
+        ("auth:\n  pasword_min_length: 14\n", "auth.pasword_min_length: unknown key"),
+        ("server:\n  port: 70000\n", "server.port"),
+        ("http:\n  cors_origins: ['*']\n", "http.cors_origins"),
+        ("http:\n  trusted_proxies: ['not-a-cidr']\n", "http.trusted_proxies"),
+        ("rate_limit:\n  storage_url: mysql://x\n", "rate_limit.storage_url"),
+        ("rate_limit:\n  login_per_ip: lots\n", "rate_limit.login_per_ip"),
+        ("auth:\n  jwt_signing_key: short\n", "auth.jwt_signing_key"),
+        ("auth:\n  argon2_memory_kib: 1024\n", "auth.argon2_memory_kib"),
+        ("environment: staging\n", "environment"),
+    ],
+)
+def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, key: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert key in str(caught.value)
+
+
+def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
+    config = tmp_path / "list.yaml"
+    config.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(config)
+    config.write_text("auth: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(config)
