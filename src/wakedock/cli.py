@@ -85,17 +85,29 @@ def version() -> None:
     help="Serve plain HTTP. For local testing only: prints a warning.",
 )
 @click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data directory (same as the global option).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 @click.pass_obj
 def serve(
-    state: CliState, host: str | None, port: int | None, insecure_http: bool, log_level: str
+    state: CliState,
+    host: str | None,
+    port: int | None,
+    insecure_http: bool,
+    data_dir: Path | None,
+    log_level: str,
 ) -> None:
     """Run the WakeDock server (HTTPS, TLS 1.3)."""
     from wakedock.server.run import serve as run_server
 
+    if data_dir is not None:
+        state.overrides["data_dir"] = data_dir
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     step("checking configuration")
     settings = state.settings(server=server)
