@@ -132,3 +132,15 @@ def test_admin_password_reset_revokes_sessions(harness: Harness, admin_token: st
     assert reset.status_code == 200
     assert harness.client.get("/api/v1/auth/me", headers=harness.bearer(token)).status_code == 401
     assert harness.login(name, new_password)["user"]["username"] == "gina"
+
+
+def test_audit_rows_name_the_acting_user(harness: Harness, admin_token: str) -> None:
+    harness.client.post(
+        "/api/v1/users",
+        headers=harness.bearer(admin_token),
+        json={"username": "hank", "password": strong_password(), "role": "viewer"},
+    )
+    harness.client.post("/api/v1/auth/logout", headers=harness.bearer(admin_token))
+    created = [e for e in _events(harness, "user_create") if e.target == "hank"]
+    assert [(e.actor, e.ip) for e in created] == [("admin", "203.0.113.10")]
+    assert [(e.actor, e.outcome) for e in _events(harness, "logout")] == [("admin", "success")]

@@ -30,9 +30,10 @@ def _same_origin(request: Request, c: Components) -> bool:
 def current_principal(
     request: Request,
     c: Components = Depends(components),
-    context: RequestContext = Depends(request_context),
 ) -> Principal:
     """Resolve the caller or raise 401; failures are audited."""
+    # Not a Depends: FastAPI would cache this actor-less context for the whole request.
+    context = request_context(request)
     authorization = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
     principal: Principal | None = None
