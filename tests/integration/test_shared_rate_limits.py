@@ -44,8 +44,17 @@ class Cluster:
 
     def create_user(self, username: str, role: str = "viewer") -> str:
         password = strong_password()
-        result = run_cli(self.data_dir, "user", "create", username, "--role", role,
-                         "--password-stdin", stdin=password + "\n", env=self.env)
+        result = run_cli(
+            self.data_dir,
+            "user",
+            "create",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+            stdin=password + "\n",
+            env=self.env,
+        )
         assert result.returncode == 0, result.stderr
         return password
 
@@ -70,20 +79,26 @@ def _assert_limited(response: httpx.Response) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
-            postgres: PostgresServer) -> Iterator[Cluster]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, postgres: PostgresServer
+) -> Iterator[Cluster]:
     """Replicas A and B over HTTPS: one Redis, one PostgreSQL database, one signing key."""
     database = postgres.create_database()
     root = tmp_path_factory.mktemp("replicas")
+    for name in ("a", "b"):
+        (root / name).mkdir()
     env = {
         "WAKEDOCK_DATABASE__URL": postgres.admin_url(database),
         "WAKEDOCK_RATE_LIMIT__STORAGE_URL": redis_server.url,
         "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48),
     }
     # Started one after the other: the first one applies the migrations.
-    with wakedock_server(root / "a" / "data", https=True, env=env) as a, \
-            wakedock_server(root / "b" / "data", https=True, env=env) as b, \
-            _client(a) as client_a, _client(b) as client_b:
+    with (
+        wakedock_server(root / "a" / "data", https=True, env=env) as a,
+        wakedock_server(root / "b" / "data", https=True, env=env) as b,
+        _client(a) as client_a,
+        _client(b) as client_b,
+    ):
         yield Cluster(a, b, client_a, client_b, env, root / "a" / "data", redis_server)
     postgres.drop_database(database)
 
@@ -131,15 +146,19 @@ def test_per_ip_budget_is_shared_between_replicas(replicas: Cluster) -> None:
 def test_limits_survive_a_replica_restart(replicas: Cluster, tmp_path: Path) -> None:
     password = replicas.create_user("frank")
     data_dir = tmp_path / "data"
-    with wakedock_server(data_dir, https=False, env=replicas.env) as first, \
-            _client(first) as client:
+    with (
+        wakedock_server(data_dir, https=False, env=replicas.env) as first,
+        _client(first) as client,
+    ):
         for attempt in range(PER_USERNAME):
             assert _login(client, "frank", f"bad-{attempt}").status_code == 401
         _assert_limited(_login(client, "frank", password))
         first_pid = first.process.pid
     assert first.process.poll() is not None  # really stopped
-    with wakedock_server(data_dir, https=False, env=replicas.env) as second, \
-            _client(second) as client:
+    with (
+        wakedock_server(data_dir, https=False, env=replicas.env) as second,
+        _client(second) as client,
+    ):
         assert second.process.pid != first_pid
         _assert_limited(_login(client, "frank", password))
         _assert_limited(_login(client, "frank", "bad-again"))
@@ -178,30 +197,32 @@ def test_tokens_and_logout_cross_replicas(replicas: Cluster) -> None:
     deadline = time.monotonic() + 3.5
     statuses: tuple[int, int] = (0, 0)
     while time.monotonic() < deadline:
-        statuses = (b.get("/api/v1/auth/me", headers=_bearer(access)).status_code,
-                    b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code)
+        statuses = (
+            b.get("/api/v1/auth/me", headers=_bearer(access)).status_code,
+            b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code,
+        )
         if statuses == (401, 401):
             break
         time.sleep(0.2)
     assert statuses == (401, 401), f"replica B still accepts the logged-out session: {statuses}"
     # The refresh token of the dead session is refused on either replica.
     new_refresh = refreshed.json()["refresh_token"]
-    assert b.post("/api/v1/auth/refresh",
-                  json={"refresh_token": new_refresh}).status_code == 401
+    assert b.post("/api/v1/auth/refresh", json={"refresh_token": new_refresh}).status_code == 401
 
 
 def test_a_token_signed_with_another_key_is_refused(replicas: Cluster, tmp_path: Path) -> None:
     """Shows the cross-replica acceptance above comes from the shared key, not from laxness."""
     password = replicas.create_user("heidi")
     other_env = {**replicas.env, "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48)}
-    with wakedock_server(tmp_path / "data", https=False, env=other_env) as stranger, \
-            _client(stranger) as client:
+    with (
+        wakedock_server(tmp_path / "data", https=False, env=other_env) as stranger,
+        _client(stranger) as client,
+    ):
         login = _login(client, "heidi", password)
         assert login.status_code == 200, login.text
         foreign = login.json()["access_token"]
         assert client.get("/api/v1/auth/me", headers=_bearer(foreign)).status_code == 200
-    assert replicas.client_a.get("/api/v1/auth/me",
-                                 headers=_bearer(foreign)).status_code == 401
+    assert replicas.client_a.get("/api/v1/auth/me", headers=_bearer(foreign)).status_code == 401
 
 
 def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
@@ -210,11 +231,19 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
         data_dir = tmp_path / "data"
         env = {"WAKEDOCK_RATE_LIMIT__STORAGE_URL": own_redis.url}
         password = strong_password()
-        created = run_cli(data_dir, "user", "create", "ivan", "--role", "viewer",
-                          "--password-stdin", stdin=password + "\n", env=env)
+        created = run_cli(
+            data_dir,
+            "user",
+            "create",
+            "ivan",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            stdin=password + "\n",
+            env=env,
+        )
         assert created.returncode == 0, created.stderr
-        with wakedock_server(data_dir, https=True, env=env) as server, \
-                _client(server) as client:
+        with wakedock_server(data_dir, https=True, env=env) as server, _client(server) as client:
             # With Redis up: a normal failure and a normal success.
             assert _login(client, "ivan", "not-the-password").status_code == 401
             ok = _login(client, "ivan", password)
@@ -223,15 +252,19 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
 
             own_redis.stop()
 
-            for username, guess in [("ivan", password), ("ivan", "not-the-password"),
-                                    ("nobody", "whatever-guess"), ("ivan", password)]:
+            for username, guess in [
+                ("ivan", password),
+                ("ivan", "not-the-password"),
+                ("nobody", "whatever-guess"),
+                ("ivan", password),
+            ]:
                 response = _login(client, username, guess)
-                assert response.status_code == 503, (username, response.status_code,
-                                                     response.text)
+                assert response.status_code == 503, (username, response.status_code, response.text)
                 assert "access_token" not in response.text
                 assert "redis" not in response.text.lower()  # no internals
-            form = client.post("/api/v1/auth/login",
-                               data={"username": "ivan", "password": password})
+            form = client.post(
+                "/api/v1/auth/login", data={"username": "ivan", "password": password}
+            )
             assert form.status_code == 503
             # Liveness does not depend on the limit store; existing sessions keep working.
             assert client.get("/api/v1/health").status_code == 200

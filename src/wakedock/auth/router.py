@@ -202,29 +202,34 @@ def setup(
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
-    """Create the first admin with the one-time token printed at first start."""
-    if c.auth.user_count() > 0 or not c.setup.consume(body.token):
-        c.auth.audit(
-            Event(
-                EventType.SETUP_COMPLETE,
-                Outcome.DENIED,
-                details={"reason": "invalid, expired or already used"},
-            ),
-            context,
-        )
-        raise SetupUnavailable("setup token invalid, expired or already used")
-    user = c.users.create(
-        db,
+    """Create the first admin with the one-time token printed at first start.
+
+    A refused password leaves the token usable; it is spent only when the admin is created.
+    """
+    if c.auth.user_count() == 0 and c.setup.matches(body.token):
+        c.users.check_password(body.password, body.username.lower(), body.email)
+        if c.setup.consume(body.token):
+            user = c.users.create(
+                db,
+                context,
+                username=body.username,
+                password=body.password,
+                email=body.email,
+                role=Role.ADMIN,
+            )
+            record_event(
+                db, Event(EventType.SETUP_COMPLETE, target=user.username), context, at=c.clock.now()
+            )
+            return UserOut.model_validate(user)
+    c.auth.audit(
+        Event(
+            EventType.SETUP_COMPLETE,
+            Outcome.DENIED,
+            details={"reason": "invalid, expired or already used"},
+        ),
         context,
-        username=body.username,
-        password=body.password,
-        email=body.email,
-        role=Role.ADMIN,
     )
-    record_event(
-        db, Event(EventType.SETUP_COMPLETE, target=user.username), context, at=c.clock.now()
-    )
-    return UserOut.model_validate(user)
+    raise SetupUnavailable("setup token invalid, expired or already used")
 
 
 def _session_out(row: Any, current: str) -> SessionOut:

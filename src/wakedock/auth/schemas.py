@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from wakedock.users.schemas import UserOut
+from wakedock.users.service import USERNAME_INPUT_PATTERN
 
 
 class LoginRequest(BaseModel):
@@ -52,7 +53,7 @@ class RegisterRequest(BaseModel):
     # A `role` (or any other unknown field) is refused: registration grants least privilege.
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(pattern=USERNAME_INPUT_PATTERN)
     password: str = Field(max_length=1024)
     email: EmailStr | None = None
 
@@ -61,7 +62,7 @@ class SetupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: str = Field(min_length=1, max_length=256)
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(pattern=USERNAME_INPUT_PATTERN)
     password: str = Field(max_length=1024)
     email: EmailStr | None = None
 

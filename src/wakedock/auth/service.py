@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,10 +17,17 @@ from wakedock.auth.sessions import NewSession, Principal, RefreshReused, Session
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
 from wakedock.db import transaction
-from wakedock.errors import InvalidCredentials, PermissionDenied, TooManyAttempts
+from wakedock.errors import (
+    DependencyUnavailable,
+    InvalidCredentials,
+    PermissionDenied,
+    TooManyAttempts,
+)
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.users.models import User
 from wakedock.users.service import UserService
+
+log = logging.getLogger("wakedock.auth")
 
 LOGIN_BY_USER = "login:user"
 LOGIN_BY_IP = "login:ip"
@@ -98,7 +106,11 @@ class AuthService:
                 self._limiter.record_failure(LOGIN_BY_USER, name)
                 self._limiter.record_failure(LOGIN_BY_IP, ip)
                 raise InvalidCredentials(GENERIC_LOGIN_ERROR)
-        self._limiter.reset(LOGIN_BY_USER, name)
+        try:
+            self._limiter.reset(LOGIN_BY_USER, name)
+        except DependencyUnavailable:
+            # The login itself succeeded; an unreset counter only errs on the strict side.
+            log.warning("could not reset the login failure counter (rate-limit store down)")
         return self._tokens(*opened)
 
     def _verify(

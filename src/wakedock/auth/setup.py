@@ -28,6 +28,13 @@ class SetupToken:
             self._expires = self._clock.now() + self._ttl
             return token, self._expires
 
+    def matches(self, token: str) -> bool:
+        """True for the right, unexpired token, without spending it."""
+        with self._lock:
+            if self._hash is None or self._expires is None or self._clock.now() >= self._expires:
+                return False
+            return hmac.compare_digest(self._hash, digest(token))
+
     def consume(self, token: str) -> bool:
         """True once for the right, unexpired token; the token is then gone."""
         with self._lock:

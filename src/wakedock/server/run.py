@@ -13,7 +13,7 @@ import uvicorn
 
 from wakedock.app import create_app
 from wakedock.components import Components
-from wakedock.server.tls import CertificateReloader, generate_self_signed, server_context
+from wakedock.server.tls import CertificateReloader, generate_self_signed
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,8 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         tls_line = "plain HTTP, NO TLS"
     else:
         files = ensure_tls_files(components, lambda m: click.echo(f"  ... {m}", err=True))
-        context = server_context(files.cert, files.key)
-        reloader = CertificateReloader(
-            context, files.cert, files.key, settings.server.tls_reload_interval
-        )
+        reloader = CertificateReloader(files.cert, files.key, settings.server.tls_reload_interval)
+        context = reloader.listening
 
         def factory(
             _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]

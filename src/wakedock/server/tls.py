@@ -67,24 +67,34 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
 
 
 class CertificateReloader:
-    """Watches the certificate files; loads a new pair into the live context when they change.
+    """Serves the newest valid certificate pair without a restart.
 
-    New handshakes use the new certificate; connections already open keep theirs.
+    The listening context never changes. Its SNI callback (run for every handshake, with or
+    without a server name) hands the connection the current context, which is rebuilt from the
+    files when they change and swapped in only once the new pair has loaded and matched. A
+    half-written or mismatched pair therefore never reaches a client: the old one keeps serving.
+    Connections already open keep their certificate.
     """
 
-    def __init__(
-        self, context: ssl.SSLContext, cert_path: Path, key_path: Path, interval: float
-    ) -> None:
-        self._context = context
+    def __init__(self, cert_path: Path, key_path: Path, interval: float) -> None:
         self._cert = cert_path
         self._key = key_path
         self._interval = interval
         self._stamp = self._current_stamp()
+        self._current = server_context(cert_path, key_path)
+        self.listening = server_context(cert_path, key_path)
+        self.listening.sni_callback = self._select
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tls-reloader", daemon=True)
 
-    def _current_stamp(self) -> tuple[float, float]:
-        return (self._cert.stat().st_mtime, self._key.stat().st_mtime)
+    def _select(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
+    ) -> None:
+        connection.context = self._current
+
+    def _current_stamp(self) -> tuple[int, int, int, int]:
+        cert, key = self._cert.stat(), self._key.stat()
+        return (cert.st_mtime_ns, cert.st_ino, key.st_mtime_ns, key.st_ino)
 
     def start(self) -> None:
         self._thread.start()
@@ -93,16 +103,17 @@ class CertificateReloader:
         self._stop.set()
 
     def check(self) -> bool:
-        """Reload if the files changed; True if a new certificate was loaded."""
+        """Reload if the files changed; True if a new certificate is now served."""
         try:
             stamp = self._current_stamp()
             if stamp == self._stamp:
                 return False
-            self._context.load_cert_chain(self._cert, self._key)
+            fresh = server_context(self._cert, self._key)
         except (OSError, ssl.SSLError) as exc:
-            # A half-written pair: keep serving the old one and try again next time.
+            # A half-written or mismatched pair: keep serving the old one, retry next time.
             log.warning("certificate reload failed, keeping the current one: %s", exc)
             return False
+        self._current = fresh
         self._stamp = stamp
         log.info("TLS certificate reloaded from %s", self._cert)
         return True
