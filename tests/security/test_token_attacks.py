@@ -42,8 +42,12 @@ def parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     return json.loads(unb64url(header)), json.loads(unb64url(payload)), signature
 
 
-def hmac_sign(header: dict[str, Any], payload: dict[str, Any], key: bytes,
-              digestmod: Callable[..., Any] = hashlib.sha256) -> str:
+def hmac_sign(
+    header: dict[str, Any],
+    payload: dict[str, Any],
+    key: bytes,
+    digestmod: Callable[..., Any] = hashlib.sha256,
+) -> str:
     signing_input = f"{b64url_json(header)}.{b64url_json(payload)}"
     signature = hmac.new(key, signing_input.encode(), digestmod).digest()
     return f"{signing_input}.{b64url(signature)}"
@@ -54,16 +58,27 @@ def real_key(h: Harness) -> tuple[str, bytes]:
     return key.kid, key.secret
 
 
-def forge(h: Harness, token: str, *, header: dict[str, Any] | None = None,
-          drop: tuple[str, ...] = (), key: bytes | None = None,
-          digestmod: Callable[..., Any] = hashlib.sha256, **claims: Any) -> str:
+def forge(
+    h: Harness,
+    token: str,
+    *,
+    header: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    key: bytes | None = None,
+    digestmod: Callable[..., Any] = hashlib.sha256,
+    **claims: Any,
+) -> str:
     """Re-sign `token` (with the real key unless told otherwise) after editing it."""
     real_header, payload, _ = parts(token)
     payload.update(claims)
     for name in drop:
         payload.pop(name, None)
-    return hmac_sign(header if header is not None else real_header, payload,
-                     key if key is not None else real_key(h)[1], digestmod)
+    return hmac_sign(
+        header if header is not None else real_header,
+        payload,
+        key if key is not None else real_key(h)[1],
+        digestmod,
+    )
 
 
 def status(h: Harness, token: str) -> int:
@@ -98,55 +113,60 @@ def test_resigned_unchanged_token_is_accepted(h: Harness, session: dict[str, Any
 
 
 # -- alg: none ------------------------------------------------------------------------------
-@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
-@pytest.mark.parametrize("with_kid", [True, False])
-def test_alg_none_is_rejected(h: Harness, session: dict[str, Any], alg: str,
-                              with_kid: bool) -> None:
+def test_alg_none_is_rejected(h: Harness, session: dict[str, Any]) -> None:
     real_header, payload, signature = parts(session["access_token"])
-    header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
-    if with_kid:
-        header["kid"] = real_header["kid"]
-    unsigned = f"{b64url_json(header)}.{b64url_json(payload)}"
-    for token in (unsigned + ".", unsigned, f"{unsigned}.{signature}"):
-        response = h.client.get(ME, headers=h.bearer(token))
-        assert response.status_code == 401, token
-        assert response.json()["code"] == "not_authenticated"
-        assert "victor" not in response.text
+    for alg in ("none", "None", "NONE", "nOnE"):
+        for header in (
+            {"alg": alg, "typ": "JWT", "kid": real_header["kid"]},
+            {"alg": alg, "typ": "JWT"},
+        ):
+            unsigned = f"{b64url_json(header)}.{b64url_json(payload)}"
+            for token in (unsigned + ".", unsigned, f"{unsigned}.{signature}"):
+                response = h.client.get(ME, headers=h.bearer(token))
+                assert response.status_code == 401, token
+                assert response.json()["code"] == "not_authenticated"
+                assert "victor" not in response.text
 
 
 # -- algorithm confusion, signed with the real key -----------------------------------------
-@pytest.mark.parametrize(("alg", "digestmod"), [
-    ("HS512", hashlib.sha512),
-    ("HS384", hashlib.sha384),
-    ("HS256", hashlib.sha512),  # header says HS256, MAC is another algorithm
-])
 def test_other_hmac_algorithms_with_real_key_are_rejected(
-    h: Harness, session: dict[str, Any], alg: str, digestmod: Callable[..., Any]
+    h: Harness, session: dict[str, Any]
 ) -> None:
     kid, _ = real_key(h)
-    forged = forge(h, session["access_token"], header={"alg": alg, "typ": "JWT", "kid": kid},
-                   digestmod=digestmod)
-    assert status(h, forged) == 401
+    for alg, digestmod in [
+        ("HS512", hashlib.sha512),
+        ("HS384", hashlib.sha384),
+        # header says HS256, the MAC is another algorithm
+        ("HS256", hashlib.sha512),
+    ]:
+        forged = forge(
+            h,
+            session["access_token"],
+            header={"alg": alg, "typ": "JWT", "kid": kid},
+            digestmod=digestmod,
+        )
+        assert status(h, forged) == 401, alg
 
 
-@pytest.mark.parametrize("alg", ["RS256", "ES256", "PS256", "EdDSA"])
 def test_asymmetric_header_with_hmac_signature_is_rejected(
-    h: Harness, session: dict[str, Any], alg: str
+    h: Harness, session: dict[str, Any]
 ) -> None:
     # The classic confusion: claim an asymmetric algorithm, sign with HMAC over a known key.
     kid, secret = real_key(h)
-    for key in (secret, kid.encode()):
-        forged = forge(h, session["access_token"],
-                       header={"alg": alg, "typ": "JWT", "kid": kid}, key=key)
-        assert status(h, forged) == 401
+    for alg in ("RS256", "ES256", "PS256", "EdDSA"):
+        for key in (secret, kid.encode()):
+            forged = forge(
+                h, session["access_token"], header={"alg": alg, "typ": "JWT", "kid": kid}, key=key
+            )
+            assert status(h, forged) == 401, alg
 
 
-@pytest.mark.parametrize("kid", ["0000000000000000", "../../../../dev/null", "", 0, None,
-                                 ["x"], "' OR '1'='1"])
-def test_kid_pointing_nowhere_is_rejected(h: Harness, session: dict[str, Any],
-                                          kid: Any) -> None:
-    forged = forge(h, session["access_token"], header={"alg": "HS256", "typ": "JWT", "kid": kid})
-    assert status(h, forged) == 401
+def test_kid_pointing_nowhere_is_rejected(h: Harness, session: dict[str, Any]) -> None:
+    for kid in ("0000000000000000", "../../../../dev/null", "", 0, None, ["x"], "' OR '1'='1"):
+        forged = forge(
+            h, session["access_token"], header={"alg": "HS256", "typ": "JWT", "kid": kid}
+        )
+        assert status(h, forged) == 401, kid
 
 
 def test_missing_kid_is_rejected(h: Harness, session: dict[str, Any]) -> None:
@@ -162,8 +182,13 @@ def test_right_kid_wrong_key_is_rejected(h: Harness, session: dict[str, Any]) ->
 def test_embedded_jwk_is_not_trusted(h: Harness, session: dict[str, Any]) -> None:
     attacker = b"attacker-chosen-key-" * 4
     kid, _ = real_key(h)
-    header = {"alg": "HS256", "typ": "JWT", "kid": kid,
-              "jwk": {"kty": "oct", "k": b64url(attacker)}, "jku": "https://evil.example/k"}
+    header = {
+        "alg": "HS256",
+        "typ": "JWT",
+        "kid": kid,
+        "jwk": {"kty": "oct", "k": b64url(attacker)},
+        "jku": "https://evil.example/k",
+    }
     assert status(h, forge(h, session["access_token"], header=header, key=attacker)) == 401
 
 
@@ -199,7 +224,7 @@ def test_extended_token_is_rejected_even_when_resigned(
 
 
 # -- right key, wrong claims: only the claim checks stand in the way ------------------------
-@pytest.mark.parametrize(("claims", "drop"), [
+WRONG_CLAIMS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"typ": "refresh"}, ()),
     ({"typ": "mfa_challenge"}, ()),
     ({"typ": "ACCESS"}, ()),
@@ -212,11 +237,13 @@ def test_extended_token_is_rejected_even_when_resigned(
     ({}, ("sid",)),
     ({}, ("exp",)),
     ({}, ("jti",)),
-])
-def test_right_key_wrong_claims_are_rejected(
-    h: Harness, session: dict[str, Any], claims: dict[str, Any], drop: tuple[str, ...]
-) -> None:
-    assert status(h, forge(h, session["access_token"], drop=drop, **claims)) == 401
+]
+
+
+def test_right_key_wrong_claims_are_rejected(h: Harness, session: dict[str, Any]) -> None:
+    for claims, drop in WRONG_CLAIMS:
+        forged = forge(h, session["access_token"], drop=drop, **claims)
+        assert status(h, forged) == 401, (claims, drop)
 
 
 def test_right_key_future_nbf_or_iat_is_rejected(h: Harness, session: dict[str, Any]) -> None:
@@ -247,8 +274,9 @@ def test_refresh_token_is_not_an_access_token(h: Harness, session: dict[str, Any
     assert response.status_code == 401
     assert status(h, session["session_id"]) == 401
     # And the refresh token still works for its own purpose (it was not what got refused).
-    refreshed = h.client.post("/api/v1/auth/refresh",
-                              json={"refresh_token": session["refresh_token"]})
+    refreshed = h.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
+    )
     assert refreshed.status_code == 200
 
 
@@ -261,8 +289,9 @@ def test_cookie_secret_is_not_a_bearer_token(h: Harness) -> None:
     assert status(h, secret) == 401
 
 
-@pytest.mark.parametrize("authorization", ["Basic dmljdG9yOnB3", "Bearer", "Bearer ", "Token x",
-                                           "bearer"])
+@pytest.mark.parametrize(
+    "authorization", ["Basic dmljdG9yOnB3", "Bearer", "Bearer ", "Token x", "bearer"]
+)
 def test_malformed_authorization_header(h: Harness, authorization: str) -> None:
     response = h.client.get(ME, headers={"Authorization": authorization})
     assert response.status_code == 401
@@ -270,16 +299,18 @@ def test_malformed_authorization_header(h: Harness, authorization: str) -> None:
 
 
 # -- expiry -------------------------------------------------------------------------------
-def test_expired_access_token_is_rejected(h: Harness, session: dict[str, Any],
-                                          clock: FakeClock) -> None:
+def test_expired_access_token_is_rejected(
+    h: Harness, session: dict[str, Any], clock: FakeClock
+) -> None:
     token = session["access_token"]
     clock.advance(899)
     assert status(h, token) == 200
     clock.advance(2)  # 901 s after issue: past the 15-minute lifetime
     assert status(h, token) == 401
     # The session itself is alive: a refresh still gives a working token.
-    refreshed = h.client.post("/api/v1/auth/refresh",
-                              json={"refresh_token": session["refresh_token"]})
+    refreshed = h.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
+    )
     assert refreshed.status_code == 200
     assert status(h, refreshed.json()["access_token"]) == 200
 
@@ -304,8 +335,9 @@ def test_token_of_session_revoked_by_admin_is_rejected_at_once(
     admin_token = h.login(admin_name, admin_password)["access_token"]
     token = session["access_token"]
     assert status(h, token) == 200  # cached
-    revoked = h.client.delete(f"/api/v1/auth/sessions/{session['session_id']}",
-                              headers=h.bearer(admin_token))
+    revoked = h.client.delete(
+        f"/api/v1/auth/sessions/{session['session_id']}", headers=h.bearer(admin_token)
+    )
     assert revoked.status_code == 204
     assert status(h, token) == 401
     assert status(h, admin_token) == 200  # only that session went

@@ -16,7 +16,7 @@ from wakedock.web.deps import components, request_context
 SESSION_COOKIE = "__Host-wakedock_session"
 
 
-def _same_origin(request: Request, c: Components) -> bool:
+def same_origin(request: Request, c: Components) -> bool:
     """A browser's Origin (when sent) must be this server or an allowed CORS origin."""
     origin = request.headers.get("origin")
     if origin is None:
@@ -50,7 +50,7 @@ def current_principal(
                 principal is not None
                 and request.method not in SAFE_METHODS
                 and not (
-                    _same_origin(request, c)
+                    same_origin(request, c)
                     and csrf_valid(c.keyring, cookie, request.headers.get(CSRF_HEADER))
                 )
             ):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
 from wakedock.audit.service import record_event
 from wakedock.auth.csrf import csrf_token
-from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.dependencies import SESSION_COOKIE, same_origin
 from wakedock.auth.models import UserSession
 from wakedock.auth.schemas import (
     CookieLoginResponse,
@@ -28,7 +28,7 @@ from wakedock.auth.schemas import (
 )
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
-from wakedock.errors import InvalidInput, NotFound, PermissionDenied, WakeDockError
+from wakedock.errors import CsrfFailed, InvalidInput, NotFound, PermissionDenied, WakeDockError
 from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
@@ -92,6 +92,16 @@ async def login(
     context: RequestContext = Depends(request_context),
 ) -> TokenResponse | CookieLoginResponse:
     body = await _login_body(request)
+    if body.mode == "cookie" and not same_origin(request, c):
+        # Login CSRF: a foreign page must not plant its session cookie in the victim's browser.
+        refused = Event(
+            EventType.CSRF_FAILURE,
+            Outcome.DENIED,
+            target=request.url.path,
+            details={"method": "POST", "reason": "foreign origin on cookie login"},
+        )
+        await run_in_threadpool(c.auth.audit, refused, context)
+        raise CsrfFailed("cross-site login refused")
     tokens = await run_in_threadpool(c.auth.login, body.username, body.password, context)
     user = UserOut.model_validate(tokens.user)
     if body.mode == "cookie":

@@ -222,7 +222,17 @@ class AuthService:
         """Change one's own password. Wrong guesses of the current one spend the login budget."""
         name = principal.username
         with self._limiter.serialised(f"user:{name}"):
-            self._limiter.check(LOGIN_BY_USER, name)
+            try:
+                self._limiter.check(LOGIN_BY_USER, name)
+            except TooManyAttempts:
+                limited = Event(
+                    EventType.RATE_LIMIT_HIT,
+                    Outcome.DENIED,
+                    target=name,
+                    details={"scope": "password_change"},
+                )
+                self.audit(limited, context)
+                raise
             try:
                 with transaction(self._factory) as db:
                     user = self._users.get(db, principal.user_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -75,7 +74,8 @@ class SessionStore:
         self._absolute = timedelta(seconds=absolute_seconds)
         self._idle = timedelta(seconds=idle_seconds)
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal, datetime]] = {}
+        # key -> (cached until, principal, session valid until), on the injected clock.
+        self._cache: dict[str, tuple[datetime, Principal, datetime]] = {}
         self._lock = threading.Lock()
 
     # -- creation ------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class SessionStore:
         cache_key = f"{key[0]}:{key[1]}"
         with self._lock:
             cached = self._cache.get(cache_key)
-        if cached and cached[0] > time.monotonic() and now < cached[2]:
+        if cached and now < cached[0] and now < cached[2]:
             principal = cached[1]
             return principal if user_id in (None, principal.user_id) else None
         with self._factory() as db, db.begin():
@@ -164,7 +164,7 @@ class SessionStore:
                 if len(self._cache) > 50_000:
                     self._cache.clear()
                 self._cache[cache_key] = (
-                    time.monotonic() + self._cache_seconds,
+                    now + timedelta(seconds=self._cache_seconds),
                     principal,
                     valid_until,
                 )
