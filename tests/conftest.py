@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,6 +21,7 @@ from wakedock.clock import Clock
 from wakedock.components import Components, build_components
 from wakedock.config import Settings, load_settings
 from wakedock.db import transaction
+from wakedock.mfa import totp
 from wakedock.rbac.permissions import Role
 
 # An address from TEST-NET-3: what the app sees as the client's socket peer.
@@ -59,11 +61,42 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @dataclass
 class Harness:
-    """An app wired for one test, with handy factories."""
+    """An app wired for one test, with handy factories.
+
+    `login` handles MFA as a user would: it answers the challenge with a TOTP code and, for a
+    role that must use MFA, enrols on first login (the secrets are kept in `mfa_secrets`).
+    """
 
     components: Components
     app: FastAPI
     client: TestClient
+    mfa_secrets: dict[str, str] = field(default_factory=dict)
+    backup_codes: dict[str, list[str]] = field(default_factory=dict)
+    _last_step: dict[str, int] = field(default_factory=dict)
+
+    def totp_code(self, username: str) -> str:
+        """A valid code never used before: a later step (within the +-1 window) if needed."""
+        now = totp.current_step(self.components.clock.now())
+        step = max(now - 1, self._last_step.get(username, now - 2) + 1)
+        if step > now + 1:
+            raise RuntimeError("more than three TOTP codes in one 30 s step: advance the clock")
+        self._last_step[username] = step
+        return pyotp.TOTP(self.mfa_secrets[username]).generate_otp(step)
+
+    def enrol_mfa(self, username: str, access_token: str) -> list[str]:
+        """Enrol through the API (setup + confirm); returns the backup codes."""
+        setup = self.client.post("/api/v1/auth/mfa/setup", headers=self.bearer(access_token))
+        assert setup.status_code == 200, setup.text
+        self.mfa_secrets[username] = setup.json()["secret"]
+        confirm = self.client.post(
+            "/api/v1/auth/mfa/confirm",
+            headers=self.bearer(access_token),
+            json={"code": self.totp_code(username)},
+        )
+        assert confirm.status_code == 200, confirm.text
+        codes: list[str] = confirm.json()["backup_codes"]
+        self.backup_codes[username] = codes
+        return codes
 
     def create_user(
         self,
@@ -85,12 +118,31 @@ class Harness:
             )
         return username, password
 
-    def login(self, username: str, password: str, **extra: Any) -> dict[str, Any]:
+    def login(
+        self, username: str, password: str, *, enrol: bool = True, **extra: Any
+    ) -> dict[str, Any]:
         response = self.client.post(
             "/api/v1/auth/login", json={"username": username, "password": password, **extra}
         )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
+        if body.get("requires_mfa"):
+            verified = self.client.post(
+                "/api/v1/auth/mfa/verify",
+                json={
+                    "challenge_token": body["challenge_token"],
+                    "code": self.totp_code(username),
+                    "mode": extra.get("mode", "token"),
+                },
+            )
+            assert verified.status_code == 200, verified.text
+            body = verified.json()
+        elif (
+            enrol
+            and "access_token" in body
+            and self.components.mfa.required_for(body["user"]["role"])
+        ):
+            self.enrol_mfa(username, body["access_token"])
         return body
 
     def token_for(self, role: Role, username: str | None = None) -> str:

@@ -9,6 +9,8 @@ from wakedock import __version__
 from wakedock.auth.router import router as auth_router
 from wakedock.components import Components
 from wakedock.health.router import router as health_router
+from wakedock.mfa.router import admin_router as mfa_admin_router
+from wakedock.mfa.router import router as mfa_router
 from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeadersMiddleware
@@ -27,7 +29,14 @@ def create_app(components: Components) -> FastAPI:
         openapi_url="/api/openapi.json" if docs else None,
     )
     app.state.components = components
-    for router in (health_router, auth_router, users_router, pages_router):
+    for router in (
+        health_router,
+        auth_router,
+        mfa_router,
+        mfa_admin_router,
+        users_router,
+        pages_router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.

@@ -219,5 +219,20 @@ def user_enable(state: CliState, username: str) -> None:
     _set_disabled(state, username, False)
 
 
+@user.command("mfa-reset")
+@click.argument("username")
+@click.pass_obj
+def user_mfa_reset(state: CliState, username: str) -> None:
+    """Clear a user's MFA (lost device) and revoke its sessions; it must enrol again."""
+    c = state.components()
+    try:
+        with transaction(c.db) as db:
+            target = c.users.by_username(db, username)
+            revoked = c.mfa.reset(db, cli_context(), target)
+    except WakeDockError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"MFA reset for {target.username}; {revoked} session(s) revoked")
+
+
 if __name__ == "__main__":
     main()

@@ -16,6 +16,8 @@ from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import Settings
 from wakedock.db import make_engine, make_session_factory, migrate
+from wakedock.mfa.crypto import SecretBox
+from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
@@ -33,6 +35,7 @@ class Components:
     limiter: AttemptLimiter
     sessions: SessionStore
     auth: AuthService
+    mfa: MfaService
     users: UserService
     setup: SetupToken
     trusted_proxies: tuple[IPNetwork, ...]
@@ -46,6 +49,14 @@ def signing_keyring(settings: Settings) -> Keyring:
     else:
         secret = load_or_create_key_file(settings.data_dir / "secrets" / "jwt_signing_key")
     return Keyring(SigningKey.from_secret(secret))
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The box sealing TOTP secrets: configured key, or one generated once (0600)."""
+    configured = settings.mfa.encryption_key
+    if configured is not None:
+        return SecretBox(configured.get_secret_value().encode())
+    return SecretBox(load_or_create_key_file(settings.data_dir / "secrets" / "mfa_encryption_key"))
 
 
 def build_components(
@@ -79,6 +90,8 @@ def build_components(
         {
             LOGIN_BY_USER: settings.rate_limit.login_per_username,
             LOGIN_BY_IP: settings.rate_limit.login_per_ip,
+            MFA_BY_USER: settings.mfa.attempts_per_user,
+            MFA_BY_IP: settings.mfa.attempts_per_ip,
         },
     )
     sessions = SessionStore(
@@ -91,6 +104,17 @@ def build_components(
     users = UserService(
         clock, hasher, PasswordRules(auth.password_min_length, auth.password_min_score), sessions
     )
+    challenges = TokenCodec(
+        keyring,
+        issuer=auth.jwt_issuer,
+        audience=f"{auth.jwt_audience}-mfa",
+        ttl_seconds=settings.mfa.challenge_seconds,
+        clock=clock,
+        token_type=CHALLENGE_TYPE,
+    )
+    mfa = MfaService(
+        factory, clock, secret_box(settings), hasher, limiter, sessions, challenges, settings.mfa
+    )
     return Components(
         settings=settings,
         clock=clock,
@@ -101,7 +125,8 @@ def build_components(
         codec=codec,
         limiter=limiter,
         sessions=sessions,
-        auth=AuthService(factory, clock, hasher, limiter, sessions, codec, users),
+        auth=AuthService(factory, clock, hasher, limiter, sessions, codec, users, mfa),
+        mfa=mfa,
         users=users,
         setup=SetupToken(clock, ttl_seconds=auth.setup_token_seconds),
         trusted_proxies=parse_networks(settings.http.trusted_proxies),

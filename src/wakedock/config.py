@@ -33,6 +33,16 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names each bad key."""
 
 
+def _rate_limit(value: str) -> str:
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '5/15 minutes': {value!r}") from exc
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,13 +79,7 @@ class RateLimitSettings(_Section):
     @field_validator("login_per_username", "login_per_ip")
     @classmethod
     def _parseable(cls, value: str) -> str:
-        from limits import parse
-
-        try:
-            parse(value)
-        except ValueError as exc:
-            raise ValueError(f"not a rate limit like '5/15 minutes': {value!r}") from exc
-        return value
+        return _rate_limit(value)
 
     @field_validator("storage_url")
     @classmethod
@@ -109,6 +113,42 @@ class AuthSettings(_Section):
     setup_token_seconds: int = Field(default=15 * 60, ge=60, le=3600)
 
     @field_validator("jwt_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+
+class MfaSettings(_Section):
+    # Roles whose members must enrol MFA before doing anything else.
+    required_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    # Seals TOTP secrets at rest. If unset, generated once in <data_dir>/secrets (mode 0600).
+    encryption_key: SecretStr | None = None
+    attempts_per_user: str = "5/5 minutes"
+    attempts_per_ip: str = "10/5 minutes"
+    challenge_seconds: int = Field(default=300, ge=30, le=900)
+    # How recent an MFA proof must be for sensitive actions (step-up).
+    step_up_seconds: int = Field(default=300, ge=30, le=3600)
+
+    @field_validator("required_roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        from wakedock.rbac.permissions import Role
+
+        unknown = sorted(set(value) - {r.value for r in Role})
+        if unknown:
+            raise ValueError(
+                f"unknown roles {unknown}; roles are admin, operator, developer, viewer"
+            )
+        return value
+
+    @field_validator("attempts_per_user", "attempts_per_ip")
+    @classmethod
+    def _parseable(cls, value: str) -> str:
+        return _rate_limit(value)
+
+    @field_validator("encryption_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < 32:
@@ -164,6 +204,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    mfa: MfaSettings = Field(default_factory=MfaSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     def database_url(self) -> str:

@@ -18,6 +18,7 @@ EXPECTED_PUBLIC = {
     ("POST", "/api/v1/auth/refresh"),  # the refresh token is the credential
     ("POST", "/api/v1/auth/register"),  # off unless enabled; viewer role only
     ("POST", "/api/v1/auth/setup"),  # needs the one-time setup token
+    ("POST", "/api/v1/auth/mfa/verify"),  # the MFA challenge token is the credential
 }
 
 

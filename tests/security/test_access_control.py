@@ -321,8 +321,21 @@ def test_admin_cookie_cannot_be_ridden_to_disable_a_user(
     target, _ = harness.create_user("target")
     target_row = user_row(harness, target)
     assert target_row is not None
+    # The admin enrols MFA (token login), then signs in from a browser: password + code.
+    harness.login(*admin_credentials)
     admin = browser(harness)
-    csrf = cookie_login(admin, *admin_credentials).json()["csrf_token"]
+    challenge = cookie_login(admin, *admin_credentials).json()
+    assert challenge["requires_mfa"] is True
+    verified = admin.post(
+        "/api/v1/auth/mfa/verify",
+        json={
+            "challenge_token": challenge["challenge_token"],
+            "code": harness.totp_code(admin_credentials[0]),
+            "mode": "cookie",
+        },
+    )
+    assert verified.status_code == 200, verified.text
+    csrf = verified.json()["csrf_token"]
     url = f"/api/v1/users/{target_row.id}"
     forged = admin.patch(url, json={"disabled": True})
     assert forged.status_code == 403 and forged.json()["code"] == "csrf_failed"

@@ -40,6 +40,13 @@ class EventType(StrEnum):
     UNAUTHORIZED_ACCESS = "unauthorized_access"
     FORBIDDEN_ACCESS = "forbidden_access"
     CSRF_FAILURE = "csrf_failure"
+    MFA_SUCCESS = "mfa_success"
+    MFA_FAILURE = "mfa_failure"
+    MFA_ENROL = "mfa_enrol"
+    MFA_DISABLE = "mfa_disable"
+    MFA_RESET = "mfa_reset"
+    MFA_BACKUP_CODES_REGENERATED = "mfa_backup_codes_regenerated"
+    MFA_STEP_UP = "mfa_step_up"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -61,6 +68,13 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.UNAUTHORIZED_ACCESS: Severity.LOW,
     EventType.FORBIDDEN_ACCESS: Severity.MEDIUM,
     EventType.CSRF_FAILURE: Severity.MEDIUM,
+    EventType.MFA_SUCCESS: Severity.INFO,
+    EventType.MFA_FAILURE: Severity.MEDIUM,
+    EventType.MFA_ENROL: Severity.MEDIUM,
+    EventType.MFA_DISABLE: Severity.HIGH,
+    EventType.MFA_RESET: Severity.HIGH,
+    EventType.MFA_BACKUP_CODES_REGENERATED: Severity.MEDIUM,
+    EventType.MFA_STEP_UP: Severity.INFO,
 }
 
 

@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
 from wakedock.audit.service import record_event
 from wakedock.auth.csrf import csrf_token
-from wakedock.auth.dependencies import SESSION_COOKIE, same_origin
+from wakedock.auth.dependencies import SESSION_COOKIE
 from wakedock.auth.models import UserSession
+from wakedock.auth.responses import refuse_cross_site_cookie_login, session_response
 from wakedock.auth.schemas import (
     CookieLoginResponse,
     CsrfResponse,
     LoginRequest,
+    MfaChallengeResponse,
     PasswordChange,
     RefreshRequest,
     RegisterRequest,
@@ -28,7 +30,8 @@ from wakedock.auth.schemas import (
 )
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
-from wakedock.errors import CsrfFailed, InvalidInput, NotFound, PermissionDenied, WakeDockError
+from wakedock.errors import InvalidInput, NotFound, PermissionDenied, WakeDockError
+from wakedock.mfa.service import Challenge
 from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
@@ -70,56 +73,25 @@ async def _login_body(request: Request) -> LoginRequest:
         raise InvalidInput("username and password are required") from exc
 
 
-def _set_session_cookie(response: Response, secret: str, max_age: int) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        max_age=max_age,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
-
-
 @router.post(
-    "/login", response_model=TokenResponse | CookieLoginResponse, dependencies=[Depends(public)]
+    "/login",
+    response_model=TokenResponse | CookieLoginResponse | MfaChallengeResponse,
+    dependencies=[Depends(public)],
 )
 async def login(
     request: Request,
     response: Response,
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
-) -> TokenResponse | CookieLoginResponse:
+) -> TokenResponse | CookieLoginResponse | MfaChallengeResponse:
+    """Password login (form or JSON). With MFA: a challenge, or one step with `code`."""
     body = await _login_body(request)
-    if body.mode == "cookie" and not same_origin(request, c):
-        # Login CSRF: a foreign page must not plant its session cookie in the victim's browser.
-        refused = Event(
-            EventType.CSRF_FAILURE,
-            Outcome.DENIED,
-            target=request.url.path,
-            details={"method": "POST", "reason": "foreign origin on cookie login"},
-        )
-        await run_in_threadpool(c.auth.audit, refused, context)
-        raise CsrfFailed("cross-site login refused")
-    tokens = await run_in_threadpool(c.auth.login, body.username, body.password, context)
-    user = UserOut.model_validate(tokens.user)
     if body.mode == "cookie":
-        max_age = c.settings.auth.session_absolute_seconds
-        _set_session_cookie(response, tokens.session_secret, max_age)
-        return CookieLoginResponse(
-            csrf_token=csrf_token(c.keyring, tokens.session_secret),
-            session_id=tokens.session_id,
-            expires_in=max_age,
-            user=user,
-        )
-    return TokenResponse(
-        access_token=tokens.access_token,
-        expires_in=c.codec.ttl_seconds,
-        refresh_token=tokens.refresh_token,
-        session_id=tokens.session_id,
-        user=user,
-    )
+        await refuse_cross_site_cookie_login(request, c, context)
+    result = await run_in_threadpool(c.auth.login, body.username, body.password, context, body.code)
+    if isinstance(result, Challenge):
+        return MfaChallengeResponse(challenge_token=result.token, expires_in=result.expires_in)
+    return session_response(c, response, result, body.mode)
 
 
 @router.post("/refresh", response_model=TokenResponse, dependencies=[Depends(public)])
@@ -141,7 +113,7 @@ def refresh(
 @router.post("/logout", status_code=204)
 def logout(
     response: Response,
-    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
+    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE, during_enrolment=True)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
@@ -153,7 +125,7 @@ def logout(
 
 @router.get("/me", response_model=UserOut)
 def me(
-    principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
+    principal: Principal = Depends(requires(Permission.ACCOUNT_READ, during_enrolment=True)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
 ) -> UserOut:

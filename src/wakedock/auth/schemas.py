@@ -18,6 +18,14 @@ class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=1, max_length=1024)
     mode: Literal["token", "cookie"] = "token"
+    # One-step MFA login: the TOTP or backup code with the password.
+    code: str | None = Field(default=None, min_length=1, max_length=32)
+
+
+class MfaChallengeResponse(BaseModel):
+    requires_mfa: Literal[True] = True
+    challenge_token: str
+    expires_in: int
 
 
 class TokenResponse(BaseModel):

@@ -23,6 +23,7 @@ from wakedock.errors import (
     PermissionDenied,
     TooManyAttempts,
 )
+from wakedock.mfa.service import Challenge, MfaService
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.users.models import User
 from wakedock.users.service import UserService
@@ -57,6 +58,7 @@ class AuthService:
         sessions: SessionStore,
         codec: TokenCodec,
         users: UserService,
+        mfa: MfaService,
     ) -> None:
         self._factory = factory
         self._clock = clock
@@ -65,17 +67,21 @@ class AuthService:
         self._sessions = sessions
         self._codec = codec
         self._users = users
+        self._mfa = mfa
 
     def audit(self, event: Event, context: RequestContext) -> None:
         """Record an event in a transaction of its own (for denials and failures)."""
         with transaction(self._factory) as db:
             record_event(db, event, context, at=self._clock.now())
 
-    def login(self, username: str, password: str, context: RequestContext) -> Tokens:
-        """Verify a password login and open a session.
+    def login(
+        self, username: str, password: str, context: RequestContext, code: str | None = None
+    ) -> Tokens | Challenge:
+        """Verify a password login; open a session, or ask for the second factor.
 
         Checks both failure budgets first (429), verifies in constant cost whether or not the
-        user exists, and answers one generic error for every failure.
+        user exists, and answers one generic error for every failure. A user with MFA gets a
+        challenge, unless `code` (one-step login) is given and valid.
         """
         name = username.strip().lower()
         ip = context.ip or "unknown"
@@ -90,33 +96,45 @@ class AuthService:
                 self._limiter.check(LOGIN_BY_USER, name)
                 self._limiter.check(LOGIN_BY_IP, ip)
             except TooManyAttempts:
-                self.audit(
-                    Event(
-                        EventType.RATE_LIMIT_HIT,
-                        Outcome.DENIED,
-                        target=name,
-                        details={"scope": "login"},
-                    ),
-                    attempt,
+                limited = Event(
+                    EventType.RATE_LIMIT_HIT,
+                    Outcome.DENIED,
+                    target=name,
+                    details={"scope": "login"},
                 )
+                self.audit(limited, attempt)
                 raise
             with transaction(self._factory) as db:
-                opened = self._verify(db, name, password, ip, attempt)
-            if opened is None:
+                user = self._verify(db, name, password, attempt)
+            if user is None:
                 self._limiter.record_failure(LOGIN_BY_USER, name)
                 self._limiter.record_failure(LOGIN_BY_IP, ip)
                 raise InvalidCredentials(GENERIC_LOGIN_ERROR)
         try:
             self._limiter.reset(LOGIN_BY_USER, name)
         except DependencyUnavailable:
-            # The login itself succeeded; an unreset counter only errs on the strict side.
+            # The password was right; an unreset counter only errs on the strict side.
             log.warning("could not reset the login failure counter (rate-limit store down)")
-        return self._tokens(*opened)
+        if user.mfa_enabled:
+            if code is None:
+                return self._mfa.issue_challenge(user, attempt)
+            return self._tokens(*self._mfa.login_with_code(user, code, attempt))
+        with transaction(self._factory) as db:
+            new = self._sessions.create(db, user, ip=ip, user_agent=context.user_agent or "")
+            success = Event(
+                EventType.LOGIN_SUCCESS, target=name, details={"session": new.session.id}
+            )
+            record_event(db, success, attempt, at=self._clock.now())
+        return self._tokens(new, user)
+
+    def complete_mfa(self, challenge_token: str, code: str, context: RequestContext) -> Tokens:
+        """The second step of an MFA login."""
+        return self._tokens(*self._mfa.complete_challenge(challenge_token, code, context))
 
     def _verify(
-        self, db: Session, name: str, password: str, ip: str, attempt: RequestContext
-    ) -> tuple[NewSession, User] | None:
-        """Check the password (same cost for unknown users) and open a session, or None."""
+        self, db: Session, name: str, password: str, attempt: RequestContext
+    ) -> User | None:
+        """Check the password (same cost for unknown users); the user, or None."""
         user = None
         if _USERNAME.match(name):
             user = db.execute(select(User).where(User.username == name)).scalar_one_or_none()
@@ -130,12 +148,10 @@ class AuthService:
             return None
         if self._hasher.needs_rehash(user.password_hash):
             user.password_hash = self._hasher.hash(password)
-        new = self._sessions.create(db, user, ip=ip, user_agent=attempt.user_agent or "")
-        success = Event(EventType.LOGIN_SUCCESS, target=name, details={"session": new.session.id})
-        record_event(db, success, attempt, at=self._clock.now())
-        return new, user
+        return user
 
     def _tokens(self, new: NewSession, user: User) -> Tokens:
+        """An access token for a freshly opened session."""
         access, expires = self._codec.issue(user.id, new.session.id)
         return Tokens(
             access_token=access,

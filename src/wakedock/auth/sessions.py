@@ -20,7 +20,7 @@ from wakedock.users.models import User
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
-def _changed(result: Result[Any]) -> int:
+def changed_rows(result: Result[Any]) -> int:
     """Rows touched by an UPDATE (SQLAlchemy types execute() as a plain Result)."""
     return int(cast("CursorResult[Any]", result).rowcount)
 
@@ -38,6 +38,7 @@ class Principal:
     role: str
     session_id: str
     mfa_at: datetime | None
+    mfa_enabled: bool = False
     via_cookie: bool = False
 
 
@@ -156,6 +157,7 @@ class SessionStore:
                 role=user.role,
                 session_id=row.id,
                 mfa_at=row.mfa_at,
+                mfa_enabled=user.mfa_enabled,
                 via_cookie=key[0] == "secret",
             )
             valid_until = min(row.expires_at, row.last_seen_at + self._idle)
@@ -169,6 +171,16 @@ class SessionStore:
                     valid_until,
                 )
         return principal
+
+    def mark_mfa(self, db: Session, session_id: str, at: datetime) -> None:
+        """Record that MFA was (re)proven in this session now."""
+        db.execute(
+            update(UserSession)
+            .where(UserSession.id == session_id)
+            .values(mfa_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        self.forget()
 
     def forget(self) -> None:
         """Drop every cached validation (after any revocation in this process)."""
@@ -196,7 +208,7 @@ class SessionStore:
             return None
         row, user = found
         # Atomic single use: only one concurrent presenter can flip used_at from NULL.
-        spent = _changed(
+        spent = changed_rows(
             db.execute(
                 update(RefreshToken)
                 .where(RefreshToken.id == record.id, RefreshToken.used_at.is_(None))
@@ -214,7 +226,7 @@ class SessionStore:
     # -- revocation ----------------------------------------------------------------------
     def revoke(self, db: Session, session_id: str, *, reason: str) -> bool:
         """Revoke one session; True if it was live."""
-        changed = _changed(
+        changed = changed_rows(
             db.execute(
                 update(UserSession)
                 .where(UserSession.id == session_id, UserSession.revoked.is_(False))
@@ -233,7 +245,7 @@ class SessionStore:
         )
         if keep is not None:
             query = query.where(UserSession.id != keep)
-        changed = _changed(
+        changed = changed_rows(
             db.execute(
                 query.values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
             )

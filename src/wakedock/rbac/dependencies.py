@@ -9,6 +9,7 @@ from wakedock.auth.dependencies import current_principal
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.errors import PermissionDenied
+from wakedock.mfa.service import EnrolmentRequired
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.web.deps import components, request_context
@@ -19,10 +20,15 @@ def public() -> None:
 
 
 class Requires:
-    """A dependency that admits only principals holding `permission`."""
+    """A dependency that admits only principals holding `permission`.
 
-    def __init__(self, permission: Permission) -> None:
+    A principal whose role must use MFA but has not enrolled yet passes only the guards marked
+    `during_enrolment` (enrolment routes, `me`, logout): 403 `mfa_enrollment_required` elsewhere.
+    """
+
+    def __init__(self, permission: Permission, *, during_enrolment: bool = False) -> None:
         self.permission = permission
+        self.during_enrolment = during_enrolment
 
     def __call__(
         self,
@@ -41,12 +47,27 @@ class Requires:
                 request_context(request),
             )
             raise PermissionDenied(f"missing permission {self.permission.value}")
+        if not self.during_enrolment and c.mfa.enrolment_pending(principal):
+            c.auth.audit(
+                Event(
+                    EventType.FORBIDDEN_ACCESS,
+                    Outcome.DENIED,
+                    target=request.url.path,
+                    details={"method": request.method, "reason": "mfa enrolment required"},
+                ),
+                request_context(request),
+            )
+            raise EnrolmentRequired(
+                "your role requires MFA: enrol first (POST /api/v1/auth/mfa/setup)"
+            )
         return principal
 
 
-_guards: dict[Permission, Requires] = {}
+_guards: dict[tuple[Permission, bool], Requires] = {}
 
 
-def requires(permission: Permission) -> Requires:
-    """The (shared) guard for `permission`."""
-    return _guards.setdefault(permission, Requires(permission))
+def requires(permission: Permission, *, during_enrolment: bool = False) -> Requires:
+    """The (shared) guard for `permission`; `during_enrolment` routes stay open to a user
+    who must still enrol MFA."""
+    key = (permission, during_enrolment)
+    return _guards.setdefault(key, Requires(permission, during_enrolment=during_enrolment))

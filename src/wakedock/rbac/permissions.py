@@ -30,3 +30,5 @@ class Permission(StrEnum):
     SETTINGS_READ = "settings:read"
     SETTINGS_WRITE = "settings:write"
     METRICS_READ = "metrics:read"
+    # Security posture figures (MFA adoption, ...).
+    SECURITY_READ = "security:read"

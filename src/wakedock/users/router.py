@@ -9,7 +9,7 @@ from wakedock.audit.events import RequestContext
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.rbac.dependencies import requires
-from wakedock.rbac.permissions import Permission
+from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate
 from wakedock.web.deps import components, db_transaction, request_context
 
@@ -29,18 +29,17 @@ def list_users(
     return [UserOut.model_validate(u) for u in c.users.search(db, search, limit, offset)]
 
 
-@router.post(
-    "",
-    response_model=UserOut,
-    status_code=201,
-    dependencies=[Depends(requires(Permission.USERS_WRITE))],
-)
+@router.post("", response_model=UserOut, status_code=201)
 def create_user(
     body: UserCreate,
+    principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
+    """Create an account. Creating an admin is a grant of power: it needs a fresh MFA proof."""
+    if body.role is Role.ADMIN:
+        c.mfa.require_fresh(principal)
     user = c.users.create(
         db,
         context,
@@ -61,17 +60,21 @@ def get_user(
     return UserOut.model_validate(c.users.get(db, user_id))
 
 
-@router.patch(
-    "/{user_id}", response_model=UserOut, dependencies=[Depends(requires(Permission.USERS_WRITE))]
-)
+@router.patch("/{user_id}", response_model=UserOut)
 def update_user(
     user_id: int,
     body: UserUpdate,
+    principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
-    """Change role, email, disabled or password. Disabling revokes the user's sessions."""
+    """Change role, email, disabled or password. Disabling revokes the user's sessions.
+
+    Role changes, disabling and password resets need a fresh MFA proof (step-up).
+    """
+    if body.role is not None or body.disabled is not None or body.password is not None:
+        c.mfa.require_fresh(principal)
     user = c.users.get(db, user_id)
     c.users.update(
         db,
@@ -93,5 +96,7 @@ def delete_user(
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> Response:
+    """Delete an account (needs a fresh MFA proof); its sessions end with it."""
+    c.mfa.require_fresh(principal)
     c.users.delete(db, context, c.users.get(db, user_id), actor_id=principal.user_id)
     return Response(status_code=204)
