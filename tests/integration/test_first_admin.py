@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 
 from conftest import strong_password
@@ -107,6 +108,17 @@ def test_setup_token_creates_first_admin_once(tmp_path: Path) -> None:
         assert me.status_code == 200
         assert me.json()["username"] == "firstadmin"
         assert me.json()["role"] == "admin"
+        # MFA is mandatory for admins: nothing but enrolment until a device is confirmed.
+        users = client.get("/api/v1/users", headers=_bearer(access))
+        assert users.status_code == 403
+        assert users.json()["code"] == "mfa_enrollment_required"
+        setup = client.post("/api/v1/auth/mfa/setup", headers=_bearer(access))
+        assert setup.status_code == 200, setup.text
+        code = pyotp.TOTP(setup.json()["secret"]).now()
+        confirm = client.post(
+            "/api/v1/auth/mfa/confirm", headers=_bearer(access), json={"code": code}
+        )
+        assert confirm.status_code == 200, confirm.text
         users = client.get("/api/v1/users", headers=_bearer(access))
         assert users.status_code == 200
         assert [u["username"] for u in users.json()] == ["firstadmin"]
