@@ -21,7 +21,6 @@ from wakedock.errors import (
     DependencyUnavailable,
     InvalidCredentials,
     PermissionDenied,
-    TooManyAttempts,
 )
 from wakedock.mfa.service import Challenge, MfaService
 from wakedock.ratelimit.limiter import AttemptLimiter
@@ -74,6 +73,12 @@ class AuthService:
         with transaction(self._factory) as db:
             record_event(db, event, context, at=self._clock.now())
 
+    def _audit_limited(self, name: str, scope: str, context: RequestContext) -> None:
+        limited = Event(
+            EventType.RATE_LIMIT_HIT, Outcome.DENIED, target=name, details={"scope": scope}
+        )
+        self.audit(limited, context)
+
     def login(
         self, username: str, password: str, context: RequestContext, code: str | None = None
     ) -> Tokens | Challenge:
@@ -92,18 +97,10 @@ class AuthService:
             actor=name[:128] or None,
         )
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
-            try:
-                self._limiter.check(LOGIN_BY_USER, name)
-                self._limiter.check(LOGIN_BY_IP, ip)
-            except TooManyAttempts:
-                limited = Event(
-                    EventType.RATE_LIMIT_HIT,
-                    Outcome.DENIED,
-                    target=name,
-                    details={"scope": "login"},
-                )
-                self.audit(limited, attempt)
-                raise
+            self._limiter.check_all(
+                [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
+                on_limited=lambda: self._audit_limited(name, "login", attempt),
+            )
             with transaction(self._factory) as db:
                 user = self._verify(db, name, password, attempt)
             if user is None:
@@ -238,17 +235,10 @@ class AuthService:
         """Change one's own password. Wrong guesses of the current one spend the login budget."""
         name = principal.username
         with self._limiter.serialised(f"user:{name}"):
-            try:
-                self._limiter.check(LOGIN_BY_USER, name)
-            except TooManyAttempts:
-                limited = Event(
-                    EventType.RATE_LIMIT_HIT,
-                    Outcome.DENIED,
-                    target=name,
-                    details={"scope": "password_change"},
-                )
-                self.audit(limited, context)
-                raise
+            self._limiter.check_all(
+                [(LOGIN_BY_USER, name)],
+                on_limited=lambda: self._audit_limited(name, "password_change", context),
+            )
             try:
                 with transaction(self._factory) as db:
                     user = self._users.get(db, principal.user_id)

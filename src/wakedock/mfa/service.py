@@ -21,7 +21,7 @@ from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
 from wakedock.config import MfaSettings
 from wakedock.db import transaction
-from wakedock.errors import Conflict, NotAuthenticated, PermissionDenied, TooManyAttempts
+from wakedock.errors import Conflict, NotAuthenticated, PermissionDenied
 from wakedock.errors import InvalidInput as _InvalidInput
 from wakedock.mfa import backup_codes, totp
 from wakedock.mfa.crypto import SecretBox
@@ -134,18 +134,16 @@ class MfaService:
     def _budget(self, name: str, context: RequestContext, purpose: str) -> Iterator[None]:
         ip = context.ip or "unknown"
         with self._limiter.serialised(f"mfa-user:{name}", f"mfa-ip:{ip}"):
-            try:
-                self._limiter.check(MFA_BY_USER, name)
-                self._limiter.check(MFA_BY_IP, ip)
-            except TooManyAttempts:
-                limited = Event(
-                    EventType.RATE_LIMIT_HIT,
-                    Outcome.DENIED,
-                    target=name,
-                    details={"scope": "mfa", "purpose": purpose},
-                )
-                self._audit(limited, context)
-                raise
+            limited = Event(
+                EventType.RATE_LIMIT_HIT,
+                Outcome.DENIED,
+                target=name,
+                details={"scope": "mfa", "purpose": purpose},
+            )
+            self._limiter.check_all(
+                [(MFA_BY_USER, name), (MFA_BY_IP, ip)],
+                on_limited=lambda: self._audit(limited, context),
+            )
             yield
 
     def _guarded(

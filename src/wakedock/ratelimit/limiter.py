@@ -11,7 +11,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,6 +54,15 @@ class AttemptLimiter:
         except Exception as exc:
             raise DependencyUnavailable("Rate-limit store unavailable, try again later") from exc
         raise TooManyAttempts(retry_after=math.ceil(reset_at - time.time()))
+
+    def check_all(self, checks: Iterable[tuple[str, str]], on_limited: Callable[[], None]) -> None:
+        """Check several (budget, value) pairs; call `on_limited` (e.g. audit) before a 429."""
+        try:
+            for budget, value in checks:
+                self.check(budget, value)
+        except TooManyAttempts:
+            on_limited()
+            raise
 
     def record_failure(self, budget: str, value: str) -> None:
         try:
