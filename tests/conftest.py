@@ -72,15 +72,15 @@ class Harness:
     client: TestClient
     mfa_secrets: dict[str, str] = field(default_factory=dict)
     backup_codes: dict[str, list[str]] = field(default_factory=dict)
-    _last_step: dict[str, int] = field(default_factory=dict)
+    last_totp_step: dict[str, int] = field(default_factory=dict)
 
     def totp_code(self, username: str) -> str:
         """A valid code never used before: a later step (within the +-1 window) if needed."""
         now = totp.current_step(self.components.clock.now())
-        step = max(now - 1, self._last_step.get(username, now - 2) + 1)
+        step = max(now - 1, self.last_totp_step.get(username, now - 2) + 1)
         if step > now + 1:
             raise RuntimeError("more than three TOTP codes in one 30 s step: advance the clock")
-        self._last_step[username] = step
+        self.last_totp_step[username] = step
         return pyotp.TOTP(self.mfa_secrets[username]).generate_otp(step)
 
     def enrol_mfa(self, username: str, access_token: str) -> list[str]:

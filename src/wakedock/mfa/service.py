@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ from wakedock.mfa.models import BackupCode, MfaChallenge
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.permissions import Role
 from wakedock.users.models import User
+
+log = logging.getLogger("wakedock.mfa")
 
 MFA_BY_USER = "mfa:user"
 MFA_BY_IP = "mfa:ip"
@@ -173,11 +176,20 @@ class MfaService:
                 raise error("invalid or already used code")
         return result
 
-    def _accept_code(self, db: Session, user: User, code: str) -> CodeCheck:
-        """Check a TOTP or backup code and spend it (atomically, across processes)."""
+    def _accept_code(self, db: Session, user: User, code: str, *, backup: bool = True) -> CodeCheck:
+        """Check a TOTP code (or, if `backup`, a backup code) and spend it atomically.
+
+        Actions that demand a current TOTP code pass backup=False, so that a backup code
+        offered there is neither accepted nor burnt.
+        """
         now = self._clock.now()
         if user.mfa_enabled and user.mfa_secret is not None:
-            secret = self._box.open(user.mfa_secret, _seal_context(user.id, "totp"))
+            try:
+                secret = self._box.open(user.mfa_secret, _seal_context(user.id, "totp"))
+            except ValueError:
+                # Tampered row or wrong key: refuse (and count the attempt), never a 500.
+                log.error("the MFA secret of user %s does not open", user.id)
+                return CodeCheck.WRONG
             step = totp.matching_step(secret, code, now)
             if step is not None:
                 spent = changed_rows(
@@ -192,7 +204,7 @@ class MfaService:
                     )
                 )
                 return CodeCheck.TOTP if spent == 1 else CodeCheck.REPLAY
-            normal = backup_codes.normalise(code)
+            normal = backup_codes.normalise(code) if backup else None
             if normal is not None:
                 return self._spend_backup_code(db, user, normal)
         return CodeCheck.WRONG
@@ -260,7 +272,11 @@ class MfaService:
                 or (now - user.mfa_pending_at > _PENDING_FOR)
             ):
                 raise Conflict("no enrolment in progress: POST /api/v1/auth/mfa/setup first")
-            secret = self._box.open(user.mfa_pending_secret, _seal_context(user.id, "pending"))
+            try:
+                secret = self._box.open(user.mfa_pending_secret, _seal_context(user.id, "pending"))
+            except ValueError:
+                log.error("the pending MFA secret of user %s does not open", user.id)
+                return CodeCheck.WRONG, None
             step = totp.matching_step(secret, code, now)
             if step is None:
                 return CodeCheck.WRONG, None
@@ -337,7 +353,16 @@ class MfaService:
         self, token: str, code: str, context: RequestContext
     ) -> tuple[NewSession, User]:
         """Second step of an MFA login: challenge token + TOTP or backup code -> session."""
-        claims = self._challenges.decode(token)
+        try:
+            claims = self._challenges.decode(token)
+        except NotAuthenticated:
+            invalid = Event(
+                EventType.MFA_FAILURE,
+                Outcome.DENIED,
+                details={"purpose": "login", "reason": "challenge token invalid or expired"},
+            )
+            self._audit(invalid, context)
+            raise
         with self._factory() as db:
             user = db.get(User, claims.user_id)
             name = user.username if user is not None else f"user:{claims.user_id}"
@@ -415,7 +440,7 @@ class MfaService:
                 raise Conflict("MFA is not enabled")
             if not self._hasher.verify(user.password_hash, password):
                 return CodeCheck.WRONG, None
-            check = self._accept_code(db, user, code)
+            check = self._accept_code(db, user, code, backup=False)
             if check is not CodeCheck.TOTP:
                 return check, None
             self._clear(db, user)
@@ -438,7 +463,7 @@ class MfaService:
             user = self._user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise Conflict("MFA is not enabled")
-            check = self._accept_code(db, user, code)
+            check = self._accept_code(db, user, code, backup=False)
             if check is not CodeCheck.TOTP:
                 return check, None
             codes = self._new_backup_codes(db, user)
