@@ -15,11 +15,14 @@ import argparse
 
 from common import (
     BENCH_USER,
+    argon2_parameters,
+    code_line,
     create_user,
     get_status,
     login,
     machine_line,
     median,
+    quiet_check,
     run_wrk,
     strong_password,
     wakedock_server,
@@ -37,28 +40,42 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"machine: {machine_line()}")
+    print(code_line())
+    quiet_check()
     password = strong_password()
     with wakedock_server() as server:
         create_user(server, BENCH_USER, password, role="viewer")
         token = login(server, BENCH_USER, password)
-        assert get_status(server, "/api/v1/auth/me", token) == 200
+        print(f"argon2id cost of the stored hash: {argon2_parameters(server, BENCH_USER)}")
+        status = get_status(server, "/api/v1/auth/me", token)
+        if status != 200:
+            raise SystemExit(f"GET /api/v1/auth/me answered {status} with the fresh token")
         health_url = f"{server.base_url}/api/v1/health"
         me_url = f"{server.base_url}/api/v1/auth/me"
-        wrk_args = {"threads": args.threads, "connections": args.connections,
-                    "seconds": args.seconds}
-        print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s --latency, "
-              f"{args.rounds} rounds alternating health/me")
+        wrk_args = {
+            "threads": args.threads,
+            "connections": args.connections,
+            "seconds": args.seconds,
+        }
+        print(
+            f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s --latency, "
+            f"{args.rounds} rounds alternating health/me"
+        )
         health_rps: list[float] = []
         me_rps: list[float] = []
         for round_no in range(1, args.rounds + 1):
             health = run_wrk(health_url, **wrk_args)
             health_rps.append(health.rps)
-            print(f"  round {round_no} health: {health.rps:9.1f} req/s  "
-                  f"p50 {health.p50_ms:7.2f} ms  p99 {health.p99_ms:7.2f} ms")
+            print(
+                f"  round {round_no} health: {health.rps:9.1f} req/s  "
+                f"p50 {health.p50_ms:7.2f} ms  p99 {health.p99_ms:7.2f} ms"
+            )
             me = run_wrk(me_url, headers={"Authorization": f"Bearer {token}"}, **wrk_args)
             me_rps.append(me.rps)
-            print(f"  round {round_no} me:     {me.rps:9.1f} req/s  "
-                  f"p50 {me.p50_ms:7.2f} ms  p99 {me.p99_ms:7.2f} ms")
+            print(
+                f"  round {round_no} me:     {me.rps:9.1f} req/s  "
+                f"p50 {me.p50_ms:7.2f} ms  p99 {me.p99_ms:7.2f} ms"
+            )
             for result in (health, me):
                 if result.socket_errors:
                     print(f"  (socket errors: {result.socket_errors})")

@@ -13,7 +13,9 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import socket
+import sqlite3
 import ssl
 import statistics
 import subprocess
@@ -22,7 +24,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +65,8 @@ class Server:
         return self.data_dir / "tls" / "cert.pem"
 
     def ssl_context(self) -> ssl.SSLContext:
-        # The self-signed certificate is issued for "localhost": trust it as the CA, and skip
-        # only the hostname match (we connect to 127.0.0.1).
-        context = ssl.create_default_context(cafile=str(self.cert_path))
-        context.check_hostname = False
-        return context
+        # The generated self-signed certificate is its own CA and names 127.0.0.1: full checks.
+        return ssl.create_default_context(cafile=str(self.cert_path))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -82,19 +81,25 @@ def wakedock_server() -> Iterator[Server]:
     log_path = root / "server.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            wakedock_command("serve", "--host", HOST, "--port", str(port),
-                             "--log-level", "warning"),
-            env=_bench_env(data_dir), stdout=log_file, stderr=subprocess.STDOUT,
+            wakedock_command(
+                "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"
+            ),
+            env=_bench_env(data_dir),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = Server(port, data_dir, process, log_path)
+    # A plain `kill` of the benchmark must not leave the server running.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
             try:
-                with urllib.request.urlopen(f"{server.base_url}/api/v1/health", timeout=2,
-                                            context=server.ssl_context()) as response:
+                with urllib.request.urlopen(
+                    f"{server.base_url}/api/v1/health", timeout=2, context=server.ssl_context()
+                ) as response:
                     if response.status == 200:
                         break
             except (OSError, ssl.SSLError):
@@ -111,6 +116,11 @@ def wakedock_server() -> Iterator[Server]:
                 process.kill()
                 process.wait(5)
         shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)
 
 
 def strong_password() -> str:
@@ -122,11 +132,27 @@ def create_user(server: Server, username: str, password: str, role: str = "viewe
     """`wakedock user create` through the real CLI, on the server's data directory."""
     result = subprocess.run(
         wakedock_command("user", "create", username, "--role", role, "--password-stdin"),
-        input=password + "\n", text=True, capture_output=True, env=_bench_env(server.data_dir),
-        timeout=120, check=False,
+        input=password + "\n",
+        text=True,
+        capture_output=True,
+        env=_bench_env(server.data_dir),
+        timeout=120,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"user create failed:\n{result.stdout}\n{result.stderr}")
+
+
+def argon2_parameters(server: Server, username: str) -> str:
+    """The argon2 cost stored in the user's hash, e.g. 'm=65536,t=3,p=4' (SQLite data dir)."""
+    with closing(sqlite3.connect(server.data_dir / "wakedock.db")) as db:
+        row = db.execute(
+            "SELECT password_hash FROM users WHERE username = ?", (username,)
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"no user {username!r} in the database")
+    # $argon2id$v=19$m=65536,t=3,p=4$salt$hash
+    return str(row[0]).split("$")[3]
 
 
 def login(server: Server, username: str, password: str) -> str:
@@ -134,7 +160,8 @@ def login(server: Server, username: str, password: str) -> str:
     request = urllib.request.Request(
         f"{server.base_url}/api/v1/auth/login",
         data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=30, context=server.ssl_context()) as response:
         token: str = json.loads(response.read())["access_token"]
@@ -182,14 +209,19 @@ def parse_wrk(output: str) -> WrkResult:
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     errors = re.search(r"Socket errors:\s+(.*)$", output, re.M)
     return WrkResult(
-        requests=int(total.group(1)), rps=float(rps.group(1)), p50_ms=_ms(p50.group(1)),
-        p99_ms=_ms(p99.group(1)), non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=errors.group(1).strip() if errors else None, raw=output,
+        requests=int(total.group(1)),
+        rps=float(rps.group(1)),
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1).strip() if errors else None,
+        raw=output,
     )
 
 
-def run_wrk(url: str, *, threads: int, connections: int, seconds: int,
-            headers: dict[str, str] | None = None) -> WrkResult:
+def run_wrk(
+    url: str, *, threads: int, connections: int, seconds: int, headers: dict[str, str] | None = None
+) -> WrkResult:
     """Run wrk with --latency against `url` (127.0.0.1 only); fail on any non-2xx answer."""
     if not url.startswith(f"https://{HOST}:"):
         raise ValueError("benchmarks only send traffic to 127.0.0.1")
@@ -199,8 +231,9 @@ def run_wrk(url: str, *, threads: int, connections: int, seconds: int,
     args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60,
-                          check=False)
+    done = subprocess.run(
+        [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     result = parse_wrk(done.stdout)
@@ -213,9 +246,62 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def cpu_busy_percent(seconds: float = 1.0) -> float | None:
+    """How busy the CPUs are (all processes), sampled from /proc/stat; None off Linux."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 100.0 * (1 - (idle1 - idle0) / total) if total > 0 else None
+
+
+def quiet_check() -> None:
+    """Print how busy the machine is before measuring: other load skews every figure."""
+    busy = cpu_busy_percent()
+    if busy is None:
+        return
+    note = "" if busy < 15 else "  WARNING: something else is using the CPUs, figures are skewed"
+    print(f"CPU busy before the run: {busy:.0f}%{note}")
+
+
+def code_line() -> str:
+    """Which WakeDock was measured: the commit, and whether src/ had uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if head.returncode != 0:
+        return "code: not a git checkout"
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    import wakedock
+
+    where = Path(wakedock.__file__).resolve().parent
+    outside = "" if where.is_relative_to(repo / "src") else f"; wakedock imported from {where}"
+    return f"code: {head.stdout.strip()}{' + uncommitted src/ changes' if dirty else ''}{outside}"
+
+
 def machine_line() -> str:
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].split(" Copyright")[0]
-    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-            f"Python {platform.python_version()}, {wrk_version}; wrk and the server share "
-            "the same cores")
+    return (
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}, {wrk_version}; wrk and the server share "
+        "the same cores"
+    )
