@@ -92,10 +92,12 @@ class RateLimitSettings(_Section):
 
 class AuthSettings(_Section):
     password_min_length: int = Field(default=12, ge=8, le=256)
-    # argon2id cost; the floors are OWASP's minimum (19 MiB, 2 iterations).
+    # argon2id cost; the floors are OWASP's minimum (19 MiB, 2 iterations). Changing them makes
+    # WakeDock rehash each password at its next successful login.
     argon2_memory_kib: int = Field(default=65536, ge=19456, le=4 * 1024 * 1024)
     argon2_time_cost: int = Field(default=3, ge=2, le=20)
-    argon2_parallelism: int = Field(default=4, ge=1, le=16)
+    # One lane (as OWASP's argon2id configurations): a login then occupies one core, not four.
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
     # zxcvbn guessability score (0-4) a password must reach.
     password_min_score: int = Field(default=3, ge=0, le=4)
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)

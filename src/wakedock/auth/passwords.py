@@ -14,7 +14,7 @@ OWASP_MIN_TIME_COST = 2
 class PasswordHasher:
     """argon2id hashing. The parameters never go below OWASP's minimum."""
 
-    def __init__(self, memory_kib: int = 65536, time_cost: int = 3, parallelism: int = 4) -> None:
+    def __init__(self, memory_kib: int = 65536, time_cost: int = 3, parallelism: int = 1) -> None:
         if memory_kib < OWASP_MIN_MEMORY_KIB or time_cost < OWASP_MIN_TIME_COST:
             raise ValueError("argon2 parameters below the OWASP minimum")
         self._argon2 = _Argon2(

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from wakedock.auth.schemas import (
     TokenResponse,
 )
 from wakedock.auth.sessions import Principal
+from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
 from wakedock.errors import InvalidInput, NotFound, PermissionDenied, WakeDockError
 from wakedock.mfa.service import Challenge
@@ -88,7 +88,9 @@ async def login(
     body = await _login_body(request)
     if body.mode == "cookie":
         await refuse_cross_site_cookie_login(request, c, context)
-    result = await run_in_threadpool(c.auth.login, body.username, body.password, context, body.code)
+    result = await run_hashing(
+        request, c.auth.login, body.username, body.password, context, body.code
+    )
     if isinstance(result, Challenge):
         return MfaChallengeResponse(challenge_token=result.token, expires_in=result.expires_in)
     return session_response(c, response, result, body.mode)
@@ -124,12 +126,18 @@ def logout(
 
 
 @router.get("/me", response_model=UserOut)
-def me(
+async def me(
     principal: Principal = Depends(requires(Permission.ACCOUNT_READ, during_enrolment=True)),
-    c: Components = Depends(components),
-    db: Session = Depends(db_transaction),
 ) -> UserOut:
-    return UserOut.model_validate(c.users.get(db, principal.user_id))
+    """The caller's account, from its validated session (no extra database read)."""
+    return UserOut(
+        id=principal.user_id,
+        username=principal.username,
+        email=principal.email,
+        role=principal.role,
+        disabled=False,
+        created_at=principal.created_at,
+    )
 
 
 @router.get(

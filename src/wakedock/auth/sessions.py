@@ -38,6 +38,8 @@ class Principal:
     role: str
     session_id: str
     mfa_at: datetime | None
+    created_at: datetime
+    email: str | None = None
     mfa_enabled: bool = False
     via_cookie: bool = False
 
@@ -129,14 +131,31 @@ class SessionStore:
         """The principal of a live session by its secret (the browser cookie), or None."""
         return self._lookup(("secret", digest(secret)), None)
 
-    def _lookup(self, key: tuple[str, str], user_id: int | None) -> Principal | None:
+    def cached(self, session_id: str, user_id: int) -> Principal | None:
+        """A recently validated principal from memory, without blocking; None if not cached.
+
+        Lets the request path skip a worker thread and the database on the common case.
+        """
+        return self._from_cache(f"sid:{session_id}", user_id)
+
+    def cached_by_secret(self, secret: str) -> Principal | None:
+        return self._from_cache(f"secret:{digest(secret)}", None)
+
+    def _from_cache(self, cache_key: str, user_id: int | None) -> Principal | None:
         now = self._clock.now()
-        cache_key = f"{key[0]}:{key[1]}"
         with self._lock:
             cached = self._cache.get(cache_key)
         if cached and now < cached[0] and now < cached[2]:
             principal = cached[1]
             return principal if user_id in (None, principal.user_id) else None
+        return None
+
+    def _lookup(self, key: tuple[str, str], user_id: int | None) -> Principal | None:
+        now = self._clock.now()
+        cache_key = f"{key[0]}:{key[1]}"
+        hit = self._from_cache(cache_key, user_id)
+        if hit is not None:
+            return hit
         with self._factory() as db, db.begin():
             column = UserSession.id if key[0] == "sid" else UserSession.secret_hash
             found = db.execute(
@@ -158,6 +177,8 @@ class SessionStore:
                 session_id=row.id,
                 mfa_at=row.mfa_at,
                 mfa_enabled=user.mfa_enabled,
+                email=user.email,
+                created_at=user.created_at,
                 via_cookie=key[0] == "secret",
             )
             valid_until = min(row.expires_at, row.last_seen_at + self._idle)

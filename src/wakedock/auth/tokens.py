@@ -19,6 +19,7 @@ ACCESS_TYPE = "access"
 _REQUIRED = ["sub", "sid", "jti", "iat", "nbf", "exp", "iss", "aud", "typ"]
 # Tolerance for clocks of other replicas when checking iat/nbf.
 _SKEW = 5
+_VERIFIED_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class TokenCodec:
         self._ttl = ttl_seconds
         self._clock = clock
         self._type = token_type
+        # Tokens already verified, until they expire: the signature and claims of a token never
+        # change, so a repeat presentation skips the JWT parsing. Revocation is checked apart.
+        self._verified: dict[str, AccessClaims] = {}
 
     @property
     def ttl_seconds(self) -> int:
@@ -73,10 +77,16 @@ class TokenCodec:
 
     def decode(self, token: str) -> AccessClaims:
         """Validate everything or raise NotAuthenticated (never says which check failed)."""
+        known = self._verified.get(token)
+        if known is not None and self._clock.now() < known.expires_at:
+            return known
         try:
             claims = self._decode(token)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             raise NotAuthenticated("Invalid or expired token") from exc
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
         return claims
 
     def _decode(self, token: str) -> AccessClaims:

@@ -4,13 +4,13 @@ and the adoption figures."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from wakedock.audit.events import RequestContext
 from wakedock.auth.responses import refuse_cross_site_cookie_login, session_response
 from wakedock.auth.schemas import CookieLoginResponse, TokenResponse
 from wakedock.auth.sessions import Principal
+from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
 from wakedock.mfa.schemas import (
     AdoptionOut,
@@ -88,7 +88,9 @@ async def verify(
     """Second login step: the challenge token and a TOTP or backup code open the session."""
     if body.mode == "cookie":
         await refuse_cross_site_cookie_login(request, c, context)
-    tokens = await run_in_threadpool(c.auth.complete_mfa, body.challenge_token, body.code, context)
+    tokens = await run_hashing(
+        request, c.auth.complete_mfa, body.challenge_token, body.code, context
+    )
     return session_response(c, response, tokens, body.mode)
 
 

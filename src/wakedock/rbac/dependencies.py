@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.auth.dependencies import current_principal
@@ -12,10 +13,10 @@ from wakedock.errors import PermissionDenied
 from wakedock.mfa.service import EnrolmentRequired
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
-from wakedock.web.deps import components, request_context
+from wakedock.web.deps import components_of, context_of
 
 
-def public() -> None:
+async def public() -> None:
     """Marks a route as deliberately open to anyone."""
 
 
@@ -30,37 +31,28 @@ class Requires:
         self.permission = permission
         self.during_enrolment = during_enrolment
 
-    def __call__(
-        self,
-        request: Request,
-        principal: Principal = Depends(current_principal),
-        c: Components = Depends(components),
+    async def __call__(
+        self, request: Request, principal: Principal = Depends(current_principal)
     ) -> Principal:
+        c = components_of(request)
         if not has_permission(principal.role, self.permission):
-            c.auth.audit(
-                Event(
-                    EventType.FORBIDDEN_ACCESS,
-                    Outcome.DENIED,
-                    target=request.url.path,
-                    details={"method": request.method, "permission": self.permission.value},
-                ),
-                request_context(request),
-            )
+            details = {"method": request.method, "permission": self.permission.value}
+            await _deny(c, request, details)
             raise PermissionDenied(f"missing permission {self.permission.value}")
         if not self.during_enrolment and c.mfa.enrolment_pending(principal):
-            c.auth.audit(
-                Event(
-                    EventType.FORBIDDEN_ACCESS,
-                    Outcome.DENIED,
-                    target=request.url.path,
-                    details={"method": request.method, "reason": "mfa enrolment required"},
-                ),
-                request_context(request),
-            )
+            details = {"method": request.method, "reason": "mfa enrolment required"}
+            await _deny(c, request, details)
             raise EnrolmentRequired(
                 "your role requires MFA: enrol first (POST /api/v1/auth/mfa/setup)"
             )
         return principal
+
+
+async def _deny(c: Components, request: Request, details: dict[str, str]) -> None:
+    denied = Event(
+        EventType.FORBIDDEN_ACCESS, Outcome.DENIED, target=request.url.path, details=details
+    )
+    await run_in_threadpool(c.auth.audit, denied, context_of(request))
 
 
 _guards: dict[tuple[Permission, bool], Requires] = {}

@@ -201,6 +201,8 @@ class UserService:
         if password is not None:
             self.set_password(db, context, user, password, keep_session=None)
         user.updated_at = now
+        # Validated sessions carry the user's profile: let them pick up the change.
+        self._sessions.forget()
         try:
             with db.begin_nested():
                 db.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy.orm import Session
 
 from wakedock.audit.events import RequestContext
@@ -14,7 +14,14 @@ from wakedock.web.client_ip import client_ip
 MAX_USER_AGENT = 512
 
 
-def components(request: Request) -> Components:
+# Pure dependencies are `async def`: a plain `def` would cost a worker-thread hop per request.
+
+
+async def components(request: Request) -> Components:
+    return components_of(request)
+
+
+def components_of(request: Request) -> Components:
     found: Components = request.app.state.components
     return found
 
@@ -30,7 +37,12 @@ def request_ip(request: Request) -> str:
     return cached
 
 
-def request_context(request: Request) -> RequestContext:
+async def request_context(request: Request) -> RequestContext:
+    return context_of(request)
+
+
+def context_of(request: Request) -> RequestContext:
+    """Who is asking, from where (the actor once authentication has run)."""
     principal = getattr(request.state, "principal", None)
     return RequestContext(
         ip=request_ip(request),
@@ -40,7 +52,7 @@ def request_context(request: Request) -> RequestContext:
     )
 
 
-def db_transaction(c: Components = Depends(components)) -> Iterator[Session]:
+def db_transaction(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns, rolled back on error."""
-    with c.db() as session, session.begin():
+    with components_of(request).db() as session, session.begin():
         yield session
