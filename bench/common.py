@@ -1,7 +1,7 @@
 """Shared helpers for the benchmarks: a real `wakedock serve` over HTTPS, a user, wrk.
 
 Standalone on purpose (no pytest, no test fixtures): the server runs with the production
-argon2 defaults (64 MiB, t=3, p=4) unless the caller's environment overrides them.
+argon2 defaults (64 MiB, t=3, p=1) unless the caller's environment overrides them.
 Every request goes to 127.0.0.1 only.
 """
 

@@ -1,6 +1,6 @@
 """Does password hashing stall the event loop? p99 of GET /api/v1/health, idle vs under logins.
 
-Same server, production argon2id defaults (64 MiB, t=3, p=4). First wrk measures the p99 latency
+Same server, production argon2id defaults (64 MiB, t=3, p=1). First wrk measures the p99 latency
 of /api/v1/health on an otherwise idle server (the baseline), then again while a pool of
 concurrent clients logs in continuously (right password: successful logins do not count
 toward the rate limit) for the whole wrk run. If argon2 ran on the event loop, every health

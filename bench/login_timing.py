@@ -1,7 +1,7 @@
 """Does a login reveal whether the username exists? Compare the time of failed logins.
 
 Known user + wrong password versus unknown user, through the real AuthService (argon2id at the
-production defaults: 64 MiB, t=3, p=4), interleaved so both see the same machine load. Prints the
+production defaults: 64 MiB, t=3, p=1), interleaved so both see the same machine load. Prints the
 median of each and their ratio (1.0 means no timing oracle). Run:
 
     .venv/bin/python bench/login_timing.py [--rounds 40]
