@@ -12,6 +12,7 @@ from wakedock.auth.schemas import CookieLoginResponse, TokenResponse
 from wakedock.auth.sessions import Principal
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
+from wakedock.mfa.reporting import adoption_by_role
 from wakedock.mfa.schemas import (
     AdoptionOut,
     BackupCodesOut,
@@ -152,12 +153,9 @@ def adoption(
     c: Components = Depends(components), db: Session = Depends(db_transaction)
 ) -> AdoptionOut:
     """MFA adoption by role: the seed's KPI is 100% of admins and more than 80% of users."""
-    figures = c.mfa.adoption(db)
     by_role = {
-        role: RoleAdoption(
-            users=int(f["users"]), enrolled=int(f["enrolled"]), percent=float(f["percent"])
-        )
-        for role, f in figures.items()
+        role: RoleAdoption(users=f.users, enrolled=f.enrolled, percent=f.percent)
+        for role, f in adoption_by_role(db).items()
     }
     return AdoptionOut(
         by_role=by_role,

@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import TypeVar
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
@@ -22,13 +21,18 @@ from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
 from wakedock.config import MfaSettings
 from wakedock.db import transaction
-from wakedock.errors import Conflict, NotAuthenticated, PermissionDenied
-from wakedock.errors import InvalidInput as _InvalidInput
-from wakedock.mfa import backup_codes, totp
+from wakedock.errors import Conflict, NotAuthenticated
+from wakedock.mfa import totp
+from wakedock.mfa.codes import CodeBook, CodeCheck, seal_context
 from wakedock.mfa.crypto import SecretBox
+from wakedock.mfa.errors import (
+    EnrolmentRequired,
+    MfaCodeRejected,
+    MfaLoginRejected,
+    StepUpRequired,
+)
 from wakedock.mfa.models import BackupCode, MfaChallenge
 from wakedock.ratelimit.limiter import AttemptLimiter
-from wakedock.rbac.permissions import Role
 from wakedock.users.models import User
 
 log = logging.getLogger("wakedock.mfa")
@@ -39,29 +43,6 @@ CHALLENGE_TYPE = "mfa_challenge"
 # An unconfirmed enrolment secret is forgotten after this long.
 _PENDING_FOR = timedelta(minutes=15)
 T = TypeVar("T")
-
-
-class MfaCodeRejected(_InvalidInput):
-    code = "mfa_code_invalid"
-
-
-class MfaLoginRejected(NotAuthenticated):
-    code = "mfa_code_invalid"
-
-
-class EnrolmentRequired(PermissionDenied):
-    code = "mfa_enrollment_required"
-
-
-class StepUpRequired(PermissionDenied):
-    code = "step_up_required"
-
-
-class CodeCheck(Enum):
-    TOTP = "totp"
-    BACKUP = "backup_code"
-    REPLAY = "replayed_code"
-    WRONG = "wrong_code"
 
 
 @dataclass(frozen=True)
@@ -85,10 +66,6 @@ class MfaStatus:
     backup_codes_remaining: int
 
 
-def _seal_context(user_id: int, purpose: str) -> str:
-    return f"user:{user_id}:{purpose}"
-
-
 class MfaService:
     """Everything about second factors. Every success, failure and change is audited."""
 
@@ -107,6 +84,7 @@ class MfaService:
         self._clock = clock
         self._box = box
         self._hasher = hasher
+        self._codes = CodeBook(clock, box, hasher)
         self._limiter = limiter
         self._sessions = sessions
         self._challenges = challenges
@@ -176,65 +154,6 @@ class MfaService:
                 raise error("invalid or already used code")
         return result
 
-    def _accept_code(self, db: Session, user: User, code: str, *, backup: bool = True) -> CodeCheck:
-        """Check a TOTP code (or, if `backup`, a backup code) and spend it atomically.
-
-        Actions that demand a current TOTP code pass backup=False, so that a backup code
-        offered there is neither accepted nor burnt.
-        """
-        now = self._clock.now()
-        if user.mfa_enabled and user.mfa_secret is not None:
-            try:
-                secret = self._box.open(user.mfa_secret, _seal_context(user.id, "totp"))
-            except ValueError:
-                # Tampered row or wrong key: refuse (and count the attempt), never a 500.
-                log.error("the MFA secret of user %s does not open", user.id)
-                return CodeCheck.WRONG
-            step = totp.matching_step(secret, code, now)
-            if step is not None:
-                spent = changed_rows(
-                    db.execute(
-                        update(User)
-                        .where(
-                            User.id == user.id,
-                            or_(User.mfa_last_step.is_(None), User.mfa_last_step < step),
-                        )
-                        .values(mfa_last_step=step)
-                        .execution_options(synchronize_session=False)
-                    )
-                )
-                return CodeCheck.TOTP if spent == 1 else CodeCheck.REPLAY
-            normal = backup_codes.normalise(code) if backup else None
-            if normal is not None:
-                return self._spend_backup_code(db, user, normal)
-        return CodeCheck.WRONG
-
-    def _spend_backup_code(self, db: Session, user: User, code: str) -> CodeCheck:
-        stored = db.execute(select(BackupCode).where(BackupCode.user_id == user.id)).scalars()
-        for row in stored:
-            if not self._hasher.verify(row.code_hash, code):
-                continue
-            if row.used_at is not None:
-                return CodeCheck.REPLAY
-            spent = changed_rows(
-                db.execute(
-                    update(BackupCode)
-                    .where(BackupCode.id == row.id, BackupCode.used_at.is_(None))
-                    .values(used_at=self._clock.now())
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            return CodeCheck.BACKUP if spent == 1 else CodeCheck.REPLAY
-        return CodeCheck.WRONG
-
-    def _new_backup_codes(self, db: Session, user: User) -> list[str]:
-        db.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
-        codes = backup_codes.generate()
-        now = self._clock.now()
-        for code in codes:
-            db.add(BackupCode(user_id=user.id, code_hash=self._hasher.hash(code), created_at=now))
-        return codes
-
     @staticmethod
     def _user(db: Session, user_id: int) -> User:
         user = db.get(User, user_id)
@@ -250,7 +169,7 @@ class MfaService:
             user = self._user(db, principal.user_id)
             if user.mfa_enabled:
                 raise Conflict("MFA is already enabled: disable it first to enrol a new device")
-            user.mfa_pending_secret = self._box.seal(secret, _seal_context(user.id, "pending"))
+            user.mfa_pending_secret = self._box.seal(secret, seal_context(user.id, "pending"))
             user.mfa_pending_at = self._clock.now()
             account = user.email or user.username
         uri = totp.provisioning_uri(secret, account)
@@ -273,20 +192,20 @@ class MfaService:
             ):
                 raise Conflict("no enrolment in progress: POST /api/v1/auth/mfa/setup first")
             try:
-                secret = self._box.open(user.mfa_pending_secret, _seal_context(user.id, "pending"))
+                secret = self._box.open(user.mfa_pending_secret, seal_context(user.id, "pending"))
             except ValueError:
                 log.error("the pending MFA secret of user %s does not open", user.id)
                 return CodeCheck.WRONG, None
             step = totp.matching_step(secret, code, now)
             if step is None:
                 return CodeCheck.WRONG, None
-            user.mfa_secret = self._box.seal(secret, _seal_context(user.id, "totp"))
+            user.mfa_secret = self._box.seal(secret, seal_context(user.id, "totp"))
             user.mfa_enabled = True
             user.mfa_enabled_at = now
             user.mfa_last_step = step
             user.mfa_pending_secret = None
             user.mfa_pending_at = None
-            codes = self._new_backup_codes(db, user)
+            codes = self._codes.new_backup_codes(db, user)
             self._sessions.mark_mfa(db, principal.session_id, now)
             record_event(db, Event(EventType.MFA_ENROL, target=user.username), context, at=now)
             return CodeCheck.TOTP, codes
@@ -342,7 +261,7 @@ class MfaService:
 
         def attempt(db: Session) -> tuple[CodeCheck, tuple[NewSession, User] | None]:
             fresh = self._user(db, user.id)
-            check = self._accept_code(db, fresh, code)
+            check = self._codes.accept(db, fresh, code)
             if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
                 return check, None
             return check, (self._open_session(db, fresh, check, context), fresh)
@@ -378,7 +297,7 @@ class MfaService:
             ):
                 raise NotAuthenticated("MFA challenge expired or already used: log in again")
             fresh = self._user(db, claims.user_id)
-            check = self._accept_code(db, fresh, code)
+            check = self._codes.accept(db, fresh, code)
             if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
                 return check, None
             used = changed_rows(
@@ -414,7 +333,7 @@ class MfaService:
             user = self._user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise EnrolmentRequired("enrol MFA first: POST /api/v1/auth/mfa/setup")
-            check = self._accept_code(db, user, code)
+            check = self._codes.accept(db, user, code)
             if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
                 return check, None
             now = self._clock.now()
@@ -440,7 +359,7 @@ class MfaService:
                 raise Conflict("MFA is not enabled")
             if not self._hasher.verify(user.password_hash, password):
                 return CodeCheck.WRONG, None
-            check = self._accept_code(db, user, code, backup=False)
+            check = self._codes.accept(db, user, code, backup=False)
             if check is not CodeCheck.TOTP:
                 return check, None
             self._clear(db, user)
@@ -463,10 +382,10 @@ class MfaService:
             user = self._user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise Conflict("MFA is not enabled")
-            check = self._accept_code(db, user, code, backup=False)
+            check = self._codes.accept(db, user, code, backup=False)
             if check is not CodeCheck.TOTP:
                 return check, None
-            codes = self._new_backup_codes(db, user)
+            codes = self._codes.new_backup_codes(db, user)
             record_event(
                 db,
                 Event(EventType.MFA_BACKUP_CODES_REGENERATED, target=user.username),
@@ -512,23 +431,3 @@ class MfaService:
             enabled_at=user.mfa_enabled_at,
             backup_codes_remaining=int(remaining),
         )
-
-    def adoption(self, db: Session) -> dict[str, dict[str, float | int]]:
-        """Enabled accounts with and without MFA, by role (the seed's adoption KPI)."""
-        rows = db.execute(
-            select(User.role, User.mfa_enabled, func.count(User.id))
-            .where(User.disabled.is_(False))
-            .group_by(User.role, User.mfa_enabled)
-        ).all()
-        figures: dict[str, dict[str, float | int]] = {
-            role.value: {"users": 0, "enrolled": 0} for role in Role
-        }
-        for role, enabled, count in rows:
-            entry = figures.setdefault(role, {"users": 0, "enrolled": 0})
-            entry["users"] = int(entry["users"]) + int(count)
-            if enabled:
-                entry["enrolled"] = int(entry["enrolled"]) + int(count)
-        for entry in figures.values():
-            users = int(entry["users"])
-            entry["percent"] = round(100.0 * int(entry["enrolled"]) / users, 1) if users else 0.0
-        return figures

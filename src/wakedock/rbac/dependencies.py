@@ -10,7 +10,7 @@ from wakedock.auth.dependencies import current_principal
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.errors import PermissionDenied
-from wakedock.mfa.service import EnrolmentRequired
+from wakedock.mfa.errors import EnrolmentRequired
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.web.deps import components_of, context_of
