@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import CLIENT_IP, Harness, strong_password
@@ -333,3 +334,29 @@ def test_registration_creates_a_viewer(make_harness: Callable[..., Harness]) -> 
     )
     assert grab.status_code == 403
     assert users(h) == {"newbie": Role.VIEWER.value}
+
+
+def test_oversized_login_bodies_are_refused_before_parsing(client: TestClient) -> None:
+    huge = "x" * (64 * 1024)
+    as_json = client.post("/api/v1/auth/login", json={"username": huge, "password": "p"})
+    assert as_json.status_code == 400
+    assert "too large" in as_json.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: a chunked body
+        for _ in range(64):
+            yield b"username=a&password=" + b"y" * 1024
+
+    chunked = client.post(
+        "/api/v1/auth/login",
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 400
+    assert "too large" in chunked.json()["detail"]
+    # A form with repeated or blank fields still parses; the last value wins.
+    form = client.post(
+        "/api/v1/auth/login",
+        content=b"username=x&username=nobody&password=wrong-but-long-enough",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from wakedock.audit.events import Event, EventType, Outcome, RequestContext
 from wakedock.audit.service import record_event
 from wakedock.auth.csrf import csrf_token
 from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.errors import RegistrationDisabled, SetupUnavailable
 from wakedock.auth.models import UserSession
 from wakedock.auth.responses import refuse_cross_site_cookie_login, session_response
 from wakedock.auth.schemas import (
@@ -30,7 +32,7 @@ from wakedock.auth.schemas import (
 from wakedock.auth.sessions import Principal
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
-from wakedock.errors import InvalidInput, NotFound, PermissionDenied, WakeDockError
+from wakedock.errors import InvalidInput, NotFound, PermissionDenied
 from wakedock.mfa.service import Challenge
 from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission, Role
@@ -41,30 +43,35 @@ from wakedock.web.deps import components, db_transaction, request_context
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-class RegistrationDisabled(WakeDockError):
-    status_code = 403
-    code = "registration_disabled"
+_MAX_LOGIN_BODY = 16 * 1024
 
 
-class SetupUnavailable(WakeDockError):
-    status_code = 403
-    code = "setup_unavailable"
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, refused past a small limit (chunked bodies included)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_LOGIN_BODY:
+            raise InvalidInput("login request body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _login_body(request: Request) -> LoginRequest:
-    """Form fields or JSON, both accepted."""
+    """JSON or URL-encoded form fields (the OAuth2 password-grant shape), both accepted."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    data: Any
-    if content_type == "application/json":
-        try:
-            data = json.loads(await request.body())
-        except ValueError:
-            raise InvalidInput("body is not valid JSON") from None
-    elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
-        form = await request.form()
-        data = {k: v for k, v in form.items() if isinstance(v, str)}
-    else:
+    if content_type not in {"application/json", "application/x-www-form-urlencoded"}:
         raise InvalidInput("send the credentials as JSON or form fields")
+    raw = await _bounded_body(request)
+    data: Any
+    try:
+        if content_type == "application/json":
+            data = json.loads(raw)
+        else:
+            data = {k: v[-1] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the credentials could not be parsed") from None
     if not isinstance(data, dict):
         raise InvalidInput("credentials must be an object with username and password")
     try:
