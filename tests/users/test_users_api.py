@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from conftest import Harness, strong_password
 from wakedock.audit.models import AuditEvent
+from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
 
 
@@ -144,3 +145,33 @@ def test_audit_rows_name_the_acting_user(harness: Harness, admin_token: str) -> 
     created = [e for e in _events(harness, "user_create") if e.target == "hank"]
     assert [(e.actor, e.ip) for e in created] == [("admin", "203.0.113.10")]
     assert [(e.actor, e.outcome) for e in _events(harness, "logout")] == [("admin", "success")]
+
+
+def test_stale_mfa_blocks_role_change_and_is_audited(make_harness) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    harness = make_harness(clock=clock)
+    name, password = harness.create_user("boss", Role.ADMIN)
+    token = harness.login(name, password)["access_token"]  # enrols: MFA proven now
+    target, _ = harness.create_user("ivy")
+    ivy = harness.client.get(
+        "/api/v1/users", params={"search": target}, headers=harness.bearer(token)
+    ).json()[0]
+    clock.advance(301)
+    refused = harness.client.patch(
+        f"/api/v1/users/{ivy['id']}", headers=harness.bearer(token), json={"role": "operator"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "step_up_required"
+    denials = [e for e in _events(harness, "forbidden_access") if "step-up" in e.details]
+    assert [(e.actor, e.outcome) for e in denials] == [("boss", "denied")]
+    step_up = harness.client.post(
+        "/api/v1/auth/mfa/step-up",
+        headers=harness.bearer(token),
+        json={"code": harness.totp_code(name)},
+    )
+    assert step_up.status_code == 200
+    granted = harness.client.patch(
+        f"/api/v1/users/{ivy['id']}", headers=harness.bearer(token), json={"role": "operator"}
+    )
+    assert granted.status_code == 200
+    assert granted.json()["role"] == "operator"

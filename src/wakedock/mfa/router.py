@@ -139,7 +139,7 @@ def reset_user_mfa(
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """An admin clears a user's MFA (lost device); the user's sessions are revoked."""
-    c.mfa.require_fresh(principal)
+    c.mfa.require_fresh(principal, context)
     c.mfa.reset(db, context, c.users.get(db, user_id))
     return Response(status_code=204)
 

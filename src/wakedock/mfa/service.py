@@ -98,13 +98,19 @@ class MfaService:
         """True if this principal must enrol MFA before doing anything else."""
         return self.required_for(principal.role) and not principal.mfa_enabled
 
-    def require_fresh(self, principal: Principal) -> None:
-        """Raise StepUpRequired unless MFA was proven in this session within the window."""
+    def require_fresh(self, principal: Principal, context: RequestContext) -> None:
+        """Raise StepUpRequired (audited) unless MFA was proven in this session lately."""
         window = timedelta(seconds=self._settings.step_up_seconds)
-        if principal.mfa_at is None or self._clock.now() - principal.mfa_at > window:
-            raise StepUpRequired(
-                "this action needs a recent MFA proof: POST /api/v1/auth/mfa/step-up"
-            )
+        if principal.mfa_at is not None and self._clock.now() - principal.mfa_at <= window:
+            return
+        refused = Event(
+            EventType.FORBIDDEN_ACCESS,
+            Outcome.DENIED,
+            target=principal.username,
+            details={"reason": "step-up MFA required"},
+        )
+        self._audit(refused, context)
+        raise StepUpRequired("this action needs a recent MFA proof: POST /api/v1/auth/mfa/step-up")
 
     # -- the guarded check ----------------------------------------------------------------
     def _audit(self, event: Event, context: RequestContext) -> None:

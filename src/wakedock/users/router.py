@@ -39,7 +39,7 @@ def create_user(
 ) -> UserOut:
     """Create an account. Creating an admin is a grant of power: it needs a fresh MFA proof."""
     if body.role is Role.ADMIN:
-        c.mfa.require_fresh(principal)
+        c.mfa.require_fresh(principal, context)
     user = c.users.create(
         db,
         context,
@@ -74,7 +74,7 @@ def update_user(
     Role changes, disabling and password resets need a fresh MFA proof (step-up).
     """
     if body.role is not None or body.disabled is not None or body.password is not None:
-        c.mfa.require_fresh(principal)
+        c.mfa.require_fresh(principal, context)
     user = c.users.get(db, user_id)
     c.users.update(
         db,
@@ -97,6 +97,6 @@ def delete_user(
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """Delete an account (needs a fresh MFA proof); its sessions end with it."""
-    c.mfa.require_fresh(principal)
+    c.mfa.require_fresh(principal, context)
     c.users.delete(db, context, c.users.get(db, user_id), actor_id=principal.user_id)
     return Response(status_code=204)
