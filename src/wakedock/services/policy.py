@@ -1,0 +1,155 @@
+"""The policy engine (S6.3): which valid service specs WakeDock refuses to launch, and why.
+
+`violations` returns every problem at once so a user fixes a spec in one round trip, and the
+launcher calls it again right before creating a container (defence in depth).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from wakedock.services.spec import BindMount, ServiceSpec
+
+# Each default is needed by common images, and none gives a way out of the container:
+# CHOWN/SETUID/SETGID let entrypoints (postgres, nginx, redis) drop from root to their own user;
+# DAC_OVERRIDE lets those entrypoints fix ownership of files created by another uid on a volume;
+# NET_BIND_SERVICE lets a server bind a port below 1024 inside its own network namespace.
+DEFAULT_CAP_ALLOWLIST = frozenset({"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"})
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# Runtime directories hold the engine's socket (rootful and rootless: /run/user/<uid>/docker.sock).
+SOCKET_DIRS = ("/var/run", "/run")
+SENSITIVE_HOST_PATHS = (
+    "/",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+    "/var/lib/docker",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reason a spec is refused; `field` is the spec path a user must change."""
+
+    field: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """What an admin allows beyond the hardened defaults."""
+
+    cap_allowlist: frozenset[str] = DEFAULT_CAP_ALLOWLIST
+    # Host directories (absolute) under which bind mounts are allowed. Empty: no bind mounts.
+    bind_mount_allowlist: tuple[str, ...] = field(default_factory=tuple)
+    # A writable root filesystem is a relaxation only an admin may grant (the caller decides who).
+    allow_writable_root: bool = False
+
+    def __post_init__(self) -> None:
+        if "ALL" in self.cap_allowlist:
+            raise ValueError("cap_allowlist must name capabilities, not ALL")
+        for path in self.bind_mount_allowlist:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"bind_mount_allowlist entries must be absolute paths: {path!r}")
+
+
+def _is_within(path: str, root: str) -> bool:
+    """True when `path` is `root` or below it (both normalized)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _host_forms(source: str) -> set[str]:
+    # The lexical form is what Docker receives; the resolved form catches symlinks on this host
+    # (e.g. /var/run -> /run). Both must pass.
+    # normpath keeps a leading "//" (POSIX leaves it implementation-defined); Linux reads it as "/".
+    return {"/" + posixpath.normpath(source).lstrip("/"), os.path.realpath(source)}
+
+
+def _bind_violations(index: int, mount: BindMount, policy: PolicySettings) -> list[Violation]:
+    where = f"volumes[{index}].source"
+    found: list[Violation] = []
+    if ".." in mount.source.split("/"):
+        found.append(Violation(where, "path_traversal", "bind mount source contains '..'"))
+    forms = _host_forms(mount.source)
+    exposes_socket = any(
+        form in DOCKER_SOCKETS
+        or posixpath.basename(form) == "docker.sock"
+        or any(_is_within(form, d) or _is_within(d, form) for d in SOCKET_DIRS)
+        for form in forms
+    )
+    if exposes_socket:
+        found.append(
+            Violation(where, "docker_socket", "mounting the Docker socket gives root on the host")
+        )
+    # A path is sensitive when it lies under a sensitive directory, or contains one (mounting /var
+    # exposes /var/lib/docker); "/" only by itself, since everything lies under it.
+    sensitive = any(
+        _is_within(form, s) if s != "/" else form == "/"
+        for form in forms
+        for s in SENSITIVE_HOST_PATHS
+    ) or any(_is_within(s, form) for form in forms for s in SENSITIVE_HOST_PATHS)
+    if sensitive:
+        found.append(Violation(where, "sensitive_path", f"{mount.source} is a sensitive host path"))
+    allowed = [form for root in policy.bind_mount_allowlist for form in _host_forms(root)]
+    if not all(any(_is_within(form, root) for root in allowed) for form in forms):
+        found.append(
+            Violation(where, "bind_not_allowlisted", f"{mount.source} is outside the allowlist")
+        )
+    return found
+
+
+def _namespace_violations(spec: ServiceSpec) -> list[Violation]:
+    found: list[Violation] = []
+    # Docker only accepts "container:<id>" for network, PID and IPC; UTS knows only "host".
+    modes = {
+        "network_mode": spec.network_mode,
+        "pid_mode": spec.pid_mode,
+        "ipc_mode": spec.ipc_mode,
+        "uts_mode": spec.uts_mode,
+    }
+    for name, mode in modes.items():
+        if mode == "host":
+            found.append(
+                Violation(name, "host_namespace", f"{name} 'host' shares the host's namespace")
+            )
+        elif mode is not None and mode.startswith("container:"):
+            found.append(
+                Violation(name, "shared_namespace", f"{name} joins another container's namespace")
+            )
+    return found
+
+
+def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
+    """Every reason `spec` may not be launched under `policy`; empty when it may."""
+    found: list[Violation] = []
+    if spec.privileged:
+        found.append(Violation("privileged", "privileged", "privileged containers are refused"))
+    for index, cap in enumerate(spec.cap_add):
+        if cap == "ALL" or cap not in policy.cap_allowlist:
+            found.append(
+                Violation(f"cap_add[{index}]", "capability", f"capability {cap} is not allowed")
+            )
+    found.extend(_namespace_violations(spec))
+    for index, device in enumerate(spec.devices):
+        found.append(
+            Violation(f"devices[{index}]", "device", f"host device {device} is not allowed")
+        )
+    for index, volume in enumerate(spec.volumes):
+        if isinstance(volume, BindMount):
+            found.extend(_bind_violations(index, volume, policy))
+    if not spec.read_only_root and not policy.allow_writable_root:
+        found.append(
+            Violation("read_only_root", "writable_root", "a writable root needs an admin's consent")
+        )
+    return found

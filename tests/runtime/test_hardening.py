@@ -1,0 +1,201 @@
+"""Launch kwargs carry every hardening setting; the integration suite proves them with inspect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wakedock.runtime.hardening import (
+    HARDENING_FIELDS,
+    container_create_kwargs,
+    healthcheck,
+)
+from wakedock.services.policy import PolicySettings
+from wakedock.services.spec import HttpProbe, ServiceSpec
+
+NS = 1_000_000_000
+
+
+def make_spec(**overrides: Any) -> ServiceSpec:
+    data: dict[str, Any] = {
+        "name": "web",
+        "image": "wakedock/test-app:1",
+        "readiness": {"type": "http", "path": "/health", "port": 8080},
+        "ports": [
+            {"container_port": 8080, "host_port": 18080},
+            {"container_port": 53, "protocol": "udp"},
+        ],
+        "limits": {"memory_mb": 128, "cpus": 0.25, "pids": 64},
+    }
+    data.update(overrides)
+    return ServiceSpec.model_validate(data)
+
+
+def kwargs_for(spec: ServiceSpec, **extra: Any) -> dict[str, Any]:
+    return container_create_kwargs(spec, managed_label_value="install-1", **extra)
+
+
+def test_every_hardening_field_present() -> None:
+    kwargs = kwargs_for(make_spec(cap_add=["NET_BIND_SERVICE"]))
+    assert kwargs["image"] == "wakedock/test-app:1"
+    assert kwargs["name"] == "wakedock-web"
+    assert kwargs["cap_drop"] == ["ALL"]
+    assert kwargs["cap_add"] == ["NET_BIND_SERVICE"]
+    assert kwargs["security_opt"] == ["no-new-privileges:true"]
+    assert kwargs["read_only"] is True
+    assert kwargs["tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}  # noqa: S108
+    assert kwargs["mem_limit"] == "128m"
+    assert kwargs["memswap_limit"] == "128m"
+    assert kwargs["nano_cpus"] == 250_000_000
+    assert kwargs["pids_limit"] == 64
+    assert kwargs["restart_policy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
+    assert kwargs["privileged"] is False
+    assert kwargs["labels"] == {"wakedock.managed": "install-1", "wakedock.service": "web"}
+    assert kwargs["healthcheck"]["test"][0] == "CMD-SHELL"
+    for namespace in ("network_mode", "pid_mode", "ipc_mode", "uts_mode", "devices"):
+        assert namespace not in kwargs
+
+
+def test_ports_bound_to_loopback_only() -> None:
+    assert kwargs_for(make_spec())["ports"] == {
+        "8080/tcp": ("127.0.0.1", 18080),
+        "53/udp": ("127.0.0.1", None),
+    }
+
+
+def test_defaults_applied_from_spec() -> None:
+    spec = ServiceSpec.model_validate(
+        {"name": "db", "image": "postgres:16", "readiness": {"type": "tcp", "port": 5432}}
+    )
+    kwargs = kwargs_for(spec)
+    assert (kwargs["mem_limit"], kwargs["nano_cpus"], kwargs["pids_limit"]) == (
+        "256m",
+        NS // 2,
+        256,
+    )
+    assert kwargs["ports"] == {}
+    assert kwargs["volumes"] == {}
+    assert kwargs["command"] is None
+
+
+def test_docker_healthcheck_passed_through_in_nanoseconds() -> None:
+    readiness = {
+        "type": "healthcheck",
+        "test": ["CMD", "pg_isready"],
+        "interval_s": 7,
+        "timeout_s": 3,
+        "retries": 4,
+    }
+    assert kwargs_for(make_spec(readiness=readiness))["healthcheck"] == {
+        "test": ["CMD", "pg_isready"],
+        "interval": 7 * NS,
+        "timeout": 3 * NS,
+        "retries": 4,
+    }
+
+
+def test_tcp_readiness_uses_nc() -> None:
+    check = kwargs_for(make_spec(readiness={"type": "tcp", "port": 5432}))["healthcheck"]
+    assert check["test"] == ["CMD-SHELL", "nc -z 127.0.0.1 5432 || exit 1"]
+
+
+def test_http_readiness_uses_wget() -> None:
+    check = kwargs_for(make_spec())["healthcheck"]
+    assert check["test"] == [
+        "CMD-SHELL",
+        "wget -q -O /dev/null http://127.0.0.1:8080/health || exit 1",
+    ]
+
+
+def run_with_fake_wget(command: str, tmp_path: Path) -> list[str]:
+    """Run the healthcheck shell line with a `wget` that records its argv, one per line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    argv_file = tmp_path / "argv"
+    fake = bin_dir / "wget"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_file}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    shell = shutil.which("sh")
+    assert shell is not None
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "HOME": str(tmp_path)}
+    subprocess.run([shell, "-c", command], cwd=tmp_path, env=env, check=True, timeout=10)
+    return argv_file.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/health;touch${IFS}pwned",  # accepted by spec validation: must stay inert when quoted
+        "/x'$(touch${IFS}pwned)'",
+        "/health; rm -rf /; touch pwned",  # refused by validation; quoted even if it got through
+    ],
+)
+def test_http_path_cannot_inject(path: str, tmp_path: Path) -> None:
+    spec = make_spec().model_copy(
+        update={"readiness": HttpProbe.model_construct(type="http", path=path, port=8080)}
+    )
+    check = healthcheck(spec)
+    argv = run_with_fake_wget(check["test"][1], tmp_path)
+    assert argv == ["-q", "-O", "/dev/null", f"http://127.0.0.1:8080{path}"]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_spec_with_violations_refused() -> None:
+    with pytest.raises(ValueError, match="privileged"):
+        kwargs_for(make_spec(privileged=True))
+    with pytest.raises(ValueError, match="host"):
+        kwargs_for(make_spec(network_mode="host"))
+    with pytest.raises(ValueError, match="not allowed"):
+        kwargs_for(make_spec(cap_add=["SYS_ADMIN"]))
+
+
+def test_allowed_network_mode_passed_through() -> None:
+    assert kwargs_for(make_spec(network_mode="wakedock-net"))["network_mode"] == "wakedock-net"
+
+
+def test_admin_relaxation_passes_through() -> None:
+    policy = PolicySettings(allow_writable_root=True)
+    assert kwargs_for(make_spec(read_only_root=False), policy=policy)["read_only"] is False
+
+
+def test_volumes_mapped_and_named_volumes_namespaced() -> None:
+    spec = make_spec(
+        volumes=[
+            {"name": "data", "target": "/data"},
+            {"source": "/srv/wakedock/web", "target": "/srv", "read_only": True},
+        ]
+    )
+    policy = PolicySettings(bind_mount_allowlist=("/srv/wakedock",))
+    assert kwargs_for(spec, policy=policy)["volumes"] == {
+        "wakedock_web_data": {"bind": "/data", "mode": "rw"},
+        "/srv/wakedock/web": {"bind": "/srv", "mode": "ro"},
+    }
+
+
+def test_unresolved_secret_reference_refused() -> None:
+    spec = make_spec(env={"MODE": "prod", "TOKEN": "secret:apps/web#token"})
+    with pytest.raises(ValueError, match="TOKEN"):
+        kwargs_for(spec)
+    resolved = {"MODE": "prod", "TOKEN": "s3cr3t"}
+    assert kwargs_for(spec, environment=resolved)["environment"] == resolved
+
+
+def test_plain_env_passed_through() -> None:
+    assert kwargs_for(make_spec(env={"MODE": "prod"}))["environment"] == {"MODE": "prod"}
+
+
+def test_hardening_fields_document_inspect_paths() -> None:
+    for cis_id in ("5.3", "5.4", "5.9", "5.10", "5.12", "5.13", "5.14", "5.25", "5.26", "5.28"):
+        assert cis_id in HARDENING_FIELDS
+    assert HARDENING_FIELDS["5.3"].inspect_path == "HostConfig.CapDrop"
+    assert HARDENING_FIELDS["5.25"].inspect_path == "HostConfig.SecurityOpt"
+    for cis_id, check in HARDENING_FIELDS.items():
+        assert cis_id.startswith("5.") and check.title and check.expected
+        head = check.inspect_path.split(".")[0].split("[")[0]
+        assert head in {"HostConfig", "Config", "Mounts", "NetworkSettings", "State"}
