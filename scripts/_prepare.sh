@@ -24,3 +24,21 @@ ensure_venv() {
   fi
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 }
+
+ensure_dockerd() {
+  # The Docker integration tests need a running engine; start one if we may.
+  docker info >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "==> Docker engine not reachable: the Docker tests will skip (fail in CI)" >&2
+    return 0
+  fi
+  if ! { command -v systemctl >/dev/null 2>&1 && systemctl start docker >/dev/null 2>&1; }; then
+    echo "==> starting dockerd (log: /tmp/wakedock-dockerd.log)" >&2
+    nohup dockerd --iptables=false >/tmp/wakedock-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "==> dockerd did not come up; see /tmp/wakedock-dockerd.log" >&2
+}

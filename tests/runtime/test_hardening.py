@@ -49,7 +49,7 @@ def test_every_hardening_field_present() -> None:
     assert kwargs["cap_add"] == ["NET_BIND_SERVICE"]
     assert kwargs["security_opt"] == ["no-new-privileges:true"]
     assert kwargs["read_only"] is True
-    assert kwargs["tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}  # noqa: S108
+    assert kwargs["tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
     assert kwargs["mem_limit"] == "128m"
     assert kwargs["memswap_limit"] == "128m"
     assert kwargs["nano_cpus"] == 250_000_000

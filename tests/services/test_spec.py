@@ -59,7 +59,7 @@ def test_minimal_spec_gets_hardened_defaults() -> None:
     assert spec.idle_timeout_s == 900
     assert spec.privileged is False
     assert spec.read_only_root is True
-    assert spec.tmpfs == ["/tmp"]  # noqa: S108
+    assert spec.tmpfs == ["/tmp"]
     assert spec.cap_add == []
     assert spec.stop_method == "stop"
 

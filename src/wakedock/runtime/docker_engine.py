@@ -1,0 +1,154 @@
+"""ContainerRuntime on a local Docker Engine (docker SDK). Only managed containers are touched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from wakedock.runtime.base import (
+    ContainerNotFound,
+    ContainerStatus,
+    ImageMissing,
+    NotManaged,
+    RuntimeUnavailable,
+    State,
+)
+from wakedock.runtime.hardening import MANAGED_LABEL, container_create_kwargs
+from wakedock.services.policy import PolicySettings
+from wakedock.services.spec import ServiceSpec
+
+OPT_IN_LABEL = "wakedock.enable"
+T = TypeVar("T")
+
+
+def is_managed(labels: Mapping[str, str], installation: str) -> bool:
+    """Created by this WakeDock installation, or explicitly opted in by its owner."""
+    return labels.get(MANAGED_LABEL) == installation or labels.get(OPT_IN_LABEL) == "true"
+
+
+class DockerEngineRuntime:
+    """Drives containers on one Docker Engine. Blocking: run every call on a worker thread."""
+
+    def __init__(
+        self, *, base_url: str, installation: str, policy: PolicySettings | None = None
+    ) -> None:
+        self._base_url = base_url
+        self._installation = installation
+        self._policy = policy or PolicySettings()
+        self._client: docker.DockerClient | None = None
+
+    def _call(self, action: Callable[[docker.DockerClient], T]) -> T:
+        """Run `action`, turning an unreachable daemon into RuntimeUnavailable (HTTP 503)."""
+        try:
+            if self._client is None:
+                self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
+            return action(self._client)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.DockerException as exc:
+            if (
+                isinstance(exc, docker.errors.APIError)
+                and exc.status_code is not None
+                and (exc.status_code < 500)
+            ):
+                raise
+            self._client = None
+            raise RuntimeUnavailable(
+                "the Docker daemon cannot be reached; service operations are unavailable"
+            ) from exc
+
+    def _managed(self, client: docker.DockerClient, container_id: str) -> Container:
+        try:
+            container = client.containers.get(container_id)
+        except docker.errors.NotFound:
+            raise ContainerNotFound("the container no longer exists in the engine") from None
+        if not is_managed(container.labels, self._installation):
+            raise NotManaged("WakeDock only operates containers it manages")
+        return container
+
+    def create(self, spec: ServiceSpec, environment: Mapping[str, str]) -> str:
+        kwargs: dict[str, Any] = container_create_kwargs(
+            spec,
+            managed_label_value=self._installation,
+            policy=self._policy,
+            environment=environment,
+        )
+
+        def create(client: docker.DockerClient) -> str:
+            try:
+                client.images.get(spec.image)
+            except docker.errors.ImageNotFound:
+                raise ImageMissing(
+                    f"image {spec.image!r} is not present on the Docker host"
+                ) from None
+            container = client.containers.create(**kwargs)
+            return str(container.id)
+
+        return self._call(create)
+
+    def start(self, container_id: str) -> None:
+        def start(client: docker.DockerClient) -> None:
+            container = self._managed(client, container_id)
+            if container.status == "paused":
+                container.unpause()
+            else:
+                container.start()
+
+        self._call(start)
+
+    def stop(self, container_id: str, *, pause: bool = False) -> None:
+        def stop(client: docker.DockerClient) -> None:
+            container = self._managed(client, container_id)
+            if pause:
+                if container.status == "running":
+                    container.pause()
+            else:
+                container.stop(timeout=10)
+
+        self._call(stop)
+
+    def remove(self, container_id: str) -> None:
+        def remove(client: docker.DockerClient) -> None:
+            try:
+                container = self._managed(client, container_id)
+            except ContainerNotFound:
+                return
+            container.remove(force=True)
+
+        self._call(remove)
+
+    def status(self, container_id: str) -> ContainerStatus:
+        def status(client: docker.DockerClient) -> ContainerStatus:
+            container = self._managed(client, container_id)
+            state = container.attrs.get("State", {})
+            health = (state.get("Health") or {}).get("Status")
+            return ContainerStatus(
+                id=str(container.id),
+                name=str(container.name),
+                state=_state(state),
+                health=health,
+            )
+
+        return self._call(status)
+
+    def logs(self, container_id: str, tail: int) -> str:
+        def logs(client: docker.DockerClient) -> str:
+            container = self._managed(client, container_id)
+            raw: bytes = container.logs(tail=max(1, min(tail, 10_000)))
+            return raw.decode(errors="replace")
+
+        return self._call(logs)
+
+
+def _state(state: Mapping[str, Any]) -> State:
+    if state.get("Paused"):
+        return State.PAUSED
+    if state.get("Running"):
+        return State.RUNNING
+    if state.get("Restarting"):
+        return State.STARTING
+    return State.STOPPED

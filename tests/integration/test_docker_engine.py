@@ -1,0 +1,187 @@
+"""The Docker Engine runtime on the real engine: hardened launches seen in `docker inspect`,
+lifecycle, unmanaged containers left alone, and errors a user can act on."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from support.docker_images import docker_client, ensure_test_image
+from wakedock.runtime.base import (
+    ContainerNotFound,
+    ImageMissing,
+    NotManaged,
+    RuntimeUnavailable,
+    State,
+)
+from wakedock.runtime.docker_engine import DockerEngineRuntime
+from wakedock.services.spec import ServiceSpec
+
+pytestmark = pytest.mark.integration
+
+INSTALLATION = "wakedock-tests"
+# busybox httpd serving a page it writes into the tmpfs (the root filesystem is read-only).
+SERVE = [
+    "/bin/sh",
+    "-c",
+    "echo serving-from-tmpfs; echo ok > /tmp/index.html && exec httpd -f -p 8080 -h /tmp",
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker_client()
+    ensure_test_image(client)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": "wakedock.managed"}):
+        if container.labels.get("wakedock.managed") == INSTALLATION:
+            container.remove(force=True)
+
+
+@pytest.fixture
+def runtime(engine: docker.DockerClient) -> DockerEngineRuntime:
+    return DockerEngineRuntime(base_url="unix:///var/run/docker.sock", installation=INSTALLATION)
+
+
+def _spec(name: str, **extra: Any) -> ServiceSpec:
+    return ServiceSpec.model_validate(
+        {
+            "name": name,
+            "image": "wakedock-test/busybox:1",
+            "command": SERVE,
+            "ports": [{"container_port": 8080}],
+            "readiness": {
+                "type": "http",
+                "path": "/index.html",
+                "port": 8080,
+                "interval_s": 1,
+                "timeout_s": 2,
+                "retries": 3,
+            },
+            **extra,
+        }
+    )
+
+
+def _wait_healthy(runtime: DockerEngineRuntime, container_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = runtime.status(container_id)
+        if status.health == "healthy":
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"never healthy: {runtime.status(container_id)}")
+
+
+def test_launch_is_hardened_in_docker_inspect(
+    engine: docker.DockerClient, runtime: DockerEngineRuntime
+) -> None:
+    container_id = runtime.create(_spec("hardened"), {"GREETING": "hello"})
+    runtime.start(container_id)
+    _wait_healthy(runtime, container_id)
+    attrs = engine.api.inspect_container(container_id)
+    host = attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert not host.get("CapAdd")
+    assert any(opt.startswith("no-new-privileges") for opt in host["SecurityOpt"])
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert host["Memory"] == 256 * 1024 * 1024
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] == 256
+    assert host["Privileged"] is False
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
+    assert host["NetworkMode"] != "host"
+    assert host["PidMode"] in ("", "private")
+    assert host["IpcMode"] in ("", "private", "none")
+    assert host["UTSMode"] in ("", "private")
+    assert not host.get("Devices")
+    assert all(
+        m.get("Source") not in ("/var/run/docker.sock", "/run/docker.sock") for m in attrs["Mounts"]
+    )
+    bindings = [b for port in host["PortBindings"].values() for b in port]
+    assert bindings
+    assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+    assert attrs["Config"]["Healthcheck"]["Test"]
+    assert attrs["Config"]["Labels"]["wakedock.managed"] == INSTALLATION
+    assert "GREETING=hello" in attrs["Config"]["Env"]
+    # Published on loopback only, and really serving.
+    published = attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert {p["HostIp"] for p in published} == {"127.0.0.1"}
+    port = published[0]["HostPort"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as reply:
+        assert reply.read().strip() == b"ok"
+    runtime.remove(container_id)
+
+
+def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime) -> None:
+    container_id = runtime.create(_spec("lifecycle"), {})
+    assert runtime.status(container_id).state is State.STOPPED
+    runtime.start(container_id)
+    assert runtime.status(container_id).state is State.RUNNING
+    runtime.stop(container_id, pause=True)
+    assert runtime.status(container_id).state is State.PAUSED
+    runtime.start(container_id)
+    assert runtime.status(container_id).state is State.RUNNING
+    runtime.stop(container_id)
+    assert runtime.status(container_id).state is State.STOPPED
+    assert "serving-from-tmpfs" in runtime.logs(container_id, tail=10)
+    runtime.remove(container_id)
+    with pytest.raises(ContainerNotFound):
+        runtime.status(container_id)
+    runtime.remove(container_id)  # removing twice is not an error
+
+
+def test_unmanaged_container_is_never_touched(
+    engine: docker.DockerClient, runtime: DockerEngineRuntime
+) -> None:
+    bystander = engine.containers.run(
+        "wakedock-test/busybox:1",
+        ["sleep", "300"],
+        detach=True,
+        name=f"bystander-{int(time.time() * 1000)}",
+    )
+    try:
+        for operation in (runtime.stop, runtime.start, runtime.status, runtime.remove):
+            with pytest.raises(NotManaged):
+                operation(bystander.id)
+        bystander.reload()
+        assert bystander.status == "running"
+    finally:
+        bystander.remove(force=True)
+
+
+def test_opted_in_container_is_managed(
+    engine: docker.DockerClient, runtime: DockerEngineRuntime
+) -> None:
+    opted = engine.containers.create(
+        "wakedock-test/busybox:1", ["sleep", "300"], labels={"wakedock.enable": "true"}
+    )
+    try:
+        runtime.start(opted.id)
+        assert runtime.status(opted.id).state is State.RUNNING
+        runtime.stop(opted.id)
+        assert runtime.status(opted.id).state is State.STOPPED
+    finally:
+        opted.remove(force=True)
+
+
+def test_missing_image_names_the_image(runtime: DockerEngineRuntime) -> None:
+    with pytest.raises(ImageMissing, match="wakedock-test/never-built:9"):
+        runtime.create(_spec("orphan", image="wakedock-test/never-built:9"), {})
+
+
+def test_unreachable_daemon_is_a_clear_503(engine: docker.DockerClient) -> None:
+    nowhere = DockerEngineRuntime(
+        base_url="unix:///tmp/no-docker-here.sock", installation=INSTALLATION
+    )
+    with pytest.raises(RuntimeUnavailable) as caught:
+        nowhere.status("anything")
+    assert caught.value.status_code == 503
+    assert "Docker daemon" in caught.value.detail
