@@ -239,7 +239,8 @@ class ServiceSpec(_Strict):
     uts_mode: str | None = None
     devices: list[str] = Field(default_factory=list, max_length=64)
     read_only_root: bool = True
-    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"], max_length=16)  # noqa: S108
+    # Paths inside the container (not this host's /tmp).
+    tmpfs: list[str] = Field(default_factory=lambda: ["/tmp"], max_length=16)  # noqa: S108  # nosec B108
 
     @field_validator("name")
     @classmethod
