@@ -8,6 +8,7 @@ from starlette.middleware.cors import CORSMiddleware
 from wakedock import __version__
 from wakedock.auth.router import router as auth_router
 from wakedock.components import Components
+from wakedock.files.router import router as files_router
 from wakedock.health.router import router as health_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
@@ -35,6 +36,7 @@ def create_app(components: Components) -> FastAPI:
         mfa_router,
         mfa_admin_router,
         users_router,
+        files_router,
         pages_router,
     ):
         app.include_router(router)

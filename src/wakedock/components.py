@@ -16,6 +16,7 @@ from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import Settings
 from wakedock.db import make_engine, make_session_factory, migrate
+from wakedock.files.store import FileStore
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.ratelimit.limiter import AttemptLimiter
@@ -39,6 +40,7 @@ class Components:
     users: UserService
     setup: SetupToken
     trusted_proxies: tuple[IPNetwork, ...]
+    files: FileStore
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -130,4 +132,5 @@ def build_components(
         users=users,
         setup=SetupToken(clock, ttl_seconds=auth.setup_token_seconds),
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
+        files=FileStore(settings.data_dir / "files"),
     )

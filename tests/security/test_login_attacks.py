@@ -360,3 +360,26 @@ def test_oversized_login_bodies_are_refused_before_parsing(client: TestClient) -
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert form.status_code == 401
+
+
+def test_control_characters_break_nothing(harness: Harness, admin_token: str) -> None:
+    # NUL is refused by PostgreSQL text columns and CR/LF forges log lines: neither may cause a
+    # 500 or land verbatim in the audit trail.
+    for name in ("nul\x00user", "evil\r\nFAKE login_success admin", "tab\tuser"):
+        response = harness.client.post(
+            "/api/v1/auth/login", json={"username": name, "password": "wrong-password-123"}
+        )
+        assert response.status_code == 401
+    search = harness.client.get(
+        "/api/v1/users", params={"search": "a\x00b"}, headers=harness.bearer(admin_token)
+    )
+    assert search.status_code in (200, 422)
+    with harness.components.db() as db:
+        targets = [
+            e.target
+            for e in db.execute(
+                select(AuditEvent).where(AuditEvent.type == "login_failure")
+            ).scalars()
+        ]
+    assert "nul\\x00user" in targets
+    assert all("\r" not in t and "\n" not in t and "\x00" not in t for t in targets if t)

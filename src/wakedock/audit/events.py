@@ -47,6 +47,8 @@ class EventType(StrEnum):
     MFA_RESET = "mfa_reset"
     MFA_BACKUP_CODES_REGENERATED = "mfa_backup_codes_regenerated"
     MFA_STEP_UP = "mfa_step_up"
+    PATH_TRAVERSAL = "path_traversal"
+    FILE_WRITE = "file_write"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -75,6 +77,8 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.MFA_RESET: Severity.HIGH,
     EventType.MFA_BACKUP_CODES_REGENERATED: Severity.MEDIUM,
     EventType.MFA_STEP_UP: Severity.INFO,
+    EventType.PATH_TRAVERSAL: Severity.HIGH,
+    EventType.FILE_WRITE: Severity.LOW,
 }
 
 

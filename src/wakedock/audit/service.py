@@ -33,8 +33,13 @@ _FORBIDDEN_KEYS = frozenset(
 _MAX_TEXT = 512
 
 
+# Control characters (CR/LF for log injection, NUL which PostgreSQL text refuses) become
+# visible escapes in every plain column; `details` is JSON and escapes them itself.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
+
+
 def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
-    return None if value is None else value[:limit]
+    return None if value is None else value.translate(_CONTROL)[:limit]
 
 
 def _safe_details(details: dict[str, Any]) -> str:

@@ -23,6 +23,10 @@ class Permission(StrEnum):
     SERVICES_READ = "services:read"
     SERVICES_WRITE = "services:write"
     SERVICES_OPERATE = "services:operate"
+    # Service files (compose, env, loading pages). Per-service ownership for developers arrives
+    # with the services API; until then only operators and admins hold these.
+    FILES_READ = "files:read"
+    FILES_WRITE = "files:write"
     AUDIT_READ = "audit:read"
     SECRETS_READ = "secrets:read"
     SECRETS_WRITE = "secrets:write"

@@ -20,6 +20,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[P]] = {
         P.METRICS_READ,
         P.SETTINGS_READ,
         P.USERS_READ,
+        P.FILES_READ,
+        P.FILES_WRITE,
     },
     Role.ADMIN: frozenset(P),
 }

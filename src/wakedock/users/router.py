@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
     "", response_model=list[UserOut], dependencies=[Depends(requires(Permission.USERS_READ))]
 )
 def list_users(
-    search: str | None = Query(default=None, max_length=128),
+    search: str | None = Query(default=None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$"),
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
     c: Components = Depends(components),

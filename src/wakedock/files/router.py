@@ -1,0 +1,70 @@
+"""/api/v1/files/{path}: read and replace service files under the data directory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.components import Components
+from wakedock.files.store import MAX_FILE_BYTES, FileTooLarge, PathRefused
+from wakedock.rbac.dependencies import requires
+from wakedock.rbac.permissions import Permission
+from wakedock.web.deps import components, request_context
+
+router = APIRouter(prefix="/api/v1/files", tags=["files"])
+
+
+async def _refused(c: Components, context: RequestContext, path: str, exc: PathRefused) -> None:
+    """Every refused path is a possible traversal attempt: audit it, then answer 400."""
+    event = Event(
+        EventType.PATH_TRAVERSAL,
+        Outcome.DENIED,
+        target=path[:256],
+        details={"reason": exc.detail},
+    )
+    await run_in_threadpool(c.auth.audit, event, context)
+
+
+@router.get("/{path:path}", dependencies=[Depends(requires(Permission.FILES_READ))])
+async def read_file(
+    path: str,
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> Response:
+    try:
+        content = await run_in_threadpool(c.files.read, path)
+    except PathRefused as exc:
+        await _refused(c, context, path, exc)
+        raise
+    # Served as an opaque download: never rendered by a browser on WakeDock's origin.
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": "attachment"},
+    )
+
+
+@router.put("/{path:path}", dependencies=[Depends(requires(Permission.FILES_WRITE))])
+async def write_file(
+    path: str,
+    request: Request,
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> dict[str, object]:
+    """Replace a file with the request body (at most 1 MiB), atomically."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise FileTooLarge(f"files are limited to {MAX_FILE_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        written = await run_in_threadpool(c.files.write, path, b"".join(chunks))
+    except PathRefused as exc:
+        await _refused(c, context, path, exc)
+        raise
+    event = Event(EventType.FILE_WRITE, target=path[:256], details={"bytes": written})
+    await run_in_threadpool(c.auth.audit, event, context)
+    return {"path": path, "size": written}
