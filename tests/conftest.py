@@ -23,6 +23,7 @@ from wakedock.config import Settings, load_settings
 from wakedock.db import transaction
 from wakedock.mfa import totp
 from wakedock.rbac.permissions import Role
+from wakedock.runtime.base import ContainerRuntime
 
 # An address from TEST-NET-3: what the app sees as the client's socket peer.
 CLIENT_IP = "203.0.113.10"
@@ -174,10 +175,15 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
 def make_harness(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Harness]]:
     engines = []
 
-    def factory(clock: Clock | None = None, client_ip: str = CLIENT_IP, **sections: Any) -> Harness:
+    def factory(
+        clock: Clock | None = None,
+        client_ip: str = CLIENT_IP,
+        runtime: ContainerRuntime | None = None,
+        **sections: Any,
+    ) -> Harness:
         settings = make_settings(**sections)
         components = build_components(
-            settings, clock=clock, hasher=PasswordHasher(*FAST_HASHER_ARGS)
+            settings, clock=clock, hasher=PasswordHasher(*FAST_HASHER_ARGS), runtime=runtime
         )
         engines.append(components.engine)
         app = create_app(components)

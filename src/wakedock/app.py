@@ -12,6 +12,7 @@ from wakedock.files.router import router as files_router
 from wakedock.health.router import router as health_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
+from wakedock.services.router import router as services_router
 from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeadersMiddleware
@@ -36,6 +37,7 @@ def create_app(components: Components) -> FastAPI:
         mfa_router,
         mfa_admin_router,
         users_router,
+        services_router,
         files_router,
         pages_router,
     ):

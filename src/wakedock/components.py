@@ -20,6 +20,10 @@ from wakedock.files.store import FileStore
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.runtime.base import ContainerRuntime
+from wakedock.runtime.factory import make_runtime, policy_settings
+from wakedock.services.reconcile import Reconciler
+from wakedock.services.service import ServiceManager
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
 
@@ -41,6 +45,9 @@ class Components:
     setup: SetupToken
     trusted_proxies: tuple[IPNetwork, ...]
     files: FileStore
+    runtime: ContainerRuntime
+    services: ServiceManager
+    reconciler: Reconciler
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -67,6 +74,7 @@ def build_components(
     clock: Clock | None = None,
     hasher: PasswordHasher | None = None,
     run_migrations: bool = True,
+    runtime: ContainerRuntime | None = None,
 ) -> Components:
     """Wire every component from settings. Creates the data directory and schema if needed."""
     clock = clock or SystemClock()
@@ -117,6 +125,7 @@ def build_components(
     mfa = MfaService(
         factory, clock, secret_box(settings), hasher, limiter, sessions, challenges, settings.mfa
     )
+    runtime = runtime or make_runtime(settings.docker)
     return Components(
         settings=settings,
         clock=clock,
@@ -133,4 +142,7 @@ def build_components(
         setup=SetupToken(clock, ttl_seconds=auth.setup_token_seconds),
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
         files=FileStore(settings.data_dir / "files"),
+        runtime=runtime,
+        services=ServiceManager(factory, clock, runtime, policy_settings(settings.docker)),
+        reconciler=Reconciler(factory, clock, runtime),
     )

@@ -190,6 +190,45 @@ class HttpSettings(_Section):
         return value
 
 
+class DockerSettings(_Section):
+    """Where services run, and what the policy engine lets an admin relax (S6)."""
+
+    runtime: Literal["engine", "swarm"] = "engine"
+    url: str = "unix:///var/run/docker.sock"
+    # The value of the `wakedock.managed` label: tells this installation's containers apart.
+    installation: str = Field(default="wakedock", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    cap_allowlist: list[str] = Field(
+        default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"]
+    )
+    # Host directories under which services may bind-mount. Empty: no bind mounts at all.
+    bind_mount_allowlist: list[str] = Field(default_factory=list)
+    # Reconcile the database with the engine (and discover labelled containers) at start-up.
+    reconcile_on_start: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("unix://", "tcp://", "ssh://", "npipe://")):
+            raise ValueError("must be a Docker host URL such as unix:///var/run/docker.sock")
+        return value
+
+    @field_validator("cap_allowlist")
+    @classmethod
+    def _caps(cls, value: list[str]) -> list[str]:
+        normal = [cap.upper().removeprefix("CAP_") for cap in value]
+        if "ALL" in normal or "SYS_ADMIN" in normal:
+            raise ValueError("ALL and SYS_ADMIN can never be allowlisted")
+        return normal
+
+    @field_validator("bind_mount_allowlist")
+    @classmethod
+    def _binds(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") == "":
+                raise ValueError(f"{path!r}: entries must be absolute directories other than /")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything WakeDock can be told. Secrets are SecretStr and never printed."""
 
@@ -208,6 +247,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mfa: MfaSettings = Field(default_factory=MfaSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:

@@ -49,6 +49,15 @@ class EventType(StrEnum):
     MFA_STEP_UP = "mfa_step_up"
     PATH_TRAVERSAL = "path_traversal"
     FILE_WRITE = "file_write"
+    SERVICE_CREATE = "service_create"
+    SERVICE_UPDATE = "service_update"
+    SERVICE_DELETE = "service_delete"
+    SERVICE_START = "service_start"
+    SERVICE_STOP = "service_stop"
+    SERVICE_DISCOVERED = "service_discovered"
+    SERVICE_MISSING = "service_missing"
+    POLICY_VIOLATION = "policy_violation"
+    POLICY_RELAXATION = "policy_relaxation"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -79,6 +88,16 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.MFA_STEP_UP: Severity.INFO,
     EventType.PATH_TRAVERSAL: Severity.HIGH,
     EventType.FILE_WRITE: Severity.LOW,
+    EventType.SERVICE_CREATE: Severity.LOW,
+    EventType.SERVICE_UPDATE: Severity.LOW,
+    EventType.SERVICE_DELETE: Severity.MEDIUM,
+    EventType.SERVICE_START: Severity.INFO,
+    EventType.SERVICE_STOP: Severity.INFO,
+    EventType.SERVICE_DISCOVERED: Severity.LOW,
+    EventType.SERVICE_MISSING: Severity.MEDIUM,
+    # A refused dangerous spec is someone trying (or mistakenly asking) for host access.
+    EventType.POLICY_VIOLATION: Severity.HIGH,
+    EventType.POLICY_RELAXATION: Severity.HIGH,
 }
 
 

@@ -1,13 +1,19 @@
-"""The one interface WakeDock drives containers through (Docker Engine now, Swarm next)."""
+"""The one interface WakeDock drives containers through (Docker Engine, Docker Swarm)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from wakedock.errors import DependencyUnavailable, InvalidInput, NotFound, PermissionDenied
+from wakedock.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from wakedock.services.spec import ServiceSpec
 
 
@@ -30,6 +36,12 @@ class NotManaged(PermissionDenied):
     code = "container_not_managed"
 
 
+class InvalidState(Conflict):
+    """The operation needs another state (e.g. stats of a stopped service)."""
+
+    code = "invalid_state"
+
+
 class State(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
@@ -47,19 +59,77 @@ class ContainerStatus:
     health: str | None
 
 
-class ContainerRuntime(Protocol):
-    """What WakeDock needs from a container engine. Every method blocks: call it off the loop."""
+@dataclass(frozen=True)
+class ContainerStats:
+    """One resource sample. CPU is a percentage of one CPU (200.0 = two CPUs busy)."""
 
-    def create(self, spec: ServiceSpec, environment: Mapping[str, str]) -> str:
-        """Create (not start) the hardened container of `spec`; returns its id."""
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    network_rx_bytes: int
+    network_tx_bytes: int
+
+
+@dataclass(frozen=True)
+class DiscoveredWorkload:
+    """A container (or Swarm service) carrying the opt-in label `wakedock.enable=true`."""
+
+    ref: str
+    name: str
+    image: str
+    state: State
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # The image's or container's own Docker healthcheck (["CMD", ...]), when it has one.
+    healthcheck: tuple[str, ...] | None = None
+
+
+class ContainerRuntime(Protocol):
+    """What WakeDock needs from a container engine. Every method blocks: call it off the loop.
+
+    `ref` is what `create` returned: a container id (Engine) or a service id (Swarm). Every method
+    refuses a ref that is neither created by this installation nor opted in (`NotManaged`).
+    """
+
+    kind: str
+
+    def create(
+        self,
+        spec: ServiceSpec,
+        environment: Mapping[str, str],
+        *,
+        allow_writable_root: bool = False,
+    ) -> str:
+        """Create (not start) the hardened workload of `spec`; returns its ref.
+
+        The policy engine runs again here (defence in depth); `allow_writable_root` carries an
+        admin's grant for this one service.
+        """
         ...
 
-    def start(self, container_id: str) -> None: ...
+    def start(self, ref: str) -> None: ...
 
-    def stop(self, container_id: str, *, pause: bool = False) -> None: ...
+    def stop(self, ref: str, *, pause: bool = False) -> None: ...
 
-    def remove(self, container_id: str) -> None: ...
+    def remove(self, ref: str) -> None:
+        """Remove the workload; a ref already gone is not an error."""
+        ...
 
-    def status(self, container_id: str) -> ContainerStatus: ...
+    def status(self, ref: str) -> ContainerStatus: ...
 
-    def logs(self, container_id: str, tail: int) -> str: ...
+    def logs(self, ref: str, tail: int) -> str: ...
+
+    def stats(self, ref: str) -> ContainerStats:
+        """A sample of the running workload; `ContainerNotFound`/state errors when not running."""
+        ...
+
+    def discover(self) -> list[DiscoveredWorkload]:
+        """Every workload labelled `wakedock.enable=true` (never unlabelled ones)."""
+        ...
+
+    def find(self, service_name: str) -> str | None:
+        """The ref of the workload this installation created for `service_name`, if any."""
+        ...
+
+    def inspect(self, ref: str) -> list[dict[str, Any]]:
+        """`docker inspect` of the container(s) currently backing `ref` (for cis-check)."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import docker
@@ -11,13 +12,17 @@ from docker.models.containers import Container
 
 from wakedock.runtime.base import (
     ContainerNotFound,
+    ContainerStats,
     ContainerStatus,
+    DiscoveredWorkload,
     ImageMissing,
+    InvalidState,
     NotManaged,
     RuntimeUnavailable,
     State,
 )
-from wakedock.runtime.hardening import MANAGED_LABEL, container_create_kwargs
+from wakedock.runtime.hardening import MANAGED_LABEL, SERVICE_LABEL, container_create_kwargs
+from wakedock.runtime.stats import stats_from_sample
 from wakedock.services.policy import PolicySettings
 from wakedock.services.spec import ServiceSpec
 
@@ -32,6 +37,8 @@ def is_managed(labels: Mapping[str, str], installation: str) -> bool:
 
 class DockerEngineRuntime:
     """Drives containers on one Docker Engine. Blocking: run every call on a worker thread."""
+
+    kind = "engine"
 
     def __init__(
         self, *, base_url: str, installation: str, policy: PolicySettings | None = None
@@ -70,11 +77,17 @@ class DockerEngineRuntime:
             raise NotManaged("WakeDock only operates containers it manages")
         return container
 
-    def create(self, spec: ServiceSpec, environment: Mapping[str, str]) -> str:
+    def create(
+        self,
+        spec: ServiceSpec,
+        environment: Mapping[str, str],
+        *,
+        allow_writable_root: bool = False,
+    ) -> str:
         kwargs: dict[str, Any] = container_create_kwargs(
             spec,
             managed_label_value=self._installation,
-            policy=self._policy,
+            policy=replace(self._policy, allow_writable_root=allow_writable_root),
             environment=environment,
         )
 
@@ -142,6 +155,60 @@ class DockerEngineRuntime:
             return raw.decode(errors="replace")
 
         return self._call(logs)
+
+    def stats(self, container_id: str) -> ContainerStats:
+        def stats(client: docker.DockerClient) -> ContainerStats:
+            container = self._managed(client, container_id)
+            if container.status != "running":
+                raise InvalidState("the service is not running; start it to see its usage")
+            # stream=False: the daemon takes two samples, so precpu_stats is filled in.
+            sample = container.stats(stream=False)
+            if not isinstance(sample, dict):  # pragma: no cover - stream=False returns a dict
+                raise InvalidState("the engine returned no usage sample")
+            return stats_from_sample(sample)
+
+        return self._call(stats)
+
+    def discover(self) -> list[DiscoveredWorkload]:
+        def discover(client: docker.DockerClient) -> list[DiscoveredWorkload]:
+            found = client.containers.list(all=True, filters={"label": f"{OPT_IN_LABEL}=true"})
+            return [
+                DiscoveredWorkload(
+                    ref=str(c.id),
+                    name=str(c.name),
+                    image=str(c.attrs.get("Config", {}).get("Image", "")),
+                    state=_state(c.attrs.get("State", {})),
+                    labels=dict(c.labels),
+                    healthcheck=_healthcheck(c.attrs),
+                )
+                for c in found
+                if c.labels.get(OPT_IN_LABEL) == "true"
+            ]
+
+        return self._call(discover)
+
+    def find(self, service_name: str) -> str | None:
+        def find(client: docker.DockerClient) -> str | None:
+            found = client.containers.list(
+                all=True, filters={"label": f"{SERVICE_LABEL}={service_name}"}
+            )
+            for container in found:
+                if container.labels.get(MANAGED_LABEL) == self._installation:
+                    return str(container.id)
+            return None
+
+        return self._call(find)
+
+    def inspect(self, container_id: str) -> list[dict[str, Any]]:
+        def inspect(client: docker.DockerClient) -> list[dict[str, Any]]:
+            return [dict(self._managed(client, container_id).attrs)]
+
+        return self._call(inspect)
+
+
+def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:
+    test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test")
+    return tuple(str(item) for item in test) if test else None
 
 
 def _state(state: Mapping[str, Any]) -> State:

@@ -1,0 +1,89 @@
+"""Service shapes on the wire. The request body of a create is `ServiceSpec` itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from wakedock.runtime.base import ContainerStats, ContainerStatus
+from wakedock.services.views import ServiceView
+
+
+class ServiceOut(BaseModel):
+    id: int
+    name: str
+    display_name: str | None
+    owner_id: int | None
+    source: str
+    runtime: str
+    state: str
+    stop_reason: str | None
+    writable_root_granted: bool
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_started_at: datetime | None
+    last_stopped_at: datetime | None
+
+    @classmethod
+    def of(cls, view: ServiceView) -> ServiceOut:
+        return cls(
+            id=view.id,
+            name=view.name,
+            display_name=view.spec.display_name,
+            owner_id=view.owner_id,
+            source=view.source,
+            runtime=view.runtime,
+            state=view.state,
+            stop_reason=view.stop_reason,
+            writable_root_granted=view.writable_root_granted,
+            spec=view.spec.model_dump(mode="json"),
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            last_started_at=view.last_started_at,
+            last_stopped_at=view.last_stopped_at,
+        )
+
+
+class StatusOut(BaseModel):
+    name: str
+    # What the engine says now: running, paused, stopped, starting, or missing.
+    state: str
+    health: str | None
+    stop_reason: str | None
+    last_started_at: datetime | None
+    last_stopped_at: datetime | None
+
+    @classmethod
+    def of(cls, view: ServiceView, live: ContainerStatus | None) -> StatusOut:
+        return cls(
+            name=view.name,
+            state=live.state.value if live is not None else "missing",
+            health=live.health if live is not None else None,
+            stop_reason=view.stop_reason,
+            last_started_at=view.last_started_at,
+            last_stopped_at=view.last_stopped_at,
+        )
+
+
+class StatsOut(BaseModel):
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    memory_percent: float
+    network_rx_bytes: int
+    network_tx_bytes: int
+
+    @classmethod
+    def of(cls, stats: ContainerStats) -> StatsOut:
+        limit = stats.memory_limit_bytes
+        return cls(
+            cpu_percent=stats.cpu_percent,
+            memory_bytes=stats.memory_bytes,
+            memory_limit_bytes=limit,
+            memory_percent=round(stats.memory_bytes / limit * 100, 2) if limit else 0.0,
+            network_rx_bytes=stats.network_rx_bytes,
+            network_tx_bytes=stats.network_tx_bytes,
+        )

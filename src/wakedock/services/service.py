@@ -1,0 +1,349 @@
+"""Service rules: ownership, the launch policy, and keeping the database and the engine in step.
+
+Engine calls are slow (a stop waits up to 10 s) and must not hold a database transaction open, so
+each operation reads in one short transaction, talks to the engine, then writes in another. A
+per-service lock keeps two operations on the same service from interleaving in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.service import record_event
+from wakedock.clock import Clock
+from wakedock.db import transaction
+from wakedock.runtime.base import (
+    ContainerNotFound,
+    ContainerRuntime,
+    ContainerStats,
+    ContainerStatus,
+    State,
+)
+from wakedock.services.errors import (
+    ConfiguredByLabels,
+    InvalidServiceSpec,
+    NotServiceOwner,
+    PolicyRefused,
+    ServiceExists,
+    ServiceInUse,
+    ServiceNotFound,
+)
+from wakedock.services.models import Service
+from wakedock.services.policy import PolicySettings, violations
+from wakedock.services.spec import ServiceSpec, parse_secret_ref
+from wakedock.services.views import Actor, ServiceView, spec_json
+
+API = "api"
+DISCOVERED = "discovered"
+
+
+class ServiceManager:
+    """Create, change, start, stop and remove services for an actor, audited."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        runtime: ContainerRuntime,
+        policy: PolicySettings,
+    ) -> None:
+        self._factory = factory
+        self._clock = clock
+        self.runtime = runtime
+        self._policy = policy
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list(self) -> list[ServiceView]:
+        """Every service, by name. Anyone with `services:read` sees them all."""
+        with transaction(self._factory) as db:
+            rows = db.scalars(select(Service).order_by(Service.name)).all()
+            return [ServiceView.of(row) for row in rows]
+
+    def get(self, key: int | str) -> ServiceView:
+        """A service by id or by name; ServiceNotFound (404) otherwise."""
+        with transaction(self._factory) as db:
+            return ServiceView.of(self._row(db, key))
+
+    def status(self, key: int | str) -> tuple[ServiceView, ContainerStatus | None]:
+        """The stored record and what the engine says now (None when the container is gone)."""
+        view = self.get(key)
+        if view.container_ref is None:
+            return view, None
+        try:
+            return view, self.runtime.status(view.container_ref)
+        except ContainerNotFound:
+            return view, None
+
+    def stats(self, key: int | str) -> ContainerStats:
+        """A usage sample (CPU %, memory, network); readable by anyone who can read services."""
+        return self.runtime.stats(self._ref(self.get(key)))
+
+    def logs(self, actor: Actor, key: int | str, tail: int) -> str:
+        view = self._managed_by(actor, self.get(key))
+        return self.runtime.logs(self._ref(view), tail)
+
+    # -- changing --------------------------------------------------------------------------
+
+    def create(
+        self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, owner_id: int | None
+    ) -> ServiceView:
+        """Check, create the (stopped) hardened container, then record the service."""
+        with self._lock(spec.name):
+            with transaction(self._factory) as db:
+                if db.scalar(select(Service.id).where(Service.name == spec.name)) is not None:
+                    raise ServiceExists(f"a service named {spec.name!r} already exists")
+                self._check_dependencies(db, spec)
+            granted = self._check_policy(actor, spec, context, already_granted=False)
+            ref = self._create_container(spec, granted)
+            now = self._clock.now()
+            row = Service(
+                name=spec.name,
+                owner_id=owner_id,
+                source=API,
+                spec=spec_json(spec),
+                writable_root_granted=granted,
+                runtime=self.runtime.kind,
+                container_ref=ref,
+                state=State.STOPPED.value,
+                created_at=now,
+                updated_at=now,
+            )
+            try:
+                with transaction(self._factory) as db:
+                    db.add(row)
+                    db.flush()
+                    self._audit_change(db, EventType.SERVICE_CREATE, actor, row, context, granted)
+                    view = ServiceView.of(row)
+            except IntegrityError:
+                self.runtime.remove(ref)
+                raise ServiceExists(f"a service named {spec.name!r} already exists") from None
+            return view
+
+    def update(
+        self, actor: Actor, key: int | str, changes: dict[str, Any], context: RequestContext
+    ) -> ServiceView:
+        """Apply a partial change; the container is recreated (and restarted if it ran)."""
+        current = self._managed_by(actor, self.get(key))
+        if current.source == DISCOVERED:
+            raise ConfiguredByLabels("this service is configured by its container's labels")
+        if "name" in changes and changes["name"] != current.name:
+            raise InvalidServiceSpec("a service cannot be renamed", extra={"field": "name"})
+        merged = {**current.spec.model_dump(mode="json"), **changes}
+        try:
+            spec = ServiceSpec.model_validate(merged)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+            raise InvalidServiceSpec(
+                f"invalid service spec: {', '.join(fields)}", extra={"fields": fields}
+            ) from None
+        with self._lock(current.name):
+            with transaction(self._factory) as db:
+                self._check_dependencies(db, spec)
+            granted = self._check_policy(
+                actor, spec, context, already_granted=current.writable_root_granted
+            )
+            was_running = self._live_state(current) == State.RUNNING
+            if current.container_ref is not None:
+                self.runtime.remove(current.container_ref)
+            ref = self._create_container(spec, granted)
+            if was_running:
+                self.runtime.start(ref)
+            with transaction(self._factory) as db:
+                row = self._row(db, current.id)
+                row.spec = spec_json(spec)
+                row.writable_root_granted = granted
+                row.container_ref = ref
+                row.state = State.RUNNING.value if was_running else State.STOPPED.value
+                row.updated_at = self._clock.now()
+                fresh_grant = granted and not current.writable_root_granted
+                self._audit_change(db, EventType.SERVICE_UPDATE, actor, row, context, fresh_grant)
+                return ServiceView.of(row)
+
+    def delete(self, actor: Actor, key: int | str, context: RequestContext) -> None:
+        """Remove the container and the record; refused while other services depend on it."""
+        current = self._managed_by(actor, self.get(key))
+        if current.source == DISCOVERED:
+            raise ConfiguredByLabels(
+                "a discovered service goes away when its container loses the wakedock.enable label"
+            )
+        with self._lock(current.name):
+            dependents = [v.name for v in self.list() if current.name in v.spec.depends_on]
+            if dependents:
+                raise ServiceInUse(
+                    f"{', '.join(dependents)} depend on {current.name}",
+                    extra={"dependents": dependents},
+                )
+            if current.container_ref is not None:
+                self.runtime.remove(current.container_ref)
+            with transaction(self._factory) as db:
+                row = self._row(db, current.id)
+                db.delete(row)
+                self._record(db, Event(EventType.SERVICE_DELETE, target=current.name), context)
+
+    def start(self, actor: Actor, key: int | str, context: RequestContext) -> ServiceView:
+        """Start the service's container, recreating it first if it was removed by hand."""
+        current = self._managed_by(actor, self.get(key))
+        with self._lock(current.name):
+            ref = current.container_ref
+            if ref is None or self._live_state(current) == State.MISSING:
+                if current.source == DISCOVERED:
+                    raise ContainerNotFound("the discovered container no longer exists")
+                ref = self._create_container(current.spec, current.writable_root_granted)
+            self.runtime.start(ref)
+            return self._mark(
+                current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context
+            )
+
+    def stop(
+        self, actor: Actor, key: int | str, context: RequestContext, *, reason: str = "manual"
+    ) -> ServiceView:
+        """Stop (or pause, per the spec's stop method) the service's container."""
+        current = self._managed_by(actor, self.get(key))
+        with self._lock(current.name):
+            pause = current.spec.stop_method == "pause"
+            self.runtime.stop(self._ref(current), pause=pause)
+            state = State.PAUSED if pause and self.runtime.kind == "engine" else State.STOPPED
+            return self._mark(
+                current.id, current.container_ref, state, reason, EventType.SERVICE_STOP, context
+            )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def _row(self, db: Session, key: int | str) -> Service:
+        column = Service.id if isinstance(key, int) else Service.name
+        row = db.scalar(select(Service).where(column == key))
+        if row is None:
+            raise ServiceNotFound("no such service")
+        return row
+
+    def _ref(self, view: ServiceView) -> str:
+        if view.container_ref is None:
+            raise ContainerNotFound("the service has no container: start it to create one")
+        return view.container_ref
+
+    def _live_state(self, view: ServiceView) -> State:
+        if view.container_ref is None:
+            return State.MISSING
+        try:
+            return self.runtime.status(view.container_ref).state
+        except ContainerNotFound:
+            return State.MISSING
+
+    def _managed_by(self, actor: Actor, view: ServiceView) -> ServiceView:
+        """Developers manage only the services they own; operators and admins manage all."""
+        if actor.manages_all or (view.owner_id is not None and view.owner_id == actor.user_id):
+            return view
+        raise NotServiceOwner("you can only manage services you own")
+
+    def _check_dependencies(self, db: Session, spec: ServiceSpec) -> None:
+        if not spec.depends_on:
+            return
+        known = set(db.scalars(select(Service.name).where(Service.name.in_(spec.depends_on))))
+        missing = [name for name in spec.depends_on if name not in known]
+        if missing:
+            raise InvalidServiceSpec(
+                f"depends_on names unknown services: {', '.join(missing)}",
+                extra={"field": "depends_on"},
+            )
+
+    def _check_policy(
+        self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, already_granted: bool
+    ) -> bool:
+        """Raise PolicyRefused (audited) listing every violation; return the writable-root grant.
+
+        Only an admin may grant a writable root filesystem; once granted it stays with the
+        service (a developer may keep editing it) until a spec asks for a read-only root again.
+        """
+        wants_writable = not spec.read_only_root
+        granted = wants_writable and (already_granted or actor.is_admin)
+        found = violations(spec, replace(self._policy, allow_writable_root=granted))
+        if found:
+            refused = Event(
+                EventType.POLICY_VIOLATION,
+                Outcome.DENIED,
+                target=spec.name,
+                details={"violations": [f"{v.field}: {v.rule}" for v in found]},
+            )
+            with transaction(self._factory) as db:
+                self._record(db, refused, context)
+            raise PolicyRefused(found)
+        if any(parse_secret_ref(value) is not None for value in spec.env.values()):
+            raise InvalidServiceSpec(
+                "secret references (secret:<path>#<key>) need a secrets backend, "
+                "which this installation does not have yet",
+                extra={"field": "env"},
+            )
+        return granted
+
+    def _create_container(self, spec: ServiceSpec, writable_root: bool) -> str:
+        # A container left behind by an interrupted create (ours, same service) would block the
+        # name: remove it first.
+        stale = self.runtime.find(spec.name)
+        if stale is not None:
+            self.runtime.remove(stale)
+        return self.runtime.create(spec, dict(spec.env), allow_writable_root=writable_root)
+
+    def _mark(
+        self,
+        service_id: int,
+        ref: str | None,
+        state: State,
+        reason: str | None,
+        event_type: EventType,
+        context: RequestContext,
+    ) -> ServiceView:
+        with transaction(self._factory) as db:
+            row = self._row(db, service_id)
+            now = self._clock.now()
+            row.container_ref = ref
+            row.state = state.value
+            row.stop_reason = reason
+            if event_type is EventType.SERVICE_START:
+                row.last_started_at = now
+            else:
+                row.last_stopped_at = now
+            details = {"reason": reason} if reason else {}
+            self._record(db, Event(event_type, target=row.name, details=details), context)
+            return ServiceView.of(row)
+
+    def _audit_change(
+        self,
+        db: Session,
+        event_type: EventType,
+        actor: Actor,
+        row: Service,
+        context: RequestContext,
+        granted_now: bool,
+    ) -> None:
+        details = {"image": ServiceSpec.model_validate_json(row.spec).image}
+        self._record(db, Event(event_type, target=row.name, details=details), context)
+        if granted_now:
+            relaxed = Event(
+                EventType.POLICY_RELAXATION,
+                target=row.name,
+                details={"relaxation": "writable_root", "granted_by": actor.name},
+            )
+            self._record(db, relaxed, context)
+
+    def _record(self, db: Session, event: Event, context: RequestContext) -> None:
+        record_event(db, event, context, at=self._clock.now())

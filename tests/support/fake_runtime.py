@@ -1,0 +1,144 @@
+"""An in-memory ContainerRuntime for fast API tests. Integration tests use the real engine."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from wakedock.runtime.base import (
+    ContainerNotFound,
+    ContainerStats,
+    ContainerStatus,
+    DiscoveredWorkload,
+    ImageMissing,
+    InvalidState,
+    NotManaged,
+    RuntimeUnavailable,
+    State,
+)
+from wakedock.runtime.hardening import container_create_kwargs
+from wakedock.services.policy import PolicySettings
+from wakedock.services.spec import ServiceSpec
+
+
+@dataclass
+class FakeContainer:
+    name: str
+    image: str
+    labels: dict[str, str]
+    environment: dict[str, str] = field(default_factory=dict)
+    state: State = State.STOPPED
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    healthcheck: tuple[str, ...] | None = None
+
+
+class FakeRuntime:
+    kind = "engine"
+
+    def __init__(self, installation: str = "wakedock", images: set[str] | None = None) -> None:
+        self.installation = installation
+        self.images = images if images is not None else {"wakedock-test/busybox:1"}
+        self.containers: dict[str, FakeContainer] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.down = False
+        self._ids = (f"c{n:063d}" for n in itertools.count(1))
+        self.policy = PolicySettings()
+
+    def _up(self) -> None:
+        if self.down:
+            raise RuntimeUnavailable("the Docker daemon cannot be reached")
+
+    def _get(self, ref: str) -> FakeContainer:
+        self._up()
+        container = self.containers.get(ref)
+        if container is None:
+            raise ContainerNotFound("the container no longer exists in the engine")
+        if not (
+            container.labels.get("wakedock.managed") == self.installation
+            or container.labels.get("wakedock.enable") == "true"
+        ):
+            raise NotManaged("WakeDock only operates containers it manages")
+        return container
+
+    def add_foreign(self, name: str, labels: dict[str, str], **extra: Any) -> str:
+        """A container someone else created (opted in or not)."""
+        ref = next(self._ids)
+        self.containers[ref] = FakeContainer(name, "wakedock-test/busybox:1", labels, **extra)
+        return ref
+
+    def create(
+        self,
+        spec: ServiceSpec,
+        environment: Mapping[str, str],
+        *,
+        allow_writable_root: bool = False,
+    ) -> str:
+        self._up()
+        kwargs = container_create_kwargs(
+            spec,
+            managed_label_value=self.installation,
+            policy=replace(self.policy, allow_writable_root=allow_writable_root),
+            environment=environment,
+        )
+        if spec.image not in self.images:
+            raise ImageMissing(f"image {spec.image!r} is not present on the Docker host")
+        ref = next(self._ids)
+        self.containers[ref] = FakeContainer(
+            kwargs["name"], spec.image, dict(kwargs["labels"]), dict(environment), kwargs=kwargs
+        )
+        self.calls.append(("create", ref))
+        return ref
+
+    def start(self, ref: str) -> None:
+        self._get(ref).state = State.RUNNING
+        self.calls.append(("start", ref))
+
+    def stop(self, ref: str, *, pause: bool = False) -> None:
+        self._get(ref).state = State.PAUSED if pause else State.STOPPED
+        self.calls.append(("stop", ref))
+
+    def remove(self, ref: str) -> None:
+        try:
+            self._get(ref)
+        except ContainerNotFound:
+            return
+        del self.containers[ref]
+        self.calls.append(("remove", ref))
+
+    def status(self, ref: str) -> ContainerStatus:
+        container = self._get(ref)
+        health = "healthy" if container.state is State.RUNNING else None
+        return ContainerStatus(ref, container.name, container.state, health)
+
+    def logs(self, ref: str, tail: int) -> str:
+        self._get(ref)
+        return "\n".join(f"line {n}" for n in range(tail))
+
+    def stats(self, ref: str) -> ContainerStats:
+        if self._get(ref).state is not State.RUNNING:
+            raise InvalidState("the service is not running; start it to see its usage")
+        return ContainerStats(12.5, 50 * 2**20, 256 * 2**20, 1000, 2000)
+
+    def discover(self) -> list[DiscoveredWorkload]:
+        self._up()
+        return [
+            DiscoveredWorkload(ref, c.name, c.image, c.state, dict(c.labels), c.healthcheck)
+            for ref, c in self.containers.items()
+            if c.labels.get("wakedock.enable") == "true"
+        ]
+
+    def find(self, service_name: str) -> str | None:
+        self._up()
+        for ref, c in self.containers.items():
+            labels = c.labels
+            if (
+                labels.get("wakedock.service") == service_name
+                and labels.get("wakedock.managed") == self.installation
+            ):
+                return ref
+        return None
+
+    def inspect(self, ref: str) -> list[dict[str, Any]]:
+        return [{"Name": self._get(ref).name}]
