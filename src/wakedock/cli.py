@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import getpass
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from wakedock import __version__
-from wakedock.audit.events import RequestContext
-from wakedock.components import Components, build_components
-from wakedock.config import ConfigError, Settings, load_settings
+from wakedock.cli_state import CliState, cli_context, step
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
-
-
-@dataclass
-class CliState:
-    config_file: Path | None
-    overrides: dict[str, Any]
-
-    def settings(self, **extra: Any) -> Settings:
-        merged = {**self.overrides}
-        for section, values in extra.items():
-            if values:
-                merged.setdefault(section, {}).update(values)
-        try:
-            return load_settings(self.config_file, merged)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    def components(self, settings: Settings | None = None) -> Components:
-        settings = settings or self.settings()
-        step(f"opening the database in {settings.data_dir} (applying migrations)")
-        return build_components(settings)
-
-
-def step(message: str) -> None:
-    click.echo(f"  ... {message}", err=True)
-
-
-def cli_context() -> RequestContext:
-    return RequestContext(actor=f"cli:{getpass.getuser()}", user_agent="wakedock-cli")
+from wakedock.services.cli import cis_check, service
 
 
 @click.group()
@@ -233,6 +202,9 @@ def user_mfa_reset(state: CliState, username: str) -> None:
         raise click.ClickException(exc.detail) from None
     click.echo(f"MFA reset for {target.username}; {revoked} session(s) revoked")
 
+
+main.add_command(service)
+main.add_command(cis_check)
 
 if __name__ == "__main__":
     main()

@@ -2,14 +2,13 @@
 
 `container_create_kwargs` is pure: it turns a `ServiceSpec` into keyword arguments for docker-py 7's
 `client.containers.create(...)`, so the hardening can be checked without an engine, and the engine
-integration tests then prove it with `docker inspect`.
+integration tests then prove it with `docker inspect` (and `runtime/cis.py` names each CIS item).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from wakedock.services.policy import PolicySettings, violations
@@ -32,76 +31,6 @@ LOOPBACK = "127.0.0.1"
 TMPFS_OPTIONS = "rw,noexec,nosuid,size=64m"
 MAX_RESTARTS = 5
 NANOS_PER_SECOND = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class HardeningCheck:
-    """One CIS Docker Benchmark 5.x item and where `docker inspect` proves it."""
-
-    title: str
-    inspect_path: str
-    expected: str
-
-
-# CIS Docker Benchmark v1.6.0, section 5 (container runtime), Level 1 items WakeDock enforces.
-HARDENING_FIELDS: dict[str, HardeningCheck] = {
-    "5.3": HardeningCheck(
-        "Linux kernel capabilities are restricted",
-        "HostConfig.CapDrop",
-        "contains ALL; HostConfig.CapAdd only allowlisted capabilities",
-    ),
-    "5.4": HardeningCheck("Privileged containers are not used", "HostConfig.Privileged", "false"),
-    "5.5": HardeningCheck(
-        "Sensitive host system directories are not mounted", "Mounts[].Source", "none sensitive"
-    ),
-    "5.9": HardeningCheck(
-        "The host's network namespace is not shared", "HostConfig.NetworkMode", "not 'host'"
-    ),
-    "5.10": HardeningCheck("Memory usage is limited", "HostConfig.Memory", "greater than 0"),
-    "5.11": HardeningCheck("CPU usage is limited", "HostConfig.NanoCpus", "greater than 0"),
-    "5.12": HardeningCheck(
-        "The root filesystem is mounted read-only", "HostConfig.ReadonlyRootfs", "true"
-    ),
-    "5.13": HardeningCheck(
-        "Incoming traffic is bound to a specific host interface",
-        "HostConfig.PortBindings.*[].HostIp",
-        "127.0.0.1",
-    ),
-    "5.14": HardeningCheck(
-        "The 'on-failure' restart policy is set to at most 5",
-        "HostConfig.RestartPolicy",
-        "Name on-failure, MaximumRetryCount <= 5",
-    ),
-    "5.15": HardeningCheck(
-        "The host's process namespace is not shared", "HostConfig.PidMode", "not 'host'"
-    ),
-    "5.16": HardeningCheck(
-        "The host's IPC namespace is not shared", "HostConfig.IpcMode", "not 'host'"
-    ),
-    "5.17": HardeningCheck(
-        "Host devices are not directly exposed", "HostConfig.Devices", "empty or null"
-    ),
-    "5.20": HardeningCheck(
-        "The host's UTS namespace is not shared", "HostConfig.UTSMode", "not 'host'"
-    ),
-    "5.21": HardeningCheck(
-        "The default seccomp profile is not disabled",
-        "HostConfig.SecurityOpt",
-        "no 'seccomp=unconfined'",
-    ),
-    "5.25": HardeningCheck(
-        "The container cannot acquire additional privileges",
-        "HostConfig.SecurityOpt",
-        "contains 'no-new-privileges:true'",
-    ),
-    "5.26": HardeningCheck(
-        "Container health is checked at runtime", "Config.Healthcheck.Test", "present"
-    ),
-    "5.28": HardeningCheck(
-        "The PIDs cgroup limit is used", "HostConfig.PidsLimit", "greater than 0"
-    ),
-    "5.31": HardeningCheck("The Docker socket is not mounted", "Mounts[].Source", "no docker.sock"),
-}
 
 
 def _seconds(value: int) -> int:

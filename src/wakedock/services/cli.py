@@ -1,0 +1,198 @@
+"""`wakedock service ...` and `wakedock cis-check`: services from the shell, acting as an admin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from pydantic import ValidationError
+
+from wakedock.cli_state import CliState, cli_context, step
+from wakedock.components import Components
+from wakedock.db import transaction
+from wakedock.errors import WakeDockError
+from wakedock.rbac.permissions import Role
+from wakedock.runtime.cis import check_container
+from wakedock.services.errors import PolicyRefused
+from wakedock.services.spec import ServiceSpec
+from wakedock.services.views import Actor, ServiceView
+
+MAX_SPEC_BYTES = 1024 * 1024
+
+
+def _actor() -> Actor:
+    context = cli_context()
+    return Actor(name=context.actor or "cli", role=Role.ADMIN)
+
+
+def _fail(exc: WakeDockError) -> click.ClickException:
+    message = exc.detail
+    if isinstance(exc, PolicyRefused):
+        message += "".join(f"\n  - {v.field}: {v.message}" for v in exc.violations)
+    return click.ClickException(message)
+
+
+def _load_spec(path: Path) -> ServiceSpec:
+    raw = path.read_bytes()
+    if len(raw) > MAX_SPEC_BYTES:
+        raise click.ClickException(f"{path}: larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path}: not YAML or JSON ({exc})") from None
+    try:
+        return ServiceSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  - {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise click.ClickException(f"{path}: invalid service spec\n" + "\n".join(lines)) from None
+
+
+def _owner_id(c: Components, username: str | None) -> int | None:
+    if username is None:
+        return None
+    try:
+        with transaction(c.db) as db:
+            return c.users.by_username(db, username).id
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+
+
+@click.group()
+def service() -> None:
+    """Manage services (acts as an admin; every change is audited as cli:<user>)."""
+
+
+@service.command("list")
+@click.pass_obj
+def service_list(state: CliState) -> None:
+    """List services and their last known state."""
+    c = state.components()
+    click.echo(f"{'ID':>4}  {'NAME':<24} {'SOURCE':<10} {'STATE':<9} IMAGE")
+    for view in c.services.list():
+        click.echo(
+            f"{view.id:>4}  {view.name:<24} {view.source:<10} {view.state:<9} {view.spec.image}"
+        )
+
+
+@service.command("add")
+@click.argument("spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--owner", default=None, help="Username of the developer who will manage it.")
+@click.pass_obj
+def service_add(state: CliState, spec_file: Path, owner: str | None) -> None:
+    """Create a service from a YAML or JSON spec file (its container is created, stopped)."""
+    spec = _load_spec(spec_file)
+    c = state.components()
+    owner_id = _owner_id(c, owner)
+    step(f"creating the hardened container for {spec.name} ({c.runtime.kind})")
+    try:
+        view = c.services.create(_actor(), spec, cli_context(), owner_id=owner_id)
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    click.echo(f"created service {view.name} (id {view.id}), stopped")
+
+
+def _operate(state: CliState, name: str, action: str) -> ServiceView:
+    c = state.components()
+    step(f"{action} {name}")
+    try:
+        if action == "starting":
+            return c.services.start(_actor(), name, cli_context())
+        return c.services.stop(_actor(), name, cli_context())
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+
+
+@service.command("start")
+@click.argument("name")
+@click.pass_obj
+def service_start(state: CliState, name: str) -> None:
+    """Start a service."""
+    click.echo(f"{name}: {_operate(state, name, 'starting').state}")
+
+
+@service.command("stop")
+@click.argument("name")
+@click.pass_obj
+def service_stop(state: CliState, name: str) -> None:
+    """Stop (or pause, per its stop method) a service."""
+    click.echo(f"{name}: {_operate(state, name, 'stopping').state}")
+
+
+@service.command("inspect")
+@click.argument("name")
+@click.pass_obj
+def service_inspect(state: CliState, name: str) -> None:
+    """Print a service's spec and live status as JSON."""
+    c = state.components()
+    try:
+        view, live = c.services.status(name)
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    out: dict[str, Any] = {
+        "id": view.id,
+        "name": view.name,
+        "source": view.source,
+        "runtime": view.runtime,
+        "state": live.state.value if live is not None else "missing",
+        "health": live.health if live is not None else None,
+        "stop_reason": view.stop_reason,
+        "writable_root_granted": view.writable_root_granted,
+        "spec": view.spec.model_dump(mode="json"),
+    }
+    click.echo(json.dumps(out, indent=2, default=str))
+
+
+@service.command("reconcile")
+@click.pass_obj
+def service_reconcile(state: CliState) -> None:
+    """Match the database with the engine now (also done when `serve` starts)."""
+    c = state.components()
+    step("comparing services with the Docker engine")
+    try:
+        report = c.reconciler.run(cli_context())
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    click.echo(
+        f"checked {report.checked}; missing: {', '.join(report.missing) or 'none'}; "
+        f"adopted: {', '.join(report.adopted) or 'none'}; "
+        f"discovered: {', '.join(report.discovered) or 'none'}"
+    )
+    for problem in report.problems:
+        click.echo(f"  ! {problem}", err=True)
+
+
+@click.command("cis-check")
+@click.argument("name", required=False)
+@click.pass_obj
+def cis_check(state: CliState, name: str | None) -> None:
+    """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL)."""
+    c = state.components()
+    try:
+        views = [c.services.get(name)] if name else c.services.list()
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    failed = False
+    for view in views:
+        containers = []
+        if view.container_ref is not None:
+            try:
+                containers = c.runtime.inspect(view.container_ref)
+            except WakeDockError as exc:
+                raise _fail(exc) from None
+        if not containers:
+            click.echo(f"{view.name}: no container to check (state {view.state})")
+            continue
+        for attrs in containers:
+            click.echo(f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})")
+            for result in check_container(attrs):
+                mark = "PASS" if result.passed else "FAIL"
+                failed = failed or not result.passed
+                extra = "" if result.passed else f"  ({result.detail})"
+                click.echo(f"  [{mark}] {result.id:<5} {result.title}{extra}")
+    if failed:
+        raise SystemExit(1)
