@@ -11,6 +11,9 @@ import pytest
 from wakedock.runtime.cis import CHECKS, check_container
 
 
+ANY_V4 = "0.0.0.0"  # noqa: S104 - the misconfiguration under test, never bound
+
+
 def hardened() -> dict[str, Any]:
     return {
         "Name": "/wakedock-app",
@@ -79,9 +82,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         ("5.14", _set("HostConfig.PortBindings", {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]})),
         (
             "5.14",
-            _set(
-                "HostConfig.PortBindings", {"80/tcp": [{"HostIp": "0.0.0.0",  # noqa: S104 - the misconfiguration under test "HostPort": "9000"}]}
-            ),
+            _set("HostConfig.PortBindings", {"80/tcp": [{"HostIp": ANY_V4, "HostPort": "9000"}]}),
         ),
         ("5.15", _set("HostConfig.RestartPolicy", {"Name": "always", "MaximumRetryCount": 0})),
         ("5.15", _set("HostConfig.RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 9})),
