@@ -10,7 +10,6 @@ import pytest
 
 from wakedock.runtime.cis import CHECKS, check_container
 
-
 ANY_V4 = "0.0.0.0"  # noqa: S104 - the misconfiguration under test, never bound
 
 
