@@ -18,9 +18,9 @@ from wakedock.runtime.base import (
     ImageMissing,
     InvalidState,
     NotManaged,
-    RuntimeUnavailable,
     State,
 )
+from wakedock.runtime.client import EngineClient
 from wakedock.runtime.hardening import MANAGED_LABEL, SERVICE_LABEL, container_create_kwargs
 from wakedock.runtime.stats import stats_from_sample
 from wakedock.services.policy import PolicySettings
@@ -43,30 +43,13 @@ class DockerEngineRuntime:
     def __init__(
         self, *, base_url: str, installation: str, policy: PolicySettings | None = None
     ) -> None:
-        self._base_url = base_url
         self._installation = installation
         self._policy = policy or PolicySettings()
-        self._client: docker.DockerClient | None = None
+        self._engine = EngineClient(base_url)
 
     def _call(self, action: Callable[[docker.DockerClient], T]) -> T:
-        """Run `action`, turning an unreachable daemon into RuntimeUnavailable (HTTP 503)."""
-        try:
-            if self._client is None:
-                self._client = docker.DockerClient(base_url=self._base_url, timeout=30)
-            return action(self._client)
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.DockerException as exc:
-            if (
-                isinstance(exc, docker.errors.APIError)
-                and exc.status_code is not None
-                and (exc.status_code < 500)
-            ):
-                raise
-            self._client = None
-            raise RuntimeUnavailable(
-                "the Docker daemon cannot be reached; service operations are unavailable"
-            ) from exc
+        """Run `action`; an unreachable daemon is RuntimeUnavailable (HTTP 503)."""
+        return self._engine.call(action)
 
     def _managed(self, client: docker.DockerClient, container_id: str) -> Container:
         try:
