@@ -1,4 +1,7 @@
-"""/api/v1/files/{path}: read and replace service files under the data directory."""
+"""/api/v1/files/{path}: read and replace service files under the data directory.
+
+Files of service `app` live under `app/`; developers reach only the folders of their services.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.files.store import MAX_FILE_BYTES, FileTooLarge, PathRefused
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
+from wakedock.services.errors import NotServiceOwner, ServiceNotFound
+from wakedock.services.router import actor_of
 from wakedock.web.deps import components, request_context
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
@@ -26,12 +32,35 @@ async def _refused(c: Components, context: RequestContext, path: str, exc: PathR
     await run_in_threadpool(c.auth.audit, event, context)
 
 
-@router.get("/{path:path}", dependencies=[Depends(requires(Permission.FILES_READ))])
+async def _check_owner(
+    c: Components, context: RequestContext, principal: Principal, path: str
+) -> None:
+    """A developer's files live under the folder of a service it owns: `<service>/...`."""
+    actor = actor_of(principal)
+    if actor.manages_all:
+        return
+    folder = path.split("/", 1)[0]
+    try:
+        await run_in_threadpool(c.services.check_manages, actor, folder)
+    except (NotServiceOwner, ServiceNotFound):
+        event = Event(
+            EventType.FORBIDDEN_ACCESS,
+            Outcome.DENIED,
+            target=path[:256],
+            details={"reason": "files of a service the user does not own"},
+        )
+        await run_in_threadpool(c.auth.audit, event, context)
+        raise NotServiceOwner("you can only manage files of services you own") from None
+
+
+@router.get("/{path:path}")
 async def read_file(
     path: str,
+    principal: Principal = Depends(requires(Permission.FILES_READ)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
+    await _check_owner(c, context, principal, path)
     try:
         content = await run_in_threadpool(c.files.read, path)
     except PathRefused as exc:
@@ -45,14 +74,16 @@ async def read_file(
     )
 
 
-@router.put("/{path:path}", dependencies=[Depends(requires(Permission.FILES_WRITE))])
+@router.put("/{path:path}")
 async def write_file(
     path: str,
     request: Request,
+    principal: Principal = Depends(requires(Permission.FILES_WRITE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> dict[str, object]:
     """Replace a file with the request body (at most 1 MiB), atomically."""
+    await _check_owner(c, context, principal, path)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -23,8 +23,8 @@ class Permission(StrEnum):
     SERVICES_READ = "services:read"
     SERVICES_WRITE = "services:write"
     SERVICES_OPERATE = "services:operate"
-    # Service files (compose, env, loading pages). Per-service ownership for developers arrives
-    # with the services API; until then only operators and admins hold these.
+    # Service files (compose, env, loading pages) under files/<service>/: developers only those
+    # of services they own (an object-level check), operators and admins all.
     FILES_READ = "files:read"
     FILES_WRITE = "files:write"
     AUDIT_READ = "audit:read"

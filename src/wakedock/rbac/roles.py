@@ -9,8 +9,9 @@ _SELF = frozenset({P.ACCOUNT_READ, P.ACCOUNT_WRITE})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[P]] = {
     Role.VIEWER: _SELF | {P.SERVICES_READ},
-    # Developers write services; which ones (their own) is an object-level check.
-    Role.DEVELOPER: _SELF | {P.SERVICES_READ, P.SERVICES_WRITE, P.SERVICES_OPERATE},
+    # Developers write services and their files; which ones (their own) is an object-level check.
+    Role.DEVELOPER: _SELF
+    | {P.SERVICES_READ, P.SERVICES_WRITE, P.SERVICES_OPERATE, P.FILES_READ, P.FILES_WRITE},
     Role.OPERATOR: _SELF
     | {
         P.SERVICES_READ,

@@ -95,6 +95,10 @@ class ServiceManager:
         view = self._managed_by(actor, self.get(key))
         return self.runtime.logs(self._ref(view), tail)
 
+    def check_manages(self, actor: Actor, key: int | str) -> None:
+        """NotServiceOwner unless `actor` may manage the service (ServiceNotFound if none)."""
+        self._managed_by(actor, self.get(key))
+
     # -- changing --------------------------------------------------------------------------
 
     def create(
