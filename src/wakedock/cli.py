@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from wakedock import __version__
+from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState, cli_context, step
+from wakedock.components import Components
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
@@ -91,7 +93,25 @@ def serve(
             fg="cyan",
             err=True,
         )
+    if settings.docker.reconcile_on_start:
+        _reconcile_at_start(components)
     run_server(components, insecure_http=insecure_http, log_level=log_level)
+
+
+def _reconcile_at_start(components: Components) -> None:
+    """Match services with the engine before serving; a down daemon must not stop WakeDock."""
+    step(f"reconciling services with the Docker engine ({components.runtime.kind})")
+    try:
+        report = components.reconciler.run(RequestContext(actor="system:startup"))
+    except WakeDockError as exc:
+        click.secho(f"warning: {exc.detail}; reconciliation skipped", fg="yellow", err=True)
+        return
+    for problem in report.problems:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+    step(
+        f"{report.checked} service(s) checked, {len(report.missing)} missing, "
+        f"{len(report.discovered)} discovered"
+    )
 
 
 @main.command()

@@ -4,6 +4,7 @@ reconciliation after a hand-removed container, the daemon going away, and `cis-c
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import urllib.request
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import Harness
-from support.components import run_cli
+from support.components import run_cli, wakedock_server
 from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
 from support.socket_relay import SocketRelay
 from wakedock.audit.events import RequestContext
@@ -342,3 +343,31 @@ def test_cli_adds_starts_and_cis_checks_a_service(
     denied = run_cli(data, "service", "add", str(refused), env=env)
     assert denied.returncode == 1
     assert "privileged" in denied.stderr and "pid_mode" in denied.stderr
+
+
+def test_serve_reconciles_at_start_up(
+    tmp_path: Path, engine: docker.DockerClient, installation: str
+) -> None:
+    data = tmp_path / "data"
+    env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
+    spec_file = tmp_path / "app.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("boot-app")))
+    assert run_cli(data, "service", "add", str(spec_file), env=env).returncode == 0
+    container_of(engine, installation, "boot-app").remove(force=True)
+    name = f"boot-opted-{secrets.token_hex(3)}"
+    opted = engine.containers.create(
+        TEST_IMAGE,
+        ["sleep", "60"],
+        name=name,
+        labels={"wakedock.enable": "true", "wakedock.readiness": "tcp:80"},
+    )
+    try:
+        with wakedock_server(data, env=env) as server:
+            wait_for(lambda: "discovered" in server.log(), "the start-up reconciliation", 30)
+            log = server.log()
+        assert re.search(r"1 service\(s\) checked, 1 missing, [1-9][0-9]* discovered", log), log
+        listed = run_cli(data, "service", "list", env=env).stdout
+        assert "boot-app" in listed and "missing" in listed
+        assert name in listed and "discovered" in listed
+    finally:
+        opted.remove(force=True)
