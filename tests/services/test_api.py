@@ -340,3 +340,17 @@ def test_secret_references_are_refused_until_a_secrets_backend_exists(h: Harness
     assert reply.status_code == 422
     assert reply.json()["field"] == "env"
     assert service_rows(h) == []
+
+
+def test_dependency_cycles_are_refused(h: Harness) -> None:
+    token = h.token_for(Role.OPERATOR)
+    create(h, token, spec("a"))
+    b = create(h, token, spec("b", depends_on=["a"]))
+    c = create(h, token, spec("c", depends_on=["b"]))
+    a_id = h.client.get("/api/v1/services", headers=h.bearer(token)).json()[0]["id"]
+    cycle = h.client.patch(
+        f"/api/v1/services/{a_id}", json={"depends_on": ["c"]}, headers=h.bearer(token)
+    )
+    assert cycle.status_code == 422
+    assert "cycle" in cycle.json()["detail"]
+    assert b["spec"]["depends_on"] == ["a"] and c["spec"]["depends_on"] == ["b"]

@@ -199,7 +199,13 @@ class ServiceManager:
 
     def start(self, actor: Actor, key: int | str, context: RequestContext) -> ServiceView:
         """Start the service's container, recreating it first if it was removed by hand."""
-        current = self._managed_by(actor, self.get(key))
+        return self._start(self._managed_by(actor, self.get(key)), context, "manual")
+
+    def wake(self, key: int | str, context: RequestContext) -> ServiceView:
+        """Start a service for a visitor its access policy admitted (the proxy's wake)."""
+        return self._start(self.get(key), context, "wake")
+
+    def _start(self, current: ServiceView, context: RequestContext, trigger: str) -> ServiceView:
         with self._lock(current.name):
             ref = current.container_ref
             if ref is None or self._live_state(current) == State.MISSING:
@@ -208,7 +214,7 @@ class ServiceManager:
                 ref = self._create_container(current.spec, current.writable_root_granted)
             self.runtime.start(ref)
             return self._mark(
-                current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context
+                current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context, trigger
             )
 
     def stop(
@@ -223,6 +229,11 @@ class ServiceManager:
             return self._mark(
                 current.id, current.container_ref, state, reason, EventType.SERVICE_STOP, context
             )
+
+    def audit(self, event: Event, context: RequestContext) -> None:
+        """Record an event in a transaction of its own (e.g. a failed wake)."""
+        with transaction(self._factory) as db:
+            self._record(db, event, context)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -268,6 +279,15 @@ class ServiceManager:
             raise InvalidServiceSpec(
                 f"depends_on names unknown services: {', '.join(missing)}",
                 extra={"field": "depends_on"},
+            )
+        graph = {
+            row.name: ServiceSpec.model_validate_json(row.spec).depends_on
+            for row in db.scalars(select(Service))
+        }
+        graph[spec.name] = spec.depends_on
+        if _reaches(graph, spec.depends_on, spec.name):
+            raise InvalidServiceSpec(
+                f"depends_on would make a cycle back to {spec.name}", extra={"field": "depends_on"}
             )
 
     def _check_policy(
@@ -315,6 +335,7 @@ class ServiceManager:
         reason: str | None,
         event_type: EventType,
         context: RequestContext,
+        trigger: str | None = None,
     ) -> ServiceView:
         with transaction(self._factory) as db:
             row = self._row(db, service_id)
@@ -327,6 +348,8 @@ class ServiceManager:
             else:
                 row.last_stopped_at = now
             details = {"reason": reason} if reason else {}
+            if trigger:
+                details["trigger"] = trigger
             self._record(db, Event(event_type, target=row.name, details=details), context)
             return ServiceView.of(row)
 
@@ -351,3 +374,17 @@ class ServiceManager:
 
     def _record(self, db: Session, event: Event, context: RequestContext) -> None:
         record_event(db, event, context, at=self._clock.now())
+
+
+def _reaches(graph: dict[str, list[str]], start: list[str], target: str) -> bool:
+    """True when following depends_on from `start` leads back to `target`."""
+    seen: set[str] = set()
+    pending = list(start)
+    while pending:
+        name = pending.pop()
+        if name == target:
+            return True
+        if name not in seen:
+            seen.add(name)
+            pending.extend(graph.get(name, []))
+    return False

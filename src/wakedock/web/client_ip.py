@@ -32,6 +32,12 @@ def _trusted(
     return any(address in network for network in networks)
 
 
+def is_trusted(peer: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    """True when `peer` is one of the trusted proxies (its forwarding headers are believed)."""
+    address = _ip(peer)
+    return address is not None and _trusted(address, trusted)
+
+
 def client_ip(peer: str | None, forwarded_for: list[str], trusted: tuple[IPNetwork, ...]) -> str:
     """Resolve the client address. `forwarded_for` holds every X-Forwarded-For header value."""
     peer_ip = _ip(peer or "")
