@@ -12,10 +12,16 @@ from wakedock.files.router import router as files_router
 from wakedock.health.router import router as health_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
+from wakedock.proxy.access import ProxyAccess
+from wakedock.proxy.app import ProxyApp
+from wakedock.proxy.hosts import ServiceDirectory
+from wakedock.proxy.reaper import IdleReaper
+from wakedock.proxy.routing import HostRouter
 from wakedock.services.router import router as services_router
 from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeadersMiddleware
+from wakedock.web.login import router as login_router
 from wakedock.web.pages import router as pages_router
 
 
@@ -39,6 +45,7 @@ def create_app(components: Components) -> FastAPI:
         users_router,
         services_router,
         files_router,
+        login_router,
         pages_router,
     ):
         app.include_router(router)
@@ -60,3 +67,24 @@ def create_app(components: Components) -> FastAPI:
         hsts_always=http.hsts_behind_proxy,
     )
     return app
+
+
+def create_asgi(components: Components) -> HostRouter:
+    """The served application: admin hosts reach `create_app`, service hosts the proxy (S7.1)."""
+    settings = components.settings
+    access = ProxyAccess(
+        components.keyring, settings.auth, components.sessions, components.mfa, components.clock
+    )
+    proxy = ProxyApp(components, components.wakes, components.activity, access)
+    reaper = IdleReaper(
+        components.wakes,
+        components.activity,
+        components.services,
+        interval=settings.proxy.reaper_interval_seconds,
+        busy_cpu_percent=settings.proxy.idle_busy_cpu_percent,
+    )
+    directory = ServiceDirectory(components.services, settings.proxy.base_domain)
+    admin = create_app(components)
+    admin.state.proxy_access = access
+    admin.state.directory = directory
+    return HostRouter(admin, proxy, directory, components.wakes, reaper, settings.proxy.admin_hosts)

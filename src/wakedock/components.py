@@ -19,6 +19,8 @@ from wakedock.db import make_engine, make_session_factory, migrate
 from wakedock.files.store import FileStore
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
+from wakedock.proxy.activity import ActivityTracker
+from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
@@ -48,6 +50,8 @@ class Components:
     runtime: ContainerRuntime
     services: ServiceManager
     reconciler: Reconciler
+    activity: ActivityTracker
+    wakes: WakeCoordinator
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -102,6 +106,7 @@ def build_components(
             LOGIN_BY_IP: settings.rate_limit.login_per_ip,
             MFA_BY_USER: settings.mfa.attempts_per_user,
             MFA_BY_IP: settings.mfa.attempts_per_ip,
+            WAKE_BY_IP: settings.proxy.wake_per_ip,
         },
     )
     sessions = SessionStore(
@@ -126,6 +131,8 @@ def build_components(
         factory, clock, secret_box(settings), hasher, limiter, sessions, challenges, settings.mfa
     )
     runtime = runtime or make_runtime(settings.docker)
+    services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker))
+    activity = ActivityTracker(clock)
     return Components(
         settings=settings,
         clock=clock,
@@ -143,6 +150,8 @@ def build_components(
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
         files=FileStore(settings.data_dir / "files"),
         runtime=runtime,
-        services=ServiceManager(factory, clock, runtime, policy_settings(settings.docker)),
+        services=services,
         reconciler=Reconciler(factory, clock, runtime),
+        activity=activity,
+        wakes=WakeCoordinator(services, activity, clock, settings.proxy),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,6 +230,57 @@ class DockerSettings(_Section):
         return value
 
 
+class ProxySettings(_Section):
+    """Wake on demand (S7): which host names reach which service, and the wake limits."""
+
+    # Services answer on <name>.<base_domain> (and their own extra host names).
+    base_domain: str = "localhost"
+    # Host names the admin API and pages answer on; any other unknown host gets 404.
+    admin_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    # Where browsers are sent to log in for a protected service; default
+    # https://<first admin host>:<server.port>.
+    admin_url: str | None = None
+    wake_per_ip: str = "30/minute"
+    # Services awake at once (woken on demand); a wake beyond it gets 503 until one sleeps.
+    max_awake: int = Field(default=20, ge=1, le=10_000)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Readiness probing while waking: how often to ask.
+    probe_interval_seconds: float = Field(default=0.05, gt=0, le=10)
+    upstream_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Optional CPU rule: an idle service busier than this (percent of one CPU) is not stopped.
+    idle_busy_cpu_percent: float | None = Field(default=None, gt=0)
+
+    @field_validator("base_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.lower().rstrip(".")
+        labels = value.split(".")
+        if not value or not all(
+            re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", x) for x in labels
+        ):
+            raise ValueError(f"{value!r} is not a DNS name")
+        return value
+
+    @field_validator("admin_hosts")
+    @classmethod
+    def _admin_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one host for the admin API")
+        return [host.lower().rstrip(".").strip("[]") for host in value]
+
+    @field_validator("admin_url")
+    @classmethod
+    def _admin_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/?#\s]+", value):
+            raise ValueError("must be a scheme and host, e.g. https://wakedock.example.com")
+        return value
+
+    @field_validator("wake_per_ip")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        return _rate_limit(value)
+
+
 class Settings(BaseSettings):
     """Everything WakeDock can be told. Secrets are SecretStr and never printed."""
 
@@ -248,6 +300,7 @@ class Settings(BaseSettings):
     mfa: MfaSettings = Field(default_factory=MfaSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 
 import docker
@@ -55,3 +57,72 @@ def ensure_test_image(client: docker.DockerClient) -> str:
         archive.getvalue(), repository="wakedock-test/busybox", tag="1"
     )
     return TEST_IMAGE
+
+
+APPS_DIR = os.path.join(os.path.dirname(__file__), "apps")
+_STDLIB_SKIP = ("test", "idlelib", "tkinter", "ensurepip", "lib2to3", "turtledemo", "__pycache__")
+
+
+def _python_files() -> tuple[str, str, list[str]]:
+    """The host's system Python: interpreter, stdlib directory, shared libraries it needs."""
+    interpreter = os.path.realpath(shutil.which("python3", path="/usr/bin:/bin") or "")
+    if not interpreter or not os.path.exists(interpreter):
+        unavailable("no system python3 in /usr/bin to build the proxy test image")
+    probe = subprocess.run(
+        [interpreter, "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stdlib = probe.stdout.strip()
+    libraries = {interpreter}
+    dynload = os.path.join(stdlib, "lib-dynload")
+    for binary in [interpreter, *[os.path.join(dynload, f) for f in os.listdir(dynload)]]:
+        linked = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False)
+        for line in linked.stdout.splitlines():
+            path = line.split("=>")[-1].split("(")[0].strip()
+            if path.startswith("/"):
+                libraries.add(path)
+    return interpreter, stdlib, sorted(libraries - {interpreter})
+
+
+def ensure_python_image(client: docker.DockerClient) -> str:
+    """An image with the host's Python and `apps/testapp.py` (tag: a hash of the app)."""
+    with open(os.path.join(APPS_DIR, "testapp.py"), "rb") as source:
+        app = source.read()
+    tag = hashlib.sha256(app).hexdigest()[:12]
+    image = f"wakedock-test/pyapp:{tag}"
+    try:
+        client.images.get(image)
+        return image
+    except docker.errors.ImageNotFound:
+        pass
+    interpreter, stdlib, libraries = _python_files()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(interpreter, arcname="usr/bin/python3")
+        for library in libraries:
+            tar.add(os.path.realpath(library), arcname=library.lstrip("/"))
+        tar.add(
+            stdlib,
+            arcname=stdlib.lstrip("/"),
+            filter=lambda info: (
+                None if any(part in _STDLIB_SKIP for part in info.name.split("/")) else info
+            ),
+        )
+        info = tarfile.TarInfo("app/testapp.py")
+        info.size = len(app)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(app))
+        for directory in ("tmp", "etc", "proc", "sys", "dev"):
+            entry = tarfile.TarInfo(directory)
+            entry.type = tarfile.DIRTYPE
+            entry.mode = 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(entry)
+    client.api.import_image_from_data(
+        archive.getvalue(),
+        repository="wakedock-test/pyapp",
+        tag=tag,
+        changes=['CMD ["/usr/bin/python3", "-u", "/app/testapp.py"]'],
+    )
+    return image

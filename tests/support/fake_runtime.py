@@ -43,6 +43,10 @@ class FakeRuntime:
         self.containers: dict[str, FakeContainer] = {}
         self.calls: list[tuple[str, str]] = []
         self.down = False
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        # Where every workload "listens": a real local server in the proxy tests.
+        self.default_endpoint: tuple[str, int] | None = None
+        self.fail_start = False
         self._ids = (f"c{n:063d}" for n in itertools.count(1))
         self.policy = PolicySettings()
 
@@ -92,6 +96,8 @@ class FakeRuntime:
         return ref
 
     def start(self, ref: str) -> None:
+        if self.fail_start:
+            raise RuntimeUnavailable("the Docker daemon cannot be reached")
         self._get(ref).state = State.RUNNING
         self.calls.append(("start", ref))
 
@@ -139,6 +145,10 @@ class FakeRuntime:
             ):
                 return ref
         return None
+
+    def endpoint(self, ref: str, container_port: int) -> tuple[str, int]:
+        self._get(ref)
+        return self.endpoints.get(ref, self.default_endpoint or ("127.0.0.1", container_port))
 
     def inspect(self, ref: str) -> list[dict[str, Any]]:
         return [{"Name": self._get(ref).name}]

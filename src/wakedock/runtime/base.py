@@ -130,6 +130,14 @@ class ContainerRuntime(Protocol):
         """The ref of the workload this installation created for `service_name`, if any."""
         ...
 
+    def endpoint(self, ref: str, container_port: int) -> tuple[str, int]:
+        """Where WakeDock reaches `container_port` of the running workload.
+
+        Engine: 127.0.0.1 and the published port (which changes at every start when the engine
+        picks it). Swarm: the service's name and the port, on the service's network.
+        """
+        ...
+
     def inspect(self, ref: str) -> list[dict[str, Any]]:
         """`docker inspect` of the container(s) currently backing `ref` (for cis-check)."""
         ...

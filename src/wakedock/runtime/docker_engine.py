@@ -21,7 +21,12 @@ from wakedock.runtime.base import (
     State,
 )
 from wakedock.runtime.client import EngineClient
-from wakedock.runtime.hardening import MANAGED_LABEL, SERVICE_LABEL, container_create_kwargs
+from wakedock.runtime.hardening import (
+    LOOPBACK,
+    MANAGED_LABEL,
+    SERVICE_LABEL,
+    container_create_kwargs,
+)
 from wakedock.runtime.stats import stats_from_sample
 from wakedock.services.policy import PolicySettings
 from wakedock.services.spec import ServiceSpec
@@ -181,6 +186,19 @@ class DockerEngineRuntime:
             return None
 
         return self._call(find)
+
+    def endpoint(self, container_id: str, container_port: int) -> tuple[str, int]:
+        def endpoint(client: docker.DockerClient) -> tuple[str, int]:
+            container = self._managed(client, container_id)
+            ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+            for binding in ports.get(f"{container_port}/tcp") or []:
+                if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):
+                    return LOOPBACK, int(binding["HostPort"])
+            raise InvalidState(
+                f"port {container_port} is not published on {LOOPBACK}; is the service running?"
+            )
+
+        return self._call(endpoint)
 
     def inspect(self, container_id: str) -> list[dict[str, Any]]:
         def inspect(client: docker.DockerClient) -> list[dict[str, Any]]:

@@ -254,6 +254,14 @@ class DockerSwarmRuntime:
 
         return self._call(find)
 
+    def endpoint(self, service_id: str, container_port: int) -> tuple[str, int]:
+        """The service's name on its Swarm network: Swarm publishes nothing on loopback."""
+
+        def endpoint(api: _SwarmApi) -> tuple[str, int]:
+            return str(self._managed(api, service_id)["Spec"]["Name"]), container_port
+
+        return self._call(endpoint)
+
     def inspect(self, service_id: str) -> list[dict[str, Any]]:
         """`docker inspect` of the running task containers (none when scaled to 0)."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from wakedock.app import create_app
+from wakedock.app import create_asgi
 from wakedock.components import Components
 from wakedock.server.tls import CertificateReloader, generate_self_signed
 
@@ -32,7 +32,9 @@ def ensure_tls_files(components: Components, progress: Callable[[str], None]) ->
     cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
     if not (cert.exists() and key.exists()):
         progress(f"generating a self-signed certificate for {server.tls_hostname} in {tls_dir}")
-        generate_self_signed(cert, key, server.tls_hostname)
+        generate_self_signed(
+            cert, key, server.tls_hostname, (f"*.{components.settings.proxy.base_domain}",)
+        )
     return TlsFiles(cert, key, generated=True)
 
 
@@ -40,7 +42,7 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     """Run until interrupted. Prints one start-up line with the URL and the TLS floor."""
     settings = components.settings
     host, port = settings.server.host, settings.server.port
-    app = create_app(components)
+    app = create_asgi(components)
     shown_host = f"[{host}]" if ":" in host else host
     config_args: dict[str, object] = {}
     reloader: CertificateReloader | None = None

@@ -19,8 +19,11 @@ from cryptography.x509.oid import NameOID
 log = logging.getLogger("wakedock.tls")
 
 
-def generate_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
-    """Write an ECDSA P-256 certificate for `hostname`, localhost, 127.0.0.1 and ::1."""
+def generate_self_signed(
+    cert_path: Path, key_path: Path, hostname: str, extra_names: tuple[str, ...] = ()
+) -> None:
+    """Write an ECDSA P-256 certificate for `hostname`, `extra_names` (e.g. `*.localhost` for
+    the service hosts), localhost, 127.0.0.1 and ::1."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -28,7 +31,7 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed"),
         ]
     )
-    dns = sorted({hostname, "localhost"})
+    dns = sorted({hostname, "localhost", *extra_names})
     alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     now = datetime.now(UTC)

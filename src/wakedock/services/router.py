@@ -15,7 +15,7 @@ from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
-from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut
+from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut, Traffic
 from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor
 from wakedock.web.deps import components, request_context
@@ -96,7 +96,10 @@ def stop_service(
 @router.get("/{service_id}/status", response_model=StatusOut, dependencies=[_READ])
 def service_status(service_id: int, c: Components = Depends(components)) -> StatusOut:
     view, live = c.services.status(service_id)
-    return StatusOut.of(view, live)
+    wake = c.wakes.state(view.name)
+    activity = c.activity.of(view.name)
+    traffic = Traffic(wake.phase, activity.last_seen, activity.open_connections, wake.time_to_ready)
+    return StatusOut.of(view, live, traffic)
 
 
 @router.get("/{service_id}/stats", response_model=StatsOut, dependencies=[_READ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,9 +56,14 @@ class StatusOut(BaseModel):
     stop_reason: str | None
     last_started_at: datetime | None
     last_stopped_at: datetime | None
+    # What this WakeDock process sees of its traffic (S7): the proxy's view.
+    wake_phase: str
+    last_activity: datetime | None
+    open_connections: int
+    time_to_ready_s: float | None
 
     @classmethod
-    def of(cls, view: ServiceView, live: ContainerStatus | None) -> StatusOut:
+    def of(cls, view: ServiceView, live: ContainerStatus | None, traffic: Traffic) -> StatusOut:
         return cls(
             name=view.name,
             state=live.state.value if live is not None else "missing",
@@ -65,7 +71,19 @@ class StatusOut(BaseModel):
             stop_reason=view.stop_reason,
             last_started_at=view.last_started_at,
             last_stopped_at=view.last_stopped_at,
+            wake_phase=traffic.phase,
+            last_activity=traffic.last_activity,
+            open_connections=traffic.open_connections,
+            time_to_ready_s=traffic.time_to_ready,
         )
+
+
+@dataclass(frozen=True)
+class Traffic:
+    phase: str
+    last_activity: datetime | None
+    open_connections: int
+    time_to_ready: float | None
 
 
 class StatsOut(BaseModel):

@@ -28,9 +28,7 @@ def upgrade() -> None:
         ),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("spec", sa.Text, nullable=False),
-        sa.Column(
-            "writable_root_granted", sa.Boolean, nullable=False, server_default=sa.false()
-        ),
+        sa.Column("writable_root_granted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("runtime", sa.String(16), nullable=False),
         sa.Column("container_ref", sa.String(128), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),

@@ -1,0 +1,52 @@
+"""What the idle reaper needs to know: when each service was last used, and what is still open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from wakedock.clock import Clock
+
+
+@dataclass
+class Activity:
+    last_seen: datetime | None = None
+    open_connections: int = 0
+
+
+class ActivityTracker:
+    """Last request time and open connections (requests, streams, WebSockets) per service.
+
+    Single event loop: no lock needed, and nothing awaits between reading and changing a count.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._services: dict[str, Activity] = {}
+
+    def of(self, name: str) -> Activity:
+        return self._services.setdefault(name, Activity())
+
+    def touch(self, name: str) -> None:
+        self.of(name).last_seen = self._clock.now()
+
+    @contextmanager
+    def connection(self, name: str) -> Iterator[None]:
+        """Count one open connection for the duration of the block (and touch at both ends)."""
+        activity = self.of(name)
+        activity.open_connections += 1
+        activity.last_seen = self._clock.now()
+        try:
+            yield
+        finally:
+            activity.open_connections -= 1
+            activity.last_seen = self._clock.now()
+
+    def idle_seconds(self, name: str) -> float | None:
+        """Seconds since the last activity; None when never seen, or while a connection is open."""
+        activity = self.of(name)
+        if activity.open_connections > 0 or activity.last_seen is None:
+            return None
+        return (self._clock.now() - activity.last_seen).total_seconds()

@@ -1,0 +1,101 @@
+"""What a visitor of a service host sees while it wakes, or when it cannot: small static pages.
+
+No inline script or style (CSP `script-src 'self'`), the service's display name escaped, and
+nothing internal (no container, image or host name).
+"""
+
+from __future__ import annotations
+
+import html
+
+from starlette.responses import Response
+
+PREFIX = "/_wakedock"
+STATUS_PATH = f"{PREFIX}/status"
+SCRIPT_PATH = f"{PREFIX}/loading.js"
+STYLE_PATH = f"{PREFIX}/loading.css"
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+LOADING_JS = """\
+(function () {
+  "use strict";
+  var bar = document.getElementById("progress");
+  var note = document.getElementById("note");
+  function poll() {
+    fetch("STATUS_PATH", {cache: "no-store", credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.state === "ready") { window.location.reload(); return; }
+        if (s.state === "failed") { note.textContent = s.message; return; }
+        if (bar && typeof s.progress === "number") { bar.value = s.progress; }
+        setTimeout(poll, 500);
+      })
+      .catch(function () { setTimeout(poll, 1000); });
+  }
+  poll();
+}());
+""".replace("STATUS_PATH", STATUS_PATH)
+
+LOADING_CSS = """\
+body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 20vh auto; color: #222; }
+h1 { font-size: 1.4rem; } progress { width: 100%; height: 1rem; } .note { color: #555; }
+"""
+
+
+def _page(title: str, body: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    document = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        f'<link rel="stylesheet" href="{STYLE_PATH}"></head>\n<body>{body}</body></html>\n'
+    )
+    return Response(
+        document,
+        status_code=status,
+        media_type="text/html; charset=utf-8",
+        headers={**PAGE_HEADERS, **(headers or {})},
+    )
+
+
+def loading_page(display_name: str) -> Response:
+    """Shown at once to a browser while the service wakes; the script polls the status."""
+    name = html.escape(display_name)
+    body = (
+        f"<h1>Starting {name}&hellip;</h1>"
+        '<progress id="progress" max="100" value="5"></progress>'
+        '<p id="note" class="note">This page reloads by itself when it is ready.</p>'
+        f'<script src="{SCRIPT_PATH}" defer></script>'
+        # Without JavaScript, a plain refresh does the same.
+        '<noscript><meta http-equiv="refresh" content="3"></noscript>'
+    )
+    return _page(f"Starting {display_name}", body, 200)
+
+
+def message_page(
+    title: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
+    body = f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+    return _page(title, body, status, headers)
+
+
+def asset(path: str) -> Response | None:
+    if path == SCRIPT_PATH:
+        return Response(LOADING_JS, media_type="text/javascript", headers=PAGE_HEADERS)
+    if path == STYLE_PATH:
+        return Response(LOADING_CSS, media_type="text/css", headers=PAGE_HEADERS)
+    return None
+
+
+def wants_html(accept: str) -> bool:
+    """A browser navigation: it asked for HTML (API clients ask for JSON or anything)."""
+    return "text/html" in accept.lower()

@@ -1,0 +1,76 @@
+"""The outermost ASGI app (S7.1): the Host header decides between the admin API and a service.
+
+Admin host names reach the admin application; `<name>.<base_domain>` and each service's own
+host names reach the proxy; any other host gets 404 (never the API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wakedock.proxy.app import ProxyApp
+from wakedock.proxy.hosts import ServiceDirectory, normalise_host
+from wakedock.proxy.reaper import IdleReaper
+from wakedock.proxy.wake import WakeCoordinator
+
+
+class HostRouter:
+    def __init__(
+        self,
+        admin: ASGIApp,
+        proxy: ProxyApp,
+        directory: ServiceDirectory,
+        coordinator: WakeCoordinator,
+        reaper: IdleReaper,
+        admin_hosts: list[str],
+    ) -> None:
+        self.admin = admin
+        self._proxy = proxy
+        self._directory = directory
+        self._coordinator = coordinator
+        self._reaper = reaper
+        self._admin_hosts = frozenset(admin_hosts)
+        self._reaper_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        host = normalise_host(raw)
+        if host is not None and host in self._admin_hosts:
+            await self.admin(scope, receive, send)
+            return
+        view = None
+        if host is not None:
+            if self._directory.stale():
+                await run_in_threadpool(self._directory.refresh)
+            view = self._directory.lookup(host)
+        if view is None or host is None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await PlainTextResponse("unknown host\n", status_code=404)(scope, receive, send)
+            return
+        await self._proxy.handle(view, host, scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._reaper_task = asyncio.create_task(self._reaper.run())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._reaper_task is not None:
+                    self._reaper_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._reaper_task
+                await self._proxy.aclose()
+                await self._coordinator.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
