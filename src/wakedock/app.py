@@ -12,9 +12,7 @@ from wakedock.files.router import router as files_router
 from wakedock.health.router import router as health_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
-from wakedock.proxy.access import ProxyAccess
 from wakedock.proxy.app import ProxyApp
-from wakedock.proxy.hosts import ServiceDirectory
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
 from wakedock.services.router import router as services_router
@@ -72,10 +70,7 @@ def create_app(components: Components) -> FastAPI:
 def create_asgi(components: Components) -> HostRouter:
     """The served application: admin hosts reach `create_app`, service hosts the proxy (S7.1)."""
     settings = components.settings
-    access = ProxyAccess(
-        components.keyring, settings.auth, components.sessions, components.mfa, components.clock
-    )
-    proxy = ProxyApp(components, components.wakes, components.activity, access)
+    proxy = ProxyApp(components, components.wakes, components.activity, components.proxy_access)
     reaper = IdleReaper(
         components.wakes,
         components.activity,
@@ -83,8 +78,11 @@ def create_asgi(components: Components) -> HostRouter:
         interval=settings.proxy.reaper_interval_seconds,
         busy_cpu_percent=settings.proxy.idle_busy_cpu_percent,
     )
-    directory = ServiceDirectory(components.services, settings.proxy.base_domain)
-    admin = create_app(components)
-    admin.state.proxy_access = access
-    admin.state.directory = directory
-    return HostRouter(admin, proxy, directory, components.wakes, reaper, settings.proxy.admin_hosts)
+    return HostRouter(
+        create_app(components),
+        proxy,
+        components.directory,
+        components.wakes,
+        reaper,
+        settings.proxy.admin_hosts,
+    )

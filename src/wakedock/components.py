@@ -19,7 +19,9 @@ from wakedock.db import make_engine, make_session_factory, migrate
 from wakedock.files.store import FileStore
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
+from wakedock.proxy.access import ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
+from wakedock.proxy.hosts import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
@@ -52,6 +54,8 @@ class Components:
     reconciler: Reconciler
     activity: ActivityTracker
     wakes: WakeCoordinator
+    directory: ServiceDirectory
+    proxy_access: ProxyAccess
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -154,4 +158,6 @@ def build_components(
         reconciler=Reconciler(factory, clock, runtime),
         activity=activity,
         wakes=WakeCoordinator(services, activity, clock, settings.proxy),
+        directory=ServiceDirectory(services, settings.proxy.base_domain),
+        proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
     )

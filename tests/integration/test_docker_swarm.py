@@ -122,7 +122,7 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     _wait_healthy(runtime, ref)
     service = engine.api.inspect_service(ref)
     spec = service["Spec"]
-    assert spec["Name"] == "wakedock-lifecycle"
+    assert spec["Name"] == f"{INSTALLATION}-lifecycle"
     assert spec["Mode"]["Replicated"]["Replicas"] == 1
     assert spec["Labels"] == {"wakedock.managed": INSTALLATION, "wakedock.service": "lifecycle"}
     task = spec["TaskTemplate"]
@@ -288,7 +288,7 @@ def test_missing_image_and_policy_violation_create_nothing(
     for name in ("orphan", "escalate", "unresolved"):
         assert runtime.find(name) is None
         with pytest.raises(docker.errors.NotFound):
-            engine.api.inspect_service(f"wakedock-{name}")
+            engine.api.inspect_service(f"{INSTALLATION}-{name}")
 
 
 def test_unreachable_daemon_is_a_clear_503(engine: docker.DockerClient) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -211,6 +212,11 @@ def test_websocket_passes_through(h: Harness, client: TestClient) -> None:
         socket.send_bytes(b"\x00\x01")
         assert socket.receive_bytes() == b"\x00\x01"
         assert h.components.activity.of("app").open_connections == 1
+    for _ in range(100):
+        if h.components.activity.of("app").open_connections == 0:
+            break
+        time.sleep(0.02)
+    assert h.components.activity.of("app").open_connections == 0
 
 
 def test_server_sent_events_stream(h: Harness, client: TestClient) -> None:

@@ -19,6 +19,9 @@ EXPECTED_PUBLIC = {
     ("POST", "/api/v1/auth/register"),  # off unless enabled; viewer role only
     ("POST", "/api/v1/auth/setup"),  # needs the one-time setup token
     ("POST", "/api/v1/auth/mfa/verify"),  # the MFA challenge token is the credential
+    ("GET", "/login"),  # the browser sign-in form
+    ("POST", "/login"),  # the credentials are the credential (same origin only)
+    ("GET", "/auth/proxy"),  # hands a live session's ticket to a known service host only
 }
 
 

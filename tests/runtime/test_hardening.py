@@ -43,7 +43,7 @@ def kwargs_for(spec: ServiceSpec, **extra: Any) -> dict[str, Any]:
 def test_every_hardening_field_present() -> None:
     kwargs = kwargs_for(make_spec(cap_add=["NET_BIND_SERVICE"]))
     assert kwargs["image"] == "wakedock/test-app:1"
-    assert kwargs["name"] == "wakedock-web"
+    assert kwargs["name"] == "install-1-web"
     assert kwargs["cap_drop"] == ["ALL"]
     assert kwargs["cap_add"] == ["NET_BIND_SERVICE"]
     assert kwargs["security_opt"] == ["no-new-privileges:true"]
@@ -172,7 +172,7 @@ def test_volumes_mapped_and_named_volumes_namespaced() -> None:
     )
     policy = PolicySettings(bind_mount_allowlist=("/srv/wakedock",))
     assert kwargs_for(spec, policy=policy)["volumes"] == {
-        "wakedock_web_data": {"bind": "/data", "mode": "rw"},
+        "install-1_web_data": {"bind": "/data", "mode": "rw"},
         "/srv/wakedock/web": {"bind": "/srv", "mode": "ro"},
     }
 

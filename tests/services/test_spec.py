@@ -246,7 +246,7 @@ def test_readiness_required() -> None:
     [
         ("wake_timeout_s", 0),
         ("wake_timeout_s", 601),
-        ("idle_timeout_s", 9),
+        ("idle_timeout_s", 1),
         ("idle_timeout_s", 86401),
         ("stop_method", "kill"),
         ("display_name", "x" * 65),

@@ -141,15 +141,17 @@ class ProxyApp:
     ) -> Endpoint | Response:
         state = self._wake.state(view.name)
         try:
-            if state.task is None or state.task.done():
-                # Only a request that starts a wake spends the client's wake budget.
+            task = state.task
+            if task is None or task.done():
                 await run_in_threadpool(self._c.limiter.check, WAKE_BY_IP, context.ip or "?")
-                task = self._wake.begin(view, context)
-                await run_in_threadpool(
-                    self._c.limiter.record_failure, WAKE_BY_IP, context.ip or "?"
-                )
-            else:
+                # Another request may have started the wake meanwhile: join it, at no cost.
                 task = state.task
+                if task is None or task.done():
+                    task = self._wake.begin(view, context)
+                    # Only a request that starts a wake spends the client's wake budget.
+                    await run_in_threadpool(
+                        self._c.limiter.record_failure, WAKE_BY_IP, context.ip or "?"
+                    )
         except TooManyAttempts as exc:
             return pages.message_page(
                 "Too many wake-ups",

@@ -79,6 +79,9 @@ async def forward_websocket(
             proxy=None,
             max_size=None,
             ping_interval=None,
+            # An upstream that never finishes the close handshake holds the service awake only
+            # this long.
+            close_timeout=2,
         )
     except (OSError, InvalidHandshake, InvalidStatus, TimeoutError):
         await send({"type": "websocket.close", "code": 1011})

@@ -40,10 +40,10 @@ from wakedock.runtime.base import (
 from wakedock.runtime.client import EngineClient
 from wakedock.runtime.docker_engine import OPT_IN_LABEL, is_managed
 from wakedock.runtime.hardening import (
-    CONTAINER_NAME_PREFIX,
     MANAGED_LABEL,
     SERVICE_LABEL,
     container_create_kwargs,
+    container_name,
 )
 from wakedock.runtime.stats import stats_from_sample
 from wakedock.runtime.swarm_spec import pinned_image, swarm_networks, task_template
@@ -152,7 +152,7 @@ class DockerSwarmRuntime:
             )
             created = api.create_service(
                 template,
-                name=f"{CONTAINER_NAME_PREFIX}{spec.name}",
+                name=container_name(self._installation, spec.name),
                 labels=checked["labels"],
                 mode=ServiceMode("replicated", replicas=0),
             )

@@ -23,10 +23,6 @@ from wakedock.services.spec import (
 
 MANAGED_LABEL = "wakedock.managed"
 SERVICE_LABEL = "wakedock.service"
-# Prefixes keep WakeDock's containers and volumes apart from the operator's own, and stop one
-# service from naming (and so mounting) another service's volume.
-CONTAINER_NAME_PREFIX = "wakedock-"
-VOLUME_NAME_PREFIX = "wakedock_"
 LOOPBACK = "127.0.0.1"
 TMPFS_OPTIONS = "rw,noexec,nosuid,size=64m"
 MAX_RESTARTS = 5
@@ -69,13 +65,24 @@ def _environment(spec: ServiceSpec, resolved: Mapping[str, str] | None) -> dict[
     return dict(spec.env)
 
 
-def _volumes(spec: ServiceSpec) -> dict[str, dict[str, str]]:
+def container_name(installation: str, service: str) -> str:
+    """`<installation>-<service>`: apart from the operator's own containers and from another
+    installation's on the same engine (the default installation gives `wakedock-<service>`)."""
+    return f"{installation}-{service}"
+
+
+def volume_name(installation: str, service: str, volume: str) -> str:
+    """Prefixed so that one service cannot name (and so mount) another service's volume."""
+    return f"{installation}_{service}_{volume}"
+
+
+def _volumes(spec: ServiceSpec, installation: str) -> dict[str, dict[str, str]]:
     mounts: dict[str, dict[str, str]] = {}
     for volume in spec.volumes:
         if isinstance(volume, BindMount):
             key = volume.source
         else:
-            key = f"{VOLUME_NAME_PREFIX}{spec.name}_{volume.name}"
+            key = volume_name(installation, spec.name, volume.name)
         if key in mounts:
             raise ValueError(f"{key} is mounted twice")
         mounts[key] = {"bind": volume.target, "mode": "ro" if volume.read_only else "rw"}
@@ -103,7 +110,7 @@ def container_create_kwargs(
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "command": list(spec.command) if spec.command is not None else None,
-        "name": f"{CONTAINER_NAME_PREFIX}{spec.name}",
+        "name": container_name(managed_label_value, spec.name),
         "environment": _environment(spec, environment),
         "labels": {MANAGED_LABEL: managed_label_value, SERVICE_LABEL: spec.name},
         # Published on loopback only: the WakeDock proxy is the sole way in (CIS 5.13).
@@ -121,7 +128,7 @@ def container_create_kwargs(
         "restart_policy": {"Name": "on-failure", "MaximumRetryCount": MAX_RESTARTS},
         "privileged": False,
         "healthcheck": healthcheck(spec),
-        "volumes": _volumes(spec),
+        "volumes": _volumes(spec, managed_label_value),
     }
     # Only modes the policy accepted reach here; anything else Docker itself rejects by name.
     modes = {

@@ -224,7 +224,7 @@ class ServiceSpec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     readiness: Readiness
     wake_timeout_s: int = Field(default=60, ge=1, le=600)
-    idle_timeout_s: int = Field(default=900, ge=10, le=86400)
+    idle_timeout_s: int = Field(default=900, ge=2, le=86400)
     stop_method: Literal["stop", "pause"] = "stop"
     hosts: list[str] = Field(default_factory=list, max_length=32)
     access: Access = Field(default_factory=Access)

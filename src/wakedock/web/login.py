@@ -110,7 +110,7 @@ async def proxy_handoff(
     """Send a signed-in browser back to a protected service host with a one-time ticket."""
     parts = urlsplit(next)
     host = normalise_host(parts.netloc)
-    directory = request.app.state.directory
+    directory = c.directory
     if directory.stale():
         await run_in_threadpool(directory.refresh)
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
@@ -124,7 +124,7 @@ async def proxy_handoff(
     if principal is None:
         here = "/auth/proxy?" + urlencode({"next": next})
         return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
-    ticket = request.app.state.proxy_access.issue_ticket(principal, host)
+    ticket = c.proxy_access.issue_ticket(principal, host)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     query = urlencode({"ticket": ticket, "next": path})
     return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)

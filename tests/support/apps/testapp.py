@@ -111,6 +111,7 @@ class Handler(BaseHTTPRequestHandler):
         while True:
             head = self.rfile.read(2)
             if len(head) < 2:
+                self.close_connection = True
                 return
             opcode, length = head[0] & 0x0F, head[1] & 0x7F
             if length == 126:
@@ -121,6 +122,7 @@ class Handler(BaseHTTPRequestHandler):
             data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
             if opcode == 8:
                 self.wfile.write(b"\x88\x00")
+                self.close_connection = True
                 return
             if opcode in (1, 2):
                 frame = bytes([0x80 | opcode])
@@ -137,6 +139,7 @@ def main():
     print(f"starting, listening in {delay} s", flush=True)
     time.sleep(delay)
     bind = os.environ.get("BIND", "0.0.0.0")  # noqa: S104 - inside its container
+    ThreadingHTTPServer.request_queue_size = 256  # the default listen backlog is 5
     server = ThreadingHTTPServer((bind, int(os.environ.get("PORT", "8080"))), Handler)
     print("listening", flush=True)
     server.serve_forever()
