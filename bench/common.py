@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +73,20 @@ class Server:
 
 
 @contextmanager
-def wakedock_server() -> Iterator[Server]:
-    """`wakedock serve` (HTTPS, production defaults) on a fresh temporary data directory."""
+def wakedock_server(
+    extra_env: dict[str, str] | None = None,
+    prepare: Callable[[Path, dict[str, str]], None] | None = None,
+) -> Iterator[Server]:
+    """`wakedock serve` (HTTPS, production defaults) on a fresh temporary data directory.
+
+    `extra_env` adds settings; `prepare(data_dir, env)` runs before the server starts (e.g. to
+    add services with the CLI).
+    """
     root = Path(tempfile.mkdtemp(prefix="wd-bench-"))
     data_dir = root / "data"
+    env = {**_bench_env(data_dir), **(extra_env or {})}
+    if prepare is not None:
+        prepare(data_dir, env)
     port = free_port()
     log_path = root / "server.log"
     with open(log_path, "wb") as log_file:
@@ -84,7 +94,7 @@ def wakedock_server() -> Iterator[Server]:
             wakedock_command(
                 "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"
             ),
-            env=_bench_env(data_dir),
+            env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )

@@ -245,7 +245,7 @@ class ProxySettings(_Section):
     max_awake: int = Field(default=20, ge=1, le=10_000)
     reaper_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     # Readiness probing while waking: how often to ask.
-    probe_interval_seconds: float = Field(default=0.05, gt=0, le=10)
+    probe_interval_seconds: float = Field(default=0.02, gt=0, le=10)
     upstream_timeout_seconds: float = Field(default=300.0, gt=0)
     # Optional CPU rule: an idle service busier than this (percent of one CPU) is not stopped.
     idle_busy_cpu_percent: float | None = Field(default=None, gt=0)

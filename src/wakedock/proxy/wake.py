@@ -29,6 +29,8 @@ from wakedock.services.views import Actor, ServiceView
 
 log = logging.getLogger("wakedock.proxy")
 SYSTEM = RequestContext(actor="system:proxy")
+# While probing, how often to ask the engine whether the container exited.
+_ENGINE_CHECK_SECONDS = 0.5
 # The rate-limit budget of wakes a client IP may trigger (proxy.wake_per_ip).
 WAKE_BY_IP = "wake:ip"
 
@@ -151,23 +153,27 @@ class WakeCoordinator:
             view = await run_in_threadpool(self._services.wake, view.name, context)
         ref = view.container_ref or ""
         port = upstream_port(view.spec)
-        probed = probe_port(view.spec)
-        interval = self._settings.probe_interval_seconds
-        while True:
-            status = await run_in_threadpool(runtime.status, ref)
-            if status.state in (State.STOPPED, State.MISSING):
-                raise WakeFailed("the container exited while starting (see its logs)")
-            if status.state is State.RUNNING:
-                if probed is not None:
-                    host, published = await run_in_threadpool(runtime.endpoint, ref, probed)
-                    ready = await probe_once(self._http, view.spec, host, published)
-                else:
-                    ready = status.health == "healthy"
-                if ready:
-                    break
-            await asyncio.sleep(interval)
         if port is None:
             raise WakeFailed("the service publishes no TCP port to proxy to")
+        probed = probe_port(view.spec)
+        # The published port is fixed once the container runs: look it up once, then probe it
+        # tightly; ask the engine only now and then whether the container died meanwhile.
+        target = await run_in_threadpool(runtime.endpoint, ref, probed) if probed else None
+        interval = self._settings.probe_interval_seconds
+        next_check = 0.0
+        while True:
+            now = time.monotonic()
+            if target is None or now >= next_check:
+                status = await run_in_threadpool(runtime.status, ref)
+                if status.state in (State.STOPPED, State.MISSING):
+                    raise WakeFailed("the container exited while starting (see its logs)")
+                if target is None and status.health == "healthy":
+                    break
+                next_check = now + _ENGINE_CHECK_SECONDS
+            if target is not None and await probe_once(self._http, view.spec, *target):
+                break
+            # A Docker healthcheck runs every few seconds: no point asking the engine faster.
+            await asyncio.sleep(interval if target is not None else max(interval, 0.25))
         host, published = await run_in_threadpool(runtime.endpoint, ref, port)
         return Endpoint(host, published)
 
