@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,6 +48,8 @@ class FakeRuntime:
         # Where every workload "listens": a real local server in the proxy tests.
         self.default_endpoint: tuple[str, int] | None = None
         self.fail_start = False
+        self.stop_delay = 0.0
+        self.cpu_percent = 12.5
         self._ids = (f"c{n:063d}" for n in itertools.count(1))
         self.policy = PolicySettings()
 
@@ -102,6 +105,8 @@ class FakeRuntime:
         self.calls.append(("start", ref))
 
     def stop(self, ref: str, *, pause: bool = False) -> None:
+        if self.stop_delay:
+            time.sleep(self.stop_delay)
         self._get(ref).state = State.PAUSED if pause else State.STOPPED
         self.calls.append(("stop", ref))
 
@@ -125,7 +130,7 @@ class FakeRuntime:
     def stats(self, ref: str) -> ContainerStats:
         if self._get(ref).state is not State.RUNNING:
             raise InvalidState("the service is not running; start it to see its usage")
-        return ContainerStats(12.5, 50 * 2**20, 256 * 2**20, 1000, 2000)
+        return ContainerStats(self.cpu_percent, 50 * 2**20, 256 * 2**20, 1000, 2000)
 
     def discover(self) -> list[DiscoveredWorkload]:
         self._up()

@@ -179,7 +179,14 @@ class ProxyApp:
                 503,
                 {"Retry-After": _RETRY_SECONDS},
             )
-        except WakeFailed:
+        except WakeFailed as exc:
+            if exc.timed_out:
+                return pages.message_page(
+                    f"{name} is still starting",
+                    "It did not become ready in time. Try again in a few seconds.",
+                    503,
+                    {"Retry-After": _RETRY_SECONDS},
+                )
             return pages.message_page(
                 f"{name} could not be started", "The failure was recorded. Try again later.", 502
             )

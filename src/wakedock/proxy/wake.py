@@ -41,6 +41,10 @@ class WakeFailed(WakeDockError):
     status_code = 502
     code = "wake_failed"
 
+    def __init__(self, detail: str, *, timed_out: bool = False) -> None:
+        super().__init__(detail)
+        self.timed_out = timed_out
+
 
 class TooManyAwake(DependencyUnavailable):
     code = "too_many_awake"
@@ -139,7 +143,11 @@ class WakeCoordinator:
                 state.phase = "failed"
                 state.last_error = _describe(exc)
                 await self._audit_failure(view, context, state.last_error)
-                raise WakeFailed(f"{view.name} could not be started: {state.last_error}") from exc
+                await run_in_threadpool(self._services.mark_error, view.name)
+                raise WakeFailed(
+                    f"{view.name} could not be started: {state.last_error}",
+                    timed_out=isinstance(exc, TimeoutError),
+                ) from exc
             state.endpoint, state.phase = endpoint, "ready"
             state.time_to_ready = round(time.monotonic() - started, 3)
             self._activity.touch(view.name)

@@ -230,6 +230,13 @@ class ServiceManager:
                 current.id, current.container_ref, state, reason, EventType.SERVICE_STOP, context
             )
 
+    def mark_error(self, key: int | str) -> None:
+        """Record that the last start failed (stop reason `error`); the next start may retry."""
+        with transaction(self._factory) as db:
+            row = self._row(db, key)
+            row.stop_reason = "error"
+            row.last_stopped_at = self._clock.now()
+
     def audit(self, event: Event, context: RequestContext) -> None:
         """Record an event in a transaction of its own (e.g. a failed wake)."""
         with transaction(self._factory) as db:

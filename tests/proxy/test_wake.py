@@ -1,0 +1,141 @@
+"""The wake coordinator and idle reaper on an injected clock: dependency order, a request during
+an idle stop, open connections, the CPU rule, the wake timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Harness
+from support.fake_runtime import FakeRuntime
+from support.upstream import local_upstream
+from wakedock.app import create_asgi
+from wakedock.audit.events import RequestContext
+from wakedock.clock import FakeClock
+from wakedock.proxy.reaper import IdleReaper
+from wakedock.rbac.permissions import Role
+from wakedock.services.spec import ServiceSpec
+from wakedock.services.views import Actor
+
+CONTEXT = RequestContext(actor="visitor")
+
+
+@pytest.fixture(scope="module")
+def upstream_port() -> Iterator[int]:
+    with local_upstream() as port:
+        yield port
+
+
+@pytest.fixture
+def database_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+
+
+@pytest.fixture
+def runtime(upstream_port: int) -> FakeRuntime:
+    fake = FakeRuntime()
+    fake.default_endpoint = ("127.0.0.1", upstream_port)
+    return fake
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness], runtime: FakeRuntime, clock: FakeClock) -> Harness:
+    return make_harness(runtime=runtime, clock=clock, proxy={"admin_hosts": ["localhost"]})
+
+
+def add(h: Harness, name: str, **extra: Any) -> None:
+    spec = ServiceSpec.model_validate(
+        {
+            "name": name,
+            "image": "wakedock-test/busybox:1",
+            "ports": [{"container_port": 8080}],
+            "readiness": {"type": "http", "port": 8080, "path": "/"},
+            "access": {"policy": "public"},
+            "idle_timeout_s": 60,
+            **extra,
+        }
+    )
+    h.components.services.create(Actor("t", Role.ADMIN), spec, CONTEXT, owner_id=None)
+
+
+def started(runtime: FakeRuntime) -> list[str]:
+    names = {ref: c.labels["wakedock.service"] for ref, c in runtime.containers.items()}
+    return [names[ref] for call, ref in runtime.calls if call == "start"]
+
+
+def test_dependencies_wake_first_in_order(h: Harness, runtime: FakeRuntime) -> None:
+    add(h, "db")
+    add(h, "cache")
+    add(h, "web", depends_on=["db", "cache"])
+    web = h.components.services.get("web")
+    asyncio.run(h.components.wakes.ensure_awake(web, CONTEXT))
+    assert started(runtime) == ["db", "cache", "web"]
+
+
+def test_a_request_during_an_idle_stop_waits_then_wakes_again(
+    h: Harness, runtime: FakeRuntime, clock: FakeClock
+) -> None:
+    add(h, "app")
+    view = h.components.services.get("app")
+    wakes = h.components.wakes
+
+    async def scenario() -> list[str]:
+        await wakes.ensure_awake(view, CONTEXT)
+        clock.advance(61)
+        runtime.stop_delay = 0.3
+        stopping = asyncio.create_task(wakes.stop_if_idle(view))
+        await asyncio.sleep(0.05)  # the stop is under way
+        assert wakes.endpoint_now("app") is None
+        await wakes.ensure_awake(view, CONTEXT)
+        assert await stopping is True
+        return [call for call, _ in runtime.calls if call in ("start", "stop")]
+
+    assert asyncio.run(scenario()) == ["start", "stop", "start"]
+    assert runtime.containers[view.container_ref or ""].state.value == "running"
+
+
+def test_open_connections_and_busy_cpu_keep_a_service_awake(
+    h: Harness, runtime: FakeRuntime, clock: FakeClock
+) -> None:
+    add(h, "app")
+    view = h.components.services.get("app")
+    c = h.components
+    reaper = IdleReaper(c.wakes, c.activity, c.services, interval=1, busy_cpu_percent=50)
+    busy = IdleReaper(c.wakes, c.activity, c.services, interval=1, busy_cpu_percent=10)
+
+    async def scenario() -> list[list[str]]:
+        await c.wakes.ensure_awake(view, CONTEXT)
+        rounds = []
+        with c.activity.connection("app"):
+            clock.advance(3600)
+            rounds.append(await reaper.run_once())  # a WebSocket is open
+        clock.advance(30)
+        rounds.append(await reaper.run_once())  # closed 30 s ago, timeout 60 s
+        clock.advance(31)
+        rounds.append(await busy.run_once())  # idle, but 12.5 % CPU > 10 %
+        rounds.append(await reaper.run_once())  # idle, 12.5 % < 50 %
+        return rounds
+
+    assert asyncio.run(scenario()) == [[], [], [], ["app"]]
+    status = c.services.get("app")
+    assert status.state == "stopped" and status.stop_reason == "idle"
+
+
+def test_clients_held_past_the_wake_timeout_get_503_retry_after(
+    h: Harness, runtime: FakeRuntime
+) -> None:
+    add(h, "stuck", readiness={"type": "http", "port": 8080, "path": "/never"}, wake_timeout_s=1)
+    with TestClient(create_asgi(h.components), base_url="https://stuck.localhost") as client:
+        held = client.get("/")
+    assert held.status_code == 503
+    assert held.headers["retry-after"] == "5"
+    assert h.components.services.get("stuck").stop_reason == "error"
