@@ -171,7 +171,10 @@ class ProxyApp:
         ):
             return pages.loading_page(name)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=view.spec.wake_timeout_s)
+            # The wake enforces wake_timeout itself; the margin lets its verdict arrive first.
+            return await asyncio.wait_for(
+                asyncio.shield(task), timeout=view.spec.wake_timeout_s + 1
+            )
         except TimeoutError:
             return pages.message_page(
                 f"{name} is still starting",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -12,17 +13,31 @@ from wakedock.services.views import ServiceView
 REFRESH_SECONDS = 1.0
 
 
+_NAME = re.compile(r"^[a-z0-9.-]{1,253}$")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
 def normalise_host(raw: str | None) -> str | None:
-    """Lower-case, without port, brackets or a trailing dot; None when absent or malformed."""
-    if not raw or len(raw) > 300 or any(ch.isspace() or ord(ch) < 0x21 for ch in raw):
+    """The host of a Host header: lower-case, without port, brackets or a trailing dot.
+
+    None when absent or not strictly `name[:port]` / `[ipv6][:port]`: a header such as
+    `app.localhost:443@evil.example` routes nowhere rather than being guessed at.
+    """
+    if not raw or len(raw) > 300:
         return None
-    host = raw.strip().lower()
+    host = raw.lower()
     if host.startswith("["):
         end = host.find("]")
-        return host[1:end] if end > 0 else None
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host.rstrip(".") or None
+        rest = host[end + 1 :] if end > 0 else "?"
+        if end <= 0 or (rest and not (rest.startswith(":") and _PORT.fullmatch(rest[1:]))):
+            return None
+        address = host[1:end]
+        return address if re.fullmatch(r"[0-9a-f:.]+", address) else None
+    name, _, port = host.partition(":")
+    if port and not _PORT.fullmatch(port):
+        return None
+    name = name.rstrip(".")
+    return name if _NAME.fullmatch(name) else None
 
 
 @dataclass(frozen=True)
