@@ -170,6 +170,17 @@ def test_a_proxy_cookie_of_one_service_does_not_open_another(
     assert not_woken(runtime)
 
 
+def test_the_proxy_cookie_is_never_handed_to_the_app(h: Harness, client: TestClient) -> None:
+    sign_in(h, client)
+    cookie = proxy_cookie(client, ticket_url(client))
+    client.cookies.clear()
+    seen = client.get(
+        "/headers", headers={"Cookie": f"theme=dark; __Host-wakedock_proxy={cookie}; lang=fr"}
+    ).json()
+    assert seen["cookie"] == "theme=dark; lang=fr"
+    assert cookie not in str(seen)
+
+
 def test_an_expired_ticket_is_refused(h: Harness, client: TestClient, clock: FakeClock) -> None:
     sign_in(h, client)
     url = ticket_url(client)

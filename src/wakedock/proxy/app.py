@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, quote
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from wakedock.audit.events import RequestContext
 from wakedock.components import Components
@@ -57,18 +57,20 @@ class ProxyApp:
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         peer = scope["client"][0] if scope.get("client") else None
-        ip = client_ip(peer, [headers.get("x-forwarded-for", "")], self._c.trusted_proxies)
+        forwarded = [
+            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"
+        ]
+        ip = client_ip(peer, forwarded, self._c.trusted_proxies)
         context = RequestContext(ip=ip, user_agent=headers.get("user-agent", "")[:512])
         path: str = scope["path"]
         if scope["type"] == "http" and path.startswith(pages.PREFIX + "/"):
             response = await self._own_route(view, host, scope, headers, path)
             await response(scope, receive, send)
             return
-        cookie = SimpleCookie(headers.get("cookie", "")).get(cookie_name(scope["scheme"]))
         principal = None
         if view.spec.access.policy != "public":
             principal = await run_in_threadpool(
-                self._access.principal, cookie.value if cookie else None, host
+                self._access.principal, _cookie(headers, cookie_name(scope["scheme"])), host
             )
         decision = self._access.decide(view, principal)
         if decision != ALLOW:
@@ -111,13 +113,20 @@ class ProxyApp:
             )
             await forward_websocket(scope, receive, send, url=url, headers=upstream)
             return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         for attempt in (1, 2):
             try:
                 await forward_http(
                     self._client,
                     scope,
                     receive,
-                    send,
+                    tracked,
                     base=f"http://{endpoint.host}:{endpoint.port}",
                     headers=upstream,
                 )
@@ -131,6 +140,10 @@ class ProxyApp:
                     endpoint = await self._wake.ensure_awake(view, context)
                 except WakeFailed:
                     break
+            except httpx.TransportError:
+                if started:
+                    raise  # mid-response: all a proxy can do is cut the connection
+                break
         unavailable = pages.message_page(
             "Service unavailable", "The service did not answer. Try again.", 502
         )
@@ -261,6 +274,16 @@ class ProxyApp:
         for key, header in pages.PAGE_HEADERS.items():
             response.headers[key] = header
         return response
+
+
+def _cookie(headers: dict[str, str], name: str) -> str | None:
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = cookies.get(name)
+    return morsel.value if morsel is not None else None
 
 
 def _url_host(host: str) -> str:

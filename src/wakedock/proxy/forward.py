@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
+
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -41,6 +43,22 @@ def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
+# WakeDock's own credentials for the service host: never handed to the app behind it.
+OWN_COOKIES = (SECURE_COOKIE.encode(), PLAIN_COOKIE.encode())
+
+
+def _without_own_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    kept: list[tuple[bytes, bytes]] = []
+    for key, value in headers:
+        if key.lower() != b"cookie":
+            kept.append((key, value))
+            continue
+        parts = [p for p in value.split(b";") if p.strip().split(b"=", 1)[0] not in OWN_COOKIES]
+        if parts:
+            kept.append((key, b";".join(parts).strip()))
+    return kept
+
+
 def upstream_headers(
     scope: Scope, peer: str, *, trusted_peer: bool, proto: str, host: str
 ) -> list[tuple[bytes, bytes]]:
@@ -50,6 +68,7 @@ def upstream_headers(
     headers = strip_hop_by_hop(raw)
     previous = [v for k, v in headers if k.lower() == b"x-forwarded-for"] if trusted_peer else []
     headers = [(k, v) for k, v in headers if k.lower() not in FORWARDED]
+    headers = _without_own_cookies(headers)
     chain = b", ".join([*previous, peer.encode()])
     headers += [
         (b"x-forwarded-for", chain),
