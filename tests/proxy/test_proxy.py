@@ -18,36 +18,16 @@ from sqlalchemy import select
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from support.upstream import local_upstream
+from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
-from wakedock.audit.events import RequestContext
 from wakedock.audit.models import AuditEvent
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
-from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor
 
 ADMIN = Actor(name="test", role=Role.ADMIN)
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 VISITOR = "203.0.113.9"
-
-
-@pytest.fixture(scope="module")
-def upstream_port() -> Iterator[int]:
-    with local_upstream(NAME="upstream") as port:
-        yield port
-
-
-@pytest.fixture
-def database_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
-
-
-@pytest.fixture
-def runtime(upstream_port: int) -> FakeRuntime:
-    fake = FakeRuntime()
-    fake.default_endpoint = ("127.0.0.1", upstream_port)
-    return fake
 
 
 @pytest.fixture
@@ -65,18 +45,7 @@ def client(h: Harness) -> Iterator[TestClient]:
         yield client
 
 
-def add(h: Harness, name: str = "app", **extra: Any) -> None:
-    spec = ServiceSpec.model_validate(
-        {
-            "name": name,
-            "image": "wakedock-test/busybox:1",
-            "ports": [{"container_port": 8080}],
-            "readiness": {"type": "http", "port": 8080, "path": "/"},
-            "access": {"policy": "public"},
-            **extra,
-        }
-    )
-    h.components.services.create(ADMIN, spec, RequestContext(actor="test"), owner_id=None)
+add = add_service
 
 
 def starts(runtime: FakeRuntime) -> int:

@@ -4,7 +4,7 @@ an idle stop, open connections, the CPU rule, the wake timeout."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,34 +12,13 @@ from fastapi.testclient import TestClient
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from support.upstream import local_upstream
+from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
 from wakedock.audit.events import RequestContext
 from wakedock.clock import FakeClock
 from wakedock.proxy.reaper import IdleReaper
-from wakedock.rbac.permissions import Role
-from wakedock.services.spec import ServiceSpec
-from wakedock.services.views import Actor
 
 CONTEXT = RequestContext(actor="visitor")
-
-
-@pytest.fixture(scope="module")
-def upstream_port() -> Iterator[int]:
-    with local_upstream() as port:
-        yield port
-
-
-@pytest.fixture
-def database_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
-
-
-@pytest.fixture
-def runtime(upstream_port: int) -> FakeRuntime:
-    fake = FakeRuntime()
-    fake.default_endpoint = ("127.0.0.1", upstream_port)
-    return fake
 
 
 @pytest.fixture
@@ -53,18 +32,7 @@ def h(make_harness: Callable[..., Harness], runtime: FakeRuntime, clock: FakeClo
 
 
 def add(h: Harness, name: str, **extra: Any) -> None:
-    spec = ServiceSpec.model_validate(
-        {
-            "name": name,
-            "image": "wakedock-test/busybox:1",
-            "ports": [{"container_port": 8080}],
-            "readiness": {"type": "http", "port": 8080, "path": "/"},
-            "access": {"policy": "public"},
-            "idle_timeout_s": 60,
-            **extra,
-        }
-    )
-    h.components.services.create(Actor("t", Role.ADMIN), spec, CONTEXT, owner_id=None)
+    add_service(h, name, **{"idle_timeout_s": 60, **extra})
 
 
 def started(runtime: FakeRuntime) -> list[str]:

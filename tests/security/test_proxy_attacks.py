@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -15,34 +14,13 @@ from fastapi.testclient import TestClient
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from support.upstream import local_upstream
+from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
-from wakedock.audit.events import RequestContext
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
-from wakedock.services.spec import ServiceSpec
-from wakedock.services.views import Actor
 
 pytestmark = pytest.mark.security
 HTML = {"Accept": "text/html"}
-
-
-@pytest.fixture(scope="module")
-def upstream_port() -> Iterator[int]:
-    with local_upstream(NAME="secret-app") as port:
-        yield port
-
-
-@pytest.fixture
-def database_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
-
-
-@pytest.fixture
-def runtime(upstream_port: int) -> FakeRuntime:
-    fake = FakeRuntime()
-    fake.default_endpoint = ("127.0.0.1", upstream_port)
-    return fake
 
 
 @pytest.fixture
@@ -54,18 +32,7 @@ def clock() -> FakeClock:
 def h(make_harness: Callable[..., Harness], runtime: FakeRuntime, clock: FakeClock) -> Harness:
     harness = make_harness(runtime=runtime, clock=clock, proxy={"admin_hosts": ["localhost"]})
     for name in ("app", "other"):
-        spec = ServiceSpec.model_validate(
-            {
-                "name": name,
-                "image": "wakedock-test/busybox:1",
-                "ports": [{"container_port": 8080}],
-                "readiness": {"type": "http", "port": 8080, "path": "/"},
-                "access": {"policy": "authenticated"},
-            }
-        )
-        harness.components.services.create(
-            Actor("t", Role.ADMIN), spec, RequestContext(actor="t"), owner_id=None
-        )
+        add_service(harness, name, access={"policy": "authenticated"})
     return harness
 
 
