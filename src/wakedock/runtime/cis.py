@@ -80,7 +80,7 @@ def _privileged_port(attrs: Inspect) -> str | None:
 
 
 # Addresses that mean "every interface" when a port is published (checked, never bound).
-WILDCARD_ADDRESSES = (None, "", "0.0.0.0", "::")  # noqa: S104
+WILDCARD_ADDRESSES = (None, "", "0.0.0.0", "::")  # noqa: S104  # nosec B104
 
 
 def _wildcard_binding(attrs: Inspect) -> str | None:
