@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from wakedock import __version__
+from wakedock.audit.cli import audit
 from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState, cli_context, step
 from wakedock.components import Components
@@ -225,6 +226,7 @@ def user_mfa_reset(state: CliState, username: str) -> None:
 
 main.add_command(service)
 main.add_command(cis_check)
+main.add_command(audit)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.audit.chain import AuditChain
+from wakedock.audit.service import CHAIN_INFO
 from wakedock.auth.keys import Keyring, SigningKey, load_or_create_key_file
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.service import LOGIN_BY_IP, LOGIN_BY_USER, AuthService
@@ -56,6 +58,7 @@ class Components:
     wakes: WakeCoordinator
     directory: ServiceDirectory
     proxy_access: ProxyAccess
+    audit_chain: AuditChain
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -66,6 +69,14 @@ def signing_keyring(settings: Settings) -> Keyring:
     else:
         secret = load_or_create_key_file(settings.data_dir / "secrets" / "jwt_signing_key")
     return Keyring(SigningKey.from_secret(secret))
+
+
+def audit_chain_key(settings: Settings) -> bytes:
+    """The key of the audit hash chain: configured, or generated once (0600)."""
+    configured = settings.audit.chain_key
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return load_or_create_key_file(settings.data_dir / "secrets" / "audit_chain_key")
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -88,9 +99,11 @@ def build_components(
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url(), echo=settings.database.echo)
+    chain_key = audit_chain_key(settings)
     if run_migrations:
-        migrate(engine)
-    factory = make_session_factory(engine)
+        migrate(engine, chain_key)
+    audit_chain = AuditChain(chain_key)
+    factory = make_session_factory(engine, {CHAIN_INFO: audit_chain})
     auth = settings.auth
     hasher = hasher or PasswordHasher(
         auth.argon2_memory_kib, auth.argon2_time_cost, auth.argon2_parallelism
@@ -160,4 +173,5 @@ def build_components(
         wakes=WakeCoordinator(services, activity, clock, settings.proxy),
         directory=ServiceDirectory(services, settings.proxy.base_domain),
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
+        audit_chain=audit_chain,
     )

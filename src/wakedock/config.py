@@ -191,6 +191,18 @@ class HttpSettings(_Section):
         return value
 
 
+class AuditSettings(_Section):
+    # >= 32 bytes; keys the hash chain. Default: generated once in data_dir/secrets (0600).
+    chain_key: SecretStr | None = None
+
+    @field_validator("chain_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+
 class DockerSettings(_Section):
     """Where services run, and what the policy engine lets an admin relax (S6)."""
 
@@ -301,6 +313,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:

@@ -63,8 +63,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=10)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(
+    engine: Engine, info: dict[str, Any] | None = None
+) -> sessionmaker[Session]:
+    """Sessions for `engine`; `info` reaches every session (e.g. the audit chain's key holder)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 @contextmanager
@@ -74,10 +77,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+def migrate(engine: Engine, audit_chain_key: bytes | None = None) -> None:
+    """Bring the schema to the newest migration (idempotent).
+
+    `audit_chain_key` lets the migration that introduced the chain link events recorded before.
+    """
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["audit_chain_key"] = audit_chain_key
         command.upgrade(config, "head")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wakedock.db import Base, UTCDateTime
@@ -25,3 +25,20 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # JSON object, serialized with json.dumps (control characters escaped).
     details: Mapped[str] = mapped_column(Text, default="{}")
+    # The hash chain (audit/chain.py): position, previous event's hash, this event's hash.
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """One row: the last seq and hash. Its lock orders every append."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    # Where verification starts: 0 and the genesis hash, or the last archived event.
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    base_hash: Mapped[str] = mapped_column(String(64))

@@ -7,12 +7,16 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from wakedock.audit.chain import AuditChain, ChainedFields
 from wakedock.audit.events import DEFAULT_SEVERITY, Event, RequestContext
-from wakedock.audit.models import AuditEvent
+from wakedock.audit.models import AuditChainHead, AuditEvent
 
 log = logging.getLogger("wakedock.audit")
+# The Session.info key of the AuditChain (set on the session factory by components.py).
+CHAIN_INFO = "audit_chain"
 
 # Keys whose values must never reach the audit trail, whatever a caller passes.
 _FORBIDDEN_KEYS = frozenset(
@@ -49,12 +53,23 @@ def _safe_details(details: dict[str, Any]) -> str:
 
 
 def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> AuditEvent:
-    """Append one audit event in the caller's transaction.
+    """Append one audit event, chained (audit/chain.py), in the caller's transaction.
 
     Writing in the caller's transaction means the event and the change it describes commit or
-    roll back together. Denials that roll back their own work use a separate transaction.
+    roll back together. Denials that roll back their own work use a separate transaction. The
+    chain head stays locked until that transaction ends, which orders every append.
     """
-    row = AuditEvent(
+    chain = db.info.get(CHAIN_INFO)
+    if not isinstance(chain, AuditChain):
+        raise RuntimeError("this database session has no audit chain: use the components' factory")
+    seq, previous = db.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .values(seq=AuditChainHead.seq + 1)
+        .returning(AuditChainHead.seq, AuditChainHead.hash)
+    ).one()
+    fields = ChainedFields(
+        seq=seq,
         occurred_at=at,
         type=event.type.value,
         severity=(event.severity or DEFAULT_SEVERITY[event.type]).value,
@@ -66,7 +81,24 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
         request_id=_clip(context.request_id, 64),
         details=_safe_details(event.details),
     )
+    digest = chain.link(previous, fields)
+    row = AuditEvent(
+        occurred_at=at,
+        type=fields.type,
+        severity=fields.severity,
+        actor=fields.actor,
+        ip=fields.ip,
+        user_agent=fields.user_agent,
+        target=fields.target,
+        outcome=fields.outcome,
+        request_id=fields.request_id,
+        details=fields.details,
+        seq=seq,
+        prev_hash=previous,
+        hash=digest,
+    )
     db.add(row)
+    db.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(hash=digest))
     log.info(
         "audit %s",
         json.dumps(

@@ -128,13 +128,18 @@ class Reconciler:
                     continue
                 now = self._clock.now()
                 if row is None:
+                    # Complete before it is added: the audit append below flushes the session.
                     row = Service(
                         name=spec.name,
                         owner_id=None,
                         source=DISCOVERED,
+                        spec=spec_json(spec),
                         writable_root_granted=False,
                         runtime=self._runtime.kind,
+                        container_ref=workload.ref,
+                        state=workload.state.value,
                         created_at=now,
+                        updated_at=now,
                     )
                     db.add(row)
                     event = Event(

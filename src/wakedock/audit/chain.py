@@ -1,0 +1,76 @@
+"""The keyed hash chain over audit events (S8.2).
+
+Each event carries `seq` (1, 2, 3, ... with no gap), the previous event's hash and its own:
+HMAC-SHA256(key, previous hash || canonical JSON of the event). Changing, deleting or reordering
+any event breaks the chain at that event; deleting the newest ones is caught by the chain head
+(`audit_chain_head`), which always holds the last seq and hash. Appends take the head row's lock
+first, so concurrent writers (threads, processes, replicas) chain in one order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class ChainedFields:
+    seq: int
+    occurred_at: datetime | str
+    type: str
+    severity: str
+    actor: str | None
+    ip: str | None
+    user_agent: str | None
+    target: str | None
+    outcome: str
+    request_id: str | None
+    details: str
+
+
+def _timestamp(value: datetime | str) -> str:
+    # Databases differ in how they return time zones and microseconds (raw SQLite rows even
+    # return text): one canonical form, UTC to the microsecond.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(fields: ChainedFields) -> bytes:
+    body: list[Any] = [
+        fields.seq,
+        _timestamp(fields.occurred_at),
+        fields.type,
+        fields.severity,
+        fields.actor,
+        fields.ip,
+        fields.user_agent,
+        fields.target,
+        fields.outcome,
+        fields.request_id,
+        fields.details,
+    ]
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+class AuditChain:
+    """Computes event hashes with the chain key (kept outside the database)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the audit chain key must be at least 32 bytes")
+        self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
+
+    def link(self, previous: str, fields: ChainedFields) -> str:
+        return hmac.new(self._key, previous.encode() + canonical(fields), "sha256").hexdigest()
+
+    def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
+        return hmac.compare_digest(self.link(previous, fields), stored)

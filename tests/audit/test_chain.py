@@ -1,0 +1,225 @@
+"""The audit hash chain against tampering done directly in the database (SQLite and PostgreSQL):
+`audit verify` must catch every edit, deletion and reordering and name the event."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from conftest import Harness
+from support.components import run_cli
+from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.service import CHAIN_INFO, record_event
+from wakedock.audit.verify import verify_chain
+from wakedock.clock import SystemClock
+from wakedock.db import MIGRATIONS_DIR, make_engine, make_session_factory, migrate, transaction
+
+pytestmark = pytest.mark.security
+
+
+def record(h: Harness, count: int) -> None:
+    for n in range(count):
+        h.components.auth.audit(
+            Event(EventType.LOGIN_FAILURE, target=f"user{n}", details={"n": n}),
+            RequestContext(ip="198.51.100.1", actor=f"user{n}"),
+        )
+
+
+@contextmanager
+def raw(h: Harness) -> Iterator[sa.Connection]:
+    """A connection that tampers like an intruder with database access: on PostgreSQL it
+    switches triggers off, as a superuser can (the application never does)."""
+    with h.components.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        yield conn
+
+
+def verdict(h: Harness) -> Any:
+    return verify_chain(h.components.db, h.components.audit_chain)
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    record(harness, 10)
+    return harness
+
+
+def seq_id(h: Harness, seq: int) -> int:
+    with h.components.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT id FROM audit_events WHERE seq = :s"), {"s": seq}
+            ).scalar_one()
+        )
+
+
+def test_an_untouched_chain_verifies(h: Harness) -> None:
+    result = verdict(h)
+    assert result.ok and result.checked == 10
+
+
+def test_an_edited_event_is_named(h: Harness) -> None:
+    with raw(h) as conn:
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 4"))
+    result = verdict(h)
+    assert not result.ok
+    assert result.seq == 4 and result.event_id == seq_id(h, 4)
+    assert "was changed" in result.problem
+
+
+def test_an_edited_time_is_named(h: Harness) -> None:
+    with raw(h) as conn:
+        conn.execute(
+            sa.text("UPDATE audit_events SET severity = 'info', details = '{}' WHERE seq = 7")
+        )
+    assert verdict(h).seq == 7
+
+
+def test_a_deleted_event_is_named(h: Harness) -> None:
+    with raw(h) as conn:
+        conn.execute(sa.text("DELETE FROM audit_events WHERE seq = 5"))
+    result = verdict(h)
+    assert result.seq == 6
+    assert "seq 5 to 5 are missing (deleted)" in result.problem
+
+
+def test_swapped_events_are_named(h: Harness) -> None:
+    with raw(h) as conn:
+        # Swap the positions of events 3 and 4 (their contents and hashes move with them).
+        conn.execute(sa.text("UPDATE audit_events SET seq = -3 WHERE seq = 3"))
+        conn.execute(sa.text("UPDATE audit_events SET seq = 3 WHERE seq = 4"))
+        conn.execute(sa.text("UPDATE audit_events SET seq = 4 WHERE seq = -3"))
+    result = verdict(h)
+    assert result.seq == 3
+    assert "reordered" in result.problem
+
+
+def test_swapped_contents_are_named(h: Harness) -> None:
+    with raw(h) as conn:
+        conn.execute(sa.text("UPDATE audit_events SET target = 'x' WHERE seq = 2"))
+        conn.execute(sa.text("UPDATE audit_events SET target = 'user1' WHERE seq = 3"))
+        conn.execute(sa.text("UPDATE audit_events SET target = 'user2' WHERE seq = 2"))
+    result = verdict(h)
+    assert result.seq == 2 and "was changed" in result.problem
+
+
+def test_deleting_the_newest_events_is_caught(h: Harness) -> None:
+    with raw(h) as conn:
+        conn.execute(sa.text("DELETE FROM audit_events WHERE seq >= 9"))
+    result = verdict(h)
+    assert not result.ok
+    assert "newest events were deleted" in result.problem
+    assert "seq 10" in result.problem
+
+
+def test_a_forged_event_without_the_key_is_caught(h: Harness) -> None:
+    with raw(h) as conn:
+        row = conn.execute(sa.text("SELECT * FROM audit_events WHERE seq = 10")).mappings().one()
+        forged = {**row, "id": row["id"] + 1000, "seq": 11, "prev_hash": row["hash"]}
+        forged["hash"] = AuditChain(b"a guessed key, not the real one!!").link(
+            row["hash"], _fields(forged)
+        )
+        conn.execute(sa.text(_insert(forged)), forged)
+        conn.execute(sa.text("UPDATE audit_chain_head SET seq = 11, hash = :hash"), forged)
+    result = verdict(h)
+    assert result.seq == 11 and "was changed" in result.problem
+
+
+def _fields(row: dict[str, Any]) -> Any:
+    names = ("seq", "occurred_at", "type", "severity", "actor", "ip", "user_agent", "target",
+             "outcome", "request_id", "details")  # fmt: skip
+    return ChainedFields(*(row[n] for n in names))
+
+
+def _insert(row: dict[str, Any]) -> str:
+    columns = ", ".join(row)
+    return f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in row)})"  # noqa: S608
+
+
+# The append-only trigger is PostgreSQL's (SQLite has no roles or triggers of that kind).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_application_cannot_update_or_delete_events_on_postgresql(h: Harness) -> None:
+    assert h.components.engine.dialect.name == "postgresql"
+    for statement in (
+        "UPDATE audit_events SET actor = 'x' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 1",
+        "TRUNCATE audit_events",
+    ):
+        with (
+            pytest.raises(sa.exc.DBAPIError, match="append-only"),
+            h.components.engine.begin() as conn,
+        ):
+            conn.execute(sa.text(statement))
+    assert verdict(h).ok
+
+
+def test_concurrent_writers_chain_in_one_order(h: Harness) -> None:
+    def writer() -> None:
+        record(h, 25)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result = verdict(h)
+    assert result.ok and result.checked == 10 + 8 * 25
+
+
+def test_a_wrong_key_fails_at_the_first_event(h: Harness) -> None:
+    result = verify_chain(h.components.db, AuditChain(b"x" * 32))
+    assert result.seq == 1 and "was changed" in result.problem
+
+
+def test_events_recorded_before_the_chain_are_chained_by_the_migration(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        for n in range(3):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_events (occurred_at, type, severity, outcome, details) "
+                    "VALUES (:at, 'login_failure', 'low', 'failure', '{}')"
+                ),
+                {"at": f"2026-11-0{n + 1} 10:00:00.000000"},
+            )
+    key = b"k" * 32
+    migrate(engine, key)
+
+    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+    with transaction(factory) as db:
+        record_event(db, Event(EventType.LOGIN_SUCCESS), RequestContext(), at=SystemClock().now())
+    result = verify_chain(factory, AuditChain(key))
+    assert result.ok and result.checked == 4
+
+
+def test_cli_verify_reports_ok_then_names_the_tampered_event(tmp_path: Path) -> None:
+    data = tmp_path / "cli"
+    password = secrets.token_urlsafe(18)
+    created = run_cli(
+        data, "user", "create", "alice", "--role", "viewer", "--password-stdin", stdin=password
+    )
+    assert created.returncode == 0, created.stderr
+    ok = run_cli(data, "audit", "verify")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: 1 events")
+    engine = make_engine(f"sqlite:///{data / 'wakedock.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1"))
+    bad = run_cli(data, "audit", "verify")
+    assert bad.returncode == 1
+    assert "TAMPERED: event 1 (seq 1, user_create" in bad.stderr
+    assert "was changed" in bad.stderr
