@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
+from wakedock.audit.router import router as audit_router
 from wakedock.auth.router import router as auth_router
 from wakedock.components import Components
 from wakedock.files.router import router as files_router
@@ -42,6 +43,7 @@ def create_app(components: Components) -> FastAPI:
         mfa_admin_router,
         users_router,
         services_router,
+        audit_router,
         files_router,
         login_router,
         pages_router,

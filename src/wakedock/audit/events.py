@@ -58,6 +58,7 @@ class EventType(StrEnum):
     SERVICE_MISSING = "service_missing"
     POLICY_VIOLATION = "policy_violation"
     POLICY_RELAXATION = "policy_relaxation"
+    AUDIT_EXPORT = "audit_export"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -98,6 +99,7 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     # A refused dangerous spec is someone trying (or mistakenly asking) for host access.
     EventType.POLICY_VIOLATION: Severity.HIGH,
     EventType.POLICY_RELAXATION: Severity.HIGH,
+    EventType.AUDIT_EXPORT: Severity.MEDIUM,
 }
 
 
