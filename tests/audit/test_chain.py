@@ -22,6 +22,7 @@ from wakedock.audit.events import Event, EventType, RequestContext
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import SystemClock
+from wakedock.components import audit_chain_key
 from wakedock.db import MIGRATIONS_DIR, make_engine, make_session_factory, migrate, transaction
 
 pytestmark = pytest.mark.security
@@ -223,3 +224,31 @@ def test_cli_verify_reports_ok_then_names_the_tampered_event(tmp_path: Path) -> 
     assert bad.returncode == 1
     assert "TAMPERED: event 1 (seq 1, user_create" in bad.stderr
     assert "was changed" in bad.stderr
+
+
+def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harness) -> None:
+    class Boom(Exception):
+        pass
+
+    other_process = make_session_factory(
+        h.components.engine, {CHAIN_INFO: AuditChain(audit_chain_key(h.components.settings))}
+    )
+
+    def append_then_fail() -> None:
+        with transaction(h.components.db) as db:
+            record_event(
+                db, Event(EventType.LOGIN_SUCCESS), RequestContext(), at=SystemClock().now()
+            )
+            raise Boom
+
+    with pytest.raises(Boom):
+        append_then_fail()
+    # This process now remembers a head that never committed; another writer takes that seq.
+    with transaction(other_process) as db:
+        record_event(db, Event(EventType.LOGOUT), RequestContext(), at=SystemClock().now())
+    with transaction(h.components.db) as db:
+        seq = record_event(
+            db, Event(EventType.LOGIN_SUCCESS), RequestContext(), at=SystemClock().now()
+        )
+    assert seq == 12
+    assert verdict(h).ok

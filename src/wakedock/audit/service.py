@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from wakedock.audit.chain import AuditChain, ChainedFields
@@ -52,23 +52,78 @@ def _safe_details(details: dict[str, Any]) -> str:
     return json.dumps(cleaned, default=str, ensure_ascii=True, sort_keys=True)[:8192]
 
 
-def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> AuditEvent:
-    """Append one audit event, chained (audit/chain.py), in the caller's transaction.
+# Built once: the hot path only binds parameters.
+_HEAD = cast(Table, AuditChainHead.__table__)
+# Compare-and-set: move the head from the (seq, hash) this process believes is last to the new
+# event. Both must match: a remembered head of a rolled-back append has the right seq once
+# another writer reused it, but not that writer's hash.
+_ADVANCE = (
+    update(_HEAD)
+    .where(
+        _HEAD.c.id == 1,
+        _HEAD.c.seq == bindparam("expected"),
+        _HEAD.c.hash == bindparam("previous"),
+    )
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+# Taking the head row's write lock first (a no-op update) makes the read below the latest.
+_LOCK = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
+_READ = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
+_INSERT = insert(cast(Table, AuditEvent.__table__))
+_ATTEMPTS = 100
+
+
+def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> int:
+    """Append one audit event, chained (audit/chain.py), in the caller's transaction; its seq.
 
     Writing in the caller's transaction means the event and the change it describes commit or
     roll back together. Denials that roll back their own work use a separate transaction. The
-    chain head stays locked until that transaction ends, which orders every append.
+    chain head row stays locked until that transaction ends, which orders every append; a head
+    remembered from this process's last append usually saves reading it (compare-and-set).
     """
     chain = db.info.get(CHAIN_INFO)
     if not isinstance(chain, AuditChain):
         raise RuntimeError("this database session has no audit chain: use the components' factory")
-    seq, previous = db.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == 1)
-        .values(seq=AuditChainHead.seq + 1)
-        .returning(AuditChainHead.seq, AuditChainHead.hash)
-    ).one()
-    fields = ChainedFields(
+    connection = db.connection()
+    head = chain.cached_head()
+    for _attempt in range(_ATTEMPTS):
+        if head is None:
+            connection.execute(_LOCK)
+            head = connection.execute(_READ).one()
+        expected, previous = int(head[0]), str(head[1])
+        fields = _fields(event, context, at, expected + 1)
+        digest = chain.link(previous, fields)
+        moved = connection.execute(
+            _ADVANCE,
+            {
+                "expected": expected,
+                "previous": previous,
+                "new_seq": fields.seq,
+                "new_hash": digest,
+            },
+        )
+        if moved.rowcount == 1:
+            break
+        head = None  # another writer moved the head: read it under its lock and retry
+    else:
+        raise RuntimeError("the audit chain head kept moving; event not recorded")
+    connection.execute(_INSERT, {**fields.__dict__, "prev_hash": previous, "hash": digest})
+    # Remembered at once: if the transaction rolls back, the next compare-and-set fails and
+    # reads the real head.
+    chain.remember(fields.seq, digest)
+    if log.isEnabledFor(logging.INFO):
+        summary = {
+            "type": fields.type,
+            "outcome": fields.outcome,
+            "actor": fields.actor,
+            "target": fields.target,
+        }
+        log.info("audit %s", json.dumps(summary))
+    return fields.seq
+
+
+def _fields(event: Event, context: RequestContext, at: datetime, seq: int) -> ChainedFields:
+    return ChainedFields(
         seq=seq,
         occurred_at=at,
         type=event.type.value,
@@ -81,28 +136,3 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
         request_id=_clip(context.request_id, 64),
         details=_safe_details(event.details),
     )
-    digest = chain.link(previous, fields)
-    row = AuditEvent(
-        occurred_at=at,
-        type=fields.type,
-        severity=fields.severity,
-        actor=fields.actor,
-        ip=fields.ip,
-        user_agent=fields.user_agent,
-        target=fields.target,
-        outcome=fields.outcome,
-        request_id=fields.request_id,
-        details=fields.details,
-        seq=seq,
-        prev_hash=previous,
-        hash=digest,
-    )
-    db.add(row)
-    db.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(hash=digest))
-    log.info(
-        "audit %s",
-        json.dumps(
-            {"type": row.type, "outcome": row.outcome, "actor": row.actor, "target": row.target}
-        ),
-    )
-    return row
