@@ -17,6 +17,7 @@ from wakedock.proxy.app import ProxyApp
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
 from wakedock.services.router import router as services_router
+from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeadersMiddleware
@@ -44,6 +45,7 @@ def create_app(components: Components) -> FastAPI:
         users_router,
         services_router,
         audit_router,
+        siem_router,
         files_router,
         login_router,
         pages_router,
@@ -87,4 +89,6 @@ def create_asgi(components: Components) -> HostRouter:
         components.wakes,
         reaper,
         settings.proxy.admin_hosts,
+        on_startup=[components.siem.start],
+        on_shutdown=[components.siem.stop],
     )

@@ -30,6 +30,8 @@ from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
+from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
+from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
 
@@ -59,6 +61,7 @@ class Components:
     directory: ServiceDirectory
     proxy_access: ProxyAccess
     audit_chain: AuditChain
+    siem: SiemExporter
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -77,6 +80,29 @@ def audit_chain_key(settings: Settings) -> bytes:
     if configured is not None:
         return configured.get_secret_value().encode()
     return load_or_create_key_file(settings.data_dir / "secrets" / "audit_chain_key")
+
+
+def siem_exporter(settings: Settings, factory: sessionmaker[Session], clock: Clock) -> SiemExporter:
+    """One delivery worker per configured sink (started by the server, not here)."""
+    config = settings.siem
+    workers = []
+    for url in config.sinks:
+        try:
+            sink = parse_sink(url)
+        except ValueError as exc:
+            raise ValueError(f"siem.sinks: {exc}") from None
+        workers.append(
+            SinkWorker(
+                sink_key(url),
+                sink,
+                factory,
+                clock,
+                batch_size=config.batch_size,
+                poll_seconds=config.poll_seconds,
+                max_backoff=config.max_backoff_seconds,
+            )
+        )
+    return SiemExporter(workers, factory)
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -174,4 +200,5 @@ def build_components(
         directory=ServiceDirectory(services, settings.proxy.base_domain),
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
         audit_chain=audit_chain,
+        siem=siem_exporter(settings, factory, clock),
     )

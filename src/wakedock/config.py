@@ -203,6 +203,30 @@ class AuditSettings(_Section):
         return value
 
 
+class SiemSettings(_Section):
+    """Where the audit trail is shipped (docs/audit.md): sink URLs, several at once."""
+
+    sinks: list[str] = Field(default_factory=list)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_backoff_seconds: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("sinks")
+    @classmethod
+    def _schemes(cls, value: list[str]) -> list[str]:
+        known = ("file://", "syslog+udp://", "syslog+tcp://", "syslog+tls://", "http://",
+                 "https://", "splunk+http://", "splunk+https://")  # fmt: skip
+        for url in value:
+            if not url.startswith(known):
+                # The URL is not echoed: it may carry a token.
+                raise ValueError(
+                    "each sink is file://, syslog+udp|tcp|tls://, http(s):// or splunk+http(s)://"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a sink is listed twice")
+        return value
+
+
 class DockerSettings(_Section):
     """Where services run, and what the policy engine lets an admin relax (S6)."""
 
@@ -314,6 +338,7 @@ class Settings(BaseSettings):
     docker: DockerSettings = Field(default_factory=DockerSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    siem: SiemSettings = Field(default_factory=SiemSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
@@ -28,6 +29,8 @@ class HostRouter:
         coordinator: WakeCoordinator,
         reaper: IdleReaper,
         admin_hosts: list[str],
+        on_startup: list[Callable[[], None]] | None = None,
+        on_shutdown: list[Callable[[], None]] | None = None,
     ) -> None:
         self.admin = admin
         self._proxy = proxy
@@ -36,6 +39,9 @@ class HostRouter:
         self._reaper = reaper
         self._admin_hosts = frozenset(admin_hosts)
         self._reaper_task: asyncio.Task[None] | None = None
+        # Blocking start/stop of background work (e.g. SIEM delivery threads).
+        self._on_startup = on_startup or []
+        self._on_shutdown = on_shutdown or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -63,6 +69,8 @@ class HostRouter:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for hook in self._on_startup:
+                    await run_in_threadpool(hook)
                 self._reaper_task = asyncio.create_task(self._reaper.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -72,5 +80,7 @@ class HostRouter:
                         await self._reaper_task
                 await self._proxy.aclose()
                 await self._coordinator.aclose()
+                for hook in self._on_shutdown:
+                    await run_in_threadpool(hook)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

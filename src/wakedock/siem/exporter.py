@@ -1,0 +1,165 @@
+"""Deliver the audit trail to every configured sink: at least once, in order, nothing lost.
+
+The audit table is the outbox. Each sink has a cursor (the last seq it acknowledged) stored in
+the database and moved only after a batch was delivered, so a restart resumes where delivery
+stopped and a receiver that is down simply accumulates a backlog. Failed batches are retried
+with exponential backoff. Receivers de-duplicate on `event.id` (a crash between delivery and
+the cursor update re-sends that one batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.export import AuditFilter, page_events
+from wakedock.audit.models import AuditChainHead
+from wakedock.clock import Clock
+from wakedock.db import transaction
+from wakedock.siem.models import SinkCursor
+from wakedock.siem.sinks import Sink, SinkError
+
+log = logging.getLogger("wakedock.siem")
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    name: str
+    delivered_seq: int
+    backlog: int
+    delivered_at: datetime | None
+    failures: int
+    last_error: str | None
+
+
+def sink_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+class SinkWorker:
+    """One thread per sink: read after the cursor, send, move the cursor; back off on failure."""
+
+    def __init__(
+        self,
+        key: str,
+        sink: Sink,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        batch_size: int,
+        poll_seconds: float,
+        max_backoff: float,
+    ) -> None:
+        self.key = key
+        self.sink = sink
+        self._factory = factory
+        self._clock = clock
+        self._batch = batch_size
+        self._poll = poll_seconds
+        self._max_backoff = max_backoff
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"siem {sink.name}", daemon=True)
+
+    def start(self) -> None:
+        self._ensure_cursor()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=15)
+        self.sink.close()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _ensure_cursor(self) -> None:
+        with transaction(self._factory) as db:
+            if db.get(SinkCursor, self.key) is None:
+                db.add(SinkCursor(sink=self.key, name=self.sink.name, delivered_seq=0, failures=0))
+
+    def deliver_once(self) -> int:
+        """Send the next batch after the cursor; the number delivered (SinkError on failure)."""
+        with self._factory() as db:
+            cursor = db.get(SinkCursor, self.key)
+            after = cursor.delivered_seq if cursor is not None else 0
+        batch = page_events(self._factory, AuditFilter(), limit=self._batch, after=after)
+        if not batch:
+            return 0
+        self.sink.send(batch)
+        with transaction(self._factory) as db:
+            row = db.get(SinkCursor, self.key)
+            if row is not None:
+                row.delivered_seq = batch[-1].seq
+                row.delivered_at = self._clock.now()
+                row.failures = 0
+                row.last_error = None
+        return len(batch)
+
+    def _failed(self, error: str) -> int:
+        with transaction(self._factory) as db:
+            row = db.get(SinkCursor, self.key)
+            if row is None:
+                return 1
+            row.failures += 1
+            row.last_error = error[:1000]
+            return row.failures
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.deliver_once()
+            except SinkError as exc:
+                failures = self._failed(str(exc))
+                delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+                log.warning("%s (retry in %.1f s)", exc, delay)
+                self._stop.wait(delay)
+                continue
+            except Exception:
+                log.exception("SIEM delivery to %s failed", self.sink.name)
+                self._stop.wait(self._poll)
+                continue
+            if sent < self._batch:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+
+
+class SiemExporter:
+    def __init__(self, workers: list[SinkWorker], factory: sessionmaker[Session]) -> None:
+        self.workers = workers
+        self._factory = factory
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def status(self) -> list[SinkStatus]:
+        """Backlog and last delivery per sink (also the sinks no longer configured)."""
+        with self._factory() as db:
+            head = db.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1)) or 0
+            rows = db.scalars(select(SinkCursor).order_by(func.lower(SinkCursor.name))).all()
+            configured = {w.key for w in self.workers}
+            return [
+                SinkStatus(
+                    name=row.name + ("" if row.sink in configured else " (not configured)"),
+                    delivered_seq=row.delivered_seq,
+                    backlog=max(head - row.delivered_seq, 0),
+                    delivered_at=row.delivered_at,
+                    failures=row.failures,
+                    last_error=row.last_error,
+                )
+                for row in rows
+            ]

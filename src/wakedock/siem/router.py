@@ -1,0 +1,19 @@
+"""/api/v1/siem/sinks: delivery state of each SIEM sink (backlog, last delivery, last error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from wakedock.components import Components
+from wakedock.rbac.dependencies import requires
+from wakedock.rbac.permissions import Permission
+from wakedock.web.deps import components
+
+router = APIRouter(prefix="/api/v1/siem", tags=["siem"])
+
+
+@router.get("/sinks", dependencies=[Depends(requires(Permission.AUDIT_READ))])
+def sinks(c: Components = Depends(components)) -> list[dict[str, Any]]:
+    return [status.__dict__ for status in c.siem.status()]
