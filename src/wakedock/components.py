@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.alerts.detect import DetectionSettings, Detector
+from wakedock.alerts.ssrf import UnsafeWebhook, check_webhook
+from wakedock.alerts.webhooks import AlertSink, Webhook
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.service import CHAIN_INFO
 from wakedock.auth.keys import Keyring, SigningKey, load_or_create_key_file
@@ -102,7 +107,40 @@ def siem_exporter(settings: Settings, factory: sessionmaker[Session], clock: Clo
                 max_backoff=config.max_backoff_seconds,
             )
         )
+    if settings.alerts.webhooks:
+        workers.append(
+            SinkWorker(
+                "alerts:" + sink_key("\n".join(settings.alerts.webhooks))[:56],
+                alert_sink(settings),
+                factory,
+                clock,
+                batch_size=config.batch_size,
+                poll_seconds=config.poll_seconds,
+                max_backoff=config.max_backoff_seconds,
+                from_now=True,
+            )
+        )
     return SiemExporter(workers, factory)
+
+
+def alert_sink(settings: Settings) -> AlertSink:
+    """The alert pipeline; refuses to start with a webhook that fails the SSRF check."""
+    config = settings.alerts
+    allowed = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.allowed_networks)
+    hooks = [Webhook.parse(url) for url in config.webhooks]
+    for hook in hooks:
+        try:
+            check_webhook(hook.url, allowed)
+        except UnsafeWebhook as exc:
+            raise ValueError(f"alerts.webhooks: {exc}") from None
+    detection = DetectionSettings(
+        brute_force_failures=config.brute_force_failures,
+        brute_force_accounts=config.brute_force_accounts,
+        brute_force_window=timedelta(seconds=config.brute_force_window_seconds),
+        policy_violations=config.policy_violations,
+        policy_window=timedelta(seconds=config.policy_window_seconds),
+    )
+    return AlertSink(hooks, Detector(detection), allowed)
 
 
 def secret_box(settings: Settings) -> SecretBox:

@@ -227,6 +227,30 @@ class SiemSettings(_Section):
         return value
 
 
+class AlertSettings(_Section):
+    """Alerts to webhooks (docs/audit.md): URLs are checked against SSRF at start-up and at
+    every delivery; `slack+https://...` sends Slack-compatible JSON."""
+
+    webhooks: list[str] = Field(default_factory=list)
+    # Private/loopback networks a webhook may resolve to (e.g. an internal chat server).
+    allowed_networks: list[str] = Field(default_factory=list)
+    brute_force_failures: int = Field(default=10, ge=2)
+    brute_force_accounts: int = Field(default=2, ge=1)
+    brute_force_window_seconds: int = Field(default=300, ge=10)
+    policy_violations: int = Field(default=3, ge=1)
+    policy_window_seconds: int = Field(default=600, ge=10)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IP network") from exc
+        return value
+
+
 class DockerSettings(_Section):
     """Where services run, and what the policy engine lets an admin relax (S6)."""
 
@@ -339,6 +363,7 @@ class Settings(BaseSettings):
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     siem: SiemSettings = Field(default_factory=SiemSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:

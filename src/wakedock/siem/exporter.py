@@ -56,8 +56,11 @@ class SinkWorker:
         batch_size: int,
         poll_seconds: float,
         max_backoff: float,
+        from_now: bool = False,
     ) -> None:
         self.key = key
+        # A new alert pipeline starts at the current head: history is not re-alerted.
+        self._from_now = from_now
         self.sink = sink
         self._factory = factory
         self._clock = clock
@@ -84,7 +87,13 @@ class SinkWorker:
     def _ensure_cursor(self) -> None:
         with transaction(self._factory) as db:
             if db.get(SinkCursor, self.key) is None:
-                db.add(SinkCursor(sink=self.key, name=self.sink.name, delivered_seq=0, failures=0))
+                start = 0
+                if self._from_now:
+                    head = db.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1))
+                    start = head or 0
+                db.add(
+                    SinkCursor(sink=self.key, name=self.sink.name, delivered_seq=start, failures=0)
+                )
 
     def deliver_once(self) -> int:
         """Send the next batch after the cursor; the number delivered (SinkError on failure)."""

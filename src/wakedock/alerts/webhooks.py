@@ -1,0 +1,89 @@
+"""Alerts delivered to webhooks: Slack-compatible JSON or generic JSON, as a pipeline "sink".
+
+`AlertSink` reads the audit stream through the same cursor-and-retry machinery as the SIEM sinks
+(siem/exporter.py), so alerts survive restarts and a webhook outage, and arrive within the
+poll interval (one second by default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from wakedock.alerts.detect import Alert, Detector
+from wakedock.alerts.ssrf import IPNetwork, UnsafeWebhook, check_webhook
+from wakedock.audit.export import AuditRecord
+from wakedock.siem.sinks import SinkError
+
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    slack: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Webhook:
+        if url.startswith("slack+"):
+            return cls(url.removeprefix("slack+"), slack=True)
+        return cls(url, slack=False)
+
+
+def payload(alert: Alert, slack: bool) -> dict[str, object]:
+    if slack:
+        lines = "\n".join(f"• *{k}*: {v}" for k, v in alert.facts.items())
+        return {"text": f":rotating_light: WakeDock — {alert.title}\n{lines}"}
+    return {
+        "source": "wakedock",
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "title": alert.title,
+        "facts": alert.facts,
+        "event_ids": list(alert.event_ids),
+    }
+
+
+class AlertSink:
+    name = "alerts"
+
+    def __init__(
+        self, webhooks: list[Webhook], detector: Detector, allowed: tuple[IPNetwork, ...]
+    ) -> None:
+        self._webhooks = webhooks
+        self._detector = detector
+        self._allowed = allowed
+        self._client = httpx.Client(timeout=TIMEOUT, trust_env=False, follow_redirects=False)
+
+    def send(self, batch: Sequence[AuditRecord]) -> None:
+        alerts = [alert for record in batch for alert in self._detector.feed(record)]
+        for alert in alerts:
+            for hook in self._webhooks:
+                self._post(hook, alert)
+
+    def _post(self, hook: Webhook, alert: Alert) -> None:
+        try:
+            # Checked again at every delivery, and the checked address is the one connected to.
+            target = check_webhook(hook.url, self._allowed)
+        except UnsafeWebhook as exc:
+            raise SinkError(f"alert webhook refused: {exc}") from None
+        host = f"[{target.address}]" if ":" in target.address else target.address
+        query = f"?{target.query}" if target.query else ""
+        url = f"{target.scheme}://{host}:{target.port}{target.path}{query}"
+        try:
+            reply = self._client.post(
+                url,
+                content=json.dumps(payload(alert, hook.slack)),
+                headers={"Host": target.host, "Content-Type": "application/json"},
+                extensions={"sni_hostname": target.host},
+            )
+        except httpx.HTTPError as exc:
+            raise SinkError(f"alert webhook {target.host}: {exc}") from exc
+        if reply.status_code >= 300:
+            raise SinkError(f"alert webhook {target.host}: HTTP {reply.status_code}")
+
+    def close(self) -> None:
+        self._client.close()
