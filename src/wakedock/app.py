@@ -11,6 +11,7 @@ from wakedock.auth.router import router as auth_router
 from wakedock.components import Components
 from wakedock.files.router import router as files_router
 from wakedock.health.router import router as health_router
+from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
 from wakedock.proxy.app import ProxyApp
@@ -46,6 +47,7 @@ def create_app(components: Components) -> FastAPI:
         services_router,
         audit_router,
         siem_router,
+        metrics_router,
         files_router,
         login_router,
         pages_router,

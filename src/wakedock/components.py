@@ -24,6 +24,7 @@ from wakedock.clock import Clock, SystemClock
 from wakedock.config import Settings
 from wakedock.db import make_engine, make_session_factory, migrate
 from wakedock.files.store import FileStore
+from wakedock.metrics.counters import AuditCounters
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.proxy.access import ProxyAccess
@@ -67,6 +68,7 @@ class Components:
     proxy_access: ProxyAccess
     audit_chain: AuditChain
     siem: SiemExporter
+    metrics: AuditCounters
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -239,4 +241,5 @@ def build_components(
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
         audit_chain=audit_chain,
         siem=siem_exporter(settings, factory, clock),
+        metrics=AuditCounters(factory),
     )
