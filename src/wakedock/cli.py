@@ -11,6 +11,7 @@ import click
 
 from wakedock import __version__
 from wakedock.audit.cli import audit
+from wakedock.audit.configuration import record_configuration
 from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState, cli_context, step
 from wakedock.components import Components
@@ -94,6 +95,11 @@ def serve(
             fg="cyan",
             err=True,
         )
+    changed = record_configuration(
+        components.db, components.clock, settings, RequestContext(actor="system:startup")
+    )
+    if changed:
+        step(f"configuration recorded in the audit trail (changed: {', '.join(changed)})")
     if settings.docker.reconcile_on_start:
         _reconcile_at_start(components)
     run_server(components, insecure_http=insecure_http, log_level=log_level)

@@ -102,3 +102,22 @@ def test_security_headers(client: TestClient) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "unsafe-inline" not in response.headers.get("Content-Security-Policy", "")
+
+
+def test_every_seed_security_event_type_exists_with_a_severity() -> None:
+    """The seed's SecurityEventType names, plus S8.1's kinds, are all audit event types."""
+    from wakedock.audit.events import DEFAULT_SEVERITY, EventType
+
+    seed = {
+        "login_success", "login_failure", "mfa_success", "mfa_failure", "privilege_escalation",
+        "unauthorized_access", "suspicious_activity", "data_access", "configuration_change",
+        "secret_access", "api_abuse", "security_violation",
+    }  # fmt: skip
+    spec = {
+        "session_revoke", "token_reuse", "rate_limit_hit", "user_create", "role_change",
+        "service_create", "service_update", "service_delete", "service_start", "service_stop",
+        "policy_violation", "mfa_enrol", "mfa_disable", "mfa_reset",
+    }  # fmt: skip
+    names = {t.value for t in EventType}
+    assert seed | spec <= names
+    assert set(DEFAULT_SEVERITY) == set(EventType)

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     MFA_SUCCESS = "mfa_success"
     MFA_FAILURE = "mfa_failure"
     MFA_ENROL = "mfa_enrol"
+    MFA_ENROL_START = "mfa_enrol_start"
     MFA_DISABLE = "mfa_disable"
     MFA_RESET = "mfa_reset"
     MFA_BACKUP_CODES_REGENERATED = "mfa_backup_codes_regenerated"
@@ -59,6 +60,14 @@ class EventType(StrEnum):
     POLICY_VIOLATION = "policy_violation"
     POLICY_RELAXATION = "policy_relaxation"
     AUDIT_EXPORT = "audit_export"
+    # The seed plan's SecurityEventType, kept under its names.
+    PRIVILEGE_ESCALATION = "privilege_escalation"
+    DATA_ACCESS = "data_access"
+    CONFIGURATION_CHANGE = "configuration_change"
+    SUSPICIOUS_ACTIVITY = "suspicious_activity"
+    API_ABUSE = "api_abuse"
+    SECURITY_VIOLATION = "security_violation"
+    SECRET_ACCESS = "secret_access"  # noqa: S105 - a name, not a secret
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -83,6 +92,7 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.MFA_SUCCESS: Severity.INFO,
     EventType.MFA_FAILURE: Severity.MEDIUM,
     EventType.MFA_ENROL: Severity.MEDIUM,
+    EventType.MFA_ENROL_START: Severity.LOW,
     EventType.MFA_DISABLE: Severity.HIGH,
     EventType.MFA_RESET: Severity.HIGH,
     EventType.MFA_BACKUP_CODES_REGENERATED: Severity.MEDIUM,
@@ -100,6 +110,13 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.POLICY_VIOLATION: Severity.HIGH,
     EventType.POLICY_RELAXATION: Severity.HIGH,
     EventType.AUDIT_EXPORT: Severity.MEDIUM,
+    EventType.PRIVILEGE_ESCALATION: Severity.CRITICAL,
+    EventType.DATA_ACCESS: Severity.LOW,
+    EventType.CONFIGURATION_CHANGE: Severity.HIGH,
+    EventType.SUSPICIOUS_ACTIVITY: Severity.HIGH,
+    EventType.API_ABUSE: Severity.MEDIUM,
+    EventType.SECURITY_VIOLATION: Severity.HIGH,
+    EventType.SECRET_ACCESS: Severity.MEDIUM,
 }
 
 

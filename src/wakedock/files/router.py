@@ -66,6 +66,8 @@ async def read_file(
     except PathRefused as exc:
         await _refused(c, context, path, exc)
         raise
+    read = Event(EventType.DATA_ACCESS, target=path[:256], details={"bytes": len(content)})
+    await run_in_threadpool(c.auth.audit, read, context)
     # Served as an opaque download: never rendered by a browser on WakeDock's origin.
     return Response(
         content,

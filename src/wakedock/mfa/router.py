@@ -52,10 +52,12 @@ def status(
 
 @router.post("/setup", response_model=EnrolmentOut)
 def setup(
-    principal: Principal = Depends(_ENROLLING_WRITE), c: Components = Depends(components)
+    principal: Principal = Depends(_ENROLLING_WRITE),
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
 ) -> EnrolmentOut:
     """Start enrolment: a new secret, its otpauth URI and QR code (inactive until confirmed)."""
-    enrolment = c.mfa.begin_enrolment(principal)
+    enrolment = c.mfa.begin_enrolment(principal, context)
     return EnrolmentOut(
         secret=enrolment.secret,
         otpauth_uri=enrolment.otpauth_uri,

@@ -168,16 +168,20 @@ class MfaService:
         return user
 
     # -- enrolment ------------------------------------------------------------------------
-    def begin_enrolment(self, principal: Principal) -> Enrolment:
+    def begin_enrolment(self, principal: Principal, context: RequestContext) -> Enrolment:
         """A fresh secret, its otpauth URI and QR code. Nothing is active until confirmed."""
         secret = totp.new_secret()
         with transaction(self._factory) as db:
             user = self._user(db, principal.user_id)
             if user.mfa_enabled:
                 raise Conflict("MFA is already enabled: disable it first to enrol a new device")
+            now = self._clock.now()
             user.mfa_pending_secret = self._box.seal(secret, seal_context(user.id, "pending"))
-            user.mfa_pending_at = self._clock.now()
+            user.mfa_pending_at = now
             account = user.email or user.username
+            # A new secret now exists (pending): who asked, when, from where.
+            started = Event(EventType.MFA_ENROL_START, target=user.username)
+            record_event(db, started, context, at=now)
         uri = totp.provisioning_uri(secret, account)
         return Enrolment(secret=secret, otpauth_uri=uri, qr_png_base64=totp.qr_png_base64(uri))
 
@@ -196,6 +200,15 @@ class MfaService:
                 or user.mfa_pending_at is None
                 or (now - user.mfa_pending_at > _PENDING_FOR)
             ):
+                self._audit(
+                    Event(
+                        EventType.MFA_FAILURE,
+                        Outcome.FAILURE,
+                        target=user.username,
+                        details={"reason": "no enrolment in progress"},
+                    ),
+                    context,
+                )
                 raise Conflict("no enrolment in progress: POST /api/v1/auth/mfa/setup first")
             try:
                 secret = self._box.open(user.mfa_pending_secret, seal_context(user.id, "pending"))

@@ -94,7 +94,17 @@ class UserService:
         record_event(
             db, Event(event, target=username, details={"role": role.value}), context, at=now
         )
+        if role is Role.ADMIN:
+            self._escalated(db, username, None, context)
         return user
+
+    def _escalated(
+        self, db: Session, username: str, previous: str | None, context: RequestContext
+    ) -> None:
+        """Someone now holds every permission: its own critical event (alerted)."""
+        details = {"to": Role.ADMIN.value, "from": previous or "none"}
+        escalation = Event(EventType.PRIVILEGE_ESCALATION, target=username, details=details)
+        record_event(db, escalation, context, at=self._clock.now())
 
     def get(self, db: Session, user_id: int) -> User:
         user = db.get(User, user_id)
@@ -162,6 +172,8 @@ class UserService:
                 context,
                 at=now,
             )
+            if role is Role.ADMIN:
+                self._escalated(db, user.username, user.role, context)
             user.role = role.value
             self._sessions.forget()
         if email is not None and email != user.email:

@@ -1,0 +1,235 @@
+"""Audit coverage (S8.1): every state-changing route, used as a user would, leaves an audit event,
+and so does every refusal of an unauthenticated call. A new route without a recipe here fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import func, select
+
+from conftest import Harness, strong_password
+from support.fake_runtime import FakeRuntime
+from support.routes import api_routes
+from wakedock.audit.models import AuditEvent
+from wakedock.db import transaction
+from wakedock.rbac.permissions import Role
+
+SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port": 80}}
+PUBLIC = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register",
+          "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login"}  # fmt: skip
+
+
+def count(h: Harness) -> int:
+    with transaction(h.components.db) as db:
+        return int(db.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+class World:
+    """What the recipes act on: an admin (MFA, fresh), users, a service."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.admin = h.bearer(h.token_for(Role.ADMIN, "root"))
+        self.victim_id = self._user("victim", Role.VIEWER)
+        self.service_id = h.client.post(
+            "/api/v1/services", json={"name": "svc", **SPEC}, headers=self.admin
+        ).json()["id"]
+
+    def _user(self, name: str, role: Role) -> int:
+        self.h.create_user(name, role)
+        with transaction(self.h.components.db) as db:
+            return self.h.components.users.by_username(db, name).id
+
+    def fresh(self, role: Role = Role.DEVELOPER) -> tuple[str, str, dict[str, str]]:
+        name = f"u{count(self.h)}"
+        _, password = self.h.create_user(name, role, password=strong_password())
+        tokens = self.h.login(name, password)
+        return name, password, self.h.bearer(tokens["access_token"])
+
+    def enrolled(self) -> tuple[str, str, dict[str, str]]:
+        name, password, auth = self.fresh()
+        self.h.enrol_mfa(name, auth["Authorization"].removeprefix("Bearer "))
+        return name, password, auth
+
+
+# Each recipe prepares what it needs (users, logins, enrolments: those are audited too), then
+# returns the one call under test, so that only that call's events are counted.
+Action = Callable[[], Response]
+
+
+def _mfa_verify(w: World) -> Action:
+    name, password, _ = w.enrolled()
+    challenge = w.h.client.post(
+        "/api/v1/auth/login", json={"username": name, "password": password}
+    ).json()
+    code = w.h.totp_code(name)
+    return lambda: w.h.client.post(
+        "/api/v1/auth/mfa/verify",
+        json={"challenge_token": challenge["challenge_token"], "code": code},
+    )
+
+
+def _cookie_login_form(w: World) -> Action:
+    name, password, _ = w.fresh(Role.VIEWER)
+    return lambda: w.h.client.post(
+        "/login",
+        content=f"username={name}&password={password}".encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://testserver",
+        },
+        follow_redirects=False,
+    )
+
+
+def _revoke_own_session(w: World) -> Action:
+    _, _, auth = w.fresh()
+    sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
+    return lambda: w.h.client.delete(f"/api/v1/auth/sessions/{sessions[0]['id']}", headers=auth)
+
+
+def _refresh(w: World) -> Action:
+    token = w.h.login(*w.h.create_user("r1", Role.VIEWER))["refresh_token"]
+    return lambda: w.h.client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def _as_fresh_user(
+    method: str, path: str, body: dict[str, Any] | None = None
+) -> Callable[[World], Action]:
+    def prepare(w: World) -> Action:
+        auth = w.fresh()[2]
+        return lambda: w.h.client.request(method, path, json=body, headers=auth)
+
+    return prepare
+
+
+def _password(w: World) -> Action:
+    _, password, auth = w.fresh()
+    body = {"current_password": password, "new_password": strong_password()}
+    return lambda: w.h.client.post("/api/v1/auth/password", json=body, headers=auth)
+
+
+def _with_code(path: str, with_password: bool = False) -> Callable[[World], Action]:
+    def prepare(w: World) -> Action:
+        name, password, auth = w.enrolled()
+        body = {"code": w.h.totp_code(name)}
+        if with_password:
+            body["password"] = password
+        return lambda: w.h.client.post(path, json=body, headers=auth)
+
+    return prepare
+
+
+def _as_admin(method: str, path: str, **kwargs: Any) -> Callable[[World], Action]:
+    def prepare(w: World) -> Action:
+        concrete = path.format(user_id=w.victim_id, service_id=w.service_id)
+        return lambda: w.h.client.request(method, concrete, headers=w.admin, **kwargs)
+
+    return prepare
+
+
+def _anonymous(method: str, path: str, body: dict[str, Any]) -> Callable[[World], Action]:
+    return lambda w: lambda: w.h.client.request(method, path, json=body)
+
+
+RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
+    ("POST", "/api/v1/auth/login"): _anonymous(
+        "POST", "/api/v1/auth/login", {"username": "nobody", "password": "wrong-password-1"}
+    ),
+    ("POST", "/api/v1/auth/refresh"): _refresh,
+    ("POST", "/api/v1/auth/logout"): _as_fresh_user("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/password"): _password,
+    ("POST", "/api/v1/auth/register"): _anonymous(
+        "POST", "/api/v1/auth/register", {"username": "walkin", "password": strong_password()}
+    ),
+    ("POST", "/api/v1/auth/setup"): _anonymous(
+        "POST",
+        "/api/v1/auth/setup",
+        {"token": "not-the-token", "username": "late", "password": strong_password()},
+    ),
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"): _revoke_own_session,
+    ("POST", "/api/v1/auth/mfa/setup"): _as_fresh_user("POST", "/api/v1/auth/mfa/setup"),
+    ("POST", "/api/v1/auth/mfa/confirm"): _as_fresh_user(
+        "POST", "/api/v1/auth/mfa/confirm", {"code": "000000"}
+    ),
+    ("POST", "/api/v1/auth/mfa/verify"): _mfa_verify,
+    ("POST", "/api/v1/auth/mfa/step-up"): _with_code("/api/v1/auth/mfa/step-up"),
+    ("POST", "/api/v1/auth/mfa/disable"): _with_code("/api/v1/auth/mfa/disable", True),
+    ("POST", "/api/v1/auth/mfa/backup-codes"): _with_code("/api/v1/auth/mfa/backup-codes"),
+    ("DELETE", "/api/v1/users/{user_id}/mfa"): _as_admin("DELETE", "/api/v1/users/{user_id}/mfa"),
+    ("POST", "/api/v1/users"): _as_admin(
+        "POST",
+        "/api/v1/users",
+        json={"username": "newbie", "password": strong_password(), "role": "viewer"},
+    ),
+    ("PATCH", "/api/v1/users/{user_id}"): _as_admin(
+        "PATCH", "/api/v1/users/{user_id}", json={"email": "v@example.com"}
+    ),
+    ("DELETE", "/api/v1/users/{user_id}"): _as_admin("DELETE", "/api/v1/users/{user_id}"),
+    ("POST", "/api/v1/services"): _as_admin(
+        "POST", "/api/v1/services", json={"name": "other", **SPEC}
+    ),
+    ("PATCH", "/api/v1/services/{service_id}"): _as_admin(
+        "PATCH", "/api/v1/services/{service_id}", json={"idle_timeout_s": 60}
+    ),
+    ("DELETE", "/api/v1/services/{service_id}"): _as_admin(
+        "DELETE", "/api/v1/services/{service_id}"
+    ),
+    ("POST", "/api/v1/services/{service_id}/start"): _as_admin(
+        "POST", "/api/v1/services/{service_id}/start"
+    ),
+    ("POST", "/api/v1/services/{service_id}/stop"): _as_admin(
+        "POST", "/api/v1/services/{service_id}/stop"
+    ),
+    ("PUT", "/api/v1/files/{path:path}"): _as_admin(
+        "PUT", "/api/v1/files/svc/compose.yaml", content=b"services: {}\n"
+    ),
+    ("POST", "/login"): _cookie_login_form,
+}
+
+
+def state_changing(app: Any) -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for route in api_routes(app)
+        for method in route.methods
+        if method not in ("GET", "HEAD", "OPTIONS")
+    }
+
+
+@pytest.fixture
+def database_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness(runtime=FakeRuntime(), auth={"registration_enabled": True})
+
+
+def test_every_state_changing_route_has_a_recipe(h: Harness) -> None:
+    assert state_changing(h.app) == set(RECIPES)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(RECIPES))
+def test_each_state_change_is_audited(h: Harness, method: str, path: str) -> None:
+    action = RECIPES[(method, path)](World(h))
+    before = count(h)
+    reply = action()
+    assert reply.status_code < 500, reply.text
+    assert count(h) > before, f"{method} {path} answered {reply.status_code} and audited nothing"
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(k for k in RECIPES if k[1] not in PUBLIC))
+def test_each_unauthenticated_attempt_is_audited(h: Harness, method: str, path: str) -> None:
+    concrete = path.replace("{user_id}", "1").replace("{service_id}", "1")
+    concrete = concrete.replace("{session_id}", "x").replace("{path:path}", "svc/x")
+    client = TestClient(h.app, base_url="https://testserver")
+    before = count(h)
+    reply = client.request(method, concrete, json={})
+    assert reply.status_code == 401
+    assert count(h) == before + 1
