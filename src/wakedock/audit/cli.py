@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from wakedock.audit.archive import archive_events, verify_archive
 from wakedock.audit.export import EXPORT_FORMATS, AuditFilter, export_events, page_events
 from wakedock.audit.verify import verify_chain
-from wakedock.cli_state import CliState, step
+from wakedock.cli_state import CliState, cli_context, step
+from wakedock.errors import WakeDockError
 
 
 @click.group()
@@ -17,10 +20,23 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--archive",
+    "archive_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Verify an archive file written by `audit archive` instead of the database.",
+)
 @click.pass_obj
-def audit_verify(state: CliState) -> None:
+def audit_verify(state: CliState, archive_file: Path | None) -> None:
     """Check the hash chain; name the first event changed, deleted or reordered (exit 1)."""
     c = state.components()
+    if archive_file is not None:
+        checked, problem = verify_archive(archive_file, c.audit_chain)
+        if problem is None:
+            click.echo(f"OK: {checked} archived events, chain intact")
+            return
+        click.secho(f"TAMPERED: {problem}", fg="red", err=True)
+        sys.exit(1)
     step("verifying the audit hash chain")
     verdict = verify_chain(c.db, c.audit_chain, lambda n: step(f"{n} events checked"))
     if verdict.ok:
@@ -29,6 +45,32 @@ def audit_verify(state: CliState) -> None:
     click.secho(f"TAMPERED: {verdict.problem}", fg="red", err=True)
     click.echo(f"({verdict.checked} events verified before it)", err=True)
     sys.exit(1)
+
+
+@audit.command("archive")
+@click.option("--before", required=True, help="ISO 8601 time: archive events recorded before it.")
+@click.option("--to", "destination", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_obj
+def audit_archive(state: CliState, before: str, destination: Path) -> None:
+    """Move old events to an archive file (verifiable on its own); an audited admin action."""
+    try:
+        cutoff = AuditFilter.parse(since=before).since
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("since", "--before")) from None
+    if cutoff is None:
+        raise click.BadParameter("--before is required")
+    c = state.components()
+    try:
+        result = archive_events(
+            c.db, c.audit_chain, c.clock, before=cutoff, destination=destination,
+            context=cli_context(), progress=step,
+        )  # fmt: skip
+    except WakeDockError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(
+        f"archived {result.count} events (up to seq {result.up_to_seq}) to {result.path}, "
+        f"sha256 {result.sha256}"
+    )
 
 
 @audit.command("tail")

@@ -60,6 +60,7 @@ class EventType(StrEnum):
     POLICY_VIOLATION = "policy_violation"
     POLICY_RELAXATION = "policy_relaxation"
     AUDIT_EXPORT = "audit_export"
+    AUDIT_ARCHIVE = "audit_archive"
     # The seed plan's SecurityEventType, kept under its names.
     PRIVILEGE_ESCALATION = "privilege_escalation"
     DATA_ACCESS = "data_access"
@@ -110,6 +111,7 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.POLICY_VIOLATION: Severity.HIGH,
     EventType.POLICY_RELAXATION: Severity.HIGH,
     EventType.AUDIT_EXPORT: Severity.MEDIUM,
+    EventType.AUDIT_ARCHIVE: Severity.HIGH,
     EventType.PRIVILEGE_ESCALATION: Severity.CRITICAL,
     EventType.DATA_ACCESS: Severity.LOW,
     EventType.CONFIGURATION_CHANGE: Severity.HIGH,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.chain import GENESIS, AuditChain, ChainedFields
 from wakedock.audit.models import AuditChainHead, AuditEvent
 
 BATCH = 20_000
@@ -53,6 +54,9 @@ def verify_chain(
         head = db.get(AuditChainHead, 1)
         if head is None:
             return Verdict(0, "the chain head is missing: the audit table was tampered with")
+        moved = _base_problem(db, head)
+        if moved is not None:
+            return Verdict(0, moved)
         expected, previous, checked = head.base_seq + 1, head.base_hash, 0
         rows = db.execute(
             select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=BATCH)
@@ -91,3 +95,21 @@ def verify_chain(
                 f"the table ends at seq {expected - 1}",
             )
         return Verdict(checked)
+
+
+def _base_problem(db: Session, head: AuditChainHead) -> str | None:
+    """The base may only sit where the latest `audit_archive` event (itself chained) put it."""
+    recorded = db.scalar(
+        select(AuditEvent.details)
+        .where(AuditEvent.type == "audit_archive")
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    )
+    if recorded is None:
+        if head.base_seq == 0 and head.base_hash == GENESIS:
+            return None
+        return "the chain's start was moved without an archive record (events deleted)"
+    archive = json.loads(recorded)
+    if (archive.get("up_to_seq"), archive.get("last_hash")) != (head.base_seq, head.base_hash):
+        return "the chain's start does not match the last archive record (events deleted)"
+    return None
