@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.alerts.detect import DetectionSettings, Detector
+from wakedock.alerts.geoip import GeoIP
 from wakedock.alerts.ssrf import UnsafeWebhook, check_webhook
 from wakedock.alerts.webhooks import AlertSink, Webhook
 from wakedock.audit.chain import AuditChain
@@ -142,7 +143,8 @@ def alert_sink(settings: Settings) -> AlertSink:
         policy_violations=config.policy_violations,
         policy_window=timedelta(seconds=config.policy_window_seconds),
     )
-    return AlertSink(hooks, Detector(detection), allowed)
+    country_of = GeoIP(config.geoip_database) if config.geoip_database else None
+    return AlertSink(hooks, Detector(detection, country_of), allowed)
 
 
 def secret_box(settings: Settings) -> SecretBox:

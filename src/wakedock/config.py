@@ -239,6 +239,8 @@ class AlertSettings(_Section):
     brute_force_window_seconds: int = Field(default=300, ge=10)
     policy_violations: int = Field(default=3, ge=1)
     policy_window_seconds: int = Field(default=600, ge=10)
+    # A MaxMind GeoLite2-Country/City database: enables the "login from a new country" alert.
+    geoip_database: Path | None = None
 
     @field_validator("allowed_networks")
     @classmethod

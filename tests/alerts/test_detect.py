@@ -4,9 +4,15 @@ repeated policy violations; repeats suppressed within their window."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+
 from wakedock.alerts.detect import DetectionSettings, Detector
+from wakedock.alerts.geoip import GeoIP
 from wakedock.audit.export import AuditRecord
 
 START = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -68,3 +74,29 @@ def test_high_events_admin_grants_and_repeated_violations() -> None:
             record("policy_violation", at=timedelta(seconds=n), severity="medium", actor="dev")
         )
     assert rules(raised) == ["repeated_policy_violations"]
+
+
+def test_login_from_a_new_country_with_a_real_geoip_database(tmp_path: Path) -> None:
+    writer = MMDBWriter(ip_version=4, database_type="GeoLite2-Country", languages=["en"])
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "FR"}})
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "BR"}})
+    path = tmp_path / "country.mmdb"
+    writer.to_db_file(str(path))
+    detector = Detector(DetectionSettings(), GeoIP(path))
+
+    def login(ip: str, actor: str = "alice") -> list[str]:
+        return rules(detector.feed(record("login_success", severity="info", actor=actor, ip=ip)))
+
+    assert login("203.0.113.5") == []  # the first login teaches, it does not alert
+    assert login("203.0.113.77") == []  # same country
+    assert login("192.0.2.1") == []  # unknown to the database: no verdict
+    assert login("198.51.100.9") == ["new_country"]
+    assert login("198.51.100.10") == []  # known now
+    assert login("198.51.100.9", actor="bob") == []  # bob's first login
+
+
+def test_an_unreadable_geoip_database_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mmdb"
+    broken.write_bytes(b"not a database")
+    with pytest.raises(ValueError, match=r"alerts\.geoip_database: cannot open"):
+        GeoIP(broken)

@@ -3,7 +3,8 @@
 - every high or critical event (token reuse, path traversal, policy violations, MFA resets...);
 - brute force: failed logins from one IP against several accounts within a window;
 - privilege escalation: a user created as, or changed to, admin;
-- repeated policy violations by one actor.
+- repeated policy violations by one actor;
+- a successful login from a country this user never logged in from (with a GeoIP database).
 
 Windows live in memory; a repeat of the same detection is suppressed for its window.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from wakedock.audit.export import AuditRecord
 
@@ -40,9 +42,15 @@ def _at(record: AuditRecord) -> datetime:
     return datetime.fromisoformat(record.occurred_at.replace("Z", "+00:00"))
 
 
+class CountryOf(Protocol):
+    def __call__(self, ip: str) -> str | None: ...
+
+
 class Detector:
-    def __init__(self, settings: DetectionSettings) -> None:
+    def __init__(self, settings: DetectionSettings, country_of: CountryOf | None = None) -> None:
         self._s = settings
+        self._country_of = country_of
+        self._countries: dict[str, set[str]] = defaultdict(set)
         self._failures: dict[str, deque[tuple[datetime, str, str]]] = defaultdict(deque)
         self._violations: dict[str, deque[datetime]] = defaultdict(deque)
         self._quiet_until: dict[tuple[str, str], datetime] = {}
@@ -83,7 +91,27 @@ class Detector:
             )
         if record.type == "policy_violation" and record.actor:
             alerts += self._policy(record, now, event_id)
+        if record.type == "login_success" and record.actor and record.ip and self._country_of:
+            alerts += self._new_country(record, event_id)
         return alerts
+
+    def _new_country(self, record: AuditRecord, event_id: str) -> list[Alert]:
+        country = self._country_of(record.ip or "") if self._country_of else None
+        if country is None:
+            return []
+        seen = self._countries[record.actor or "?"]
+        first_login = not seen
+        is_new = country not in seen
+        seen.add(country)
+        if first_login or not is_new:
+            return []
+        facts = {"actor": record.actor or "?", "ip": record.ip or "?", "country": country,
+                 "known": ", ".join(sorted(seen - {country}))}  # fmt: skip
+        return [
+            Alert(
+                "new_country", "high", f"Login from a new country ({country})", facts, (event_id,)
+            )
+        ]
 
     def _brute_force(self, record: AuditRecord, now: datetime, event_id: str) -> list[Alert]:
         ip = record.ip or "?"

@@ -85,5 +85,10 @@ class AlertSink:
         if reply.status_code >= 300:
             raise SinkError(f"alert webhook {target.host}: HTTP {reply.status_code}")
 
+    def warm_up(self, history: Sequence[AuditRecord]) -> None:
+        """Learn from past events (known countries per user) without alerting on them."""
+        for record in history:
+            self._detector.feed(record)
+
     def close(self) -> None:
         self._client.close()

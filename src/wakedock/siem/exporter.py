@@ -73,6 +73,13 @@ class SinkWorker:
 
     def start(self) -> None:
         self._ensure_cursor()
+        warm_up = getattr(self.sink, "warm_up", None)
+        if warm_up is not None:
+            # The recent logins, so that "new" means new to the trail, not to this process.
+            recent = page_events(
+                self._factory, AuditFilter(type="login_success"), limit=50_000, newest_first=True
+            )
+            warm_up(list(reversed(recent)))
         self._thread.start()
 
     def stop(self) -> None:
