@@ -44,6 +44,22 @@ def _rate_limit(value: str) -> str:
     return value
 
 
+def _key_bytes(value: SecretStr | None) -> SecretStr | None:
+    """Keys (signing, encryption, chain) are at least 256 bits."""
+    if value is not None and len(value.get_secret_value().encode()) < 32:
+        raise ValueError("must be at least 32 bytes")
+    return value
+
+
+def _ip_networks(values: list[str]) -> list[str]:
+    for cidr in values:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{cidr!r} is not an IP network") from exc
+    return values
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -118,9 +134,7 @@ class AuthSettings(_Section):
     @field_validator("jwt_signing_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return value
+        return _key_bytes(value)
 
 
 class MfaSettings(_Section):
@@ -154,9 +168,7 @@ class MfaSettings(_Section):
     @field_validator("encryption_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return value
+        return _key_bytes(value)
 
 
 class HttpSettings(_Section):
@@ -183,12 +195,7 @@ class HttpSettings(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
-        return value
+        return _ip_networks(value)
 
 
 class AuditSettings(_Section):
@@ -198,9 +205,7 @@ class AuditSettings(_Section):
     @field_validator("chain_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return value
+        return _key_bytes(value)
 
 
 class SiemSettings(_Section):
@@ -245,12 +250,7 @@ class AlertSettings(_Section):
     @field_validator("allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
-        return value
+        return _ip_networks(value)
 
 
 class DockerSettings(_Section):

@@ -116,3 +116,16 @@ def test_cli_archive_then_verify_both(tmp_path: Path) -> None:
     assert run_cli(data, "audit", "verify").stdout.startswith("OK: 1 events")
     bad = run_cli(data, "audit", "archive", "--before", "yesterday", "--to", str(tmp_path / "x"))
     assert bad.returncode == 2 and "--before" in bad.stderr
+
+
+def test_a_sink_no_longer_configured_does_not_block_retention(
+    h: Harness, clock: FakeClock, tmp_path: Path
+) -> None:
+    with transaction(h.components.db) as db:
+        db.add(SinkCursor(sink="r" * 64, name="https://removed/x", delivered_seq=2, failures=0))
+    c = h.components
+    result = archive_events(
+        c.db, c.audit_chain, c.clock, before=clock.now() - timedelta(days=1),
+        destination=tmp_path / "a.jsonl", context=CONTEXT, sinks=[],
+    )  # fmt: skip
+    assert result.up_to_seq == 9

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,9 +51,14 @@ def archive_events(
     before: datetime,
     destination: Path,
     context: RequestContext,
+    sinks: Collection[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ArchiveResult:
-    """Archive the events recorded before `before` into `destination` (which must not exist)."""
+    """Archive the events recorded before `before` into `destination` (which must not exist).
+
+    `sinks` are the keys of the configured SIEM sinks and alert pipeline: each must have
+    received an event before it is archived (None: every sink ever configured).
+    """
     if destination.exists():
         raise InvalidInput(f"{destination} exists: archives are never overwritten")
     progress("verifying the chain before archiving")
@@ -69,7 +74,10 @@ def archive_events(
         )
         up_to = (first_kept - 1) if first_kept is not None else head.seq
         # Never archive what a SIEM sink has not received yet: nothing may be lost.
-        undelivered = db.scalar(select(func.min(SinkCursor.delivered_seq)))
+        lagging = select(func.min(SinkCursor.delivered_seq))
+        if sinks is not None:
+            lagging = lagging.where(SinkCursor.sink.in_(list(sinks)))
+        undelivered = db.scalar(lagging) if sinks is None or sinks else None
         if undelivered is not None:
             up_to = min(up_to, undelivered)
         base = head.base_seq

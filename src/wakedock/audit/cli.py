@@ -63,7 +63,7 @@ def audit_archive(state: CliState, before: str, destination: Path) -> None:
     try:
         result = archive_events(
             c.db, c.audit_chain, c.clock, before=cutoff, destination=destination,
-            context=cli_context(), progress=step,
+            context=cli_context(), sinks=[w.key for w in c.siem.workers], progress=step,
         )  # fmt: skip
     except WakeDockError as exc:
         raise click.ClickException(exc.detail) from None
