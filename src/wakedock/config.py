@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from wakedock.secrets.files import SecretFileError, read_secret_file
+
 ENV_PREFIX = "WAKEDOCK_"
 FILE_SUFFIX = "_FILE"
 
@@ -395,9 +397,9 @@ def _file_env_values(environ: dict[str, str]) -> dict[str, Any]:
             continue
         dotted = name[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
         try:
-            content = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+            content = read_secret_file(Path(path), what=name)
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from None
         node = values
         for part in dotted[:-1]:
             node = node.setdefault(part, {})

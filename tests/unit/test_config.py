@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_priority_cli_over_env_over_file_over_yaml(
 def test_file_variables_hold_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "jwt"
     secret.write_text("k" * 40 + "\n")
+    secret.chmod(0o600)
     monkeypatch.setenv("WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE", str(secret))
     settings = load_settings()
     assert settings.auth.jwt_signing_key is not None
@@ -49,9 +51,47 @@ def test_file_variables_hold_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "k" * 40 not in repr(settings)
 
 
+@pytest.mark.parametrize(
+    ("mode", "content", "message"),
+    [
+        (0o644, "k" * 40, "readable by every user (mode 644); run chmod 600"),
+        (0o604, "k" * 40, "readable by every user (mode 604)"),
+        (0o600, "   \n", "is empty"),
+    ],
+)
+def test_unsafe_secret_files_are_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int, content: str, message: str
+) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text(content)
+    secret.chmod(mode)
+    monkeypatch.setenv("WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE", str(secret))
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        load_settings()
+    assert "WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE" in str(caught.value)
+    assert "k" * 40 not in str(caught.value)
+
+
+def test_group_readable_secret_files_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text("g" * 40)
+    secret.chmod(0o440)
+    monkeypatch.setenv("WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE", str(secret))
+    key = load_settings().auth.jwt_signing_key
+    assert key is not None and key.get_secret_value() == "g" * 40
+
+
+def test_a_directory_is_not_a_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAKEDOCK_DATABASE__URL_FILE", str(tmp_path))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_settings()
+
+
 def test_unreadable_file_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WAKEDOCK_DATABASE__URL_FILE", "/nonexistent/db-url")
-    with pytest.raises(ConfigError, match="WAKEDOCK_DATABASE__URL_FILE"):
+    with pytest.raises(ConfigError, match=r"WAKEDOCK_DATABASE__URL_FILE: .* does not exist"):
         load_settings()
 
 
