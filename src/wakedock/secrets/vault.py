@@ -1,0 +1,186 @@
+"""Vault / OpenBao KV v2 through hvac: token, AppRole or Kubernetes login, TLS verified.
+
+Start-up calls `check()`: an unreachable, uninitialised or sealed server stops WakeDock with a
+message saying which. At run time a read that fails for availability returns the last value read
+(kept in memory only) and marks the provider degraded. The token is renewed when a third of its
+lease is left, and acquired again through the auth method when renewal fails; `close()` revokes
+it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import hvac
+import hvac.exceptions
+import requests.exceptions
+
+from wakedock.secrets.base import (
+    LastKnownGood,
+    SecretBackendUnavailable,
+    SecretForbidden,
+    SecretNotFound,
+    SecretValue,
+    check_name,
+)
+from wakedock.secrets.files import read_secret_file
+
+K8S_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+_UNAVAILABLE = (
+    hvac.exceptions.VaultDown,
+    hvac.exceptions.InternalServerError,
+    hvac.exceptions.BadGateway,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+
+
+@dataclass(frozen=True)
+class VaultAuth:
+    method: Literal["token", "approle", "kubernetes"]
+    token: str | None = None
+    role_id: str | None = None
+    secret_id: str | None = None
+    secret_id_file: Path | None = None
+    kubernetes_role: str | None = None
+    kubernetes_jwt_file: Path = K8S_TOKEN
+
+
+class VaultProvider:
+    def __init__(
+        self,
+        url: str,
+        auth: VaultAuth,
+        *,
+        mount: str = "secret",
+        namespace: str | None = None,
+        ca_file: Path | None = None,
+        timeout: int = 5,
+    ) -> None:
+        self.name = f"vault:{url}"
+        self._url = url
+        self._auth = auth
+        self._mount = mount
+        # Verification is always on: the system store, or the given CA bundle.
+        verify: str | bool = str(ca_file) if ca_file is not None else True
+        self._client = hvac.Client(url=url, namespace=namespace, verify=verify, timeout=timeout)
+        self._cache = LastKnownGood()
+        self._lock = threading.Lock()
+        self._renew_at = 0.0
+        self._expires_at = float("inf")
+
+    @property
+    def degraded(self) -> bool:
+        return self._cache.degraded
+
+    def check(self) -> None:
+        """Raise SecretBackendUnavailable saying whether the server is down, uninitialised or
+        sealed; then log in."""
+        try:
+            answer = self._client.sys.read_health_status(method="GET")
+            # hvac returns a dict for 200 and the raw response for the other health codes.
+            status: dict[str, Any] = answer if isinstance(answer, dict) else answer.json()
+        except _UNAVAILABLE as exc:
+            raise SecretBackendUnavailable(f"Vault at {self._url} is unreachable: {exc}") from None
+        if not status.get("initialized", False):
+            raise SecretBackendUnavailable(f"Vault at {self._url} is not initialised")
+        if status.get("sealed", True):
+            raise SecretBackendUnavailable(f"Vault at {self._url} is sealed")
+        with self._lock:
+            self._login()
+
+    def _login(self) -> None:
+        auth = self._auth
+        response: dict[str, Any] | None = None
+        try:
+            if auth.method == "token":
+                if not auth.token:
+                    raise SecretForbidden("Vault token authentication needs a token")
+                self._client.token = auth.token
+                response = {"auth": self._client.auth.token.lookup_self()["data"]}
+                ttl = int(response["auth"].get("ttl") or 0)
+            elif auth.method == "approle":
+                secret_id = auth.secret_id
+                if auth.secret_id_file is not None:
+                    secret_id = read_secret_file(auth.secret_id_file, what="vault secret_id_file")
+                response = self._client.auth.approle.login(
+                    role_id=auth.role_id, secret_id=secret_id
+                )
+                ttl = int(response["auth"]["lease_duration"])
+            else:
+                jwt = read_secret_file(auth.kubernetes_jwt_file, what="kubernetes token")
+                response = self._client.auth.kubernetes.login(role=auth.kubernetes_role, jwt=jwt)
+                ttl = int(response["auth"]["lease_duration"])
+        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest) as exc:
+            # A wrong role or secret id is a 400 in Vault/OpenBao, a bad token a 403.
+            raise SecretForbidden(f"Vault refused the {auth.method} login") from exc
+        except _UNAVAILABLE as exc:
+            raise SecretBackendUnavailable(f"Vault at {self._url} is unreachable") from exc
+        now = time.monotonic()
+        # ttl 0 means a token that never expires (e.g. a root token).
+        self._expires_at = now + ttl if ttl else float("inf")
+        self._renew_at = now + ttl * 2 / 3 if ttl else float("inf")
+
+    def _fresh_token(self) -> None:
+        if time.monotonic() < self._renew_at:
+            return
+        try:
+            renewed = self._client.auth.token.renew_self()
+            ttl = int(renewed["auth"]["lease_duration"])
+            now = time.monotonic()
+            self._expires_at, self._renew_at = now + ttl, now + ttl * 2 / 3
+        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
+            self._login()  # not renewable any more: acquire a new token
+
+    def read(self, path: str, key: str) -> SecretValue:
+        check_name(path, key)
+        try:
+            with self._lock:
+                self._fresh_token()
+                response = self._client.secrets.kv.v2.read_secret_version(
+                    path=path, mount_point=self._mount, raise_on_deleted_version=True
+                )
+        except hvac.exceptions.InvalidPath:
+            raise SecretNotFound(f"secret {path} does not exist in Vault") from None
+        except hvac.exceptions.Forbidden:
+            raise SecretForbidden(f"Vault refused reading {path}") from None
+        except (
+            *_UNAVAILABLE,
+            hvac.exceptions.VaultNotInitialized,
+            SecretBackendUnavailable,
+        ) as exc:
+            unavailable = SecretBackendUnavailable(f"Vault at {self._url} is unavailable")
+            unavailable.__cause__ = exc
+            return self._cache.fallback(path, key, unavailable)
+        data = response["data"]["data"]
+        if key not in data:
+            raise SecretNotFound(f"secret {path} has no key {key!r}")
+        version = int(response["data"]["metadata"]["version"])
+        value = SecretValue(
+            str(data[key]), f"vault:{self._mount}/{path}#{key} (v{version})", version
+        )
+        return self._cache.remember(path, key, value)
+
+    def write(self, path: str, values: dict[str, str]) -> int:
+        """Write a new KV version (rotation); its version number."""
+        for key in values:
+            check_name(path, key)
+        with self._lock:
+            self._fresh_token()
+            response = self._client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=values, mount_point=self._mount
+            )
+        return int(response["data"]["version"])
+
+    def close(self) -> None:
+        """Revoke the token this process logged in with (a configured token is left alone)."""
+        if self._auth.method == "token":
+            return
+        try:
+            self._client.auth.token.revoke_self()
+        except (*_UNAVAILABLE, hvac.exceptions.Forbidden):
+            pass

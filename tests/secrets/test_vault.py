@@ -1,0 +1,113 @@
+"""The Vault provider against a real OpenBao dev server: token and AppRole login, KV v2 reads
+and a version bump seen without restart, policy refusals, sealed/unreachable at start-up, the
+last known value while sealed at run time, token revocation on close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from support.upstream import free_port
+from wakedock.secrets.base import SecretBackendUnavailable, SecretForbidden, SecretNotFound
+from wakedock.secrets.vault import VaultAuth, VaultProvider
+
+pytestmark = pytest.mark.integration
+POLICY = 'path "secret/data/wakedock/*" { capabilities = ["read", "create", "update"] }'
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    server = start_openbao(tmp_path_factory.mktemp("bao"))
+    root = server.client()
+    root.sys.create_or_update_policy(name="wakedock", policy=POLICY)
+    root.sys.enable_auth_method("approle")
+    root.write("auth/approle/role/wakedock", token_policies=["wakedock"], token_ttl="1h")
+    root.secrets.kv.v2.create_or_update_secret(
+        path="wakedock/jwt", secret={"key": "first-signing-key-" + "x" * 20}, mount_point="secret"
+    )
+    root.secrets.kv.v2.create_or_update_secret(
+        path="other/db", secret={"password": "not-for-wakedock"}, mount_point="secret"
+    )
+    yield server
+    server.stop()
+
+
+def approle(bao: BaoServer, tmp_path: Path) -> VaultAuth:
+    root = bao.client()
+    role_id = root.read("auth/approle/role/wakedock/role-id")["data"]["role_id"]
+    secret_id = root.write("auth/approle/role/wakedock/secret-id")["data"]["secret_id"]
+    path = tmp_path / "secret_id"
+    path.write_text(secret_id)
+    path.chmod(0o600)
+    return VaultAuth("approle", role_id=role_id, secret_id_file=path)
+
+
+def test_token_login_reads_kv2_and_never_shows_the_value(bao: BaoServer) -> None:
+    vault = VaultProvider(bao.url, VaultAuth("token", token=ROOT_TOKEN))
+    vault.check()
+    secret = vault.read("wakedock/jwt", "key")
+    assert secret.value.startswith("first-signing-key-")
+    assert secret.source == "vault:secret/wakedock/jwt#key (v1)" and secret.version == 1
+    assert secret.value not in repr(secret)
+    with pytest.raises(SecretNotFound):
+        vault.read("wakedock/jwt", "missing")
+    with pytest.raises(SecretNotFound):
+        vault.read("wakedock/nothing", "key")
+
+
+def test_approle_login_policy_version_bump_and_revocation(bao: BaoServer, tmp_path: Path) -> None:
+    vault = VaultProvider(bao.url, approle(bao, tmp_path))
+    vault.check()
+    assert vault.read("wakedock/jwt", "key").version == 1
+    with pytest.raises(SecretForbidden):
+        vault.read("other/db", "password")
+    # Rotation: a new KV version, noticed on the next read, without a restart.
+    version = vault.write("wakedock/jwt", {"key": "second-signing-key-" + "y" * 20})
+    again = vault.read("wakedock/jwt", "key")
+    assert again.version == version == 2 and again.value.startswith("second-signing-key-")
+    token = vault._client.token
+    vault.close()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=bao.url, token=token).auth.token.lookup_self()
+
+
+def test_a_wrong_secret_id_is_refused(bao: BaoServer, tmp_path: Path) -> None:
+    auth = approle(bao, tmp_path)
+    wrong = VaultAuth(
+        "approle", role_id=auth.role_id, secret_id="00000000-0000-0000-0000-000000000000"
+    )
+    with pytest.raises(SecretForbidden, match="refused the approle login"):
+        VaultProvider(bao.url, wrong).check()
+
+
+def test_sealed_or_unreachable_at_start_up_is_refused_by_name(bao: BaoServer) -> None:
+    nowhere = VaultProvider(f"http://127.0.0.1:{free_port()}", VaultAuth("token", token="x"))
+    with pytest.raises(SecretBackendUnavailable, match="unreachable"):
+        nowhere.check()
+    bao.seal()
+    try:
+        with pytest.raises(SecretBackendUnavailable, match="is sealed"):
+            VaultProvider(bao.url, VaultAuth("token", token=ROOT_TOKEN)).check()
+    finally:
+        bao.unseal()
+
+
+def test_sealed_at_run_time_serves_the_last_value_and_reports_degraded(bao: BaoServer) -> None:
+    vault = VaultProvider(bao.url, VaultAuth("token", token=ROOT_TOKEN))
+    vault.check()
+    known = vault.read("wakedock/jwt", "key").value
+    bao.seal()
+    try:
+        assert vault.read("wakedock/jwt", "key").value == known
+        assert vault.degraded
+        with pytest.raises(SecretBackendUnavailable):
+            vault.read("wakedock/never-read", "key")  # nothing known to fall back on
+    finally:
+        bao.unseal()
+    vault.read("wakedock/jwt", "key")
+    assert not vault.degraded
