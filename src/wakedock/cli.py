@@ -18,6 +18,7 @@ from wakedock.components import Components
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
+from wakedock.secrets.cli import config_group
 from wakedock.services.cli import cis_check, service
 
 
@@ -233,6 +234,7 @@ def user_mfa_reset(state: CliState, username: str) -> None:
 main.add_command(service)
 main.add_command(cis_check)
 main.add_command(audit)
+main.add_command(config_group)
 
 if __name__ == "__main__":
     main()

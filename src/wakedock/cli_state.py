@@ -11,7 +11,7 @@ import click
 
 from wakedock.audit.events import RequestContext
 from wakedock.components import Components, build_components
-from wakedock.config import ConfigError, Settings, load_settings
+from wakedock.config import ConfigError, Settings, load_settings, read_yaml
 
 
 @dataclass
@@ -28,6 +28,10 @@ class CliState:
             return load_settings(self.config_file, merged)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
+
+    def yaml_data(self) -> dict[str, Any]:
+        """The YAML file's raw content (to tell where a setting came from)."""
+        return read_yaml(self.config_file)
 
     def components(self, settings: Settings | None = None) -> Components:
         settings = settings or self.settings()

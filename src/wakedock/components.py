@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -35,6 +35,8 @@ from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
+from wakedock.secrets.base import SecretProvider
+from wakedock.secrets.resolve import make_provider, referenced, resolve_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
 from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
@@ -70,6 +72,8 @@ class Components:
     audit_chain: AuditChain
     siem: SiemExporter
     metrics: AuditCounters
+    secret_provider: SecretProvider | None = None
+    secret_sources: dict[str, str] = field(default_factory=dict)
 
 
 def signing_keyring(settings: Settings) -> Keyring:
@@ -165,6 +169,12 @@ def build_components(
 ) -> Components:
     """Wire every component from settings. Creates the data directory and schema if needed."""
     clock = clock or SystemClock()
+    provider: SecretProvider | None = None
+    secret_sources: dict[str, str] = {}
+    if referenced(settings) or settings.secrets.provider == "vault":
+        # Every secret reference is resolved before anything uses the settings (S9).
+        provider = make_provider(settings.secrets)
+        settings, secret_sources = resolve_settings(settings, provider)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url(), echo=settings.database.echo)
     chain_key = audit_chain_key(settings)
@@ -244,4 +254,6 @@ def build_components(
         audit_chain=audit_chain,
         siem=siem_exporter(settings, factory, clock),
         metrics=AuditCounters(factory),
+        secret_provider=provider,
+        secret_sources=secret_sources,
     )

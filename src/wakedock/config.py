@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -46,8 +48,14 @@ def _rate_limit(value: str) -> str:
     return value
 
 
+SECRET_REF_PREFIX = "secret:"  # noqa: S105 - a prefix, not a secret
+
+
 def _key_bytes(value: SecretStr | None) -> SecretStr | None:
-    """Keys (signing, encryption, chain) are at least 256 bits."""
+    """Keys (signing, encryption, chain) are at least 256 bits (a `secret:` reference is
+    checked once resolved)."""
+    if value is not None and value.get_secret_value().startswith(SECRET_REF_PREFIX):
+        return value
     if value is not None and len(value.get_secret_value().encode()) < 32:
         raise ValueError("must be at least 32 bytes")
     return value
@@ -255,6 +263,41 @@ class AlertSettings(_Section):
         return _ip_networks(value)
 
 
+class SecretsSettings(_Section):
+    """Where `secret:<path>#<key>` references are read (docs/secrets.md)."""
+
+    provider: Literal["env", "file", "vault"] = "file"
+    # The file provider's directory (Docker and Kubernetes mount secrets there).
+    directory: Path = Path("/run/secrets")
+    vault_url: str | None = None
+    vault_auth: Literal["token", "approle", "kubernetes"] = "token"
+    vault_token: SecretStr | None = None
+    vault_role_id: str | None = None
+    vault_secret_id_file: Path | None = None
+    vault_kubernetes_role: str | None = None
+    vault_mount: str = "secret"
+    vault_namespace: str | None = None
+    # A CA bundle for the Vault server's certificate (verification is never switched off).
+    vault_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _vault_complete(self) -> SecretsSettings:
+        if self.provider != "vault":
+            return self
+        if not self.vault_url or not self.vault_url.startswith(("https://", "http://")):
+            raise ValueError("vault_url is required with provider vault (https://...)")
+        needs = {
+            "token": ("vault_token", self.vault_token),
+            "approle": ("vault_role_id", self.vault_role_id),
+            "kubernetes": ("vault_kubernetes_role", self.vault_kubernetes_role),
+        }[self.vault_auth]
+        if needs[1] is None:
+            raise ValueError(f"{needs[0]} is required with vault_auth {self.vault_auth}")
+        if self.vault_auth == "approle" and self.vault_secret_id_file is None:
+            raise ValueError("vault_secret_id_file is required with vault_auth approle")
+        return self
+
+
 class DockerSettings(_Section):
     """Where services run, and what the policy engine lets an admin relax (S6)."""
 
@@ -368,6 +411,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     siem: SiemSettings = Field(default_factory=SiemSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:
@@ -407,7 +451,7 @@ def _file_env_values(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _read_yaml(path: Path | None) -> dict[str, Any]:
+def read_yaml(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
@@ -442,7 +486,7 @@ def load_settings(
 
     Raises ConfigError with a message naming every invalid key.
     """
-    yaml_data = _read_yaml(config_file)
+    yaml_data = read_yaml(config_file)
     file_data = _file_env_values(dict(os.environ))
     cli_data = overrides or {}
 
@@ -470,8 +514,63 @@ def load_settings(
         if k.startswith(ENV_PREFIX) and k.endswith(FILE_SUFFIX)
     }
     try:
-        return _Loaded()
+        loaded = _Loaded()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     finally:
         os.environ.update(hidden)
+    problems = plain_secrets(loaded, yaml_data, cli_data)
+    if problems and loaded.environment == "production":
+        raise ConfigError("; ".join(problems))
+    for problem in problems:
+        warnings.warn(f"{problem} (refused in production)", stacklevel=2)
+    return loaded
+
+
+# Settings holding secrets. For URLs only those that embed a password count.
+SECRET_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("auth", "jwt_signing_key", False),
+    ("mfa", "encryption_key", False),
+    ("audit", "chain_key", False),
+    ("secrets", "vault_token", False),
+    ("database", "url", True),
+    ("rate_limit", "storage_url", True),
+)
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}__{key}".upper()
+
+
+def secret_origin(section: str, key: str, yaml_data: dict[str, Any], cli: dict[str, Any]) -> str:
+    """Where a secret setting came from: override, file, env, yaml or default."""
+    if key in (cli.get(section) or {}):
+        return "override"
+    if env_name(section, key) + FILE_SUFFIX in os.environ:
+        return "file"
+    if env_name(section, key) in os.environ:
+        return "env"
+    if key in (yaml_data.get(section) or {}):
+        return "yaml"
+    return "default"
+
+
+def plain_secrets(settings: Settings, yaml_data: dict[str, Any], cli: dict[str, Any]) -> list[str]:
+    """Secrets written as plain values in the YAML file or a plain environment variable."""
+    problems = []
+    for section, key, only_with_password in SECRET_FIELDS:
+        origin = secret_origin(section, key, yaml_data, cli)
+        value = getattr(getattr(settings, section), key)
+        if origin not in ("yaml", "env") or value is None:
+            continue
+        text = value.get_secret_value()
+        if text.startswith(SECRET_REF_PREFIX):
+            continue
+        if only_with_password and urlsplit(text).password is None:
+            continue
+        where = "the YAML file" if origin == "yaml" else f"the variable {env_name(section, key)}"
+        problems.append(
+            f"{section}.{key} is a plain secret in {where}: use {env_name(section, key)}"
+            f"{FILE_SUFFIX} (a 0600 file) or a secret:<path>#<key> reference"
+        )
+    return problems

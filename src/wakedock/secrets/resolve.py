@@ -1,0 +1,69 @@
+"""Resolve `secret:<path>#<key>` references in the settings through the configured provider."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, SecretsSettings, Settings
+from wakedock.secrets.base import SecretProvider
+from wakedock.secrets.providers import EnvProvider, FileProvider
+from wakedock.secrets.vault import VaultAuth, VaultProvider
+from wakedock.services.spec import parse_secret_ref
+
+KEY_FIELDS = {("auth", "jwt_signing_key"), ("mfa", "encryption_key"), ("audit", "chain_key")}
+
+
+def make_provider(config: SecretsSettings) -> SecretProvider:
+    """The configured provider; a Vault one is checked (reachable, initialised, unsealed)."""
+    if config.provider == "env":
+        return EnvProvider()
+    if config.provider == "file":
+        return FileProvider(config.directory)
+    token = config.vault_token.get_secret_value() if config.vault_token else None
+    auth = VaultAuth(
+        config.vault_auth,
+        token=token,
+        role_id=config.vault_role_id,
+        secret_id_file=config.vault_secret_id_file,
+        kubernetes_role=config.vault_kubernetes_role,
+    )
+    vault = VaultProvider(
+        config.vault_url or "",
+        auth,
+        mount=config.vault_mount,
+        namespace=config.vault_namespace,
+        ca_file=config.vault_ca_file,
+    )
+    vault.check()
+    return vault
+
+
+def referenced(settings: Settings) -> bool:
+    return any(
+        (value := getattr(getattr(settings, section), key)) is not None
+        and value.get_secret_value().startswith(SECRET_REF_PREFIX)
+        for section, key, _ in SECRET_FIELDS
+    )
+
+
+def resolve_settings(
+    settings: Settings, provider: SecretProvider
+) -> tuple[Settings, dict[str, str]]:
+    """Settings with every reference replaced by its value, and where each came from."""
+    sources: dict[str, str] = {}
+    for section, key, _ in SECRET_FIELDS:
+        value = getattr(getattr(settings, section), key)
+        if value is None or not value.get_secret_value().startswith(SECRET_REF_PREFIX):
+            continue
+        ref = parse_secret_ref(value.get_secret_value())
+        if ref is None:
+            raise ValueError(f"{section}.{key}: a reference is secret:<path>#<key>")
+        secret = provider.read(*ref)
+        if (section, key) in KEY_FIELDS and len(secret.value.encode()) < 32:
+            raise ValueError(
+                f"{section}.{key}: the secret {ref[0]}#{ref[1]} is shorter than 32 bytes"
+            )
+        part = getattr(settings, section).model_copy(update={key: SecretStr(secret.value)})
+        settings = settings.model_copy(update={section: part})
+        sources[f"{section}.{key}"] = secret.source
+    return settings, sources

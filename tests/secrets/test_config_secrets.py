@@ -1,0 +1,112 @@
+"""Secrets in the configuration: plain values refused in production (warned in development),
+`secret:` references resolved through the provider (environment, files, real OpenBao), and
+`wakedock config check` naming each source without ever printing a value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.components import run_cli
+from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from wakedock.auth.passwords import PasswordHasher
+from wakedock.components import build_components
+from wakedock.config import ConfigError, load_settings
+from wakedock.secrets.base import SecretBackendUnavailable
+
+KEY = "a-very-long-signing-key-from-the-vault-0123456789"
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "wakedock.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_production_refuses_plain_secrets_in_yaml_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _yaml(tmp_path, f"auth:\n  jwt_signing_key: {'p' * 40}\n")
+    with pytest.raises(
+        ConfigError, match=r"auth\.jwt_signing_key is a plain secret in the YAML file"
+    ) as caught:
+        load_settings(config)
+    assert "WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE" in str(caught.value) and "p" * 40 not in str(
+        caught.value
+    )
+    monkeypatch.setenv("WAKEDOCK_DATABASE__URL", "postgresql://app:hunter2-long@db/wakedock")
+    with pytest.raises(
+        ConfigError, match=r"database\.url is a plain secret in the variable WAKEDOCK_DATABASE__URL"
+    ):
+        load_settings()
+    monkeypatch.setenv("WAKEDOCK_DATABASE__URL", "postgresql://db/wakedock")  # no password: fine
+    assert load_settings().database.url is not None
+
+
+def test_development_only_warns(tmp_path: Path) -> None:
+    config = _yaml(tmp_path, f"environment: development\nmfa:\n  encryption_key: {'m' * 40}\n")
+    with pytest.warns(UserWarning, match=r"mfa\.encryption_key .*\(refused in production\)"):
+        assert load_settings(config).mfa.encryption_key is not None
+
+
+def test_env_references_resolve_and_config_check_names_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _yaml(
+        tmp_path, "auth:\n  jwt_signing_key: secret:wakedock/jwt#key\nsecrets:\n  provider: env\n"
+    )
+    env = {"WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY": KEY, "WAKEDOCK_CONFIG": str(config)}
+    checked = run_cli(tmp_path / "data", "config", "check", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY (referenced from yaml)" in checked.stdout
+    assert KEY not in checked.stdout + checked.stderr
+    missing = run_cli(tmp_path / "data", "config", "check", env={"WAKEDOCK_CONFIG": str(config)})
+    assert missing.returncode == 1 and "WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY" in missing.stderr
+    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY", KEY)
+    settings = load_settings(config, {"data_dir": tmp_path / "data"})
+    c = build_components(settings, hasher=PasswordHasher(19456, 2, 1))
+    assert c.settings.auth.jwt_signing_key is not None
+    assert c.settings.auth.jwt_signing_key.get_secret_value() == KEY
+    assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY"}
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    server = start_openbao(tmp_path_factory.mktemp("bao"))
+    server.client().secrets.kv.v2.create_or_update_secret(
+        path="wakedock/jwt", secret={"key": KEY}, mount_point="secret"
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_vault_references_resolve_at_start_and_a_sealed_vault_stops_start_up(
+    tmp_path: Path, bao: BaoServer
+) -> None:
+    token = tmp_path / "vault-token"
+    token.write_text(ROOT_TOKEN)
+    token.chmod(0o600)
+    config = _yaml(
+        tmp_path,
+        "auth:\n  jwt_signing_key: secret:wakedock/jwt#key\n"
+        f"secrets:\n  provider: vault\n  vault_url: {bao.url}\n",
+    )
+    env = {"WAKEDOCK_SECRETS__VAULT_TOKEN_FILE": str(token), "WAKEDOCK_CONFIG": str(config)}
+    checked = run_cli(tmp_path / "data", "config", "check", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "vault:secret/wakedock/jwt#key (v1)" in checked.stdout and KEY not in checked.stdout
+    assert "file named by WAKEDOCK_SECRETS__VAULT_TOKEN_FILE" in checked.stdout
+    bao.seal()
+    try:
+        refused = run_cli(tmp_path / "data", "config", "check", env=env)
+        assert refused.returncode == 1 and "is sealed" in refused.stderr
+        settings = load_settings(
+            config, {"data_dir": tmp_path / "data", "secrets": {"vault_token": ROOT_TOKEN}}
+        )
+        with pytest.raises(SecretBackendUnavailable, match="sealed"):
+            build_components(settings)
+    finally:
+        bao.unseal()
