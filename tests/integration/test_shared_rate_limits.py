@@ -78,6 +78,12 @@ def _assert_limited(response: httpx.Response) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
+def key_file(path: Path) -> Path:
+    path.write_text(secrets.token_urlsafe(48))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="module")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, postgres: PostgresServer
@@ -90,7 +96,8 @@ def cluster(
     env = {
         "WAKEDOCK_DATABASE__URL": postgres.admin_url(database),
         "WAKEDOCK_RATE_LIMIT__STORAGE_URL": redis_server.url,
-        "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48),
+        # Production refuses a plain key in the environment: a 0600 file, as deployed.
+        "WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE": str(key_file(root / "jwt")),
     }
     # Started one after the other: the first one applies the migrations.
     with (
@@ -213,7 +220,10 @@ def test_tokens_and_logout_cross_replicas(replicas: Cluster) -> None:
 def test_a_token_signed_with_another_key_is_refused(replicas: Cluster, tmp_path: Path) -> None:
     """Shows the cross-replica acceptance above comes from the shared key, not from laxness."""
     password = replicas.create_user("heidi")
-    other_env = {**replicas.env, "WAKEDOCK_AUTH__JWT_SIGNING_KEY": secrets.token_urlsafe(48)}
+    other_env = {
+        **replicas.env,
+        "WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE": str(key_file(tmp_path / "other-jwt")),
+    }
     with (
         wakedock_server(tmp_path / "data", https=False, env=other_env) as stranger,
         _client(stranger) as client,
