@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
@@ -92,5 +94,11 @@ def create_asgi(components: Components) -> HostRouter:
         reaper,
         settings.proxy.admin_hosts,
         on_startup=[components.siem.start],
-        on_shutdown=[components.siem.stop],
+        on_shutdown=[components.siem.stop, *_closers(components)],
     )
+
+
+def _closers(components: Components) -> list[Callable[[], None]]:
+    # A Vault token WakeDock logged in for is revoked when the server stops.
+    provider = components.secret_provider
+    return [provider.close] if provider is not None else []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support.components import run_cli
+from support.components import run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.components import build_components
@@ -110,3 +110,28 @@ def test_vault_references_resolve_at_start_and_a_sealed_vault_stops_start_up(
             build_components(settings)
     finally:
         bao.unseal()
+
+
+@pytest.mark.integration
+def test_the_server_revokes_its_vault_token_when_it_stops(tmp_path: Path, bao: BaoServer) -> None:
+    root = bao.client()
+    if "approle/" not in root.sys.list_auth_methods():
+        root.sys.enable_auth_method("approle")
+    root.write("auth/approle/role/server", token_policies=["default"], token_ttl="1h")
+    role_id = root.read("auth/approle/role/server/role-id")["data"]["role_id"]
+    secret_id = tmp_path / "secret_id"
+    secret_id.write_text(root.write("auth/approle/role/server/secret-id")["data"]["secret_id"])
+    secret_id.chmod(0o600)
+    config = _yaml(
+        tmp_path,
+        f"secrets:\n  provider: vault\n  vault_url: {bao.url}\n  vault_auth: approle\n"
+        f"  vault_role_id: {role_id}\n  vault_secret_id_file: {secret_id}\n",
+    )
+
+    def tokens() -> int:
+        return len(root.list("auth/token/accessors")["data"]["keys"])
+
+    before = tokens()
+    with wakedock_server(tmp_path / "data", env={"WAKEDOCK_CONFIG": str(config)}):
+        assert tokens() == before + 1  # logged in through AppRole at start-up
+    assert tokens() == before  # revoked on shutdown
