@@ -14,7 +14,8 @@ from wakedock.alerts.geoip import GeoIP
 from wakedock.alerts.ssrf import UnsafeWebhook, check_webhook
 from wakedock.alerts.webhooks import AlertSink, Webhook
 from wakedock.audit.chain import AuditChain
-from wakedock.audit.service import CHAIN_INFO
+from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.auth.keys import Keyring, SigningKey, load_or_create_key_file
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.service import LOGIN_BY_IP, LOGIN_BY_USER, AuthService
@@ -23,7 +24,7 @@ from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import Settings
-from wakedock.db import make_engine, make_session_factory, migrate
+from wakedock.db import make_engine, make_session_factory, migrate, transaction
 from wakedock.files.store import FileStore
 from wakedock.metrics.counters import AuditCounters
 from wakedock.mfa.crypto import SecretBox
@@ -84,6 +85,17 @@ def signing_keyring(settings: Settings) -> Keyring:
     else:
         secret = load_or_create_key_file(settings.data_dir / "secrets" / "jwt_signing_key")
     return Keyring(SigningKey.from_secret(secret))
+
+
+def _audit_secret_reads(
+    factory: sessionmaker[Session], clock: Clock, sources: dict[str, str]
+) -> None:
+    """Each secret read at start-up is audited: the setting and its source, never the value."""
+    context = RequestContext(actor="system:startup")
+    with transaction(factory) as db:
+        for setting, source in sorted(sources.items()):
+            event = Event(EventType.SECRET_ACCESS, target=setting, details={"source": source})
+            record_event(db, event, context, at=clock.now())
 
 
 def audit_chain_key(settings: Settings) -> bytes:
@@ -225,6 +237,8 @@ def build_components(
     mfa = MfaService(
         factory, clock, secret_box(settings), hasher, limiter, sessions, challenges, settings.mfa
     )
+    if secret_sources:
+        _audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
     services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker))
     activity = ActivityTracker(clock)

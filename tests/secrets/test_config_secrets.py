@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from support.components import run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
@@ -70,6 +71,15 @@ def test_env_references_resolve_and_config_check_names_the_source(
     assert c.settings.auth.jwt_signing_key is not None
     assert c.settings.auth.jwt_signing_key.get_secret_value() == KEY
     assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY"}
+    # The read is audited (setting and source), and the value appears nowhere in the trail.
+    with c.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT target, details FROM audit_events WHERE type = 'secret_access'")
+        ).all()
+        trail = " ".join(str(r) for r in conn.execute(sa.text("SELECT * FROM audit_events")))
+    assert [r[0] for r in rows] == ["auth.jwt_signing_key"]
+    assert "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY" in rows[0][1]
+    assert KEY not in trail
 
 
 @pytest.fixture(scope="module")
