@@ -118,3 +118,12 @@ def test_formula_cells_are_defused_in_csv(h: Harness) -> None:
     ).text
     [row] = list(csv.DictReader(io.StringIO(table)))
     assert row["target"].startswith("'=") and row["actor"] == "'+attacker"
+
+
+def test_siem_sink_status_needs_audit_read(h: Harness) -> None:
+    for role in (Role.VIEWER, Role.DEVELOPER):
+        denied = h.client.get("/api/v1/siem/sinks", headers=h.bearer(h.token_for(role)))
+        assert denied.status_code == 403
+    assert h.client.get("/api/v1/siem/sinks").status_code == 401
+    reply = h.client.get("/api/v1/siem/sinks", headers=h.bearer(h.token_for(Role.OPERATOR)))
+    assert reply.status_code == 200 and reply.json() == []

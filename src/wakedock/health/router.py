@@ -14,6 +14,6 @@ router = APIRouter(prefix="/api/v1", tags=["health"])
 @router.get("/health", dependencies=[Depends(public)])
 async def health(c: Components = Depends(components)) -> dict[str, str]:
     """`degraded` while the secrets backend is down (values are served from memory)."""
-    if getattr(c.secret_provider, "degraded", False):
+    if c.secret_provider is not None and c.secret_provider.degraded:
         return {"status": "degraded"}
     return {"status": "ok"}

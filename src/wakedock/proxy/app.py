@@ -23,6 +23,7 @@ from wakedock.proxy.wake import WAKE_BY_IP, Endpoint, TooManyAwake, WakeCoordina
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.services.views import ServiceView
 from wakedock.web.client_ip import client_ip, is_trusted
+from wakedock.web.redirects import local_path
 
 _RETRY_SECONDS = "5"
 
@@ -253,9 +254,7 @@ class ProxyApp:
     async def _redeem(self, host: str, scope: Scope) -> Response:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         ticket = (query.get("ticket") or [""])[0]
-        target = (query.get("next") or ["/"])[0]
-        if not target.startswith("/") or target.startswith("//") or "\\" in target:
-            target = "/"
+        target = local_path((query.get("next") or ["/"])[0])
         try:
             value = await run_in_threadpool(self._access.redeem_ticket, ticket, host)
         except NotAuthenticated as exc:

@@ -51,6 +51,10 @@ def check_name(path: str, key: str) -> None:
 
 class SecretProvider(Protocol):
     name: str
+    @property
+    def degraded(self) -> bool:
+        """True while values are served from memory because the backend is unavailable."""
+        ...
 
     def read(self, path: str, key: str) -> SecretValue:
         """The current value (SecretNotFound, SecretForbidden, SecretBackendUnavailable)."""

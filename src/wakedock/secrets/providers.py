@@ -19,6 +19,7 @@ def env_name(path: str, key: str) -> str:
 
 class EnvProvider:
     name = "env"
+    degraded = False
 
     def read(self, path: str, key: str) -> SecretValue:
         check_name(path, key)
@@ -35,6 +36,8 @@ class EnvProvider:
 class FileProvider:
     """A secrets directory (Docker/Kubernetes style): `<dir>/<path>/<key>`, or flat
     `<dir>/<path with / as _>_<key>` as Docker Swarm names them."""
+
+    degraded = False
 
     def __init__(self, directory: Path) -> None:
         self.name = f"file:{directory}"

@@ -24,16 +24,10 @@ from wakedock.mfa.service import Challenge
 from wakedock.proxy.hosts import normalise_host
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import components, request_context
+from wakedock.web.redirects import local_path
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 MAX_FORM_BYTES = 16 * 1024
-
-
-def _local(target: str | None) -> str:
-    """A path on this host only: anything else (//evil, https://evil, backslashes) becomes /."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 def _form(next_path: str, message: str = "", status: int = 200) -> HTMLResponse:
@@ -70,7 +64,7 @@ async def _form_fields(request: Request) -> dict[str, str]:
 
 @router.get("/login", dependencies=[Depends(public)])
 async def login_page(next: str = "/") -> HTMLResponse:
-    return _form(_local(next))
+    return _form(local_path(next))
 
 
 @router.post("/login", dependencies=[Depends(public)])
@@ -83,7 +77,7 @@ async def login_form(
     await refuse_cross_site_cookie_login(request, c, context)
     fields = await _form_fields(request)
     username, password = fields.get("username", ""), fields.get("password", "")
-    code, target = fields.get("code", ""), _local(fields.get("next"))
+    code, target = fields.get("code", ""), local_path(fields.get("next"))
     if not username or not password:
         return _form(target, "Enter your username and password.", 400)
     try:
