@@ -93,8 +93,12 @@ def create_asgi(components: Components) -> HostRouter:
         components.wakes,
         reaper,
         settings.proxy.admin_hosts,
-        on_startup=[components.siem.start],
-        on_shutdown=[components.siem.stop, *_closers(components)],
+        on_startup=[components.siem.start, components.secret_watcher.start],
+        on_shutdown=[
+            components.siem.stop,
+            components.secret_watcher.stop,
+            *_closers(components),
+        ],
     )
 
 

@@ -18,7 +18,7 @@ from wakedock.components import Components
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
-from wakedock.secrets.cli import config_group
+from wakedock.secrets.cli import config_group, secrets_group
 from wakedock.services.cli import cis_check, service
 
 
@@ -235,6 +235,7 @@ main.add_command(service)
 main.add_command(cis_check)
 main.add_command(audit)
 main.add_command(config_group)
+main.add_command(secrets_group)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,20 +17,20 @@ from wakedock.alerts.webhooks import AlertSink, Webhook
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType, RequestContext
 from wakedock.audit.service import CHAIN_INFO, record_event
-from wakedock.auth.keys import Keyring, SigningKey, load_or_create_key_file
+from wakedock.auth.keys import Keyring, load_or_create_key_file
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.service import LOGIN_BY_IP, LOGIN_BY_USER, AuthService
 from wakedock.auth.sessions import SessionStore
 from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
-from wakedock.config import Settings
+from wakedock.config import FILE_SUFFIX, Settings, env_name
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
 from wakedock.files.store import FileStore
 from wakedock.metrics.counters import AuditCounters
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
-from wakedock.proxy.access import ProxyAccess
+from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.hosts import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
@@ -37,9 +38,12 @@ from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
 from wakedock.secrets.base import SecretProvider
-from wakedock.secrets.resolve import make_provider, referenced, resolve_settings
+from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
+from wakedock.secrets.rotation import KEY_SETTING, JwtKeys, key_source
+from wakedock.secrets.watch import SecretWatcher
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
+from wakedock.services.spec import parse_secret_ref
 from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
 from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
@@ -73,18 +77,57 @@ class Components:
     audit_chain: AuditChain
     siem: SiemExporter
     metrics: AuditCounters
+    jwt_keys: JwtKeys
+    secret_watcher: SecretWatcher
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
 
-def signing_keyring(settings: Settings) -> Keyring:
-    """The JWT keyring: the configured key, or one generated once in the data directory."""
-    configured = settings.auth.jwt_signing_key
-    if configured is not None:
-        secret = configured.get_secret_value().encode()
-    else:
-        secret = load_or_create_key_file(settings.data_dir / "secrets" / "jwt_signing_key")
-    return Keyring(SigningKey.from_secret(secret))
+def jwt_keys(
+    configured: Settings,
+    resolved: Resolved,
+    provider: SecretProvider | None,
+    factory: sessionmaker[Session],
+    clock: Clock,
+) -> JwtKeys:
+    """The signing keys and their rotation (S9.3); see secrets/rotation.py."""
+    settings = resolved.settings
+    raw = configured.auth.jwt_signing_key
+    reference = parse_secret_ref(raw.get_secret_value()) if raw is not None else None
+    source = key_source(
+        settings.auth.jwt_signing_key,
+        reference,
+        provider,
+        resolved.sources.get(KEY_SETTING) or _origin("auth", "jwt_signing_key"),
+        settings.data_dir,
+        clock,
+    )
+    auth = settings.auth
+    # The longest a token signed with a key can live: a proxy cookie lasts as long as a session.
+    longest = max(
+        auth.access_token_ttl_seconds,
+        auth.session_absolute_seconds,
+        settings.mfa.challenge_seconds,
+        TICKET_SECONDS,
+    )
+    lifetime = timedelta(seconds=longest + settings.secrets.refresh_seconds + 5)
+    every = auth.jwt_rotation_seconds
+    return JwtKeys(
+        source,
+        clock,
+        factory,
+        lifetime=lifetime,
+        rotate_every=timedelta(seconds=every) if every else None,
+    )
+
+
+def _origin(section: str, key: str) -> str:
+    variable = env_name(section, key)
+    if variable + FILE_SUFFIX in os.environ:
+        return f"the file named by {variable}{FILE_SUFFIX}"
+    if variable in os.environ:
+        return f"the variable {variable}"
+    return "the configuration"
 
 
 def _audit_secret_reads(
@@ -181,12 +224,15 @@ def build_components(
 ) -> Components:
     """Wire every component from settings. Creates the data directory and schema if needed."""
     clock = clock or SystemClock()
+    configured = settings
     provider: SecretProvider | None = None
-    secret_sources: dict[str, str] = {}
+    resolved = Resolved(settings)
     if referenced(settings) or settings.secrets.provider == "vault":
         # Every secret reference is resolved before anything uses the settings (S9).
         provider = make_provider(settings.secrets)
-        settings, secret_sources = resolve_settings(settings, provider)
+        resolved = resolve_settings(settings, provider)
+        settings = resolved.settings
+    secret_sources = resolved.sources
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url(), echo=settings.database.echo)
     chain_key = audit_chain_key(settings)
@@ -198,7 +244,8 @@ def build_components(
     hasher = hasher or PasswordHasher(
         auth.argon2_memory_kib, auth.argon2_time_cost, auth.argon2_parallelism
     )
-    keyring = signing_keyring(settings)
+    signing = jwt_keys(configured, resolved, provider, factory, clock)
+    keyring = signing.keyring
     codec = TokenCodec(
         keyring,
         issuer=auth.jwt_issuer,
@@ -268,6 +315,16 @@ def build_components(
         audit_chain=audit_chain,
         siem=siem_exporter(settings, factory, clock),
         metrics=AuditCounters(factory),
+        jwt_keys=signing,
+        secret_watcher=SecretWatcher(
+            signing,
+            provider,
+            {k: v for k, v in resolved.references.items() if k != KEY_SETTING},
+            resolved.versions,
+            factory,
+            clock,
+            interval=settings.secrets.refresh_seconds,
+        ),
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -136,8 +136,11 @@ class AuthSettings(_Section):
     registration_enabled: bool = False
     jwt_issuer: str = "wakedock"
     jwt_audience: str = "wakedock-api"
-    # If unset, a random key is generated once and kept in <data_dir>/secrets (mode 0600).
+    # If unset, random keys are generated and kept in <data_dir>/secrets/jwt (mode 0600).
     jwt_signing_key: SecretStr | None = None
+    # A new signing key is written this often (generated keys and Vault keys; 0: only by
+    # `wakedock secrets rotate jwt`). Tokens signed with the previous key stay valid.
+    jwt_rotation_seconds: int = Field(default=30 * 86400, ge=0)
     # Lifetime of the one-time first-admin setup token printed at first start.
     setup_token_seconds: int = Field(default=15 * 60, ge=60, le=3600)
 
@@ -279,6 +282,12 @@ class SecretsSettings(_Section):
     vault_namespace: str | None = None
     # A CA bundle for the Vault server's certificate (verification is never switched off).
     vault_ca_file: Path | None = None
+    # How often referenced secrets and the signing keys are read again (a new KV version is
+    # then used without a restart; health recovers from `degraded`).
+    refresh_seconds: float = Field(default=60.0, ge=0.2, le=3600)
+    # The folder under which services' `secret:` references and the secrets API live;
+    # a developer may reference only `<prefix>/<service name>/...`.
+    service_prefix: str = Field(default="services", pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")
     def _vault_complete(self) -> SecretsSettings:

@@ -69,6 +69,9 @@ class EventType(StrEnum):
     API_ABUSE = "api_abuse"
     SECURITY_VIOLATION = "security_violation"
     SECRET_ACCESS = "secret_access"  # noqa: S105 - a name, not a secret
+    SECRET_ROTATION = "secret_rotation"  # noqa: S105 - a name, not a secret
+    SECRET_WRITE = "secret_write"  # noqa: S105 - a name, not a secret
+    SECRET_REVEAL = "secret_reveal"  # noqa: S105 - a name, not a secret
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -119,6 +122,10 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.API_ABUSE: Severity.MEDIUM,
     EventType.SECURITY_VIOLATION: Severity.HIGH,
     EventType.SECRET_ACCESS: Severity.MEDIUM,
+    EventType.SECRET_ROTATION: Severity.MEDIUM,
+    EventType.SECRET_WRITE: Severity.HIGH,
+    # A person reading a secret's value back: rare, deliberate, and worth a look.
+    EventType.SECRET_REVEAL: Severity.HIGH,
 }
 
 

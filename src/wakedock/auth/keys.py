@@ -1,4 +1,4 @@
-"""Signing keys: identified by `kid`, generated once when none is configured."""
+"""Signing keys: identified by `kid`; the keyring signs with one and accepts a few (rotation)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +25,35 @@ class SigningKey:
         """A separate key per purpose (CSRF, ...), so one never doubles as another."""
         return hmac.new(self.secret, b"wakedock-purpose:" + purpose.encode(), "sha256").digest()
 
+    def __repr__(self) -> str:  # the secret must never reach a log through repr()
+        return f"SigningKey(kid={self.kid!r})"
+
 
 class Keyring:
-    """The key new tokens are signed with, and every key still accepted for verification."""
+    """The key new tokens are signed with, and every key still accepted for verification.
+
+    Rotation replaces both at once (`replace`): readers always see a consistent pair.
+    """
 
     def __init__(self, current: SigningKey, previous: list[SigningKey] | None = None) -> None:
-        self.current = current
-        self._by_kid = {k.kid: k for k in [*(previous or []), current]}
+        self._guard = threading.Lock()
+        self._state = (current, {k.kid: k for k in [*(previous or []), current]})
+
+    @property
+    def current(self) -> SigningKey:
+        return self._state[0]
 
     def get(self, kid: str) -> SigningKey | None:
-        return self._by_kid.get(kid)
+        return self._state[1].get(kid)
+
+    def accepted(self) -> list[SigningKey]:
+        """Every key a token may be signed with; the current one first."""
+        current, by_kid = self._state
+        return [current, *(k for k in by_kid.values() if k.kid != current.kid)]
+
+    def replace(self, current: SigningKey, previous: list[SigningKey]) -> None:
+        with self._guard:
+            self._state = (current, {k.kid: k for k in [*previous, current]})
 
 
 def load_or_create_key_file(path: Path) -> bytes:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from wakedock.errors import DependencyUnavailable, NotFound, PermissionDenied
+from wakedock.errors import Conflict, DependencyUnavailable, NotFound, PermissionDenied
 
 SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -27,6 +28,16 @@ class SecretForbidden(PermissionDenied):
 
 class SecretBackendUnavailable(DependencyUnavailable):
     code = "secrets_unavailable"
+
+
+class SecretConflict(Conflict):
+    code = "secret_conflict"
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    version: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ def check_name(path: str, key: str) -> None:
 
 class SecretProvider(Protocol):
     name: str
+
     @property
     def degraded(self) -> bool:
         """True while values are served from memory because the backend is unavailable."""

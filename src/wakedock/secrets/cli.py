@@ -4,16 +4,44 @@ from __future__ import annotations
 
 import click
 
+from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState
 from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, env_name, secret_origin
 from wakedock.errors import WakeDockError
 from wakedock.secrets.resolve import make_provider, resolve_settings
+from wakedock.secrets.rotation import KEY_SETTING
 
 GENERATED = {
-    ("auth", "jwt_signing_key"): "jwt_signing_key",
+    ("auth", "jwt_signing_key"): "jwt",
     ("mfa", "encryption_key"): "mfa_encryption_key",
     ("audit", "chain_key"): "audit_chain_key",
 }
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """Rotate secrets (docs/secrets.md)."""
+
+
+@secrets_group.command("rotate")
+@click.argument("name", type=click.Choice(["jwt"]))
+@click.pass_obj
+def secrets_rotate(state: CliState, name: str) -> None:
+    """Write a new JWT signing key version; tokens signed with the previous one stay valid
+    until they expire. Running servers sign with the new key at their next refresh."""
+    c = state.components()
+    try:
+        version = c.jwt_keys.rotate(RequestContext(actor="cli:secrets rotate"))
+    except WakeDockError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        if c.secret_provider is not None:
+            c.secret_provider.close()
+    click.echo(
+        f"{KEY_SETTING}: version {version} written to {c.jwt_keys.source.origin} "
+        f"(kid {c.keyring.current.kid}); servers use it within "
+        f"{c.settings.secrets.refresh_seconds:g} s"
+    )
 
 
 @click.group("config")
@@ -29,7 +57,7 @@ def config_check(state: CliState) -> None:
     sources: dict[str, str] = {}
     try:
         provider = make_provider(settings.secrets)
-        _, sources = resolve_settings(settings, provider)
+        sources = resolve_settings(settings, provider).sources
     except (WakeDockError, ValueError) as exc:
         detail = exc.detail if isinstance(exc, WakeDockError) else str(exc)
         raise click.ClickException(f"secrets: {detail}") from None

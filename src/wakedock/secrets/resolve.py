@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import SecretStr
 
 from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, SecretsSettings, Settings
@@ -46,11 +48,21 @@ def referenced(settings: Settings) -> bool:
     )
 
 
-def resolve_settings(
-    settings: Settings, provider: SecretProvider
-) -> tuple[Settings, dict[str, str]]:
+@dataclass(frozen=True)
+class Resolved:
+    settings: Settings
+    # setting -> where its value came from (printable, never the value)
+    sources: dict[str, str] = field(default_factory=dict)
+    # setting -> (path, key) it references, and the version read (for the refresh thread)
+    references: dict[str, tuple[str, str]] = field(default_factory=dict)
+    versions: dict[str, int | None] = field(default_factory=dict)
+
+
+def resolve_settings(settings: Settings, provider: SecretProvider) -> Resolved:
     """Settings with every reference replaced by its value, and where each came from."""
     sources: dict[str, str] = {}
+    references: dict[str, tuple[str, str]] = {}
+    versions: dict[str, int | None] = {}
     for section, key, _ in SECRET_FIELDS:
         value = getattr(getattr(settings, section), key)
         if value is None or not value.get_secret_value().startswith(SECRET_REF_PREFIX):
@@ -66,4 +78,6 @@ def resolve_settings(
         part = getattr(settings, section).model_copy(update={key: SecretStr(secret.value)})
         settings = settings.model_copy(update={section: part})
         sources[f"{section}.{key}"] = secret.source
-    return settings, sources
+        references[f"{section}.{key}"] = ref
+        versions[f"{section}.{key}"] = secret.version
+    return Resolved(settings, sources, references, versions)

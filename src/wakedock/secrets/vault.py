@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import hvac
 import hvac.exceptions
@@ -22,9 +24,11 @@ import requests.exceptions
 from wakedock.secrets.base import (
     LastKnownGood,
     SecretBackendUnavailable,
+    SecretConflict,
     SecretForbidden,
     SecretNotFound,
     SecretValue,
+    SecretVersion,
     check_name,
 )
 from wakedock.secrets.files import read_secret_file
@@ -37,6 +41,15 @@ _UNAVAILABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
 )
+
+_T = TypeVar("_T")
+
+
+def _timestamp(text: str) -> datetime:
+    # Vault writes RFC 3339 with nanoseconds ("2026-11-28T07:30:32.123456789Z").
+    head, _, rest = text.rstrip("Z").partition(".")
+    micros = (rest + "000000")[:6] if rest else "000000"
+    return datetime.fromisoformat(f"{head}.{micros}+00:00")
 
 
 @dataclass(frozen=True)
@@ -136,18 +149,16 @@ class VaultProvider:
         except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
             self._login()  # not renewable any more: acquire a new token
 
-    def read(self, path: str, key: str) -> SecretValue:
-        check_name(path, key)
+    def _call(self, path: str, action: Callable[[], _T]) -> _T:
+        """Run one KV call with a fresh token; map Vault's answers to the secret errors."""
         try:
             with self._lock:
                 self._fresh_token()
-                response = self._client.secrets.kv.v2.read_secret_version(
-                    path=path, mount_point=self._mount, raise_on_deleted_version=True
-                )
+                return action()
         except hvac.exceptions.InvalidPath:
             raise SecretNotFound(f"secret {path} does not exist in Vault") from None
         except hvac.exceptions.Forbidden:
-            raise SecretForbidden(f"Vault refused reading {path}") from None
+            raise SecretForbidden(f"Vault refused access to {path}") from None
         except (
             *_UNAVAILABLE,
             hvac.exceptions.VaultNotInitialized,
@@ -155,25 +166,94 @@ class VaultProvider:
         ) as exc:
             unavailable = SecretBackendUnavailable(f"Vault at {self._url} is unavailable")
             unavailable.__cause__ = exc
-            return self._cache.fallback(path, key, unavailable)
+            raise unavailable from exc
+
+    def read(self, path: str, key: str, version: int | None = None) -> SecretValue:
+        """The current value (or an older `version`); the last one read while Vault is down."""
+        check_name(path, key)
+        try:
+            response = self._call(
+                path,
+                lambda: self._client.secrets.kv.v2.read_secret_version(
+                    path=path, version=version, mount_point=self._mount,
+                    raise_on_deleted_version=True,
+                ),
+            )  # fmt: skip
+        except SecretBackendUnavailable as exc:
+            if version is not None:
+                self._cache.degraded = True
+                raise
+            return self._cache.fallback(path, key, exc)
         data = response["data"]["data"]
         if key not in data:
             raise SecretNotFound(f"secret {path} has no key {key!r}")
-        version = int(response["data"]["metadata"]["version"])
-        value = SecretValue(
-            str(data[key]), f"vault:{self._mount}/{path}#{key} (v{version})", version
-        )
+        number = int(response["data"]["metadata"]["version"])
+        value = SecretValue(str(data[key]), f"vault:{self._mount}/{path}#{key} (v{number})", number)
+        if version is not None:
+            return value
         return self._cache.remember(path, key, value)
 
-    def write(self, path: str, values: dict[str, str]) -> int:
-        """Write a new KV version (rotation); its version number."""
+    def read_all(self, path: str) -> dict[str, str]:
+        """Every key of the current version (to write a new version that keeps them)."""
+        check_name(path, "data")
+        response = self._call(
+            path,
+            lambda: self._client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=self._mount, raise_on_deleted_version=True
+            ),
+        )
+        return {str(k): str(v) for k, v in response["data"]["data"].items()}
+
+    def versions(self, path: str) -> list[SecretVersion]:
+        """The live versions of a secret (neither deleted nor destroyed), oldest first."""
+        check_name(path, "metadata")
+        try:
+            response = self._call(
+                path,
+                lambda: self._client.secrets.kv.v2.read_secret_metadata(
+                    path=path, mount_point=self._mount
+                ),
+            )
+        except SecretBackendUnavailable:
+            self._cache.degraded = True
+            raise
+        self._cache.degraded = False
+        found = []
+        for number, meta in response["data"]["versions"].items():
+            if meta.get("destroyed") or meta.get("deletion_time"):
+                continue
+            found.append(SecretVersion(int(number), _timestamp(meta["created_time"])))
+        return sorted(found, key=lambda v: v.version)
+
+    def keys(self, path: str) -> list[str]:
+        """The names under a folder (folders end with '/'); [] when there is none."""
+        if path:
+            check_name(path, "list")
+        try:
+            response = self._call(
+                path or "/",
+                lambda: self._client.secrets.kv.v2.list_secrets(path=path, mount_point=self._mount),
+            )
+        except SecretNotFound:
+            return []
+        return sorted(str(k) for k in response["data"]["keys"])
+
+    def write(self, path: str, values: dict[str, str], *, cas: int | None = None) -> int:
+        """Write a new KV version (rotation); its number. With `cas`, only if the current
+        version is still `cas` (SecretConflict otherwise: someone else wrote first)."""
         for key in values:
             check_name(path, key)
-        with self._lock:
-            self._fresh_token()
-            response = self._client.secrets.kv.v2.create_or_update_secret(
-                path=path, secret=values, mount_point=self._mount
+        try:
+            response = self._call(
+                path,
+                lambda: self._client.secrets.kv.v2.create_or_update_secret(
+                    path=path, secret=values, cas=cas, mount_point=self._mount
+                ),
             )
+        except hvac.exceptions.InvalidRequest as exc:
+            if "check-and-set" in str(exc):
+                raise SecretConflict(f"secret {path} changed meanwhile") from None
+            raise
         return int(response["data"]["version"])
 
     def close(self) -> None:

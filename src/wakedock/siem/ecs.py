@@ -22,6 +22,7 @@ _CATEGORY = {
     "policy": ["configuration"],
     "path": ["file"],
     "file": ["file"],
+    "secret": ["configuration"],
 }
 
 

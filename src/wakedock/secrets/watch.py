@@ -1,0 +1,109 @@
+"""Reading secrets again while WakeDock runs (S9.2, S9.3).
+
+A background thread, every `secrets.refresh_seconds`:
+- follows the JWT signing key source (a new version is signed with at once, expired ones are
+  retired) and rotates the key when its scheduled interval has passed;
+- reads each `secret:` reference of the settings again; a new KV version is audited and logged.
+  Settings other than the signing key (database and Redis URLs, the MFA and audit chain keys)
+  take the new value at the next restart: those keys protect data already written, and the
+  connections are made at start-up. Service secrets are read at every container start anyway.
+A backend that is down is retried with exponential backoff; meanwhile the values read before
+are served from memory and the health endpoint says `degraded`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.service import record_event
+from wakedock.clock import Clock
+from wakedock.db import transaction
+from wakedock.errors import WakeDockError
+from wakedock.secrets.base import SecretProvider
+from wakedock.secrets.rotation import JwtKeys
+
+log = logging.getLogger(__name__)
+SCHEDULER = RequestContext(actor="system:secrets")
+MAX_BACKOFF = 300.0
+
+
+class SecretWatcher:
+    def __init__(
+        self,
+        jwt_keys: JwtKeys,
+        provider: SecretProvider | None,
+        references: dict[str, tuple[str, str]],
+        versions: dict[str, int | None],
+        factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        interval: float,
+    ) -> None:
+        self._jwt = jwt_keys
+        self._provider = provider
+        self._references = references
+        self._versions = dict(versions)
+        self._factory = factory
+        self._clock = clock
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="secrets refresh", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def tick(self) -> None:
+        """One pass (raises the first backend error after trying everything)."""
+        failure: Exception | None = None
+        try:
+            self._jwt.tick(SCHEDULER)
+        except (WakeDockError, ValueError) as exc:
+            failure = exc
+        for setting, (path, key) in sorted(self._references.items()):
+            if self._provider is None:
+                break
+            try:
+                secret = self._provider.read(path, key)
+            except WakeDockError as exc:
+                failure = failure or exc
+                continue
+            if self._provider.degraded:
+                failure = failure or RuntimeError(f"{setting}: served from memory")
+                continue
+            if secret.version == self._versions.get(setting):
+                continue
+            self._versions[setting] = secret.version
+            log.warning("%s has a new version (%s): it is used after a restart", setting,
+                        secret.source)  # fmt: skip
+            details = {"action": "noticed", "source": secret.source, "applied": "at restart"}
+            with transaction(self._factory) as db:
+                event = Event(EventType.SECRET_ROTATION, target=setting, details=details)
+                record_event(db, event, SCHEDULER, at=self._clock.now())
+        if failure is not None:
+            raise failure
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self._delay(failures)):
+            try:
+                self.tick()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any backend error
+                failures += 1
+                log.warning("secrets refresh failed (%s); retrying with backoff", exc)
+
+    def _delay(self, failures: int) -> float:
+        if failures == 0:
+            return self._interval
+        delay: float = min(MAX_BACKOFF, self._interval * 2.0 ** min(failures, 16))
+        return max(self._interval, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
