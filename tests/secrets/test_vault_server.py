@@ -1,0 +1,173 @@
+"""A real `wakedock serve` reading its signing key from a real OpenBao: rotation by the CLI and by
+a KV version written straight into OpenBao, both picked up without a restart, old-key tokens
+accepted until they expire; a Vault sealed at run time leaves WakeDock serving from memory and
+`degraded`, and healthy again once unsealed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from conftest import strong_password
+from support.components import WakeDockProcess, run_cli, wakedock_server
+from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from wakedock.auth.keys import SigningKey
+
+pytestmark = pytest.mark.integration
+FIRST_KEY = "first-key-in-openbao-" + "k" * 40
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    server = start_openbao(tmp_path_factory.mktemp("bao"))
+    yield server
+    server.stop()
+
+
+def _setup(tmp_path: Path, bao: BaoServer, path: str) -> dict[str, str]:
+    bao.client().secrets.kv.v2.create_or_update_secret(
+        path=path, secret={"key": FIRST_KEY, "unrelated": "kept"}, mount_point="secret"
+    )
+    token = tmp_path / "vault-token"
+    token.write_text(ROOT_TOKEN)
+    token.chmod(0o600)
+    config = tmp_path / "wakedock.yaml"
+    config.write_text(
+        f"auth:\n  jwt_signing_key: secret:{path}#key\n"
+        f"secrets:\n  provider: vault\n  vault_url: {bao.url}\n  refresh_seconds: 0.3\n"
+    )
+    return {"WAKEDOCK_CONFIG": str(config), "WAKEDOCK_SECRETS__VAULT_TOKEN_FILE": str(token)}
+
+
+def _client(server: WakeDockProcess) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=30)
+
+
+def _user(data: Path, env: dict[str, str]) -> tuple[str, str]:
+    password = strong_password()
+    created = run_cli(
+        data, "user", "create", "alice", "--role", "viewer", "--password-stdin",
+        stdin=password + "\n", env=env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    return "alice", password
+
+
+def _login(client: httpx.Client, user: tuple[str, str]) -> str:
+    response = client.post("/api/v1/auth/login", json={"username": user[0], "password": user[1]})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _kid(token: str) -> str:
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+def _me(client: httpx.Client, token: str) -> int:
+    return client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer) -> None:
+    env = _setup(tmp_path, bao, "wakedock/jwt-rotation")
+    data = tmp_path / "data"
+    user = _user(data, env)
+    with wakedock_server(data, env=env) as server, _client(server) as client:
+        first = _login(client, user)
+        assert _kid(first) == SigningKey.from_secret(FIRST_KEY.encode()).kid
+
+        # 1. The CLI writes version 2 into OpenBao; the running server signs with it.
+        rotated = run_cli(data, "secrets", "rotate", "jwt", env=env)
+        assert rotated.returncode == 0, rotated.stderr
+        assert "version 2 written" in rotated.stdout
+        _eventually(lambda: _kid(_login(client, user)) != _kid(first), "the server to adopt v2")
+        second = _login(client, user)
+        stored = bao.client().secrets.kv.v2.read_secret_version(
+            path="wakedock/jwt-rotation", mount_point="secret", raise_on_deleted_version=True
+        )["data"]
+        assert stored["metadata"]["version"] == 2
+        assert stored["data"]["unrelated"] == "kept"  # the other keys of the secret survive
+        assert _kid(second) == SigningKey.from_secret(stored["data"]["key"].encode()).kid
+
+        # 2. Someone writes version 3 straight into OpenBao (`bao kv put`): noticed too.
+        third_key = "third-key-written-by-an-operator-" + "z" * 30
+        bao.client().secrets.kv.v2.create_or_update_secret(
+            path="wakedock/jwt-rotation",
+            secret={"key": third_key, "unrelated": "kept"},
+            mount_point="secret",
+        )
+        third_kid = SigningKey.from_secret(third_key.encode()).kid
+        _eventually(lambda: _kid(_login(client, user)) == third_kid, "the server to adopt v3")
+
+        # Tokens signed with the earlier keys are still valid (they have not expired).
+        assert [_me(client, t) for t in (first, second, _login(client, user))] == [200, 200, 200]
+        # A token signed with a key that was never in OpenBao is refused.
+        claims = jwt.decode(first, options={"verify_signature": False})
+        stranger = SigningKey.from_secret(b"s" * 48)
+        forged = jwt.encode(claims, stranger.secret, algorithm="HS256",
+                            headers={"kid": stranger.kid})  # fmt: skip
+        assert _me(client, forged) == 401
+
+    # After a restart the keyring is the same: the old tokens still work, v3 signs.
+    with wakedock_server(data, env=env) as server, _client(server) as client:
+        assert _me(client, first) == 200 and _me(client, second) == 200
+        assert _kid(_login(client, user)) == third_kid
+        log = server.log()
+
+    engine = sa.create_engine(f"sqlite:///{data / 'wakedock.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT actor, details FROM audit_events WHERE type = 'secret_rotation' "
+                    "ORDER BY seq")
+        ).all()  # fmt: skip
+    engine.dispose()
+    events = [(actor, json.loads(details)) for actor, details in rows]
+    assert [(a, d["action"], d["version"]) for a, d in events] == [
+        ("cli:secrets rotate", "rotated", 2),
+        ("system:secrets", "adopted", 2),
+        ("system:secrets", "adopted", 3),
+    ]
+    for secret in (FIRST_KEY, stored["data"]["key"], third_key):
+        assert secret not in log and secret not in json.dumps(events)
+
+
+def test_sealed_at_run_time_serves_from_memory_and_reports_degraded(
+    tmp_path: Path, bao: BaoServer
+) -> None:
+    env = _setup(tmp_path, bao, "wakedock/jwt-seal")
+    data = tmp_path / "data"
+    user = _user(data, env)
+    with wakedock_server(data, env=env) as server, _client(server) as client:
+        assert client.get("/api/v1/health").json() == {"status": "ok"}
+        token = _login(client, user)
+        bao.seal()
+        try:
+            _eventually(
+                lambda: client.get("/api/v1/health").json() == {"status": "degraded"},
+                "health to say degraded",
+            )
+            # Requests keep working from the keys in memory: old tokens and new logins.
+            assert _me(client, token) == 200
+            assert _me(client, _login(client, user)) == 200
+        finally:
+            bao.unseal()
+        _eventually(
+            lambda: client.get("/api/v1/health").json() == {"status": "ok"},
+            "health to recover once unsealed",
+            timeout=30,
+        )
+        assert "secrets refresh failed" in server.log()
