@@ -40,6 +40,7 @@ from wakedock.runtime.factory import make_runtime, policy_settings
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
 from wakedock.secrets.rotation import KEY_SETTING, JwtKeys, key_source
+from wakedock.secrets.services import ServiceSecrets
 from wakedock.secrets.watch import SecretWatcher
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
@@ -227,9 +228,10 @@ def build_components(
     configured = settings
     provider: SecretProvider | None = None
     resolved = Resolved(settings)
-    if referenced(settings) or settings.secrets.provider == "vault":
-        # Every secret reference is resolved before anything uses the settings (S9).
-        provider = make_provider(settings.secrets)
+    # Every secret reference is resolved before anything uses the settings (S9); the provider
+    # also serves the services' secret references.
+    provider = make_provider(settings.secrets)
+    if referenced(settings):
         resolved = resolve_settings(settings, provider)
         settings = resolved.settings
     secret_sources = resolved.sources
@@ -287,7 +289,8 @@ def build_components(
     if secret_sources:
         _audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
-    services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker))
+    secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
+    services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
     activity = ActivityTracker(clock)
     return Components(
         settings=settings,

@@ -330,18 +330,6 @@ def test_unknown_dependency_is_refused(h: Harness) -> None:
     assert "ghost" in reply.json()["detail"]
 
 
-def test_secret_references_are_refused_until_a_secrets_backend_exists(h: Harness) -> None:
-    token = h.token_for(Role.OPERATOR)
-    reply = h.client.post(
-        "/api/v1/services",
-        json=spec(env={"DB_PASSWORD": "secret:db/app#password"}),
-        headers=h.bearer(token),
-    )
-    assert reply.status_code == 422
-    assert reply.json()["field"] == "env"
-    assert service_rows(h) == []
-
-
 def test_dependency_cycles_are_refused(h: Harness) -> None:
     token = h.token_for(Role.OPERATOR)
     create(h, token, spec("a"))

@@ -29,6 +29,7 @@ from wakedock.runtime.base import (
     ContainerStatus,
     State,
 )
+from wakedock.secrets.services import ServiceSecrets, plain_environment, references
 from wakedock.services.errors import (
     ConfiguredByLabels,
     InvalidServiceSpec,
@@ -40,7 +41,7 @@ from wakedock.services.errors import (
 )
 from wakedock.services.models import Service
 from wakedock.services.policy import PolicySettings, violations
-from wakedock.services.spec import ServiceSpec, parse_secret_ref
+from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor, ServiceView, spec_json
 
 API = "api"
@@ -56,11 +57,13 @@ class ServiceManager:
         clock: Clock,
         runtime: ContainerRuntime,
         policy: PolicySettings,
+        secrets: ServiceSecrets,
     ) -> None:
         self._factory = factory
         self._clock = clock
         self.runtime = runtime
         self._policy = policy
+        self._secrets = secrets
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -111,6 +114,7 @@ class ServiceManager:
                     raise ServiceExists(f"a service named {spec.name!r} already exists")
                 self._check_dependencies(db, spec)
             granted = self._check_policy(actor, spec, context, already_granted=False)
+            self._secrets.check(actor, spec, context)
             ref = self._create_container(spec, granted)
             now = self._clock.now()
             row = Service(
@@ -159,10 +163,11 @@ class ServiceManager:
             granted = self._check_policy(
                 actor, spec, context, already_granted=current.writable_root_granted
             )
+            self._secrets.check(actor, spec, context, previous=current.spec)
             was_running = self._live_state(current) == State.RUNNING
             if current.container_ref is not None:
                 self.runtime.remove(current.container_ref)
-            ref = self._create_container(spec, granted)
+            ref = self._create_container(spec, granted, context if was_running else None)
             if was_running:
                 self.runtime.start(ref)
             with transaction(self._factory) as db:
@@ -208,10 +213,16 @@ class ServiceManager:
     def _start(self, current: ServiceView, context: RequestContext, trigger: str) -> ServiceView:
         with self._lock(current.name):
             ref = current.container_ref
-            if ref is None or self._live_state(current) == State.MISSING:
-                if current.source == DISCOVERED:
-                    raise ContainerNotFound("the discovered container no longer exists")
-                ref = self._create_container(current.spec, current.writable_root_granted)
+            state = self._live_state(current)
+            if state == State.MISSING and current.source == DISCOVERED:
+                raise ContainerNotFound("the discovered container no longer exists")
+            # Secrets are read at every start (a paused container keeps its memory instead):
+            # a stopped container that needs them is made again with the current values.
+            relaunch = state == State.STOPPED and bool(references(current.spec))
+            if ref is None or state == State.MISSING or relaunch:
+                if ref is not None and relaunch:
+                    self.runtime.remove(ref)
+                ref = self._create_container(current.spec, current.writable_root_granted, context)
             self.runtime.start(ref)
             return self._mark(
                 current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context, trigger
@@ -318,21 +329,20 @@ class ServiceManager:
             with transaction(self._factory) as db:
                 self._record(db, refused, context)
             raise PolicyRefused(found)
-        if any(parse_secret_ref(value) is not None for value in spec.env.values()):
-            raise InvalidServiceSpec(
-                "secret references (secret:<path>#<key>) need a secrets backend, "
-                "which this installation does not have yet",
-                extra={"field": "env"},
-            )
         return granted
 
-    def _create_container(self, spec: ServiceSpec, writable_root: bool) -> str:
+    def _create_container(
+        self, spec: ServiceSpec, writable_root: bool, launch: RequestContext | None = None
+    ) -> str:
+        """Create the container. For a `launch` (a start follows) secret references are read
+        now; otherwise the container is made without the secret variables."""
+        environment = self._secrets.resolve(spec, launch) if launch else plain_environment(spec)
         # A container left behind by an interrupted create (ours, same service) would block the
         # name: remove it first.
         stale = self.runtime.find(spec.name)
         if stale is not None:
             self.runtime.remove(stale)
-        return self.runtime.create(spec, dict(spec.env), allow_writable_root=writable_root)
+        return self.runtime.create(spec, environment, allow_writable_root=writable_root)
 
     def _mark(
         self,
