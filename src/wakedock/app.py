@@ -19,6 +19,7 @@ from wakedock.mfa.router import router as mfa_router
 from wakedock.proxy.app import ProxyApp
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
+from wakedock.secrets.router import router as secrets_router
 from wakedock.services.router import router as services_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
@@ -49,6 +50,7 @@ def create_app(components: Components) -> FastAPI:
         services_router,
         audit_router,
         siem_router,
+        secrets_router,
         metrics_router,
         files_router,
         login_router,

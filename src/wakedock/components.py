@@ -41,6 +41,7 @@ from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
 from wakedock.secrets.rotation import KEY_SETTING, JwtKeys, key_source
 from wakedock.secrets.services import ServiceSecrets
+from wakedock.secrets.store import SecretStore
 from wakedock.secrets.watch import SecretWatcher
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
@@ -80,6 +81,7 @@ class Components:
     metrics: AuditCounters
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
+    secret_store: SecretStore
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -319,6 +321,7 @@ def build_components(
         siem=siem_exporter(settings, factory, clock),
         metrics=AuditCounters(factory),
         jwt_keys=signing,
+        secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),
         secret_watcher=SecretWatcher(
             signing,
             provider,

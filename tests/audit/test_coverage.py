@@ -188,6 +188,10 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("PUT", "/api/v1/files/{path:path}"): _as_admin(
         "PUT", "/api/v1/files/svc/compose.yaml", content=b"services: {}\n"
     ),
+    # The default (file) provider is read-only here: the refused write is audited too.
+    ("PUT", "/api/v1/secrets/{path:path}"): _as_admin(
+        "PUT", "/api/v1/secrets/svc/db", json={"values": {"password": "x"}}
+    ),
     ("POST", "/login"): _cookie_login_form,
 }
 

@@ -1,0 +1,56 @@
+"""/api/v1/secrets: the services' secrets, for admins (docs/secrets.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, Query
+
+from wakedock.audit.events import RequestContext
+from wakedock.auth.sessions import Principal
+from wakedock.components import Components
+from wakedock.errors import PermissionDenied
+from wakedock.rbac.dependencies import requires
+from wakedock.rbac.permissions import Permission
+from wakedock.rbac.roles import has_permission
+from wakedock.secrets.schemas import SecretOut, SecretWrite, WrittenOut
+from wakedock.web.deps import components, request_context
+
+router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
+
+
+@router.get("", response_model=SecretOut, dependencies=[Depends(requires(Permission.SECRETS_READ))])
+def list_root(c: Components = Depends(components)) -> SecretOut:
+    """The folders and secrets at the top of the services' secrets."""
+    return SecretOut.model_validate(asdict(c.secret_store.describe("")))
+
+
+@router.get("/{path:path}", response_model=SecretOut)
+def read_secret(
+    path: str,
+    reveal: bool = Query(default=False),
+    principal: Principal = Depends(requires(Permission.SECRETS_READ)),
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> SecretOut:
+    """Key names and versions; the values only with `reveal=true` (secrets:reveal + step-up)."""
+    info = SecretOut.model_validate(asdict(c.secret_store.describe(path)))
+    if not reveal:
+        return info
+    if not has_permission(principal.role, Permission.SECRETS_REVEAL):
+        raise PermissionDenied("revealing a value needs the secrets:reveal permission")
+    c.mfa.require_fresh(principal, context)
+    return info.model_copy(update={"values": c.secret_store.reveal(path, context)})
+
+
+@router.put("/{path:path}", response_model=WrittenOut)
+def write_secret(
+    path: str,
+    body: SecretWrite,
+    _: Principal = Depends(requires(Permission.SECRETS_WRITE)),
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> WrittenOut:
+    """Write a new version of a secret (audited: key names and version, never values)."""
+    version = c.secret_store.write(path, body.values, context, cas=body.cas)
+    return WrittenOut(path=path.strip("/"), version=version)
