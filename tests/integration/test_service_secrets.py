@@ -36,10 +36,10 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
 
 
 @pytest.fixture
-def engine() -> Iterator[docker.DockerClient]:
+def engine() -> docker.DockerClient:
     client = docker_client()
     ensure_test_image(client)
-    yield client
+    return client
 
 
 def _approle(bao: BaoServer, tmp_path: Path) -> tuple[str, Path]:
