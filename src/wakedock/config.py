@@ -235,7 +235,8 @@ class SiemSettings(_Section):
         known = ("file://", "syslog+udp://", "syslog+tcp://", "syslog+tls://", "http://",
                  "https://", "splunk+http://", "splunk+https://")  # fmt: skip
         for url in value:
-            if not url.startswith(known):
+            # A sink URL with credentials may be a secret:<path>#<key> reference itself.
+            if not url.startswith((*known, SECRET_REF_PREFIX)):
                 # The URL is not echoed: it may carry a token.
                 raise ValueError(
                     "each sink is file://, syslog+udp|tcp|tls://, http(s):// or splunk+http(s)://"
@@ -535,6 +536,9 @@ def load_settings(
         warnings.warn(f"{problem} (refused in production)", stacklevel=2)
     return loaded
 
+
+# Lists whose items may be secret:<path>#<key> references (URLs that carry credentials).
+SECRET_LISTS: tuple[tuple[str, str], ...] = (("siem", "sinks"), ("alerts", "webhooks"))
 
 # Settings holding secrets. For URLs only those that embed a password count.
 SECRET_FIELDS: tuple[tuple[str, str, bool], ...] = (

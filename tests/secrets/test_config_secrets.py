@@ -145,3 +145,48 @@ def test_the_server_revokes_its_vault_token_when_it_stops(tmp_path: Path, bao: B
     with wakedock_server(tmp_path / "data", env={"WAKEDOCK_CONFIG": str(config)}):
         assert tokens() == before + 1  # logged in through AppRole at start-up
     assert tokens() == before  # revoked on shutdown
+
+
+def test_webhook_and_sink_urls_may_be_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loopback (allowed below): the SSRF check resolves webhook hosts at start-up.
+    hook = "slack+https://127.0.0.1:9/services/T0/B0/" + "h" * 24
+    config = _yaml(
+        tmp_path,
+        "secrets:\n  provider: env\n"
+        "alerts:\n  webhooks:\n    - secret:alerts/slack#url\n"
+        "  allowed_networks: [127.0.0.0/8]\n"
+        f"siem:\n  sinks:\n    - file://{tmp_path}/audit.jsonl\n    - secret:siem/collector#url\n",
+    )
+    monkeypatch.setenv("WAKEDOCK_SECRET_ALERTS_SLACK_URL", hook)
+    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM_COLLECTOR_URL", "https://collector.example.com/in")
+    env = {"WAKEDOCK_CONFIG": str(config)}
+    checked = run_cli(tmp_path / "data", "config", "check", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "alerts.webhooks[0]" in checked.stdout and "env:WAKEDOCK_SECRET_ALERTS_SLACK_URL" in (
+        checked.stdout
+    )
+    assert "siem.sinks[1]" in checked.stdout and hook not in checked.stdout
+    settings = load_settings(config, {"data_dir": tmp_path / "data"})
+    c = build_components(settings, hasher=PasswordHasher(19456, 2, 1))
+    assert c.settings.alerts.webhooks == [hook]
+    assert c.settings.siem.sinks[1] == "https://collector.example.com/in"
+    assert len(c.siem.workers) == 3  # two sinks and the alert pipeline
+    # A reference that resolves to something that is not a sink URL is refused, not echoed.
+    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM_COLLECTOR_URL", "ftp://user:pw-leak@x/y")
+    with pytest.raises(ValueError, match=r"siem\.sinks: a referenced URL is not valid") as caught:
+        build_components(load_settings(config, {"data_dir": tmp_path / "data2"}))
+    assert "pw-leak" not in str(caught.value)
+
+
+def test_sink_token_files_follow_the_secret_file_rules(tmp_path: Path) -> None:
+    from wakedock.siem.sinks import parse_sink
+
+    token = tmp_path / "hec"
+    token.write_text("hec-token")
+    token.chmod(0o644)
+    with pytest.raises(ValueError, match="readable by every user"):
+        parse_sink(f"splunk+https://splunk.example.com/x?token_file={token}")
+    token.chmod(0o600)
+    assert parse_sink(f"splunk+https://splunk.example.com/x?token_file={token}") is not None

@@ -82,3 +82,6 @@ def config_check(state: CliState) -> None:
         else:
             where = "default" if value is not None else "not set"
         click.echo(f"  {name:<28} {where}")
+    for name, source in sorted(sources.items()):
+        if "[" in name:  # an item of a list setting (sink or webhook URL)
+            click.echo(f"  {name:<28} {source} (referenced)")

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, SecretsSettings, Settings
+from wakedock.config import (
+    SECRET_FIELDS,
+    SECRET_LISTS,
+    SECRET_REF_PREFIX,
+    SecretsSettings,
+    Settings,
+)
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.providers import EnvProvider, FileProvider
 from wakedock.secrets.vault import VaultAuth, VaultProvider
@@ -45,7 +51,18 @@ def referenced(settings: Settings) -> bool:
         (value := getattr(getattr(settings, section), key)) is not None
         and value.get_secret_value().startswith(SECRET_REF_PREFIX)
         for section, key, _ in SECRET_FIELDS
+    ) or any(
+        item.startswith(SECRET_REF_PREFIX)
+        for section, key in SECRET_LISTS
+        for item in getattr(getattr(settings, section), key)
     )
+
+
+def _reference(name: str, text: str) -> tuple[str, str]:
+    ref = parse_secret_ref(text)
+    if ref is None:
+        raise ValueError(f"{name}: a reference is secret:<path>#<key>")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -67,9 +84,7 @@ def resolve_settings(settings: Settings, provider: SecretProvider) -> Resolved:
         value = getattr(getattr(settings, section), key)
         if value is None or not value.get_secret_value().startswith(SECRET_REF_PREFIX):
             continue
-        ref = parse_secret_ref(value.get_secret_value())
-        if ref is None:
-            raise ValueError(f"{section}.{key}: a reference is secret:<path>#<key>")
+        ref = _reference(f"{section}.{key}", value.get_secret_value())
         secret = provider.read(*ref)
         if (section, key) in KEY_FIELDS and len(secret.value.encode()) < 32:
             raise ValueError(
@@ -80,4 +95,21 @@ def resolve_settings(settings: Settings, provider: SecretProvider) -> Resolved:
         sources[f"{section}.{key}"] = secret.source
         references[f"{section}.{key}"] = ref
         versions[f"{section}.{key}"] = secret.version
+    for section, key in SECRET_LISTS:
+        part = getattr(settings, section)
+        items: list[str] = list(getattr(part, key))
+        for n, item in enumerate(items):
+            if not item.startswith(SECRET_REF_PREFIX):
+                continue
+            name = f"{section}.{key}[{n}]"
+            ref = _reference(name, item)
+            secret = provider.read(*ref)
+            items[n] = secret.value
+            sources[name], references[name], versions[name] = secret.source, ref, secret.version
+        if items != getattr(part, key):
+            try:  # validated again: the resolved URLs must be valid too (never echoed)
+                fresh = type(part).model_validate({**dict(part), key: items})
+            except ValidationError:
+                raise ValueError(f"{section}.{key}: a referenced URL is not valid") from None
+            settings = settings.model_copy(update={section: fresh})
     return Resolved(settings, sources, references, versions)

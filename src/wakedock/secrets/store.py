@@ -115,7 +115,7 @@ class SecretStore:
         try:
             version = self._vault().write(full, values, cas=cas)
         except WakeDockError as exc:
-            refused = {"keys": sorted(values), "error": exc.code}
+            refused: dict[str, object] = {"keys": sorted(values), "error": exc.code}
             self._record(EventType.SECRET_WRITE, full, refused, context, Outcome.FAILURE)
             raise
         details = {"keys": sorted(values), "version": version}

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from wakedock.audit.export import AuditRecord
+from wakedock.secrets.files import read_secret_file
 from wakedock.siem.ecs import to_ecs
 
 # RFC 5424 facility 13 ("log audit"); severity from the event's.
@@ -194,10 +195,8 @@ def parse_sink(url: str) -> Sink:
             raise ValueError("put HTTP sink credentials in a token_file, not in the URL")
         token = None
         if "token_file" in query:
-            try:
-                token = Path(query["token_file"]).read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"token_file: {exc.strerror}") from None
+            # Same rules as every secret file: regular, non-empty, not world-readable.
+            token = read_secret_file(Path(query["token_file"]), what="sink token_file")
         splunk = scheme.startswith("splunk+")
         real = url.split("+", 1)[1] if splunk else url
         return HttpSink(real, splunk=splunk, token=token, ca_file=query.get("ca"))
