@@ -283,6 +283,9 @@ class SecretsSettings(_Section):
     vault_namespace: str | None = None
     # A CA bundle for the Vault server's certificate (verification is never switched off).
     vault_ca_file: Path | None = None
+    # Where secrets are read while Vault is sealed or unreachable AT START-UP. Unset (the
+    # default): WakeDock refuses to start, saying why. Set it only deliberately.
+    vault_fallback: Literal["env", "file"] | None = None
     # How often referenced secrets and the signing keys are read again (a new KV version is
     # then used without a restart; health recovers from `degraded`).
     refresh_seconds: float = Field(default=60.0, ge=0.2, le=3600)

@@ -190,3 +190,28 @@ def test_sink_token_files_follow_the_secret_file_rules(tmp_path: Path) -> None:
         parse_sink(f"splunk+https://splunk.example.com/x?token_file={token}")
     token.chmod(0o600)
     assert parse_sink(f"splunk+https://splunk.example.com/x?token_file={token}") is not None
+
+
+@pytest.mark.integration
+def test_an_explicit_fallback_serves_while_vault_is_sealed_at_start_up(
+    tmp_path: Path, bao: BaoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wakedock.secrets.providers import WithFallback
+
+    monkeypatch.setattr(WithFallback, "RETRY_SECONDS", 0.0)  # retry Vault at the next read
+    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY", "f" * 48)
+    overrides = {
+        "data_dir": tmp_path / "data",
+        "auth": {"jwt_signing_key": "secret:wakedock/jwt#key"},
+        "secrets": {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN,
+                    "vault_fallback": "env"},
+    }  # fmt: skip
+    bao.seal()
+    try:
+        c = build_components(load_settings(None, overrides), hasher=PasswordHasher(19456, 2, 1))
+        assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY"}
+        assert c.secret_provider is not None and c.secret_provider.degraded
+    finally:
+        bao.unseal()
+    assert c.secret_provider.read("wakedock/jwt", "key").value == KEY  # Vault again
+    assert not c.secret_provider.degraded

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
-from wakedock.secrets.base import SecretNotFound, SecretValue, check_name
+from wakedock.secrets.base import (
+    SecretBackendUnavailable,
+    SecretNotFound,
+    SecretProvider,
+    SecretValue,
+    check_name,
+)
 from wakedock.secrets.files import read_secret_file
+from wakedock.secrets.vault import VaultProvider
 
 ENV_PREFIX = "WAKEDOCK_SECRET_"
 
@@ -55,3 +63,48 @@ class FileProvider:
 
     def close(self) -> None:
         return None
+
+
+class WithFallback:
+    """Vault first; while Vault cannot be used, an explicitly configured fallback provider
+    (`secrets.vault_fallback`). Never chosen silently: without it an unavailable Vault stops
+    start-up. While the fallback serves, the provider is degraded and Vault is retried."""
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, primary: VaultProvider, fallback: SecretProvider, *, ready: bool) -> None:
+        self.name = f"{primary.name} (fallback {fallback.name})"
+        self.primary = primary
+        self._fallback = fallback
+        self._ready = ready
+        self._retry_at = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        return not self._ready or self.primary.degraded
+
+    def read(self, path: str, key: str) -> SecretValue:
+        if not self._ready:
+            if time.monotonic() < self._retry_at:
+                return self._fallback.read(path, key)
+            try:
+                self.primary.check()
+                self._ready = True
+            except SecretBackendUnavailable:
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                return self._fallback.read(path, key)
+        try:
+            return self.primary.read(path, key)
+        except SecretBackendUnavailable:
+            return self._fallback.read(path, key)
+
+    def close(self) -> None:
+        self.primary.close()
+        self._fallback.close()
+
+
+def vault_of(provider: SecretProvider | None) -> VaultProvider | None:
+    """The Vault behind a provider, if it is one that Vault currently serves."""
+    if isinstance(provider, WithFallback):
+        return provider.primary if not provider.degraded else None
+    return provider if isinstance(provider, VaultProvider) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr, ValidationError
@@ -13,11 +14,12 @@ from wakedock.config import (
     SecretsSettings,
     Settings,
 )
-from wakedock.secrets.base import SecretProvider
-from wakedock.secrets.providers import EnvProvider, FileProvider
+from wakedock.secrets.base import SecretBackendUnavailable, SecretProvider
+from wakedock.secrets.providers import EnvProvider, FileProvider, WithFallback
 from wakedock.secrets.vault import VaultAuth, VaultProvider
 from wakedock.services.spec import parse_secret_ref
 
+log = logging.getLogger(__name__)
 KEY_FIELDS = {("auth", "jwt_signing_key"), ("mfa", "encryption_key"), ("audit", "chain_key")}
 
 
@@ -42,8 +44,17 @@ def make_provider(config: SecretsSettings) -> SecretProvider:
         namespace=config.vault_namespace,
         ca_file=config.vault_ca_file,
     )
-    vault.check()
-    return vault
+    if config.vault_fallback is None:
+        vault.check()
+        return vault
+    fallback = EnvProvider() if config.vault_fallback == "env" else FileProvider(config.directory)
+    try:
+        vault.check()
+    except SecretBackendUnavailable as exc:
+        log.warning("%s; reading secrets from the configured fallback %s", exc.detail,
+                    fallback.name)  # fmt: skip
+        return WithFallback(vault, fallback, ready=False)
+    return WithFallback(vault, fallback, ready=True)
 
 
 def referenced(settings: Settings) -> bool:

@@ -32,6 +32,7 @@ from wakedock.clock import Clock
 from wakedock.db import transaction
 from wakedock.errors import Conflict
 from wakedock.secrets.base import SecretConflict, SecretProvider, SecretVersion
+from wakedock.secrets.providers import vault_of
 from wakedock.secrets.vault import VaultProvider
 
 KEY_SETTING = "auth.jwt_signing_key"
@@ -295,8 +296,9 @@ def key_source(
 ) -> KeySource:
     """Vault when the key is a reference read from Vault; a fixed key when it is configured any
     other way; otherwise generated files in the data directory."""
-    if reference is not None and isinstance(provider, VaultProvider):
-        return VaultKeySource(provider, *reference)
+    vault = vault_of(provider)
+    if reference is not None and vault is not None:
+        return VaultKeySource(vault, *reference)
     if configured is not None:
         return StaticKeySource(configured.get_secret_value().encode(), origin or "the settings")
     secrets_dir = data_dir / "secrets"

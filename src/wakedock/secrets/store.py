@@ -19,6 +19,7 @@ from wakedock.clock import Clock
 from wakedock.db import transaction
 from wakedock.errors import Conflict, InvalidInput, WakeDockError
 from wakedock.secrets.base import SecretNotFound, SecretProvider, check_name
+from wakedock.secrets.providers import vault_of
 from wakedock.secrets.vault import VaultProvider
 
 
@@ -56,13 +57,14 @@ class SecretStore:
         self._clock = clock
 
     def _vault(self) -> VaultProvider:
-        if not isinstance(self._provider, VaultProvider):
+        vault = vault_of(self._provider)
+        if vault is None:
             name = self._provider.name if self._provider is not None else "no"
             raise SecretsReadOnly(
                 f"the {name} secrets provider cannot be listed or written through WakeDock: "
                 "manage those secrets where they live, or use Vault/OpenBao"
             )
-        return self._provider
+        return vault
 
     def _full(self, path: str) -> str:
         path = path.strip("/")
