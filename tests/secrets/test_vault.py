@@ -4,6 +4,7 @@ last known value while sealed at run time, token revocation on close."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +112,43 @@ def test_sealed_at_run_time_serves_the_last_value_and_reports_degraded(bao: BaoS
         bao.unseal()
     vault.read("wakedock/jwt", "key")
     assert not vault.degraded
+
+
+def _accessors(bao: BaoServer) -> set[str]:
+    return set(bao.client().list("auth/token/accessors")["data"]["keys"])
+
+
+def test_token_renewed_then_acquired_again_past_its_max_ttl(bao: BaoServer, tmp_path: Path) -> None:
+    root = bao.client()
+    root.write(
+        "auth/approle/role/short", token_policies=["wakedock"], token_ttl="3s", token_max_ttl="5s"
+    )
+    role_id = root.read("auth/approle/role/short/role-id")["data"]["role_id"]
+    secret_id = tmp_path / "short_secret_id"
+    secret_id.write_text(root.write("auth/approle/role/short/secret-id")["data"]["secret_id"])
+    secret_id.chmod(0o600)
+    vault = VaultProvider(bao.url, VaultAuth("approle", role_id=role_id, secret_id_file=secret_id))
+    before = _accessors(bao)
+    vault.check()
+    (first,) = _accessors(bao) - before
+    seen = {first}
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:  # reads keep working across renewals and expiry
+        assert vault.read("wakedock/jwt", "key").version >= 1
+        seen |= _accessors(bao) - before
+        time.sleep(0.5)
+    # The first token could not outlive its 5 s max TTL: new ones were acquired by logging in.
+    assert len(seen) >= 2 and first not in _accessors(bao)
+    vault.close()
+
+
+def test_a_revoked_token_is_replaced_on_the_next_read(bao: BaoServer, tmp_path: Path) -> None:
+    vault = VaultProvider(bao.url, approle(bao, tmp_path))
+    before = _accessors(bao)
+    vault.check()
+    (mine,) = _accessors(bao) - before
+    bao.client().auth.token.revoke_accessor(mine)  # e.g. an operator's emergency revocation
+    assert vault.read("wakedock/jwt", "key").value  # logged in again, read again
+    with pytest.raises(SecretForbidden):  # a real policy refusal is still a refusal
+        vault.read("other/db", "password")
+    vault.close()

@@ -139,22 +139,44 @@ class VaultProvider:
         self._renew_at = now + ttl * 2 / 3 if ttl else float("inf")
 
     def _fresh_token(self) -> None:
-        if time.monotonic() < self._renew_at:
+        now = time.monotonic()
+        if now < self._renew_at:
+            return
+        if now >= self._expires_at - 1:
+            self._login()  # expired (or about to): renewing is no longer possible
             return
         try:
             renewed = self._client.auth.token.renew_self()
             ttl = int(renewed["auth"]["lease_duration"])
-            now = time.monotonic()
-            self._expires_at, self._renew_at = now + ttl, now + ttl * 2 / 3
         except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
             self._login()  # not renewable any more: acquire a new token
+            return
+        now = time.monotonic()
+        # Past its max TTL a token is renewed for less than asked, down to nothing: log in
+        # again when what is left runs out.
+        self._expires_at, self._renew_at = now + ttl, now + ttl * 2 / 3
+
+    def _token_dead(self) -> bool:
+        """After a 403: True when our own token no longer works (expired or revoked)."""
+        try:
+            self._client.auth.token.lookup_self()
+        except hvac.exceptions.Forbidden:
+            return True
+        return False
 
     def _call(self, path: str, action: Callable[[], _T]) -> _T:
-        """Run one KV call with a fresh token; map Vault's answers to the secret errors."""
+        """Run one KV call with a fresh token; map Vault's answers to the secret errors. A 403
+        caused by a dead token (revoked, expired early) is retried once after a new login."""
         try:
             with self._lock:
                 self._fresh_token()
-                return action()
+                try:
+                    return action()
+                except hvac.exceptions.Forbidden:
+                    if self._auth.method == "token" or not self._token_dead():
+                        raise
+                    self._login()
+                    return action()
         except hvac.exceptions.InvalidPath:
             raise SecretNotFound(f"secret {path} does not exist in Vault") from None
         except hvac.exceptions.Forbidden:
