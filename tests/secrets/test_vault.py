@@ -12,10 +12,12 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from support.kube_api import TokenReviewer
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
 from support.upstream import free_port
 from wakedock.secrets.base import SecretBackendUnavailable, SecretForbidden, SecretNotFound
 from wakedock.secrets.vault import VaultAuth, VaultProvider
+from wakedock.server.tls import generate_self_signed
 
 pytestmark = pytest.mark.integration
 POLICY = 'path "secret/data/wakedock/*" { capabilities = ["read", "create", "update"] }'
@@ -152,3 +154,49 @@ def test_a_revoked_token_is_replaced_on_the_next_read(bao: BaoServer, tmp_path: 
     with pytest.raises(SecretForbidden):  # a real policy refusal is still a refusal
         vault.read("other/db", "password")
     vault.close()
+
+
+def test_kubernetes_service_account_login(bao: BaoServer, tmp_path: Path) -> None:
+    reviewer = TokenReviewer("wakedock", "wakedock")
+    try:
+        root = bao.client()
+        root.sys.enable_auth_method("kubernetes")
+        # A CA certificate is required by the config even though this API server is plain HTTP.
+        cert = tmp_path / "k8s-ca.pem"
+        generate_self_signed(cert, tmp_path / "k8s-ca.key", "kubernetes.default.svc")
+        root.write(
+            "auth/kubernetes/config",
+            kubernetes_host=reviewer.url,
+            kubernetes_ca_cert=cert.read_text(),
+            disable_local_ca_jwt=True,
+            token_reviewer_jwt=reviewer.token,
+        )
+        root.write(
+            "auth/kubernetes/role/wakedock",
+            bound_service_account_names=["wakedock"],
+            bound_service_account_namespaces=["wakedock"],
+            token_policies=["wakedock"],
+            token_ttl="1h",
+        )
+        mounted = tmp_path / "token"  # what Kubernetes mounts into the pod
+        mounted.write_text(reviewer.token)
+        mounted.chmod(0o600)
+        auth = VaultAuth("kubernetes", kubernetes_role="wakedock", kubernetes_jwt_file=mounted)
+        vault = VaultProvider(bao.url, auth)
+        vault.check()
+        assert vault.read("wakedock/jwt", "key").version >= 1
+        assert reviewer.token in reviewer.reviews  # OpenBao asked the API server about it
+        with pytest.raises(SecretForbidden):
+            vault.read("other/db", "password")  # the role's policy applies
+        vault.close()
+
+        other = TokenReviewer("wakedock", "wakedock")  # a token this cluster never issued
+        other.stop()
+        mounted.write_text(other.token)
+        with pytest.raises(SecretForbidden, match="refused the kubernetes login"):
+            VaultProvider(bao.url, auth).check()
+        mounted.chmod(0o644)
+        with pytest.raises(ValueError, match="readable by every user"):
+            VaultProvider(bao.url, auth).check()
+    finally:
+        reviewer.stop()
