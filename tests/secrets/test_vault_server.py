@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from conftest import strong_password
 from support.components import WakeDockProcess, run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from wakedock.audit.events import RequestContext
 from wakedock.auth.keys import SigningKey
 
 pytestmark = pytest.mark.integration
@@ -171,3 +173,29 @@ def test_sealed_at_run_time_serves_from_memory_and_reports_degraded(
             timeout=30,
         )
         assert "secrets refresh failed" in server.log()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+
+
+def test_a_deleted_key_version_is_retired_at_once(
+    make_harness: Callable[..., Any], bao: BaoServer
+) -> None:
+    """The leaked-key runbook: deleting a version in OpenBao ends its tokens at the next refresh
+    (and a version signed nothing yet: no grace period applies to a deleted one)."""
+    kv = bao.client().secrets.kv.v2
+    path = "wakedock/jwt-leak"
+    kv.create_or_update_secret(path=path, secret={"key": FIRST_KEY}, mount_point="secret")
+    vault = {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN}
+    h = make_harness(secrets=vault, auth={"jwt_signing_key": f"secret:{path}#key"})
+    old_kid = h.components.keyring.current.kid
+    kv.create_or_update_secret(path=path, secret={"key": "n" * 48}, mount_point="secret")
+    keys = h.components.jwt_keys
+    keys.refresh(RequestContext(actor="test"))
+    assert h.components.keyring.get(old_kid) is not None  # the grace period after a rotation
+    kv.delete_secret_versions(path=path, versions=[1], mount_point="secret")
+    keys.refresh(RequestContext(actor="test"))
+    assert h.components.keyring.get(old_kid) is None
+    assert h.components.keyring.current.kid == SigningKey.from_secret(b"n" * 48).kid

@@ -31,7 +31,7 @@ from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import Clock
 from wakedock.db import transaction
 from wakedock.errors import Conflict
-from wakedock.secrets.base import SecretConflict, SecretProvider, SecretVersion
+from wakedock.secrets.base import SecretConflict, SecretNotFound, SecretProvider, SecretVersion
 from wakedock.secrets.providers import vault_of
 from wakedock.secrets.vault import VaultProvider
 
@@ -161,7 +161,10 @@ class VaultKeySource:
         self._values: dict[int, bytes] = {}
 
     def history(self) -> list[SecretVersion]:
-        return self._vault.versions(self._path)
+        live = self._vault.versions(self._path)
+        if not live:
+            raise SecretNotFound(f"{self.origin}: every version is deleted or destroyed")
+        return live
 
     def secret(self, version: int) -> bytes:
         known = self._values.get(version)
