@@ -1,5 +1,5 @@
 """`secret:` references in service environments through the API (environment provider, fake
-runtime; tests/integration/test_service_secrets.py does it with OpenBao and Docker): resolved
+runtime; tests/integration/test_service_secrets_engine.py does it with OpenBao and Docker): resolved
 only at start, never returned or audited by value, and refused when the caller may not read
 them or they do not exist."""
 
