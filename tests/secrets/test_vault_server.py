@@ -140,8 +140,8 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
     events = [(actor, json.loads(details)) for actor, details in rows]
     assert [(a, d["action"], d["version"]) for a, d in events] == [
         ("cli:secrets rotate", "rotated", 2),
-        ("system:secrets", "adopted", 2),
-        ("system:secrets", "adopted", 3),
+        ("system:secrets", "signing", 2),
+        ("system:secrets", "signing", 3),
     ]
     for secret in (FIRST_KEY, stored["data"]["key"], third_key):
         assert secret not in log and secret not in json.dumps(events)
@@ -199,3 +199,27 @@ def test_a_deleted_key_version_is_retired_at_once(
     keys.refresh(RequestContext(actor="test"))
     assert h.components.keyring.get(old_kid) is None
     assert h.components.keyring.current.kid == SigningKey.from_secret(b"n" * 48).kid
+
+
+def test_deleting_the_signing_version_retires_it_and_writes_a_new_one(
+    make_harness: Callable[..., Any], bao: BaoServer
+) -> None:
+    """A compromised current key deleted in OpenBao: its tokens stop at the next pass, an older
+    retired key is not brought back, and a fresh version is written."""
+    kv = bao.client().secrets.kv.v2
+    path = "wakedock/jwt-compromised"
+    kv.create_or_update_secret(path=path, secret={"key": FIRST_KEY}, mount_point="secret")
+    vault = {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN}
+    h = make_harness(secrets=vault, auth={"jwt_signing_key": f"secret:{path}#key"})
+    keys = h.components.jwt_keys
+    compromised = h.components.keyring.current.kid
+    kv.delete_secret_versions(path=path, versions=[1], mount_point="secret")
+    keys.tick(RequestContext(actor="test"))
+    assert h.components.keyring.get(compromised) is None
+    assert keys.newest_version == 2 and keys.current_version == 2
+    fresh = kv.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    assert fresh["data"]["metadata"]["version"] == 2
+    assert (
+        h.components.keyring.current.kid
+        == SigningKey.from_secret(fresh["data"]["data"]["key"].encode()).kid
+    )

@@ -143,6 +143,7 @@ def test_env_plain_and_secret_values() -> None:
         {"OK": "secret:no-key"},
         {"OK": "secret:../etc#key"},
         {"OK": "secret:apps/./web#key"},
+        {"OK": "secret:apps/web#.."},
         {"OK": "a\x00b"},
     ],
 )

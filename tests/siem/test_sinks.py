@@ -189,6 +189,7 @@ def test_http_generic_and_splunk_shapes(h: Harness, tmp_path: Path) -> None:
     port = server.server_address[1]
     token = tmp_path / "hec-token"
     token.write_text("0f5e-splunk-token\n")
+    token.chmod(0o600)  # a token file follows the secret file rules
     try:
         assert deliver(h, f"http://127.0.0.1:{port}/ingest") == 2
         assert (

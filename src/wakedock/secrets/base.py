@@ -38,6 +38,7 @@ class SecretConflict(Conflict):
 class SecretVersion:
     version: int
     created_at: datetime
+    live: bool = True  # False once deleted or destroyed
 
 
 @dataclass(frozen=True)

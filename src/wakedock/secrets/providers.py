@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -20,9 +21,26 @@ from wakedock.secrets.vault import VaultProvider
 ENV_PREFIX = "WAKEDOCK_SECRET_"
 
 
+_ENV_SEGMENT = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
+
+
 def env_name(path: str, key: str) -> str:
-    """`db/app#password` -> WAKEDOCK_SECRET_DB_APP_PASSWORD."""
-    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{path}_{key}").upper()
+    """`db/app#password` -> WAKEDOCK_SECRET_DB__APP__PASSWORD.
+
+    Segments are joined with `__` and may not produce `__` themselves, so two different paths
+    never name the same variable across folders (`services/web-admin#x` is not
+    `services/web#admin_x`). Within a segment, `-` and `.` read as `_`, and case is folded.
+    """
+    parts = []
+    for segment in [*path.split("/"), key]:
+        mapped = re.sub(r"[^A-Za-z0-9]", "_", segment).upper()
+        if not _ENV_SEGMENT.fullmatch(mapped):
+            raise ValueError(
+                f"secret name segment {segment!r} cannot be an environment variable name part "
+                "(no leading, trailing or doubled _ - .)"
+            )
+        parts.append(mapped)
+    return ENV_PREFIX + "__".join(parts)
 
 
 class EnvProvider:
@@ -78,6 +96,7 @@ class WithFallback:
         self._fallback = fallback
         self._ready = ready
         self._retry_at = 0.0
+        self._probing = threading.Lock()
 
     @property
     def degraded(self) -> bool:
@@ -85,14 +104,18 @@ class WithFallback:
 
     def read(self, path: str, key: str) -> SecretValue:
         if not self._ready:
-            if time.monotonic() < self._retry_at:
+            # One caller at a time probes Vault, at most every RETRY_SECONDS; the others (and
+            # the prober, if Vault is still down) are served by the fallback meanwhile.
+            if time.monotonic() < self._retry_at or not self._probing.acquire(blocking=False):
                 return self._fallback.read(path, key)
             try:
                 self.primary.check()
                 self._ready = True
             except SecretBackendUnavailable:
-                self._retry_at = time.monotonic() + self.RETRY_SECONDS
                 return self._fallback.read(path, key)
+            finally:
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                self._probing.release()
         try:
             return self.primary.read(path, key)
         except SecretBackendUnavailable:

@@ -13,10 +13,11 @@ refused with the reason: that key is managed where it comes from).
 
 from __future__ import annotations
 
-import itertools
+import logging
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from wakedock.secrets.base import SecretConflict, SecretNotFound, SecretProvider
 from wakedock.secrets.providers import vault_of
 from wakedock.secrets.vault import VaultProvider
 
+log = logging.getLogger(__name__)
 KEY_SETTING = "auth.jwt_signing_key"
 _FILE = re.compile(r"^(\d{1,9})\.key$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,15 +116,23 @@ class LocalKeySource:
         return self._directory / f"{version}.key"
 
     def _create(self, version: int, secret: bytes) -> None:
+        """Write the key completely (content, creation time) before it appears under its name,
+        so that no reader ever sees a partial key; never replaces an existing version."""
+        fd, temporary = tempfile.mkstemp(prefix=".new-", dir=self._directory)
         try:
-            fd = os.open(self._path(version), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise SecretConflict(f"key version {version} already exists") from None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secret)
-        # The creation time is the clock's (the one the keyring is judged by).
-        made = self._clock.now().timestamp()
-        os.utime(self._path(version), (made, made))
+            with os.fdopen(fd, "wb") as handle:  # mkstemp files are 0600
+                handle.write(secret)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # The creation time is the clock's (the one the keyring is judged by).
+            made = self._clock.now().timestamp()
+            os.utime(temporary, (made, made))
+            try:
+                os.link(temporary, self._path(version))
+            except FileExistsError:
+                raise SecretConflict(f"key version {version} already exists") from None
+        finally:
+            os.unlink(temporary)
 
     def history(self) -> list[SecretVersion]:
         versions = []
@@ -161,10 +171,10 @@ class VaultKeySource:
         self._values: dict[int, bytes] = {}
 
     def history(self) -> list[SecretVersion]:
-        live = self._vault.versions(self._path)
-        if not live:
-            raise SecretNotFound(f"{self.origin}: every version is deleted or destroyed")
-        return live
+        history = self._vault.versions(self._path)
+        if not history:
+            raise SecretNotFound(f"{self.origin} has no version")
+        return history
 
     def secret(self, version: int) -> bytes:
         known = self._values.get(version)
@@ -177,7 +187,10 @@ class VaultKeySource:
 
     def rotate(self, expected: int) -> int:
         # Other keys stored beside the signing key are kept in the new version.
-        current = self._vault.read_all(self._path)
+        try:
+            current = self._vault.read_all(self._path)
+        except SecretNotFound:  # the current version was deleted
+            current = {}
         return self._vault.write(self._path, {**current, self._key: new_key()}, cas=expected)
 
     def retire(self, version: int) -> None:
@@ -187,21 +200,36 @@ class VaultKeySource:
 
 @dataclass(frozen=True)
 class KeyringState:
-    current: int
-    accepted: tuple[int, ...]
+    current: int  # signs new tokens
+    accepted: tuple[int, ...]  # verify tokens
+    newest: int  # the newest version that exists, deleted or not
+    newest_live: bool
 
 
-def accepted_versions(
-    history: list[SecretVersion], now: datetime, lifetime: timedelta
+def plan(
+    history: list[SecretVersion], now: datetime, lifetime: timedelta, publish: timedelta
 ) -> KeyringState:
-    """The newest version signs; an older one is accepted until `lifetime` after its successor."""
+    """Which versions verify, and which one signs.
+
+    - A live version is accepted until `lifetime` after its successor was created (deleted
+      versions count as successors: deleting a version never brings an older one back).
+    - A new version is accepted at once but signs only `publish` after it was created, when
+      every replica has read it: none refuses a token signed with it.
+    """
     ordered = sorted(history, key=lambda v: v.version)
-    still = [
-        older.version
-        for older, newer in itertools.pairwise(ordered)
-        if newer.created_at + lifetime > now
+    successors: list[SecretVersion | None] = [*ordered[1:], None]
+    accepted = [
+        v
+        for v, after in zip(ordered, successors, strict=True)
+        if v.live and (after is None or after.created_at + lifetime > now)
     ]
-    return KeyringState(ordered[-1].version, (*still, ordered[-1].version))
+    if not accepted:
+        raise SecretNotFound("no live version of the signing key")
+    published = [v for v in accepted if v.created_at + publish <= now]
+    current = (published or accepted[:1])[-1]  # none published yet: the oldest is known widest
+    return KeyringState(
+        current.version, tuple(v.version for v in accepted), ordered[-1].version, ordered[-1].live
+    )
 
 
 class JwtKeys:
@@ -214,21 +242,27 @@ class JwtKeys:
         factory: sessionmaker[Session],
         *,
         lifetime: timedelta,
+        publish: timedelta,
         rotate_every: timedelta | None,
     ) -> None:
         self.source = source
         self._clock = clock
         self._factory = factory
         self._lifetime = lifetime
+        self._publish = publish
         self._rotate_every = rotate_every
-        history = source.history()
-        self._history = history
-        self._state = accepted_versions(history, clock.now(), lifetime)
+        self._history = source.history()
+        self._state = plan(self._history, clock.now(), lifetime, publish)
         self.keyring = Keyring(*self._keys(self._state))
 
     @property
     def current_version(self) -> int:
+        """The version new tokens are signed with."""
         return self._state.current
+
+    @property
+    def newest_version(self) -> int:
+        return self._state.newest
 
     def _keys(self, state: KeyringState) -> tuple[SigningKey, list[SigningKey]]:
         current = SigningKey.from_secret(self.source.secret(state.current))
@@ -240,51 +274,75 @@ class JwtKeys:
         return current, previous
 
     def refresh(self, context: RequestContext, *, rotated: int | None = None) -> bool:
-        """Re-read the source; adopt a new version, retire expired ones (each audited; a
-        version this process just `rotated` is already recorded)."""
+        """Re-read the source; sign with a published version, retire expired or deleted ones
+        (each audited first: nothing changes unless it is recorded)."""
         history = self.source.history()
-        state = accepted_versions(history, self._clock.now(), self._lifetime)
+        state = plan(history, self._clock.now(), self._lifetime, self._publish)
+        if not state.newest_live and state.newest != self._state.newest:
+            log.error("the newest signing key version (%s) was deleted", state.newest)
         if state == self._state:
             return False
-        self.keyring.replace(*self._keys(state))
-        before, self._state, self._history = self._state, state, history
+        keys = self._keys(state)
+        before = self._state
+        retired = sorted(set(before.accepted) - set(state.accepted))
         with transaction(self._factory) as db:
-            if state.current not in (before.current, rotated):
-                self._record(db, context, "adopted", state.current)
-            for version in sorted(set(before.accepted) - set(state.accepted)):
+            if state.current != before.current:
+                self._record(db, context, "signing", state.current)
+            for version in retired:
                 self._record(db, context, "retired", version)
-        for version in sorted(set(before.accepted) - set(state.accepted)):
+        self.keyring.replace(*keys)
+        self._state, self._history = state, history
+        for version in retired:
             self.source.retire(version)
         return True
 
-    def rotate(self, context: RequestContext) -> int:
-        """Write a new key version and sign with it from now on; its version number."""
-        version = self.source.rotate(self._state.current)
+    def rotate(self, context: RequestContext, reason: str = "requested") -> int:
+        """Write a new key version; it signs once every replica had time to read it."""
+        version = self.source.rotate(self._state.newest)
         with transaction(self._factory) as db:
-            self._record(db, context, "rotated", version)
+            self._record(db, context, "rotated", version, reason)
         self.refresh(context, rotated=version)
         return version
 
-    def due(self) -> bool:
-        """True when the scheduled interval has passed since the current version was made."""
+    def _due(self, history: list[SecretVersion]) -> str | None:
+        """Why a rotation is due: the newest version was deleted, or the interval passed."""
+        newest = max(history, key=lambda v: v.version)
+        if not newest.live:
+            return "the newest version was deleted"
         if self._rotate_every is None:
-            return False
-        made = next(v.created_at for v in self._history if v.version == self._state.current)
-        return self._clock.now() - made >= self._rotate_every
+            return None
+        return "scheduled" if self._clock.now() - newest.created_at >= self._rotate_every else None
 
     def tick(self, context: RequestContext) -> None:
-        """One scheduler pass: follow the source, rotate when due (another replica may win)."""
-        self.refresh(context)
-        if self.due():
+        """One scheduler pass: rotate when due (another replica may win), follow the source."""
+        history = self.source.history()
+        reason = self._due(history)
+        if reason is not None:
             try:
-                self.rotate(context)
+                version = self.source.rotate(max(v.version for v in history))
+                with transaction(self._factory) as db:
+                    self._record(db, context, "rotated", version, reason)
             except SecretConflict:
-                self.refresh(context)  # another replica rotated first: adopt its key
+                pass  # another replica rotated first: follow its key
             except RotationUnsupported:
                 self._rotate_every = None  # a fixed key: nothing to schedule
+        self.refresh(context)
 
-    def _record(self, db: Session, context: RequestContext, action: str, version: int) -> None:
-        details = {"action": action, "version": version, "source": self.source.origin}
+    def _record(
+        self,
+        db: Session,
+        context: RequestContext,
+        action: str,
+        version: int,
+        reason: str | None = None,
+    ) -> None:
+        details: dict[str, object] = {
+            "action": action,
+            "version": version,
+            "source": self.source.origin,
+        }
+        if reason is not None:
+            details["reason"] = reason
         event = Event(EventType.SECRET_ROTATION, target=KEY_SETTING, details=details)
         record_event(db, event, context, at=self._clock.now())
 

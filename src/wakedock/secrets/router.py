@@ -20,9 +20,11 @@ router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
 
 
 @router.get("", response_model=SecretOut, dependencies=[Depends(requires(Permission.SECRETS_READ))])
-def list_root(c: Components = Depends(components)) -> SecretOut:
+def list_root(
+    c: Components = Depends(components), context: RequestContext = Depends(request_context)
+) -> SecretOut:
     """The folders and secrets at the top of the services' secrets."""
-    return SecretOut.model_validate(asdict(c.secret_store.describe("")))
+    return SecretOut.model_validate(asdict(c.secret_store.describe("", context)))
 
 
 @router.get("/{path:path}", response_model=SecretOut)
@@ -34,7 +36,7 @@ def read_secret(
     context: RequestContext = Depends(request_context),
 ) -> SecretOut:
     """Key names and versions; the values only with `reveal=true` (secrets:reveal + step-up)."""
-    info = SecretOut.model_validate(asdict(c.secret_store.describe(path)))
+    info = SecretOut.model_validate(asdict(c.secret_store.describe(path, context)))
     if not reveal:
         return info
     if not has_permission(principal.role, Permission.SECRETS_REVEAL):

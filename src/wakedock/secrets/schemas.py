@@ -33,6 +33,7 @@ class SecretWrite(BaseModel):
 class VersionOut(BaseModel):
     version: int
     created_at: datetime
+    live: bool  # false once deleted or destroyed
 
 
 class SecretOut(BaseModel):

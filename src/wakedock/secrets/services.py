@@ -39,6 +39,11 @@ def references(spec: ServiceSpec) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _runs_differently(before: ServiceSpec, after: ServiceSpec) -> bool:
+    fields = ("image", "command", "readiness", "volumes", "tmpfs", "read_only_root")
+    return any(getattr(before, f) != getattr(after, f) for f in fields)
+
+
 def plain_environment(spec: ServiceSpec) -> dict[str, str]:
     """The environment without its secret variables (a container made before its first start)."""
     return {k: v for k, v in spec.env.items() if parse_secret_ref(v) is None}
@@ -71,8 +76,14 @@ class ServiceSecrets:
         context: RequestContext,
         previous: ServiceSpec | None = None,
     ) -> None:
-        """Refuse (audited) a new reference the caller may not read, or that does not exist."""
+        """Refuse (audited) a new reference the caller may not read, or that does not exist.
+
+        A reference saved before is not checked again while what runs with it stays the same;
+        a new image, command, readiness probe or volume could send it elsewhere, so then every
+        reference must be one the caller may read."""
         kept = references(previous) if previous is not None else {}
+        if previous is not None and _runs_differently(previous, spec):
+            kept = {}
         for variable, (path, key) in sorted(references(spec).items()):
             if kept.get(variable) == (path, key):
                 continue  # unchanged: checked when it was saved
@@ -111,6 +122,10 @@ class ServiceSecrets:
             )
         try:
             secret = self._provider.read(path, key)
+        except ValueError as exc:  # a name the provider cannot hold (e.g. an env name clash)
+            raise InvalidServiceSpec(
+                f"env.{variable}: {exc}", extra={"field": f"env.{variable}"}
+            ) from None
         except SecretNotFound:
             raise InvalidServiceSpec(
                 f"env.{variable}: {reference} does not exist", extra={"field": f"env.{variable}"}

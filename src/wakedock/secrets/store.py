@@ -31,6 +31,7 @@ class SecretsReadOnly(Conflict):
 class VersionInfo:
     version: int
     created_at: datetime
+    live: bool
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class SecretStore:
                 raise InvalidInput("a secret path is segments of letters, digits, _ . -") from None
         return f"{self._prefix}/{path}" if path else self._prefix
 
-    def describe(self, path: str) -> SecretInfo:
-        """Folders and secrets under `path`, and the secret at `path` (key names, versions)."""
+    def describe(self, path: str, context: RequestContext) -> SecretInfo:
+        """Folders and secrets under `path`, and the secret at `path` (key names, versions).
+        KV v2 has no key listing: the values are read, never returned, and the read audited."""
         vault = self._vault()
         full = self._full(path)
         children = vault.keys(full)
@@ -90,12 +92,13 @@ class SecretStore:
             if not children:
                 raise SecretNotFound(f"no secret or folder {path.strip('/')!r}") from None
             return info
+        self._record(EventType.SECRET_ACCESS, full, {"purpose": "key names"}, context)
         return SecretInfo(
             path=info.path,
             children=children,
             keys=sorted(data),
-            version=history[-1].version if history else None,
-            versions=[VersionInfo(v.version, v.created_at) for v in history],
+            version=max((v.version for v in history if v.live), default=None),
+            versions=[VersionInfo(v.version, v.created_at, v.live) for v in history],
         )
 
     def reveal(self, path: str, context: RequestContext) -> dict[str, str]:

@@ -21,6 +21,7 @@ import hvac
 import hvac.exceptions
 import requests.exceptions
 
+from wakedock.errors import InvalidInput
 from wakedock.secrets.base import (
     LastKnownGood,
     SecretBackendUnavailable,
@@ -181,9 +182,14 @@ class VaultProvider:
             raise SecretNotFound(f"secret {path} does not exist in Vault") from None
         except hvac.exceptions.Forbidden:
             raise SecretForbidden(f"Vault refused access to {path}") from None
+        except hvac.exceptions.InvalidRequest as exc:
+            if "check-and-set" in str(exc):
+                raise SecretConflict(f"secret {path} changed meanwhile") from None
+            raise InvalidInput(f"Vault refused the request on {path}") from None
         except (
             *_UNAVAILABLE,
             hvac.exceptions.VaultNotInitialized,
+            hvac.exceptions.VaultError,  # rate limited, unexpected answers: not usable now
             SecretBackendUnavailable,
         ) as exc:
             unavailable = SecretBackendUnavailable(f"Vault at {self._url} is unavailable")
@@ -227,7 +233,7 @@ class VaultProvider:
         return {str(k): str(v) for k, v in response["data"]["data"].items()}
 
     def versions(self, path: str) -> list[SecretVersion]:
-        """The live versions of a secret (neither deleted nor destroyed), oldest first."""
+        """Every version of a secret, oldest first; deleted or destroyed ones are not live."""
         check_name(path, "metadata")
         try:
             response = self._call(
@@ -242,9 +248,8 @@ class VaultProvider:
         self._cache.degraded = False
         found = []
         for number, meta in response["data"]["versions"].items():
-            if meta.get("destroyed") or meta.get("deletion_time"):
-                continue
-            found.append(SecretVersion(int(number), _timestamp(meta["created_time"])))
+            live = not (meta.get("destroyed") or meta.get("deletion_time"))
+            found.append(SecretVersion(int(number), _timestamp(meta["created_time"]), live))
         return sorted(found, key=lambda v: v.version)
 
     def keys(self, path: str) -> list[str]:
@@ -265,17 +270,12 @@ class VaultProvider:
         version is still `cas` (SecretConflict otherwise: someone else wrote first)."""
         for key in values:
             check_name(path, key)
-        try:
-            response = self._call(
-                path,
-                lambda: self._client.secrets.kv.v2.create_or_update_secret(
-                    path=path, secret=values, cas=cas, mount_point=self._mount
-                ),
-            )
-        except hvac.exceptions.InvalidRequest as exc:
-            if "check-and-set" in str(exc):
-                raise SecretConflict(f"secret {path} changed meanwhile") from None
-            raise
+        response = self._call(
+            path,
+            lambda: self._client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=values, cas=cas, mount_point=self._mount
+            ),
+        )
         return int(response["data"]["version"])
 
     def close(self) -> None:

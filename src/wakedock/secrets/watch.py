@@ -67,7 +67,7 @@ class SecretWatcher:
         failure: Exception | None = None
         try:
             self._jwt.tick(SCHEDULER)
-        except (WakeDockError, ValueError) as exc:
+        except (WakeDockError, ValueError, OSError) as exc:
             failure = exc
         for setting, (path, key) in sorted(self._references.items()):
             if self._provider is None:

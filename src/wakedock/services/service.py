@@ -115,7 +115,7 @@ class ServiceManager:
                 self._check_dependencies(db, spec)
             granted = self._check_policy(actor, spec, context, already_granted=False)
             self._secrets.check(actor, spec, context)
-            ref = self._create_container(spec, granted)
+            ref = self._create_container(spec, granted, plain_environment(spec))
             now = self._clock.now()
             row = Service(
                 name=spec.name,
@@ -165,9 +165,11 @@ class ServiceManager:
             )
             self._secrets.check(actor, spec, context, previous=current.spec)
             was_running = self._live_state(current) == State.RUNNING
+            # Secrets are read before the running container goes: a missing one leaves it be.
+            environment = self._environment(spec, context if was_running else None)
             if current.container_ref is not None:
                 self.runtime.remove(current.container_ref)
-            ref = self._create_container(spec, granted, context if was_running else None)
+            ref = self._create_container(spec, granted, environment)
             if was_running:
                 self.runtime.start(ref)
             with transaction(self._factory) as db:
@@ -220,9 +222,12 @@ class ServiceManager:
             # a stopped container that needs them is made again with the current values.
             relaunch = state == State.STOPPED and bool(references(current.spec))
             if ref is None or state == State.MISSING or relaunch:
+                environment = self._environment(current.spec, context)
                 if ref is not None and relaunch:
                     self.runtime.remove(ref)
-                ref = self._create_container(current.spec, current.writable_root_granted, context)
+                ref = self._create_container(
+                    current.spec, current.writable_root_granted, environment
+                )
             self.runtime.start(ref)
             return self._mark(
                 current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context, trigger
@@ -331,12 +336,14 @@ class ServiceManager:
             raise PolicyRefused(found)
         return granted
 
+    def _environment(self, spec: ServiceSpec, launch: RequestContext | None) -> dict[str, str]:
+        """For a `launch` (a start follows) the secret references read now; otherwise the
+        environment without the secret variables."""
+        return self._secrets.resolve(spec, launch) if launch else plain_environment(spec)
+
     def _create_container(
-        self, spec: ServiceSpec, writable_root: bool, launch: RequestContext | None = None
+        self, spec: ServiceSpec, writable_root: bool, environment: dict[str, str]
     ) -> str:
-        """Create the container. For a `launch` (a start follows) secret references are read
-        now; otherwise the container is made without the secret variables."""
-        environment = self._secrets.resolve(spec, launch) if launch else plain_environment(spec)
         # A container left behind by an interrupted create (ours, same service) would block the
         # name: remove it first.
         stale = self.runtime.find(spec.name)

@@ -287,8 +287,8 @@ class ServiceSpec(_Strict):
             ref = parse_secret_ref(item)
             if ref is None:
                 raise ValueError(f"{key}: secret reference must be 'secret:<path>#<key>'")
-            if {".", ".."} & set(ref[0].split("/")):
-                raise ValueError(f"{key}: secret path must not contain '.' or '..' segments")
+            if {".", ".."} & {*ref[0].split("/"), ref[1]}:
+                raise ValueError(f"{key}: secret path and key must not be '.' or '..'")
         return value
 
     @field_validator("ports")

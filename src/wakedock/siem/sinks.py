@@ -141,7 +141,8 @@ class HttpSink:
         parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
         kind = "splunk+" if splunk else ""
-        self.name = f"{kind}{parts.scheme}://{parts.hostname}{port}{parts.path}"
+        # No path: some collectors carry a token in it (the name is shown, stored and logged).
+        self.name = f"{kind}{parts.scheme}://{parts.hostname}{port}"
         self._url = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self._splunk = splunk
         headers = {"Content-Type": "application/json"}
