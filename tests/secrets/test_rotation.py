@@ -95,7 +95,8 @@ def test_rotation_signs_with_the_new_key_and_accepts_the_old_until_expiry(
 
     assert [(actor, d["action"], d["version"]) for actor, _, d in _rotations(h)] == [
         ("test", "rotated", 2),
-        ("test", "signing", 2),
+        ("test", "accepted", 2),  # read and verifying
+        ("test", "signing", 2),  # published
         ("test", "retired", 1),
     ]
 

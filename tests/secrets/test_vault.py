@@ -200,3 +200,23 @@ def test_kubernetes_service_account_login(bao: BaoServer, tmp_path: Path) -> Non
             VaultProvider(bao.url, auth).check()
     finally:
         reviewer.stop()
+
+
+def test_tls_is_verified_against_the_configured_ca(tmp_path: Path) -> None:
+    server = start_openbao(tmp_path, tls=True)
+    try:
+        ca = tmp_path / "vault-ca.pem"
+        hvac.Client(
+            url=server.url, token=ROOT_TOKEN, verify=str(ca)
+        ).secrets.kv.v2.create_or_update_secret(
+            path="wakedock/tls", secret={"key": "over-tls"}, mount_point="secret"
+        )
+        trusted = VaultProvider(server.url, VaultAuth("token", token=ROOT_TOKEN), ca_file=ca)
+        trusted.check()
+        assert trusted.read("wakedock/tls", "key").value == "over-tls"
+        # Without the CA the server's certificate is not trusted: refused, never "don't verify".
+        untrusted = VaultProvider(server.url, VaultAuth("token", token=ROOT_TOKEN))
+        with pytest.raises(SecretBackendUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.check()
+    finally:
+        server.stop()

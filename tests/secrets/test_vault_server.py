@@ -140,7 +140,10 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
     events = [(actor, json.loads(details)) for actor, details in rows]
     assert [(a, d["action"], d["version"]) for a, d in events] == [
         ("cli:secrets rotate", "rotated", 2),
+        ("cli:secrets rotate", "accepted", 2),
+        ("system:secrets", "accepted", 2),
         ("system:secrets", "signing", 2),
+        ("system:secrets", "accepted", 3),
         ("system:secrets", "signing", 3),
     ]
     for secret in (FIRST_KEY, stored["data"]["key"], third_key):
@@ -223,3 +226,26 @@ def test_deleting_the_signing_version_retires_it_and_writes_a_new_one(
         h.components.keyring.current.kid
         == SigningKey.from_secret(fresh["data"]["data"]["key"].encode()).kid
     )
+
+
+def test_a_new_version_of_another_setting_is_noticed_without_reading_it(
+    make_harness: Callable[..., Any], bao: BaoServer
+) -> None:
+    kv = bao.client().secrets.kv.v2
+    kv.create_or_update_secret(path="wakedock/mfa", secret={"key": "m" * 48}, mount_point="secret")
+    vault = {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN}
+    h = make_harness(secrets=vault, mfa={"encryption_key": "secret:wakedock/mfa#key"})
+    watcher = h.components.secret_watcher
+    watcher.tick()
+    kv.create_or_update_secret(path="wakedock/mfa", secret={"key": "w" * 48}, mount_point="secret")
+    watcher.tick()
+    watcher.tick()  # noticed once
+    with h.components.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT target, details FROM audit_events WHERE type = 'secret_rotation'")
+        ).all()
+    assert [(t, json.loads(d)["action"], json.loads(d)["source"]) for t, d in rows] == [
+        ("mfa.encryption_key", "noticed", "vault:wakedock/mfa (v2)")
+    ]
+    # The value in use is still the one read at start-up (the MFA key applies at restart).
+    assert h.components.settings.mfa.encryption_key.get_secret_value() == "m" * 48

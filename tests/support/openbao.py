@@ -47,23 +47,26 @@ def bao_binary() -> str:
     return found
 
 
-def start_openbao(tmp: Path) -> BaoServer:
+def start_openbao(tmp: Path, *, tls: bool = False) -> BaoServer:
+    """A dev server; with `tls`, HTTPS with a CA of its own in `tmp/vault-ca.pem`."""
     port = free_port()
     log_path = tmp / "bao.log"
+    extra = ["-dev-tls", f"-dev-tls-cert-dir={tmp}"] if tls else []
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [bao_binary(), "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
-             f"-dev-listen-address=127.0.0.1:{port}"],
+             f"-dev-listen-address=127.0.0.1:{port}", *extra],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify: str | bool = str(tmp / "vault-ca.pem") if tls else True
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
         match = re.search(r"Unseal Key: (\S+)", text)
         if match:
             with contextlib.suppress(Exception):  # not listening yet
-                if hvac.Client(url=url, token=ROOT_TOKEN).sys.is_initialized():
+                if hvac.Client(url=url, token=ROOT_TOKEN, verify=verify).sys.is_initialized():
                     return BaoServer(url, process, log_path, match.group(1))
         time.sleep(0.1)
     process.kill()

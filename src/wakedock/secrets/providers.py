@@ -102,20 +102,26 @@ class WithFallback:
     def degraded(self) -> bool:
         return not self._ready or self.primary.degraded
 
+    def probe(self) -> bool:
+        """Whether Vault serves (again). One caller at a time tries it, at most every
+        RETRY_SECONDS; meanwhile the others are told no (and use the fallback)."""
+        if self._ready:
+            return True
+        if time.monotonic() < self._retry_at or not self._probing.acquire(blocking=False):
+            return False
+        try:
+            self.primary.check()
+            self._ready = True
+        except SecretBackendUnavailable:
+            pass
+        finally:
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            self._probing.release()
+        return self._ready
+
     def read(self, path: str, key: str) -> SecretValue:
-        if not self._ready:
-            # One caller at a time probes Vault, at most every RETRY_SECONDS; the others (and
-            # the prober, if Vault is still down) are served by the fallback meanwhile.
-            if time.monotonic() < self._retry_at or not self._probing.acquire(blocking=False):
-                return self._fallback.read(path, key)
-            try:
-                self.primary.check()
-                self._ready = True
-            except SecretBackendUnavailable:
-                return self._fallback.read(path, key)
-            finally:
-                self._retry_at = time.monotonic() + self.RETRY_SECONDS
-                self._probing.release()
+        if not self.probe():
+            return self._fallback.read(path, key)
         try:
             return self.primary.read(path, key)
         except SecretBackendUnavailable:

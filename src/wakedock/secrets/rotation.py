@@ -286,6 +286,8 @@ class JwtKeys:
         before = self._state
         retired = sorted(set(before.accepted) - set(state.accepted))
         with transaction(self._factory) as db:
+            for version in sorted(set(state.accepted) - set(before.accepted)):
+                self._record(db, context, "accepted", version)  # read: verifies from now
             if state.current != before.current:
                 self._record(db, context, "signing", state.current)
             for version in retired:

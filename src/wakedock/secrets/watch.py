@@ -3,7 +3,8 @@
 A background thread, every `secrets.refresh_seconds`:
 - follows the JWT signing key source (a new version is signed with at once, expired ones are
   retired) and rotates the key when its scheduled interval has passed;
-- reads each `secret:` reference of the settings again; a new KV version is audited and logged.
+- reads the version metadata of each `secret:` reference of the settings (Vault only; not the
+  value); a new KV version is audited and logged.
   Settings other than the signing key (database and Redis URLs, the MFA and audit chain keys)
   take the new value at the next restart: those keys protect data already written, and the
   connections are made at start-up. Service secrets are read at every container start anyway.
@@ -25,6 +26,7 @@ from wakedock.clock import Clock
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.secrets.base import SecretProvider
+from wakedock.secrets.providers import WithFallback, vault_of
 from wakedock.secrets.rotation import JwtKeys
 
 log = logging.getLogger(__name__)
@@ -69,23 +71,26 @@ class SecretWatcher:
             self._jwt.tick(SCHEDULER)
         except (WakeDockError, ValueError, OSError) as exc:
             failure = exc
-        for setting, (path, key) in sorted(self._references.items()):
-            if self._provider is None:
-                break
+        if isinstance(self._provider, WithFallback) and not self._provider.probe():
+            failure = failure or RuntimeError("Vault is still unavailable: using the fallback")
+        vault = vault_of(self._provider)
+        for setting, (path, _key) in sorted(self._references.items()):
+            if vault is None:
+                break  # env and file values are read again at restart only
             try:
-                secret = self._provider.read(path, key)
+                # Only the version metadata: the value is not needed (it applies at restart),
+                # so no secret value is read here.
+                live = [v.version for v in vault.versions(path) if v.live]
             except WakeDockError as exc:
                 failure = failure or exc
                 continue
-            if self._provider.degraded:
-                failure = failure or RuntimeError(f"{setting}: served from memory")
+            newest = max(live, default=None)
+            if newest is None or newest == self._versions.get(setting):
                 continue
-            if secret.version == self._versions.get(setting):
-                continue
-            self._versions[setting] = secret.version
-            log.warning("%s has a new version (%s): it is used after a restart", setting,
-                        secret.source)  # fmt: skip
-            details = {"action": "noticed", "source": secret.source, "applied": "at restart"}
+            self._versions[setting] = newest
+            source = f"vault:{path} (v{newest})"
+            log.warning("%s has a new version (%s): it is used after a restart", setting, source)
+            details = {"action": "noticed", "source": source, "applied": "at restart"}
             with transaction(self._factory) as db:
                 event = Event(EventType.SECRET_ROTATION, target=setting, details=details)
                 record_event(db, event, SCHEDULER, at=self._clock.now())
