@@ -12,6 +12,7 @@ import click
 from wakedock.audit.events import RequestContext
 from wakedock.components import Components, build_components
 from wakedock.config import ConfigError, Settings, load_settings, read_yaml
+from wakedock.errors import WakeDockError
 
 
 @dataclass
@@ -36,7 +37,12 @@ class CliState:
     def components(self, settings: Settings | None = None) -> Components:
         settings = settings or self.settings()
         step(f"opening the database in {settings.data_dir} (applying migrations)")
-        return build_components(settings)
+        try:
+            return build_components(settings)
+        except WakeDockError as exc:  # e.g. Vault sealed: say which, without a traceback
+            raise click.ClickException(exc.detail) from None
+        except ValueError as exc:  # a setting that cannot be used (webhook, sink, key...)
+            raise click.ClickException(str(exc)) from None
 
 
 def step(message: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from support.components import run_cli, wakedock_server
+from support.components import free_port, run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.components import build_components
@@ -113,6 +113,11 @@ def test_vault_references_resolve_at_start_and_a_sealed_vault_stops_start_up(
     try:
         refused = run_cli(tmp_path / "data", "config", "check", env=env)
         assert refused.returncode == 1 and "is sealed" in refused.stderr
+        # `wakedock serve` refuses to start, saying why (no traceback).
+        served = run_cli(tmp_path / "data", "serve", "--port", str(free_port()), env=env)
+        assert served.returncode == 1
+        assert f"Error: Vault at {bao.url} is sealed" in served.stderr
+        assert "Traceback" not in served.stderr
         settings = load_settings(
             config, {"data_dir": tmp_path / "data", "secrets": {"vault_token": ROOT_TOKEN}}
         )
