@@ -273,7 +273,7 @@ class JwtKeys:
         ]
         return current, previous
 
-    def refresh(self, context: RequestContext, *, rotated: int | None = None) -> bool:
+    def refresh(self, context: RequestContext) -> bool:
         """Re-read the source; sign with a published version, retire expired or deleted ones
         (each audited first: nothing changes unless it is recorded)."""
         history = self.source.history()
@@ -303,7 +303,7 @@ class JwtKeys:
         version = self.source.rotate(self._state.newest)
         with transaction(self._factory) as db:
             self._record(db, context, "rotated", version, reason)
-        self.refresh(context, rotated=version)
+        self.refresh(context)
         return version
 
     def _due(self, history: list[SecretVersion]) -> str | None:
