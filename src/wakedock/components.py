@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,7 +23,7 @@ from wakedock.auth.sessions import SessionStore
 from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
-from wakedock.config import FILE_SUFFIX, Settings, env_name
+from wakedock.config import FILE_SUFFIX, Settings, env_name, secret_origin
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
 from wakedock.files.store import FileStore
 from wakedock.metrics.counters import AuditCounters
@@ -128,12 +127,12 @@ def jwt_keys(
 
 
 def _origin(section: str, key: str) -> str:
+    """Where a fixed secret setting came from, in words (never its value)."""
     variable = env_name(section, key)
-    if variable + FILE_SUFFIX in os.environ:
-        return f"the file named by {variable}{FILE_SUFFIX}"
-    if variable in os.environ:
-        return f"the variable {variable}"
-    return "the configuration"
+    return {
+        "file": f"the file named by {variable}{FILE_SUFFIX}",
+        "env": f"the variable {variable}",
+    }.get(secret_origin(section, key, {}, {}), "the configuration")
 
 
 def _audit_secret_reads(

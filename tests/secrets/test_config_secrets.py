@@ -178,6 +178,12 @@ def test_webhook_and_sink_urls_may_be_references(
     assert c.settings.alerts.webhooks == [hook]
     assert c.settings.siem.sinks[1] == "https://collector.example.com/in"
     assert len(c.siem.workers) == 3  # two sinks and the alert pipeline
+    # The referenced sink's cursor is keyed by its reference: a rotated URL keeps its place,
+    # and no hash of the credential URL is stored.
+    from wakedock.siem.exporter import sink_key
+
+    assert c.siem.workers[1].key == sink_key("secret:siem/collector#url")
+    assert c.siem.workers[1].sink.name == "https://collector.example.com"
     # A reference that resolves to something that is not a sink URL is refused, not echoed.
     monkeypatch.setenv("WAKEDOCK_SECRET_SIEM__COLLECTOR__URL", "ftp://user:pw-leak@x/y")
     with pytest.raises(ValueError, match=r"siem\.sinks: a referenced URL is not valid") as caught:

@@ -9,11 +9,11 @@ import pytest
 
 from wakedock.secrets.base import SecretNotFound
 from wakedock.secrets.files import SecretFileError
-from wakedock.secrets.providers import EnvProvider, FileProvider, env_name
+from wakedock.secrets.providers import EnvProvider, FileProvider, secret_variable
 
 
 def test_env_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert env_name("db/app", "password") == "WAKEDOCK_SECRET_DB__APP__PASSWORD"
+    assert secret_variable("db/app", "password") == "WAKEDOCK_SECRET_DB__APP__PASSWORD"
     monkeypatch.setenv("WAKEDOCK_SECRET_DB__APP__PASSWORD", "s3cret-value")
     secret = EnvProvider().read("db/app", "password")
     assert (
@@ -61,8 +61,10 @@ def test_file_provider_ignores_symlinks_out_of_its_directory(tmp_path: Path) -> 
 def test_env_names_never_cross_folders(monkeypatch: pytest.MonkeyPatch) -> None:
     # `services/web-admin#password` belongs to the service web-admin; the owner of `web` must
     # not reach it by spelling `services/web#admin_password` (both once mapped to one name).
-    assert env_name("services/web-admin", "password") != env_name("services/web", "admin_password")
-    monkeypatch.setenv(env_name("services/web-admin", "password"), "web-admin-secret")
+    assert secret_variable("services/web-admin", "password") != secret_variable(
+        "services/web", "admin_password"
+    )
+    monkeypatch.setenv(secret_variable("services/web-admin", "password"), "web-admin-secret")
     with pytest.raises(SecretNotFound):
         EnvProvider().read("services/web", "admin_password")
     for path, key in (("a_", "k"), ("a", "_k"), ("a-_b", "k"), ("a__b", "k")):

@@ -236,3 +236,10 @@ def test_bad_sink_urls_are_refused_clearly(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
         parse_sink(url)
     assert "secret" not in str(caught.value)
+
+
+def test_an_http_sink_is_named_without_its_path() -> None:
+    """Some collectors carry a token in the URL path; the name is stored, shown and logged."""
+    sink = parse_sink("https://collector.example.com:8443/hook/T0KEN-in-the-path")
+    assert sink.name == "https://collector.example.com:8443"
+    assert "T0KEN" not in sink.name

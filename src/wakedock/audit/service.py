@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain, ChainedFields
 from wakedock.audit.events import DEFAULT_SEVERITY, Event, RequestContext
 from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.db import transaction
 
 log = logging.getLogger("wakedock.audit")
 # The Session.info key of the AuditChain (set on the session factory by components.py).
@@ -120,6 +121,14 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
         }
         log.info("audit %s", json.dumps(summary))
     return fields.seq
+
+
+def record_alone(
+    factory: sessionmaker[Session], event: Event, context: RequestContext, *, at: datetime
+) -> int:
+    """Append one event in a transaction of its own (a denial, a read): its seq."""
+    with transaction(factory) as db:
+        return record_event(db, event, context, at=at)
 
 
 def _fields(event: Event, context: RequestContext, at: datetime, seq: int) -> ChainedFields:

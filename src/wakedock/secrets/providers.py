@@ -24,7 +24,7 @@ ENV_PREFIX = "WAKEDOCK_SECRET_"
 _ENV_SEGMENT = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
 
 
-def env_name(path: str, key: str) -> str:
+def secret_variable(path: str, key: str) -> str:
     """`db/app#password` -> WAKEDOCK_SECRET_DB__APP__PASSWORD.
 
     Segments are joined with `__` and may not produce `__` themselves, so two different paths
@@ -49,7 +49,7 @@ class EnvProvider:
 
     def read(self, path: str, key: str) -> SecretValue:
         check_name(path, key)
-        variable = env_name(path, key)
+        variable = secret_variable(path, key)
         value = os.environ.get(variable)
         if value is None:
             raise SecretNotFound(f"secret {path}#{key} is not set (expected {variable})")

@@ -13,9 +13,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
-from wakedock.audit.service import record_event
+from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
-from wakedock.db import transaction
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.secrets.base import (
@@ -142,20 +141,15 @@ class ServiceSecrets:
             "source": secret.source,
             "purpose": purpose,
         }
-        with transaction(self._factory) as db:
-            event = Event(EventType.SECRET_ACCESS, target=f"service:{service}", details=details)
-            record_event(db, event, context, at=self._clock.now())
+        event = Event(EventType.SECRET_ACCESS, target=f"service:{service}", details=details)
+        record_alone(self._factory, event, context, at=self._clock.now())
         return secret
 
     def _audit_refusal(
         self, service: str, variable: str, reference: str, context: RequestContext
     ) -> None:
         details = {"variable": variable, "reference": reference}
-        with transaction(self._factory) as db:
-            event = Event(
-                EventType.SECRET_ACCESS,
-                Outcome.DENIED,
-                target=f"service:{service}",
-                details=details,
-            )
-            record_event(db, event, context, at=self._clock.now())
+        event = Event(
+            EventType.SECRET_ACCESS, Outcome.DENIED, target=f"service:{service}", details=details
+        )
+        record_alone(self._factory, event, context, at=self._clock.now())

@@ -14,9 +14,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
-from wakedock.audit.service import record_event
+from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
-from wakedock.db import transaction
 from wakedock.errors import Conflict, InvalidInput, WakeDockError
 from wakedock.secrets.base import SecretNotFound, SecretProvider, check_name
 from wakedock.secrets.providers import vault_of
@@ -135,6 +134,5 @@ class SecretStore:
         context: RequestContext,
         outcome: Outcome = Outcome.SUCCESS,
     ) -> None:
-        with transaction(self._factory) as db:
-            event = Event(kind, outcome, target=f"secret:{path}", details=details)
-            record_event(db, event, context, at=self._clock.now())
+        event = Event(kind, outcome, target=f"secret:{path}", details=details)
+        record_alone(self._factory, event, context, at=self._clock.now())

@@ -21,9 +21,8 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, RequestContext
-from wakedock.audit.service import record_event
+from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
-from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.providers import WithFallback, vault_of
@@ -91,9 +90,8 @@ class SecretWatcher:
             source = f"vault:{path} (v{newest})"
             log.warning("%s has a new version (%s): it is used after a restart", setting, source)
             details = {"action": "noticed", "source": source, "applied": "at restart"}
-            with transaction(self._factory) as db:
-                event = Event(EventType.SECRET_ROTATION, target=setting, details=details)
-                record_event(db, event, SCHEDULER, at=self._clock.now())
+            event = Event(EventType.SECRET_ROTATION, target=setting, details=details)
+            record_alone(self._factory, event, SCHEDULER, at=self._clock.now())
         if failure is not None:
             raise failure
 
