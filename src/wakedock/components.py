@@ -37,8 +37,9 @@ from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
 from wakedock.secrets.base import SecretProvider
+from wakedock.secrets.keysources import KEY_SETTING, key_source
 from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
-from wakedock.secrets.rotation import KEY_SETTING, JwtKeys, key_source
+from wakedock.secrets.rotation import JwtKeys
 from wakedock.secrets.services import ServiceSecrets
 from wakedock.secrets.store import SecretStore
 from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher

@@ -21,7 +21,8 @@ from wakedock.auth.csrf import csrf_token, csrf_valid
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import FakeClock
 from wakedock.secrets.base import SecretNotFound, SecretVersion
-from wakedock.secrets.rotation import RotationUnsupported, plan
+from wakedock.secrets.keysources import RotationUnsupported
+from wakedock.secrets.rotation import plan
 
 TEST = RequestContext(actor="test")
 

@@ -8,8 +8,8 @@ from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState
 from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, env_name, secret_origin
 from wakedock.errors import WakeDockError
+from wakedock.secrets.keysources import KEY_SETTING
 from wakedock.secrets.resolve import make_provider, resolve_settings
-from wakedock.secrets.rotation import KEY_SETTING
 
 GENERATED = {
     ("auth", "jwt_signing_key"): "jwt",
