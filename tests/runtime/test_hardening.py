@@ -183,6 +183,9 @@ def test_unresolved_secret_reference_refused() -> None:
         kwargs_for(spec)
     resolved = {"MODE": "prod", "TOKEN": "s3cr3t"}
     assert kwargs_for(spec, environment=resolved)["environment"] == resolved
+    # A caller that hands the references over unresolved is refused too (Engine and Swarm).
+    with pytest.raises(ValueError, match="TOKEN"):
+        kwargs_for(spec, environment=dict(spec.env))
 
 
 def test_plain_env_passed_through() -> None:

@@ -48,7 +48,7 @@ from wakedock.runtime.hardening import (
 from wakedock.runtime.stats import stats_from_sample
 from wakedock.runtime.swarm_spec import pinned_image, swarm_networks, task_template
 from wakedock.services.policy import PolicySettings
-from wakedock.services.spec import ServiceSpec, parse_secret_ref
+from wakedock.services.spec import ServiceSpec
 
 T = TypeVar("T")
 NOT_A_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init`"
@@ -131,10 +131,6 @@ class DockerSwarmRuntime:
             policy=replace(self._policy, allow_writable_root=allow_writable_root),
             environment=environment,
         )
-        unresolved = sorted(k for k, v in environment.items() if parse_secret_ref(v) is not None)
-        if unresolved:
-            # The literal "secret:..." text would start a misconfigured service quietly.
-            raise ValueError(f"secret references not resolved: {', '.join(unresolved)}")
         for field in ("pid_mode", "ipc_mode", "uts_mode"):
             if checked.get(field) not in (None, "private"):
                 raise ValueError(f"{field}: Swarm services always get a private namespace")

@@ -56,13 +56,12 @@ def healthcheck(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def _environment(spec: ServiceSpec, resolved: Mapping[str, str] | None) -> dict[str, str]:
-    if resolved is not None:
-        return dict(resolved)
-    unresolved = sorted(k for k, v in spec.env.items() if parse_secret_ref(v) is not None)
+    environment = dict(resolved if resolved is not None else spec.env)
+    unresolved = sorted(k for k, v in environment.items() if parse_secret_ref(v) is not None)
     if unresolved:
         # Launching with the literal "secret:..." text would start a misconfigured service quietly.
         raise ValueError(f"secret references not resolved: {', '.join(unresolved)}")
-    return dict(spec.env)
+    return environment
 
 
 def container_name(installation: str, service: str) -> str:
