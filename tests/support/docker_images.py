@@ -11,6 +11,7 @@ import tarfile
 
 import docker
 import docker.errors
+import pytest
 
 from support.components import unavailable
 
@@ -19,13 +20,23 @@ _APPLETS = ("sh", "wget", "nc", "httpd", "sleep", "echo", "cat", "ls", "id", "tr
 
 
 def docker_client() -> docker.DockerClient:
-    """A client for the local engine, or skip (fail in CI) with the reason."""
+    """A client for the local engine, or skip (fail in CI) with the reason.
+
+    Refuses to hand out a client while the engine runs without its `docker0` bridge: published
+    ports would then be forwarded over the default route, off the machine.
+    """
     try:
         client = docker.from_env(timeout=30)
         client.ping()
     except docker.errors.DockerException as exc:
         unavailable(f"no Docker engine reachable ({exc}); start dockerd")
         raise AssertionError from exc  # unreachable
+    if not os.path.exists("/sys/class/net/docker0"):
+        pytest.fail(
+            "the Docker engine runs without its docker0 bridge: restart dockerd before any "
+            "container test (traffic to published ports could leave the machine)",
+            pytrace=False,
+        )
     return client
 
 
