@@ -80,6 +80,8 @@ def test_services_api_drives_swarm(
 
     stopped = h.client.post(f"/api/v1/services/{sid}/stop", headers=auth)
     assert stopped.json()["state"] == "stopped"
+    now = h.client.get(f"/api/v1/services/{sid}/status", headers=auth).json()
+    assert (now["state"], now["health"]) == ("stopped", "stopped")
     service.reload()
     assert service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
     assert h.client.delete(f"/api/v1/services/{sid}", headers=auth).status_code == 204
