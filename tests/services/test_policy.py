@@ -239,10 +239,9 @@ def test_paths_merely_resembling_kernel_filesystems_are_fine(target: str) -> Non
 
 @pytest.mark.security
 @pytest.mark.parametrize("port", [1, 80, 443, 1023])
-def test_privileged_host_port_refused_unless_allowed(port: str) -> None:
-    spec = make_spec(
-        ports=[{"container_port": 80, "host_port": 8080}, {"container_port": 443, "host_port": port}]
-    )
+def test_privileged_host_port_refused_unless_allowed(port: int) -> None:
+    ports = [{"container_port": 80, "host_port": 8080}, {"container_port": 443, "host_port": port}]
+    spec = make_spec(ports=ports)
     assert rules(violations(spec, ALLOW_SRV)) == {("ports[1].host_port", "privileged_port")}
     assert violations(spec, PolicySettings(allow_privileged_host_ports=True)) == []
 
