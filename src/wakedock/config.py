@@ -323,6 +323,8 @@ class DockerSettings(_Section):
     )
     # Host directories under which services may bind-mount. Empty: no bind mounts at all.
     bind_mount_allowlist: list[str] = Field(default_factory=list)
+    # Let specs publish host ports below 1024 (only root binds them; CIS 5.8 then reports FAIL).
+    allow_privileged_host_ports: bool = False
     # Reconcile the database with the engine (and discover labelled containers) at start-up.
     reconcile_on_start: bool = True
 

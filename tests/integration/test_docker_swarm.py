@@ -33,8 +33,8 @@ INSTALLATION = "wakedock-swarm-tests"
 BYSTANDER_PREFIX = "wdswarmtest-"
 DEADLINE_S = 90
 MIB = 1024 * 1024
-# busybox httpd serving a page written into the tmpfs (the root filesystem is read-only). The shell
-# stays PID 1 and exits on SIGTERM, so scaling to 0 does not wait out the 10 s grace period.
+# busybox httpd serving a page written into the tmpfs (the root filesystem is read-only). The
+# init forwards SIGTERM to the shell, which exits: scaling to 0 does not wait out the grace period.
 SERVE = [
     "/bin/sh",
     "-c",
@@ -113,7 +113,8 @@ def _exec(engine: docker.DockerClient, container_id: str, *command: str) -> str:
 def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     engine: docker.DockerClient, runtime: DockerSwarmRuntime
 ) -> None:
-    ref = runtime.create(_spec("lifecycle", cap_add=["CHOWN"]), {"GREETING": "hello"})
+    lifecycle = _spec("lifecycle", cap_add=["CHOWN"], stop_signal="TERM", stop_timeout_s=20)
+    ref = runtime.create(lifecycle, {"GREETING": "hello"})
     assert runtime.status(ref).state is State.STOPPED
     assert _replicas(engine, ref) == 0
     assert runtime.find("lifecycle") == ref
@@ -126,6 +127,10 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     assert spec["Mode"]["Replicated"]["Replicas"] == 1
     assert spec["Labels"] == {"wakedock.managed": INSTALLATION, "wakedock.service": "lifecycle"}
     task = spec["TaskTemplate"]
+    container_spec = task["ContainerSpec"]
+    assert container_spec["Init"] is True
+    assert container_spec["StopSignal"] == "SIGTERM"
+    assert container_spec["StopGracePeriod"] == 20 * 1_000_000_000
     assert task["RestartPolicy"]["Condition"] == "on-failure"
     assert task["RestartPolicy"]["MaxAttempts"] == 5
     assert task["Resources"]["Limits"] == {
@@ -145,6 +150,8 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     host = attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
     assert host["CapAdd"] == ["CHOWN"]
+    assert host["Init"] is True
+    assert attrs["Config"]["StopSignal"] == "SIGTERM"
     assert host["ReadonlyRootfs"] is True
     assert host["Privileged"] is False
     assert host["Memory"] == 256 * MIB
@@ -176,6 +183,7 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
 
     runtime.stop(ref)
     assert runtime.status(ref).state is State.STOPPED
+    assert runtime.status(ref).health == "stopped"
     assert _replicas(engine, ref) == 0
     _wait(lambda: not _running_task_containers(engine, ref), "no running task container")
     assert runtime.inspect(ref) == []

@@ -164,6 +164,9 @@ DANGEROUS: dict[str, dict[str, Any]] = {
     "docker_socket": {"volumes": [{"source": "/var/run/docker.sock", "target": "/var/run/d.sock"}]},
     "bind_outside_allowlist": {"volumes": [{"source": "/srv/data", "target": "/data"}]},
     "sensitive_path": {"volumes": [{"source": "/etc", "target": "/host-etc"}]},
+    "tmpfs_over_proc": {"tmpfs": ["/tmp", "/proc"]},
+    "volume_over_sys": {"volumes": [{"name": "kernel", "target": "/sys"}]},
+    "privileged_host_port": {"ports": [{"container_port": 8080, "host_port": 80}]},
 }
 
 

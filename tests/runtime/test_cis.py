@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wakedock.runtime.cis import CHECKS, check_container
+from wakedock.runtime.cis import ADVISORIES, CHECKS, check_container
 
 ANY_V4 = "0.0.0.0"  # noqa: S104 - the misconfiguration under test, never bound
 
@@ -35,6 +35,7 @@ def hardened() -> dict[str, Any]:
             "Devices": [],
             "CgroupParent": "",
             "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+            "Init": True,
         },
         "Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"]}},
         "Mounts": [{"Type": "volume", "Source": "/var/lib/docker/volumes/x", "Destination": "/d"}],
@@ -47,7 +48,7 @@ def failing(attrs: dict[str, Any]) -> set[str]:
 
 def test_a_hardened_container_passes_every_check() -> None:
     results = check_container(hardened())
-    assert [r.id for r in results] == [c.id for c in CHECKS]
+    assert [r.id for r in results] == [c.id for c in (*CHECKS, *ADVISORIES)]
     assert failing(hardened()) == set()
 
 
@@ -118,3 +119,9 @@ def _set(path: str, value: Any) -> dict[str, Any]:
 )
 def test_each_misconfiguration_fails_its_check(cis_id: str, attrs: dict[str, Any]) -> None:
     assert cis_id in failing(attrs)
+
+
+def test_a_container_without_init_is_advised_not_failed() -> None:
+    [result] = [r for r in check_container(_set("HostConfig.Init", None)) if r.id == "init"]
+    assert not result.passed and result.advisory
+    assert all(r.passed for r in check_container(_set("HostConfig.Init", None)) if not r.advisory)

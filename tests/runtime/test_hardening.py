@@ -190,3 +190,12 @@ def test_unresolved_secret_reference_refused() -> None:
 
 def test_plain_env_passed_through() -> None:
     assert kwargs_for(make_spec(env={"MODE": "prod"}))["environment"] == {"MODE": "prod"}
+
+
+def test_launched_with_an_init_and_the_specs_stop_settings() -> None:
+    default = kwargs_for(make_spec())
+    assert default["init"] is True
+    assert default["stop_timeout"] == 10
+    assert "stop_signal" not in default  # the image's STOPSIGNAL applies
+    chosen = kwargs_for(make_spec(stop_signal="SIGQUIT", stop_timeout_s=45))
+    assert (chosen["stop_signal"], chosen["stop_timeout"]) == ("SIGQUIT", 45)

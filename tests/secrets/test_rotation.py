@@ -4,7 +4,11 @@ after the longest token lifetime, and a token forged with a retired key is refus
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Harness
-from support.components import run_cli
+from support.components import WakeDockProcess, run_cli, wakedock_server
 from wakedock.audit.events import RequestContext
 from wakedock.auth.csrf import csrf_token, csrf_valid
 from wakedock.auth.keys import Keyring, SigningKey
@@ -36,8 +40,6 @@ def _me(h: Harness, token: str) -> int:
 
 
 def _rotations(h: Harness) -> list[tuple[str, str, dict[str, Any]]]:
-    import json
-
     with h.components.engine.connect() as conn:
         rows = conn.execute(
             sa.text(
@@ -198,3 +200,46 @@ def test_plan_windows_publication_and_deletions() -> None:
     assert at.newest == 3 and not at.newest_live and at.current == 2
     with pytest.raises(SecretNotFound):
         plan(deleted, t0 + timedelta(hours=19), window, publish)  # v2 expired too: nothing
+
+
+def _login_kid(server: WakeDockProcess, username: str, password: str) -> str:
+    request = urllib.request.Request(
+        f"{server.base_url}/api/v1/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10, context=server.ssl_context()) as reply:
+        return _kid(json.loads(reply.read())["access_token"])
+
+
+def test_the_cli_names_the_new_kid_and_the_delay_a_running_server_takes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {"WAKEDOCK_SECRETS__REFRESH_SECONDS": "1"}
+    password = "Wd-" + secrets.token_urlsafe(18)
+    made = run_cli(
+        data, "user", "create", "rita", "--role", "viewer", "--password-stdin",
+        stdin=password + "\n", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    with wakedock_server(data, env=env) as server:
+        old_kid = _login_kid(server, "rita", password)
+        asked = time.monotonic()
+        rotated = run_cli(data, "secrets", "rotate", "jwt", env=env)
+        assert rotated.returncode == 0, rotated.stderr
+        printed = re.search(r"new kid ([0-9a-f]{16})\)", rotated.stdout)
+        assert printed is not None, rotated.stdout
+        # Publication delay (refresh + 5 s) plus one refresh interval: 6 + 1 s here, 125 s by
+        # default (the "within 60 s" it used to print was the refresh interval alone).
+        assert "sign with it within 7 s (publication delay 6 s" in rotated.stdout
+        assert printed.group(1) != old_kid
+
+        deadline = time.monotonic() + 60
+        kid = old_kid
+        while kid == old_kid and time.monotonic() < deadline:
+            time.sleep(0.5)
+            kid = _login_kid(server, "rita", password)
+        switched = time.monotonic()
+    # The server now signs with exactly the key the CLI announced...
+    assert kid == printed.group(1)
+    # ...and not before the publication delay had passed since the rotation was asked for.
+    assert switched - asked >= 6

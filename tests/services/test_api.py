@@ -14,6 +14,7 @@ from wakedock.audit.models import AuditEvent
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 from wakedock.services.models import Service
+from wakedock.services.policy import PolicySettings
 
 IMAGE = "wakedock-test/busybox:1"
 
@@ -147,6 +148,44 @@ def test_dangerous_spec_lists_every_violation_and_is_audited(
     assert service_rows(h) == []
     [event] = events(h, "policy_violation")
     assert event.severity == "high" and event.outcome == "denied" and event.actor == "boss"
+
+
+@pytest.mark.security
+def test_kernel_filesystem_mounts_and_privileged_ports_refused_in_one_422(
+    h: Harness, runtime: FakeRuntime
+) -> None:
+    token = h.token_for(Role.ADMIN, "boss")
+    dangerous = spec(
+        tmpfs=["/tmp", "/proc"],
+        volumes=[{"name": "data", "target": "/sys/kernel"}, {"name": "dev", "target": "/dev"}],
+        ports=[{"container_port": 8080, "host_port": 80}],
+    )
+    reply = h.client.post("/api/v1/services", json=dangerous, headers=h.bearer(token))
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert body["code"] == "policy_violation"
+    assert {(v["field"], v["rule"]) for v in body["violations"]} == {
+        ("tmpfs[1]", "kernel_filesystem"),
+        ("volumes[0].target", "kernel_filesystem"),
+        ("volumes[1].target", "kernel_filesystem"),
+        ("ports[0].host_port", "privileged_port"),
+    }
+    assert runtime.containers == {} and service_rows(h) == []
+    [event] = events(h, "policy_violation")
+    assert event.severity == "high" and event.outcome == "denied"
+
+
+def test_an_admin_may_allow_privileged_host_ports(
+    make_harness: Callable[..., Harness], runtime: FakeRuntime
+) -> None:
+    h = make_harness(runtime=runtime, docker={"allow_privileged_host_ports": True})
+    runtime.policy = PolicySettings(allow_privileged_host_ports=True)  # the engine's own check
+    token = h.token_for(Role.OPERATOR)
+    create(h, token, spec(ports=[{"container_port": 8080, "host_port": 80}]))
+    # Mounts over /proc stay refused whatever the setting.
+    reply = h.client.post("/api/v1/services", json=spec("two", tmpfs=["/proc"]),
+                          headers=h.bearer(token))  # fmt: skip
+    assert reply.status_code == 422
 
 
 def test_missing_image_is_a_422_naming_it(h: Harness) -> None:

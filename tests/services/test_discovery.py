@@ -122,6 +122,23 @@ def test_discovered_services_are_operated_but_configured_by_labels(
     assert h.client.delete(base, headers=h.bearer(operator)).status_code == 409
 
 
+def test_a_discovered_service_goes_once_its_container_is_unlabelled_or_gone(
+    h: Harness, runtime: FakeRuntime
+) -> None:
+    unlabelled = runtime.add_foreign("blog", {"wakedock.enable": "true", "wakedock.port": "80"})
+    runtime.add_foreign("shop", {"wakedock.enable": "true", "wakedock.port": "80"})
+    h.components.reconciler.run(CONTEXT)
+    operator = h.bearer(h.token_for(Role.OPERATOR))
+    ids = {s["name"]: s["id"] for s in h.client.get("/api/v1/services", headers=operator).json()}
+    runtime.containers[unlabelled].labels.pop("wakedock.enable")  # the owner opted out
+    runtime.containers = {r: c for r, c in runtime.containers.items() if c.name != "shop"}
+    for name in ("blog", "shop"):
+        assert h.client.delete(f"/api/v1/services/{ids[name]}", headers=operator).status_code == 204
+    assert h.client.get("/api/v1/services", headers=operator).json() == []
+    # The owner's container is never removed by WakeDock.
+    assert unlabelled in runtime.containers
+
+
 def test_container_removed_by_hand_becomes_missing_then_start_recreates_it(
     h: Harness, runtime: FakeRuntime
 ) -> None:

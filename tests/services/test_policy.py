@@ -204,3 +204,48 @@ def test_allowlist_entries_must_be_absolute() -> None:
         PolicySettings(bind_mount_allowlist=("srv",))
     with pytest.raises(ValueError, match="absolute"):
         PolicySettings(bind_mount_allowlist=("/srv/../etc",))
+
+
+KERNEL_TARGETS = ["/proc", "/sys", "/dev", "/dev/shm", "/proc/sys/kernel", "/sys/fs/cgroup",
+                  "//proc", "/./sys", "/dev/"]  # fmt: skip
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("target", KERNEL_TARGETS)
+def test_tmpfs_over_a_kernel_filesystem_refused(target: str) -> None:
+    found = violations(make_spec(tmpfs=["/tmp", target]), ALLOW_SRV)
+    assert rules(found) == {("tmpfs[1]", "kernel_filesystem")}
+    # One fixed message whatever was submitted: the input is never echoed.
+    [canonical] = violations(make_spec(tmpfs=["/proc"]), ALLOW_SRV)
+    assert {v.message for v in found} == {canonical.message}
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("target", KERNEL_TARGETS)
+def test_volumes_over_a_kernel_filesystem_refused(target: str) -> None:
+    named = violations(make_spec(volumes=[{"name": "data", "target": target}]), ALLOW_SRV)
+    assert rules(named) == {("volumes[0].target", "kernel_filesystem")}
+    bound = violations(
+        make_spec(volumes=[{"source": "/srv/wakedock/web", "target": target}]), ALLOW_SRV
+    )
+    assert rules(bound) == {("volumes[0].target", "kernel_filesystem")}
+
+
+@pytest.mark.parametrize("target", ["/tmp", "/procfs", "/system", "/devices", "/srv/proc"])
+def test_paths_merely_resembling_kernel_filesystems_are_fine(target: str) -> None:
+    assert violations(make_spec(tmpfs=[target]), ALLOW_SRV) == []
+    assert violations(make_spec(volumes=[{"name": "data", "target": target}]), ALLOW_SRV) == []
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("port", [1, 80, 443, 1023])
+def test_privileged_host_port_refused_unless_allowed(port: int) -> None:
+    ports = [{"container_port": 80, "host_port": 8080}, {"container_port": 443, "host_port": port}]
+    spec = make_spec(ports=ports)
+    assert rules(violations(spec, ALLOW_SRV)) == {("ports[1].host_port", "privileged_port")}
+    assert violations(spec, PolicySettings(allow_privileged_host_ports=True)) == []
+
+
+def test_unprivileged_and_engine_chosen_host_ports_are_fine() -> None:
+    spec = make_spec(ports=[{"container_port": 80, "host_port": 1024}, {"container_port": 81}])
+    assert violations(spec, ALLOW_SRV) == []

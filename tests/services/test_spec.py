@@ -298,3 +298,25 @@ def test_dangerous_knobs_are_accepted_for_the_policy_to_judge() -> None:
     )
     assert spec.privileged is True
     assert spec.network_mode == "host"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"), [("SIGTERM", "SIGTERM"), ("quit", "SIGQUIT"), ("SIGRTMIN+3", "SIGRTMIN+3")]
+)
+def test_stop_signal_is_a_known_name_in_one_spelling(given: str, stored: str) -> None:
+    assert ServiceSpec.model_validate(spec_data(stop_signal=given)).stop_signal == stored
+
+
+@pytest.mark.parametrize("signal_name", ["SIGSTOP", "SIGCONT", "9", "SIGNOPE", "TERM;rm", ""])
+def test_unknown_or_useless_stop_signals_refused(signal_name: str) -> None:
+    assert error_locs(spec_data(stop_signal=signal_name)) == [("stop_signal",)]
+
+
+@pytest.mark.parametrize("timeout", [0, 301, -5])
+def test_stop_timeout_bounded(timeout: int) -> None:
+    assert error_locs(spec_data(stop_timeout_s=timeout)) == [("stop_timeout_s",)]
+
+
+def test_stop_defaults_keep_the_image_signal_and_dockers_timeout() -> None:
+    spec = ServiceSpec.model_validate(spec_data())
+    assert (spec.stop_signal, spec.stop_timeout_s) == (None, 10)

@@ -2,11 +2,20 @@
 
 No composition rules. The blocklist is zxcvbn's 30,000 most common passwords, checked also after
 undoing common disguises (case, leetspeak, a trailing run of digits or symbols).
+
+Control characters (Unicode category Cc: NUL, tab, line breaks, DEL, the C1 range) are refused:
+no keyboard types them into a login form, NUL truncates the password in C code that handles it
+later (a login helper, a PAM module), and line breaks split it in files and forms. Surrogates
+(Cs) are refused too: they are not characters and cannot be encoded, so they could never be
+hashed. Format characters (Cf) stay allowed: the zero-width joiner builds emoji sequences and the
+zero-width non-joiner is part of ordinary Persian, Urdu or Hindi text; NIST SP 800-63B asks
+verifiers to accept every printable Unicode character, and those are typed by real keyboards.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 from zxcvbn import zxcvbn
@@ -32,6 +41,7 @@ _LEET = str.maketrans(
 _TRAILING_NOISE = re.compile(r"[\d\W_]+$")
 # zxcvbn cost grows with length; the tail of a long password only makes it stronger.
 _ZXCVBN_PREFIX = 100
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs"})
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +78,8 @@ def password_problems(
 ) -> list[str]:
     """Every reason `password` is refused; an empty list means it is acceptable."""
     problems: list[str] = []
+    if any(unicodedata.category(char) in _REFUSED_CATEGORIES for char in password):
+        problems.append("must not contain control characters (NUL, tab, line breaks, ...)")
     if len(password) < min_length:
         problems.append(f"must be at least {min_length} characters long")
     if len(password) > MAX_LENGTH:

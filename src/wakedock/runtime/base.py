@@ -55,8 +55,16 @@ class ContainerStatus:
     id: str
     name: str
     state: State
-    # "healthy", "unhealthy", "starting", or None when the container has no healthcheck.
+    # "healthy", "unhealthy", "starting", "stopped" (not running, see `reported_health`), or
+    # None when the container has no healthcheck.
     health: str | None
+
+
+def reported_health(state: State, engine_health: str | None) -> str | None:
+    """Health as users read it: a stopped workload is `stopped`. The engine keeps the result of
+    the last check of an exited container (usually `unhealthy`, the check failed as it went
+    down), which would make every sleeping service look broken."""
+    return "stopped" if state is State.STOPPED else engine_health
 
 
 @dataclass(frozen=True)

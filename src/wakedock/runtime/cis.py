@@ -4,6 +4,9 @@ Numbering follows v1.6.0 (5.1 is "swarm mode not enabled", so the container item
 docker-bench-security uses the same ids). Items that need a running shell (5.7 sshd), the host
 (5.2 AppArmor availability, 5.3 SELinux) or operator practice (5.23/5.24 docker exec, 5.28 image
 freshness, 5.30 docker0) are not judged here.
+
+Beyond the benchmark, `ADVISORIES` report what WakeDock launches with for reliability (an init
+process); a container without it is a WARN, never a FAIL: it is not a CIS item.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class CheckResult:
     passed: bool
     # Why it failed (or what was seen), safe to print.
     detail: str
+    # Not a CIS item: reported, but a container is not failed for it.
+    advisory: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,10 +201,22 @@ CHECKS: tuple[CisCheck, ...] = (
 )
 
 
+def _init(attrs: Inspect) -> str | None:
+    return None if _host(attrs).get("Init") else "no init: PID 1 may ignore the stop signal"
+
+
+ADVISORIES: tuple[CisCheck, ...] = (
+    CisCheck("init", "An init process forwards stop signals and reaps zombies", _init),
+)
+
+
 def check_container(attrs: Inspect) -> list[CheckResult]:
-    """Every section-5 check against one container's `docker inspect` output."""
+    """Every section-5 check, then the advisories, against one container's `docker inspect`."""
     results = []
-    for check in CHECKS:
-        problem = check.problem(attrs)
-        results.append(CheckResult(check.id, check.title, problem is None, problem or "ok"))
+    for checks, advisory in ((CHECKS, False), (ADVISORIES, True)):
+        for check in checks:
+            problem = check.problem(attrs)
+            results.append(
+                CheckResult(check.id, check.title, problem is None, problem or "ok", advisory)
+            )
     return results

@@ -19,6 +19,7 @@ from wakedock.runtime.base import (
     InvalidState,
     NotManaged,
     State,
+    reported_health,
 )
 from wakedock.runtime.client import EngineClient
 from wakedock.runtime.hardening import (
@@ -32,6 +33,12 @@ from wakedock.services.policy import PolicySettings
 from wakedock.services.spec import ServiceSpec
 
 OPT_IN_LABEL = "wakedock.enable"
+# What a stop waits for when a container declares no StopTimeout (the engine's own default).
+DEFAULT_STOP_TIMEOUT = 10
+# Hardened settings that belong to the container's Config; all the others go to its HostConfig.
+_CONFIG_KEYS = frozenset(
+    {"image", "command", "name", "environment", "labels", "healthcheck", "stop_signal"}
+)
 T = TypeVar("T")
 
 
@@ -86,8 +93,7 @@ class DockerEngineRuntime:
                 raise ImageMissing(
                     f"image {spec.image!r} is not present on the Docker host"
                 ) from None
-            container = client.containers.create(**kwargs)
-            return str(container.id)
+            return _create_container(client, kwargs)
 
         return self._call(create)
 
@@ -108,7 +114,10 @@ class DockerEngineRuntime:
                 if container.status == "running":
                     container.pause()
             else:
-                container.stop(timeout=10)
+                # The container's own StopTimeout (the spec's, or its owner's for a discovered
+                # one): the daemon then sends SIGKILL, and the client waits that long for it.
+                configured = (container.attrs.get("Config") or {}).get("StopTimeout")
+                container.stop(timeout=int(configured or DEFAULT_STOP_TIMEOUT))
 
         self._call(stop)
 
@@ -125,13 +134,13 @@ class DockerEngineRuntime:
     def status(self, container_id: str) -> ContainerStatus:
         def status(client: docker.DockerClient) -> ContainerStatus:
             container = self._managed(client, container_id)
-            state = container.attrs.get("State", {})
-            health = (state.get("Health") or {}).get("Status")
+            attrs = container.attrs.get("State", {})
+            state = _state(attrs)
             return ContainerStatus(
                 id=str(container.id),
                 name=str(container.name),
-                state=_state(state),
-                health=health,
+                state=state,
+                health=reported_health(state, (attrs.get("Health") or {}).get("Status")),
             )
 
         return self._call(status)
@@ -205,6 +214,29 @@ class DockerEngineRuntime:
             return [dict(self._managed(client, container_id).attrs)]
 
         return self._call(inspect)
+
+
+def _create_container(client: docker.DockerClient, settings: Mapping[str, Any]) -> str:
+    """Create through docker-py's low-level API: its high-level `containers.create` cannot set
+    Config.StopTimeout. The translation is the one `containers.create` does for these keys."""
+    ports: dict[int | str, Any] = dict(settings["ports"])
+    volumes: dict[str, Mapping[str, str]] = dict(settings["volumes"])
+    host = {
+        key: value
+        for key, value in settings.items()
+        if key not in _CONFIG_KEYS and key not in ("ports", "volumes", "stop_timeout")
+    }
+    host_config = client.api.create_host_config(
+        port_bindings=ports or None, binds=volumes or None, **host
+    )
+    created = client.api.create_container(
+        **{key: value for key, value in settings.items() if key in _CONFIG_KEYS},
+        stop_timeout=settings["stop_timeout"],
+        ports=[tuple(key.split("/", 1)) for key in sorted(map(str, ports))] or None,
+        volumes=[mount["bind"] for mount in volumes.values()] or None,
+        host_config=host_config,
+    )
+    return str(created["Id"])
 
 
 def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -36,6 +36,7 @@ from wakedock.runtime.base import (
     NotManaged,
     RuntimeUnavailable,
     State,
+    reported_health,
 )
 from wakedock.runtime.client import EngineClient
 from wakedock.runtime.docker_engine import OPT_IN_LABEL, is_managed
@@ -195,7 +196,12 @@ class DockerSwarmRuntime:
             service = self._managed(api, service_id)
             state, health = _service_state(api, service)
             name = str(service["Spec"]["Name"])
-            return ContainerStatus(id=str(service["ID"]), name=name, state=state, health=health)
+            return ContainerStatus(
+                id=str(service["ID"]),
+                name=name,
+                state=state,
+                health=reported_health(state, health),
+            )
 
         return self._call(status)
 

@@ -1,8 +1,10 @@
 """Hardened launch settings (S6.2, CIS Docker Benchmark section 5) for every WakeDock container.
 
 `container_create_kwargs` is pure: it turns a `ServiceSpec` into keyword arguments for docker-py 7's
-`client.containers.create(...)`, so the hardening can be checked without an engine, and the engine
-integration tests then prove it with `docker inspect` (and `runtime/cis.py` names each CIS item).
+`client.containers.create(...)` (plus `stop_timeout`, which only docker-py's low-level
+`create_container` takes: see `runtime/docker_engine.py`), so the hardening can be checked without
+an engine, and the engine integration tests then prove it with `docker inspect` (and
+`runtime/cis.py` names each CIS item).
 """
 
 from __future__ import annotations
@@ -128,7 +130,14 @@ def container_create_kwargs(
         "privileged": False,
         "healthcheck": healthcheck(spec),
         "volumes": _volumes(spec, managed_label_value),
+        # PID 1 gets no default signal handlers: an app that installs none (busybox httpd, most
+        # shell scripts) would ignore SIGTERM and every stop would end in SIGKILL after the
+        # timeout. The engine's init (tini) forwards the stop signal and reaps zombies.
+        "init": True,
+        "stop_timeout": spec.stop_timeout_s,
     }
+    if spec.stop_signal is not None:
+        kwargs["stop_signal"] = spec.stop_signal
     # Only modes the policy accepted reach here; anything else Docker itself rejects by name.
     modes = {
         "network_mode": spec.network_mode,

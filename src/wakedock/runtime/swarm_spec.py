@@ -12,8 +12,6 @@ from wakedock.runtime.base import ImageMissing
 from wakedock.runtime.hardening import MAX_RESTARTS, NANOS_PER_SECOND, TMPFS_OPTIONS
 from wakedock.services.spec import ServiceSpec
 
-# The Engine runtime stops with a 10 s timeout; the same grace period before SIGKILL.
-STOP_GRACE_NS = 10 * NANOS_PER_SECOND
 # A crash loop backs off a little instead of burning the 5 attempts in a second.
 RESTART_DELAY_NS = NANOS_PER_SECOND
 # Same size as the Engine runtime's tmpfs (the engine mounts Swarm tmpfs nosuid,nodev,noexec).
@@ -59,7 +57,10 @@ def task_template(
         cap_drop=["ALL"],
         cap_add=list(checked["cap_add"]),
         healthcheck=Healthcheck(**checked["healthcheck"]),
-        stop_grace_period=STOP_GRACE_NS,
+        # The Engine settings' init and stop signal/timeout, in Swarm's words (API 1.37+).
+        init=checked["init"],
+        stop_signal=checked.get("stop_signal"),
+        stop_grace_period=checked["stop_timeout"] * NANOS_PER_SECOND,
     )
     if no_new_privileges:
         container["Privileges"] = {"NoNewPrivileges": True}

@@ -28,19 +28,25 @@ def secrets_group() -> None:
 @click.pass_obj
 def secrets_rotate(state: CliState, name: str) -> None:
     """Write a new JWT signing key version; tokens signed with the previous one stay valid
-    until they expire. Running servers sign with the new key at their next refresh."""
+    until they expire. Running servers sign with the new key once it is published (every
+    replica has read it), at their next refresh after that."""
     c = state.components()
     try:
         version = c.jwt_keys.rotate(RequestContext(actor="cli:secrets rotate"))
+        kid = c.jwt_keys.kid(version)
     except WakeDockError as exc:
         raise click.ClickException(exc.detail) from None
     finally:
         if c.secret_provider is not None:
             c.secret_provider.close()
+    publish = c.jwt_keys.publication_delay.total_seconds()
+    refresh = c.settings.secrets.refresh_seconds
     click.echo(
         f"{KEY_SETTING}: version {version} written to {c.jwt_keys.source.origin} "
-        f"(kid {c.keyring.current.kid}); servers use it within "
-        f"{c.settings.secrets.refresh_seconds:g} s"
+        f"(new kid {kid})\n"
+        f"running servers sign with it within {publish + refresh:g} s (publication delay "
+        f"{publish:g} s, so that every replica reads it first, then their next refresh, every "
+        f"{refresh:g} s); tokens of the previous key stay valid until they expire"
     )
 
 

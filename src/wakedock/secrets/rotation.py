@@ -91,6 +91,15 @@ class JwtKeys:
     def newest_version(self) -> int:
         return self._state.newest
 
+    @property
+    def publication_delay(self) -> timedelta:
+        """How old a new version must be before it signs (every replica has read it by then)."""
+        return self._publish
+
+    def kid(self, version: int) -> str:
+        """The `kid` header of the tokens `version` signs."""
+        return SigningKey.from_secret(self.source.secret(version)).kid
+
     def _keys(self, state: KeyringState) -> tuple[SigningKey, list[SigningKey]]:
         current = SigningKey.from_secret(self.source.secret(state.current))
         previous = [

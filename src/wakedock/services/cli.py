@@ -123,6 +123,23 @@ def service_stop(state: CliState, name: str) -> None:
     click.echo(f"{name}: {_operate(state, name, 'stopping').state}")
 
 
+@service.command("remove")
+@click.argument("name")
+@click.pass_obj
+def service_remove(state: CliState, name: str) -> None:
+    """Remove a service and the container WakeDock made for it (no question asked; audited).
+
+    A discovered service goes once its container is gone or unlabelled; that container itself
+    is never removed."""
+    c = state.components()
+    step(f"removing {name}")
+    try:
+        c.services.delete(_actor(), name, cli_context())
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    click.echo(f"removed service {name}")
+
+
 @service.command("inspect")
 @click.argument("name")
 @click.pass_obj
@@ -170,7 +187,8 @@ def service_reconcile(state: CliState) -> None:
 @click.argument("name", required=False)
 @click.pass_obj
 def cis_check(state: CliState, name: str | None) -> None:
-    """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL)."""
+    """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL),
+    and advice beyond it (WARN: no exit status)."""
     c = state.components()
     try:
         views = [c.services.get(name)] if name else c.services.list()
@@ -190,8 +208,8 @@ def cis_check(state: CliState, name: str | None) -> None:
         for attrs in containers:
             click.echo(f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})")
             for result in check_container(attrs):
-                mark = "PASS" if result.passed else "FAIL"
-                failed = failed or not result.passed
+                mark = "PASS" if result.passed else "WARN" if result.advisory else "FAIL"
+                failed = failed or mark == "FAIL"
                 extra = "" if result.passed else f"  ({result.detail})"
                 click.echo(f"  [{mark}] {result.id:<5} {result.title}{extra}")
     if failed:

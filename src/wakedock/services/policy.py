@@ -35,6 +35,12 @@ SENSITIVE_HOST_PATHS = (
     "/sbin",
     "/lib",
 )
+# The kernel's own filesystems inside the container. A mount over them hides what the runtime
+# masks there (runc's CVE-2019-16884 and CVE-2019-19921 went through mounts over /proc), and
+# Docker already provides /dev/shm. Refused for tmpfs, named volumes and bind targets alike.
+KERNEL_MOUNT_POINTS = ("/proc", "/sys", "/dev")
+# Binding below 1024 on the host is what only root may do (CIS 5.8): an admin's choice.
+FIRST_UNPRIVILEGED_PORT = 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class PolicySettings:
     bind_mount_allowlist: tuple[str, ...] = field(default_factory=tuple)
     # A writable root filesystem is a relaxation only an admin may grant (the caller decides who).
     allow_writable_root: bool = False
+    # Host ports below 1024 (docker.allow_privileged_host_ports).
+    allow_privileged_host_ports: bool = False
 
     def __post_init__(self) -> None:
         if "ALL" in self.cap_allowlist:
@@ -130,6 +138,38 @@ def _namespace_violations(spec: ServiceSpec) -> list[Violation]:
     return found
 
 
+def _covers_kernel_filesystem(target: str) -> bool:
+    # Targets are absolute without '..'; "//proc", "/./proc" and "/proc/" still name /proc.
+    path = "/" + posixpath.normpath(target).lstrip("/")
+    return any(_is_within(path, root) or _is_within(root, path) for root in KERNEL_MOUNT_POINTS)
+
+
+def _mount_point_violations(spec: ServiceSpec) -> list[Violation]:
+    message = "a mount over /proc, /sys or /dev (or below them) is refused"
+    targets = [(f"tmpfs[{i}]", path) for i, path in enumerate(spec.tmpfs)]
+    targets += [(f"volumes[{i}].target", v.target) for i, v in enumerate(spec.volumes)]
+    return [
+        Violation(where, "kernel_filesystem", message)
+        for where, target in targets
+        if _covers_kernel_filesystem(target)
+    ]
+
+
+def _port_violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
+    if policy.allow_privileged_host_ports:
+        return []
+    return [
+        Violation(
+            f"ports[{index}].host_port",
+            "privileged_port",
+            f"host ports below {FIRST_UNPRIVILEGED_PORT} are refused "
+            "(docker.allow_privileged_host_ports)",
+        )
+        for index, port in enumerate(spec.ports)
+        if port.host_port is not None and port.host_port < FIRST_UNPRIVILEGED_PORT
+    ]
+
+
 def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
     """Every reason `spec` may not be launched under `policy`; empty when it may."""
     found: list[Violation] = []
@@ -148,6 +188,8 @@ def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
     for index, volume in enumerate(spec.volumes):
         if isinstance(volume, BindMount):
             found.extend(_bind_violations(index, volume, policy))
+    found.extend(_mount_point_violations(spec))
+    found.extend(_port_violations(spec, policy))
     if not spec.read_only_root and not policy.allow_writable_root:
         found.append(
             Violation("read_only_root", "writable_root", "a writable root needs an admin's consent")

@@ -27,6 +27,7 @@ from wakedock.runtime.base import (
     ContainerRuntime,
     ContainerStats,
     ContainerStatus,
+    NotManaged,
     State,
 )
 from wakedock.secrets.services import ServiceSecrets, plain_environment, references
@@ -184,11 +185,18 @@ class ServiceManager:
                 return ServiceView.of(row)
 
     def delete(self, actor: Actor, key: int | str, context: RequestContext) -> None:
-        """Remove the container and the record; refused while other services depend on it."""
+        """Remove the container and the record; refused while other services depend on it.
+
+        A discovered service is removed only once its container is gone or no longer opted in
+        (its owner's container is never removed by WakeDock); while the labelled container
+        exists, the next reconciliation would bring the service back.
+        """
         current = self._managed_by(actor, self.get(key))
-        if current.source == DISCOVERED:
+        discovered = current.source == DISCOVERED
+        if discovered and self._live_state(current) != State.MISSING:
             raise ConfiguredByLabels(
-                "a discovered service goes away when its container loses the wakedock.enable label"
+                "a discovered service is configured by its container's labels: remove the "
+                "container or its wakedock.enable label first, then remove the service"
             )
         with self._lock(current.name):
             dependents = [v.name for v in self.list() if current.name in v.spec.depends_on]
@@ -197,12 +205,15 @@ class ServiceManager:
                     f"{', '.join(dependents)} depend on {current.name}",
                     extra={"dependents": dependents},
                 )
-            if current.container_ref is not None:
+            if current.container_ref is not None and not discovered:
                 self.runtime.remove(current.container_ref)
             with transaction(self._factory) as db:
                 row = self._row(db, current.id)
                 db.delete(row)
-                self._record(db, Event(EventType.SERVICE_DELETE, target=current.name), context)
+                deleted = Event(
+                    EventType.SERVICE_DELETE, target=current.name, details={"source": row.source}
+                )
+                self._record(db, deleted, context)
 
     def start(self, actor: Actor, key: int | str, context: RequestContext) -> ServiceView:
         """Start the service's container, recreating it first if it was removed by hand."""
@@ -280,11 +291,13 @@ class ServiceManager:
         return view.container_ref
 
     def _live_state(self, view: ServiceView) -> State:
+        """The engine's state; MISSING when the container is gone, or no longer WakeDock's to
+        operate (a discovered container that lost its opt-in label)."""
         if view.container_ref is None:
             return State.MISSING
         try:
             return self.runtime.status(view.container_ref).state
-        except ContainerNotFound:
+        except (ContainerNotFound, NotManaged):
             return State.MISSING
 
     def _managed_by(self, actor: Actor, view: ServiceView) -> ServiceView:

@@ -52,6 +52,24 @@ IMAGE_REFERENCE = re.compile(
     r"(?:@sha256:[a-f0-9]{64})?$"
 )
 MAX_IMAGE_LENGTH = 512
+# Signals a container may be asked to stop with (Linux names, whatever the WakeDock host is):
+# the usual graceful ones, those images declare as STOPSIGNAL (nginx and php-fpm SIGQUIT, httpd
+# SIGWINCH, systemd SIGRTMIN+3, LXC-style inits SIGPWR), and SIGKILL for apps with nothing to
+# flush. Job-control signals are left out: a stopped or continued process never ends.
+STOP_SIGNALS = frozenset(
+    {
+        "SIGTERM",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGWINCH",
+        "SIGPWR",
+        "SIGRTMIN+3",
+        "SIGKILL",
+    }
+)
 
 
 def _check_dns_label(value: str) -> str:
@@ -226,6 +244,10 @@ class ServiceSpec(_Strict):
     wake_timeout_s: int = Field(default=60, ge=1, le=600)
     idle_timeout_s: int = Field(default=900, ge=2, le=86400)
     stop_method: Literal["stop", "pause"] = "stop"
+    # How a stop asks the app to end: the signal (None: the image's STOPSIGNAL, else SIGTERM),
+    # then SIGKILL after the timeout. Docker's default is 10 s; 300 s bounds a stop request.
+    stop_signal: str | None = None
+    stop_timeout_s: int = Field(default=10, ge=1, le=300)
     hosts: list[str] = Field(default_factory=list, max_length=32)
     access: Access = Field(default_factory=Access)
     depends_on: list[str] = Field(default_factory=list, max_length=32)
@@ -290,6 +312,18 @@ class ServiceSpec(_Strict):
             if {".", ".."} & {*ref[0].split("/"), ref[1]}:
                 raise ValueError(f"{key}: secret path and key must not be '.' or '..'")
         return value
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _stop_signal(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Docker accepts "TERM", "sigterm" and "SIGTERM" alike; one spelling is stored.
+        name = value.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        if name not in STOP_SIGNALS:
+            raise ValueError(f"must be one of {', '.join(sorted(STOP_SIGNALS))}")
+        return name
 
     @field_validator("ports")
     @classmethod

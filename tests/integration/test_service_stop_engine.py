@@ -1,0 +1,282 @@
+"""Stopping and removing services on the real Docker engine: an init forwards the stop signal
+(no SIGKILL after the timeout), the spec's stop signal and timeout reach the container, a stopped
+service reports health `stopped`, and a discovered service whose container was deleted can be
+removed through the API and the CLI (audited), while one whose container exists cannot; and a
+labelled container publishing its port on 127.0.0.1, as the docs say, is woken and proxied."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import pytest
+import yaml
+from sqlalchemy import select
+
+from conftest import Harness
+from support.components import run_cli, wakedock_server
+from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from wakedock.audit.events import RequestContext
+from wakedock.audit.models import AuditEvent
+from wakedock.db import transaction
+from wakedock.rbac.permissions import Role
+from wakedock.runtime.docker_engine import DockerEngineRuntime
+
+pytestmark = pytest.mark.integration
+
+SOCKET = "unix:///var/run/docker.sock"
+# httpd is PID 1 of its container when launched without an init: it installs no handler for
+# SIGTERM, so the kernel drops the signal and only SIGKILL ends it.
+SERVE = ["/bin/sh", "-c", "echo ok > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
+# Ends cleanly on SIGUSR1 only, saying so in its log; any other signal kills the shell.
+ON_USR1 = ["/bin/sh", "-c", "trap 'echo stopping-on-usr1; exit 0' USR1; while :; do sleep 1; done"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    client = docker_client()
+    ensure_test_image(client)
+    return client
+
+
+@pytest.fixture
+def network(engine: docker.DockerClient) -> Iterator[str]:
+    """A user-defined bridge for this test's containers (ports still published on loopback)."""
+    created = engine.networks.create(f"wd-it-net-{secrets.token_hex(3)}", driver="bridge")
+    yield str(created.name)
+    created.remove()
+
+
+@pytest.fixture
+def installation(engine: docker.DockerClient, network: str) -> Iterator[str]:
+    name = f"wd-it-{secrets.token_hex(3)}"
+    yield name
+    for container in engine.containers.list(all=True, filters={"label": "wakedock.managed"}):
+        if container.labels.get("wakedock.managed") == name:
+            container.remove(force=True)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    # The engine is what these tests are about: one database backend is enough.
+    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness], installation: str) -> Harness:
+    runtime = DockerEngineRuntime(base_url=SOCKET, installation=installation)
+    return make_harness(runtime=runtime, docker={"installation": installation})
+
+
+def spec(name: str, network: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": TEST_IMAGE,
+        "command": SERVE,
+        "network_mode": network,
+        "ports": [{"container_port": 8080}],
+        "readiness": {
+            "type": "http",
+            "path": "/index.html",
+            "port": 8080,
+            "interval_s": 1,
+            "timeout_s": 2,
+            "retries": 3,
+        },
+        **extra,
+    }
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def container_of(engine: docker.DockerClient, installation: str, name: str) -> Any:
+    found = engine.containers.list(all=True, filters={"label": f"wakedock.service={name}"})
+    return next(c for c in found if c.labels.get("wakedock.managed") == installation)
+
+
+def status(h: Harness, token: str, sid: int) -> dict[str, Any]:
+    reply = h.client.get(f"/api/v1/services/{sid}/status", headers=h.bearer(token))
+    assert reply.status_code == 200, reply.text
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def audit(h: Harness, type_: str) -> list[AuditEvent]:
+    with transaction(h.components.db) as db:
+        rows = list(db.scalars(select(AuditEvent).where(AuditEvent.type == type_)))
+        db.expunge_all()
+        return rows
+
+
+def test_a_busybox_app_stops_on_sigterm_through_the_init_and_reports_stopped(
+    h: Harness, engine: docker.DockerClient, installation: str, network: str
+) -> None:
+    token = h.token_for(Role.OPERATOR)
+    sid = h.client.post("/api/v1/services", json=spec("plain", network), headers=h.bearer(token))
+    sid = sid.json()["id"]
+    assert h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token)).is_success
+    wait_for(lambda: status(h, token, sid)["health"] == "healthy", "the service to be healthy")
+
+    stopped = h.client.post(f"/api/v1/services/{sid}/stop", headers=h.bearer(token))
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    attrs = engine.api.inspect_container(container_of(engine, installation, "plain").id)
+    assert attrs["HostConfig"]["Init"] is True
+    assert attrs["Config"]["StopTimeout"] == 10
+    # Ended by the forwarded SIGTERM (143), not by the SIGKILL after the timeout (137).
+    assert attrs["State"]["ExitCode"] in (0, 143), attrs["State"]
+    # The engine still holds the last check's result; users are told the truth instead.
+    now = status(h, token, sid)
+    assert (now["state"], now["health"]) == ("stopped", "stopped")
+
+
+def test_the_specs_stop_signal_and_timeout_reach_the_container(
+    h: Harness, engine: docker.DockerClient, installation: str, network: str
+) -> None:
+    token = h.token_for(Role.OPERATOR)
+    body = spec(
+        "usr1",
+        network,
+        command=ON_USR1,
+        stop_signal="usr1",
+        stop_timeout_s=30,
+        readiness={"type": "tcp", "port": 8080},
+    )
+    created = h.client.post("/api/v1/services", json=body, headers=h.bearer(token))
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["stop_signal"] == "SIGUSR1"
+    sid = created.json()["id"]
+    container = container_of(engine, installation, "usr1")
+    config = engine.api.inspect_container(container.id)["Config"]
+    assert (config["StopSignal"], config["StopTimeout"]) == ("SIGUSR1", 30)
+
+    assert h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token)).is_success
+    wait_for(lambda: status(h, token, sid)["state"] == "running", "the service to run")
+    assert h.client.post(f"/api/v1/services/{sid}/stop", headers=h.bearer(token)).is_success
+    state = engine.api.inspect_container(container.id)["State"]
+    # Only SIGUSR1 makes the app exit 0 and log this line; SIGTERM would give 143, SIGKILL 137.
+    assert state["ExitCode"] == 0, state
+    assert b"stopping-on-usr1" in container.logs()
+
+
+def labelled_container(engine: docker.DockerClient, network: str, name: str) -> Any:
+    return engine.containers.create(
+        TEST_IMAGE,
+        ["sleep", "300"],
+        name=name,
+        network=network,
+        labels={"wakedock.enable": "true", "wakedock.readiness": "tcp:8080"},
+    )
+
+
+def test_a_discovered_service_whose_container_was_deleted_is_removed_through_the_api(
+    h: Harness, engine: docker.DockerClient, network: str
+) -> None:
+    name = f"opted-{secrets.token_hex(3)}"
+    opted = labelled_container(engine, network, name)
+    try:
+        assert h.components.reconciler.run(RequestContext(actor="test")).discovered == [name]
+        token = h.token_for(Role.OPERATOR, "olga")
+        [svc] = [
+            s
+            for s in h.client.get("/api/v1/services", headers=h.bearer(token)).json()
+            if s["name"] == name
+        ]
+        base = f"/api/v1/services/{svc['id']}"
+        # While the labelled container exists, the service comes from it: a 409 that says how.
+        kept = h.client.delete(base, headers=h.bearer(token))
+        assert kept.status_code == 409 and kept.json()["code"] == "configured_by_labels"
+        assert "remove the container or its wakedock.enable label" in kept.json()["detail"]
+    finally:
+        opted.remove(force=True)
+    assert h.components.reconciler.run(RequestContext(actor="test")).missing == [name]
+    assert h.client.get(base, headers=h.bearer(token)).json()["state"] == "missing"
+
+    assert h.client.delete(base, headers=h.bearer(token)).status_code == 204
+    assert h.client.get(base, headers=h.bearer(token)).status_code == 404
+    [deleted] = audit(h, "service_delete")
+    assert (deleted.actor, deleted.target) == ("olga", name)
+    # Nothing comes back at the next reconciliation.
+    assert h.components.reconciler.run(RequestContext(actor="test")).discovered == []
+
+
+def test_the_cli_removes_a_discovered_service_whose_container_was_deleted_and_an_api_one(
+    tmp_path: Path, engine: docker.DockerClient, installation: str, network: str
+) -> None:
+    data = tmp_path / "data"
+    env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
+    name = f"cli-opted-{secrets.token_hex(3)}"
+    opted = labelled_container(engine, network, name)
+    try:
+        assert run_cli(data, "service", "reconcile", env=env).returncode == 0
+        refused = run_cli(data, "service", "remove", name, env=env)
+        assert refused.returncode == 1 and "wakedock.enable label" in refused.stderr
+    finally:
+        opted.remove(force=True)
+    assert "missing: " + name in run_cli(data, "service", "reconcile", env=env).stdout
+    removed = run_cli(data, "service", "remove", name, env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed service {name}" in removed.stdout
+
+    # A service WakeDock created: its container goes with it.
+    spec_file = tmp_path / "app.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("cli-made", network)))
+    assert run_cli(data, "service", "add", str(spec_file), env=env).returncode == 0
+    container_id = container_of(engine, installation, "cli-made").id
+    assert run_cli(data, "service", "remove", "cli-made", env=env).returncode == 0
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(container_id)
+
+    listed = run_cli(data, "service", "list", env=env).stdout
+    assert name not in listed and "cli-made" not in listed
+    exported = run_cli(data, "audit", "export", "--type", "service_delete", env=env)
+    rows = [json.loads(line) for line in exported.stdout.splitlines() if line.strip()]
+    assert [r["target"] for r in rows] == [name, "cli-made"], exported.stdout
+    assert all(str(r["actor"]).startswith("cli:") for r in rows)
+
+
+def test_a_labelled_container_publishing_its_port_on_loopback_is_woken_and_proxied(
+    tmp_path: Path, engine: docker.DockerClient, installation: str, network: str
+) -> None:
+    # What docs/services.md tells owners to run: the port published on 127.0.0.1 by themselves.
+    name = f"blog-{secrets.token_hex(3)}"
+    owned = engine.containers.create(
+        TEST_IMAGE,
+        ["/bin/sh", "-c", "echo labelled-app > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"],
+        name=name,
+        network=network,
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        labels={
+            "wakedock.enable": "true",
+            "wakedock.port": "8080",
+            "wakedock.readiness": "http:8080/index.html",
+            "wakedock.access": "public",
+        },
+    )
+    data = tmp_path / "data"
+    env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
+    try:
+        with (
+            wakedock_server(data, env=env) as server,
+            httpx.Client(verify=server.ssl_context(), timeout=60) as http,
+        ):
+            reply = http.get(f"{server.base_url}/index.html", headers={"Host": f"{name}.localhost"})
+        assert reply.status_code == 200, reply.text
+        assert reply.text.strip() == "labelled-app"
+        owned.reload()
+        assert owned.status == "running"
+    finally:
+        owned.remove(force=True)
