@@ -448,11 +448,31 @@ class _DictSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+def _names_a_setting(name: str) -> bool:
+    """True when the whole variable name is a setting whose own key ends in `_file`
+    (`WAKEDOCK_SERVER__TLS_CERT_FILE` is the certificate's path, not a secret file)."""
+    parts = name[len(ENV_PREFIX) :].lower().split("__")
+    model: type[BaseModel] = Settings
+    for part in parts[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        model = annotation
+    return parts[-1] in model.model_fields
+
+
+def _is_file_reference(name: str) -> bool:
+    return (
+        name.startswith(ENV_PREFIX) and name.endswith(FILE_SUFFIX) and not _names_a_setting(name)
+    )
+
+
 def _file_env_values(environ: dict[str, str]) -> dict[str, Any]:
     """Read `WAKEDOCK_A__B_FILE=/path` into {"a": {"b": <file content>}}."""
     values: dict[str, Any] = {}
     for name, path in environ.items():
-        if not (name.startswith(ENV_PREFIX) and name.endswith(FILE_SUFFIX)):
+        if not _is_file_reference(name):
             continue
         dotted = name[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
         try:
@@ -523,11 +543,7 @@ def load_settings(
             )
 
     # The plain env source would read `*_FILE` names as unknown keys: hide them while it runs.
-    hidden = {
-        k: os.environ.pop(k)
-        for k in list(os.environ)
-        if k.startswith(ENV_PREFIX) and k.endswith(FILE_SUFFIX)
-    }
+    hidden = {k: os.environ.pop(k) for k in list(os.environ) if _is_file_reference(k)}
     try:
         loaded = _Loaded()
     except ValidationError as exc:

@@ -51,6 +51,22 @@ def test_file_variables_hold_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "k" * 40 not in repr(settings)
 
 
+def test_settings_whose_key_ends_in_file_are_paths_not_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate is public and world-readable: WAKEDOCK_SERVER__TLS_CERT_FILE names it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    cert.chmod(0o644)
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("WAKEDOCK_SERVER__TLS_CERT_FILE", str(cert))
+    monkeypatch.setenv("WAKEDOCK_SERVER__TLS_KEY_FILE", str(key))
+    settings = load_settings()
+    assert settings.server.tls_cert_file == cert
+    assert settings.server.tls_key_file == key
+
+
 @pytest.mark.parametrize(
     ("mode", "content", "message"),
     [
