@@ -99,6 +99,7 @@ def create_asgi(components: Components) -> HostRouter:
         on_shutdown=[
             components.siem.stop,
             components.secret_watcher.stop,
+            components.health.close,
             *_closers(components),
         ],
     )

@@ -26,6 +26,14 @@ from wakedock.clock import Clock, SystemClock
 from wakedock.config import FILE_SUFFIX, Settings, env_name, secret_origin
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
 from wakedock.files.store import FileStore
+from wakedock.health.checks import (
+    HealthChecks,
+    database_check,
+    engine_check,
+    rate_limit_check,
+    secrets_check,
+    siem_check,
+)
 from wakedock.metrics.counters import AuditCounters
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
@@ -82,6 +90,7 @@ class Components:
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
     secret_store: SecretStore
+    health: HealthChecks
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -302,6 +311,15 @@ def build_components(
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
     services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
     activity = ActivityTracker(clock)
+    siem = siem_exporter(settings, configured, factory, clock)
+    checks = [
+        database_check(engine),
+        rate_limit_check(limiter),
+        engine_check(runtime),
+        secrets_check(provider),
+    ]
+    if siem.workers:
+        checks.append(siem_check(siem))
     return Components(
         settings=settings,
         clock=clock,
@@ -326,7 +344,7 @@ def build_components(
         directory=ServiceDirectory(services, settings.proxy.base_domain),
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
         audit_chain=audit_chain,
-        siem=siem_exporter(settings, configured, factory, clock),
+        siem=siem,
         metrics=AuditCounters(factory),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),
@@ -339,6 +357,7 @@ def build_components(
             clock,
             interval=settings.secrets.refresh_seconds,
         ),
+        health=HealthChecks(checks),
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -281,7 +281,7 @@ def wakedock_server(
             try:
                 context = server.ssl_context() if https else None
                 with urllib.request.urlopen(
-                    f"{server.base_url}/api/v1/health", timeout=2, context=context
+                    f"{server.base_url}/api/v1/health/live", timeout=2, context=context
                 ) as response:
                     if response.status == 200:
                         break

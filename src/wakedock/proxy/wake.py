@@ -23,7 +23,7 @@ from wakedock.errors import DependencyUnavailable, WakeDockError
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.base import ContainerNotFound, State
+from wakedock.runtime.base import ContainerNotFound, ContainerStatus, State
 from wakedock.services.service import ServiceManager
 from wakedock.services.views import Actor, ServiceView
 
@@ -142,6 +142,14 @@ class WakeCoordinator:
             except Exception as exc:
                 state.phase = "failed"
                 state.last_error = _describe(exc)
+                # Once per failed wake: the visitor's page only says where to look.
+                log.warning(
+                    "could not wake %s: %s",
+                    view.name,
+                    state.last_error,
+                    # An unexpected error (not an engine answer, not the timeout) needs its trace.
+                    exc_info=not isinstance(exc, WakeDockError | TimeoutError),
+                )
                 await self._audit_failure(view, context, state.last_error)
                 await run_in_threadpool(self._services.mark_error, view.name)
                 raise WakeFailed(
@@ -174,7 +182,7 @@ class WakeCoordinator:
             if target is None or now >= next_check:
                 status = await run_in_threadpool(runtime.status, ref)
                 if status.state in (State.STOPPED, State.MISSING):
-                    raise WakeFailed("the container exited while starting (see its logs)")
+                    raise WakeFailed(_exited(status))
                 if target is None and status.health == "healthy":
                     break
                 next_check = now + _ENGINE_CHECK_SECONDS
@@ -217,6 +225,16 @@ class WakeCoordinator:
             await run_in_threadpool(self._services.audit, event, context)
         except Exception:
             log.exception("could not audit the failed wake of %s", view.name)
+
+
+def _exited(status: ContainerStatus) -> str:
+    """The engine's reason a container stopped while it was being woken."""
+    why = "the container exited while starting"
+    if status.exit_code is not None:
+        why += f" with code {status.exit_code}"
+    if status.error:
+        why += f": {status.error}"
+    return why + " (see its logs)"
 
 
 def _describe(exc: Exception) -> str:

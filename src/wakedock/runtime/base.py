@@ -57,6 +57,9 @@ class ContainerStatus:
     state: State
     # "healthy", "unhealthy", "starting", or None when the container has no healthcheck.
     health: str | None
+    # Why the last run ended, as the engine says (exit code, its error), when it ended.
+    exit_code: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ class ContainerRuntime(Protocol):
     """
 
     kind: str
+
+    def ping(self) -> None:
+        """Return when the engine answers; RuntimeUnavailable when it cannot be reached."""
+        ...
 
     def create(
         self,
