@@ -104,7 +104,6 @@ def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(
     assert "the container exited while starting with code 3" in lines[0]
     with sqlite3.connect(data / "wakedock.db") as db:
         [(details,)] = db.execute(
-            "SELECT details FROM audit_events"
-            " WHERE type = 'service_start' AND outcome = 'failure'"
+            "SELECT details FROM audit_events WHERE type = 'service_start' AND outcome = 'failure'"
         ).fetchall()
     assert "code 3" in details

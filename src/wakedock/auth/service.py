@@ -33,6 +33,7 @@ LOGIN_BY_USER = "login:user"
 LOGIN_BY_IP = "login:ip"
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 GENERIC_LOGIN_ERROR = "Invalid username or password"
+STORE_DOWN = "rate-limit store unavailable"
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,22 @@ class AuthService:
             actor=name[:128] or None,
         )
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
-            self._limiter.check_all(
-                [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
-                on_limited=lambda: self._audit_limited(name, "login", attempt),
-            )
+            try:
+                self._limiter.check_all(
+                    [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
+                    on_limited=lambda: self._audit_limited(name, "login", attempt),
+                )
+            except DependencyUnavailable:
+                # Refused (fail closed) before the password is even looked at: the trail,
+                # which lives in the database, still records the attempt.
+                refused = Event(
+                    EventType.LOGIN_FAILURE,
+                    Outcome.DENIED,
+                    target=name,
+                    details={"reason": STORE_DOWN},
+                )
+                self.audit(refused, attempt)
+                raise
             with transaction(self._factory) as db:
                 user = self._verify(db, name, password, attempt)
             if user is None:
