@@ -24,7 +24,13 @@ from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import FILE_SUFFIX, Settings, env_name, secret_origin
-from wakedock.db import make_engine, make_session_factory, migrate, transaction
+from wakedock.db import (
+    make_engine,
+    make_session_factory,
+    migrate,
+    on_write_committed,
+    transaction,
+)
 from wakedock.files.store import FileStore
 from wakedock.health.checks import (
     HealthChecks,
@@ -58,6 +64,7 @@ from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
 from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
+from wakedock.web.errors import Outages
 
 
 @dataclass
@@ -91,6 +98,7 @@ class Components:
     secret_watcher: SecretWatcher
     secret_store: SecretStore
     health: HealthChecks
+    outages: Outages
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -261,6 +269,8 @@ def build_components(
         migrate(engine, chain_key)
     audit_chain = AuditChain(chain_key)
     factory = make_session_factory(engine, {CHAIN_INFO: audit_chain})
+    outages = Outages()
+    on_write_committed(factory, outages.up)
     auth = settings.auth
     hasher = hasher or PasswordHasher(
         auth.argon2_memory_kib, auth.argon2_time_cost, auth.argon2_parallelism
@@ -358,6 +368,7 @@ def build_components(
             interval=settings.secrets.refresh_seconds,
         ),
         health=HealthChecks(checks),
+        outages=outages,
         secret_provider=provider,
         secret_sources=secret_sources,
     )
