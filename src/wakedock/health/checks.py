@@ -57,6 +57,7 @@ class HealthChecks:
         self._cache_seconds = cache_seconds
         self._pool = ThreadPoolExecutor(max(1, len(checks)), thread_name_prefix="health")
         self._running: dict[str, Future[Health]] = {}
+        self._started_at: dict[str, float] = {}
         self._report: dict[str, Health] | None = None
         self._reported_at = 0.0
 
@@ -74,11 +75,14 @@ class HealthChecks:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, check: Check) -> Future[Health]:
-        running = self._running.get(check.name)
-        if running is None or running.done():
-            running = self._pool.submit(check.probe)
-            self._running[check.name] = running
-        return running
+        """The probe of `check` still running or just finished, or a new one."""
+        latest = self._running.get(check.name)
+        started = self._started_at.get(check.name, 0.0)
+        if latest is None or (latest.done() and time.monotonic() - started >= self._cache_seconds):
+            latest = self._pool.submit(check.probe)
+            self._running[check.name] = latest
+            self._started_at[check.name] = time.monotonic()
+        return latest
 
     async def _outcome(self, name: str, future: Future[Health]) -> Health:
         try:
