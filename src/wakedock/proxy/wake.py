@@ -23,7 +23,7 @@ from wakedock.errors import DependencyUnavailable, WakeDockError
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.base import ContainerNotFound, ContainerStatus, State
+from wakedock.runtime.base import ContainerNotFound, ContainerStatus, InvalidState, State
 from wakedock.services.service import ServiceManager
 from wakedock.services.views import Actor, ServiceView
 
@@ -172,9 +172,9 @@ class WakeCoordinator:
         if port is None:
             raise WakeFailed("the service publishes no TCP port to proxy to")
         probed = probe_port(view.spec)
-        # The published port is fixed once the container runs: look it up once, then probe it
-        # tightly; ask the engine only now and then whether the container died meanwhile.
-        target = await run_in_threadpool(runtime.endpoint, ref, probed) if probed else None
+        # The published port is fixed once the container runs: look it up once it is published,
+        # then probe it tightly; ask the engine only now and then whether the container died.
+        target: tuple[str, int] | None = None
         interval = self._settings.probe_interval_seconds
         next_check = 0.0
         while True:
@@ -183,6 +183,8 @@ class WakeCoordinator:
                 status = await run_in_threadpool(runtime.status, ref)
                 if status.state in (State.STOPPED, State.MISSING):
                     raise WakeFailed(_exited(status))
+                if target is None and probed:
+                    target = await self._published(ref, probed)
                 if target is None and status.health == "healthy":
                     break
                 next_check = now + _ENGINE_CHECK_SECONDS
@@ -192,6 +194,13 @@ class WakeCoordinator:
             await asyncio.sleep(interval if target is not None else max(interval, 0.25))
         host, published = await run_in_threadpool(runtime.endpoint, ref, port)
         return Endpoint(host, published)
+
+    async def _published(self, ref: str, port: int) -> tuple[str, int] | None:
+        """Where `port` is published; None while it is not (a crashed container restarting)."""
+        try:
+            return await run_in_threadpool(self._services.runtime.endpoint, ref, port)
+        except InvalidState:
+            return None
 
     async def stop_if_idle(self, view: ServiceView) -> bool:
         """Stop `view` when it is still idle once the lock is held; True when it was stopped."""
