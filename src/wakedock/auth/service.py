@@ -23,7 +23,7 @@ from wakedock.errors import (
     PermissionDenied,
 )
 from wakedock.mfa.service import Challenge, MfaService
-from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
 from wakedock.users.models import User
 from wakedock.users.service import UserService
 
@@ -33,7 +33,6 @@ LOGIN_BY_USER = "login:user"
 LOGIN_BY_IP = "login:ip"
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 GENERIC_LOGIN_ERROR = "Invalid username or password"
-STORE_DOWN = "rate-limit store unavailable"
 
 
 @dataclass(frozen=True)
