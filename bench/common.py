@@ -108,7 +108,7 @@ def wakedock_server(
                 raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
             try:
                 with urllib.request.urlopen(
-                    f"{server.base_url}/api/v1/health", timeout=2, context=server.ssl_context()
+                    f"{server.base_url}/api/v1/health/live", timeout=2, context=server.ssl_context()
                 ) as response:
                     if response.status == 200:
                         break

@@ -59,7 +59,7 @@ def create_app(components: Components) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
-    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(CatchAllMiddleware, outages=components.outages)
     if http.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -99,8 +99,10 @@ def create_asgi(components: Components) -> HostRouter:
         on_shutdown=[
             components.siem.stop,
             components.secret_watcher.stop,
+            components.health.close,
             *_closers(components),
         ],
+        outages=components.outages,
     )
 
 

@@ -24,8 +24,22 @@ from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import FILE_SUFFIX, Settings, env_name, secret_origin
-from wakedock.db import make_engine, make_session_factory, migrate, transaction
+from wakedock.db import (
+    make_engine,
+    make_session_factory,
+    migrate,
+    on_write_committed,
+    transaction,
+)
 from wakedock.files.store import FileStore
+from wakedock.health.checks import (
+    HealthChecks,
+    database_check,
+    engine_check,
+    rate_limit_check,
+    secrets_check,
+    siem_check,
+)
 from wakedock.metrics.counters import AuditCounters
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
@@ -50,6 +64,7 @@ from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
 from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
+from wakedock.web.errors import Outages
 
 
 @dataclass
@@ -82,6 +97,8 @@ class Components:
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
     secret_store: SecretStore
+    health: HealthChecks
+    outages: Outages
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -252,6 +269,8 @@ def build_components(
         migrate(engine, chain_key)
     audit_chain = AuditChain(chain_key)
     factory = make_session_factory(engine, {CHAIN_INFO: audit_chain})
+    outages = Outages()
+    on_write_committed(factory, outages.up)
     auth = settings.auth
     hasher = hasher or PasswordHasher(
         auth.argon2_memory_kib, auth.argon2_time_cost, auth.argon2_parallelism
@@ -302,6 +321,15 @@ def build_components(
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
     services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
     activity = ActivityTracker(clock)
+    siem = siem_exporter(settings, configured, factory, clock)
+    checks = [
+        database_check(engine),
+        rate_limit_check(limiter),
+        engine_check(runtime),
+        secrets_check(provider),
+    ]
+    if siem.workers:
+        checks.append(siem_check(siem))
     return Components(
         settings=settings,
         clock=clock,
@@ -326,7 +354,7 @@ def build_components(
         directory=ServiceDirectory(services, settings.proxy.base_domain),
         proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
         audit_chain=audit_chain,
-        siem=siem_exporter(settings, configured, factory, clock),
+        siem=siem,
         metrics=AuditCounters(factory),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),
@@ -339,6 +367,8 @@ def build_components(
             clock,
             interval=settings.secrets.refresh_seconds,
         ),
+        health=HealthChecks(checks),
+        outages=outages,
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 5
 
 
 class Base(DeclarativeBase):
@@ -60,7 +61,15 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=10)
+    # A bounded connect: an unreachable server is an error within seconds, not a hung thread.
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=10,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT},
+    )
 
 
 def make_session_factory(
@@ -68,6 +77,21 @@ def make_session_factory(
 ) -> sessionmaker[Session]:
     """Sessions for `engine`; `info` reaches every session (e.g. the audit chain's key holder)."""
     return sessionmaker(engine, expire_on_commit=False, info=info or {})
+
+
+def on_write_committed(factory: sessionmaker[Session], callback: Callable[[], None]) -> None:
+    """Call `callback` after each commit that wrote something (the database takes writes)."""
+
+    def flushed(session: Session, _context: Any) -> None:
+        session.info["wrote"] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop("wrote", False):
+            callback()
+
+    event.listen(factory, "after_flush", flushed)
+    event.listen(factory, "after_commit", committed)
+    event.listen(factory, "after_rollback", lambda session: session.info.pop("wrote", None))
 
 
 @contextmanager

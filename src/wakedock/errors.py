@@ -78,3 +78,10 @@ class DependencyUnavailable(WakeDockError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """The database, or the disk under it, cannot serve: requests needing it answer 503."""
+
+    def __init__(self, detail: str, dependency: str = "database") -> None:
+        super().__init__(detail, extra={"dependency": dependency})

@@ -4,8 +4,10 @@ reconciliation after a hand-removed container, the daemon going away, and `cis-c
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -293,6 +295,73 @@ def test_docker_going_away_is_a_503_and_coming_back_recovers(
     up = h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token))
     assert up.status_code == 200, up.text
     relay.stop()
+
+
+def test_a_host_port_already_taken_is_a_409_naming_the_conflict(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = h.token_for(Role.OPERATOR)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = [{"container_port": 8080, "host_port": port}]
+        created = h.client.post(
+            "/api/v1/services", json=spec("clash", ports=ports), headers=h.bearer(token)
+        )
+        assert created.status_code == 201, created.text
+        with caplog.at_level(logging.WARNING, logger="wakedock.runtime"):
+            started = h.client.post(
+                f"/api/v1/services/{created.json()['id']}/start", headers=h.bearer(token)
+            )
+    assert started.status_code == 409, started.text
+    assert started.json()["code"] == "docker_conflict"
+    detail = started.json()["detail"]
+    assert f"127.0.0.1:{port}" in detail and "address already in use" in detail
+    assert "cannot be reached" not in detail
+    # Logged once, with the engine's words.
+    logged = [r.getMessage() for r in caplog.records if r.name == "wakedock.runtime"]
+    assert len(logged) == 1 and "address already in use" in logged[0]
+
+
+def test_a_command_the_engine_cannot_run_is_a_422_with_its_reason(h: Harness) -> None:
+    token = h.token_for(Role.OPERATOR)
+    created = h.client.post(
+        "/api/v1/services",
+        json=spec("no-binary", command=["/no/such/binary"]),
+        headers=h.bearer(token),
+    )
+    started = h.client.post(
+        f"/api/v1/services/{created.json()['id']}/start", headers=h.bearer(token)
+    )
+    assert started.status_code == 422, started.text
+    assert started.json()["code"] == "docker_refused"
+    assert "/no/such/binary" in started.json()["detail"]
+
+
+def test_an_engine_socket_that_does_not_exist_is_a_503_logged_once_per_outage(
+    make_harness: Callable[..., Harness],
+    installation: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = make_harness(docker={"installation": installation, "url": f"unix://{tmp_path}/no.sock"})
+    token = h.token_for(Role.OPERATOR)
+    with caplog.at_level(logging.WARNING, logger="wakedock.runtime"):
+        for _ in range(3):
+            refused = h.client.post(
+                "/api/v1/services", json=spec("nowhere"), headers=h.bearer(token)
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["code"] == "docker_unavailable"
+            assert "Docker daemon cannot be reached" in refused.json()["detail"]
+            assert refused.headers["retry-after"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "wakedock.runtime"]
+    assert len(logged) == 1 and "cannot be reached" in logged[0]
+    health = h.client.get("/api/v1/health")
+    assert health.status_code == 503
+    assert health.json()["components"]["container_engine"] == "down"
+    assert "no.sock" not in health.text
 
 
 def test_cli_adds_starts_and_cis_checks_a_service(

@@ -5,6 +5,7 @@ makes login fail closed."""
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,9 +278,23 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
             )
             assert form.status_code == 503
             # Liveness does not depend on the limit store; existing sessions keep working.
-            assert client.get("/api/v1/health").status_code == 200
+            assert client.get("/api/v1/health/live").status_code == 200
             assert client.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
             assert server.process.poll() is None
+            # Readiness says which component is down, and nothing about where it is.
+            health = client.get("/api/v1/health")
+            assert health.status_code == 503
+            assert health.json()["status"] == "down"
+            assert health.json()["components"]["rate_limit_store"] == "down"
+            assert health.json()["components"]["database"] == "ok"
+            assert "redis" not in health.text.lower() and str(own_redis.port) not in health.text
+        # Every refused attempt is in the audit trail (which does not depend on Redis).
+        with sqlite3.connect(data_dir / "wakedock.db") as db:
+            refused = db.execute(
+                "SELECT actor, outcome FROM audit_events"
+                " WHERE type = 'login_failure' AND details LIKE '%rate-limit store unavailable%'"
+            ).fetchall()
+        assert sorted(refused) == sorted([("ivan", "denied")] * 4 + [("nobody", "denied")])
     finally:
         if own_redis.process.poll() is None:
             own_redis.stop()

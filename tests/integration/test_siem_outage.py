@@ -66,7 +66,13 @@ def test_nothing_is_lost_across_an_outage_and_a_restart(tmp_path: Path) -> None:
             [sink] = http.get(
                 "/api/v1/siem/sinks", headers={"Authorization": f"Bearer {token}"}
             ).json()
+            # Degraded, not down: the events wait in the outbox. Nothing says where the sink is.
+            health = http.get("/api/v1/health")
         assert sink["backlog"] >= 500 and sink["failures"] >= 1 and sink["last_error"]
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["components"]["siem"] == "degraded"
+        assert str(port) not in health.text and "ingest" not in health.text
     for n in range(500, 1000):  # produced while WakeDock itself is down
         writer.auth.audit(
             Event(EventType.LOGIN_FAILURE, target=f"burst-{n}"), RequestContext(actor="x")
@@ -75,7 +81,7 @@ def test_nothing_is_lost_across_an_outage_and_a_restart(tmp_path: Path) -> None:
     collector = ThreadingHTTPServer(("127.0.0.1", port), Collector)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
     try:
-        with wakedock_server(data, env=env):
+        with wakedock_server(data, env=env) as server:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 burst = [
@@ -86,9 +92,12 @@ def test_nothing_is_lost_across_an_outage_and_a_restart(tmp_path: Path) -> None:
                 if len(burst) >= 1000:
                     break
                 time.sleep(0.2)
+            with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+                recovered = http.get("/api/v1/health").json()["components"]["siem"]
     finally:
         collector.shutdown()
         collector.server_close()
+    assert recovered == "ok"
     ids = [str(e["event"]["id"]) for e in Collector.received]
     assert len(ids) == len(set(ids)), "an event was delivered twice"
     sequences = [int(e["event"]["sequence"]) for e in Collector.received]

@@ -172,6 +172,23 @@ def test_bodies_stream_both_ways(h: Harness, client: TestClient) -> None:
         assert sum(len(chunk) for chunk in big.iter_raw()) == 8 * 1024 * 1024
 
 
+@pytest.mark.parametrize("size", [0, 64 * 1024, 4 * 2**20])
+def test_an_upstream_answering_before_reading_the_body_is_passed_through(
+    h: Harness, client: TestClient, size: int
+) -> None:
+    """The upstream answers 501 to a POST without reading its body and closes: the visitor
+    gets that answer, not the proxy's 502 page, however much body was still on its way."""
+    add(h)
+    body = b"x" * size
+    reply = client.post(
+        "/unsupported", content=iter([body[i : i + 65536] for i in range(0, size, 65536)])
+    )
+    assert reply.status_code == 501, reply.text
+    assert "POST is not implemented by this app" in reply.text
+    # The connection it closed is not reused: the next request is answered normally.
+    assert client.get("/").text == "hello from upstream\n"
+
+
 def test_websocket_passes_through(h: Harness, client: TestClient) -> None:
     add(h)
     client.get("/")  # wake

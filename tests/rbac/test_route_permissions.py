@@ -12,7 +12,8 @@ from wakedock.rbac.roles import ROLE_PERMISSIONS, has_permission, permissions_of
 
 # Public on purpose, and why.
 EXPECTED_PUBLIC = {
-    ("GET", "/api/v1/health"),  # liveness probe
+    ("GET", "/api/v1/health"),  # readiness: component states, nothing sensitive
+    ("GET", "/api/v1/health/live"),  # liveness probe
     ("GET", "/"),  # landing page, no data
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),  # the refresh token is the credential

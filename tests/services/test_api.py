@@ -219,7 +219,11 @@ def test_docker_down_is_a_503_and_everything_else_keeps_working(
     # Stored data and the rest of the API are still served.
     assert h.client.get("/api/v1/services", headers=h.bearer(token)).status_code == 200
     assert h.client.get("/api/v1/users", headers=h.bearer(token)).status_code == 200
-    assert h.client.get("/api/v1/health").status_code == 200
+    health = h.client.get("/api/v1/health")
+    assert health.status_code == 503
+    assert health.json()["components"]["container_engine"] == "down"
+    assert health.json()["components"]["database"] == "ok"
+    assert h.client.get("/api/v1/health/live").status_code == 200
 
 
 def test_lifecycle_start_status_stats_logs_stop(h: Harness, runtime: FakeRuntime) -> None:

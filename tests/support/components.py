@@ -99,6 +99,18 @@ class PostgresServer:
     bin_dir: Path
     as_user: list[str]
     counter: int = 0
+    options: str = ""
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage); `resume` starts it again."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._pg_ctl("-l", str(self.data_dir.parent / "log"), "-w", "-o", self.options, "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]
+        subprocess.run(command, check=True, capture_output=True)
 
     def admin_url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -167,23 +179,12 @@ def start_postgres() -> PostgresServer:
         capture_output=True,
     )
     port = free_port()
-    subprocess.run(
-        [
-            *as_user,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    server = PostgresServer(
+        port=port, data_dir=data, bin_dir=bin_dir, as_user=as_user, options=options
     )
-    return PostgresServer(port=port, data_dir=data, bin_dir=bin_dir, as_user=as_user)
+    server.resume()
+    return server
 
 
 @dataclass
@@ -281,7 +282,7 @@ def wakedock_server(
             try:
                 context = server.ssl_context() if https else None
                 with urllib.request.urlopen(
-                    f"{server.base_url}/api/v1/health", timeout=2, context=context
+                    f"{server.base_url}/api/v1/health/live", timeout=2, context=context
                 ) as response:
                     if response.status == 200:
                         break

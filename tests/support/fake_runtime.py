@@ -53,6 +53,9 @@ class FakeRuntime:
         self._ids = (f"c{n:063d}" for n in itertools.count(1))
         self.policy = PolicySettings()
 
+    def ping(self) -> None:
+        self._up()
+
     def _up(self) -> None:
         if self.down:
             raise RuntimeUnavailable("the Docker daemon cannot be reached")

@@ -23,7 +23,7 @@ from wakedock.errors import (
     PermissionDenied,
 )
 from wakedock.mfa.service import Challenge, MfaService
-from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
 from wakedock.users.models import User
 from wakedock.users.service import UserService
 
@@ -97,10 +97,22 @@ class AuthService:
             actor=name[:128] or None,
         )
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
-            self._limiter.check_all(
-                [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
-                on_limited=lambda: self._audit_limited(name, "login", attempt),
-            )
+            try:
+                self._limiter.check_all(
+                    [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
+                    on_limited=lambda: self._audit_limited(name, "login", attempt),
+                )
+            except DependencyUnavailable:
+                # Refused (fail closed) before the password is even looked at: the trail,
+                # which lives in the database, still records the attempt.
+                refused = Event(
+                    EventType.LOGIN_FAILURE,
+                    Outcome.DENIED,
+                    target=name,
+                    details={"reason": STORE_DOWN},
+                )
+                self.audit(refused, attempt)
+                raise
             with transaction(self._factory) as db:
                 user = self._verify(db, name, password, attempt)
             if user is None:

@@ -21,7 +21,7 @@ from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
 from wakedock.config import MfaSettings
 from wakedock.db import transaction
-from wakedock.errors import Conflict, NotAuthenticated
+from wakedock.errors import Conflict, DependencyUnavailable, NotAuthenticated
 from wakedock.mfa import totp
 from wakedock.mfa.codes import CodeBook, CodeCheck, seal_context
 from wakedock.mfa.crypto import SecretBox
@@ -32,7 +32,7 @@ from wakedock.mfa.errors import (
     StepUpRequired,
 )
 from wakedock.mfa.models import BackupCode, MfaChallenge
-from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
 from wakedock.users.models import User
 
 log = logging.getLogger("wakedock.mfa")
@@ -127,10 +127,17 @@ class MfaService:
                 target=name,
                 details={"scope": "mfa", "purpose": purpose},
             )
-            self._limiter.check_all(
-                [(MFA_BY_USER, name), (MFA_BY_IP, ip)],
-                on_limited=lambda: self._audit(limited, context),
-            )
+            try:
+                self._limiter.check_all(
+                    [(MFA_BY_USER, name), (MFA_BY_IP, ip)],
+                    on_limited=lambda: self._audit(limited, context),
+                )
+            except DependencyUnavailable:  # refused, fail closed: still in the audit trail
+                details = {"purpose": purpose, "reason": STORE_DOWN}
+                self._audit(
+                    Event(EventType.MFA_FAILURE, Outcome.DENIED, name, details=details), context
+                )
+                raise
             yield
 
     def _guarded(

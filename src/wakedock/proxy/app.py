@@ -19,6 +19,7 @@ from wakedock.proxy import pages
 from wakedock.proxy.access import ALLOW, FORBIDDEN, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.forward import forward_http, upstream_headers
+from wakedock.proxy.upstream_io import UpstreamTransport
 from wakedock.proxy.wake import WAKE_BY_IP, Endpoint, TooManyAwake, WakeCoordinator, WakeFailed
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.services.views import ServiceView
@@ -42,6 +43,7 @@ class ProxyApp:
         self._access = access
         settings = c.settings.proxy
         self._client = httpx.AsyncClient(
+            transport=UpstreamTransport(),
             trust_env=False,
             timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=5.0),
             follow_redirects=False,
@@ -204,8 +206,12 @@ class ProxyApp:
                     503,
                     {"Retry-After": _RETRY_SECONDS},
                 )
+            # The visitor was admitted to this service; the cause itself (engine messages,
+            # image names) is for administrators: it is in the audit trail and the server log.
             return pages.message_page(
-                f"{name} could not be started", "The failure was recorded. Try again later.", 502
+                f"{name} could not be started",
+                "An administrator can find the cause in the audit trail. Try again later.",
+                502,
             )
 
     def _refuse(

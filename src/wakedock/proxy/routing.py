@@ -12,12 +12,14 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wakedock.proxy import pages
 from wakedock.proxy.app import ProxyApp
 from wakedock.proxy.hosts import ServiceDirectory, normalise_host
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.wake import WakeCoordinator
+from wakedock.web.errors import Outages, outage_of
 
 
 class HostRouter:
@@ -31,7 +33,9 @@ class HostRouter:
         admin_hosts: list[str],
         on_startup: list[Callable[[], None]] | None = None,
         on_shutdown: list[Callable[[], None]] | None = None,
+        outages: Outages | None = None,
     ) -> None:
+        self._outages = outages or Outages()
         self.admin = admin
         self._proxy = proxy
         self._directory = directory
@@ -52,6 +56,32 @@ class HostRouter:
         if host is not None and host in self._admin_hosts:
             await self.admin(scope, receive, send)
             return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._service_host(host, scope, receive, tracking_send)
+        except Exception as exc:
+            # As on the admin host (web/errors.py): a database outage is a 503, logged once.
+            outage = outage_of(exc)
+            if outage is None or started or scope["type"] != "http":
+                raise
+            self._outages.down(outage, exc)
+            unavailable = pages.message_page(
+                "Service unavailable",
+                "WakeDock cannot reach its database. Try again in a few seconds.",
+                503,
+                outage.headers(),
+            )
+            await unavailable(scope, receive, send)
+
+    async def _service_host(
+        self, host: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         view = None
         if host is not None:
             if self._directory.stale():

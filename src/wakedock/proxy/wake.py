@@ -23,7 +23,7 @@ from wakedock.errors import DependencyUnavailable, WakeDockError
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.base import ContainerNotFound, State
+from wakedock.runtime.base import ContainerNotFound, ContainerStatus, InvalidState, State
 from wakedock.services.service import ServiceManager
 from wakedock.services.views import Actor, ServiceView
 
@@ -142,6 +142,14 @@ class WakeCoordinator:
             except Exception as exc:
                 state.phase = "failed"
                 state.last_error = _describe(exc)
+                # Once per failed wake: the visitor's page only says where to look.
+                log.warning(
+                    "could not wake %s: %s",
+                    view.name,
+                    state.last_error,
+                    # An unexpected error (not an engine answer, not the timeout) needs its trace.
+                    exc_info=not isinstance(exc, WakeDockError | TimeoutError),
+                )
                 await self._audit_failure(view, context, state.last_error)
                 await run_in_threadpool(self._services.mark_error, view.name)
                 raise WakeFailed(
@@ -164,9 +172,9 @@ class WakeCoordinator:
         if port is None:
             raise WakeFailed("the service publishes no TCP port to proxy to")
         probed = probe_port(view.spec)
-        # The published port is fixed once the container runs: look it up once, then probe it
-        # tightly; ask the engine only now and then whether the container died meanwhile.
-        target = await run_in_threadpool(runtime.endpoint, ref, probed) if probed else None
+        # The published port is fixed once the container runs: look it up once it is published,
+        # then probe it tightly; ask the engine only now and then whether the container died.
+        target: tuple[str, int] | None = None
         interval = self._settings.probe_interval_seconds
         next_check = 0.0
         while True:
@@ -174,7 +182,9 @@ class WakeCoordinator:
             if target is None or now >= next_check:
                 status = await run_in_threadpool(runtime.status, ref)
                 if status.state in (State.STOPPED, State.MISSING):
-                    raise WakeFailed("the container exited while starting (see its logs)")
+                    raise WakeFailed(_exited(status))
+                if target is None and probed:
+                    target = await self._published(ref, probed)
                 if target is None and status.health == "healthy":
                     break
                 next_check = now + _ENGINE_CHECK_SECONDS
@@ -184,6 +194,13 @@ class WakeCoordinator:
             await asyncio.sleep(interval if target is not None else max(interval, 0.25))
         host, published = await run_in_threadpool(runtime.endpoint, ref, port)
         return Endpoint(host, published)
+
+    async def _published(self, ref: str, port: int) -> tuple[str, int] | None:
+        """Where `port` is published; None while it is not (a crashed container restarting)."""
+        try:
+            return await run_in_threadpool(self._services.runtime.endpoint, ref, port)
+        except InvalidState:
+            return None
 
     async def stop_if_idle(self, view: ServiceView) -> bool:
         """Stop `view` when it is still idle once the lock is held; True when it was stopped."""
@@ -217,6 +234,16 @@ class WakeCoordinator:
             await run_in_threadpool(self._services.audit, event, context)
         except Exception:
             log.exception("could not audit the failed wake of %s", view.name)
+
+
+def _exited(status: ContainerStatus) -> str:
+    """The engine's reason a container stopped while it was being woken."""
+    why = "the container exited while starting"
+    if status.exit_code is not None:
+        why += f" with code {status.exit_code}"
+    if status.error:
+        why += f": {status.error}"
+    return why + " (see its logs)"
 
 
 def _describe(exc: Exception) -> str:

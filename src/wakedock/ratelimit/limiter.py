@@ -22,6 +22,8 @@ from limits.strategies import MovingWindowRateLimiter
 from wakedock.errors import DependencyUnavailable, TooManyAttempts
 
 _STRIPES = 256
+# The audited reason of an attempt refused because the store cannot be reached.
+STORE_DOWN = "rate-limit store unavailable"
 
 
 class AttemptLimiter:

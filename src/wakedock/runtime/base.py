@@ -58,6 +58,9 @@ class ContainerStatus:
     # "healthy", "unhealthy", "starting", "stopped" (not running, see `reported_health`), or
     # None when the container has no healthcheck.
     health: str | None
+    # Why the last run ended, as the engine says (exit code, its error), when it ended.
+    exit_code: int | None = None
+    error: str | None = None
 
 
 def reported_health(state: State, engine_health: str | None) -> str | None:
@@ -99,6 +102,10 @@ class ContainerRuntime(Protocol):
     """
 
     kind: str
+
+    def ping(self) -> None:
+        """Return when the engine answers; RuntimeUnavailable when it cannot be reached."""
+        ...
 
     def create(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -59,9 +59,12 @@ class DockerEngineRuntime:
         self._policy = policy or PolicySettings()
         self._engine = EngineClient(base_url)
 
-    def _call(self, action: Callable[[docker.DockerClient], T]) -> T:
-        """Run `action`; an unreachable daemon is RuntimeUnavailable (HTTP 503)."""
-        return self._engine.call(action)
+    def _call(self, action: Callable[[docker.DockerClient], T], hidden: Iterable[str] = ()) -> T:
+        """Run `action`; engine failures are mapped as runtime/client.py says."""
+        return self._engine.call(action, hidden)
+
+    def ping(self) -> None:
+        self._call(lambda client: client.ping())
 
     def _managed(self, client: docker.DockerClient, container_id: str) -> Container:
         try:
@@ -95,7 +98,7 @@ class DockerEngineRuntime:
                 ) from None
             return _create_container(client, kwargs)
 
-        return self._call(create)
+        return self._call(create, hidden=environment.values())
 
     def start(self, container_id: str) -> None:
         def start(client: docker.DockerClient) -> None:
@@ -141,6 +144,7 @@ class DockerEngineRuntime:
                 name=str(container.name),
                 state=state,
                 health=reported_health(state, (attrs.get("Health") or {}).get("Status")),
+                **_ended(attrs),
             )
 
         return self._call(status)
@@ -242,6 +246,16 @@ def _create_container(client: docker.DockerClient, settings: Mapping[str, Any]) 
 def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:
     test = ((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test")
     return tuple(str(item) for item in test) if test else None
+
+
+def _ended(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Why the last run ended (exit code, the engine's error), once a run has ended."""
+    if state.get("Running") or str(state.get("FinishedAt", "")).startswith("0001-"):
+        return {}
+    error = " ".join(str(state.get("Error") or "").split())[:300]
+    if not error and state.get("OOMKilled"):
+        error = "killed: out of memory"
+    return {"exit_code": int(state.get("ExitCode", 0)), "error": error or None}
 
 
 def _state(state: Mapping[str, Any]) -> State:

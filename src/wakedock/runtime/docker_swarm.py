@@ -38,7 +38,7 @@ from wakedock.runtime.base import (
     State,
     reported_health,
 )
-from wakedock.runtime.client import EngineClient
+from wakedock.runtime.client import EngineClient, EngineFailed
 from wakedock.runtime.docker_engine import OPT_IN_LABEL, is_managed
 from wakedock.runtime.hardening import (
     MANAGED_LABEL,
@@ -65,6 +65,7 @@ class _SwarmApi(Protocol):
     @property
     def api_version(self) -> str: ...
     def info(self) -> dict[str, Any]: ...
+    def ping(self) -> bool: ...
     def inspect_image(self, image: str) -> dict[str, Any]: ...
     def networks(self, names: list[str] | None = None) -> list[dict[str, Any]]: ...
     def create_service(self, task_template: Mapping[str, Any], **kw: Any) -> dict[str, Any]: ...
@@ -91,11 +92,12 @@ class DockerSwarmRuntime:
         self._policy = policy or PolicySettings()
         self._engine = EngineClient(base_url)
 
-    def _call(self, action: Callable[[_SwarmApi], T]) -> T:
-        """Run `action`; an unreachable daemon or a non-manager is RuntimeUnavailable (503)."""
+    def _call(self, action: Callable[[_SwarmApi], T], hidden: Iterable[str] = ()) -> T:
+        """Run `action` (failures mapped as runtime/client.py says); a non-manager is
+        RuntimeUnavailable (503) with what to do about it."""
         try:
-            return self._engine.call(lambda client: action(cast(_SwarmApi, client.api)))
-        except RuntimeUnavailable as exc:
+            return self._engine.call(lambda client: action(cast(_SwarmApi, client.api)), hidden)
+        except EngineFailed as exc:
             cause = exc.__cause__
             if (
                 isinstance(cause, docker.errors.APIError)
@@ -104,6 +106,9 @@ class DockerSwarmRuntime:
             ):
                 raise RuntimeUnavailable(NOT_A_MANAGER) from cause
             raise
+
+    def ping(self) -> None:
+        self._call(lambda api: api.ping())
 
     def _managed(self, api: _SwarmApi, service_id: str) -> dict[str, Any]:
         try:
@@ -155,7 +160,7 @@ class DockerSwarmRuntime:
             )
             return str(created["ID"])
 
-        return self._call(create)
+        return self._call(create, hidden=environment.values())
 
     def start(self, service_id: str) -> None:
         """Scale to 1; a service Swarm gave up on (restarts exhausted) is rescheduled."""

@@ -13,6 +13,7 @@ import uvicorn
 
 from wakedock.app import create_asgi
 from wakedock.components import Components
+from wakedock.server.dates import DateHeader
 from wakedock.server.tls import CertificateReloader, generate_self_signed
 
 
@@ -42,7 +43,7 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     """Run until interrupted. Prints one start-up line with the URL and the TLS floor."""
     settings = components.settings
     host, port = settings.server.host, settings.server.port
-    app = create_asgi(components)
+    app = DateHeader(create_asgi(components))
     shown_host = f"[{host}]" if ":" in host else host
     config_args: dict[str, object] = {}
     reloader: CertificateReloader | None = None
@@ -72,7 +73,8 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         host=host,
         port=port,
         server_header=False,
-        date_header=True,
+        # DateHeader dates the answers: uvicorn would add a second Date to proxied ones.
+        date_header=False,
         # Client addresses are resolved by WakeDock itself against trusted_proxies.
         proxy_headers=False,
         forwarded_allow_ips="",

@@ -70,6 +70,8 @@ class SinkWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"siem {sink.name}", daemon=True)
+        # The last delivery attempt failed (health reports the SIEM degraded meanwhile).
+        self.failing = False
 
     def start(self) -> None:
         self._ensure_cursor()
@@ -133,7 +135,9 @@ class SinkWorker:
         while not self._stop.is_set():
             try:
                 sent = self.deliver_once()
+                self.failing = False
             except SinkError as exc:
+                self.failing = True
                 failures = self._failed(str(exc))
                 delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
                 delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
@@ -141,6 +145,7 @@ class SinkWorker:
                 self._stop.wait(delay)
                 continue
             except Exception:
+                self.failing = True
                 log.exception("SIEM delivery to %s failed", self.sink.name)
                 self._stop.wait(self._poll)
                 continue
@@ -161,6 +166,10 @@ class SiemExporter:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+    def failing(self) -> bool:
+        """A sink's last delivery failed: events wait in the outbox until it recovers."""
+        return any(worker.failing for worker in self.workers)
 
     def status(self) -> list[SinkStatus]:
         """Backlog and last delivery per sink (also the sinks no longer configured)."""

@@ -1,17 +1,28 @@
-"""One place that turns errors into JSON: {"detail": ..., "code": ...}. Never a traceback."""
+"""One place that turns errors into JSON: {"detail": ..., "code": ...}. Never a traceback.
+
+Also the one place that recognises an outage of the database or of the disk under it
+(connection lost or refused, disk full): that is a 503 with Retry-After naming the dependency,
+logged once when the outage starts and once when it ends, instead of a 500 and a traceback per
+request. The failed action still did not happen: its transaction (and its audit event) rolled
+back together.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
+import threading
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wakedock.errors import WakeDockError
+from wakedock.errors import DatabaseUnavailable, WakeDockError
 
 log = logging.getLogger("wakedock.errors")
 
@@ -28,6 +39,10 @@ _HTTP_CODES = {
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, WakeDockError):  # pragma: no cover - registered for this type only
         raise exc
+    return _domain_error_response(exc)
+
+
+def _domain_error_response(exc: WakeDockError) -> JSONResponse:
     body = {"detail": exc.detail, "code": exc.code, **exc.extra}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers())
 
@@ -52,11 +67,73 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-class CatchAllMiddleware:
-    """Any unhandled error becomes a JSON 500 with a correlation id, inside the header layer."""
+# SQLite's answer when its file cannot grow; PostgreSQL's SQLSTATE class 53 (disk full, out of
+# memory, too many connections) is "insufficient resources".
+_FULL = "database or disk is full"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def outage_of(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 to answer when `exc` means the database or its disk cannot serve; else None."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DatabaseUnavailable("the disk is full", dependency="disk")
+    if isinstance(exc, sa.DBAPIError) and (
+        isinstance(exc, sa.OperationalError) or exc.connection_invalidated
+    ):
+        if _FULL in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "53100":
+            return DatabaseUnavailable("the database is unavailable: its disk is full")
+        return DatabaseUnavailable("the database is unavailable")
+    if isinstance(exc, sa.TimeoutError):  # every pooled connection stuck on a dead server
+        return DatabaseUnavailable("the database is unavailable")
+    return None
+
+
+class Outages:
+    """Says once when a dependency becomes unavailable and once when it is back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._refused = 0
+
+    def down(self, outage: DatabaseUnavailable, exc: BaseException) -> None:
+        with self._lock:
+            self._refused += 1
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        # The DBAPI's own message, never SQLAlchemy's (which quotes the statement and its
+        # parameters): no data from the request reaches the log.
+        cause = getattr(exc, "orig", None) or exc
+        log.error(
+            "%s (%s: %s); answering 503 until it recovers",
+            outage.detail,
+            type(cause).__name__,
+            " ".join(str(cause).split())[:200],
+        )
+
+    def up(self) -> None:
+        """A write reached the database: an outage, if there was one, is over."""
+        if self._since is None:  # the hot path: no lock
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            lasted, refused = time.monotonic() - self._since, self._refused
+            self._since, self._refused = None, 0
+        log.warning(
+            "the database is available again after %.0f s (%d request(s) answered 503)",
+            lasted,
+            refused,
+        )
+
+
+class CatchAllMiddleware:
+    """Any unhandled error becomes a JSON 500 with a correlation id, inside the header layer;
+    an outage of the database or its disk a 503 (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, outages: Outages | None = None) -> None:
         self.app = app
+        self.outages = outages or Outages()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +150,13 @@ class CatchAllMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                self.outages.down(outage, exc)
+                if started:
+                    raise
+                await _domain_error_response(outage)(scope, receive, send)
+                return
             correlation = scope.get("state", {}).get("request_id") or secrets.token_hex(8)
             log.error("unhandled error (correlation id %s)", correlation, exc_info=exc)
             if started:

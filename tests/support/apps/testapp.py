@@ -4,7 +4,8 @@
     NAME=<n>   echoed by GET /
 
 Routes: / (hello), /headers (JSON of request headers), /cookie (two Set-Cookie, one Secure),
-/gzip (a gzip body with Content-Encoding), POST /echo (body back), /sse?n=<k> (k events, 0.3 s
+/gzip (a gzip body with Content-Encoding), POST /echo (body back), POST /unsupported (501 before
+reading the body, then close), /dated (its own fixed Date header), /sse?n=<k> (k events, 0.3 s
 apart), /big?mb=<k> (k MiB streamed), /ws (WebSocket echo).
 """
 
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+FIXED_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -51,6 +53,13 @@ class Handler(BaseHTTPRequestHandler):
                 b"cookies\n",
                 [("Set-Cookie", "a=1; Path=/; Secure; HttpOnly"), ("Set-Cookie", "b=2; Path=/")],
             )
+        elif url.path == "/dated":
+            # send_response would add the current date: this answer's Date is recognisable.
+            self.send_response_only(200)
+            self.send_header("Date", FIXED_DATE)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"dated\n")
         elif url.path == "/gzip":
             body = gzip.compress(b"compressed payload " * 50)
             self._send(200, body, [("Content-Encoding", "gzip"), ("Content-Type", "text/plain")])
@@ -76,6 +85,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
     def do_POST(self):
+        if self.path == "/unsupported":
+            # As http.server does for a method it lacks: answer at once, never read the body.
+            self.send_error(501, "POST is not implemented by this app")
+            return
         body = self._body()
         self._send(200, b"got %d bytes: " % len(body) + hashlib.sha256(body).hexdigest().encode())
 
