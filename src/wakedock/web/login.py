@@ -34,6 +34,7 @@ from wakedock.web.templating import message_page, render_page
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 ENROL_PATH = "/mfa/enrol"
+HANDOFF_PATH = "/auth/proxy"
 _TOO_MANY = "Too many attempts. Wait a few minutes and try again."
 
 
@@ -72,9 +73,16 @@ def _signed_in(c: Components, tokens: Tokens, target: str) -> Response:
     """The session cookie, and on to `target`, or first to the enrolment page if the role
     demands MFA the account does not have yet."""
     user = tokens.user
+    response: Response
     if c.mfa.must_enrol(user.role, user.mfa_enabled):
-        target = enrolment_path(target)
-    response = RedirectResponse(target, status_code=303)
+        response = RedirectResponse(enrolment_path(target), status_code=303)
+    elif urlsplit(target).path == HANDOFF_PATH:
+        # The hand-off redirects to a service host, and browsers apply the sign-in page's CSP
+        # `form-action 'self'` to every redirect of a form post: a page that moves on by itself
+        # starts a new navigation instead (no script needed).
+        response = render_page("continue.html", title="Signed in", next=target)
+    else:
+        response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, tokens.session_secret, c.settings.auth.session_absolute_seconds)
     return response
 
@@ -144,7 +152,7 @@ async def login_code_form(
     return _signed_in(c, tokens, target)
 
 
-@router.get("/auth/proxy", dependencies=[Depends(public)])
+@router.get(HANDOFF_PATH, dependencies=[Depends(public)])
 async def proxy_handoff(
     request: Request,
     next: str = "",
@@ -158,7 +166,7 @@ async def proxy_handoff(
         await run_in_threadpool(directory.refresh)
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
         return message_page("Unknown service", "This address is not a WakeDock service.", 400)
-    here = "/auth/proxy?" + urlencode({"next": next})
+    here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
     session = await browser_session(request, c)
     if session is None:
         return sign_in_first(here)
