@@ -9,6 +9,8 @@ limits, audit) are the MFA service's, exactly as for the API.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
@@ -20,7 +22,7 @@ from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts
 from wakedock.mfa.errors import MfaCodeRejected
 from wakedock.mfa.service import Enrolment
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import components, request_context
+from wakedock.web.deps import components, context_of
 from wakedock.web.forms import (
     BrowserSession,
     browser_session,
@@ -89,59 +91,58 @@ async def enrol_page(
     return _start_page(c, session, target)
 
 
-async def _posted(
-    request: Request, c: Components, context: RequestContext
-) -> tuple[BrowserSession, dict[str, str]] | Response:
+@dataclass(frozen=True)
+class _Post:
+    session: BrowserSession
+    fields: dict[str, str]
+    context: RequestContext  # names the signed-in user, for the audit trail
+    target: str
+
+
+async def _posted(request: Request, c: Components) -> _Post | Response:
     """The session and fields of a same-origin form post with its CSRF token, or the answer."""
     fields = await form_fields(request)
+    target = local_path(fields.get("next"))
     session = await browser_session(request, c)
     if session is None:
-        return sign_in_first(enrolment_path(local_path(fields.get("next"))))
+        return sign_in_first(enrolment_path(target))
+    context = context_of(request)
     try:
         await require_form_csrf(request, c, context, session, fields)
     except CsrfFailed:
         return refused_page()
-    return session, fields
+    return _Post(session, fields, context, target)
 
 
 @router.post(ENROL_PATH, dependencies=[Depends(public)])
-async def begin_enrolment(
-    request: Request,
-    c: Components = Depends(components),
-    context: RequestContext = Depends(request_context),
-) -> Response:
+async def begin_enrolment(request: Request, c: Components = Depends(components)) -> Response:
     """A new pending secret (audited), shown as a QR code and a key, with the confirm form."""
-    posted = await _posted(request, c, context)
-    if isinstance(posted, Response):
-        return posted
-    session, fields = posted
-    target = local_path(fields.get("next"))
+    post = await _posted(request, c)
+    if isinstance(post, Response):
+        return post
     try:
-        enrolment = await run_in_threadpool(c.mfa.begin_enrolment, session.principal, context)
+        enrolment = await run_in_threadpool(
+            c.mfa.begin_enrolment, post.session.principal, post.context
+        )
     except Conflict:
-        return RedirectResponse(target, status_code=303)  # already enrolled
-    return _scan_page(c, session, target, enrolment)
+        return RedirectResponse(post.target, status_code=303)  # already enrolled
+    return _scan_page(c, post.session, post.target, enrolment)
 
 
 @router.post(f"{ENROL_PATH}/confirm", dependencies=[Depends(public)])
-async def confirm_enrolment(
-    request: Request,
-    c: Components = Depends(components),
-    context: RequestContext = Depends(request_context),
-) -> Response:
+async def confirm_enrolment(request: Request, c: Components = Depends(components)) -> Response:
     """Activate MFA with a first code; the ten backup codes are shown this once."""
-    posted = await _posted(request, c, context)
-    if isinstance(posted, Response):
-        return posted
-    session, fields = posted
-    target = local_path(fields.get("next"))
-    code = fields.get("code", "").strip()
+    post = await _posted(request, c)
+    if isinstance(post, Response):
+        return post
+    session, target = post.session, post.target
+    code = post.fields.get("code", "").strip()
     if not code:
         return _scan_page(c, session, target, None, "Enter the code your app shows.", 400)
     try:
         # Ten backup codes are hashed with argon2: on the hashing threads.
         codes = await run_hashing(
-            request, c.mfa.confirm_enrolment, session.principal, code, context
+            request, c.mfa.confirm_enrolment, session.principal, code, post.context
         )
     except MfaCodeRejected:
         message = "That code did not match. Check the time on your phone and enter the new code."
