@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import pyotp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from conftest import strong_password
 from support.components import WakeDockProcess, run_cli, wakedock_server
 from wakedock.server.tls import generate_self_signed
 
@@ -85,7 +85,8 @@ def browser_server(
 
 
 def create_user(data: Path, name: str, role: str) -> str:
-    password = "Wd-" + secrets.token_urlsafe(18)
+    """A user created with the CLI, as an operator would; returns its password."""
+    password = strong_password()
     created = run_cli(
         data, "user", "create", name, "--role", role, "--password-stdin", stdin=password + "\n"
     )

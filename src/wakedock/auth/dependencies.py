@@ -17,11 +17,11 @@ from wakedock.web.deps import components_of, context_of
 SESSION_COOKIE = "__Host-wakedock_session"
 
 
-# What `Sec-Fetch-Site` says of a request no other site started. `none`: the user started it
-# (address bar, bookmark, a form resubmitted on reload); no page can make a browser send that, so
-# it proves as much as `same-origin` (Go's net/http CrossOriginProtection reads it the same way).
-# `same-site` is refused: service hosts (`app.localhost`) are same-site with the admin host, and
-# the apps behind them are not trusted.
+# The `Sec-Fetch-Site` values of a request no other site started. `none` means the user started
+# it (address bar, bookmark, the browser's own re-post of a form): no page can make a browser send
+# it, for a POST either, so it proves as much as `same-origin` (Go's net/http
+# CrossOriginProtection reads it the same way). `same-site` is refused: the service hosts
+# (`app.localhost`) are same-site with the admin host, and the apps behind them are not trusted.
 _NO_OTHER_SITE = frozenset({"same-origin", "none"})
 
 
@@ -37,14 +37,14 @@ def same_origin(request: Request, c: Components) -> bool:
     """
     headers = request.headers
     origin = headers.get("origin")
+    named = origin if origin != "null" else None  # an Origin that names a site
     allowed = origin is not None and origin in c.settings.http.cors_origins
-    stated = origin is not None and origin != "null"
-    if stated and not allowed and not _on_this_server(origin or "", request):
+    if named is not None and not allowed and not _on_this_server(named, request):
         return False
     site = headers.get("sec-fetch-site")
     if site is not None:
         return site.strip().lower() in _NO_OTHER_SITE or allowed
-    if stated:
+    if named is not None:
         return True
     referer = headers.get("referer")
     if referer is not None:

@@ -62,6 +62,7 @@ def refused_page() -> HTMLResponse:
         "This form was not sent from a WakeDock page. Open WakeDock again and retry.",
         403,
         link="/login",
+        link_text="Go to sign-in",
     )
 
 

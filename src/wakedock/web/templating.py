@@ -31,9 +31,13 @@ def render_page(template: str, status: int = 200, **values: object) -> HTMLRespo
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def message_page(title: str, message: str, status: int, link: str | None = None) -> HTMLResponse:
+def message_page(
+    title: str, message: str, status: int, link: str | None = None, link_text: str = "Continue"
+) -> HTMLResponse:
     """A short page that says what happened (and, with `link`, where to go on)."""
-    return render_page("message.html", status, title=title, message=message, link=link)
+    return render_page(
+        "message.html", status, title=title, message=message, link=link, link_text=link_text
+    )
 
 
 def stylesheet() -> str:
