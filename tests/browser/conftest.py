@@ -21,8 +21,6 @@ from support.browser import (
 )
 from support.components import unavailable
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> BrowserCertificate:

@@ -24,13 +24,15 @@ from wakedock.mfa.service import Enrolment
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import components, context_of
 from wakedock.web.forms import (
+    ENROL_PATH,
     BrowserSession,
     browser_session,
+    enrolment_path,
     form_fields,
+    refused_page,
     require_form_csrf,
     sign_in_first,
 )
-from wakedock.web.login import ENROL_PATH, enrolment_path, refused_page
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import message_page, render_page
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, quote
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from wakedock.audit.events import RequestContext
 from wakedock.auth.csrf import CSRF_HEADER, csrf_token
@@ -16,9 +16,11 @@ from wakedock.auth.dependencies import SESSION_COOKIE, require_csrf
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.errors import InvalidInput
+from wakedock.web.templating import message_page
 
 MAX_FORM_BYTES = 16 * 1024
 CSRF_FIELD = "csrf_token"
+ENROL_PATH = "/mfa/enrol"
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -76,3 +78,19 @@ async def require_form_csrf(
 def sign_in_first(here: str) -> RedirectResponse:
     """Send the browser to the sign-in form, to come back to `here` (a local path) after."""
     return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+
+
+def enrolment_path(next_path: str) -> str:
+    """The enrolment page, going on to `next_path` (a local path) once done."""
+    return f"{ENROL_PATH}?next={quote(next_path, safe='')}"
+
+
+def refused_page() -> HTMLResponse:
+    """What a person sees when a form post came from another site (or lost its token)."""
+    return message_page(
+        "Request refused",
+        "This form was not sent from a WakeDock page. Open WakeDock again and retry.",
+        403,
+        link="/login",
+        link_text="Go to sign-in",
+    )

@@ -10,7 +10,7 @@ hosts are accepted (no open redirect).
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,13 +27,18 @@ from wakedock.mfa.service import Challenge
 from wakedock.proxy.hosts import normalise_host
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import components, request_context
-from wakedock.web.forms import browser_session, form_fields, sign_in_first
+from wakedock.web.forms import (
+    browser_session,
+    enrolment_path,
+    form_fields,
+    refused_page,
+    sign_in_first,
+)
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import message_page, render_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-ENROL_PATH = "/mfa/enrol"
 HANDOFF_PATH = "/auth/proxy"
 _TOO_MANY = "Too many attempts. Wait a few minutes and try again."
 
@@ -53,21 +58,6 @@ def _code_step(
         challenge=challenge,
         message=message,
     )
-
-
-def refused_page() -> HTMLResponse:
-    """What a person sees when a form post came from another site (or lost its token)."""
-    return message_page(
-        "Request refused",
-        "This form was not sent from a WakeDock page. Open WakeDock again and retry.",
-        403,
-        link="/login",
-        link_text="Go to sign-in",
-    )
-
-
-def enrolment_path(next_path: str) -> str:
-    return f"{ENROL_PATH}?next={quote(next_path, safe='')}"
 
 
 def _signed_in(c: Components, tokens: Tokens, target: str) -> Response:
