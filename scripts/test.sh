@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Install the test dependencies (Debian: Redis, PostgreSQL, oathtool, zbarimg, Docker, busybox;
-# Python: .venv with .[test]), start the Docker engine if it is not running (as root), and run
-# the whole test suite. Extra arguments go to pytest (e.g. -m security).
+# Install the test dependencies (Debian: Redis, PostgreSQL, oathtool, zbarimg, Docker, busybox,
+# Chromium and its driver for the browser tests; Python: .venv with .[test]), start the Docker
+# engine if it is not running (as root), and run the whole test suite. Extra arguments go to
+# pytest (e.g. -m security).
 # Integration tests start their own Redis and PostgreSQL on 127.0.0.1. They skip when a component
 # is missing, unless WAKEDOCK_REQUIRE_INTEGRATION=1 (as in CI), which turns a skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_prepare.sh
-apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static
+apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static chromium chromium-driver
 ensure_dockerd
 ensure_venv
 echo "==> installing wakedock with test dependencies" >&2

@@ -23,6 +23,7 @@ from wakedock.secrets.router import router as secrets_router
 from wakedock.services.router import router as services_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
+from wakedock.web.enrol import router as enrol_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeadersMiddleware
 from wakedock.web.login import router as login_router
@@ -54,6 +55,7 @@ def create_app(components: Components) -> FastAPI:
         metrics_router,
         files_router,
         login_router,
+        enrol_router,
         pages_router,
     ):
         app.include_router(router)

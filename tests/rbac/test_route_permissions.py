@@ -22,6 +22,13 @@ EXPECTED_PUBLIC = {
     ("POST", "/api/v1/auth/mfa/verify"),  # the MFA challenge token is the credential
     ("GET", "/login"),  # the browser sign-in form
     ("POST", "/login"),  # the credentials are the credential (same origin only)
+    ("POST", "/login/code"),  # the MFA challenge token is the credential (same origin only)
+    ("GET", "/assets/wakedock.css"),  # the pages' stylesheet
+    # The enrolment pages read the session cookie themselves (no session: sent to /login) and
+    # their posts need the session's CSRF token and this server's origin.
+    ("GET", "/mfa/enrol"),
+    ("POST", "/mfa/enrol"),
+    ("POST", "/mfa/enrol/confirm"),
     ("GET", "/auth/proxy"),  # hands a live session's ticket to a known service host only
 }
 

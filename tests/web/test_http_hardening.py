@@ -14,7 +14,7 @@ pytestmark = pytest.mark.security
 REQUIRED = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
 }
 
 

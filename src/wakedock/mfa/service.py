@@ -94,9 +94,13 @@ class MfaService:
     def required_for(self, role: str) -> bool:
         return role in self._settings.required_roles
 
+    def must_enrol(self, role: str, mfa_enabled: bool) -> bool:
+        """True if an account of `role` must enrol MFA before doing anything else."""
+        return self.required_for(role) and not mfa_enabled
+
     def enrolment_pending(self, principal: Principal) -> bool:
         """True if this principal must enrol MFA before doing anything else."""
-        return self.required_for(principal.role) and not principal.mfa_enabled
+        return self.must_enrol(principal.role, principal.mfa_enabled)
 
     def require_fresh(self, principal: Principal, context: RequestContext) -> None:
         """Raise StepUpRequired (audited) unless MFA was proven in this session lately."""

@@ -22,6 +22,8 @@ PAGE_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
+    # These pages post nothing (form-action 'none'), so they need no usable Origin; and the
+    # ticket hand-off URL must never reach the app, or anyone else, in a Referer.
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }

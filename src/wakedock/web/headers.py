@@ -20,7 +20,10 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     # Modern browsers ignore it; "0" disables the buggy legacy auditor (OWASP advice).
     (b"x-xss-protection", b"0"),
-    (b"referrer-policy", b"no-referrer"),
+    # `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` on its
+    # own form posts, and the same-origin check can no longer tell them from a forged one. Other
+    # origins (the proxied apps included) still get no Referer, so no admin URL leaks to them.
+    (b"referrer-policy", b"same-origin"),
     (
         b"permissions-policy",
         b"camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",

@@ -1,70 +1,86 @@
 """Browser sign-in on the admin host, and the hand-off to protected service hosts (S7.7).
 
-`GET /auth/proxy?next=<service URL>` is where a service host sends a visitor without access: with
-a live session it issues a single-use ticket for that host and sends the browser back; otherwise
-it sends it to `/login` first. Only URLs of known service hosts are accepted (no open redirect).
+`/login` takes the password; an account with MFA then gets a second step for its code (or a
+backup code); an account whose role must use MFA and has none is sent to the enrolment page.
+`GET /auth/proxy?next=<service URL>` is where a service host sends a visitor without access:
+with a live session it issues a single-use ticket for that host and sends the browser back;
+otherwise it sends it to `/login` (or to the enrolment page) first. Only URLs of known service
+hosts are accepted (no open redirect).
 """
 
 from __future__ import annotations
 
-import html
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from wakedock.audit.events import RequestContext
-from wakedock.auth.dependencies import SESSION_COOKIE
 from wakedock.auth.responses import refuse_cross_site_cookie_login, set_session_cookie
+from wakedock.auth.service import Tokens
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
-from wakedock.errors import InvalidCredentials, InvalidInput, TooManyAttempts
+from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
+from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import Challenge
 from wakedock.proxy.hosts import normalise_host
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import components, request_context
+from wakedock.web.forms import (
+    browser_session,
+    enrolment_path,
+    form_fields,
+    refused_page,
+    sign_in_first,
+)
 from wakedock.web.redirects import local_path
+from wakedock.web.templating import message_page, render_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-MAX_FORM_BYTES = 16 * 1024
+
+HANDOFF_PATH = "/auth/proxy"
+_TOO_MANY = "Too many attempts. Wait a few minutes and try again."
 
 
-def _form(next_path: str, message: str = "", status: int = 200) -> HTMLResponse:
-    note = f'<p role="alert">{html.escape(message)}</p>' if message else ""
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - WakeDock</title></head>
-<body><h1>Sign in to WakeDock</h1>{note}
-<form method="post" action="/login">
-<input type="hidden" name="next" value="{html.escape(next_path)}">
-<p><label>Username <input name="username" autocomplete="username" required></label></p>
-<p><label>Password <input name="password" type="password" autocomplete="current-password"
- required></label></p>
-<p><label>Authenticator code (if enabled) <input name="code" inputmode="numeric"
- autocomplete="one-time-code"></label></p>
-<p><button type="submit">Sign in</button></p>
-</form></body></html>
-"""
-    return HTMLResponse(body, status_code=status)
+def _password_step(next_path: str, message: str = "", status: int = 200) -> HTMLResponse:
+    return render_page("login.html", status, title="Sign in", next=next_path, message=message)
 
 
-async def _form_fields(request: Request) -> dict[str, str]:
-    """URL-encoded form fields, the body capped at 16 KiB (no multipart parser needed)."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            raise InvalidInput("form too large")
-    try:
-        parsed = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=8)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("the form could not be parsed") from None
-    return {key: values[-1][:4096] for key, values in parsed.items()}
+def _code_step(
+    next_path: str, challenge: str, message: str = "", status: int = 200
+) -> HTMLResponse:
+    return render_page(
+        "login_code.html",
+        status,
+        title="Two-step verification",
+        next=next_path,
+        challenge=challenge,
+        message=message,
+    )
+
+
+def _signed_in(c: Components, tokens: Tokens, target: str) -> Response:
+    """The session cookie, and on to `target`, or first to the enrolment page if the role
+    demands MFA the account does not have yet."""
+    user = tokens.user
+    response: Response
+    if c.mfa.must_enrol(user.role, user.mfa_enabled):
+        response = RedirectResponse(enrolment_path(target), status_code=303)
+    elif urlsplit(target).path == HANDOFF_PATH:
+        # The hand-off redirects to a service host, and browsers apply the sign-in page's CSP
+        # `form-action 'self'` to every redirect of a form post: a page that moves on by itself
+        # starts a new navigation instead (no script needed).
+        response = render_page("continue.html", title="Signed in", next=target)
+    else:
+        response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, tokens.session_secret, c.settings.auth.session_absolute_seconds)
+    return response
 
 
 @router.get("/login", dependencies=[Depends(public)])
 async def login_page(next: str = "/") -> HTMLResponse:
-    return _form(local_path(next))
+    return _password_step(local_path(next))
 
 
 @router.post("/login", dependencies=[Depends(public)])
@@ -73,29 +89,61 @@ async def login_form(
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
-    """Password (and code) sign-in for browsers: the session cookie, then back to `next`."""
-    await refuse_cross_site_cookie_login(request, c, context)
-    fields = await _form_fields(request)
-    username, password = fields.get("username", ""), fields.get("password", "")
-    code, target = fields.get("code", ""), local_path(fields.get("next"))
-    if not username or not password:
-        return _form(target, "Enter your username and password.", 400)
+    """The password step for browsers: a session cookie and back to `next`, or the code step.
+
+    A `code` field, when sent, does both steps at once (as the API's one-step login).
+    """
     try:
-        result = await run_hashing(
-            request, c.auth.login, username, password, context, code.strip() or None
-        )
-    except InvalidCredentials as exc:
-        return _form(target, exc.detail, 401)
+        await refuse_cross_site_cookie_login(request, c, context)
+    except CsrfFailed:
+        return refused_page()
+    fields = await form_fields(request)
+    username, password = fields.get("username", ""), fields.get("password", "")
+    code, target = fields.get("code", "").strip(), local_path(fields.get("next"))
+    if not username or not password:
+        return _password_step(target, "Enter your username and password.", 400)
+    try:
+        result = await run_hashing(request, c.auth.login, username, password, context, code or None)
+    except (InvalidCredentials, MfaLoginRejected) as exc:
+        return _password_step(target, exc.detail, 401)
     except TooManyAttempts:
-        return _form(target, "Too many attempts. Wait a few minutes and try again.", 429)
+        return _password_step(target, _TOO_MANY, 429)
     if isinstance(result, Challenge):
-        return _form(target, "Enter your password and the code from your authenticator app.", 401)
-    response = RedirectResponse(target, status_code=303)
-    set_session_cookie(response, result.session_secret, c.settings.auth.session_absolute_seconds)
-    return response
+        return _code_step(target, result.token)
+    return _signed_in(c, result, target)
 
 
-@router.get("/auth/proxy", dependencies=[Depends(public)])
+@router.post("/login/code", dependencies=[Depends(public)])
+async def login_code_form(
+    request: Request,
+    c: Components = Depends(components),
+    context: RequestContext = Depends(request_context),
+) -> Response:
+    """The second step: the challenge of the password step and a TOTP or backup code."""
+    try:
+        await refuse_cross_site_cookie_login(request, c, context)
+    except CsrfFailed:
+        return refused_page()
+    fields = await form_fields(request)
+    challenge, code = fields.get("challenge", ""), fields.get("code", "").strip()
+    target = local_path(fields.get("next"))
+    if not challenge:
+        return _password_step(target, "Enter your username and password first.", 400)
+    if not code:
+        return _code_step(target, challenge, "Enter the code from your authenticator app.", 400)
+    try:
+        tokens = await run_hashing(request, c.auth.complete_mfa, challenge, code, context)
+    except MfaLoginRejected:
+        message = "That code is not valid or was already used. Try the next code of your app."
+        return _code_step(target, challenge, message, 401)
+    except NotAuthenticated:
+        return _password_step(target, "This sign-in expired. Enter your password again.", 401)
+    except TooManyAttempts:
+        return _password_step(target, _TOO_MANY, 429)
+    return _signed_in(c, tokens, target)
+
+
+@router.get(HANDOFF_PATH, dependencies=[Depends(public)])
 async def proxy_handoff(
     request: Request,
     next: str = "",
@@ -108,17 +156,15 @@ async def proxy_handoff(
     if directory.stale():
         await run_in_threadpool(directory.refresh)
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
-        return HTMLResponse("<!doctype html><p>Unknown service address.</p>", status_code=400)
-    secret = request.cookies.get(SESSION_COOKIE)
-    principal = None
-    if secret:
-        principal = c.sessions.cached_by_secret(secret) or (
-            await run_in_threadpool(c.sessions.principal_by_secret, secret)
-        )
-    if principal is None:
-        here = "/auth/proxy?" + urlencode({"next": next})
-        return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
-    ticket = c.proxy_access.issue_ticket(principal, host)
+        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
+    here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
+    session = await browser_session(request, c)
+    if session is None:
+        return sign_in_first(here)
+    if c.mfa.enrolment_pending(session.principal):
+        # A ticket would be refused by the service host (and the browser sent back here).
+        return RedirectResponse(enrolment_path(here), status_code=303)
+    ticket = c.proxy_access.issue_ticket(session.principal, host)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     query = urlencode({"ticket": ticket, "next": path})
     return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)

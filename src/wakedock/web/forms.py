@@ -1,0 +1,96 @@
+"""What the admin host's HTML forms share: a bounded form parser, the signed-in browser, and
+the CSRF check of a form post (the session-bound token from a hidden field or the header)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from wakedock.audit.events import RequestContext
+from wakedock.auth.csrf import CSRF_HEADER, csrf_token
+from wakedock.auth.dependencies import SESSION_COOKIE, require_csrf
+from wakedock.auth.sessions import Principal
+from wakedock.components import Components
+from wakedock.errors import InvalidInput
+from wakedock.web.templating import message_page
+
+MAX_FORM_BYTES = 16 * 1024
+CSRF_FIELD = "csrf_token"
+ENROL_PATH = "/mfa/enrol"
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """URL-encoded form fields, the body capped at 16 KiB (no multipart parser needed)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise InvalidInput("form too large")
+    try:
+        parsed = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=8)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the form could not be parsed") from None
+    return {key: values[-1][:4096] for key, values in parsed.items()}
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """The live session behind a browser's session cookie."""
+
+    secret: str
+    principal: Principal
+
+    def csrf_token(self, c: Components) -> str:
+        return csrf_token(c.keyring, self.secret)
+
+
+async def browser_session(request: Request, c: Components) -> BrowserSession | None:
+    """The caller's live cookie session, or None (no cookie, expired or revoked)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    principal = c.sessions.cached_by_secret(secret) or (
+        await run_in_threadpool(c.sessions.principal_by_secret, secret)
+    )
+    if principal is None:
+        return None
+    # The audit context of this request names the user from here on.
+    request.state.principal = principal
+    return BrowserSession(secret, principal)
+
+
+async def require_form_csrf(
+    request: Request,
+    c: Components,
+    context: RequestContext,
+    session: BrowserSession,
+    fields: dict[str, str],
+) -> None:
+    """Refuse (audited CsrfFailed) a form post not from this server or without the token."""
+    presented = fields.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    await require_csrf(request, c, context, session.secret, session.principal, presented)
+
+
+def sign_in_first(here: str) -> RedirectResponse:
+    """Send the browser to the sign-in form, to come back to `here` (a local path) after."""
+    return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+
+
+def enrolment_path(next_path: str) -> str:
+    """The enrolment page, going on to `next_path` (a local path) once done."""
+    return f"{ENROL_PATH}?next={quote(next_path, safe='')}"
+
+
+def refused_page() -> HTMLResponse:
+    """What a person sees when a form post came from another site (or lost its token)."""
+    return message_page(
+        "Request refused",
+        "This form was not sent from a WakeDock page. Open WakeDock again and retry.",
+        403,
+        link="/login",
+        link_text="Go to sign-in",
+    )

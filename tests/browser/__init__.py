@@ -1,0 +1,1 @@
+"""Real-browser tests: headless Chromium against a real `wakedock serve`."""

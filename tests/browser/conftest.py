@@ -1,0 +1,89 @@
+"""The browser fixtures: a fresh headless Chromium per test, its page, and step screenshots.
+
+Each test gets its own Chromium process and profile (`--user-data-dir` in the test's temporary
+directory): no cookie or cache crosses from one test to another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.browser import (
+    CHROMIUM,
+    BrowserCertificate,
+    Screenshots,
+    chromium_args,
+    make_certificate,
+)
+from support.components import unavailable
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> BrowserCertificate:
+    """One test certificate for every server of the session; Chromium trusts its key."""
+    return make_certificate(tmp_path_factory.mktemp("browser-tls"))
+
+
+@pytest.fixture
+def browser(tmp_path: Path, certificate: BrowserCertificate) -> Iterator[Any]:
+    """A Playwright BrowserContext of Debian's Chromium with a fresh profile."""
+    if not Path(CHROMIUM).exists():
+        unavailable("Chromium is not installed (apt-get install chromium chromium-driver)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed (pip install -e '.[test]')")
+        raise AssertionError from None  # unreachable
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=chromium_args(certificate),
+            viewport={"width": 1024, "height": 768},
+        )
+        context.set_default_timeout(30_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    return Screenshots(request.node.name)
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, browser: Any, screenshots: Screenshots) -> Iterator[Any]:
+    """The browser's one tab; a failed test leaves a screenshot of where it stopped."""
+    tab = browser.pages[0] if browser.pages else browser.new_page()
+    yield tab
+    if request.node.stash.get(_FAILED, False):
+        tab.screenshot(path=str(screenshots.path("failed")), full_page=True)
+        (screenshots.directory / "failed-url.txt").write_text(tab.url + "\n")
+
+
+@pytest.fixture
+def shot(page: Any, screenshots: Screenshots) -> Callable[[str], None]:
+    """`shot("signed-in")` saves test-output/browser/<test>/NN-signed-in.png."""
+
+    def take(step: str) -> None:
+        page.screenshot(path=str(screenshots.path(step)), full_page=True)
+
+    return take

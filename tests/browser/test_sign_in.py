@@ -1,0 +1,170 @@
+"""Signing in with Chromium, as a person would: the sign-in form, the code step (TOTP or a
+backup code), the MFA enrolment pages of a new admin, and a login form on another site refused.
+
+Every test runs a real `wakedock serve` over HTTPS; the browser reaches it as
+`https://localhost:<port>` (resolved to 127.0.0.1 inside Chromium).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.browser import (
+    BrowserCertificate,
+    admin_url,
+    browser_server,
+    create_user,
+    enrol_by_api,
+    enrol_on_the_page,
+    next_code,
+    sign_in_with_password,
+    text,
+)
+
+pytestmark = pytest.mark.integration
+
+Shot = Callable[[str], None]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def test_sign_in_with_password_and_authenticator_code(
+    data: Path, certificate: BrowserCertificate, page: Any, shot: Shot
+) -> None:
+    password = create_user(data, "dora", "viewer")
+    with browser_server(data, certificate) as server:
+        secret, _codes = enrol_by_api(server, "dora", password)
+        page.goto(admin_url(server, "/login?next=/api/v1/auth/me"))
+        assert page.get_by_role("heading", name="Sign in").is_visible()
+        shot("sign-in-form")
+        sign_in_with_password(page, "dora", password)
+
+        page.get_by_role("heading", name="Two-step verification").wait_for()
+        assert "Enter the 6-digit code from your authenticator app" in text(page)
+        shot("code-step")
+        page.get_by_label("Authentication code").fill(next_code(secret))
+        page.get_by_role("button", name="Verify").click()
+
+        page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
+        assert '"username":"dora"' in text(page)
+        shot("signed-in")
+
+
+def test_sign_in_with_a_backup_code(
+    data: Path, certificate: BrowserCertificate, page: Any, shot: Shot
+) -> None:
+    password = create_user(data, "emil", "viewer")
+    with browser_server(data, certificate) as server:
+        _secret, codes = enrol_by_api(server, "emil", password)
+        page.goto(admin_url(server, "/login?next=/api/v1/auth/sessions"))
+        sign_in_with_password(page, "emil", password)
+        page.get_by_role("heading", name="Two-step verification").wait_for()
+        assert "backup codes" in text(page)
+
+        page.get_by_label("Authentication code").fill(codes[3])
+        shot("backup-code-typed")
+        page.get_by_role("button", name="Verify").click()
+        page.wait_for_url(admin_url(server, "/api/v1/auth/sessions"))
+        assert '"current":true' in text(page)
+        shot("signed-in")
+
+
+def test_a_new_admin_enrols_on_the_enrolment_page_then_signs_in_with_totp(
+    data: Path, certificate: BrowserCertificate, browser: Any, page: Any, shot: Shot
+) -> None:
+    password = create_user(data, "erin", "admin")
+    with browser_server(data, certificate) as server:
+        page.goto(admin_url(server, "/login?next=/api/v1/users"))
+        sign_in_with_password(page, "erin", password)
+
+        # The admin has no MFA yet: the enrolment page says so instead of the users list.
+        page.get_by_role("heading", name="Set up two-step verification").wait_for()
+        assert page.url.startswith(admin_url(server, "/mfa/enrol?next="))
+        assert "Your role (admin) must use two-step verification" in text(page)
+        shot("enrolment-required")
+        secret = enrol_on_the_page(page, shot)
+
+        page.wait_for_url(admin_url(server, "/api/v1/users"))
+        assert '"username":"erin"' in text(page)
+        shot("intended-page")
+
+        # A later sign-in asks for the code of the app just set up.
+        browser.clear_cookies()
+        page.goto(admin_url(server, "/login?next=/api/v1/auth/me"))
+        sign_in_with_password(page, "erin", password)
+        page.get_by_role("heading", name="Two-step verification").wait_for()
+        page.get_by_label("Authentication code").fill(next_code(secret))
+        page.get_by_role("button", name="Verify").click()
+        page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
+        assert '"role":"admin"' in text(page)
+        shot("later-sign-in")
+
+
+@pytest.fixture
+def foreign_site() -> Iterator[Callable[[str], str]]:
+    """Another site (http://127.0.0.1:<other port>) serving one page: `publish(html)` -> URL."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def publish(html: str) -> str:
+        pages["/"] = html.encode()
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield publish
+    httpd.shutdown()
+    thread.join(10)
+
+
+@pytest.mark.security
+def test_a_login_form_on_another_site_is_refused(
+    data: Path,
+    certificate: BrowserCertificate,
+    page: Any,
+    shot: Shot,
+    foreign_site: Callable[[str], str],
+) -> None:
+    """Login CSRF: another site's form must not sign the visitor in (to the attacker's account)."""
+    password = create_user(data, "mallory", "viewer")
+    with browser_server(data, certificate) as server:
+        attack = foreign_site(
+            f"""<!doctype html><title>Win a prize</title>
+<form method="post" action="{admin_url(server, "/login")}">
+<input type="hidden" name="username" value="mallory">
+<input type="hidden" name="password" value="{password}">
+<input type="hidden" name="next" value="/api/v1/auth/me">
+<button type="submit">Claim your prize</button></form>"""
+        )
+        page.goto(attack)
+        shot("foreign-page")
+        page.get_by_role("button", name="Claim your prize").click()
+
+        page.get_by_role("heading", name="Request refused").wait_for()
+        assert page.url == admin_url(server, "/login")
+        shot("refused")
+        page.goto(admin_url(server, "/api/v1/auth/me"))
+        assert "Authentication required" in text(page)  # no session was planted
+        shot("no-session")
