@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_prepare.sh
-apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static chromium chromium-driver
+apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static chromium
 ensure_dockerd
 ensure_venv
 echo "==> installing wakedock with test dependencies" >&2

@@ -32,7 +32,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> BrowserCertificate:
 def browser(tmp_path: Path, certificate: BrowserCertificate) -> Iterator[Any]:
     """A Playwright BrowserContext of Debian's Chromium with a fresh profile."""
     if not Path(CHROMIUM).exists():
-        unavailable("Chromium is not installed (apt-get install chromium chromium-driver)")
+        unavailable("Chromium is not installed (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
