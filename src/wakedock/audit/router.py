@@ -17,6 +17,7 @@ from wakedock.errors import InvalidInput
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.web.deps import components, request_context
+from wakedock.web.params import Offset
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 _READ = Depends(requires(Permission.AUDIT_READ))
@@ -51,7 +52,7 @@ def _filter(
 def list_events(
     selection: AuditFilter = Depends(_filter),
     limit: int = Query(default=100, ge=1, le=1000),
-    cursor: int | None = Query(default=None, ge=0),
+    cursor: Offset | None = None,
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
     c: Components = Depends(components),
 ) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from wakedock.rbac.permissions import Permission, Role
 from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
 from wakedock.users.schemas import UserOut
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -248,7 +249,7 @@ def list_sessions(
     principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
-    user_id: int | None = Query(default=None, description="another user's (sessions:read)"),
+    user_id: RowId | None = Query(default=None, description="another user's (sessions:read)"),
     all_users: bool = Query(default=False, alias="all", description="everyone's (sessions:read)"),
 ) -> list[SessionOut]:
     """Live sessions: one's own, or (with sessions:read) another user's or everyone's."""

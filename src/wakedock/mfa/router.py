@@ -27,6 +27,7 @@ from wakedock.mfa.schemas import (
 from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/auth/mfa", tags=["mfa"])
 admin_router = APIRouter(tags=["mfa"])
@@ -134,7 +135,7 @@ def regenerate_backup_codes(
 
 @admin_router.delete("/api/v1/users/{user_id}/mfa", status_code=204)
 def reset_user_mfa(
-    user_id: int,
+    user_id: RowId,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),

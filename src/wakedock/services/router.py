@@ -19,6 +19,7 @@ from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut, Traffic
 from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor
 from wakedock.web.deps import components, request_context
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 _READ = Depends(requires(Permission.SERVICES_READ))
@@ -46,13 +47,13 @@ def create_service(
 
 
 @router.get("/{service_id}", response_model=ServiceOut, dependencies=[_READ])
-def get_service(service_id: int, c: Components = Depends(components)) -> ServiceOut:
+def get_service(service_id: RowId, c: Components = Depends(components)) -> ServiceOut:
     return ServiceOut.of(c.services.get(service_id))
 
 
 @router.patch("/{service_id}", response_model=ServiceOut)
 def update_service(
-    service_id: int,
+    service_id: RowId,
     changes: dict[str, Any] = Body(...),
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     c: Components = Depends(components),
@@ -64,7 +65,7 @@ def update_service(
 
 @router.delete("/{service_id}", status_code=204)
 def delete_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -75,7 +76,7 @@ def delete_service(
 
 @router.post("/{service_id}/start", response_model=ServiceOut)
 def start_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -85,7 +86,7 @@ def start_service(
 
 @router.post("/{service_id}/stop", response_model=ServiceOut)
 def stop_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -94,7 +95,7 @@ def stop_service(
 
 
 @router.get("/{service_id}/status", response_model=StatusOut, dependencies=[_READ])
-def service_status(service_id: int, c: Components = Depends(components)) -> StatusOut:
+def service_status(service_id: RowId, c: Components = Depends(components)) -> StatusOut:
     view, live = c.services.status(service_id)
     wake = c.wakes.state(view.name)
     activity = c.activity.of(view.name)
@@ -103,13 +104,13 @@ def service_status(service_id: int, c: Components = Depends(components)) -> Stat
 
 
 @router.get("/{service_id}/stats", response_model=StatsOut, dependencies=[_READ])
-def service_stats(service_id: int, c: Components = Depends(components)) -> StatsOut:
+def service_stats(service_id: RowId, c: Components = Depends(components)) -> StatsOut:
     return StatsOut.of(c.services.stats(service_id))
 
 
 @router.get("/{service_id}/logs")
 def service_logs(
-    service_id: int,
+    service_id: RowId,
     tail: int = Query(default=100, ge=1, le=10_000),
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),

@@ -12,6 +12,7 @@ from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.params import Offset, RowId
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 def list_users(
     search: str | None = Query(default=None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$"),
     limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
 ) -> list[UserOut]:
@@ -55,14 +56,14 @@ def create_user(
     "/{user_id}", response_model=UserOut, dependencies=[Depends(requires(Permission.USERS_READ))]
 )
 def get_user(
-    user_id: int, c: Components = Depends(components), db: Session = Depends(db_transaction)
+    user_id: RowId, c: Components = Depends(components), db: Session = Depends(db_transaction)
 ) -> UserOut:
     return UserOut.model_validate(c.users.get(db, user_id))
 
 
 @router.patch("/{user_id}", response_model=UserOut)
 def update_user(
-    user_id: int,
+    user_id: RowId,
     body: UserUpdate,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
@@ -90,7 +91,7 @@ def update_user(
 
 @router.delete("/{user_id}", status_code=204)
 def delete_user(
-    user_id: int,
+    user_id: RowId,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
