@@ -149,14 +149,16 @@ def test_dangerous_spec_lists_every_violation_and_is_audited(
     assert event.severity == "high" and event.outcome == "denied" and event.actor == "boss"
 
 
-def test_missing_image_is_a_422_naming_it(h: Harness) -> None:
+def test_missing_image_is_a_422_naming_the_field(h: Harness) -> None:
     token = h.token_for(Role.ADMIN)
     reply = h.client.post(
         "/api/v1/services", json=spec(image="nothere/app:2"), headers=h.bearer(token)
     )
     assert reply.status_code == 422
     assert reply.json()["code"] == "image_missing"
-    assert "nothere/app:2" in reply.json()["detail"]
+    # The field, not the value: an error never repeats what the client sent.
+    assert reply.json()["field"] == "image"
+    assert "nothere" not in reply.text
     assert service_rows(h) == []
 
 
@@ -327,7 +329,9 @@ def test_unknown_dependency_is_refused(h: Harness) -> None:
         "/api/v1/services", json=spec(depends_on=["ghost"]), headers=h.bearer(token)
     )
     assert reply.status_code == 422
-    assert "ghost" in reply.json()["detail"]
+    # Which entry, by position: an error never repeats what the client sent.
+    assert reply.json()["unknown"] == ["depends_on[0]"]
+    assert "ghost" not in reply.text
 
 
 def test_dependency_cycles_are_refused(h: Harness) -> None:
