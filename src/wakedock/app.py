@@ -21,6 +21,7 @@ from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
 from wakedock.secrets.router import router as secrets_router
 from wakedock.services.router import router as services_router
+from wakedock.settings.router import router as settings_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
@@ -51,6 +52,7 @@ def create_app(components: Components) -> FastAPI:
         audit_router,
         siem_router,
         secrets_router,
+        settings_router,
         metrics_router,
         files_router,
         login_router,
