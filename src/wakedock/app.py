@@ -27,6 +27,7 @@ from wakedock.users.router import router as users_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
 from wakedock.web.login import router as login_router
+from wakedock.web.openapi import install_openapi
 from wakedock.web.pages import router as pages_router
 
 
@@ -60,6 +61,7 @@ def create_app(components: Components) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
     app.add_middleware(CatchAllMiddleware)
     if http.cors_origins:

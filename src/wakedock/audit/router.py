@@ -17,6 +17,7 @@ from wakedock.errors import InvalidInput
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.web.deps import components, request_context
+from wakedock.web.openapi import errors
 from wakedock.web.params import Offset
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -48,7 +49,7 @@ def _filter(
         raise InvalidInput(str(exc)) from None
 
 
-@router.get("", dependencies=[_READ])
+@router.get("", dependencies=[_READ], responses=errors(400))
 def list_events(
     selection: AuditFilter = Depends(_filter),
     limit: int = Query(default=100, ge=1, le=1000),
@@ -65,7 +66,21 @@ def list_events(
     }
 
 
-@router.get("/export", dependencies=[_READ])
+@router.get(
+    "/export",
+    dependencies=[_READ],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Every matching event, oldest first",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **errors(400),
+    },
+)
 async def export(
     selection: AuditFilter = Depends(_filter),
     format: str = Query(default="jsonl", pattern="^(jsonl|csv)$"),

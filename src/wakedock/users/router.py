@@ -12,6 +12,7 @@ from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.openapi import errors
 from wakedock.web.params import Offset, RowId
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -30,7 +31,7 @@ def list_users(
     return [UserOut.model_validate(u) for u in c.users.search(db, search, limit, offset)]
 
 
-@router.post("", response_model=UserOut, status_code=201)
+@router.post("", response_model=UserOut, status_code=201, responses=errors(400, 409))
 def create_user(
     body: UserCreate,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
@@ -61,7 +62,7 @@ def get_user(
     return UserOut.model_validate(c.users.get(db, user_id))
 
 
-@router.patch("/{user_id}", response_model=UserOut)
+@router.patch("/{user_id}", response_model=UserOut, responses=errors(400, 409))
 def update_user(
     user_id: RowId,
     body: UserUpdate,
@@ -89,7 +90,7 @@ def update_user(
     return UserOut.model_validate(user)
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete("/{user_id}", status_code=204, responses=errors(409))
 def delete_user(
     user_id: RowId,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
