@@ -65,7 +65,7 @@ def test_duplicate_username_is_a_conflict(harness: Harness, admin_token: str) ->
 _OTHER_CHANGES: dict[str, Any] = {
     "role": "operator",
     "disabled": True,
-    "password": "Wd-another-long-passphrase-42",
+    "password": strong_password(),
 }
 _COMBINATIONS = [
     dict(combo)

@@ -174,7 +174,7 @@ def test_a_missing_image_is_not_echoed(h: Harness, admin: dict[str, str]) -> Non
 
 def test_login_form_fields_are_never_echoed(h: Harness) -> None:
     found = []
-    base = {"username": "admin", "password": "pw", "code": "1", "mode": "token"}
+    base = {"username": "admin", "password": strong_password(), "code": "1", "mode": "token"}
     for field in base:
         for marker in MARKERS:
             reply = h.client.post("/api/v1/auth/login", data={**base, field: marker})

@@ -1,6 +1,9 @@
-"""Security headers on every response (errors and 404s included), and a request id.
+"""Security headers on every response WakeDock writes (errors and 404s included), and a
+request id.
 
-A pure ASGI middleware: it wraps every response start, whatever produced it.
+`SecurityHeaders` wraps the ASGI `send` of a response, whatever produced it: the admin
+application through the middleware below, and the host router and the proxy for their own
+answers on other hosts.
 """
 
 from __future__ import annotations
