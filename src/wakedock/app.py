@@ -21,12 +21,14 @@ from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
 from wakedock.secrets.router import router as secrets_router
 from wakedock.services.router import router as services_router
+from wakedock.settings.router import router as settings_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
 from wakedock.web.enrol import router as enrol_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
-from wakedock.web.headers import SecurityHeadersMiddleware
+from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
 from wakedock.web.login import router as login_router
+from wakedock.web.openapi import install_openapi
 from wakedock.web.pages import router as pages_router
 
 
@@ -52,6 +54,7 @@ def create_app(components: Components) -> FastAPI:
         audit_router,
         siem_router,
         secrets_router,
+        settings_router,
         metrics_router,
         files_router,
         login_router,
@@ -60,6 +63,7 @@ def create_app(components: Components) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    install_openapi(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
     app.add_middleware(CatchAllMiddleware, outages=components.outages)
     if http.cors_origins:
@@ -82,7 +86,12 @@ def create_app(components: Components) -> FastAPI:
 def create_asgi(components: Components) -> HostRouter:
     """The served application: admin hosts reach `create_app`, service hosts the proxy (S7.1)."""
     settings = components.settings
-    proxy = ProxyApp(components, components.wakes, components.activity, components.proxy_access)
+    headers = SecurityHeaders(
+        hsts_max_age=settings.http.hsts_max_age, hsts_always=settings.http.hsts_behind_proxy
+    )
+    proxy = ProxyApp(
+        components, components.wakes, components.activity, components.proxy_access, headers
+    )
     reaper = IdleReaper(
         components.wakes,
         components.activity,
@@ -97,6 +106,7 @@ def create_asgi(components: Components) -> HostRouter:
         components.wakes,
         reaper,
         settings.proxy.admin_hosts,
+        headers,
         on_startup=[components.siem.start, components.secret_watcher.start],
         on_shutdown=[
             components.siem.stop,

@@ -44,7 +44,7 @@ def _rate_limit(value: str) -> str:
     try:
         parse(value)
     except ValueError as exc:
-        raise ValueError(f"not a rate limit like '5/15 minutes': {value!r}") from exc
+        raise ValueError("not a rate limit like '5/15 minutes'") from exc
     return value
 
 
@@ -62,11 +62,12 @@ def _key_bytes(value: SecretStr | None) -> SecretStr | None:
 
 
 def _ip_networks(values: list[str]) -> list[str]:
-    for cidr in values:
+    # Messages name the item, never its value (it may be anything, a secret pasted by mistake).
+    for index, cidr in enumerate(values):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError as exc:
-            raise ValueError(f"{cidr!r} is not an IP network") from exc
+            raise ValueError(f"item {index} is not an IP network such as 10.0.0.0/8") from exc
     return values
 
 
@@ -166,11 +167,8 @@ class MfaSettings(_Section):
     def _known_roles(cls, value: list[str]) -> list[str]:
         from wakedock.rbac.permissions import Role
 
-        unknown = sorted(set(value) - {r.value for r in Role})
-        if unknown:
-            raise ValueError(
-                f"unknown roles {unknown}; roles are admin, operator, developer, viewer"
-            )
+        if set(value) - {r.value for r in Role}:
+            raise ValueError("unknown role: roles are admin, operator, developer, viewer")
         return value
 
     @field_validator("attempts_per_user", "attempts_per_ip")
@@ -196,13 +194,13 @@ class HttpSettings(_Section):
     @field_validator("cors_origins")
     @classmethod
     def _exact_origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
+        for index, origin in enumerate(value):
             if origin in {"*", "null"} or not origin.startswith(("https://", "http://")):
                 raise ValueError(
-                    f"{origin!r} is not an exact origin like https://admin.example.com"
+                    f"item {index} is not an exact origin like https://admin.example.com"
                 )
             if origin.endswith("/"):
-                raise ValueError(f"{origin!r}: an origin has no trailing slash")
+                raise ValueError(f"item {index}: an origin has no trailing slash")
         return value
 
     @field_validator("trusted_proxies")
@@ -346,9 +344,9 @@ class DockerSettings(_Section):
     @field_validator("bind_mount_allowlist")
     @classmethod
     def _binds(cls, value: list[str]) -> list[str]:
-        for path in value:
+        for index, path in enumerate(value):
             if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") == "":
-                raise ValueError(f"{path!r}: entries must be absolute directories other than /")
+                raise ValueError(f"item {index}: entries must be absolute directories other than /")
         return value
 
 
@@ -380,7 +378,7 @@ class ProxySettings(_Section):
         if not value or not all(
             re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", x) for x in labels
         ):
-            raise ValueError(f"{value!r} is not a DNS name")
+            raise ValueError("not a DNS name such as example.com")
         return value
 
     @field_validator("admin_hosts")

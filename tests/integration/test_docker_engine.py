@@ -172,9 +172,10 @@ def test_opted_in_container_is_managed(
         opted.remove(force=True)
 
 
-def test_missing_image_names_the_image(runtime: DockerEngineRuntime) -> None:
-    with pytest.raises(ImageMissing, match="wakedock-test/never-built:9"):
+def test_missing_image_is_refused_without_repeating_it(runtime: DockerEngineRuntime) -> None:
+    with pytest.raises(ImageMissing, match="not present on the Docker host") as caught:
         runtime.create(_spec("orphan", image="wakedock-test/never-built:9"), {})
+    assert "never-built" not in caught.value.detail and caught.value.extra == {"field": "image"}
 
 
 def test_unreachable_daemon_is_a_clear_503(engine: docker.DockerClient) -> None:

@@ -287,7 +287,7 @@ def test_service_that_keeps_crashing_is_stopped_and_can_be_woken_again(
 def test_missing_image_and_policy_violation_create_nothing(
     engine: docker.DockerClient, runtime: DockerSwarmRuntime
 ) -> None:
-    with pytest.raises(ImageMissing, match="wakedock-test/never-built:9"):
+    with pytest.raises(ImageMissing, match="not present on the Docker host"):
         runtime.create(_spec("orphan", image="wakedock-test/never-built:9"), {})
     with pytest.raises(ValueError, match="privileged"):
         runtime.create(_spec("escalate", privileged=True), {})

@@ -57,7 +57,11 @@ def test_hosts_route_to_admin_service_or_nowhere(h: Harness, client: TestClient)
     admin = client.get("https://localhost/api/v1/health")
     assert admin.status_code == 200
     unknown = client.get("https://other.localhost/api/v1/health")
-    assert unknown.status_code == 404 and unknown.text == "unknown host\n"
+    assert unknown.status_code == 404
+    assert unknown.json() == {
+        "detail": "Unknown host. No service answers at this address.",
+        "code": "unknown_host",
+    }
     spoofed = client.get("https://app.localhost/api/v1/health", headers={"Host": "evil.example"})
     assert spoofed.status_code == 404
     assert client.get("https://app.localhost/").text == "hello from upstream\n"

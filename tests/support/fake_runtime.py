@@ -93,7 +93,7 @@ class FakeRuntime:
             environment=environment,
         )
         if spec.image not in self.images:
-            raise ImageMissing(f"image {spec.image!r} is not present on the Docker host")
+            raise ImageMissing()
         ref = next(self._ids)
         self.containers[ref] = FakeContainer(
             kwargs["name"], spec.image, dict(kwargs["labels"]), dict(environment), kwargs=kwargs

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -26,4 +27,22 @@ def guards(dependant: Dependant) -> list[object]:
         if isinstance(dep.call, Requires) or dep.call is public:
             found.append(dep.call)
         found += guards(dep)
+    return found
+
+
+def _is_integer(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        return _is_integer(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_is_integer(arg) for arg in get_args(annotation))
+    return annotation is int
+
+
+def integer_params(dependant: Dependant) -> list[tuple[str, str]]:
+    """(where, name) of every integer path or query parameter in a route's dependency tree."""
+    found: list[tuple[str, str]] = []
+    for where, fields in (("path", dependant.path_params), ("query", dependant.query_params)):
+        found += [(where, f.alias) for f in fields if _is_integer(f.field_info.annotation)]
+    for dep in dependant.dependencies:
+        found += [p for p in integer_params(dep) if p not in found]
     return found

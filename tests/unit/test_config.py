@@ -134,6 +134,28 @@ def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, key: str) -
     assert key in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"http": {"trusted_proxies": ["10.0.0.0/8", "zqmarker"]}}, "http.trusted_proxies"),
+        ({"http": {"cors_origins": ["https://zqmarker/"]}}, "http.cors_origins"),
+        ({"http": {"cors_origins": ["zqmarker"]}}, "http.cors_origins"),
+        ({"alerts": {"allowed_networks": ["zqmarker"]}}, "alerts.allowed_networks"),
+        ({"docker": {"bind_mount_allowlist": ["zqmarker"]}}, "docker.bind_mount_allowlist"),
+        ({"proxy": {"base_domain": "zq_marker"}}, "proxy.base_domain"),
+        ({"proxy": {"wake_per_ip": "zqmarker"}}, "proxy.wake_per_ip"),
+        ({"mfa": {"required_roles": ["zqmarker"]}}, "mfa.required_roles"),
+    ],
+)
+def test_invalid_values_are_named_not_repeated(overrides: dict[str, object], key: str) -> None:
+    # A value may be anything, a secret pasted into the wrong key included: the message names
+    # the key (and the item), never the value.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, overrides)
+    assert key in str(caught.value)
+    assert "zq_marker" not in str(caught.value) and "zqmarker" not in str(caught.value)
+
+
 def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
     config = tmp_path / "list.yaml"
     config.write_text("- a\n- b\n")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from conftest import Harness, strong_password
@@ -55,6 +59,46 @@ def test_duplicate_username_is_a_conflict(harness: Harness, admin_token: str) ->
     assert harness.client.post("/api/v1/users", headers=auth, json=body).status_code == 201
     again = harness.client.post("/api/v1/users", headers=auth, json={**body, "username": "DAVE"})
     assert again.status_code == 409 and again.json()["code"] == "conflict"
+
+
+# Every combination of other changes sent with an e-mail that is already taken.
+_OTHER_CHANGES: dict[str, Any] = {
+    "role": "operator",
+    "disabled": True,
+    "password": strong_password(),
+}
+_COMBINATIONS = [
+    dict(combo)
+    for n in range(len(_OTHER_CHANGES) + 1)
+    for combo in combinations(_OTHER_CHANGES.items(), n)
+]
+
+
+@pytest.mark.parametrize("others", _COMBINATIONS, ids=lambda c: "+".join(c) or "email-only")
+def test_an_email_in_use_is_a_409_whatever_else_changes(
+    harness: Harness, admin_token: str, others: dict[str, Any]
+) -> None:
+    auth = harness.bearer(admin_token)
+    harness.create_user("jill", Role.VIEWER, email="jill@example.com")
+    name, password = harness.create_user("kate", Role.DEVELOPER, email="kate@example.com")
+    kate_token = harness.login(name, password)["access_token"]
+    kate = harness.client.get("/api/v1/auth/me", headers=harness.bearer(kate_token)).json()
+
+    reply = harness.client.patch(
+        f"/api/v1/users/{kate['id']}", headers=auth, json={"email": "jill@example.com", **others}
+    )
+
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["code"] == "conflict"
+    # Nothing else happened: same profile, the session lives, the old password still works.
+    after = harness.client.get(f"/api/v1/users/{kate['id']}", headers=auth).json()
+    assert (after["email"], after["role"], after["disabled"]) == (
+        "kate@example.com",
+        "developer",
+        False,
+    )
+    assert harness.client.get("/api/v1/auth/me", headers=harness.bearer(kate_token)).is_success
+    assert harness.login(name, password)["user"]["username"] == "kate"
 
 
 def test_weak_password_names_every_reason(harness: Harness, admin_token: str) -> None:

@@ -17,6 +17,8 @@ from wakedock.errors import InvalidInput
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.web.deps import components, request_context
+from wakedock.web.openapi import errors
+from wakedock.web.params import Offset
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 _READ = Depends(requires(Permission.AUDIT_READ))
@@ -47,11 +49,11 @@ def _filter(
         raise InvalidInput(str(exc)) from None
 
 
-@router.get("", dependencies=[_READ])
+@router.get("", dependencies=[_READ], responses=errors(400))
 def list_events(
     selection: AuditFilter = Depends(_filter),
     limit: int = Query(default=100, ge=1, le=1000),
-    cursor: int | None = Query(default=None, ge=0),
+    cursor: Offset | None = None,
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
     c: Components = Depends(components),
 ) -> dict[str, Any]:
@@ -64,7 +66,21 @@ def list_events(
     }
 
 
-@router.get("/export", dependencies=[_READ])
+@router.get(
+    "/export",
+    dependencies=[_READ],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Every matching event, oldest first",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **errors(400),
+    },
+)
 async def export(
     selection: AuditFilter = Depends(_filter),
     format: str = Query(default="jsonl", pattern="^(jsonl|csv)$"),

@@ -39,6 +39,8 @@ from wakedock.rbac.permissions import Permission, Role
 from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
 from wakedock.users.schemas import UserOut
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.openapi import errors
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -80,10 +82,25 @@ async def _login_body(request: Request) -> LoginRequest:
         raise InvalidInput("username and password are required") from exc
 
 
+# The body is read by hand (JSON or form, bounded): described here for the OpenAPI document.
+_LOGIN_SCHEMA = LoginRequest.model_json_schema()
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _LOGIN_SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": _LOGIN_SCHEMA},
+        },
+    }
+}
+
+
 @router.post(
     "/login",
     response_model=TokenResponse | CookieLoginResponse | MfaChallengeResponse,
     dependencies=[Depends(public)],
+    responses=errors(400, 401, 403, 413, 429),
+    openapi_extra=_LOGIN_BODY,
 )
 async def login(
     request: Request,
@@ -103,7 +120,12 @@ async def login(
     return session_response(c, response, result, body.mode)
 
 
-@router.post("/refresh", response_model=TokenResponse, dependencies=[Depends(public)])
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    dependencies=[Depends(public)],
+    responses=errors(401),
+)
 def refresh(
     body: RefreshRequest,
     c: Components = Depends(components),
@@ -148,7 +170,10 @@ async def me(
 
 
 @router.get(
-    "/csrf", response_model=CsrfResponse, dependencies=[Depends(requires(Permission.ACCOUNT_READ))]
+    "/csrf",
+    response_model=CsrfResponse,
+    dependencies=[Depends(requires(Permission.ACCOUNT_READ))],
+    responses=errors(400),
 )
 def csrf(request: Request, c: Components = Depends(components)) -> CsrfResponse:
     """The CSRF token of the current browser session (after a page reload)."""
@@ -158,7 +183,7 @@ def csrf(request: Request, c: Components = Depends(components)) -> CsrfResponse:
     return CsrfResponse(csrf_token=csrf_token(c.keyring, cookie))
 
 
-@router.post("/password", status_code=204)
+@router.post("/password", status_code=204, responses=errors(400, 429))
 def change_password(
     body: PasswordChange,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
@@ -170,7 +195,13 @@ def change_password(
     return Response(status_code=204)
 
 
-@router.post("/register", response_model=UserOut, status_code=201, dependencies=[Depends(public)])
+@router.post(
+    "/register",
+    response_model=UserOut,
+    status_code=201,
+    dependencies=[Depends(public)],
+    responses=errors(400, 403, 409),
+)
 def register(
     body: RegisterRequest,
     c: Components = Depends(components),
@@ -192,7 +223,13 @@ def register(
     return UserOut.model_validate(user)
 
 
-@router.post("/setup", response_model=UserOut, status_code=201, dependencies=[Depends(public)])
+@router.post(
+    "/setup",
+    response_model=UserOut,
+    status_code=201,
+    dependencies=[Depends(public)],
+    responses=errors(400, 403, 409),
+)
 def setup(
     body: SetupRequest,
     c: Components = Depends(components),
@@ -248,7 +285,7 @@ def list_sessions(
     principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
-    user_id: int | None = Query(default=None, description="another user's (sessions:read)"),
+    user_id: RowId | None = Query(default=None, description="another user's (sessions:read)"),
     all_users: bool = Query(default=False, alias="all", description="everyone's (sessions:read)"),
 ) -> list[SessionOut]:
     """Live sessions: one's own, or (with sessions:read) another user's or everyone's."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
 from wakedock.auth.sessions import Principal
@@ -17,6 +18,7 @@ from wakedock.rbac.permissions import Permission
 from wakedock.services.errors import NotServiceOwner, ServiceNotFound
 from wakedock.services.router import actor_of
 from wakedock.web.deps import components, request_context
+from wakedock.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -53,7 +55,22 @@ async def _check_owner(
         raise NotServiceOwner("you can only manage files of services you own") from None
 
 
-@router.get("/{path:path}")
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+
+
+class FileWritten(BaseModel):
+    path: str
+    size: int
+
+
+@router.get(
+    "/{path:path}",
+    response_class=Response,
+    responses={
+        200: {"description": "The file", "content": {"application/octet-stream": _BYTES}},
+        **errors(400),
+    },
+)
 async def read_file(
     path: str,
     principal: Principal = Depends(requires(Permission.FILES_READ)),
@@ -76,14 +93,21 @@ async def read_file(
     )
 
 
-@router.put("/{path:path}")
+@router.put(
+    "/{path:path}",
+    response_model=FileWritten,
+    responses=errors(400, 413),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/octet-stream": _BYTES}}
+    },
+)
 async def write_file(
     path: str,
     request: Request,
     principal: Principal = Depends(requires(Permission.FILES_WRITE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
-) -> dict[str, object]:
+) -> FileWritten:
     """Replace a file with the request body (at most 1 MiB), atomically."""
     await _check_owner(c, context, principal, path)
     chunks: list[bytes] = []
@@ -100,4 +124,4 @@ async def write_file(
         raise
     event = Event(EventType.FILE_WRITE, target=path[:256], details={"bytes": written})
     await run_in_threadpool(c.auth.audit, event, context)
-    return {"path": path, "size": written}
+    return FileWritten(path=path, size=written)

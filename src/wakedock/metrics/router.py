@@ -15,7 +15,11 @@ from wakedock.web.deps import components
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", dependencies=[Depends(requires(Permission.METRICS_READ))])
+@router.get(
+    "/metrics",
+    dependencies=[Depends(requires(Permission.METRICS_READ))],
+    response_class=PlainTextResponse,
+)
 async def metrics(c: Components = Depends(components)) -> PlainTextResponse:
     await run_in_threadpool(c.metrics.refresh)
     running = await run_in_threadpool(running_services, c.db)

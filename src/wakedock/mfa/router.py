@@ -27,6 +27,8 @@ from wakedock.mfa.schemas import (
 from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.openapi import errors
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/auth/mfa", tags=["mfa"])
 admin_router = APIRouter(tags=["mfa"])
@@ -50,7 +52,7 @@ def status(
     )
 
 
-@router.post("/setup", response_model=EnrolmentOut)
+@router.post("/setup", response_model=EnrolmentOut, responses=errors(409))
 def setup(
     principal: Principal = Depends(_ENROLLING_WRITE),
     c: Components = Depends(components),
@@ -65,7 +67,7 @@ def setup(
     )
 
 
-@router.post("/confirm", response_model=BackupCodesOut)
+@router.post("/confirm", response_model=BackupCodesOut, responses=errors(400, 409, 429))
 def confirm(
     body: CodeRequest,
     principal: Principal = Depends(_ENROLLING_WRITE),
@@ -80,6 +82,7 @@ def confirm(
     "/verify",
     response_model=TokenResponse | CookieLoginResponse,
     dependencies=[Depends(public)],
+    responses=errors(401, 403, 429),
 )
 async def verify(
     body: VerifyRequest,
@@ -97,7 +100,7 @@ async def verify(
     return session_response(c, response, tokens, body.mode)
 
 
-@router.post("/step-up", response_model=StepUpOut)
+@router.post("/step-up", response_model=StepUpOut, responses=errors(400, 429))
 def step_up(
     body: CodeRequest,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
@@ -109,7 +112,7 @@ def step_up(
     return StepUpOut(mfa_at=at, valid_for_seconds=c.settings.mfa.step_up_seconds)
 
 
-@router.post("/disable", status_code=204)
+@router.post("/disable", status_code=204, responses=errors(400, 409, 429))
 def disable(
     body: DisableRequest,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
@@ -121,7 +124,7 @@ def disable(
     return Response(status_code=204)
 
 
-@router.post("/backup-codes", response_model=BackupCodesOut)
+@router.post("/backup-codes", response_model=BackupCodesOut, responses=errors(400, 409, 429))
 def regenerate_backup_codes(
     body: CodeRequest,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
@@ -132,9 +135,9 @@ def regenerate_backup_codes(
     return BackupCodesOut(backup_codes=c.mfa.regenerate_backup_codes(principal, body.code, context))
 
 
-@admin_router.delete("/api/v1/users/{user_id}/mfa", status_code=204)
+@admin_router.delete("/api/v1/users/{user_id}/mfa", status_code=204, responses=errors(409))
 def reset_user_mfa(
-    user_id: int,
+    user_id: RowId,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),

@@ -24,6 +24,7 @@ from wakedock.proxy.wake import WAKE_BY_IP, Endpoint, TooManyAwake, WakeCoordina
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.services.views import ServiceView
 from wakedock.web.client_ip import client_ip, is_trusted
+from wakedock.web.headers import SecurityHeaders
 from wakedock.web.redirects import local_path
 
 _RETRY_SECONDS = "5"
@@ -36,8 +37,11 @@ class ProxyApp:
         coordinator: WakeCoordinator,
         activity: ActivityTracker,
         access: ProxyAccess,
+        headers: SecurityHeaders,
     ) -> None:
         self._c = c
+        # On WakeDock's own answers only (pages, redirects): a service's answers are its own.
+        self._headers = headers
         self._wake = coordinator
         self._activity = activity
         self._access = access
@@ -66,9 +70,10 @@ class ProxyApp:
         ip = client_ip(peer, forwarded, self._c.trusted_proxies)
         context = RequestContext(ip=ip, user_agent=headers.get("user-agent", "")[:512])
         path: str = scope["path"]
+        own = self._headers.wrap(scope, send, no_store=True)
         if scope["type"] == "http" and path.startswith(pages.PREFIX + "/"):
             response = await self._own_route(view, host, scope, headers, path)
-            await response(scope, receive, send)
+            await response(scope, receive, own)
             return
         principal = None
         if view.spec.access.policy != "public":
@@ -77,7 +82,7 @@ class ProxyApp:
             )
         decision = self._access.decide(view, principal)
         if decision != ALLOW:
-            await self._refuse(decision, view, scope, headers, host)(scope, receive, send)
+            await self._refuse(decision, view, scope, headers, host)(scope, receive, own)
             return
         if principal is not None:
             context = RequestContext(ip=ip, user_agent=context.user_agent, actor=principal.username)
@@ -86,7 +91,7 @@ class ProxyApp:
             if endpoint is None:
                 outcome = await self._wait_for_wake(view, scope, headers, context)
                 if isinstance(outcome, Response):
-                    await outcome(scope, receive, send)
+                    await outcome(scope, receive, own)
                     return
                 endpoint = outcome
             trusted = peer is not None and is_trusted(peer, self._c.trusted_proxies)
@@ -150,7 +155,7 @@ class ProxyApp:
         unavailable = pages.message_page(
             "Service unavailable", "The service did not answer. Try again.", 502
         )
-        await unavailable(scope, receive, send)
+        await unavailable(scope, receive, self._headers.wrap(scope, send, no_store=True))
 
     async def _wait_for_wake(
         self, view: ServiceView, scope: Scope, headers: dict[str, str], context: RequestContext

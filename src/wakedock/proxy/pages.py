@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 PREFIX = "/_wakedock"
 STATUS_PATH = f"{PREFIX}/status"
@@ -83,11 +85,58 @@ def loading_page(display_name: str) -> Response:
     return _page(f"Starting {display_name}", body, 200)
 
 
+# The stable code of a page's JSON form, by status (as the admin API names them).
+PAGE_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    429: "too_many_attempts",
+    502: "bad_gateway",
+    503: "service_unavailable",
+}
+
+
+class MessagePage(Response):
+    """A small HTML page for a browser; the same words as JSON `{"detail", "code"}` for any
+    other client (one asking for JSON, or for anything but HTML)."""
+
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        page = _page(title, f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>", status)
+        super().__init__(
+            page.body,
+            status_code=status,
+            media_type="text/html; charset=utf-8",
+            headers={**PAGE_HEADERS, **(headers or {})},
+        )
+        self._as_json = {"detail": f"{title}. {message}", "code": code or PAGE_CODES[status]}
+        self._extra = headers or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if wants_html(Headers(scope=scope).get("accept", "")):
+            await super().__call__(scope, receive, send)
+            return
+        answer = JSONResponse(
+            self._as_json, self.status_code, headers={**PAGE_HEADERS, **self._extra}
+        )
+        await answer(scope, receive, send)
+
+
 def message_page(
-    title: str, message: str, status: int, headers: dict[str, str] | None = None
+    title: str,
+    message: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> Response:
-    body = f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-    return _page(title, body, status, headers)
+    return MessagePage(title, message, status, headers, code)
 
 
 def asset(path: str) -> Response | None:

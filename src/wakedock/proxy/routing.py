@@ -1,7 +1,8 @@
 """The outermost ASGI app (S7.1): the Host header decides between the admin API and a service.
 
 Admin host names reach the admin application; `<name>.<base_domain>` and each service's own
-host names reach the proxy; any other host gets 404 (never the API).
+host names reach the proxy; any other host (or a malformed Host) gets 404 (never the API), with
+the same security headers as every answer WakeDock writes itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wakedock.proxy import pages
@@ -20,6 +20,7 @@ from wakedock.proxy.hosts import ServiceDirectory, normalise_host
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.wake import WakeCoordinator
 from wakedock.web.errors import Outages, outage_of
+from wakedock.web.headers import SecurityHeaders
 
 
 class HostRouter:
@@ -31,6 +32,7 @@ class HostRouter:
         coordinator: WakeCoordinator,
         reaper: IdleReaper,
         admin_hosts: list[str],
+        headers: SecurityHeaders,
         on_startup: list[Callable[[], None]] | None = None,
         on_shutdown: list[Callable[[], None]] | None = None,
         outages: Outages | None = None,
@@ -42,6 +44,7 @@ class HostRouter:
         self._coordinator = coordinator
         self._reaper = reaper
         self._admin_hosts = frozenset(admin_hosts)
+        self._headers = headers
         self._reaper_task: asyncio.Task[None] | None = None
         # Blocking start/stop of background work (e.g. SIEM delivery threads).
         self._on_startup = on_startup or []
@@ -76,8 +79,9 @@ class HostRouter:
                 "WakeDock cannot reach its database. Try again in a few seconds.",
                 503,
                 outage.headers(),
+                code="dependency_unavailable",
             )
-            await unavailable(scope, receive, send)
+            await unavailable(scope, receive, self._headers.wrap(scope, send, no_store=True))
 
     async def _service_host(
         self, host: str | None, scope: Scope, receive: Receive, send: Send
@@ -91,7 +95,10 @@ class HostRouter:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await PlainTextResponse("unknown host\n", status_code=404)(scope, receive, send)
+            unknown = pages.message_page(
+                "Unknown host", "No service answers at this address.", 404, code="unknown_host"
+            )
+            await unknown(scope, receive, self._headers.wrap(scope, send, no_store=True))
             return
         await self._proxy.handle(view, host, scope, receive, send)
 

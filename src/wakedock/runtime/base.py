@@ -25,6 +25,13 @@ class ImageMissing(InvalidInput):
     status_code = 422
     code = "image_missing"
 
+    def __init__(
+        self,
+        # The reference is the client's own input: it is not repeated in the answer.
+        detail: str = "the image is not present on the Docker host (WakeDock never pulls it)",
+    ) -> None:
+        super().__init__(detail, extra={"field": "image"})
+
 
 class ContainerNotFound(NotFound):
     code = "container_not_found"

@@ -94,7 +94,7 @@ class DockerEngineRuntime:
                 client.images.get(spec.image)
             except docker.errors.ImageNotFound:
                 raise ImageMissing(
-                    f"image {spec.image!r} is not present on the Docker host"
+                    "the image is not present on the Docker host (WakeDock never pulls it)"
                 ) from None
             return _create_container(client, kwargs)
 

@@ -84,7 +84,7 @@ def pinned_image(api: ImageApi, reference: str) -> str:
     try:
         image = api.inspect_image(reference)
     except docker.errors.NotFound:
-        raise ImageMissing(f"image {reference!r} is not present on the Docker host") from None
+        raise ImageMissing() from None
     digests = image.get("RepoDigests") or []
     return str(digests[0] if digests else image["Id"])
 

@@ -15,11 +15,18 @@ from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.secrets.schemas import SecretOut, SecretWrite, WrittenOut
 from wakedock.web.deps import components, request_context
+from wakedock.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
 
 
-@router.get("", response_model=SecretOut, dependencies=[Depends(requires(Permission.SECRETS_READ))])
+# 409 secrets_read_only: the configured provider (env, file) is not listed or written here.
+@router.get(
+    "",
+    response_model=SecretOut,
+    dependencies=[Depends(requires(Permission.SECRETS_READ))],
+    responses=errors(409),
+)
 def list_root(
     c: Components = Depends(components), context: RequestContext = Depends(request_context)
 ) -> SecretOut:
@@ -27,7 +34,7 @@ def list_root(
     return SecretOut.model_validate(asdict(c.secret_store.describe("", context)))
 
 
-@router.get("/{path:path}", response_model=SecretOut)
+@router.get("/{path:path}", response_model=SecretOut, responses=errors(400, 409))
 def read_secret(
     path: str,
     reveal: bool = Query(default=False),
@@ -45,7 +52,7 @@ def read_secret(
     return info.model_copy(update={"values": c.secret_store.reveal(path, context)})
 
 
-@router.put("/{path:path}", response_model=WrittenOut)
+@router.put("/{path:path}", response_model=WrittenOut, responses=errors(400, 409))
 def write_secret(
     path: str,
     body: SecretWrite,

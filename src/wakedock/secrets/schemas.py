@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wakedock.secrets.base import SEGMENT
+from wakedock.web.params import MAX_BIGINT
 
 MAX_VALUE = 64 * 1024
 
@@ -17,7 +18,7 @@ class SecretWrite(BaseModel):
     # Every key of the new version (keys left out are not in it).
     values: dict[str, str] = Field(min_length=1, max_length=100)
     # Check-and-set: write only if the current version is still this one (0: must not exist).
-    cas: int | None = Field(default=None, ge=0)
+    cas: int | None = Field(default=None, ge=0, le=MAX_BIGINT)
 
     @field_validator("values")
     @classmethod

@@ -90,8 +90,8 @@ class ServiceSecrets:
             if not self.may_reference(actor, spec.name, path):
                 self._audit_refusal(spec.name, variable, reference, context)
                 raise SecretForbidden(
-                    f"env.{variable}: you may not reference {reference}; services use "
-                    f"secrets under {self._prefix}/{spec.name}/"
+                    f"env.{variable}: you may not reference this secret; services use "
+                    f"secrets under {self._prefix}/<service name>/"
                     + ("" if actor.is_admin else " (others need the secrets:read permission)"),
                     extra={"field": f"env.{variable}"},
                 )
@@ -121,18 +121,20 @@ class ServiceSecrets:
             )
         try:
             secret = self._provider.read(path, key)
-        except ValueError as exc:  # a name the provider cannot hold (e.g. an env name clash)
+        except ValueError:  # a name the provider cannot hold (e.g. an env name clash)
             raise InvalidServiceSpec(
-                f"env.{variable}: {exc}", extra={"field": f"env.{variable}"}
+                f"env.{variable}: the provider cannot hold a secret of this name",
+                extra={"field": f"env.{variable}"},
             ) from None
         except SecretNotFound:
             raise InvalidServiceSpec(
-                f"env.{variable}: {reference} does not exist", extra={"field": f"env.{variable}"}
+                f"env.{variable}: the referenced secret does not exist",
+                extra={"field": f"env.{variable}"},
             ) from None
         except SecretForbidden:
             self._audit_refusal(service, variable, reference, context)
             raise SecretForbidden(
-                f"env.{variable}: WakeDock is not allowed to read {reference}",
+                f"env.{variable}: WakeDock is not allowed to read the referenced secret",
                 extra={"field": f"env.{variable}"},
             ) from None
         details = {

@@ -89,7 +89,7 @@ class SecretStore:
             data = vault.read_all(full)
         except SecretNotFound:
             if not children:
-                raise SecretNotFound(f"no secret or folder {path.strip('/')!r}") from None
+                raise SecretNotFound("no such secret or folder") from None
             return info
         self._record(EventType.SECRET_ACCESS, full, {"purpose": "key names"}, context)
         return SecretInfo(

@@ -45,7 +45,10 @@ FIRST_UNPRIVILEGED_PORT = 1024
 
 @dataclass(frozen=True)
 class Violation:
-    """One reason a spec is refused; `field` is the spec path a user must change."""
+    """One reason a spec is refused; `field` is the spec path a user must change.
+
+    The message never repeats the refused value: `field` says which one it is.
+    """
 
     field: str
     rule: str
@@ -67,9 +70,9 @@ class PolicySettings:
     def __post_init__(self) -> None:
         if "ALL" in self.cap_allowlist:
             raise ValueError("cap_allowlist must name capabilities, not ALL")
-        for path in self.bind_mount_allowlist:
+        for index, path in enumerate(self.bind_mount_allowlist):
             if not path.startswith("/") or ".." in path.split("/"):
-                raise ValueError(f"bind_mount_allowlist entries must be absolute paths: {path!r}")
+                raise ValueError(f"bind_mount_allowlist[{index}] must be an absolute path")
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -108,11 +111,11 @@ def _bind_violations(index: int, mount: BindMount, policy: PolicySettings) -> li
         for s in SENSITIVE_HOST_PATHS
     ) or any(_is_within(s, form) for form in forms for s in SENSITIVE_HOST_PATHS)
     if sensitive:
-        found.append(Violation(where, "sensitive_path", f"{mount.source} is a sensitive host path"))
+        found.append(Violation(where, "sensitive_path", "the source is a sensitive host path"))
     allowed = [form for root in policy.bind_mount_allowlist for form in _host_forms(root)]
     if not all(any(_is_within(form, root) for root in allowed) for form in forms):
         found.append(
-            Violation(where, "bind_not_allowlisted", f"{mount.source} is outside the allowlist")
+            Violation(where, "bind_not_allowlisted", "the source is outside the allowlist")
         )
     return found
 
@@ -178,13 +181,11 @@ def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
     for index, cap in enumerate(spec.cap_add):
         if cap == "ALL" or cap not in policy.cap_allowlist:
             found.append(
-                Violation(f"cap_add[{index}]", "capability", f"capability {cap} is not allowed")
+                Violation(f"cap_add[{index}]", "capability", "this capability is not allowed")
             )
     found.extend(_namespace_violations(spec))
-    for index, device in enumerate(spec.devices):
-        found.append(
-            Violation(f"devices[{index}]", "device", f"host device {device} is not allowed")
-        )
+    for index in range(len(spec.devices)):
+        found.append(Violation(f"devices[{index}]", "device", "host devices are not allowed"))
     for index, volume in enumerate(spec.volumes):
         if isinstance(volume, BindMount):
             found.extend(_bind_violations(index, volume, policy))

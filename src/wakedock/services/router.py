@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import PlainTextResponse
 
 from wakedock.audit.events import RequestContext
 from wakedock.auth.sessions import Principal
@@ -19,9 +20,14 @@ from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut, Traffic
 from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor
 from wakedock.web.deps import components, request_context
+from wakedock.web.openapi import errors
+from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 _READ = Depends(requires(Permission.SERVICES_READ))
+# What the engine may answer to a change: refused (400), in the way of the current state (409),
+# failed (502).
+_ENGINE = errors(400, 409, 502)
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -33,7 +39,7 @@ def list_services(c: Components = Depends(components)) -> list[ServiceOut]:
     return [ServiceOut.of(view) for view in c.services.list()]
 
 
-@router.post("", response_model=ServiceOut, status_code=201)
+@router.post("", response_model=ServiceOut, status_code=201, responses=_ENGINE)
 def create_service(
     spec: ServiceSpec,
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
@@ -46,13 +52,13 @@ def create_service(
 
 
 @router.get("/{service_id}", response_model=ServiceOut, dependencies=[_READ])
-def get_service(service_id: int, c: Components = Depends(components)) -> ServiceOut:
+def get_service(service_id: RowId, c: Components = Depends(components)) -> ServiceOut:
     return ServiceOut.of(c.services.get(service_id))
 
 
-@router.patch("/{service_id}", response_model=ServiceOut)
+@router.patch("/{service_id}", response_model=ServiceOut, responses=_ENGINE)
 def update_service(
-    service_id: int,
+    service_id: RowId,
     changes: dict[str, Any] = Body(...),
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     c: Components = Depends(components),
@@ -62,9 +68,9 @@ def update_service(
     return ServiceOut.of(c.services.update(actor_of(principal), service_id, changes, context))
 
 
-@router.delete("/{service_id}", status_code=204)
+@router.delete("/{service_id}", status_code=204, responses=_ENGINE)
 def delete_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -73,9 +79,9 @@ def delete_service(
     return Response(status_code=204)
 
 
-@router.post("/{service_id}/start", response_model=ServiceOut)
+@router.post("/{service_id}/start", response_model=ServiceOut, responses=_ENGINE)
 def start_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -83,9 +89,9 @@ def start_service(
     return ServiceOut.of(c.services.start(actor_of(principal), service_id, context))
 
 
-@router.post("/{service_id}/stop", response_model=ServiceOut)
+@router.post("/{service_id}/stop", response_model=ServiceOut, responses=_ENGINE)
 def stop_service(
-    service_id: int,
+    service_id: RowId,
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
@@ -93,8 +99,10 @@ def stop_service(
     return ServiceOut.of(c.services.stop(actor_of(principal), service_id, context))
 
 
-@router.get("/{service_id}/status", response_model=StatusOut, dependencies=[_READ])
-def service_status(service_id: int, c: Components = Depends(components)) -> StatusOut:
+@router.get(
+    "/{service_id}/status", response_model=StatusOut, dependencies=[_READ], responses=errors(502)
+)
+def service_status(service_id: RowId, c: Components = Depends(components)) -> StatusOut:
     view, live = c.services.status(service_id)
     wake = c.wakes.state(view.name)
     activity = c.activity.of(view.name)
@@ -102,14 +110,19 @@ def service_status(service_id: int, c: Components = Depends(components)) -> Stat
     return StatusOut.of(view, live, traffic)
 
 
-@router.get("/{service_id}/stats", response_model=StatsOut, dependencies=[_READ])
-def service_stats(service_id: int, c: Components = Depends(components)) -> StatsOut:
+@router.get(
+    "/{service_id}/stats",
+    response_model=StatsOut,
+    dependencies=[_READ],
+    responses=errors(409, 502),
+)
+def service_stats(service_id: RowId, c: Components = Depends(components)) -> StatsOut:
     return StatsOut.of(c.services.stats(service_id))
 
 
-@router.get("/{service_id}/logs")
+@router.get("/{service_id}/logs", response_class=PlainTextResponse, responses=errors(409, 502))
 def service_logs(
-    service_id: int,
+    service_id: RowId,
     tail: int = Query(default=100, ge=1, le=10_000),
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     c: Components = Depends(components),

@@ -112,7 +112,7 @@ class ServiceManager:
         with self._lock(spec.name):
             with transaction(self._factory) as db:
                 if db.scalar(select(Service.id).where(Service.name == spec.name)) is not None:
-                    raise ServiceExists(f"a service named {spec.name!r} already exists")
+                    raise ServiceExists("a service with this name already exists")
                 self._check_dependencies(db, spec)
             granted = self._check_policy(actor, spec, context, already_granted=False)
             self._secrets.check(actor, spec, context)
@@ -138,7 +138,7 @@ class ServiceManager:
                     view = ServiceView.of(row)
             except IntegrityError:
                 self.runtime.remove(ref)
-                raise ServiceExists(f"a service named {spec.name!r} already exists") from None
+                raise ServiceExists("a service with this name already exists") from None
             return view
 
     def update(
@@ -310,11 +310,12 @@ class ServiceManager:
         if not spec.depends_on:
             return
         known = set(db.scalars(select(Service.name).where(Service.name.in_(spec.depends_on))))
-        missing = [name for name in spec.depends_on if name not in known]
+        # Positions, not names: an error never repeats what the client sent.
+        missing = [n for n, name in enumerate(spec.depends_on) if name not in known]
         if missing:
             raise InvalidServiceSpec(
-                f"depends_on names unknown services: {', '.join(missing)}",
-                extra={"field": "depends_on"},
+                "depends_on names unknown services",
+                extra={"field": "depends_on", "unknown": [f"depends_on[{n}]" for n in missing]},
             )
         graph = {
             row.name: ServiceSpec.model_validate_json(row.spec).depends_on
@@ -323,7 +324,7 @@ class ServiceManager:
         graph[spec.name] = spec.depends_on
         if _reaches(graph, spec.depends_on, spec.name):
             raise InvalidServiceSpec(
-                f"depends_on would make a cycle back to {spec.name}", extra={"field": "depends_on"}
+                "depends_on would make a cycle back to this service", extra={"field": "depends_on"}
             )
 
     def _check_policy(

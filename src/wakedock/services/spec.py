@@ -88,10 +88,11 @@ def _check_container_path(value: str) -> str:
 
 
 def _no_duplicates(values: list[Any], what: str) -> None:
+    # Messages name the position, never the value: a 422 does not repeat what was sent.
     seen: set[Any] = set()
-    for value in values:
+    for index, value in enumerate(values):
         if value in seen:
-            raise ValueError(f"duplicate {what}: {value}")
+            raise ValueError(f"item {index} repeats an earlier {what}")
         seen.add(value)
 
 
@@ -297,9 +298,12 @@ class ServiceSpec(_Strict):
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, item in value.items():
+        for index, (key, item) in enumerate(value.items()):
+            # A valid name may locate an error (like a field name); an invalid one is not echoed.
             if not ENV_KEY.fullmatch(key) or len(key) > 256:
-                raise ValueError(f"invalid variable name: {key!r}")
+                raise ValueError(
+                    f"variable {index}: names are letters, digits and '_' (not first a digit)"
+                )
             if "\x00" in item or len(item) > 32768:
                 raise ValueError(f"{key}: value must be at most 32768 characters, without NUL")
             # A value that looks like a reference but is malformed is almost surely a typo; refusing
@@ -342,9 +346,9 @@ class ServiceSpec(_Strict):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
-        for host in value:
+        for index, host in enumerate(value):
             if len(host) > 253 or not all(DNS_LABEL.fullmatch(part) for part in host.split(".")):
-                raise ValueError(f"not a lowercase DNS name: {host!r}")
+                raise ValueError(f"item {index} is not a lowercase DNS name")
         _no_duplicates(value, "host")
         return value
 
@@ -363,9 +367,9 @@ class ServiceSpec(_Strict):
     def _cap_add(cls, value: list[str]) -> list[str]:
         # Docker accepts "net_admin" and "CAP_NET_ADMIN" alike; one spelling keeps the policy exact.
         normal = [item.upper().removeprefix("CAP_") for item in value]
-        for item in normal:
+        for index, item in enumerate(normal):
             if not CAPABILITY.fullmatch(item):
-                raise ValueError(f"not a capability name: {item!r}")
+                raise ValueError(f"item {index} is not a capability name such as NET_ADMIN")
         _no_duplicates(normal, "capability")
         return normal
 

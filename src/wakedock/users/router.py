@@ -12,6 +12,8 @@ from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate
 from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.openapi import errors
+from wakedock.web.params import Offset, RowId
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -22,14 +24,14 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 def list_users(
     search: str | None = Query(default=None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$"),
     limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),
 ) -> list[UserOut]:
     return [UserOut.model_validate(u) for u in c.users.search(db, search, limit, offset)]
 
 
-@router.post("", response_model=UserOut, status_code=201)
+@router.post("", response_model=UserOut, status_code=201, responses=errors(400, 409))
 def create_user(
     body: UserCreate,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
@@ -55,14 +57,14 @@ def create_user(
     "/{user_id}", response_model=UserOut, dependencies=[Depends(requires(Permission.USERS_READ))]
 )
 def get_user(
-    user_id: int, c: Components = Depends(components), db: Session = Depends(db_transaction)
+    user_id: RowId, c: Components = Depends(components), db: Session = Depends(db_transaction)
 ) -> UserOut:
     return UserOut.model_validate(c.users.get(db, user_id))
 
 
-@router.patch("/{user_id}", response_model=UserOut)
+@router.patch("/{user_id}", response_model=UserOut, responses=errors(400, 409))
 def update_user(
-    user_id: int,
+    user_id: RowId,
     body: UserUpdate,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
@@ -88,9 +90,9 @@ def update_user(
     return UserOut.model_validate(user)
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete("/{user_id}", status_code=204, responses=errors(409))
 def delete_user(
-    user_id: int,
+    user_id: RowId,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     c: Components = Depends(components),
     db: Session = Depends(db_transaction),

@@ -157,8 +157,26 @@ class UserService:
         disabled: bool | None = None,
         password: str | None = None,
     ) -> User:
-        """Change role, email, enabled state or password; each change is audited."""
+        """Change role, email, enabled state or password; each change is audited.
+
+        An e-mail already in use is a Conflict (409) whatever else the call changes.
+        """
         now = self._clock.now()
+        if email is not None and email != user.email:
+            user.email = email
+            # Checked first, on its own: any later query (role guard, session revocation) would
+            # flush the duplicate e-mail as a bare IntegrityError outside this handler.
+            try:
+                with db.begin_nested():
+                    db.flush()
+            except IntegrityError:
+                raise Conflict("a user with this email already exists") from None
+            record_event(
+                db,
+                Event(EventType.USER_UPDATE, target=user.username, details={"field": "email"}),
+                context,
+                at=now,
+            )
         if role is not None and role.value != user.role:
             if user.role == Role.ADMIN.value:
                 self._guard_last_admin(db, user)
@@ -176,14 +194,6 @@ class UserService:
                 self._escalated(db, user.username, user.role, context)
             user.role = role.value
             self._sessions.forget()
-        if email is not None and email != user.email:
-            user.email = email
-            record_event(
-                db,
-                Event(EventType.USER_UPDATE, target=user.username, details={"field": "email"}),
-                context,
-                at=now,
-            )
         if disabled is not None and disabled != user.disabled:
             if disabled:
                 self._guard_last_admin(db, user)
@@ -215,11 +225,7 @@ class UserService:
         user.updated_at = now
         # Validated sessions carry the user's profile: let them pick up the change.
         self._sessions.forget()
-        try:
-            with db.begin_nested():
-                db.flush()
-        except IntegrityError:
-            raise Conflict("a user with this email already exists") from None
+        db.flush()
         return user
 
     def set_password(

@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,11 +48,29 @@ def _domain_error_response(exc: WakeDockError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers())
 
 
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message for one error, unless it would repeat what the client sent."""
+    kind, message = str(error.get("type", "")), str(error.get("msg", ""))
+    if kind == "union_tag_invalid":
+        # pydantic's own text quotes the tag that was sent.
+        expected = (error.get("ctx") or {}).get("expected_tags", "")
+        return f"Input tag does not match any of the expected tags: {expected}"
+    if kind == "value_error" and message.startswith("value is not a valid email address"):
+        # email-validator's reasons quote parts of the address (a domain, an IP literal).
+        return "value is not a valid email address"
+    sent = error.get("input")
+    # Any other message quoting the input (a validator written carelessly): a plain one. Short
+    # inputs are common words ("a", "id") that a message may contain by chance.
+    if isinstance(sent, str) and len(sent) >= 4 and sent in message:
+        return "invalid value"
+    return message
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     # Only where and what: the offending input is never echoed back (no reflected payloads).
     detail = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")}
         for e in errors
     ]
     return JSONResponse({"detail": detail, "code": "validation_error"}, status_code=422)

@@ -1,6 +1,9 @@
-"""Security headers on every response (errors and 404s included), and a request id.
+"""Security headers on every response WakeDock writes (errors and 404s included), and a
+request id.
 
-A pure ASGI middleware: it wraps every response start, whatever produced it.
+`SecurityHeaders` wraps the ASGI `send` of a response, whatever produced it: the admin
+application through the middleware below, and the host router and the proxy for their own
+answers on other hosts.
 """
 
 from __future__ import annotations
@@ -34,20 +37,20 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
 _DROPPED = {b"server", b"x-powered-by"}
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts_max_age: int, hsts_always: bool) -> None:
-        self.app = app
+class SecurityHeaders:
+    """The header set WakeDock puts on every response it writes itself, on any host: the admin
+    application (through the middleware below), the answer to an unknown or malformed Host and
+    the proxy's own pages. Responses of a proxied service are its own and left alone."""
+
+    def __init__(self, *, hsts_max_age: int, hsts_always: bool) -> None:
         self._hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
         self._hsts_always = hsts_always
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
-        is_api = scope["path"].startswith("/api/")
-        https = scope.get("scheme") == "https" or self._hsts_always
+    def wrap(self, scope: Scope, send: Send, *, no_store: bool) -> Send:
+        """`send`, adding the set to the response start (a header already there is kept: a
+        page may carry a stricter CSP), and `Cache-Control: no-store` if asked and absent."""
+        request_id = scope.setdefault("state", {}).setdefault("request_id", secrets.token_hex(8))
+        https = scope.get("scheme") in ("https", "wss") or self._hsts_always
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -59,9 +62,24 @@ class SecurityHeadersMiddleware:
                 headers.append((b"x-request-id", request_id.encode()))
                 if https:
                     headers.append((b"strict-transport-security", self._hsts))
-                if is_api and b"cache-control" not in present:
+                if no_store and b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, *, hsts_max_age: int, hsts_always: bool) -> None:
+        self.app = app
+        self._headers = SecurityHeaders(hsts_max_age=hsts_max_age, hsts_always=hsts_always)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # A fresh id for each request that reaches the admin application.
+        scope.setdefault("state", {})["request_id"] = secrets.token_hex(8)
+        api = scope["path"].startswith("/api/")
+        await self.app(scope, receive, self._headers.wrap(scope, send, no_store=api))
