@@ -27,6 +27,7 @@ from wakedock.web.deps import components, request_context
 from wakedock.web.redirects import local_path
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
+# The sign-in form's body limit, enforced by web/body_limit.py.
 MAX_FORM_BYTES = 16 * 1024
 
 
@@ -49,12 +50,9 @@ def _form(next_path: str, message: str = "", status: int = 200) -> HTMLResponse:
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
-    """URL-encoded form fields, the body capped at 16 KiB (no multipart parser needed)."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            raise InvalidInput("form too large")
+    """URL-encoded form fields (no multipart parser needed). The body is at most
+    MAX_FORM_BYTES: web/body_limit.py refuses more while reading."""
+    raw = await request.body()
     try:
         parsed = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=8)
     except (ValueError, UnicodeDecodeError):
