@@ -31,10 +31,23 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
 _DROPPED = {b"server", b"x-powered-by"}
 
 
+def _hsts(max_age: int) -> bytes:
+    return f"max-age={max_age}; includeSubDomains".encode()
+
+
+def protocol_answer_headers(*, hsts_max_age: int | None) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer the HTTP server writes itself, below the ASGI app (a 431 for a
+    head too large), which this middleware never sees."""
+    headers = [*_BASE_HEADERS, (b"cache-control", b"no-store")]
+    if hsts_max_age is not None:
+        headers.append((b"strict-transport-security", _hsts(hsts_max_age)))
+    return headers
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts_max_age: int, hsts_always: bool) -> None:
         self.app = app
-        self._hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
+        self._hsts = _hsts(hsts_max_age)
         self._hsts_always = hsts_always
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
