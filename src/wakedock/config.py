@@ -91,10 +91,11 @@ class ServerSettings(_Section):
     max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
     # Open connections at once (TLS handshakes included). The effective cap is also kept below
     # the process's open-file limit minus reserved_file_descriptors (database, Docker, upstream
-    # and files); the soft limit is raised to the hard one at start.
+    # connections, files, and sockets accepted in a burst); the soft limit is raised to the hard
+    # one at start.
     max_connections: int = Field(default=4096, ge=16, le=1_000_000)
     max_connections_per_client: int = Field(default=64, ge=1, le=100_000)
-    reserved_file_descriptors: int = Field(default=512, ge=64, le=100_000)
+    reserved_file_descriptors: int = Field(default=512, ge=256, le=100_000)
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> ServerSettings:

@@ -2,12 +2,13 @@
 
 Every accepted connection takes a slot from the moment it is accepted (TLS handshake included)
 until it closes. A client address may hold at most `per_client` slots (an IPv6 client its /64;
-trusted proxies are exempt, they carry many users). When all slots are taken, the connection that
-has been idle the longest is closed to make room: one still in its TLS handshake, waiting for a
-request head, between keep-alive requests or draining an unread body. Connections with a request
-in progress are never closed for this; if every slot is busy, the newcomer is refused. As nginx
-does when it runs out of connections, this keeps a server under a slowloris answering the
-clients that send whole requests. Overload is logged at most once per interval.
+trusted proxies are exempt, they carry many users). When all slots are taken, an idle connection
+is closed to make room: one still in its TLS handshake, waiting for a request head, between
+keep-alive requests or draining an unread body; the longest idle of the client holding the most
+idle connections, so that a slowloris loses its own sockets first. Connections with a request in
+progress are never closed for this; if every slot is busy, the newcomer is refused. As nginx does
+when it runs out of connections, this keeps a server under a slowloris answering the clients
+that send whole requests. Overload is logged at most once per interval.
 
 The cap is kept below the process's open-file limit, so that accepting never fails with "Too many
 open files". One limiter per process: the counts are per worker process.
@@ -19,8 +20,9 @@ import ipaddress
 import logging
 import resource
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 log = logging.getLogger("wakedock.server")
@@ -51,6 +53,12 @@ def client_key(address: str | None) -> str:
     return str(ip)
 
 
+@dataclass(frozen=True)
+class _Slot:
+    client: str
+    counted: bool  # False for a trusted proxy: not held to the per-client limit
+
+
 class ConnectionLimiter:
     def __init__(
         self,
@@ -63,9 +71,13 @@ class ConnectionLimiter:
         self.per_client = per_client
         self._exempt = tuple(exempt)
         self._clock = clock
-        self._open: dict[Connection, str | None] = {}  # connection -> counted client key
-        self._idle: OrderedDict[Connection, None] = OrderedDict()  # longest idle first
+        self._open: dict[Connection, _Slot] = {}
         self._per_client: Counter[str] = Counter()
+        # Each client's idle connections, longest idle first, and the clients by how many idle
+        # connections they have: the victim is found without looking at every client.
+        self._idle: dict[str, OrderedDict[Connection, None]] = {}
+        self._by_idle_count: defaultdict[int, set[str]] = defaultdict(set)
+        self._most_idle = 0
         self._refused = 0
         self._evicted = 0
         self._next_report = 0.0
@@ -76,44 +88,74 @@ class ConnectionLimiter:
     def admit(self, connection: Connection, address: str | None) -> bool:
         """Take a slot for a new connection (idle until its request head arrives); False: the
         caller closes it."""
-        key = None if self._is_exempt(address) else client_key(address)
-        if key is not None and self._per_client[key] >= self.per_client:
+        slot = _Slot(client_key(address), not self._is_exempt(address))
+        if slot.counted and self._per_client[slot.client] >= self.per_client:
             self._report(refused=1)
             return False
         if len(self._open) >= self.max_connections:
-            if not self._idle:
+            victim = self._victim()
+            if victim is None:
                 self._report(refused=1)
                 return False
-            oldest = next(iter(self._idle))
-            self.release(oldest)
-            oldest.evict()
+            self.release(victim)
+            victim.evict()
             self._report(evicted=1)
-        self._open[connection] = key
-        if key is not None:
-            self._per_client[key] += 1
-        self._idle[connection] = None
+        self._open[connection] = slot
+        if slot.counted:
+            self._per_client[slot.client] += 1
+        self._set_idle(connection, slot.client)
         return True
 
     def idle(self, connection: Connection) -> None:
         """Waiting for the client (a head, the next request, the rest of a body): may be closed
         when a newcomer needs the slot. Called again, it keeps its place in the queue."""
-        if connection in self._open and connection not in self._idle:
-            self._idle[connection] = None
+        slot = self._open.get(connection)
+        if slot is not None and connection not in self._idle.get(slot.client, ()):
+            self._set_idle(connection, slot.client)
 
     def busy(self, connection: Connection) -> None:
         """A request is in progress: never closed to make room."""
-        self._idle.pop(connection, None)
+        slot = self._open.get(connection)
+        if slot is not None:
+            self._unset_idle(connection, slot.client)
 
     def release(self, connection: Connection) -> None:
         """The connection is gone (safe to call more than once)."""
-        self._idle.pop(connection, None)
-        if connection not in self._open:
+        slot = self._open.pop(connection, None)
+        if slot is None:
             return
-        key = self._open.pop(connection)
-        if key is not None:
-            self._per_client[key] -= 1
-            if self._per_client[key] <= 0:
-                del self._per_client[key]
+        self._unset_idle(connection, slot.client)
+        if slot.counted:
+            self._per_client[slot.client] -= 1
+            if self._per_client[slot.client] <= 0:
+                del self._per_client[slot.client]
+
+    def _victim(self) -> Connection | None:
+        """The longest-idle connection of the client with the most idle connections."""
+        while self._most_idle > 0 and not self._by_idle_count[self._most_idle]:
+            self._most_idle -= 1
+        if self._most_idle == 0:
+            return None
+        client = next(iter(self._by_idle_count[self._most_idle]))
+        return next(iter(self._idle[client]))
+
+    def _set_idle(self, connection: Connection, client: str) -> None:
+        queue = self._idle.setdefault(client, OrderedDict())
+        self._by_idle_count[len(queue)].discard(client)
+        queue[connection] = None
+        self._by_idle_count[len(queue)].add(client)
+        self._most_idle = max(self._most_idle, len(queue))
+
+    def _unset_idle(self, connection: Connection, client: str) -> None:
+        queue = self._idle.get(client)
+        if queue is None or connection not in queue:
+            return
+        self._by_idle_count[len(queue)].discard(client)
+        del queue[connection]
+        if queue:
+            self._by_idle_count[len(queue)].add(client)
+        else:
+            del self._idle[client]
 
     def _is_exempt(self, address: str | None) -> bool:
         if not self._exempt or not address:

@@ -41,9 +41,10 @@ def ensure_tls_files(components: Components, progress: Callable[[str], None]) ->
     return TlsFiles(cert, key, generated=True)
 
 
-# Sockets accepted at once by asyncio before any is looked at: this burst must fit in the
-# reserved file descriptors, so that a flood never makes accept() fail.
-ACCEPT_BACKLOG = 128
+# The listen backlog, which is also how many sockets asyncio accepts in one go before the
+# protocol looks at them. Under a flood about three such bursts hold file descriptors beyond the
+# connection cap at once, so they must fit in server.reserved_file_descriptors (at least 256).
+ACCEPT_BACKLOG = 64
 
 
 def connection_rules(components: Components, tls: ssl.SSLContext | None) -> ConnectionRules:
