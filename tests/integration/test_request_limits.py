@@ -73,7 +73,12 @@ def test_a_gibibyte_body_is_refused_while_it_arrives(
     for chunked in (False, True):
         answer = asyncio.run(
             stream_upload(
-                server.port, server.ssl_context(), path, total=GIB, chunked=chunked, content_type=kind
+                server.port,
+                server.ssl_context(),
+                path,
+                total=GIB,
+                chunked=chunked,
+                content_type=kind,
             )
         )
         _assert_refused_as_json(answer, 413, "payload_too_large")
