@@ -94,7 +94,7 @@ class ServerSettings(_Section):
     # connections, files, and sockets accepted in a burst); the soft limit is raised to the hard
     # one at start.
     max_connections: int = Field(default=4096, ge=16, le=1_000_000)
-    max_connections_per_client: int = Field(default=64, ge=1, le=100_000)
+    max_connections_per_client: int = Field(default=256, ge=1, le=100_000)
     reserved_file_descriptors: int = Field(default=512, ge=256, le=100_000)
 
     @model_validator(mode="after")
