@@ -108,6 +108,8 @@ class GuardedProtocol(H11Protocol):
         self._handshake = self.loop.create_task(self._secure(transport, self.rules.tls))
 
     async def _secure(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        if self._lost:  # closed (evicted, shut down) before the handshake could begin
+            return
         try:
             secured = await self.loop.start_tls(
                 raw,
@@ -117,9 +119,9 @@ class GuardedProtocol(H11Protocol):
                 ssl_handshake_timeout=self.rules.header_timeout,
                 ssl_shutdown_timeout=LINGER_SECONDS,
             )
-        except OSError:  # ssl.SSLError, ConnectionError, the handshake timeout
-            # Failed, timed out or closed: start_tls has closed the socket, and connection_lost
-            # is never called for a connection whose handshake did not complete.
+        except Exception:  # noqa: BLE001 - whatever ended the handshake, the slot must go
+            # Failed (ssl.SSLError), timed out or cut (ConnectionError): start_tls has closed
+            # the socket, and connection_lost is never called before a handshake completes.
             self._forget()
             return
         if secured is not None and not self._lost:
