@@ -9,9 +9,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
 from wakedock.audit.router import router as audit_router
+from wakedock.auth.router import MAX_LOGIN_BODY_BYTES
 from wakedock.auth.router import router as auth_router
 from wakedock.components import Components
 from wakedock.files.router import router as files_router
+from wakedock.files.store import MAX_FILE_BYTES
 from wakedock.health.router import router as health_router
 from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
@@ -24,8 +26,10 @@ from wakedock.services.router import router as services_router
 from wakedock.settings.router import router as settings_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
+from wakedock.web.body_limit import BodyLimitMiddleware
 from wakedock.web.enrol import router as enrol_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
+from wakedock.web.forms import FORM_PATHS, MAX_FORM_BYTES
 from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
 from wakedock.web.login import router as login_router
 from wakedock.web.openapi import install_openapi
@@ -66,6 +70,16 @@ def create_app(components: Components) -> FastAPI:
     install_openapi(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
     app.add_middleware(CatchAllMiddleware, outages=components.outages)
+    # Every route has a body limit; the few that need another one than the default declare it.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=http.max_body_bytes,
+        limits={
+            "/api/v1/files/": MAX_FILE_BYTES,
+            "/api/v1/auth/login": MAX_LOGIN_BODY_BYTES,
+            **dict.fromkeys(FORM_PATHS, MAX_FORM_BYTES),
+        },
+    )
     if http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -84,11 +84,26 @@ class ServerSettings(_Section):
     tls_reload_interval: float = Field(default=30.0, gt=0)
     # Hostname written into the generated self-signed certificate.
     tls_hostname: str = "localhost"
+    # Slow clients (docs in README "Configuration"): the TLS handshake and the whole request head
+    # must arrive within header_timeout_seconds; an idle keep-alive connection is closed after
+    # keep_alive_timeout_seconds; a head larger than max_header_bytes is answered 431.
+    header_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
+    # Open connections at once (TLS handshakes included). The effective cap is also kept below
+    # the process's open-file limit minus reserved_file_descriptors (database, Docker, upstream
+    # connections, files, and sockets accepted in a burst); the soft limit is raised to the hard
+    # one at start.
+    max_connections: int = Field(default=4096, ge=16, le=1_000_000)
+    max_connections_per_client: int = Field(default=256, ge=1, le=100_000)
+    reserved_file_descriptors: int = Field(default=512, ge=256, le=100_000)
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> ServerSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.max_connections_per_client > self.max_connections:
+            raise ValueError("max_connections_per_client cannot exceed max_connections")
         return self
 
 
@@ -190,6 +205,9 @@ class HttpSettings(_Section):
     # Send HSTS even when WakeDock itself serves plain HTTP (TLS terminated by a trusted proxy).
     hsts_behind_proxy: bool = False
     hsts_max_age: int = Field(default=31536000, ge=0)
+    # Request bodies on the admin host (the files API allows 1 MiB, login forms 16 KiB; proxied
+    # bodies to service hosts are not limited). Larger bodies are answered 413.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     @field_validator("cors_origins")
     @classmethod

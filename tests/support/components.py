@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,13 @@ def run_cli(
     )
 
 
+def _file_limit(open_files: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    return limit
+
+
 @contextmanager
 def wakedock_server(
     data_dir: Path,
@@ -256,7 +264,9 @@ def wakedock_server(
     https: bool = True,
     env: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
+    open_files: int | None = None,
 ) -> Iterator[WakeDockProcess]:
+    """`open_files`: the server's RLIMIT_NOFILE (soft and hard), e.g. to make it small."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -271,7 +281,11 @@ def wakedock_server(
     log_path = data_dir.parent / f"wakedock-{port}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            wakedock_command(*args), env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+            wakedock_command(*args),
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else _file_limit(open_files),
         )
     server = WakeDockProcess(port, data_dir, process, https, log_path, full_env)
     try:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from wakedock.audit.events import Event, EventType, Outcome, RequestContext
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
-from wakedock.files.store import MAX_FILE_BYTES, FileTooLarge, PathRefused
+from wakedock.files.store import PathRefused
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.services.errors import NotServiceOwner, ServiceNotFound
@@ -110,15 +110,10 @@ async def write_file(
 ) -> FileWritten:
     """Replace a file with the request body (at most 1 MiB), atomically."""
     await _check_owner(c, context, principal, path)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FILE_BYTES:
-            raise FileTooLarge(f"files are limited to {MAX_FILE_BYTES} bytes")
-        chunks.append(chunk)
+    # At most MAX_FILE_BYTES: web/body_limit.py refuses a larger body while reading it.
+    content = await request.body()
     try:
-        written = await run_in_threadpool(c.files.write, path, b"".join(chunks))
+        written = await run_in_threadpool(c.files.write, path, content)
     except PathRefused as exc:
         await _refused(c, context, path, exc)
         raise

@@ -13,8 +13,11 @@ import uvicorn
 
 from wakedock.app import create_asgi
 from wakedock.components import Components
+from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
 from wakedock.server.dates import DateHeader
+from wakedock.server.protocol import ConnectionRules, guarded_protocol
 from wakedock.server.tls import CertificateReloader, generate_self_signed
+from wakedock.web.headers import protocol_answer_headers
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,42 @@ def ensure_tls_files(components: Components, progress: Callable[[str], None]) ->
     return TlsFiles(cert, key, generated=True)
 
 
+# The listen backlog, which is also how many sockets asyncio accepts in one go before the
+# protocol looks at them. Under a flood about three such bursts hold file descriptors beyond the
+# connection cap at once, so they must fit in server.reserved_file_descriptors (at least 256).
+ACCEPT_BACKLOG = 64
+
+
+def connection_rules(components: Components, tls: ssl.SSLContext | None) -> ConnectionRules:
+    """The limits every connection is held to (server/protocol.py), sized to the open-file limit."""
+    settings = components.settings
+    server = settings.server
+    open_files = raise_open_file_limit()
+    try:
+        cap = connection_cap(server.max_connections, open_files, server.reserved_file_descriptors)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if cap < server.max_connections:
+        click.secho(
+            f"WARNING: the open-file limit ({open_files}) allows {cap} connections, fewer than "
+            f"server.max_connections ({server.max_connections}); raise `ulimit -n` for more.",
+            fg="yellow",
+            err=True,
+        )
+    limiter = ConnectionLimiter(
+        cap, min(cap, server.max_connections_per_client), components.trusted_proxies
+    )
+    https = tls is not None or settings.http.hsts_behind_proxy
+    headers = protocol_answer_headers(hsts_max_age=settings.http.hsts_max_age if https else None)
+    return ConnectionRules(limiter, tls, server.header_timeout_seconds, tuple(headers))
+
+
 def serve(components: Components, *, insecure_http: bool, log_level: str = "info") -> None:
     """Run until interrupted. Prints one start-up line with the URL and the TLS floor."""
     settings = components.settings
     host, port = settings.server.host, settings.server.port
     app = DateHeader(create_asgi(components))
     shown_host = f"[{host}]" if ":" in host else host
-    config_args: dict[str, object] = {}
     reloader: CertificateReloader | None = None
     if insecure_http:
         click.secho(
@@ -58,20 +90,18 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     else:
         files = ensure_tls_files(components, lambda m: click.echo(f"  ... {m}", err=True))
         reloader = CertificateReloader(files.cert, files.key, settings.server.tls_reload_interval)
-        context = reloader.listening
-
-        def factory(
-            _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
-        ) -> ssl.SSLContext:
-            return context
-
-        config_args = {"ssl_context_factory": factory, "ssl_certfile": str(files.cert)}
         url = f"https://{shown_host}:{port}"
         tls_line = "TLS 1.3 minimum" + (" (self-signed certificate)" if files.generated else "")
+    # TLS is set up by the protocol, per connection, under the connection limits.
+    rules = connection_rules(components, reloader.listening if reloader is not None else None)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(rules),
+        h11_max_incomplete_event_size=settings.server.max_header_bytes,
+        timeout_keep_alive=settings.server.keep_alive_timeout_seconds,
+        backlog=ACCEPT_BACKLOG,
         server_header=False,
         # DateHeader dates the answers: uvicorn would add a second Date to proxied ones.
         date_header=False,
@@ -80,7 +110,6 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         forwarded_allow_ips="",
         log_level=log_level,
         access_log=False,
-        **config_args,  # type: ignore[arg-type]
     )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     click.echo(f"WakeDock listening on {url} ({tls_line})", err=True)

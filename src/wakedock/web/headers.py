@@ -37,13 +37,26 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
 _DROPPED = {b"server", b"x-powered-by"}
 
 
+def _hsts(max_age: int) -> bytes:
+    return f"max-age={max_age}; includeSubDomains".encode()
+
+
+def protocol_answer_headers(*, hsts_max_age: int | None) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer the HTTP server writes itself, below the ASGI app (a 431 for a
+    head too large), which no ASGI middleware sees."""
+    headers = [*_BASE_HEADERS, (b"cache-control", b"no-store")]
+    if hsts_max_age is not None:
+        headers.append((b"strict-transport-security", _hsts(hsts_max_age)))
+    return headers
+
+
 class SecurityHeaders:
     """The header set WakeDock puts on every response it writes itself, on any host: the admin
     application (through the middleware below), the answer to an unknown or malformed Host and
     the proxy's own pages. Responses of a proxied service are its own and left alone."""
 
     def __init__(self, *, hsts_max_age: int, hsts_always: bool) -> None:
-        self._hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
+        self._hsts = _hsts(hsts_max_age)
         self._hsts_always = hsts_always
 
     def wrap(self, scope: Scope, send: Send, *, no_store: bool) -> Send:

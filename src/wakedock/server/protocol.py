@@ -1,0 +1,280 @@
+"""The HTTP/1.1 connection of `wakedock serve`: uvicorn's h11 protocol plus the limits it lacks.
+
+- TLS is set up here (`loop.start_tls`) rather than by the listening socket, so that a connection
+  holds a slot of the ConnectionLimiter from the moment it is accepted, and a handshake that
+  never completes is dropped with the head deadline (asyncio's own default is 60 s).
+- The TLS handshake and the whole request head must arrive within `header_timeout`, counted from
+  the accept, or from the first byte of a later request on a keep-alive connection. A silent
+  keep-alive connection is closed by uvicorn's `timeout_keep_alive`.
+- A head larger than h11's limit (`h11_max_incomplete_event_size`, server.max_header_bytes) is
+  answered 431, another malformed request 400, as JSON with the security headers.
+- When the answer leaves request data unread (a 413 before the body, a 431), the connection reads
+  and drops what follows for LINGER_SECONDS at most before closing: closing at once with data
+  unread would reset the connection and the client, still sending, would lose the answer.
+
+uvicorn builds one protocol per accepted socket from `uvicorn.Config(http=guarded_protocol(...))`.
+uvloop works with it (it has `start_tls`); the httptools parser would need the same subclass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import h11
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
+from uvicorn.server import ServerState
+
+from wakedock.server.connections import ConnectionLimiter
+
+LINGER_SECONDS = 5.0
+# Lingering ends sooner once the client has sent nothing for this long.
+_LINGER_QUIET_SECONDS = 1.0
+# The head is handed to h11 in slices: h11 checks its size limit only while the head is
+# incomplete, so a head over the limit arriving in one read would otherwise pass.
+_HEAD_SLICE = 4096
+
+_Wait = Literal["head", "body", "linger"]
+
+
+@dataclass(frozen=True)
+class ConnectionRules:
+    limiter: ConnectionLimiter
+    tls: ssl.SSLContext | None
+    header_timeout: float
+    # Security headers for the answers the protocol writes itself (web/headers.py).
+    answer_headers: tuple[tuple[bytes, bytes], ...]
+
+
+class _Parser(h11.Connection):
+    """h11, remembering why it refused a request (its hint is 431 for a head too large)."""
+
+    refusal: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = exc
+            raise
+
+
+class GuardedProtocol(H11Protocol):
+    rules: ClassVar[ConnectionRules]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limit = config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+        self._parser = _Parser(h11.SERVER, limit)
+        self.conn = self._parser
+        self._raw: asyncio.Transport | None = None
+        self._handshake: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
+        self._connected = False  # uvicorn's side is set up (after the TLS handshake)
+        self._lost = False
+        self._upgraded = False
+        self._lingering = False
+        self._linger_end = self._last_data = 0.0
+        self._waiting: _Wait | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # -- the connection's life --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._raw = transport
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else None
+        if not self.rules.limiter.admit(self, address):
+            transport.abort()
+            return
+        # Registered now, so that a graceful shutdown reaches it even during the handshake.
+        self.connections.add(self)
+        self._expect("head", self.rules.header_timeout)
+        if self.rules.tls is None:
+            self._start(transport)
+            return
+        transport.pause_reading()  # start_tls resumes it under the TLS layer
+        self._handshake = self.loop.create_task(self._secure(transport, self.rules.tls))
+
+    async def _secure(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        if self._lost:  # closed (evicted, shut down) before the handshake could begin
+            return
+        try:
+            secured = await self.loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.rules.header_timeout,
+                ssl_shutdown_timeout=LINGER_SECONDS,
+            )
+        except Exception:  # noqa: BLE001 - whatever ended the handshake, the slot must go
+            # Failed (ssl.SSLError), timed out or cut (ConnectionError): start_tls has closed
+            # the socket, and connection_lost is never called before a handshake completes.
+            self._forget()
+            return
+        if secured is not None and not self._lost:
+            self._start(secured)
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self._connected = True
+        # The TLS layer may have decrypted the first request before start_tls returned.
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._forget()
+        if self._connected:
+            super().connection_lost(exc)
+
+    def _forget(self) -> None:
+        self._expect(None)
+        self.rules.limiter.release(self)
+        self.connections.discard(self)
+
+    def evict(self) -> None:
+        """Closed at once to make room for a newcomer (ConnectionLimiter)."""
+        if self._raw is not None:
+            self._raw.abort()
+
+    def shutdown(self) -> None:
+        if self._connected and not self._lingering:
+            super().shutdown()
+        elif self._raw is not None:
+            self._raw.abort()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if not self._connected:
+            self._early.append(data)
+            return
+        if self._lingering:
+            self._last_data = self.loop.time()
+            return  # after an error answer: read and dropped
+        if self.conn.their_state is h11.IDLE:
+            self._expect("head", self.rules.header_timeout)
+            while len(data) > _HEAD_SLICE and self.conn.their_state is h11.IDLE:
+                super().data_received(data[:_HEAD_SLICE])
+                data = data[_HEAD_SLICE:]
+            if self._lingering:
+                return
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def _follow(self) -> None:
+        """After each step of the request cycle: is the client or the app expected next?"""
+        if self._lingering or self._upgraded or self.transport.is_closing():
+            return
+        limiter = self.rules.limiter
+        if self.cycle is not None and not self.cycle.response_complete:
+            limiter.busy(self)  # the app has the request
+            self._expect(None)
+        elif self.conn.their_state is h11.SEND_BODY:
+            # Answered before the whole body came (a 413, a 401): uvicorn drops the rest,
+            # which must follow soon.
+            limiter.idle(self)
+            self._expect("body", LINGER_SECONDS)
+        elif self.conn.their_state is h11.IDLE:
+            limiter.idle(self)
+            if self.timeout_keep_alive_task is not None:
+                self._expect(None)  # silent so far: uvicorn's keep-alive timeout applies
+            else:
+                self._expect("head", self.rules.header_timeout)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        self._expect(None)
+        self.rules.limiter.busy(self)
+        super().handle_websocket_upgrade(event)
+        # The WebSocket protocol now owns the transport: the slot goes when it is lost.
+        upgraded = self.transport.get_protocol()
+        lost = upgraded.connection_lost
+
+        def release(exc: Exception | None) -> None:
+            self._forget()
+            lost(exc)
+
+        setattr(upgraded, "connection_lost", release)  # noqa: B010 - an instance hook
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 refused: 431 or 400, as JSON, then linger."""
+        refusal = self._parser.refusal
+        if refusal is not None and refusal.error_status_hint == 431:
+            status, detail, code = 431, "request headers too large", "headers_too_large"
+        else:
+            status, detail, code = 400, "malformed HTTP request", "bad_request"
+        body = json.dumps({"detail": detail, "code": code}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *self.rules.answer_headers,
+        ]
+        response = h11.Response(status_code=status, headers=headers, reason=STATUS_PHRASES[status])
+        try:
+            for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+                output = self.conn.send(event)
+                if output:
+                    self.transport.write(output)
+        except h11.LocalProtocolError:
+            pass  # an answer had already begun: nothing more can be said
+        self._linger()
+
+    def _linger(self) -> None:
+        self._lingering = True
+        self._linger_end = self.loop.time() + LINGER_SECONDS
+        self._last_data = self.loop.time()
+        self.rules.limiter.idle(self)
+        self.flow.resume_reading()
+        self._expect("linger", _LINGER_QUIET_SECONDS)
+
+    # -- deadlines ----------------------------------------------------------------------------
+
+    def _expect(self, waiting: _Wait | None, seconds: float = 0.0) -> None:
+        """Close the connection unless the client gets past `waiting` within `seconds`. A
+        deadline already running for the same thing keeps running; None cancels it."""
+        if waiting is not None and waiting == self._waiting:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._waiting = waiting
+        if waiting is not None:
+            self._deadline = self.loop.call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        waiting, self._waiting, self._deadline = self._waiting, None, None
+        if waiting == "linger":
+            now = self.loop.time()
+            if now - self._last_data < _LINGER_QUIET_SECONDS and now < self._linger_end:
+                self._expect("linger", _LINGER_QUIET_SECONDS)  # still sending: a bit longer
+            else:
+                self.transport.close()  # the answer has had its chance: a clean close
+            return
+        if self._raw is not None:
+            self._raw.abort()
+
+
+def guarded_protocol(rules: ConnectionRules) -> type[GuardedProtocol]:
+    """The protocol class for uvicorn.Config(http=...), bound to one server's rules."""
+    return type("WakeDockHttpProtocol", (GuardedProtocol,), {"rules": rules})

@@ -1,0 +1,240 @@
+"""Slow clients against the real `wakedock serve` (loopback only): deadlines on a connection's
+TLS handshake and request heads, slots given back, and a bounded slowloris (about a minute).
+
+In the slowloris, the server runs with a small open-file limit (512) so that its connection cap
+matters, and is attacked with more slow sockets than it has file descriptors, from 127.0.0.1 and
+eight other loopback addresses: half never finish the TLS handshake, half finish it and trickle
+header lines that never end the request head. Closed sockets are opened again, as a real attack
+would. Meanwhile another client keeps asking for /api/v1/health on fresh connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from support.components import WakeDockProcess, wakedock_server
+from support.raw_http import open_tls, read_answer
+
+pytestmark = [pytest.mark.integration, pytest.mark.security]
+
+OPEN_FILES = 512
+RESERVED = 320  # server.reserved_file_descriptors: leaves a cap of 192 connections
+PER_CLIENT = 64
+HEADER_TIMEOUT = 10.0  # the default server.header_timeout_seconds
+ATTACK_SECONDS = 60.0
+# 120 sockets from 127.0.0.1 (over the per-client limit), 60 from each of 8 others:
+# 600 in all, more than the server has file descriptors.
+ATTACKERS = [("127.0.0.1", 120)] + [(f"127.0.0.{n}", 60) for n in range(2, 10)]
+HEALTH_CLIENT = "127.0.0.50"
+# The first bytes of a TLS ClientHello record, never completed.
+PARTIAL_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+@dataclass
+class Observed:
+    opened: int = 0
+    closed_by_server: int = 0
+    health: list[int | str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WakeDockProcess]:
+    data_dir = tmp_path_factory.mktemp("slowloris") / "data"
+    env = {
+        "WAKEDOCK_SERVER__RESERVED_FILE_DESCRIPTORS": str(RESERVED),
+        "WAKEDOCK_SERVER__MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
+    }
+    with wakedock_server(data_dir, env=env, open_files=OPEN_FILES) as running:
+        yield running
+
+
+async def _stuck_in_handshake(port: int, source: str, seen: Observed) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    seen.opened += 1
+    try:
+        writer.write(PARTIAL_HELLO)
+        await reader.read()  # returns (or raises) once the server closes the connection
+    finally:
+        writer.close()
+
+
+async def _trickling_head(port: int, context: ssl.SSLContext, source: str, seen: Observed) -> None:
+    reader, writer = await open_tls(port, context, source)
+    seen.opened += 1
+    try:
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for line in range(10_000):
+            with contextlib.suppress(TimeoutError):
+                if not await asyncio.wait_for(reader.read(1), 2.0):
+                    return  # closed by the server
+            writer.write(b"X-Slow-%d: x\r\n" % line)
+    finally:
+        writer.close()
+
+
+async def _slow_socket(
+    kind: str, port: int, context: ssl.SSLContext, source: str, stop: asyncio.Event, seen: Observed
+) -> None:
+    """One slow socket, opened again whenever the server closes it, until `stop`."""
+    while True:
+        try:
+            if kind == "handshake":
+                await _stuck_in_handshake(port, source, seen)
+            else:
+                await _trickling_head(port, context, source, seen)
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            pass  # refused, reset or cut off: closed by the server all the same
+        seen.closed_by_server += 1
+        if stop.is_set():
+            return
+        await asyncio.sleep(2.0)
+
+
+async def _health_checks(server: WakeDockProcess, stop: asyncio.Event, seen: Observed) -> None:
+    transport = httpx.AsyncHTTPTransport(verify=server.ssl_context(), local_address=HEALTH_CLIENT)
+    limits = httpx.Limits(max_keepalive_connections=0)  # a fresh connection every time
+    async with httpx.AsyncClient(transport=transport, limits=limits, timeout=5.0) as client:
+        while not stop.is_set():
+            try:
+                reply = await client.get(f"{server.base_url}/api/v1/health")
+                seen.health.append(reply.status_code)
+            except httpx.HTTPError as exc:
+                seen.health.append(type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
+async def _attack(server: WakeDockProcess, seen: Observed) -> set[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    context = server.ssl_context()
+    attackers = {
+        asyncio.create_task(
+            _slow_socket(
+                "handshake" if n % 2 else "trickle", server.port, context, source, stop, seen
+            )
+        )
+        for source, count in ATTACKERS
+        for n in range(count)
+    }
+    checks = asyncio.create_task(_health_checks(server, stop, seen))
+    await asyncio.sleep(ATTACK_SECONDS)
+    stop.set()
+    await checks
+    # No more reconnections: every slow socket still open must now be closed by the server.
+    _, still_open = await asyncio.wait(attackers, timeout=HEADER_TIMEOUT + 15)
+    for task in still_open:
+        task.cancel()
+    return still_open
+
+
+def test_health_answers_through_a_slowloris(server: WakeDockProcess) -> None:
+    seen = Observed()
+    still_open = asyncio.run(_attack(server, seen))
+    failures = [status for status in seen.health if status != 200]
+    assert len(seen.health) >= 20 and not failures, failures
+    # Every slow socket was closed by the server, none held beyond the head deadline.
+    assert not still_open, f"{len(still_open)} slow sockets were never closed"
+    assert seen.closed_by_server >= sum(count for _, count in ATTACKERS)
+    log = server.log()
+    assert "Too many open files" not in log
+    assert "Traceback" not in log
+    overload = log.count("connection limit reached")
+    # The cap was reached, and reported once per 10-second interval at most.
+    assert 1 <= overload <= ATTACK_SECONDS / 10 + 2, overload
+
+
+# -- one connection at a time, with short deadlines --------------------------------------------
+
+SHORT_HEADER_TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WakeDockProcess]:
+    data_dir = tmp_path_factory.mktemp("deadlines") / "data"
+    env = {
+        "WAKEDOCK_SERVER__HEADER_TIMEOUT_SECONDS": str(SHORT_HEADER_TIMEOUT),
+        "WAKEDOCK_SERVER__KEEP_ALIVE_TIMEOUT_SECONDS": "1",
+        "WAKEDOCK_SERVER__MAX_CONNECTIONS_PER_CLIENT": "2",
+    }
+    with wakedock_server(data_dir, env=env) as running:
+        yield running
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True once the server closes; False if it still holds the connection after 15 s (far
+    beyond every deadline under test)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 15) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset
+
+
+def test_a_handshake_that_never_completes_is_dropped(strict_server: WakeDockProcess) -> None:
+    async def stuck() -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", strict_server.port)
+        writer.write(PARTIAL_HELLO)
+        try:
+            return await _closed_by_server(reader)
+        finally:
+            writer.close()
+
+    # asyncio's own handshake timeout is 60 s.
+    assert asyncio.run(stuck())
+
+
+def test_a_second_request_head_that_stalls_is_closed(strict_server: WakeDockProcess) -> None:
+    async def stall() -> bool:
+        reader, writer = await open_tls(strict_server.port, strict_server.ssl_context())
+        try:
+            writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert (await read_answer(reader)).status == 200
+            # The next request on the kept-alive connection starts, then trickles forever.
+            writer.write(b"GET /api/v1/he")
+            for _ in range(10):
+                await asyncio.sleep(0.5)
+                if writer.is_closing() or reader.at_eof():
+                    return True
+                writer.write(b"a")
+            return await _closed_by_server(reader)
+        except OSError:
+            return True
+        finally:
+            writer.close()
+
+    assert asyncio.run(stall())
+
+
+def test_an_idle_keep_alive_connection_is_closed(strict_server: WakeDockProcess) -> None:
+    async def idle() -> bool:
+        reader, writer = await open_tls(strict_server.port, strict_server.ssl_context())
+        try:
+            writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert (await read_answer(reader)).status == 200
+            return await _closed_by_server(reader)
+        finally:
+            writer.close()
+
+    assert asyncio.run(idle())
+
+
+def test_closed_connections_give_their_slot_back(strict_server: WakeDockProcess) -> None:
+    """Two connections per client here: WebSocket upgrades (refused on the admin host) and
+    timed-out connections must not keep theirs."""
+    context = strict_server.ssl_context()
+    url = f"wss://127.0.0.1:{strict_server.port}/ws"
+    for _ in range(5):
+        with pytest.raises(InvalidStatus):
+            ws_connect(url, ssl=context, open_timeout=10).close()
+    with httpx.Client(verify=context) as client:
+        for _ in range(5):
+            assert client.get(f"{strict_server.base_url}/api/v1/health").status_code == 200
