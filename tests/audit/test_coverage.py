@@ -3,6 +3,7 @@ and so does every refusal of an unauthenticated call. A new route without a reci
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,10 @@ from wakedock.rbac.permissions import Role
 
 SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port": 80}}
 PUBLIC = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register",
-          "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login"}  # fmt: skip
+          "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login", "/login/code"}  # fmt: skip
+# Browser pages that send a visitor without a session to the sign-in form (303), not a 401.
+SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
 
 def count(h: Harness) -> int:
@@ -83,6 +87,55 @@ def _cookie_login_form(w: World) -> Action:
             "Origin": "https://testserver",
         },
         follow_redirects=False,
+    )
+
+
+def _browser(w: World) -> TestClient:
+    return TestClient(w.h.app, base_url="https://testserver")
+
+
+def _hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, f"no {name} field on the page"
+    return found.group(1)
+
+
+def _login_code_form(w: World) -> Action:
+    name, password, _ = w.enrolled()
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    challenge, code = _hidden(step.text, "challenge"), w.h.totp_code(name)
+    return lambda: browser.post(
+        "/login/code",
+        data={"challenge": challenge, "code": code},
+        headers=FORM,
+        follow_redirects=False,
+    )
+
+
+def _signed_in_new_admin(w: World) -> tuple[str, TestClient, str]:
+    """A browser signed in as an admin who has not enrolled MFA yet, and its CSRF token."""
+    name, password = w.h.create_user(f"a{count(w.h)}", Role.ADMIN, password=strong_password())
+    browser = _browser(w)
+    browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    page = browser.get("/mfa/enrol")
+    return name, browser, _hidden(page.text, "csrf_token")
+
+
+def _begin_enrolment_page(w: World) -> Action:
+    _, browser, csrf = _signed_in_new_admin(w)
+    return lambda: browser.post("/mfa/enrol", data={"csrf_token": csrf}, headers=FORM)
+
+
+def _confirm_enrolment_page(w: World) -> Action:
+    name, browser, csrf = _signed_in_new_admin(w)
+    scan = browser.post("/mfa/enrol", data={"csrf_token": csrf}, headers=FORM)
+    shown = re.search(r'<code id="secret">([^<]*)</code>', scan.text)
+    assert shown is not None, "no key on the page"
+    w.h.mfa_secrets[name] = "".join(shown.group(1).split())
+    code = w.h.totp_code(name)
+    return lambda: browser.post(
+        "/mfa/enrol/confirm", data={"csrf_token": csrf, "code": code}, headers=FORM
     )
 
 
@@ -193,6 +246,9 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
         "PUT", "/api/v1/secrets/svc/db", json={"values": {"password": "x"}}
     ),
     ("POST", "/login"): _cookie_login_form,
+    ("POST", "/login/code"): _login_code_form,
+    ("POST", "/mfa/enrol"): _begin_enrolment_page,
+    ("POST", "/mfa/enrol/confirm"): _confirm_enrolment_page,
 }
 
 
@@ -228,7 +284,20 @@ def test_each_state_change_is_audited(h: Harness, method: str, path: str) -> Non
     assert count(h) > before, f"{method} {path} answered {reply.status_code} and audited nothing"
 
 
-@pytest.mark.parametrize(("method", "path"), sorted(k for k in RECIPES if k[1] not in PUBLIC))
+@pytest.mark.parametrize("path", sorted(SIGN_IN_PAGES))
+def test_a_page_post_without_a_session_goes_to_sign_in_and_changes_nothing(
+    h: Harness, path: str
+) -> None:
+    client = TestClient(h.app, base_url="https://testserver")
+    before = count(h)
+    reply = client.post(path, data={"code": "123456"}, headers=FORM, follow_redirects=False)
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/login?next=")
+    assert count(h) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), sorted(k for k in RECIPES if k[1] not in PUBLIC | SIGN_IN_PAGES)
+)
 def test_each_unauthenticated_attempt_is_audited(h: Harness, method: str, path: str) -> None:
     concrete = path.replace("{user_id}", "1").replace("{service_id}", "1")
     concrete = concrete.replace("{session_id}", "x").replace("{path:path}", "svc/x")

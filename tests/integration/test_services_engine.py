@@ -324,19 +324,27 @@ def test_a_host_port_already_taken_is_a_409_naming_the_conflict(
     assert len(logged) == 1 and "address already in use" in logged[0]
 
 
-def test_a_command_the_engine_cannot_run_is_a_422_with_its_reason(h: Harness) -> None:
+def test_a_command_the_container_cannot_run_shows_in_its_status_and_logs(h: Harness) -> None:
+    """With an init (tini) the engine starts the container; the command then fails inside it,
+    and the user reads why in the service's status and logs instead of a generic failure."""
     token = h.token_for(Role.OPERATOR)
     created = h.client.post(
         "/api/v1/services",
         json=spec("no-binary", command=["/no/such/binary"]),
         headers=h.bearer(token),
     )
-    started = h.client.post(
-        f"/api/v1/services/{created.json()['id']}/start", headers=h.bearer(token)
-    )
-    assert started.status_code == 422, started.text
-    assert started.json()["code"] == "docker_refused"
-    assert "/no/such/binary" in started.json()["detail"]
+    service = created.json()["id"]
+    started = h.client.post(f"/api/v1/services/{service}/start", headers=h.bearer(token))
+    assert started.status_code == 200, started.text
+    deadline = time.monotonic() + 30
+    status = h.client.get(f"/api/v1/services/{service}/status", headers=h.bearer(token)).json()
+    while status["state"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = h.client.get(f"/api/v1/services/{service}/status", headers=h.bearer(token)).json()
+    assert status["state"] == "stopped" and status["health"] == "stopped"
+    assert status["exit_code"] == 127  # "command not found", as a shell says it
+    logs = h.client.get(f"/api/v1/services/{service}/logs", headers=h.bearer(token))
+    assert "/no/such/binary" in logs.text
 
 
 def test_an_engine_socket_that_does_not_exist_is_a_503_logged_once_per_outage(

@@ -54,6 +54,10 @@ class StatusOut(BaseModel):
     state: str
     health: str | None
     stop_reason: str | None
+    # How the container's last run ended (once it has): its exit code, and the engine's reason
+    # when it gave one (e.g. killed: out of memory). The container's logs say more.
+    exit_code: int | None = None
+    exit_error: str | None = None
     last_started_at: datetime | None
     last_stopped_at: datetime | None
     # What this WakeDock process sees of its traffic (S7): the proxy's view.
@@ -69,6 +73,8 @@ class StatusOut(BaseModel):
             state=live.state.value if live is not None else "missing",
             health=live.health if live is not None else None,
             stop_reason=view.stop_reason,
+            exit_code=live.exit_code if live is not None else None,
+            exit_error=live.error if live is not None else None,
             last_started_at=view.last_started_at,
             last_stopped_at=view.last_stopped_at,
             wake_phase=traffic.phase,
