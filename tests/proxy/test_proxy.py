@@ -335,7 +335,13 @@ def test_tickets_are_single_use_and_bound_to_their_host(h: Harness, client: Test
 
 @pytest.mark.parametrize(
     "target",
-    ["https://evil.example/", "javascript:alert(1)", "https://localhost.evil.example/", "//evil"],
+    [
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "https://localhost.evil.example/",
+        "//evil",
+        "https://[app.localhost/",  # unparseable: a 500 once
+    ],
 )
 def test_handoff_refuses_foreign_targets(h: Harness, client: TestClient, target: str) -> None:
     add(h, access={"policy": "authenticated"})

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from wakedock.runtime.client import EngineConflict, EngineFailed, EngineRefused, engine_error
+from wakedock.runtime.docker_engine import _ended
 
 
 def answer(status: int, explanation: str) -> docker.errors.APIError:
@@ -61,3 +62,19 @@ def test_a_long_engine_message_is_shortened_to_one_line() -> None:
     error = engine_error(answer(500, "line one\nline two " + "x" * 2000))
     assert "\n" not in error.detail
     assert len(error.detail) < 350 and error.detail.endswith("...")
+
+
+@pytest.mark.security
+def test_the_reason_a_run_ended_hides_the_containers_environment() -> None:
+    """A status's `exit_error` is read by anyone who may see the service: the engine's text is
+    redacted with the container's own environment values (secrets among them)."""
+    state = {
+        "Running": False,
+        "FinishedAt": "2026-11-30T10:00:00Z",
+        "ExitCode": 1,
+        "Error": "error mounting s3cr3t-from-vault at /data: token=abc123 refused\nmore",
+    }
+    ended = _ended(state, ["DB_PASSWORD=s3cr3t-from-vault", "PATH=/bin"])
+    assert ended["exit_code"] == 1
+    assert "s3cr3t-from-vault" not in ended["error"] and "abc123" not in ended["error"]
+    assert ended["error"] == "error mounting *** at /data: token=*** refused more"

@@ -17,6 +17,7 @@ from conftest import CLIENT_IP, Harness
 from wakedock.audit.models import AuditEvent
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
+from wakedock.web.redirects import local_path
 
 HERE = "https://testserver"
 SAME_ORIGIN = {"Origin": HERE, "Sec-Fetch-Site": "same-origin"}
@@ -96,6 +97,31 @@ def test_markup_in_next_is_escaped_and_foreign_targets_become_root(browser: Test
     assert "<script>" not in page.text
     assert hidden(page.text, "next") == "/x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
     assert hidden(browser.get("/login?next=//evil.example/").text, "next") == "/"
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\t/evil.example/",  # browsers drop tabs and newlines: "//evil.example/"
+        "/\n/evil.example/",
+        "/\r\n/evil.example",
+        "/\\evil.example",  # browsers read a backslash as a slash
+        "/ /evil.example",
+        "/\x00/evil.example",
+        "/\t/[x",  # once a 500 after the password check: "[" read as an IPv6 host
+    ],
+)
+def test_a_next_that_a_browser_would_read_as_another_host_becomes_root(
+    browser: TestClient, target: str
+) -> None:
+    assert hidden(browser.get("/login", params={"next": target}).text, "next") == "/"
+    assert local_path(target) == "/"
+
+
+def test_plain_local_targets_are_kept() -> None:
+    for target in ("/", "/api/v1/auth/me", "/auth/proxy?next=https%3A%2F%2Fapp.localhost%2F"):
+        assert local_path(target) == target
 
 
 def test_password_only_gets_a_code_step_and_the_totp_code_signs_in(

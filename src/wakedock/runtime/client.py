@@ -53,13 +53,19 @@ class EngineFailed(WakeDockError):
     code = "docker_error"
 
 
-def engine_says(exc: docker.errors.APIError, hidden: Iterable[str] = ()) -> str:
-    """What the engine answered, on one line, short, with possible secrets replaced by ***."""
-    text = " ".join(str(exc.explanation or exc).split())
+def redact(text: str, hidden: Iterable[str] = ()) -> str:
+    """Engine text made fit to show: one line, short, with the `hidden` values (e.g. a
+    container's environment), `NAME=value` pairs and URL credentials replaced by ***."""
+    text = " ".join(text.split())
     for value in sorted({v for v in hidden if len(v) >= _MIN_HIDDEN}, key=len, reverse=True):
         text = text.replace(value, "***")
     text = _URL_CREDENTIALS.sub("//***@", _ASSIGNMENT.sub(r"\1=***", text))
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def engine_says(exc: docker.errors.APIError, hidden: Iterable[str] = ()) -> str:
+    """What the engine answered, redacted (see `redact`)."""
+    return redact(str(exc.explanation or exc), hidden)
 
 
 def engine_error(exc: docker.errors.APIError, hidden: Iterable[str] = ()) -> WakeDockError:

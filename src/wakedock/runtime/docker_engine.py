@@ -21,7 +21,7 @@ from wakedock.runtime.base import (
     State,
     reported_health,
 )
-from wakedock.runtime.client import EngineClient
+from wakedock.runtime.client import EngineClient, redact
 from wakedock.runtime.hardening import (
     LOOPBACK,
     MANAGED_LABEL,
@@ -144,7 +144,7 @@ class DockerEngineRuntime:
                 name=str(container.name),
                 state=state,
                 health=reported_health(state, (attrs.get("Health") or {}).get("Status")),
-                **_ended(attrs),
+                **_ended(attrs, (container.attrs.get("Config") or {}).get("Env") or ()),
             )
 
         return self._call(status)
@@ -248,11 +248,14 @@ def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(str(item) for item in test) if test else None
 
 
-def _ended(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Why the last run ended (exit code, the engine's error), once a run has ended."""
+def _ended(state: Mapping[str, Any], environment: Iterable[str]) -> dict[str, Any]:
+    """Why the last run ended (exit code, the engine's error), once a run has ended. The error
+    is shown to anyone who may read the service: redacted, the container's environment values
+    (secrets among them) included."""
     if state.get("Running") or str(state.get("FinishedAt", "")).startswith("0001-"):
         return {}
-    error = " ".join(str(state.get("Error") or "").split())[:300]
+    values = (item.partition("=")[2] for item in environment)
+    error = redact(str(state.get("Error") or ""), values)
     if not error and state.get("OOMKilled"):
         error = "killed: out of memory"
     return {"exit_code": int(state.get("ExitCode", 0)), "error": error or None}

@@ -150,7 +150,10 @@ async def proxy_handoff(
     c: Components = Depends(components),
 ) -> Response:
     """Send a signed-in browser back to a protected service host with a one-time ticket."""
-    parts = urlsplit(next)
+    try:
+        parts = urlsplit(next)
+    except ValueError:  # e.g. an unbalanced "[" read as an IPv6 host
+        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
     host = normalise_host(parts.netloc)
     directory = c.directory
     if directory.stale():
