@@ -86,8 +86,11 @@ class ServerSettings(_Section):
     tls_hostname: str = "localhost"
     # Slow clients (docs in README "Configuration"): the TLS handshake and the whole request head
     # must arrive within header_timeout_seconds; an idle keep-alive connection is closed after
-    # keep_alive_timeout_seconds; a head larger than max_header_bytes is answered 431.
+    # keep_alive_timeout_seconds; a head larger than max_header_bytes is answered 431. While a
+    # request is in progress, a client that sends none of its body, or reads none of the answer,
+    # for body_timeout_seconds is cut off (nginx's client_body_timeout and send_timeout).
     header_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    body_timeout_seconds: float = Field(default=30.0, ge=1, le=3600)
     keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
     max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
     # Open connections at once (TLS handshakes included). The effective cap is also kept below

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ def test_health_answers_through_a_slowloris(server: WakeDockProcess) -> None:
 
 # -- one connection at a time, with short deadlines --------------------------------------------
 
+SHORT_BODY_TIMEOUT = 2.0
 SHORT_HEADER_TIMEOUT = 2
 
 
@@ -163,6 +165,9 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WakeDock
         "WAKEDOCK_SERVER__HEADER_TIMEOUT_SECONDS": str(SHORT_HEADER_TIMEOUT),
         "WAKEDOCK_SERVER__KEEP_ALIVE_TIMEOUT_SECONDS": "1",
         "WAKEDOCK_SERVER__MAX_CONNECTIONS_PER_CLIENT": "2",
+        "WAKEDOCK_SERVER__BODY_TIMEOUT_SECONDS": str(SHORT_BODY_TIMEOUT),
+        # A large answer to read slowly: the API description (about 100 KiB).
+        "WAKEDOCK_HTTP__DOCS_ENABLED": "true",
     }
     with wakedock_server(data_dir, env=env) as running:
         yield running
@@ -212,6 +217,59 @@ def test_a_second_request_head_that_stalls_is_closed(strict_server: WakeDockProc
             writer.close()
 
     assert asyncio.run(stall())
+
+
+def test_a_body_that_stops_arriving_is_cut_off(strict_server: WakeDockProcess) -> None:
+    """The application has the request and waits for its body: a client that stops sending
+    must not hold the connection (a slot no eviction can free) for ever."""
+
+    async def stall() -> bool:
+        reader, writer = await open_tls(strict_server.port, strict_server.ssl_context())
+        try:
+            writer.write(
+                b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n"
+                b'{"username": '
+            )
+            return await _closed_by_server(reader)
+        finally:
+            writer.close()
+
+    assert asyncio.run(stall())
+
+
+def test_a_client_that_stops_reading_its_answers_is_cut_off(
+    strict_server: WakeDockProcess,
+) -> None:
+    """Eighty answers of about 100 KiB asked at once and never read: once the kernel's send
+    buffer (up to 4 MiB here) is full the server's writes stall, and the connection is dropped
+    well before it could deliver them all."""
+    request = b"GET /api/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    async def never_read() -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", strict_server.port))
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=strict_server.ssl_context(), server_hostname="127.0.0.1"
+        )
+        writer.write(request * 80)
+        await asyncio.sleep(4 * SHORT_BODY_TIMEOUT)
+        received = 0
+        try:
+            while chunk := await asyncio.wait_for(reader.read(65536), 15):
+                received += len(chunk)
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+        return received
+
+    one_answer = len(httpx.get(
+        f"{strict_server.base_url}/api/openapi.json", verify=strict_server.ssl_context()
+    ).content)  # fmt: skip
+    assert one_answer > 50_000
+    assert asyncio.run(never_read()) < 60 * one_answer
 
 
 def test_an_idle_keep_alive_connection_is_closed(strict_server: WakeDockProcess) -> None:

@@ -6,6 +6,11 @@
 - The TLS handshake and the whole request head must arrive within `header_timeout`, counted from
   the accept, or from the first byte of a later request on a keep-alive connection. A silent
   keep-alive connection is closed by uvicorn's `timeout_keep_alive`.
+- While the application has a request, the client must keep up: a body that stops arriving, or
+  an answer it stops reading, for `body_timeout` closes the connection (a slot held that way is
+  never free for eviction, so without this a few addresses could hold every slot). A pause the
+  server caused (it stopped reading while the application had not taken the body yet) is not
+  the client's.
 - A head larger than h11's limit (`h11_max_incomplete_event_size`, server.max_header_bytes) is
   answered 431, another malformed request 400, as JSON with the security headers.
 - When the answer leaves request data unread (a 413 before the body, a 431), the connection reads
@@ -39,7 +44,7 @@ _LINGER_QUIET_SECONDS = 1.0
 # incomplete, so a head over the limit arriving in one read would otherwise pass.
 _HEAD_SLICE = 4096
 
-_Wait = Literal["head", "body", "linger"]
+_Wait = Literal["head", "body", "busy", "linger"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ConnectionRules:
     limiter: ConnectionLimiter
     tls: ssl.SSLContext | None
     header_timeout: float
+    body_timeout: float
     # Security headers for the answers the protocol writes itself (web/headers.py).
     answer_headers: tuple[tuple[bytes, bytes], ...]
 
@@ -86,6 +92,8 @@ class GuardedProtocol(H11Protocol):
         self._upgraded = False
         self._lingering = False
         self._linger_end = self._last_data = 0.0
+        self._last_read = 0.0  # when the client last sent anything
+        self._unsent: int | None = None  # answer bytes waiting at the last busy check
         self._waiting: _Wait | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -164,8 +172,9 @@ class GuardedProtocol(H11Protocol):
         if not self._connected:
             self._early.append(data)
             return
+        self._last_read = self.loop.time()
         if self._lingering:
-            self._last_data = self.loop.time()
+            self._last_data = self._last_read
             return  # after an error answer: read and dropped
         if self.conn.their_state is h11.IDLE:
             self._expect("head", self.rules.header_timeout)
@@ -187,8 +196,8 @@ class GuardedProtocol(H11Protocol):
             return
         limiter = self.rules.limiter
         if self.cycle is not None and not self.cycle.response_complete:
-            limiter.busy(self)  # the app has the request
-            self._expect(None)
+            limiter.busy(self)  # the app has the request; the client must keep up with it
+            self._expect("busy", self.rules.body_timeout)
         elif self.conn.their_state is h11.SEND_BODY:
             # Answered before the whole body came (a 413, a 401): uvicorn drops the rest,
             # which must follow soon.
@@ -250,6 +259,22 @@ class GuardedProtocol(H11Protocol):
 
     # -- deadlines ----------------------------------------------------------------------------
 
+    def _stalled(self) -> bool:
+        """During a request: the client sent nothing of a body it still owes (while the server
+        was reading), or read nothing of the answer, for a whole `body_timeout`."""
+        now = self.loop.time()
+        if self.flow.read_paused:
+            self._last_read = now  # the server's pause, not the client's
+        elif (
+            self.conn.their_state is h11.SEND_BODY
+            and now - self._last_read >= self.rules.body_timeout
+        ):
+            return True
+        unsent = self.transport.get_write_buffer_size() if self.flow.write_paused else None
+        stuck = unsent is not None and self._unsent is not None and unsent >= self._unsent
+        self._unsent = unsent
+        return stuck
+
     def _expect(self, waiting: _Wait | None, seconds: float = 0.0) -> None:
         """Close the connection unless the client gets past `waiting` within `seconds`. A
         deadline already running for the same thing keeps running; None cancels it."""
@@ -264,6 +289,12 @@ class GuardedProtocol(H11Protocol):
 
     def _expired(self) -> None:
         waiting, self._waiting, self._deadline = self._waiting, None, None
+        if waiting == "busy":
+            if self._stalled() and self._raw is not None:
+                self._raw.abort()
+            else:
+                self._expect("busy", self.rules.body_timeout)
+            return
         if waiting == "linger":
             now = self.loop.time()
             if now - self._last_data < _LINGER_QUIET_SECONDS and now < self._linger_end:

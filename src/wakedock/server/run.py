@@ -69,7 +69,9 @@ def connection_rules(components: Components, tls: ssl.SSLContext | None) -> Conn
     )
     https = tls is not None or settings.http.hsts_behind_proxy
     headers = protocol_answer_headers(hsts_max_age=settings.http.hsts_max_age if https else None)
-    return ConnectionRules(limiter, tls, server.header_timeout_seconds, tuple(headers))
+    return ConnectionRules(
+        limiter, tls, server.header_timeout_seconds, server.body_timeout_seconds, tuple(headers)
+    )
 
 
 def serve(components: Components, *, insecure_http: bool, log_level: str = "info") -> None:
