@@ -8,6 +8,8 @@ import errno
 import logging
 import sqlite3
 
+import psycopg
+import psycopg.errors
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -36,6 +38,27 @@ def _sqlite(error: Exception) -> sa.DBAPIError:
     return wrapped
 
 
+def _postgres(error: Exception) -> sa.DBAPIError:
+    wrapped = sa.DBAPIError.instance("SELECT 1", (), error, psycopg.Error)
+    assert isinstance(wrapped, sa.DBAPIError)
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _postgres(psycopg.OperationalError("connection refused")),  # no server answered
+        _postgres(psycopg.errors.AdminShutdown("terminating connection")),  # 57P01
+        _postgres(psycopg.errors.CannotConnectNow("the database system is starting up")),
+        _postgres(psycopg.errors.TooManyConnections("too many clients already")),  # class 53
+        _sqlite(sqlite3.OperationalError("unable to open database file")),
+    ],
+)
+def test_a_database_that_cannot_serve_is_an_outage(error: Exception) -> None:
+    outage = outage_of(error)
+    assert outage is not None and outage.detail == "the database is unavailable"
+
+
 def test_a_full_disk_outside_the_database_is_a_503_naming_the_disk() -> None:
     reply = _app(OSError(errno.ENOSPC, "No space left on device"), Outages()).get("/fail")
     assert reply.status_code == 503 and reply.headers["retry-after"]
@@ -51,6 +74,10 @@ def test_a_full_disk_outside_the_database_is_a_503_naming_the_disk() -> None:
     [
         _sqlite(sqlite3.IntegrityError("UNIQUE constraint failed: users.email")),
         _sqlite(sqlite3.InterfaceError("Error binding parameter 1")),
+        # Contention, not an outage: the database answered.
+        _sqlite(sqlite3.OperationalError("database is locked")),
+        _postgres(psycopg.errors.DeadlockDetected("deadlock detected")),
+        _postgres(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")),
         OSError(errno.EACCES, "Permission denied"),
         ValueError("a bug"),
     ],

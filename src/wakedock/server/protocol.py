@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import h11
-from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 from uvicorn.server import ServerState
@@ -81,7 +80,9 @@ class GuardedProtocol(H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limit = config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+        limit = config.h11_max_incomplete_event_size
+        if limit is None:  # wakedock serve always sets it (server.max_header_bytes)
+            raise ValueError("h11_max_incomplete_event_size must be set")
         self._parser = _Parser(h11.SERVER, limit)
         self.conn = self._parser
         self._raw: asyncio.Transport | None = None
@@ -127,6 +128,9 @@ class GuardedProtocol(H11Protocol):
                 ssl_handshake_timeout=self.rules.header_timeout,
                 ssl_shutdown_timeout=LINGER_SECONDS,
             )
+        except asyncio.CancelledError:  # the server is shutting down
+            self._forget()
+            raise
         except Exception:  # noqa: BLE001 - whatever ended the handshake, the slot must go
             # Failed (ssl.SSLError), timed out or cut (ConnectionError): start_tls has closed
             # the socket, and connection_lost is never called before a handshake completes.
@@ -161,6 +165,8 @@ class GuardedProtocol(H11Protocol):
             self._raw.abort()
 
     def shutdown(self) -> None:
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.cancel()  # start_tls closes the socket; _secure frees the slot
         if self._connected and not self._lingering:
             super().shutdown()
         elif self._raw is not None:

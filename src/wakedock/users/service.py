@@ -167,8 +167,7 @@ class UserService:
             # Checked first, on its own: any later query (role guard, session revocation) would
             # flush the duplicate e-mail as a bare IntegrityError outside this handler.
             try:
-                with db.begin_nested():
-                    db.flush()
+                db.flush()
             except IntegrityError:
                 raise Conflict("a user with this email already exists") from None
             record_event(

@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 class BodyTooLarge(HTTPException):
     """Raised by `receive` past the limit. An HTTPException, so that FastAPI's body parsing lets
-    it through and web/errors.py answers it as JSON 413 `payload_too_large`."""
+    it through and web/errors.py answers it as JSON 413 `payload_too_large` (the application's
+    exception handlers sit inside this middleware)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, detail=f"request body larger than {limit} bytes")
@@ -61,7 +62,6 @@ class BodyLimitMiddleware:
             await _too_large(limit)(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -75,16 +75,5 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            # Raised outside the routes' error handlers (e.g. by a middleware reading the body).
-            if started:
-                raise
-            await _too_large(limit)(scope, receive, send)
+        # BodyTooLarge is an HTTPException: the application's error handlers answer it (JSON 413).
+        await self.app(scope, limited_receive, send)

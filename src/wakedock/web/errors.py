@@ -91,16 +91,38 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 _FULL = "database or disk is full"
 
 
+# SQLite's answers when its file cannot be reached at all.
+_SQLITE_GONE = ("unable to open database file", "disk i/o error")
+# PostgreSQL SQLSTATEs of a server that cannot serve: connection exceptions (class 08),
+# insufficient resources (53), and shutting down or starting up (57P01..57P03).
+_PG_GONE_CLASSES = ("08", "53")
+_PG_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _unreachable(exc: sa.DBAPIError) -> bool:
+    """The database itself is gone or cannot serve (not a lock, a deadlock, a timeout of one
+    statement: those are anomalies of this request, answered 500 with their trace)."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa.OperationalError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None:
+        message = str(exc.orig).lower()
+        # psycopg: no SQLSTATE when no server answered at all (refused, reset, timed out).
+        return "sqlite" not in type(exc.orig).__module__ or any(m in message for m in _SQLITE_GONE)
+    return sqlstate.startswith(_PG_GONE_CLASSES) or sqlstate in _PG_GONE
+
+
 def outage_of(exc: BaseException) -> DatabaseUnavailable | None:
     """The 503 to answer when `exc` means the database or its disk cannot serve; else None."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DatabaseUnavailable("the disk is full", dependency="disk")
-    if isinstance(exc, sa.DBAPIError) and (
-        isinstance(exc, sa.OperationalError) or exc.connection_invalidated
-    ):
+    if isinstance(exc, sa.DBAPIError):
         if _FULL in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "53100":
             return DatabaseUnavailable("the database is unavailable: its disk is full")
-        return DatabaseUnavailable("the database is unavailable")
+        if _unreachable(exc):
+            return DatabaseUnavailable("the database is unavailable")
     if isinstance(exc, sa.TimeoutError):  # every pooled connection stuck on a dead server
         return DatabaseUnavailable("the database is unavailable")
     return None
