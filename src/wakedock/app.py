@@ -121,6 +121,7 @@ def create_asgi(components: Components) -> HostRouter:
         reaper,
         settings.proxy.admin_hosts,
         headers,
+        components.outages,
         on_startup=[components.siem.start, components.secret_watcher.start],
         on_shutdown=[
             components.siem.stop,
@@ -128,7 +129,6 @@ def create_asgi(components: Components) -> HostRouter:
             components.health.close,
             *_closers(components),
         ],
-        outages=components.outages,
     )
 
 

@@ -60,7 +60,8 @@ async def _login_body(request: Request) -> LoginRequest:
         if content_type == "application/json":
             data = json.loads(raw)
         else:
-            data = {k: v[-1] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+            fields = parse_qs(raw.decode(), keep_blank_values=True, max_num_fields=8)
+            data = {k: v[-1] for k, v in fields.items()}
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the credentials could not be parsed") from None
     if not isinstance(data, dict):

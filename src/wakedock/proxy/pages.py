@@ -12,22 +12,23 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from wakedock.web.errors import HTTP_CODES
+
 PREFIX = "/_wakedock"
 STATUS_PATH = f"{PREFIX}/status"
 SCRIPT_PATH = f"{PREFIX}/loading.js"
 STYLE_PATH = f"{PREFIX}/loading.css"
 
+# What these pages need beyond the set every answer WakeDock writes gets (web/headers.py, added
+# by the proxy with `Cache-Control: no-store`): a CSP allowing only their own script and style,
+# and no Referer at all, since the ticket hand-off URL must never reach the app, or anyone else.
+# They post nothing (form-action 'none'), so they need no usable Origin.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    # These pages post nothing (form-action 'none'), so they need no usable Origin; and the
-    # ticket hand-off URL must never reach the app, or anyone else, in a Referer.
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
 }
 
 LOADING_JS = """\
@@ -85,18 +86,6 @@ def loading_page(display_name: str) -> Response:
     return _page(f"Starting {display_name}", body, 200)
 
 
-# The stable code of a page's JSON form, by status (as the admin API names them).
-PAGE_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    429: "too_many_attempts",
-    502: "bad_gateway",
-    503: "service_unavailable",
-}
-
-
 class MessagePage(Response):
     """A small HTML page for a browser; the same words as JSON `{"detail", "code"}` for any
     other client (one asking for JSON, or for anything but HTML)."""
@@ -116,7 +105,7 @@ class MessagePage(Response):
             media_type="text/html; charset=utf-8",
             headers={**PAGE_HEADERS, **(headers or {})},
         )
-        self._as_json = {"detail": f"{title}. {message}", "code": code or PAGE_CODES[status]}
+        self._as_json = {"detail": f"{title}. {message}", "code": code or HTTP_CODES[status]}
         self._extra = headers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

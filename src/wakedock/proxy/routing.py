@@ -33,11 +33,11 @@ class HostRouter:
         reaper: IdleReaper,
         admin_hosts: list[str],
         headers: SecurityHeaders,
+        outages: Outages,
         on_startup: list[Callable[[], None]] | None = None,
         on_shutdown: list[Callable[[], None]] | None = None,
-        outages: Outages | None = None,
     ) -> None:
-        self._outages = outages or Outages()
+        self._outages = outages
         self.admin = admin
         self._proxy = proxy
         self._directory = directory

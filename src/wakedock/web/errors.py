@@ -27,13 +27,18 @@ from wakedock.errors import DatabaseUnavailable, WakeDockError
 
 log = logging.getLogger("wakedock.errors")
 
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
+# The stable code of an answer that carries no more specific one, by status: the API's HTTP
+# errors and the proxy's own pages name them alike.
+HTTP_CODES = {
     400: "bad_request",
     401: "not_authenticated",
     403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
     413: "payload_too_large",
+    429: "too_many_attempts",
+    502: "bad_gateway",
+    503: "service_unavailable",
 }
 
 
@@ -80,7 +85,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = exc.detail if isinstance(exc, StarletteHTTPException) else "error"
     return JSONResponse(
-        {"detail": detail, "code": _HTTP_CODES.get(status, "http_error")},
+        {"detail": detail, "code": HTTP_CODES.get(status, "http_error")},
         status_code=status,
         headers=getattr(exc, "headers", None),
     )
@@ -172,9 +177,11 @@ class CatchAllMiddleware:
     """Any unhandled error becomes a JSON 500 with a correlation id, inside the header layer;
     an outage of the database or its disk a 503 (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, outages: Outages | None = None) -> None:
+    def __init__(self, app: ASGIApp, outages: Outages) -> None:
+        # Shared with the host router and the database's commit hook: "logged once per
+        # outage" holds only with one tracker per process.
         self.app = app
-        self.outages = outages or Outages()
+        self.outages = outages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
