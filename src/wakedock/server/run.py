@@ -114,6 +114,9 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         access_log=False,
     )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # uvicorn announces "running on http://..." since TLS is the protocol's, not its own: the
+    # line above says where WakeDock really listens.
+    logging.getLogger("uvicorn.error").addFilter(_NoAddressLine())
     click.echo(f"WakeDock listening on {url} ({tls_line})", err=True)
     if reloader is not None:
         reloader.start()
@@ -122,3 +125,8 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     finally:
         if reloader is not None:
             reloader.stop()
+
+
+class _NoAddressLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Uvicorn running on")
