@@ -4,18 +4,21 @@ own answers (its Date, a 501 sent before it read the body) and a wake whose cont
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import httpx
 import pytest
-from test_wake_engine import add_service
 
 from support.components import WakeDockProcess, wakedock_server
-from support.docker_images import docker_client, ensure_python_image
+from support.engine import (  # noqa: F401 - fixtures
+    add_by_cli,
+    app_spec,
+    engine,
+    installation,
+    network,
+    python_image,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,24 +27,9 @@ APP = {"Host": "app.localhost"}
 FIXED_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 
 
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return ensure_python_image(engine)
-
-
 @pytest.fixture
-def env(engine: docker.DockerClient) -> Iterator[dict[str, str]]:
-    installation = f"wd-answers-{secrets.token_hex(3)}"
-    yield {"WAKEDOCK_DOCKER__INSTALLATION": installation}
-    for container in engine.containers.list(
-        all=True, filters={"label": f"wakedock.managed={installation}"}
-    ):
-        container.remove(force=True)
+def env(installation: str) -> dict[str, str]:
+    return {"WAKEDOCK_DOCKER__INSTALLATION": installation}
 
 
 def client_for(server: WakeDockProcess) -> httpx.Client:
@@ -49,10 +37,10 @@ def client_for(server: WakeDockProcess) -> httpx.Client:
 
 
 def test_proxied_answers_carry_one_date_the_upstreams(
-    tmp_path: Path, image: str, env: dict[str, str]
+    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "app")
+    add_by_cli(data, env, app_spec(python_image, "app", network))
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers=APP).status_code == 200  # woken
         dated = http.get("/dated", headers=APP)
@@ -66,10 +54,10 @@ def test_proxied_answers_carry_one_date_the_upstreams(
 
 
 def test_an_upstreams_501_to_a_post_reaches_the_visitor(
-    tmp_path: Path, image: str, env: dict[str, str]
+    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "app")
+    add_by_cli(data, env, app_spec(python_image, "app", network))
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers=APP).status_code == 200  # woken
         body = b"x" * (4 * 2**20)
@@ -80,16 +68,12 @@ def test_an_upstreams_501_to_a_post_reaches_the_visitor(
 
 
 def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(
-    tmp_path: Path, image: str, env: dict[str, str]
+    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
 ) -> None:
     data = tmp_path / "data"
-    add_service(
-        data,
-        env,
-        image,
-        "crash",
-        command=["/usr/bin/python3", "-c", "import sys; sys.exit(3)"],
-        wake_timeout_s=90,
+    crash = ["/usr/bin/python3", "-c", "import sys; sys.exit(3)"]
+    add_by_cli(
+        data, env, app_spec(python_image, "crash", network, command=crash, wake_timeout_s=90)
     )
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         page = http.get("/", headers={"Host": "crash.localhost", "Accept": "*/*"})
@@ -97,7 +81,7 @@ def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(
     assert page.status_code == 502
     assert "crash could not be started" in page.text
     assert "An administrator can find the cause in the audit trail" in page.text
-    assert image not in page.text and "code 3" not in page.text
+    assert python_image not in page.text and "code 3" not in page.text
     # The operator's log says which service and why, once.
     lines = [line for line in log.splitlines() if "could not wake crash" in line]
     assert len(lines) == 1, log

@@ -12,83 +12,29 @@ import socket
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 import pytest
-import yaml
 from websockets.sync.client import connect as ws_connect
 
 from support.components import WakeDockProcess, run_cli, wakedock_server
-from support.docker_images import docker_client, ensure_python_image
+from support.engine import (  # noqa: F401 - fixtures
+    add_by_cli,
+    app_spec,
+    container_of,
+    engine,
+    installation,
+    network,
+    python_image,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 HTML = {"Accept": "text/html"}
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return ensure_python_image(engine)
-
-
-@pytest.fixture
-def installation(engine: docker.DockerClient) -> Iterator[str]:
-    name = f"wd-wake-{secrets.token_hex(3)}"
-    yield name
-    for container in engine.containers.list(
-        all=True, filters={"label": f"wakedock.managed={name}"}
-    ):
-        container.remove(force=True)
-
-
-def add_service(
-    data: Path,
-    env: dict[str, str],
-    image: str,
-    name: str,
-    app_env: dict[str, str] | None = None,
-    **extra: Any,
-) -> None:
-    spec = {
-        "name": name,
-        "image": image,
-        "ports": [{"container_port": 8080}],
-        "readiness": {"type": "http", "port": 8080, "path": "/", "interval_s": 1},
-        "access": {"policy": "public"},
-        "idle_timeout_s": 3,
-        "env": app_env or {},
-        **extra,
-    }
-    path = data.parent / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    added = run_cli(data, "service", "add", str(path), env=env)
-    assert added.returncode == 0, added.stderr
-
-
-def container(engine: docker.DockerClient, installation: str, name: str) -> Any:
-    [found] = engine.containers.list(
-        all=True,
-        filters={"label": [f"wakedock.managed={installation}", f"wakedock.service={name}"]},
-    )
-    return found
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def client_for(server: WakeDockProcess) -> httpx.Client:
@@ -111,20 +57,27 @@ def audit_rows(data: Path, type_: str) -> list[tuple[str, str, str]]:
 
 
 def test_visit_wakes_the_service_then_idle_stops_it(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    python_image: str,
+    network: str,
+    installation: str,
+    env: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "app", app_env={"NAME": "real-app"})
-    assert container(engine, installation, "app").status == "created"
+    add_by_cli(data, env, app_spec(python_image, "app", network, app_env={"NAME": "real-app"}))
+    assert container_of(engine, installation, "app").status == "created"
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         reply = http.get("/", headers={"Host": "app.localhost"})
         assert reply.status_code == 200 and reply.text == "hello from real-app\n"
-        assert container(engine, installation, "app").status == "running"
+        assert container_of(engine, installation, "app").status == "running"
         # The admin API still answers on its own host, never on the service's.
         assert http.get("/api/v1/health").status_code == 200
         assert http.get("/api/v1/health", headers={"Host": "nope.localhost"}).status_code == 404
         wait_for(
-            lambda: container(engine, installation, "app").status == "exited", "the idle stop", 20
+            lambda: container_of(engine, installation, "app").status == "exited",
+            "the idle stop",
+            20,
         )
         # The engine reports the stop before WakeDock records it.
         wait_for(lambda: bool(audit_rows(data, "service_stop")), "the audited stop", 10)
@@ -135,11 +88,17 @@ def test_visit_wakes_the_service_then_idle_stops_it(
 
 
 def test_200_concurrent_requests_start_the_container_once(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    python_image: str,
+    network: str,
+    installation: str,
+    env: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "burst", app_env={"NAME": "burst"}, idle_timeout_s=600)
-    ref = container(engine, installation, "burst").id
+    spec = app_spec(python_image, "burst", network, app_env={"NAME": "burst"}, idle_timeout_s=600)
+    add_by_cli(data, env, spec)
+    ref = container_of(engine, installation, "burst").id
     with wakedock_server(data, env=env) as server:
         since = int(time.time()) - 1
 
@@ -179,54 +138,70 @@ def _websocket(server: WakeDockProcess, host: str) -> Any:
 
 
 def test_open_websocket_keeps_the_service_awake(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    python_image: str,
+    network: str,
+    installation: str,
+    env: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "chat")
+    add_by_cli(data, env, app_spec(python_image, "chat", network))
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers={"Host": "chat.localhost"}).status_code == 200
         with _websocket(server, "chat.localhost") as socket_:
             socket_.send("hello")
             assert socket_.recv(timeout=10) == "hello"
             time.sleep(6)  # twice the idle timeout, the socket open and quiet
-            assert container(engine, installation, "chat").status == "running"
+            assert container_of(engine, installation, "chat").status == "running"
             socket_.send("still here")
             assert socket_.recv(timeout=10) == "still here"
         wait_for(
-            lambda: container(engine, installation, "chat").status == "exited",
+            lambda: container_of(engine, installation, "chat").status == "exited",
             "the idle stop once the socket closed",
             20,
         )
 
 
 def test_slow_start_is_not_ready_before_it_listens(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    python_image: str,
+    network: str,
+    installation: str,
+    env: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
-    add_service(
-        data, env, image, "slow", app_env={"DELAY": "4", "NAME": "slow"}, idle_timeout_s=600
-    )
+    app_env = {"DELAY": "4", "NAME": "slow"}
+    add_by_cli(data, env, app_spec(python_image, "slow", network, app_env, idle_timeout_s=600))
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         page = http.get("/", headers={"Host": "slow.localhost", **HTML})
         assert "Starting slow" in page.text
         time.sleep(1.5)
         # Running, but not listening yet: still waking.
-        assert container(engine, installation, "slow").status == "running"
+        assert container_of(engine, installation, "slow").status == "running"
         status = http.get("/_wakedock/status", headers={"Host": "slow.localhost"}).json()
         assert status["state"] == "waking"
         started = time.monotonic()
         reply = http.get("/", headers={"Host": "slow.localhost"})
         assert reply.status_code == 200 and reply.text == "hello from slow\n"
-        logs = container(engine, installation, "slow").logs().decode()
+        logs = container_of(engine, installation, "slow").logs().decode()
         assert "listening" in logs
         assert time.monotonic() - started > 1.0
 
 
 def test_protected_service_wakes_only_for_a_signed_in_user(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    tmp_path: Path,
+    engine: docker.DockerClient,
+    python_image: str,
+    network: str,
+    installation: str,
+    env: dict[str, str],
 ) -> None:
     data = tmp_path / "data"
-    add_service(data, env, image, "vault", access={"policy": "authenticated"})
+    add_by_cli(
+        data, env, app_spec(python_image, "vault", network, access={"policy": "authenticated"})
+    )
     password = secrets.token_urlsafe(18)
     created = run_cli(
         data,
@@ -246,7 +221,7 @@ def test_protected_service_wakes_only_for_a_signed_in_user(
         assert "/auth/proxy?next=" in anonymous.headers["location"]
         assert http.get("/", headers={"Host": "vault.localhost"}).status_code == 401
         time.sleep(1)
-        assert container(engine, installation, "vault").status == "created"
+        assert container_of(engine, installation, "vault").status == "created"
 
         login = http.post(
             "/api/v1/auth/login",
@@ -266,4 +241,4 @@ def test_protected_service_wakes_only_for_a_signed_in_user(
         cookie = redeemed.headers["set-cookie"].split(";")[0]
         reply = http.get("/", headers={"Host": "vault.localhost", "Cookie": cookie})
         assert reply.status_code == 200 and reply.text == "hello from app\n"
-        assert container(engine, installation, "vault").status == "running"
+        assert container_of(engine, installation, "vault").status == "running"

@@ -1,6 +1,15 @@
-"""A single-node Swarm on the local engine, for the Swarm runtime's integration tests."""
+"""A single-node Swarm on the local engine, for the Swarm runtime's integration tests.
+
+A Swarm task given no network lands on Docker's default bridge, like a plain container: the
+tests put their services on an attachable overlay network of their own (`overlay_network`).
+"""
 
 from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import docker
 import docker.errors
@@ -39,3 +48,26 @@ def remove_services(client: docker.DockerClient, *, label: str, name_prefix: str
                 service.remove()
             except docker.errors.NotFound:
                 continue
+
+
+@contextmanager
+def overlay_network(client: docker.DockerClient) -> Iterator[str]:
+    """An attachable overlay network of the test Swarm, removed after; remove the services on it
+    first (the engine refuses while their tasks still have endpoints, so removal waits for them)."""
+    created = client.networks.create(
+        f"wd-swarm-net-{secrets.token_hex(4)}", driver="overlay", attachable=True
+    )
+    try:
+        yield str(created.name)
+    finally:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                created.remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
