@@ -21,6 +21,7 @@ from support.browser import (
     make_certificate,
 )
 from support.components import unavailable
+from support.engine import add_app, engine, installation, network, python_image  # noqa: F401
 
 
 @pytest.fixture(scope="session")

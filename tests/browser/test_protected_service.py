@@ -26,14 +26,7 @@ from support.browser import (
     sign_in_with_password,
     text,
 )
-from support.engine import (  # noqa: F401 - fixtures
-    add_by_cli,
-    app_spec,
-    engine,
-    installation,
-    network,
-    python_image,
-)
+from support.engine import AddApp
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +45,8 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
     tmp_path: Path,
     certificate: BrowserCertificate,
     engine: docker.DockerClient,
-    python_image: str,
-    network: str,
     installation: str,
+    add_app: AddApp,
     page: Any,
     shot: Shot,
     who: str,
@@ -63,19 +55,15 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
     yet: this looped between the hosts before) enrols on the way, then reaches the app."""
     data = tmp_path / "data"
     env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
-    add_by_cli(
+    add_app(
         data,
         env,
-        app_spec(
-            python_image,
-            "app",
-            network,
-            # Slow to listen, so that a person (and this test) sees the loading page.
-            {"NAME": "the team wiki", "DELAY": "3"},
-            display_name="Team wiki",
-            access={"policy": "authenticated"},
-            idle_timeout_s=600,
-        ),
+        "app",
+        # Slow to listen, so that a person (and this test) sees the loading page.
+        {"NAME": "the team wiki", "DELAY": "3"},
+        display_name="Team wiki",
+        access={"policy": "authenticated"},
+        idle_timeout_s=600,
     )
     password = create_user(data, "gina", "viewer" if who == "viewer" else "admin")
     with browser_server(data, certificate, env) as server:

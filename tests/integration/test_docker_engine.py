@@ -12,7 +12,7 @@ import docker.errors
 import pytest
 
 from support.docker_images import TEST_IMAGE
-from support.engine import SOCKET, busybox_spec, engine, installation, network  # noqa: F401
+from support.engine import SOCKET, busybox_spec
 from wakedock.runtime.base import (
     ContainerNotFound,
     ImageMissing,

@@ -5,20 +5,14 @@ own answers (its Date, a 501 sent before it read the body) and a wake whose cont
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from support.components import WakeDockProcess, wakedock_server
-from support.engine import (  # noqa: F401 - fixtures
-    add_by_cli,
-    app_spec,
-    engine,
-    installation,
-    network,
-    python_image,
-)
+from support.engine import AddApp
 
 pytestmark = pytest.mark.integration
 
@@ -36,45 +30,41 @@ def client_for(server: WakeDockProcess) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=90)
 
 
-def test_proxied_answers_carry_one_date_the_upstreams(
-    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
-) -> None:
+@pytest.fixture
+def woken(tmp_path: Path, env: dict[str, str], add_app: AddApp) -> Iterator[httpx.Client]:
+    """A client of `wakedock serve` whose public test app `app` has answered once (woken)."""
     data = tmp_path / "data"
-    add_by_cli(data, env, app_spec(python_image, "app", network))
+    add_app(data, env, "app")
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers=APP).status_code == 200  # woken
-        dated = http.get("/dated", headers=APP)
-        assert dated.status_code == 200 and dated.text == "dated\n"
-        assert dated.headers.get_list("date") == [FIXED_DATE]
-        # The app's usual answers and WakeDock's own ones are dated, once.
-        assert len(http.get("/", headers=APP).headers.get_list("date")) == 1
-        own = http.get("/api/v1/health/live")
-        assert len(own.headers.get_list("date")) == 1
-        assert own.headers["date"].endswith(" GMT")
+        yield http
 
 
-def test_an_upstreams_501_to_a_post_reaches_the_visitor(
-    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
-) -> None:
-    data = tmp_path / "data"
-    add_by_cli(data, env, app_spec(python_image, "app", network))
-    with wakedock_server(data, env=env) as server, client_for(server) as http:
-        assert http.get("/", headers=APP).status_code == 200  # woken
-        body = b"x" * (4 * 2**20)
-        reply = http.post("/unsupported", headers=APP, content=body)
-        assert reply.status_code == 501, reply.text
-        assert "POST is not implemented by this app" in reply.text
-        assert http.post("/echo", headers=APP, content=b"abc").text.startswith("got 3 bytes")
+def test_proxied_answers_carry_one_date_the_upstreams(woken: httpx.Client) -> None:
+    dated = woken.get("/dated", headers=APP)
+    assert dated.status_code == 200 and dated.text == "dated\n"
+    assert dated.headers.get_list("date") == [FIXED_DATE]
+    # The app's usual answers and WakeDock's own ones are dated, once.
+    assert len(woken.get("/", headers=APP).headers.get_list("date")) == 1
+    own = woken.get("/api/v1/health/live")
+    assert len(own.headers.get_list("date")) == 1
+    assert own.headers["date"].endswith(" GMT")
+
+
+def test_an_upstreams_501_to_a_post_reaches_the_visitor(woken: httpx.Client) -> None:
+    body = b"x" * (4 * 2**20)
+    reply = woken.post("/unsupported", headers=APP, content=body)
+    assert reply.status_code == 501, reply.text
+    assert "POST is not implemented by this app" in reply.text
+    assert woken.post("/echo", headers=APP, content=b"abc").text.startswith("got 3 bytes")
 
 
 def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(
-    tmp_path: Path, python_image: str, network: str, env: dict[str, str]
+    tmp_path: Path, python_image: str, env: dict[str, str], add_app: AddApp
 ) -> None:
     data = tmp_path / "data"
     crash = ["/usr/bin/python3", "-c", "import sys; sys.exit(3)"]
-    add_by_cli(
-        data, env, app_spec(python_image, "crash", network, command=crash, wake_timeout_s=90)
-    )
+    add_app(data, env, "crash", command=crash, wake_timeout_s=90)
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         page = http.get("/", headers={"Host": "crash.localhost", "Accept": "*/*"})
         log = server.log()

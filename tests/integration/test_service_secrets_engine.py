@@ -17,7 +17,6 @@ import pytest
 from conftest import strong_password
 from support.components import run_cli, wakedock_server
 from support.docker_images import TEST_IMAGE
-from support.engine import engine, installation, network  # noqa: F401 - fixtures
 from support.openbao import BaoServer, start_openbao
 
 pytestmark = pytest.mark.integration

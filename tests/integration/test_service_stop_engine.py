@@ -25,10 +25,7 @@ from support.engine import (  # noqa: F401 - fixtures
     busybox_spec,
     container_of,
     database_url,
-    engine,
     h,
-    installation,
-    network,
     wait_for,
 )
 from wakedock.audit.events import RequestContext

@@ -28,10 +28,7 @@ from support.engine import (  # noqa: F401 - fixtures
     busybox_spec,
     container_of,
     database_url,
-    engine,
     h,
-    installation,
-    network,
     wait_for,
 )
 from support.socket_relay import SocketRelay

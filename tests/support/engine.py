@@ -4,9 +4,10 @@ runtime, service specs and a few look-ups.
 
 Every container a test creates goes on the test's own network (`network_mode` in a spec, the
 `network` argument of docker-py), never on Docker's default bridge; ports are still published
-on 127.0.0.1 only and reached there. A test module takes the fixtures it needs by importing
-them (`from support.engine import engine, h, ...  # noqa: F401 - fixtures`), as the proxy tests
-do with `support.proxy`.
+on 127.0.0.1 only and reached there. tests/integration/conftest.py and tests/browser/conftest.py
+offer the fixtures; `database_url` (SQLite only) and `h` change what a module's harness is, so a
+module opts into them by importing them (`from support.engine import database_url, h`), as the
+proxy tests do with `support.proxy`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,26 @@ def installation(engine: docker.DockerClient, network: str) -> Iterator[str]:
         container.remove(force=True)
 
 
+AddApp = Callable[..., None]
+
+
+@pytest.fixture
+def add_app(python_image: str, network: str) -> AddApp:
+    """`add_app(data, env, name, app_env=None, **fields)`: the Python test app, public, stopped
+    after 3 idle seconds (any field overridden), on this test's network, added with the CLI."""
+
+    def add(
+        data: Path,
+        env: dict[str, str],
+        name: str,
+        app_env: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> None:
+        add_by_cli(data, env, app_spec(python_image, name, network, app_env, **fields))
+
+    return add
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     # The engine is what these tests are about: one database backend is enough.
@@ -111,9 +132,10 @@ def busybox_spec(name: str, network: str, **extra: Any) -> dict[str, Any]:
 
 
 def app_spec(
-    image: str, name: str, network: str, app_env: dict[str, str] | None = None, **extra: Any
+    image: str, name: str, network: str, app_env: dict[str, str] | None = None, **fields: Any
 ) -> dict[str, Any]:
-    """The Python test app, public, stopped after 3 idle seconds (override any field)."""
+    """The Python test app on `network`, public, stopped after 3 idle seconds (any field
+    overridden)."""
     return {
         "name": name,
         "image": image,
@@ -123,7 +145,7 @@ def app_spec(
         "access": {"policy": "public"},
         "idle_timeout_s": 3,
         "env": app_env or {},
-        **extra,
+        **fields,
     }
 
 

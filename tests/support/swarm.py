@@ -52,22 +52,25 @@ def remove_services(client: docker.DockerClient, *, label: str, name_prefix: str
 
 @contextmanager
 def overlay_network(client: docker.DockerClient) -> Iterator[str]:
-    """An attachable overlay network of the test Swarm, removed after; remove the services on it
-    first (the engine refuses while their tasks still have endpoints, so removal waits for them)."""
-    created = client.networks.create(
-        f"wd-swarm-net-{secrets.token_hex(4)}", driver="overlay", attachable=True
-    )
+    """An attachable overlay network of the test Swarm, removed after: remove the services on it
+    first. The Swarm drops the network at once; this node's copy goes when the last task
+    container on it has stopped, which this waits for."""
+    name = f"wd-swarm-net-{secrets.token_hex(4)}"
+    created = client.networks.create(name, driver="overlay", attachable=True)
     try:
-        yield str(created.name)
+        yield name
     finally:
-        deadline = time.monotonic() + 60
-        while True:
+        deadline = time.monotonic() + 90
+        removed = False
+        while any(n.name == name for n in client.networks.list(names=[name])):
             try:
-                created.remove()
-                break
+                if not removed:
+                    created.remove()
+                    removed = True
             except docker.errors.NotFound:
                 break
             except docker.errors.APIError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+                pass  # a service's tasks still hold it: try again until the deadline
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the test network {name} is still in use after 90 s")
+            time.sleep(0.5)
