@@ -66,6 +66,7 @@ def network(engine: docker.DockerClient) -> Iterator[str]:
 
 @pytest.fixture
 def runtime(network: str) -> DockerSwarmRuntime:
+    """Asks for `network`: whatever a test creates is removed with the module's services."""
     return DockerSwarmRuntime(base_url="unix:///var/run/docker.sock", installation=INSTALLATION)
 
 
