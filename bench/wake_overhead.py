@@ -4,7 +4,8 @@ plus the first successful probe measured directly, same image, same run, alterna
     .venv/bin/python bench/wake_overhead.py [--wakes 20]
 
 Needs a Docker engine; builds the proxy tests' Python image (tests/support/docker_images.py).
-Every request goes to 127.0.0.1. The WakeDock side uses one kept-alive HTTPS connection, so the
+The containers run on a user-defined bridge network of their own, removed at the end; every
+request goes to 127.0.0.1. The WakeDock side uses one kept-alive HTTPS connection, so the
 figure is the wake path (routing, start, readiness, proxying), not a TLS handshake.
 """
 
@@ -25,21 +26,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import wakedock_command, wakedock_server
 from support.docker_images import ensure_python_image
+from support.engine import app_spec
 from wakedock.runtime.docker_engine import DockerEngineRuntime
 from wakedock.services.spec import ServiceSpec
 
 SOCKET = "unix:///var/run/docker.sock"
-
-
-def spec(name: str, image: str) -> dict[str, object]:
-    return {
-        "name": name,
-        "image": image,
-        "ports": [{"container_port": 8080}],
-        "readiness": {"type": "http", "port": 8080, "path": "/", "interval_s": 1},
-        "access": {"policy": "public"},
-        "idle_timeout_s": 2,
-    }
 
 
 def raw_wake(client: docker.DockerClient, ref: str) -> float:
@@ -82,12 +73,14 @@ def main() -> None:
     client = docker.from_env()
     image = ensure_python_image(client)
     installation = f"wd-bench-{secrets.token_hex(3)}"
+    network = client.networks.create(f"{installation}-net", driver="bridge")
     raw_runtime = DockerEngineRuntime(base_url=SOCKET, installation=f"{installation}-raw")
-    raw_ref = raw_runtime.create(ServiceSpec.model_validate(spec("raw", image)), {})
+    raw_spec = app_spec(image, "raw", str(network.name), idle_timeout_s=2)
+    raw_ref = raw_runtime.create(ServiceSpec.model_validate(raw_spec), {})
 
     def prepare(data_dir: Path, env: dict[str, str]) -> None:
         path = data_dir.parent / "app.yaml"
-        path.write_text(yaml.safe_dump(spec("app", image)))
+        path.write_text(yaml.safe_dump(app_spec(image, "app", str(network.name), idle_timeout_s=2)))
         subprocess.run(wakedock_command("service", "add", str(path)), env=env, check=True)
 
     env = {
@@ -121,6 +114,7 @@ def main() -> None:
             all=True, filters={"label": f"wakedock.managed={installation}"}
         ):
             container.remove(force=True)
+        network.remove()
     raw_median, woken_median = statistics.median(raw), statistics.median(woken)
     paired = statistics.median(w - r for w, r in zip(woken, raw, strict=True))
     print(f"\n{args.wakes} wakes, image {image}")

@@ -6,7 +6,7 @@ directory): no cookie or cache crosses from one test to another.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,12 @@ from support.browser import (
     CHROMIUM,
     BrowserCertificate,
     Screenshots,
+    Shot,
     chromium_args,
     make_certificate,
 )
 from support.components import unavailable
+from support.engine import add_app, engine, installation, network, python_image  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +82,7 @@ def page(request: pytest.FixtureRequest, browser: Any, screenshots: Screenshots)
 
 
 @pytest.fixture
-def shot(page: Any, screenshots: Screenshots) -> Callable[[str], None]:
+def shot(page: Any, screenshots: Screenshots) -> Shot:
     """`shot("signed-in")` saves test-output/browser/<test>/NN-signed-in.png."""
 
     def take(step: str) -> None:

@@ -2,60 +2,33 @@
 get the app. The real `wakedock serve`, the real Docker engine, a real container.
 
 Chromium opens `https://app.localhost:<port>/` (resolved to 127.0.0.1 inside Chromium); the
-container publishes its port on 127.0.0.1 only.
+container runs on the test's own bridge network and publishes its port on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-import yaml
 
 from support.browser import (
     BrowserCertificate,
+    Shot,
     admin_url,
     browser_server,
     create_user,
     enrol_by_api,
     enrol_on_the_page,
     next_code,
+    sign_in_with_code,
     sign_in_with_password,
     text,
 )
-from support.components import run_cli
-from support.docker_images import docker_client, ensure_python_image
+from support.engine import AddApp
 
 pytestmark = pytest.mark.integration
-
-Shot = Callable[[str], None]
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker_client()
-
-
-@pytest.fixture
-def installation(engine: docker.DockerClient) -> Iterator[str]:
-    """A per-test installation name: its containers are found by label and removed after."""
-    name = f"wd-browser-{secrets.token_hex(3)}"
-    yield name
-    for container in engine.containers.list(
-        all=True, filters={"label": f"wakedock.managed={name}"}
-    ):
-        container.remove(force=True)
-
-
-def add_service(data: Path, env: dict[str, str], spec: dict[str, Any]) -> None:
-    path = data.parent / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    added = run_cli(data, "service", "add", str(path), env=env)
-    assert added.returncode == 0, added.stderr
 
 
 def running(engine: docker.DockerClient, installation: str) -> bool:
@@ -73,6 +46,7 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
     certificate: BrowserCertificate,
     engine: docker.DockerClient,
     installation: str,
+    add_app: AddApp,
     page: Any,
     shot: Shot,
     who: str,
@@ -81,20 +55,15 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
     yet: this looped between the hosts before) enrols on the way, then reaches the app."""
     data = tmp_path / "data"
     env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
-    add_service(
+    add_app(
         data,
         env,
-        {
-            "name": "app",
-            "display_name": "Team wiki",
-            "image": ensure_python_image(engine),
-            "ports": [{"container_port": 8080}],
-            "readiness": {"type": "http", "port": 8080, "path": "/", "interval_s": 1},
-            "access": {"policy": "authenticated"},
-            "idle_timeout_s": 600,
-            # Slow to listen, so that a person (and this test) sees the loading page.
-            "env": {"NAME": "the team wiki", "DELAY": "3"},
-        },
+        "app",
+        # Slow to listen, so that a person (and this test) sees the loading page.
+        {"NAME": "the team wiki", "DELAY": "3"},
+        display_name="Team wiki",
+        access={"policy": "authenticated"},
+        idle_timeout_s=600,
     )
     password = create_user(data, "gina", "viewer" if who == "viewer" else "admin")
     with browser_server(data, certificate, env) as server:
@@ -107,11 +76,10 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
         assert page.url.startswith(admin_url(server, "/login?next="))
         assert not running(engine, installation)
         shot("sign-in")
-        sign_in_with_password(page, "gina", password)
-        if secret is not None:
-            page.get_by_role("heading", name="Two-step verification").wait_for()
-            page.get_by_label("Authentication code").fill(next_code(secret))
-            page.get_by_role("button", name="Verify").click()
+        if secret is None:
+            sign_in_with_password(page, "gina", password)
+        else:
+            sign_in_with_code(page, "gina", password, next_code(secret))
         if who == "new-admin":
             page.get_by_role("heading", name="Set up two-step verification").wait_for()
             assert "Your role (admin) must use two-step verification" in text(page)

@@ -17,19 +17,20 @@ import pytest
 
 from support.browser import (
     BrowserCertificate,
+    Shot,
     admin_url,
     browser_server,
     create_user,
     enrol_by_api,
     enrol_on_the_page,
+    enter_code,
     next_code,
+    sign_in_with_code,
     sign_in_with_password,
     text,
 )
 
 pytestmark = pytest.mark.integration
-
-Shot = Callable[[str], None]
 
 
 @pytest.fixture
@@ -51,8 +52,7 @@ def test_sign_in_with_password_and_authenticator_code(
         page.get_by_role("heading", name="Two-step verification").wait_for()
         assert "Enter the 6-digit code from your authenticator app" in text(page)
         shot("code-step")
-        page.get_by_label("Authentication code").fill(next_code(secret))
-        page.get_by_role("button", name="Verify").click()
+        enter_code(page, next_code(secret))
 
         page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
         assert '"username":"dora"' in text(page)
@@ -100,10 +100,7 @@ def test_a_new_admin_enrols_on_the_enrolment_page_then_signs_in_with_totp(
         # A later sign-in asks for the code of the app just set up.
         browser.clear_cookies()
         page.goto(admin_url(server, "/login?next=/api/v1/auth/me"))
-        sign_in_with_password(page, "erin", password)
-        page.get_by_role("heading", name="Two-step verification").wait_for()
-        page.get_by_label("Authentication code").fill(next_code(secret))
-        page.get_by_role("button", name="Verify").click()
+        sign_in_with_code(page, "erin", password, next_code(secret))
         page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
         assert '"role":"admin"' in text(page)
         shot("later-sign-in")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import docker
 import docker.errors
 import pytest
 
-from support.docker_images import docker_client, ensure_test_image
+from support.docker_images import TEST_IMAGE
+from support.engine import SOCKET, busybox_spec
 from wakedock.runtime.base import (
     ContainerNotFound,
     ImageMissing,
@@ -25,48 +25,14 @@ from wakedock.services.spec import ServiceSpec
 
 pytestmark = pytest.mark.integration
 
-INSTALLATION = "wakedock-tests"
-# busybox httpd serving a page it writes into the tmpfs (the root filesystem is read-only).
-SERVE = [
-    "/bin/sh",
-    "-c",
-    "echo serving-from-tmpfs; echo ok > /tmp/index.html && exec httpd -f -p 8080 -h /tmp",
-]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = docker_client()
-    ensure_test_image(client)
-    yield client
-    for container in client.containers.list(all=True, filters={"label": "wakedock.managed"}):
-        if container.labels.get("wakedock.managed") == INSTALLATION:
-            container.remove(force=True)
-
 
 @pytest.fixture
-def runtime(engine: docker.DockerClient) -> DockerEngineRuntime:
-    return DockerEngineRuntime(base_url="unix:///var/run/docker.sock", installation=INSTALLATION)
+def runtime(installation: str) -> DockerEngineRuntime:
+    return DockerEngineRuntime(base_url=SOCKET, installation=installation)
 
 
-def _spec(name: str, **extra: Any) -> ServiceSpec:
-    return ServiceSpec.model_validate(
-        {
-            "name": name,
-            "image": "wakedock-test/busybox:1",
-            "command": SERVE,
-            "ports": [{"container_port": 8080}],
-            "readiness": {
-                "type": "http",
-                "path": "/index.html",
-                "port": 8080,
-                "interval_s": 1,
-                "timeout_s": 2,
-                "retries": 3,
-            },
-            **extra,
-        }
-    )
+def _spec(name: str, network: str, **extra: Any) -> ServiceSpec:
+    return ServiceSpec.model_validate(busybox_spec(name, network, **extra))
 
 
 def _wait_healthy(runtime: DockerEngineRuntime, container_id: str) -> None:
@@ -80,9 +46,9 @@ def _wait_healthy(runtime: DockerEngineRuntime, container_id: str) -> None:
 
 
 def test_launch_is_hardened_in_docker_inspect(
-    engine: docker.DockerClient, runtime: DockerEngineRuntime
+    engine: docker.DockerClient, runtime: DockerEngineRuntime, installation: str, network: str
 ) -> None:
-    container_id = runtime.create(_spec("hardened"), {"GREETING": "hello"})
+    container_id = runtime.create(_spec("hardened", network), {"GREETING": "hello"})
     runtime.start(container_id)
     _wait_healthy(runtime, container_id)
     attrs = engine.api.inspect_container(container_id)
@@ -98,6 +64,7 @@ def test_launch_is_hardened_in_docker_inspect(
     assert host["Privileged"] is False
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
     assert host["NetworkMode"] != "host"
+    assert host["NetworkMode"] == network  # the test's own bridge, not Docker's default one
     assert host["PidMode"] in ("", "private")
     assert host["IpcMode"] in ("", "private", "none")
     assert host["UTSMode"] in ("", "private")
@@ -109,7 +76,7 @@ def test_launch_is_hardened_in_docker_inspect(
     assert bindings
     assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
     assert attrs["Config"]["Healthcheck"]["Test"]
-    assert attrs["Config"]["Labels"]["wakedock.managed"] == INSTALLATION
+    assert attrs["Config"]["Labels"]["wakedock.managed"] == installation
     assert "GREETING=hello" in attrs["Config"]["Env"]
     # Published on loopback only, and really serving.
     published = attrs["NetworkSettings"]["Ports"]["8080/tcp"]
@@ -120,8 +87,8 @@ def test_launch_is_hardened_in_docker_inspect(
     runtime.remove(container_id)
 
 
-def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime) -> None:
-    container_id = runtime.create(_spec("lifecycle"), {})
+def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime, network: str) -> None:
+    container_id = runtime.create(_spec("lifecycle", network), {})
     assert runtime.status(container_id).state is State.STOPPED
     runtime.start(container_id)
     assert runtime.status(container_id).state is State.RUNNING
@@ -131,7 +98,7 @@ def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime) -> None
     assert runtime.status(container_id).state is State.RUNNING
     runtime.stop(container_id)
     assert runtime.status(container_id).state is State.STOPPED
-    assert "serving-from-tmpfs" in runtime.logs(container_id, tail=10)
+    assert "service-log-line" in runtime.logs(container_id, tail=10)
     runtime.remove(container_id)
     with pytest.raises(ContainerNotFound):
         runtime.status(container_id)
@@ -139,13 +106,14 @@ def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime) -> None
 
 
 def test_unmanaged_container_is_never_touched(
-    engine: docker.DockerClient, runtime: DockerEngineRuntime
+    engine: docker.DockerClient, runtime: DockerEngineRuntime, network: str
 ) -> None:
     bystander = engine.containers.run(
-        "wakedock-test/busybox:1",
+        TEST_IMAGE,
         ["sleep", "300"],
         detach=True,
         name=f"bystander-{int(time.time() * 1000)}",
+        network=network,
     )
     try:
         for operation in (runtime.stop, runtime.start, runtime.status, runtime.remove):
@@ -158,10 +126,10 @@ def test_unmanaged_container_is_never_touched(
 
 
 def test_opted_in_container_is_managed(
-    engine: docker.DockerClient, runtime: DockerEngineRuntime
+    engine: docker.DockerClient, runtime: DockerEngineRuntime, network: str
 ) -> None:
     opted = engine.containers.create(
-        "wakedock-test/busybox:1", ["sleep", "300"], labels={"wakedock.enable": "true"}
+        TEST_IMAGE, ["sleep", "300"], network=network, labels={"wakedock.enable": "true"}
     )
     try:
         runtime.start(opted.id)
@@ -172,15 +140,17 @@ def test_opted_in_container_is_managed(
         opted.remove(force=True)
 
 
-def test_missing_image_is_refused_without_repeating_it(runtime: DockerEngineRuntime) -> None:
+def test_missing_image_is_refused_without_repeating_it(
+    runtime: DockerEngineRuntime, network: str
+) -> None:
     with pytest.raises(ImageMissing, match="not present on the Docker host") as caught:
-        runtime.create(_spec("orphan", image="wakedock-test/never-built:9"), {})
+        runtime.create(_spec("orphan", network, image="wakedock-test/never-built:9"), {})
     assert "never-built" not in caught.value.detail and caught.value.extra == {"field": "image"}
 
 
 def test_unreachable_daemon_is_a_clear_503(engine: docker.DockerClient) -> None:
     nowhere = DockerEngineRuntime(
-        base_url="unix:///tmp/no-docker-here.sock", installation=INSTALLATION
+        base_url="unix:///tmp/no-docker-here.sock", installation="wakedock-tests"
     )
     with pytest.raises(RuntimeUnavailable) as caught:
         nowhere.status("anything")

@@ -14,7 +14,8 @@ import pytest
 from docker.types import ContainerSpec, ServiceMode, TaskTemplate
 
 from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
-from support.swarm import ensure_swarm_manager, remove_services
+from support.engine import HTTP_READINESS
+from support.swarm import ensure_swarm_manager, overlay_network, remove_services
 from wakedock.runtime.base import (
     ContainerNotFound,
     ImageMissing,
@@ -28,9 +29,10 @@ from wakedock.services.spec import ServiceSpec
 
 pytestmark = pytest.mark.integration
 
-INSTALLATION = "wakedock-swarm-tests"
+# Per run: another run on the same engine (CI's, say) has its own services, left alone.
+INSTALLATION = f"wakedock-swarm-tests-{secrets.token_hex(3)}"
 # Services the tests create directly (not through the runtime) carry this name prefix.
-BYSTANDER_PREFIX = "wdswarmtest-"
+BYSTANDER_PREFIX = f"wdswarmtest-{secrets.token_hex(3)}-"
 DEADLINE_S = 90
 MIB = 1024 * 1024
 # busybox httpd serving a page written into the tmpfs (the root filesystem is read-only). The
@@ -45,34 +47,37 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
+def engine() -> docker.DockerClient:
     client = docker_client()
     ensure_swarm_manager(client)
     ensure_test_image(client)
-    remove_services(client, label=f"wakedock.managed={INSTALLATION}", name_prefix=BYSTANDER_PREFIX)
-    yield client
-    remove_services(client, label=f"wakedock.managed={INSTALLATION}", name_prefix=BYSTANDER_PREFIX)
+    return client
+
+
+@pytest.fixture(scope="module")
+def network(engine: docker.DockerClient) -> Iterator[str]:
+    """The module's overlay network; its services are removed first, the network after."""
+    with overlay_network(engine) as name:
+        yield name
+        remove_services(
+            engine, label=f"wakedock.managed={INSTALLATION}", name_prefix=BYSTANDER_PREFIX
+        )
 
 
 @pytest.fixture
-def runtime(engine: docker.DockerClient) -> DockerSwarmRuntime:
+def runtime(network: str) -> DockerSwarmRuntime:
+    """Asks for `network`: whatever a test creates is removed with the module's services."""
     return DockerSwarmRuntime(base_url="unix:///var/run/docker.sock", installation=INSTALLATION)
 
 
-def _spec(name: str, **extra: Any) -> ServiceSpec:
+def _spec(name: str, network: str, **extra: Any) -> ServiceSpec:
     return ServiceSpec.model_validate(
         {
             "name": name,
             "image": TEST_IMAGE,
             "command": SERVE,
-            "readiness": {
-                "type": "http",
-                "path": "/index.html",
-                "port": 8080,
-                "interval_s": 1,
-                "timeout_s": 2,
-                "retries": 3,
-            },
+            "network_mode": network,
+            "readiness": dict(HTTP_READINESS),
             **extra,
         }
     )
@@ -111,9 +116,11 @@ def _exec(engine: docker.DockerClient, container_id: str, *command: str) -> str:
 
 
 def test_lifecycle_is_hardened_and_scales_between_0_and_1(
-    engine: docker.DockerClient, runtime: DockerSwarmRuntime
+    engine: docker.DockerClient, runtime: DockerSwarmRuntime, network: str
 ) -> None:
-    lifecycle = _spec("lifecycle", cap_add=["CHOWN"], stop_signal="TERM", stop_timeout_s=20)
+    lifecycle = _spec(
+        "lifecycle", network, cap_add=["CHOWN"], stop_signal="TERM", stop_timeout_s=20
+    )
     ref = runtime.create(lifecycle, {"GREETING": "hello"})
     assert runtime.status(ref).state is State.STOPPED
     assert _replicas(engine, ref) == 0
@@ -158,6 +165,8 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 256
     assert host["NetworkMode"] != "host"
+    # On the module's overlay network only: not on Docker's default bridge.
+    assert set(attrs["NetworkSettings"]["Networks"]) == {network}
     assert not host.get("Devices")
     assert not host.get("PortBindings")
     assert not attrs["NetworkSettings"].get("Ports")
@@ -205,11 +214,11 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     runtime.remove(ref)  # removing twice is not an error
 
 
-def _bystander(engine: docker.DockerClient, **labels: str) -> str:
+def _bystander(engine: docker.DockerClient, network: str, **labels: str) -> str:
     # By image id, as the runtime does: a tag would make Swarm try its registry first.
     image = engine.images.get(TEST_IMAGE).id
     created = engine.api.create_service(
-        TaskTemplate(ContainerSpec(image, args=["sleep", "300"])),
+        TaskTemplate(ContainerSpec(image, args=["sleep", "300"]), networks=[network]),
         name=f"{BYSTANDER_PREFIX}{secrets.token_hex(6)}",
         labels=labels,
         mode=ServiceMode("replicated", replicas=1),
@@ -224,10 +233,10 @@ def _running_task(engine: docker.DockerClient, service_id: str) -> str | None:
 
 
 def test_unmanaged_service_is_never_touched_and_opt_in_is_discovered(
-    engine: docker.DockerClient, runtime: DockerSwarmRuntime
+    engine: docker.DockerClient, runtime: DockerSwarmRuntime, network: str
 ) -> None:
-    bystander = _bystander(engine)
-    opted = _bystander(engine, **{"wakedock.enable": "true"})
+    bystander = _bystander(engine, network)
+    opted = _bystander(engine, network, **{"wakedock.enable": "true"})
     task = _wait(lambda: _running_task(engine, bystander), "the bystander's task running")
     version = engine.api.inspect_service(bystander)["Version"]["Index"]
 
@@ -263,10 +272,11 @@ def test_unmanaged_service_is_never_touched_and_opt_in_is_discovered(
 
 
 def test_service_that_keeps_crashing_is_stopped_and_can_be_woken_again(
-    engine: docker.DockerClient, runtime: DockerSwarmRuntime
+    engine: docker.DockerClient, runtime: DockerSwarmRuntime, network: str
 ) -> None:
     crash = _spec(
         "crashloop",
+        network,
         command=["/bin/sh", "-c", "echo crashing; exit 3"],
         readiness={"type": "tcp", "port": 8080, "interval_s": 1, "timeout_s": 1, "retries": 1},
     )
@@ -285,14 +295,14 @@ def test_service_that_keeps_crashing_is_stopped_and_can_be_woken_again(
 
 
 def test_missing_image_and_policy_violation_create_nothing(
-    engine: docker.DockerClient, runtime: DockerSwarmRuntime
+    engine: docker.DockerClient, runtime: DockerSwarmRuntime, network: str
 ) -> None:
     with pytest.raises(ImageMissing, match="not present on the Docker host"):
-        runtime.create(_spec("orphan", image="wakedock-test/never-built:9"), {})
+        runtime.create(_spec("orphan", network, image="wakedock-test/never-built:9"), {})
     with pytest.raises(ValueError, match="privileged"):
-        runtime.create(_spec("escalate", privileged=True), {})
+        runtime.create(_spec("escalate", network, privileged=True), {})
     with pytest.raises(ValueError, match="secret references not resolved"):
-        runtime.create(_spec("unresolved"), {"TOKEN": "secret:app/db#password"})
+        runtime.create(_spec("unresolved", network), {"TOKEN": "secret:app/db#password"})
     for name in ("orphan", "escalate", "unresolved"):
         assert runtime.find(name) is None
         with pytest.raises(docker.errors.NotFound):

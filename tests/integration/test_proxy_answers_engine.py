@@ -4,18 +4,15 @@ own answers (its Date, a 501 sent before it read the body) and a wake whose cont
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import httpx
 import pytest
-from test_wake_engine import add_service
 
 from support.components import WakeDockProcess, wakedock_server
-from support.docker_images import docker_client, ensure_python_image
+from support.engine import AddApp
 
 pytestmark = pytest.mark.integration
 
@@ -24,80 +21,57 @@ APP = {"Host": "app.localhost"}
 FIXED_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 
 
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return ensure_python_image(engine)
-
-
 @pytest.fixture
-def env(engine: docker.DockerClient) -> Iterator[dict[str, str]]:
-    installation = f"wd-answers-{secrets.token_hex(3)}"
-    yield {"WAKEDOCK_DOCKER__INSTALLATION": installation}
-    for container in engine.containers.list(
-        all=True, filters={"label": f"wakedock.managed={installation}"}
-    ):
-        container.remove(force=True)
+def env(installation: str) -> dict[str, str]:
+    return {"WAKEDOCK_DOCKER__INSTALLATION": installation}
 
 
 def client_for(server: WakeDockProcess) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=90)
 
 
-def test_proxied_answers_carry_one_date_the_upstreams(
-    tmp_path: Path, image: str, env: dict[str, str]
-) -> None:
+@pytest.fixture
+def woken(tmp_path: Path, env: dict[str, str], add_app: AddApp) -> Iterator[httpx.Client]:
+    """A client of `wakedock serve` whose public test app `app` has answered once (woken)."""
     data = tmp_path / "data"
-    add_service(data, env, image, "app")
+    add_app(data, env, "app")
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers=APP).status_code == 200  # woken
-        dated = http.get("/dated", headers=APP)
-        assert dated.status_code == 200 and dated.text == "dated\n"
-        assert dated.headers.get_list("date") == [FIXED_DATE]
-        # The app's usual answers and WakeDock's own ones are dated, once.
-        assert len(http.get("/", headers=APP).headers.get_list("date")) == 1
-        own = http.get("/api/v1/health/live")
-        assert len(own.headers.get_list("date")) == 1
-        assert own.headers["date"].endswith(" GMT")
+        yield http
 
 
-def test_an_upstreams_501_to_a_post_reaches_the_visitor(
-    tmp_path: Path, image: str, env: dict[str, str]
-) -> None:
-    data = tmp_path / "data"
-    add_service(data, env, image, "app")
-    with wakedock_server(data, env=env) as server, client_for(server) as http:
-        assert http.get("/", headers=APP).status_code == 200  # woken
-        body = b"x" * (4 * 2**20)
-        reply = http.post("/unsupported", headers=APP, content=body)
-        assert reply.status_code == 501, reply.text
-        assert "POST is not implemented by this app" in reply.text
-        assert http.post("/echo", headers=APP, content=b"abc").text.startswith("got 3 bytes")
+def test_proxied_answers_carry_one_date_the_upstreams(woken: httpx.Client) -> None:
+    dated = woken.get("/dated", headers=APP)
+    assert dated.status_code == 200 and dated.text == "dated\n"
+    assert dated.headers.get_list("date") == [FIXED_DATE]
+    # The app's usual answers and WakeDock's own ones are dated, once.
+    assert len(woken.get("/", headers=APP).headers.get_list("date")) == 1
+    own = woken.get("/api/v1/health/live")
+    assert len(own.headers.get_list("date")) == 1
+    assert own.headers["date"].endswith(" GMT")
+
+
+def test_an_upstreams_501_to_a_post_reaches_the_visitor(woken: httpx.Client) -> None:
+    body = b"x" * (4 * 2**20)
+    reply = woken.post("/unsupported", headers=APP, content=body)
+    assert reply.status_code == 501, reply.text
+    assert "POST is not implemented by this app" in reply.text
+    assert woken.post("/echo", headers=APP, content=b"abc").text.startswith("got 3 bytes")
 
 
 def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(
-    tmp_path: Path, image: str, env: dict[str, str]
+    tmp_path: Path, python_image: str, env: dict[str, str], add_app: AddApp
 ) -> None:
     data = tmp_path / "data"
-    add_service(
-        data,
-        env,
-        image,
-        "crash",
-        command=["/usr/bin/python3", "-c", "import sys; sys.exit(3)"],
-        wake_timeout_s=90,
-    )
+    crash = ["/usr/bin/python3", "-c", "import sys; sys.exit(3)"]
+    add_app(data, env, "crash", command=crash, wake_timeout_s=90)
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         page = http.get("/", headers={"Host": "crash.localhost", "Accept": "*/*"})
         log = server.log()
     assert page.status_code == 502
     assert "crash could not be started" in page.text
     assert "An administrator can find the cause in the audit trail" in page.text
-    assert image not in page.text and "code 3" not in page.text
+    assert python_image not in page.text and "code 3" not in page.text
     # The operator's log says which service and why, once.
     lines = [line for line in log.splitlines() if "could not wake crash" in line]
     assert len(lines) == 1, log

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import strong_password
 from support.components import run_cli, wakedock_server
-from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from support.docker_images import TEST_IMAGE
 from support.openbao import BaoServer, start_openbao
 
 pytestmark = pytest.mark.integration
@@ -35,13 +35,6 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     server.stop()
 
 
-@pytest.fixture
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    ensure_test_image(client)
-    return client
-
-
 def _approle(bao: BaoServer, tmp_path: Path) -> tuple[str, Path]:
     root = bao.client()
     root.sys.create_or_update_policy(name="wakedock-services", policy=POLICY)
@@ -56,7 +49,7 @@ def _approle(bao: BaoServer, tmp_path: Path) -> tuple[str, Path]:
 
 
 def test_service_secret_reaches_the_container_and_nothing_else(
-    tmp_path: Path, bao: BaoServer, engine: docker.DockerClient
+    tmp_path: Path, bao: BaoServer, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     value = "db-pass-" + secrets.token_urlsafe(24)
     rotated = "db-pass-v2-" + secrets.token_urlsafe(24)
@@ -68,7 +61,6 @@ def test_service_secret_reaches_the_container_and_nothing_else(
         path=f"services/{SERVICE}/denied", secret={"password": "x"}, mount_point="secret"
     )
     role_id, secret_id = _approle(bao, tmp_path)
-    installation = f"wd-sec-{secrets.token_hex(3)}"
     config = tmp_path / "wakedock.yaml"
     config.write_text(
         f"secrets:\n  provider: vault\n  vault_url: {bao.url}\n  vault_auth: approle\n"
@@ -82,71 +74,62 @@ def test_service_secret_reaches_the_container_and_nothing_else(
                    stdin=password + "\n", env=env)  # fmt: skip
     assert made.returncode == 0, made.stderr
     replies: list[str] = []
-    try:
-        with (
-            # The most talkative log level: a value logged anywhere would show up.
-            wakedock_server(data, env=env, extra_args=("--log-level", "debug")) as server,
-            httpx.Client(
-                base_url=server.base_url, verify=server.ssl_context(), timeout=60
-            ) as client,
-        ):
-            login = client.post(
-                "/api/v1/auth/login", json={"username": "dev", "password": password}
-            )
-            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            spec = {
-                "name": SERVICE,
-                "image": TEST_IMAGE,
-                "command": ["/bin/sh", "-c", "exec sleep 600"],
-                "readiness": {"type": "healthcheck", "test": ["CMD", "true"]},
-                "env": {"DB_PASSWORD": f"secret:services/{SERVICE}/db#password", "MODE": "prod"},
-            }
-            # OpenBao's policy denies this path to WakeDock: refused at save, nothing created.
-            denied = client.post(
-                "/api/v1/services",
-                json={**spec, "env": {"X": f"secret:services/{SERVICE}/denied#password"}},
-                headers=auth,
-            )
-            assert denied.status_code == 403 and "not allowed to read" in denied.json()["detail"], (
-                denied.text
-            )
+    with (
+        # The most talkative log level: a value logged anywhere would show up.
+        wakedock_server(data, env=env, extra_args=("--log-level", "debug")) as server,
+        httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=60) as client,
+    ):
+        login = client.post("/api/v1/auth/login", json={"username": "dev", "password": password})
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        spec = {
+            "name": SERVICE,
+            "image": TEST_IMAGE,
+            "command": ["/bin/sh", "-c", "exec sleep 600"],
+            "network_mode": network,
+            "readiness": {"type": "healthcheck", "test": ["CMD", "true"]},
+            "env": {"DB_PASSWORD": f"secret:services/{SERVICE}/db#password", "MODE": "prod"},
+        }
+        # OpenBao's policy denies this path to WakeDock: refused at save, nothing created.
+        denied = client.post(
+            "/api/v1/services",
+            json={**spec, "env": {"X": f"secret:services/{SERVICE}/denied#password"}},
+            headers=auth,
+        )
+        assert denied.status_code == 403 and "not allowed to read" in denied.json()["detail"], (
+            denied.text
+        )
 
-            created = client.post("/api/v1/services", json=spec, headers=auth)
-            assert created.status_code == 201, created.text
-            sid = created.json()["id"]
-            started = client.post(f"/api/v1/services/{sid}/start", headers=auth)
-            assert started.status_code == 200, started.text
-            container = engine.containers.get(f"{installation}-{SERVICE}")
-            assert f"DB_PASSWORD={value}" in container.attrs["Config"]["Env"]
-            assert container.status == "running"
+        created = client.post("/api/v1/services", json=spec, headers=auth)
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        started = client.post(f"/api/v1/services/{sid}/start", headers=auth)
+        assert started.status_code == 200, started.text
+        container = engine.containers.get(f"{installation}-{SERVICE}")
+        assert f"DB_PASSWORD={value}" in container.attrs["Config"]["Env"]
+        assert container.status == "running"
 
-            # A new KV version is read at the next start.
-            kv.create_or_update_secret(
-                path=f"services/{SERVICE}/db", secret={"password": rotated}, mount_point="secret"
-            )
-            client.post(f"/api/v1/services/{sid}/stop", headers=auth).raise_for_status()
-            client.post(f"/api/v1/services/{sid}/start", headers=auth).raise_for_status()
-            container = engine.containers.get(f"{installation}-{SERVICE}")
-            assert f"DB_PASSWORD={rotated}" in container.attrs["Config"]["Env"]
-            assert f"DB_PASSWORD={value}" not in container.attrs["Config"]["Env"]
+        # A new KV version is read at the next start.
+        kv.create_or_update_secret(
+            path=f"services/{SERVICE}/db", secret={"password": rotated}, mount_point="secret"
+        )
+        client.post(f"/api/v1/services/{sid}/stop", headers=auth).raise_for_status()
+        client.post(f"/api/v1/services/{sid}/start", headers=auth).raise_for_status()
+        container = engine.containers.get(f"{installation}-{SERVICE}")
+        assert f"DB_PASSWORD={rotated}" in container.attrs["Config"]["Env"]
+        assert f"DB_PASSWORD={value}" not in container.attrs["Config"]["Env"]
 
-            replies = [denied.text, created.text, started.text]
-            for path in ("", f"/{sid}", f"/{sid}/status"):
-                replies.append(client.get(f"/api/v1/services{path}", headers=auth).text)
-            log = server.log()
-        exported = run_cli(data, "audit", "export", "--format", "jsonl", env=env)
-        assert exported.returncode == 0, exported.stderr
-        assert '"secret_access"' in exported.stdout and "container start" in exported.stdout
-        inspected = run_cli(data, "service", "inspect", SERVICE, env=env)
-        assert f"secret:services/{SERVICE}/db#password" in inspected.stdout
-        database = b"".join(p.read_bytes() for p in data.glob("wakedock.db*"))
-        for secret in (value, rotated):
-            assert secret not in log
-            assert secret not in exported.stdout and secret not in inspected.stdout
-            assert secret.encode() not in database
-            assert all(secret not in reply for reply in replies)
-    finally:
-        for leftover in engine.containers.list(
-            all=True, filters={"label": f"wakedock.managed={installation}"}
-        ):
-            leftover.remove(force=True)
+        replies = [denied.text, created.text, started.text]
+        for path in ("", f"/{sid}", f"/{sid}/status"):
+            replies.append(client.get(f"/api/v1/services{path}", headers=auth).text)
+        log = server.log()
+    exported = run_cli(data, "audit", "export", "--format", "jsonl", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert '"secret_access"' in exported.stdout and "container start" in exported.stdout
+    inspected = run_cli(data, "service", "inspect", SERVICE, env=env)
+    assert f"secret:services/{SERVICE}/db#password" in inspected.stdout
+    database = b"".join(p.read_bytes() for p in data.glob("wakedock.db*"))
+    for secret in (value, rotated):
+        assert secret not in log
+        assert secret not in exported.stdout and secret not in inspected.stdout
+        assert secret.encode() not in database
+        assert all(secret not in reply for reply in replies)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,95 +15,28 @@ import docker
 import docker.errors
 import httpx
 import pytest
-import yaml
 from sqlalchemy import select
 
 from conftest import Harness
 from support.components import run_cli, wakedock_server
-from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from support.docker_images import TEST_IMAGE
+from support.engine import (  # noqa: F401 - fixtures
+    add_by_cli,
+    busybox_spec,
+    container_of,
+    database_url,
+    h,
+    wait_for,
+)
 from wakedock.audit.events import RequestContext
 from wakedock.audit.models import AuditEvent
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.docker_engine import DockerEngineRuntime
 
 pytestmark = pytest.mark.integration
 
-SOCKET = "unix:///var/run/docker.sock"
-# httpd is PID 1 of its container when launched without an init: it installs no handler for
-# SIGTERM, so the kernel drops the signal and only SIGKILL ends it.
-SERVE = ["/bin/sh", "-c", "echo ok > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
 # Ends cleanly on SIGUSR1 only, saying so in its log; any other signal kills the shell.
 ON_USR1 = ["/bin/sh", "-c", "trap 'echo stopping-on-usr1; exit 0' USR1; while :; do sleep 1; done"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    ensure_test_image(client)
-    return client
-
-
-@pytest.fixture
-def network(engine: docker.DockerClient) -> Iterator[str]:
-    """A user-defined bridge for this test's containers (ports still published on loopback)."""
-    created = engine.networks.create(f"wd-it-net-{secrets.token_hex(3)}", driver="bridge")
-    yield str(created.name)
-    created.remove()
-
-
-@pytest.fixture
-def installation(engine: docker.DockerClient, network: str) -> Iterator[str]:
-    name = f"wd-it-{secrets.token_hex(3)}"
-    yield name
-    for container in engine.containers.list(all=True, filters={"label": "wakedock.managed"}):
-        if container.labels.get("wakedock.managed") == name:
-            container.remove(force=True)
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    # The engine is what these tests are about: one database backend is enough.
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], installation: str) -> Harness:
-    runtime = DockerEngineRuntime(base_url=SOCKET, installation=installation)
-    return make_harness(runtime=runtime, docker={"installation": installation})
-
-
-def spec(name: str, network: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": TEST_IMAGE,
-        "command": SERVE,
-        "network_mode": network,
-        "ports": [{"container_port": 8080}],
-        "readiness": {
-            "type": "http",
-            "path": "/index.html",
-            "port": 8080,
-            "interval_s": 1,
-            "timeout_s": 2,
-            "retries": 3,
-        },
-        **extra,
-    }
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def container_of(engine: docker.DockerClient, installation: str, name: str) -> Any:
-    found = engine.containers.list(all=True, filters={"label": f"wakedock.service={name}"})
-    return next(c for c in found if c.labels.get("wakedock.managed") == installation)
 
 
 def status(h: Harness, token: str, sid: int) -> dict[str, Any]:
@@ -126,7 +57,9 @@ def test_a_busybox_app_stops_on_sigterm_through_the_init_and_reports_stopped(
     h: Harness, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     token = h.token_for(Role.OPERATOR)
-    sid = h.client.post("/api/v1/services", json=spec("plain", network), headers=h.bearer(token))
+    sid = h.client.post(
+        "/api/v1/services", json=busybox_spec("plain", network), headers=h.bearer(token)
+    )
     sid = sid.json()["id"]
     assert h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token)).is_success
     wait_for(lambda: status(h, token, sid)["health"] == "healthy", "the service to be healthy")
@@ -147,7 +80,7 @@ def test_the_specs_stop_signal_and_timeout_reach_the_container(
     h: Harness, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     token = h.token_for(Role.OPERATOR)
-    body = spec(
+    body = busybox_spec(
         "usr1",
         network,
         command=ON_USR1,
@@ -232,9 +165,7 @@ def test_the_cli_removes_a_discovered_service_whose_container_was_deleted_and_an
     assert f"removed service {name}" in removed.stdout
 
     # A service WakeDock created: its container goes with it.
-    spec_file = tmp_path / "app.yaml"
-    spec_file.write_text(yaml.safe_dump(spec("cli-made", network)))
-    assert run_cli(data, "service", "add", str(spec_file), env=env).returncode == 0
+    add_by_cli(data, env, busybox_spec("cli-made", network))
     container_id = container_of(engine, installation, "cli-made").id
     assert run_cli(data, "service", "remove", "cli-made", env=env).returncode == 0
     with pytest.raises(docker.errors.NotFound):

@@ -10,7 +10,7 @@ import secrets
 import socket
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,16 @@ import yaml
 
 from conftest import Harness
 from support.components import run_cli, wakedock_server
-from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from support.docker_images import TEST_IMAGE
+from support.engine import (  # noqa: F401 - fixtures
+    SOCKET,
+    add_by_cli,
+    busybox_spec,
+    container_of,
+    database_url,
+    h,
+    wait_for,
+)
 from support.socket_relay import SocketRelay
 from wakedock.audit.events import RequestContext
 from wakedock.rbac.permissions import Role
@@ -29,80 +38,13 @@ from wakedock.runtime.docker_engine import DockerEngineRuntime
 
 pytestmark = pytest.mark.integration
 
-SOCKET = "unix:///var/run/docker.sock"
-SERVE = [
-    "/bin/sh",
-    "-c",
-    "echo service-log-line; echo ok > /tmp/index.html && exec httpd -f -p 8080 -h /tmp",
-]
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    client = docker_client()
-    ensure_test_image(client)
-    return client
-
-
-@pytest.fixture
-def installation(engine: docker.DockerClient) -> Iterator[str]:
-    name = f"wd-it-{secrets.token_hex(3)}"
-    yield name
-    for container in engine.containers.list(all=True, filters={"label": "wakedock.managed"}):
-        if container.labels.get("wakedock.managed") == name:
-            container.remove(force=True)
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    # The engine is what these tests are about: one database backend is enough.
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], installation: str) -> Harness:
-    runtime = DockerEngineRuntime(base_url=SOCKET, installation=installation)
-    return make_harness(runtime=runtime, docker={"installation": installation})
-
-
-def spec(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": TEST_IMAGE,
-        "command": SERVE,
-        "ports": [{"container_port": 8080}],
-        "readiness": {
-            "type": "http",
-            "path": "/index.html",
-            "port": 8080,
-            "interval_s": 1,
-            "timeout_s": 2,
-            "retries": 3,
-        },
-        **extra,
-    }
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def container_of(engine: docker.DockerClient, installation: str, name: str) -> Any:
-    found = engine.containers.list(all=True, filters={"label": f"wakedock.service={name}"})
-    return next(c for c in found if c.labels.get("wakedock.managed") == installation)
-
 
 def test_lifecycle_through_the_api_on_the_real_engine(
-    h: Harness, engine: docker.DockerClient, installation: str
+    h: Harness, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     token = h.token_for(Role.DEVELOPER)
     auth = h.bearer(token)
-    created = h.client.post("/api/v1/services", json=spec("web"), headers=auth)
+    created = h.client.post("/api/v1/services", json=busybox_spec("web", network), headers=auth)
     assert created.status_code == 201, created.text
     sid = created.json()["id"]
     container = container_of(engine, installation, "web")
@@ -125,6 +67,7 @@ def test_lifecycle_through_the_api_on_the_real_engine(
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
     assert host["Privileged"] is False
     assert host["NetworkMode"] != "host" and host["PidMode"] != "host"
+    assert host["NetworkMode"] == network  # the test's own bridge, not Docker's default one
     assert host["IpcMode"] != "host" and host["UTSMode"] != "host"
     assert not host["Devices"]
     assert not any("docker.sock" in m["Source"] for m in attrs["Mounts"])
@@ -174,12 +117,14 @@ DANGEROUS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", sorted(DANGEROUS))
 def test_each_dangerous_spec_is_refused_and_nothing_reaches_the_engine(
-    h: Harness, engine: docker.DockerClient, installation: str, case: str
+    h: Harness, engine: docker.DockerClient, network: str, case: str
 ) -> None:
     token = h.token_for(Role.ADMIN)
     name = f"bad-{case.replace('_', '-')}"
     reply = h.client.post(
-        "/api/v1/services", json=spec(name, **DANGEROUS[case]), headers=h.bearer(token)
+        "/api/v1/services",
+        json=busybox_spec(name, network, **DANGEROUS[case]),
+        headers=h.bearer(token),
     )
     assert reply.status_code == 422, reply.text
     assert reply.json()["code"] == "policy_violation"
@@ -189,17 +134,21 @@ def test_each_dangerous_spec_is_refused_and_nothing_reaches_the_engine(
 
 
 def test_unlabelled_container_is_untouched_by_every_operation_and_reconcile(
-    h: Harness, engine: docker.DockerClient
+    h: Harness, engine: docker.DockerClient, network: str
 ) -> None:
     bystander = engine.containers.run(
-        TEST_IMAGE, ["sleep", "300"], detach=True, name=f"bystander-{secrets.token_hex(3)}"
+        TEST_IMAGE,
+        ["sleep", "300"],
+        detach=True,
+        name=f"bystander-{secrets.token_hex(3)}",
+        network=network,
     )
     try:
         started_at = engine.api.inspect_container(bystander.id)["State"]["StartedAt"]
         token = h.token_for(Role.ADMIN)
-        sid = h.client.post("/api/v1/services", json=spec("svc"), headers=h.bearer(token)).json()[
-            "id"
-        ]
+        sid = h.client.post(
+            "/api/v1/services", json=busybox_spec("svc", network), headers=h.bearer(token)
+        ).json()["id"]
         for action in ("start", "stop"):
             h.client.post(f"/api/v1/services/{sid}/{action}", headers=h.bearer(token))
         report = h.components.reconciler.run(RequestContext(actor="test"))
@@ -217,13 +166,14 @@ def test_unlabelled_container_is_untouched_by_every_operation_and_reconcile(
 
 
 def test_labelled_container_is_discovered_and_operated(
-    h: Harness, engine: docker.DockerClient
+    h: Harness, engine: docker.DockerClient, network: str
 ) -> None:
     name = f"opted-{secrets.token_hex(3)}"
     opted = engine.containers.create(
         TEST_IMAGE,
         ["sleep", "300"],
         name=name,
+        network=network,
         labels={
             "wakedock.enable": "true",
             "wakedock.readiness": "tcp:8080",
@@ -259,10 +209,12 @@ def test_labelled_container_is_discovered_and_operated(
 
 
 def test_container_removed_by_hand_is_reconciled_to_missing_then_recreated(
-    h: Harness, engine: docker.DockerClient, installation: str
+    h: Harness, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     token = h.token_for(Role.OPERATOR)
-    sid = h.client.post("/api/v1/services", json=spec("gone"), headers=h.bearer(token)).json()["id"]
+    sid = h.client.post(
+        "/api/v1/services", json=busybox_spec("gone", network), headers=h.bearer(token)
+    ).json()["id"]
     container_of(engine, installation, "gone").remove(force=True)
     status = h.client.get(f"/api/v1/services/{sid}/status", headers=h.bearer(token))
     assert status.status_code == 200 and status.json()["state"] == "missing"
@@ -274,16 +226,16 @@ def test_container_removed_by_hand_is_reconciled_to_missing_then_recreated(
 
 
 def test_docker_going_away_is_a_503_and_coming_back_recovers(
-    make_harness: Callable[..., Harness], installation: str, tmp_path: Path
+    make_harness: Callable[..., Harness], installation: str, network: str, tmp_path: Path
 ) -> None:
     relay = SocketRelay(tmp_path / "docker.sock")
     relay.start()
     runtime = DockerEngineRuntime(base_url=relay.url, installation=installation)
     h = make_harness(runtime=runtime)
     token = h.token_for(Role.OPERATOR)
-    sid = h.client.post("/api/v1/services", json=spec("flaky"), headers=h.bearer(token)).json()[
-        "id"
-    ]
+    sid = h.client.post(
+        "/api/v1/services", json=busybox_spec("flaky", network), headers=h.bearer(token)
+    ).json()["id"]
     relay.stop()
     down = h.client.post(f"/api/v1/services/{sid}/start", headers=h.bearer(token))
     assert down.status_code == 503
@@ -298,7 +250,7 @@ def test_docker_going_away_is_a_503_and_coming_back_recovers(
 
 
 def test_a_host_port_already_taken_is_a_409_naming_the_conflict(
-    h: Harness, caplog: pytest.LogCaptureFixture
+    h: Harness, network: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = h.token_for(Role.OPERATOR)
     with socket.socket() as taken:
@@ -307,7 +259,9 @@ def test_a_host_port_already_taken_is_a_409_naming_the_conflict(
         port = taken.getsockname()[1]
         ports = [{"container_port": 8080, "host_port": port}]
         created = h.client.post(
-            "/api/v1/services", json=spec("clash", ports=ports), headers=h.bearer(token)
+            "/api/v1/services",
+            json=busybox_spec("clash", network, ports=ports),
+            headers=h.bearer(token),
         )
         assert created.status_code == 201, created.text
         with caplog.at_level(logging.WARNING, logger="wakedock.runtime"):
@@ -324,13 +278,15 @@ def test_a_host_port_already_taken_is_a_409_naming_the_conflict(
     assert len(logged) == 1 and "address already in use" in logged[0]
 
 
-def test_a_command_the_container_cannot_run_shows_in_its_status_and_logs(h: Harness) -> None:
+def test_a_command_the_container_cannot_run_shows_in_its_status_and_logs(
+    h: Harness, network: str
+) -> None:
     """With an init (tini) the engine starts the container; the command then fails inside it,
     and the user reads why in the service's status and logs instead of a generic failure."""
     token = h.token_for(Role.OPERATOR)
     created = h.client.post(
         "/api/v1/services",
-        json=spec("no-binary", command=["/no/such/binary"]),
+        json=busybox_spec("no-binary", network, command=["/no/such/binary"]),
         headers=h.bearer(token),
     )
     service = created.json()["id"]
@@ -350,6 +306,7 @@ def test_a_command_the_container_cannot_run_shows_in_its_status_and_logs(h: Harn
 def test_an_engine_socket_that_does_not_exist_is_a_503_logged_once_per_outage(
     make_harness: Callable[..., Harness],
     installation: str,
+    network: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -358,7 +315,7 @@ def test_an_engine_socket_that_does_not_exist_is_a_503_logged_once_per_outage(
     with caplog.at_level(logging.WARNING, logger="wakedock.runtime"):
         for _ in range(3):
             refused = h.client.post(
-                "/api/v1/services", json=spec("nowhere"), headers=h.bearer(token)
+                "/api/v1/services", json=busybox_spec("nowhere", network), headers=h.bearer(token)
             )
             assert refused.status_code == 503, refused.text
             assert refused.json()["code"] == "docker_unavailable"
@@ -373,12 +330,12 @@ def test_an_engine_socket_that_does_not_exist_is_a_503_logged_once_per_outage(
 
 
 def test_cli_adds_starts_and_cis_checks_a_service(
-    tmp_path: Path, engine: docker.DockerClient, installation: str
+    tmp_path: Path, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     data = tmp_path / "data"
     env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
     spec_file = tmp_path / "app.yaml"
-    spec_file.write_text(yaml.safe_dump(spec("cli-app")))
+    spec_file.write_text(yaml.safe_dump(busybox_spec("cli-app", network)))
     added = run_cli(data, "service", "add", str(spec_file), env=env)
     assert added.returncode == 0, added.stderr
     assert "created service cli-app" in added.stdout
@@ -401,6 +358,7 @@ def test_cli_adds_starts_and_cis_checks_a_service(
         TEST_IMAGE,
         ["sleep", "300"],
         name=f"unsafe-{secrets.token_hex(3)}",
+        network=network,
         privileged=True,
         labels={
             "wakedock.enable": "true",
@@ -419,26 +377,27 @@ def test_cli_adds_starts_and_cis_checks_a_service(
     stopped = run_cli(data, "service", "stop", "cli-app", env=env)
     assert stopped.returncode == 0 and "cli-app: stopped" in stopped.stdout
     refused = tmp_path / "bad.yaml"
-    refused.write_text(yaml.safe_dump(spec("cli-bad", privileged=True, pid_mode="host")))
+    refused.write_text(
+        yaml.safe_dump(busybox_spec("cli-bad", network, privileged=True, pid_mode="host"))
+    )
     denied = run_cli(data, "service", "add", str(refused), env=env)
     assert denied.returncode == 1
     assert "privileged" in denied.stderr and "pid_mode" in denied.stderr
 
 
 def test_serve_reconciles_at_start_up(
-    tmp_path: Path, engine: docker.DockerClient, installation: str
+    tmp_path: Path, engine: docker.DockerClient, installation: str, network: str
 ) -> None:
     data = tmp_path / "data"
     env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
-    spec_file = tmp_path / "app.yaml"
-    spec_file.write_text(yaml.safe_dump(spec("boot-app")))
-    assert run_cli(data, "service", "add", str(spec_file), env=env).returncode == 0
+    add_by_cli(data, env, busybox_spec("boot-app", network))
     container_of(engine, installation, "boot-app").remove(force=True)
     name = f"boot-opted-{secrets.token_hex(3)}"
     opted = engine.containers.create(
         TEST_IMAGE,
         ["sleep", "60"],
         name=name,
+        network=network,
         labels={"wakedock.enable": "true", "wakedock.readiness": "tcp:80"},
     )
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Harness
 from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
-from support.swarm import ensure_swarm_manager, remove_services
+from support.swarm import ensure_swarm_manager, overlay_network, remove_services
 from wakedock.config import DockerSettings
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.cis import check_container
@@ -31,7 +31,14 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture
-def installation(engine: docker.DockerClient) -> Iterator[str]:
+def network(engine: docker.DockerClient) -> Iterator[str]:
+    """An attachable overlay network for this test's services, removed after them."""
+    with overlay_network(engine) as name:
+        yield name
+
+
+@pytest.fixture
+def installation(engine: docker.DockerClient, network: str) -> Iterator[str]:
     name = f"wd-swarm-api-{secrets.token_hex(3)}"
     yield name
     remove_services(engine, label=f"wakedock.managed={name}", name_prefix="no-such-prefix-")
@@ -43,7 +50,10 @@ def database_url(tmp_path: Path) -> str:
 
 
 def test_services_api_drives_swarm(
-    make_harness: Callable[..., Harness], engine: docker.DockerClient, installation: str
+    make_harness: Callable[..., Harness],
+    engine: docker.DockerClient,
+    installation: str,
+    network: str,
 ) -> None:
     h = make_harness(docker={"runtime": "swarm", "installation": installation})
     assert h.components.runtime.kind == "swarm"
@@ -52,6 +62,7 @@ def test_services_api_drives_swarm(
         "name": "swarmed",
         "image": TEST_IMAGE,
         "command": ["/bin/sh", "-c", "echo ok > /tmp/i.html && exec httpd -f -p 8080 -h /tmp"],
+        "network_mode": network,
         "readiness": {"type": "http", "port": 8080, "path": "/i.html", "interval_s": 1},
     }
     created = h.client.post("/api/v1/services", json=body, headers=auth)
@@ -75,6 +86,7 @@ def test_services_api_drives_swarm(
     # cis-check's view of the task container: everything passes but no-new-privileges, which
     # Swarm can only set from API 1.44 (this engine speaks less: a documented limitation).
     [attrs] = h.components.runtime.inspect(h.components.services.get(sid).container_ref or "")
+    assert set(attrs["NetworkSettings"]["Networks"]) == {network}  # not the default bridge
     failed = {r.id for r in check_container(attrs) if not r.passed}
     api = tuple(int(p) for p in engine.version()["ApiVersion"].split("."))
     assert failed == (set() if api >= (1, 44) else {"5.26"})

@@ -7,88 +7,41 @@ every machine); WebSockets connect to 127.0.0.1 and send SNI and Host `<name>.lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import socket
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
-import yaml
+from docker import DockerClient
 from websockets.sync.client import connect as ws_connect
 
 from support.components import WakeDockProcess, run_cli, wakedock_server
-from support.docker_images import docker_client, ensure_python_image
+from support.engine import AddApp, container_of, wait_for
 
 pytestmark = pytest.mark.integration
 
 HTML = {"Accept": "text/html"}
 
 
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return ensure_python_image(engine)
+# `container("app")`: the one container of service "app" in this test's installation.
+Container = Callable[[str], Any]
 
 
 @pytest.fixture
-def installation(engine: docker.DockerClient) -> Iterator[str]:
-    name = f"wd-wake-{secrets.token_hex(3)}"
-    yield name
-    for container in engine.containers.list(
-        all=True, filters={"label": f"wakedock.managed={name}"}
-    ):
-        container.remove(force=True)
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
 
 
-def add_service(
-    data: Path,
-    env: dict[str, str],
-    image: str,
-    name: str,
-    app_env: dict[str, str] | None = None,
-    **extra: Any,
-) -> None:
-    spec = {
-        "name": name,
-        "image": image,
-        "ports": [{"container_port": 8080}],
-        "readiness": {"type": "http", "port": 8080, "path": "/", "interval_s": 1},
-        "access": {"policy": "public"},
-        "idle_timeout_s": 3,
-        "env": app_env or {},
-        **extra,
-    }
-    path = data.parent / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    added = run_cli(data, "service", "add", str(path), env=env)
-    assert added.returncode == 0, added.stderr
-
-
-def container(engine: docker.DockerClient, installation: str, name: str) -> Any:
-    [found] = engine.containers.list(
-        all=True,
-        filters={"label": [f"wakedock.managed={installation}", f"wakedock.service={name}"]},
-    )
-    return found
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+@pytest.fixture
+def container(engine: DockerClient, installation: str) -> Container:
+    return functools.partial(container_of, engine, installation)
 
 
 def client_for(server: WakeDockProcess) -> httpx.Client:
@@ -111,20 +64,24 @@ def audit_rows(data: Path, type_: str) -> list[tuple[str, str, str]]:
 
 
 def test_visit_wakes_the_service_then_idle_stops_it(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    data: Path, env: dict[str, str], add_app: AddApp, container: Container, network: str
 ) -> None:
-    data = tmp_path / "data"
-    add_service(data, env, image, "app", app_env={"NAME": "real-app"})
-    assert container(engine, installation, "app").status == "created"
+    add_app(data, env, "app", {"NAME": "real-app"})
+    created = container("app")
+    assert created.status == "created"
+    # `network_mode` of the YAML spec: the test's own bridge, not Docker's default one.
+    assert created.attrs["HostConfig"]["NetworkMode"] == network
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         reply = http.get("/", headers={"Host": "app.localhost"})
         assert reply.status_code == 200 and reply.text == "hello from real-app\n"
-        assert container(engine, installation, "app").status == "running"
+        assert container("app").status == "running"
         # The admin API still answers on its own host, never on the service's.
         assert http.get("/api/v1/health").status_code == 200
         assert http.get("/api/v1/health", headers={"Host": "nope.localhost"}).status_code == 404
         wait_for(
-            lambda: container(engine, installation, "app").status == "exited", "the idle stop", 20
+            lambda: container("app").status == "exited",
+            "the idle stop",
+            20,
         )
         # The engine reports the stop before WakeDock records it.
         wait_for(lambda: bool(audit_rows(data, "service_stop")), "the audited stop", 10)
@@ -135,11 +92,10 @@ def test_visit_wakes_the_service_then_idle_stops_it(
 
 
 def test_200_concurrent_requests_start_the_container_once(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    data: Path, env: dict[str, str], add_app: AddApp, container: Container, engine: DockerClient
 ) -> None:
-    data = tmp_path / "data"
-    add_service(data, env, image, "burst", app_env={"NAME": "burst"}, idle_timeout_s=600)
-    ref = container(engine, installation, "burst").id
+    add_app(data, env, "burst", {"NAME": "burst"}, idle_timeout_s=600)
+    ref = container("burst").id
     with wakedock_server(data, env=env) as server:
         since = int(time.time()) - 1
 
@@ -179,54 +135,49 @@ def _websocket(server: WakeDockProcess, host: str) -> Any:
 
 
 def test_open_websocket_keeps_the_service_awake(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    data: Path, env: dict[str, str], add_app: AddApp, container: Container
 ) -> None:
-    data = tmp_path / "data"
-    add_service(data, env, image, "chat")
+    add_app(data, env, "chat")
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         assert http.get("/", headers={"Host": "chat.localhost"}).status_code == 200
         with _websocket(server, "chat.localhost") as socket_:
             socket_.send("hello")
             assert socket_.recv(timeout=10) == "hello"
             time.sleep(6)  # twice the idle timeout, the socket open and quiet
-            assert container(engine, installation, "chat").status == "running"
+            assert container("chat").status == "running"
             socket_.send("still here")
             assert socket_.recv(timeout=10) == "still here"
         wait_for(
-            lambda: container(engine, installation, "chat").status == "exited",
+            lambda: container("chat").status == "exited",
             "the idle stop once the socket closed",
             20,
         )
 
 
 def test_slow_start_is_not_ready_before_it_listens(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    data: Path, env: dict[str, str], add_app: AddApp, container: Container
 ) -> None:
-    data = tmp_path / "data"
-    add_service(
-        data, env, image, "slow", app_env={"DELAY": "4", "NAME": "slow"}, idle_timeout_s=600
-    )
+    add_app(data, env, "slow", {"DELAY": "4", "NAME": "slow"}, idle_timeout_s=600)
     with wakedock_server(data, env=env) as server, client_for(server) as http:
         page = http.get("/", headers={"Host": "slow.localhost", **HTML})
         assert "Starting slow" in page.text
         time.sleep(1.5)
         # Running, but not listening yet: still waking.
-        assert container(engine, installation, "slow").status == "running"
+        assert container("slow").status == "running"
         status = http.get("/_wakedock/status", headers={"Host": "slow.localhost"}).json()
         assert status["state"] == "waking"
         started = time.monotonic()
         reply = http.get("/", headers={"Host": "slow.localhost"})
         assert reply.status_code == 200 and reply.text == "hello from slow\n"
-        logs = container(engine, installation, "slow").logs().decode()
+        logs = container("slow").logs().decode()
         assert "listening" in logs
         assert time.monotonic() - started > 1.0
 
 
 def test_protected_service_wakes_only_for_a_signed_in_user(
-    tmp_path: Path, engine: docker.DockerClient, image: str, installation: str, env: dict[str, str]
+    data: Path, env: dict[str, str], add_app: AddApp, container: Container
 ) -> None:
-    data = tmp_path / "data"
-    add_service(data, env, image, "vault", access={"policy": "authenticated"})
+    add_app(data, env, "vault", access={"policy": "authenticated"})
     password = secrets.token_urlsafe(18)
     created = run_cli(
         data,
@@ -246,7 +197,7 @@ def test_protected_service_wakes_only_for_a_signed_in_user(
         assert "/auth/proxy?next=" in anonymous.headers["location"]
         assert http.get("/", headers={"Host": "vault.localhost"}).status_code == 401
         time.sleep(1)
-        assert container(engine, installation, "vault").status == "created"
+        assert container("vault").status == "created"
 
         login = http.post(
             "/api/v1/auth/login",
@@ -266,4 +217,4 @@ def test_protected_service_wakes_only_for_a_signed_in_user(
         cookie = redeemed.headers["set-cookie"].split(";")[0]
         reply = http.get("/", headers={"Host": "vault.localhost", "Cookie": cookie})
         assert reply.status_code == 200 and reply.text == "hello from app\n"
-        assert container(engine, installation, "vault").status == "running"
+        assert container("vault").status == "running"

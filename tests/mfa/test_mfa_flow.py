@@ -8,14 +8,13 @@ import base64
 import json
 import re
 import stat
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
 from sqlalchemy import select
 
 from conftest import CLIENT_IP, Harness
+from support.clocked import clock, h  # noqa: F401 - fixtures
 from wakedock.audit.models import AuditEvent
 from wakedock.auth.dependencies import SESSION_COOKIE
 from wakedock.clock import FakeClock
@@ -32,16 +31,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # -- helpers --------------------------------------------------------------------------------
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
-
-
 def fresh_code(h: Harness, username: str) -> str:
     """A TOTP code of a step never used before; moves the FakeClock on if a step is spent."""
     try:

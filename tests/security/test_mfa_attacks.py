@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from conftest import Harness
+from support.clocked import h  # noqa: F401 - fixtures
 from support.routes import api_routes, guards
 from wakedock.audit.models import AuditEvent
 from wakedock.auth.models import UserSession
@@ -45,11 +46,6 @@ def mid_step_clock() -> FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return mid_step_clock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
 
 
 def step_now(h: Harness) -> int:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import Harness, strong_password
+from support.clocked import clock, h  # noqa: F401 - fixtures
 from wakedock.audit.models import AuditEvent
 from wakedock.auth.models import UserSession
 from wakedock.clock import FakeClock
@@ -48,16 +49,6 @@ def wait(h: Harness, clock: FakeClock, seconds: float) -> None:
     """Let time pass. Real time passes too, so the 2-second validation cache has run out."""
     clock.advance(seconds)
     h.components.sessions.forget()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
 
 
 # -- refresh rotation and reuse detection --------------------------------------------------

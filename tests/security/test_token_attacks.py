@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import Harness
+from support.clocked import clock, h  # noqa: F401 - fixtures
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
 
@@ -83,16 +84,6 @@ def forge(
 
 def status(h: Harness, token: str) -> int:
     return h.client.get(ME, headers=h.bearer(token)).status_code
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
 
 
 @pytest.fixture

@@ -43,6 +43,14 @@ def test_clean_spec_has_no_violations() -> None:
     assert violations(spec, ALLOW_SRV) == []
 
 
+@pytest.mark.parametrize("network", ["wd-it-net-1a2b3c4d", "apps_net.v2", "wd-swarm-net-0f"])
+def test_a_user_defined_network_is_accepted(network: str) -> None:
+    # What the container tests use instead of Docker's default bridge (and a Swarm overlay).
+    spec = make_spec(network_mode=network)
+    assert spec.network_mode == network
+    assert violations(spec, ALLOW_SRV) == []
+
+
 def test_privileged_refused() -> None:
     assert rules(violations(make_spec(privileged=True), ALLOW_SRV)) == {
         ("privileged", "privileged")

@@ -29,6 +29,8 @@ from wakedock.server.tls import generate_self_signed
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+# The `shot` fixture: `shot("signed-in")` saves the page as the test's next numbered screenshot.
+Shot = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,25 @@ def sign_in_with_password(page: Any, name: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def enter_code(page: Any, code: str) -> None:
+    """The code step: an authenticator app's code or a backup code, then Verify."""
+    page.get_by_label("Authentication code").fill(code)
+    page.get_by_role("button", name="Verify").click()
+
+
+def sign_in_with_code(page: Any, name: str, password: str, code: str) -> None:
+    """What a user with MFA enrolled does: the sign-in form, then the code step."""
+    sign_in_with_password(page, name, password)
+    page.get_by_role("heading", name="Two-step verification").wait_for()
+    enter_code(page, code)
+
+
 def text(page: Any) -> str:
     """What the page shows a person."""
     return str(page.locator("body").inner_text())
 
 
-def enrol_on_the_page(page: Any, shot: Callable[[str], None]) -> str:
+def enrol_on_the_page(page: Any, shot: Shot) -> str:
     """From the enrolment page: start, read the key, confirm (after one wrong code), check the
     ten backup codes and continue. Returns the secret, as the person's app now holds it."""
     page.get_by_role("button", name="Start setup").click()

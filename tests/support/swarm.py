@@ -1,6 +1,15 @@
-"""A single-node Swarm on the local engine, for the Swarm runtime's integration tests."""
+"""A single-node Swarm on the local engine, for the Swarm runtime's integration tests.
+
+A Swarm task given no network lands on Docker's default bridge, like a plain container: the
+tests put their services on an attachable overlay network of their own (`overlay_network`).
+"""
 
 from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import docker
 import docker.errors
@@ -39,3 +48,29 @@ def remove_services(client: docker.DockerClient, *, label: str, name_prefix: str
                 service.remove()
             except docker.errors.NotFound:
                 continue
+
+
+@contextmanager
+def overlay_network(client: docker.DockerClient) -> Iterator[str]:
+    """An attachable overlay network of the test Swarm, removed after: remove the services on it
+    first. The Swarm drops the network at once; this node's copy goes when the last task
+    container on it has stopped, which this waits for."""
+    name = f"wd-swarm-net-{secrets.token_hex(4)}"
+    created = client.networks.create(name, driver="overlay", attachable=True)
+    try:
+        yield name
+    finally:
+        deadline = time.monotonic() + 90
+        removed = False
+        while any(n.name == name for n in client.networks.list(names=[name])):
+            try:
+                if not removed:
+                    created.remove()
+                    removed = True
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                pass  # a service's tasks still hold it: try again until the deadline
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the test network {name} is still in use after 90 s")
+            time.sleep(0.5)

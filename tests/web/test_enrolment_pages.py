@@ -14,39 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from conftest import CLIENT_IP, Harness
+from conftest import Harness
+from support.clocked import clock, h  # noqa: F401 - fixtures
 from support.fake_runtime import FakeRuntime
+from support.pages import HERE, SAME_ORIGIN, events, hidden, page_client, password_step
 from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
-from wakedock.audit.models import AuditEvent
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
 from wakedock.users.models import User
 
-HERE = "https://testserver"
-SAME_ORIGIN = {"Origin": HERE, "Sec-Fetch-Site": "same-origin"}
 USERS = "/api/v1/users"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
-
-
-def hidden(page: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    assert found, f"no hidden field {name}"
-    return found.group(1)
-
-
-def events(h: Harness, type_: str) -> list[AuditEvent]:
-    with h.components.db() as db:
-        return list(db.execute(select(AuditEvent).where(AuditEvent.type == type_)).scalars())
 
 
 def shown_secret(page: str) -> str:
@@ -65,10 +43,8 @@ def user(h: Harness, name: str) -> User:
 def admin(h: Harness) -> TestClient:
     """A browser signed in (form) as an admin who has no MFA yet, on the enrolment page."""
     name, password = h.create_user("ada", Role.ADMIN)
-    client = TestClient(h.app, base_url=HERE, client=(CLIENT_IP, 50030), follow_redirects=False)
-    signed_in = client.post(
-        "/login", data={"username": name, "password": password, "next": USERS}, headers=SAME_ORIGIN
-    )
+    client = page_client(h, 50030)
+    signed_in = password_step(client, name, password, USERS)
     assert signed_in.headers["location"] == f"/mfa/enrol?next={quote(USERS, safe='')}"
     return client
 
@@ -221,7 +197,7 @@ def test_an_expired_setup_starts_again(h: Harness, admin: TestClient, clock: Fak
 
 # -- a protected service: the admin enrols on the way instead of looping between hosts --------
 @pytest.fixture
-def proxied(make_harness: Callable[..., Harness], runtime: FakeRuntime) -> Harness:  # noqa: F811
+def proxied(make_harness: Callable[..., Harness], runtime: FakeRuntime) -> Harness:
     harness = make_harness(runtime=runtime, proxy={"admin_hosts": ["localhost"]})
     add_service(harness, "app", access={"policy": "authenticated"})
     return harness

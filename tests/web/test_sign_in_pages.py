@@ -3,24 +3,27 @@ what each refusal shows, and where a successful sign-in goes."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from conftest import CLIENT_IP, Harness
-from wakedock.audit.models import AuditEvent
+from conftest import Harness
+from support.clocked import clock, h  # noqa: F401 - fixtures
+from support.pages import (
+    HERE,
+    code_step,
+    events,
+    hidden,
+    page_client,
+    password_step,
+    with_mfa,
+)
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
 from wakedock.web.redirects import local_path
 
-HERE = "https://testserver"
-SAME_ORIGIN = {"Origin": HERE, "Sec-Fetch-Site": "same-origin"}
 COOKIE = "__Host-wakedock_session"
 ME = "/api/v1/auth/me"
 
@@ -32,52 +35,8 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
-    return make_harness(clock=clock)
-
-
-@pytest.fixture
 def browser(h: Harness) -> TestClient:
-    return TestClient(h.app, base_url=HERE, client=(CLIENT_IP, 50020), follow_redirects=False)
-
-
-def hidden(page: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    assert found, f"no hidden field {name}"
-    return found.group(1)
-
-
-def events(h: Harness, type_: str) -> list[AuditEvent]:
-    with h.components.db() as db:
-        return list(db.execute(select(AuditEvent).where(AuditEvent.type == type_)).scalars())
-
-
-def with_mfa(h: Harness, username: str, role: Role = Role.VIEWER) -> tuple[str, str]:
-    name, password = h.create_user(username, role)
-    token = h.login(name, password, enrol=False)["access_token"]
-    h.enrol_mfa(name, token)
-    return name, password
-
-
-def password_step(browser: TestClient, name: str, password: str, next_path: str = "/") -> Any:
-    return browser.post(
-        "/login",
-        data={"username": name, "password": password, "next": next_path},
-        headers=SAME_ORIGIN,
-    )
-
-
-def code_step(browser: TestClient, challenge: str, code: str, next_path: str = "/") -> Any:
-    return browser.post(
-        "/login/code",
-        data={"challenge": challenge, "code": code, "next": next_path},
-        headers=SAME_ORIGIN,
-    )
+    return page_client(h, 50020)
 
 
 def test_the_sign_in_page_has_no_inline_script_or_style(browser: TestClient) -> None:

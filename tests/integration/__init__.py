@@ -1,0 +1,1 @@
+"""Integration tests: real external components (Docker, PostgreSQL, Redis, OpenBao, servers)."""
