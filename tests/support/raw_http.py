@@ -70,6 +70,9 @@ async def stream_upload(
             writer.write(piece)
             await writer.drain()
             sent += len(CHUNK)
+            # drain() returns without yielding while the socket takes the data: let the reader
+            # see an answer that has come (as a browser would), or this loop never stops.
+            await asyncio.sleep(0)
         if chunked:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
