@@ -165,3 +165,23 @@ def test_a_login_form_on_another_site_is_refused(
         page.goto(admin_url(server, "/api/v1/auth/me"))
         assert "Authentication required" in text(page)  # no session was planted
         shot("no-session")
+
+
+def test_an_unknown_address_shows_a_plain_page_and_a_tampered_hand_off_is_refused(
+    data: Path, certificate: BrowserCertificate, page: Any, shot: Shot
+) -> None:
+    """What a person sees at an address that is no service, and at a sign-in hand-off link that
+    names one that is not WakeDock's (or cannot be read): a plain page, nothing internal."""
+    with browser_server(data, certificate) as server:
+        answer = page.goto(f"https://nothing.localhost:{server.port}/some/page")
+        assert answer is not None and answer.status == 404
+        assert page.get_by_role("heading", name="Unknown host").is_visible()
+        assert "No service answers at this address." in text(page)
+        assert answer.headers["x-frame-options"] == "DENY"
+        shot("unknown-host")
+
+        for target in ("https://evil.example/", "https://[app.localhost/"):
+            answer = page.goto(admin_url(server, f"/auth/proxy?next={target}"))
+            assert answer is not None and answer.status == 400
+            assert "This address is not a WakeDock service." in text(page)
+        shot("foreign-hand-off")
