@@ -17,13 +17,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.clock import SystemClock
 from wakedock.components import build_components
 from wakedock.config import load_settings
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 
 CONTEXT = RequestContext(ip="198.51.100.7", user_agent="bench/1.0", actor="bench-user")

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from wakedock.audit.events import RequestContext
 from wakedock.components import build_components
 from wakedock.config import load_settings
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import InvalidCredentials
 from wakedock.rbac.permissions import Role

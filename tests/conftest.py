@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from support.components import PostgresServer, RedisServer, start_postgres, start_redis
 from wakedock.app import create_app
-from wakedock.audit.events import RequestContext
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.clock import Clock
 from wakedock.components import Components, build_components
 from wakedock.config import Settings, load_settings
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.mfa import totp
 from wakedock.rbac.permissions import Role
@@ -76,11 +76,14 @@ class Harness:
     last_totp_step: dict[str, int] = field(default_factory=dict)
 
     def totp_code(self, username: str) -> str:
-        """A valid code never used before: a later step (within the +-1 window) if needed."""
+        """A valid code never used before: a later step (within the +-1 window) if needed.
+
+        Never the previous step: on a real clock, the step can turn between making the code and
+        checking it, which would leave a previous-step code outside the window."""
         now = totp.current_step(self.components.clock.now())
-        step = max(now - 1, self.last_totp_step.get(username, now - 2) + 1)
+        step = max(now, self.last_totp_step.get(username, now - 1) + 1)
         if step > now + 1:
-            raise RuntimeError("more than three TOTP codes in one 30 s step: advance the clock")
+            raise RuntimeError("more than two TOTP codes in one 30 s step: advance the clock")
         self.last_totp_step[username] = step
         return pyotp.TOTP(self.mfa_secrets[username]).generate_otp(step)
 

@@ -11,7 +11,7 @@ from wakedock import __version__
 from wakedock.audit.router import router as audit_router
 from wakedock.auth.router import MAX_LOGIN_BODY_BYTES
 from wakedock.auth.router import router as auth_router
-from wakedock.components import Components
+from wakedock.components import Components, provided
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
 from wakedock.health.router import router as health_router
@@ -48,6 +48,7 @@ def create_app(components: Components) -> FastAPI:
         openapi_url="/api/openapi.json" if docs else None,
     )
     app.state.components = components
+    app.state.provided = provided(components)
     for router in (
         health_router,
         auth_router,

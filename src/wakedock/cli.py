@@ -12,9 +12,9 @@ import click
 from wakedock import __version__
 from wakedock.audit.cli import audit
 from wakedock.audit.configuration import record_configuration
-from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState, cli_context, step
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from wakedock.audit.events import RequestContext
 from wakedock.components import Components, build_components
 from wakedock.config import ConfigError, Settings, load_settings, read_yaml
+from wakedock.context import RequestContext
 from wakedock.errors import WakeDockError
 
 

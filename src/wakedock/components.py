@@ -14,7 +14,7 @@ from wakedock.alerts.geoip import GeoIP
 from wakedock.alerts.ssrf import UnsafeWebhook, check_webhook
 from wakedock.alerts.webhooks import AlertSink, Webhook
 from wakedock.audit.chain import AuditChain
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.auth.keys import Keyring, load_or_create_key_file
 from wakedock.auth.passwords import PasswordHasher
@@ -24,6 +24,7 @@ from wakedock.auth.setup import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import FILE_SUFFIX, Settings, env_name, secret_origin
+from wakedock.context import RequestContext
 from wakedock.db import (
     make_engine,
     make_session_factory,
@@ -65,6 +66,7 @@ from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.web.client_ip import IPNetwork, parse_networks
 from wakedock.web.errors import Outages
+from wakedock.web.provided import Provided
 
 
 @dataclass
@@ -101,6 +103,19 @@ class Components:
     outages: Outages
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
+
+
+def provided(components: Components) -> Provided:
+    """What handlers may ask for, each under its own type (see web/provided.py)."""
+    found = Provided()
+    for name in Components.__dataclass_fields__:
+        instance = getattr(components, name)
+        if instance is not None and not isinstance(instance, tuple | dict):
+            found.add(type(instance), instance)
+    found.add(sessionmaker, components.db)
+    found.add(Clock, components.clock)  # type: ignore[type-abstract]
+    found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
+    return found
 
 
 def jwt_keys(

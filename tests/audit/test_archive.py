@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from conftest import Harness
 from support.components import run_cli
 from wakedock.audit.archive import archive_events, verify_archive
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import FakeClock
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import Conflict, InvalidInput
 from wakedock.siem.models import SinkCursor

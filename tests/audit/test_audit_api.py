@@ -9,7 +9,8 @@ import json
 import pytest
 
 from conftest import Harness
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
 

@@ -18,11 +18,12 @@ from alembic.config import Config as AlembicConfig
 from conftest import Harness
 from support.components import run_cli
 from wakedock.audit.chain import AuditChain, ChainedFields
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import SystemClock
 from wakedock.components import audit_chain_key
+from wakedock.context import RequestContext
 from wakedock.db import MIGRATIONS_DIR, make_engine, make_session_factory, migrate, transaction
 
 pytestmark = pytest.mark.security

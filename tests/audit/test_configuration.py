@@ -6,7 +6,8 @@ import json
 
 from conftest import Harness
 from wakedock.audit.configuration import record_configuration
-from wakedock.audit.events import EventType, RequestContext
+from wakedock.audit.events import EventType
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
 CONTEXT = RequestContext(actor="system:startup")

@@ -7,7 +7,8 @@ from typing import Any
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
 

@@ -28,8 +28,8 @@ from support.engine import (  # noqa: F401 - fixtures
     h,
     wait_for,
 )
-from wakedock.audit.events import RequestContext
 from wakedock.audit.models import AuditEvent
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 

@@ -32,7 +32,7 @@ from support.engine import (  # noqa: F401 - fixtures
     wait_for,
 )
 from support.socket_relay import SocketRelay
-from wakedock.audit.events import RequestContext
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.docker_engine import DockerEngineRuntime
 

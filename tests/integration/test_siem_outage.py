@@ -16,10 +16,11 @@ import pytest
 
 from support.components import run_cli, wakedock_server
 from support.upstream import free_port
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.components import build_components
 from wakedock.config import load_settings
+from wakedock.context import RequestContext
 
 pytestmark = pytest.mark.integration
 

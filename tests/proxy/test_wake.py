@@ -14,8 +14,8 @@ from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
-from wakedock.audit.events import RequestContext
 from wakedock.clock import FakeClock
+from wakedock.context import RequestContext
 from wakedock.proxy.reaper import IdleReaper
 
 CONTEXT = RequestContext(actor="visitor")

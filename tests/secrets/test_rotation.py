@@ -20,10 +20,10 @@ import sqlalchemy as sa
 
 from conftest import Harness
 from support.components import WakeDockProcess, run_cli, wakedock_server
-from wakedock.audit.events import RequestContext
 from wakedock.auth.csrf import csrf_token, csrf_valid
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import FakeClock
+from wakedock.context import RequestContext
 from wakedock.secrets.base import SecretNotFound, SecretVersion
 from wakedock.secrets.keysources import RotationUnsupported
 from wakedock.secrets.rotation import plan

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from conftest import strong_password
 from support.components import WakeDockProcess, run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
-from wakedock.audit.events import RequestContext
 from wakedock.auth.keys import SigningKey
+from wakedock.context import RequestContext
 
 pytestmark = pytest.mark.integration
 FIRST_KEY = "first-key-in-openbao-" + "k" * 40

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from wakedock.audit.events import RequestContext
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.base import DiscoveredWorkload, State

@@ -16,8 +16,9 @@ import pytest
 from syslog_rfc5424_parser import SyslogMessage
 
 from conftest import Harness
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.clock import SystemClock
+from wakedock.context import RequestContext
 from wakedock.server.tls import generate_self_signed
 from wakedock.siem.exporter import SinkWorker, sink_key
 from wakedock.siem.sinks import SinkError, parse_sink

@@ -12,7 +12,7 @@ import pytest
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.upstream import local_upstream
-from wakedock.audit.events import RequestContext
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 from wakedock.services.spec import ServiceSpec
 from wakedock.services.views import Actor

@@ -13,11 +13,12 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.models import AuditEvent
 from wakedock.audit.service import record_event
 from wakedock.clock import Clock
 from wakedock.config import Settings
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 
 

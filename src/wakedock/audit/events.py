@@ -130,16 +130,6 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
 
 
 @dataclass(frozen=True)
-class RequestContext:
-    """Who is asking, from where: carried into every audit event."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-    request_id: str | None = None
-    actor: str | None = None
-
-
-@dataclass(frozen=True)
 class Event:
     type: EventType
     outcome: Outcome = Outcome.SUCCESS

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditFilter, export_events, page_events
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import InvalidInput
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission

@@ -11,8 +11,9 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain, ChainedFields
-from wakedock.audit.events import DEFAULT_SEVERITY, Event, RequestContext
+from wakedock.audit.events import DEFAULT_SEVERITY, Event
 from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 
 log = logging.getLogger("wakedock.audit")

@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.auth.csrf import CSRF_HEADER, SAFE_METHODS, csrf_valid
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, NotAuthenticated
 from wakedock.web.deps import components_of, context_of
 

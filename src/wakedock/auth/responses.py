@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.auth.csrf import csrf_token
 from wakedock.auth.dependencies import SESSION_COOKIE, same_origin
 from wakedock.auth.schemas import CookieLoginResponse, TokenResponse
 from wakedock.auth.service import Tokens
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed
 from wakedock.users.schemas import UserOut
 

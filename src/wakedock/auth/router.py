@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_event
 from wakedock.auth.csrf import csrf_token
 from wakedock.auth.dependencies import SESSION_COOKIE
@@ -32,6 +32,7 @@ from wakedock.auth.schemas import (
 from wakedock.auth.sessions import Principal
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import InvalidInput, NotFound, PermissionDenied
 from wakedock.mfa.service import Challenge
 from wakedock.rbac.dependencies import public, requires

@@ -10,12 +10,13 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext, Severity
+from wakedock.audit.events import Event, EventType, Outcome, Severity
 from wakedock.audit.service import record_event
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import NewSession, Principal, RefreshReused, SessionStore
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import (
     DependencyUnavailable,

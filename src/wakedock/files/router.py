@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.files.store import PathRefused
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission

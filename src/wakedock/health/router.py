@@ -9,10 +9,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from wakedock.components import Components
 from wakedock.health.checks import Health, worst
+from wakedock.health.deps import HealthChecksDep
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import components
 
 router = APIRouter(prefix="/api/v1", tags=["health"])
 
@@ -32,13 +31,13 @@ class Liveness(BaseModel):
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "a component is down"}},
 )
-async def health(c: Components = Depends(components)) -> JSONResponse:
+async def health(checks: HealthChecksDep) -> JSONResponse:
     """Each component `ok`, `degraded` or `down`; the overall status is the worst of them.
 
     HTTP 503 while one is down (e.g. the database, or the rate-limit store: logins fail closed).
     Cached for a second or two: a flood of calls does not reach the components.
     """
-    states = await c.health.report()
+    states = await checks.report()
     report = HealthReport(status=worst(list(states.values())), components=states)
     status = 503 if report.status is Health.DOWN else 200
     return JSONResponse(report.model_dump(mode="json"), status_code=status)

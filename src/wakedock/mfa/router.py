@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.responses import refuse_cross_site_cookie_login, session_response
 from wakedock.auth.schemas import CookieLoginResponse, TokenResponse
 from wakedock.auth.sessions import Principal
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.mfa.reporting import adoption_by_role
 from wakedock.mfa.schemas import (
     AdoptionOut,

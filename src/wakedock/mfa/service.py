@@ -13,13 +13,14 @@ from typing import TypeVar
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_event
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import NewSession, Principal, SessionStore, changed_rows
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
 from wakedock.config import MfaSettings
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import Conflict, DependencyUnavailable, NotAuthenticated
 from wakedock.mfa import totp

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from wakedock.audit.events import RequestContext
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import DependencyUnavailable, NotAuthenticated, TooManyAttempts
 from wakedock.proxy import pages
 from wakedock.proxy.access import ALLOW, FORBIDDEN, ProxyAccess, cookie_name

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.clock import Clock
 from wakedock.config import ProxySettings
+from wakedock.context import RequestContext
 from wakedock.errors import DependencyUnavailable, WakeDockError
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from wakedock.audit.events import RequestContext
 from wakedock.cli_state import CliState
 from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, env_name, secret_origin
+from wakedock.context import RequestContext
 from wakedock.errors import WakeDockError
 from wakedock.secrets.keysources import KEY_SETTING
 from wakedock.secrets.resolve import make_provider, resolve_settings

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_event
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.secrets.base import SecretConflict, SecretNotFound, SecretVersion
 from wakedock.secrets.keysources import KEY_SETTING, KeySource, RotationUnsupported

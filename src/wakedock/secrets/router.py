@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Query
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import PermissionDenied
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.secrets.base import (

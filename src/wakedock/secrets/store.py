@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.errors import Conflict, InvalidInput, WakeDockError
 from wakedock.secrets.base import SecretNotFound, SecretProvider, check_name
 from wakedock.secrets.providers import vault_of

@@ -20,9 +20,10 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_alone
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.errors import WakeDockError
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.providers import WithFallback, vault_of

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_event
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.runtime.base import ContainerNotFound, ContainerRuntime, DiscoveredWorkload, State
 from wakedock.services.discovery import InvalidLabels, spec_from_labels

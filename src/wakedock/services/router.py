@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut, Traffic

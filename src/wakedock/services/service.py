@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.events import Event, EventType, Outcome, RequestContext
+from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_event
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.runtime.base import (
     ContainerNotFound,

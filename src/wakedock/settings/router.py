@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.settings.service import effective_settings

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate

@@ -9,12 +9,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import Event, EventType, RequestContext
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_event
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.policy import describe, password_problems
 from wakedock.auth.sessions import SessionStore
 from wakedock.clock import Clock
+from wakedock.context import RequestContext
 from wakedock.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from wakedock.rbac.permissions import Role
 from wakedock.users.models import User

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import RequestContext
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.web.client_ip import client_ip
 
 MAX_USER_AGENT = 512

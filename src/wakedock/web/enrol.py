@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts
 from wakedock.mfa.errors import MfaCodeRejected
 from wakedock.mfa.service import Enrolment

@@ -10,11 +10,11 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.csrf import CSRF_HEADER, csrf_token
 from wakedock.auth.dependencies import SESSION_COOKIE, require_csrf
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import InvalidInput
 from wakedock.web.templating import message_page
 

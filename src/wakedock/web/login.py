@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from wakedock.audit.events import RequestContext
 from wakedock.auth.responses import refuse_cross_site_cookie_login, set_session_cookie
 from wakedock.auth.service import Tokens
 from wakedock.auth.slots import run_hashing
 from wakedock.components import Components
+from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import Challenge
