@@ -28,6 +28,7 @@ from common import wakedock_command, wakedock_server
 from support.docker_images import ensure_python_image
 from support.engine import app_spec
 from wakedock.runtime.docker_engine import DockerEngineRuntime
+from wakedock.services.launch import launch_of
 from wakedock.services.spec import ServiceSpec
 
 SOCKET = "unix:///var/run/docker.sock"
@@ -76,7 +77,7 @@ def main() -> None:
     network = client.networks.create(f"{installation}-net", driver="bridge")
     raw_runtime = DockerEngineRuntime(base_url=SOCKET, installation=f"{installation}-raw")
     raw_spec = app_spec(image, "raw", str(network.name), idle_timeout_s=2)
-    raw_ref = raw_runtime.create(ServiceSpec.model_validate(raw_spec), {})
+    raw_ref = raw_runtime.create(launch_of(ServiceSpec.model_validate(raw_spec), {}))
 
     def prepare(data_dir: Path, env: dict[str, str]) -> None:
         path = data_dir.parent / "app.yaml"

@@ -50,7 +50,7 @@ from wakedock.proxy.hosts import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
-from wakedock.runtime.factory import make_runtime, policy_settings
+from wakedock.runtime.factory import make_runtime
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.keysources import KEY_SETTING, key_source
 from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
@@ -58,6 +58,7 @@ from wakedock.secrets.rotation import JwtKeys
 from wakedock.secrets.services import ServiceSecrets
 from wakedock.secrets.store import SecretStore
 from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher
+from wakedock.services.launch import policy_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
 from wakedock.services.spec import parse_secret_ref

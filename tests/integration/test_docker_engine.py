@@ -21,6 +21,7 @@ from wakedock.runtime.base import (
     State,
 )
 from wakedock.runtime.docker_engine import DockerEngineRuntime
+from wakedock.services.launch import launch_of
 from wakedock.services.spec import ServiceSpec
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ def _wait_healthy(runtime: DockerEngineRuntime, container_id: str) -> None:
 def test_launch_is_hardened_in_docker_inspect(
     engine: docker.DockerClient, runtime: DockerEngineRuntime, installation: str, network: str
 ) -> None:
-    container_id = runtime.create(_spec("hardened", network), {"GREETING": "hello"})
+    container_id = runtime.create(launch_of(_spec("hardened", network), {"GREETING": "hello"}))
     runtime.start(container_id)
     _wait_healthy(runtime, container_id)
     attrs = engine.api.inspect_container(container_id)
@@ -88,7 +89,7 @@ def test_launch_is_hardened_in_docker_inspect(
 
 
 def test_lifecycle_stop_pause_start_remove(runtime: DockerEngineRuntime, network: str) -> None:
-    container_id = runtime.create(_spec("lifecycle", network), {})
+    container_id = runtime.create(launch_of(_spec("lifecycle", network), {}))
     assert runtime.status(container_id).state is State.STOPPED
     runtime.start(container_id)
     assert runtime.status(container_id).state is State.RUNNING
@@ -144,7 +145,7 @@ def test_missing_image_is_refused_without_repeating_it(
     runtime: DockerEngineRuntime, network: str
 ) -> None:
     with pytest.raises(ImageMissing, match="not present on the Docker host") as caught:
-        runtime.create(_spec("orphan", network, image="wakedock-test/never-built:9"), {})
+        runtime.create(launch_of(_spec("orphan", network, image="wakedock-test/never-built:9"), {}))
     assert "never-built" not in caught.value.detail and caught.value.extra == {"field": "image"}
 
 

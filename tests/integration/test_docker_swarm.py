@@ -25,6 +25,7 @@ from wakedock.runtime.base import (
     State,
 )
 from wakedock.runtime.docker_swarm import DockerSwarmRuntime
+from wakedock.services.launch import launch_of
 from wakedock.services.spec import ServiceSpec
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,7 @@ def test_lifecycle_is_hardened_and_scales_between_0_and_1(
     lifecycle = _spec(
         "lifecycle", network, cap_add=["CHOWN"], stop_signal="TERM", stop_timeout_s=20
     )
-    ref = runtime.create(lifecycle, {"GREETING": "hello"})
+    ref = runtime.create(launch_of(lifecycle, {"GREETING": "hello"}))
     assert runtime.status(ref).state is State.STOPPED
     assert _replicas(engine, ref) == 0
     assert runtime.find("lifecycle") == ref
@@ -280,7 +281,7 @@ def test_service_that_keeps_crashing_is_stopped_and_can_be_woken_again(
         command=["/bin/sh", "-c", "echo crashing; exit 3"],
         readiness={"type": "tcp", "port": 8080, "interval_s": 1, "timeout_s": 1, "retries": 1},
     )
-    ref = runtime.create(crash, {})
+    ref = runtime.create(launch_of(crash, {}))
     runtime.start(ref)
     # Swarm retries on failure 5 times (1 s apart), then gives up: the service reads as stopped.
     _wait(lambda: runtime.status(ref).state is State.STOPPED, "Swarm giving up")
@@ -298,11 +299,11 @@ def test_missing_image_and_policy_violation_create_nothing(
     engine: docker.DockerClient, runtime: DockerSwarmRuntime, network: str
 ) -> None:
     with pytest.raises(ImageMissing, match="not present on the Docker host"):
-        runtime.create(_spec("orphan", network, image="wakedock-test/never-built:9"), {})
+        runtime.create(launch_of(_spec("orphan", network, image="wakedock-test/never-built:9"), {}))
     with pytest.raises(ValueError, match="privileged"):
-        runtime.create(_spec("escalate", network, privileged=True), {})
+        runtime.create(launch_of(_spec("escalate", network, privileged=True), {}))
     with pytest.raises(ValueError, match="secret references not resolved"):
-        runtime.create(_spec("unresolved", network), {"TOKEN": "secret:app/db#password"})
+        runtime.create(launch_of(_spec("unresolved", network), {"TOKEN": "secret:app/db#password"}))
     for name in ("orphan", "escalate", "unresolved"):
         assert runtime.find(name) is None
         with pytest.raises(docker.errors.NotFound):

@@ -14,7 +14,6 @@ from wakedock.audit.models import AuditEvent
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 from wakedock.services.models import Service
-from wakedock.services.policy import PolicySettings
 
 IMAGE = "wakedock-test/busybox:1"
 
@@ -179,7 +178,6 @@ def test_an_admin_may_allow_privileged_host_ports(
     make_harness: Callable[..., Harness], runtime: FakeRuntime
 ) -> None:
     h = make_harness(runtime=runtime, docker={"allow_privileged_host_ports": True})
-    runtime.policy = PolicySettings(allow_privileged_host_ports=True)  # the engine's own check
     token = h.token_for(Role.OPERATOR)
     create(h, token, spec(ports=[{"container_port": 8080, "host_port": 80}]))
     # Mounts over /proc stay refused whatever the setting.

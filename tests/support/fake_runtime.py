@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from wakedock.runtime.base import (
@@ -16,12 +15,13 @@ from wakedock.runtime.base import (
     ImageMissing,
     InvalidState,
     NotManaged,
+    RuntimeKind,
     RuntimeUnavailable,
     State,
 )
-from wakedock.runtime.hardening import container_create_kwargs
-from wakedock.services.policy import PolicySettings
-from wakedock.services.spec import ServiceSpec
+from wakedock.runtime.engine_spec import container_kwargs
+from wakedock.runtime.hardening import harden
+from wakedock.runtime.launch import Launch
 
 
 @dataclass
@@ -36,7 +36,7 @@ class FakeContainer:
 
 
 class FakeRuntime:
-    kind = "engine"
+    kind = RuntimeKind.ENGINE
 
     def __init__(self, installation: str = "wakedock", images: set[str] | None = None) -> None:
         self.installation = installation
@@ -51,7 +51,6 @@ class FakeRuntime:
         self.stop_delay = 0.0
         self.cpu_percent = 12.5
         self._ids = (f"c{n:063d}" for n in itertools.count(1))
-        self.policy = PolicySettings()
 
     def ping(self) -> None:
         self._up()
@@ -78,25 +77,19 @@ class FakeRuntime:
         self.containers[ref] = FakeContainer(name, "wakedock-test/busybox:1", labels, **extra)
         return ref
 
-    def create(
-        self,
-        spec: ServiceSpec,
-        environment: Mapping[str, str],
-        *,
-        allow_writable_root: bool = False,
-    ) -> str:
+    def create(self, launch: Launch) -> str:
         self._up()
-        kwargs = container_create_kwargs(
-            spec,
-            managed_label_value=self.installation,
-            policy=replace(self.policy, allow_writable_root=allow_writable_root),
-            environment=environment,
-        )
-        if spec.image not in self.images:
+        # What the Engine runtime would hand to docker-py, for tests to read.
+        kwargs = container_kwargs(harden(launch, self.installation))
+        if launch.image not in self.images:
             raise ImageMissing()
         ref = next(self._ids)
         self.containers[ref] = FakeContainer(
-            kwargs["name"], spec.image, dict(kwargs["labels"]), dict(environment), kwargs=kwargs
+            kwargs["name"],
+            launch.image,
+            dict(kwargs["labels"]),
+            dict(launch.environment),
+            kwargs=kwargs,
         )
         self.calls.append(("create", ref))
         return ref

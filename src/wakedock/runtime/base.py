@@ -14,7 +14,7 @@ from wakedock.errors import (
     NotFound,
     PermissionDenied,
 )
-from wakedock.services.spec import ServiceSpec
+from wakedock.runtime.launch import Launch
 
 
 class RuntimeUnavailable(DependencyUnavailable):
@@ -49,6 +49,11 @@ class InvalidState(Conflict):
     code = "invalid_state"
 
 
+class RuntimeKind(StrEnum):
+    ENGINE = "engine"
+    SWARM = "swarm"
+
+
 class State(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
@@ -57,24 +62,40 @@ class State(StrEnum):
     MISSING = "missing"
 
 
+class Health(StrEnum):
+    """What the workload's healthcheck says; STOPPED for a workload that is not running."""
+
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    STOPPED = "stopped"
+
+
 @dataclass(frozen=True)
 class ContainerStatus:
     id: str
     name: str
     state: State
-    # "healthy", "unhealthy", "starting", "stopped" (not running, see `reported_health`), or
-    # None when the container has no healthcheck.
-    health: str | None
+    # None when the container has no healthcheck (see `reported_health`).
+    health: Health | None
     # Why the last run ended, as the engine says (exit code, its error), when it ended.
     exit_code: int | None = None
     error: str | None = None
 
 
-def reported_health(state: State, engine_health: str | None) -> str | None:
+def reported_health(state: State, engine_health: str | None) -> Health | None:
     """Health as users read it: a stopped workload is `stopped`. The engine keeps the result of
     the last check of an exited container (usually `unhealthy`, the check failed as it went
     down), which would make every sleeping service look broken."""
-    return "stopped" if state is State.STOPPED else engine_health
+    if state is State.STOPPED:
+        return Health.STOPPED
+    if engine_health is None:
+        return None
+    try:
+        return Health(engine_health)
+    except ValueError:
+        # A status newer engines may add: no claim is better than a wrong one.
+        return None
 
 
 @dataclass(frozen=True)
@@ -108,23 +129,17 @@ class ContainerRuntime(Protocol):
     refuses a ref that is neither created by this installation nor opted in (`NotManaged`).
     """
 
-    kind: str
+    kind: RuntimeKind
 
     def ping(self) -> None:
         """Return when the engine answers; RuntimeUnavailable when it cannot be reached."""
         ...
 
-    def create(
-        self,
-        spec: ServiceSpec,
-        environment: Mapping[str, str],
-        *,
-        allow_writable_root: bool = False,
-    ) -> str:
-        """Create (not start) the hardened workload of `spec`; returns its ref.
+    def create(self, launch: Launch) -> str:
+        """Create (not start) the hardened workload of `launch`; returns its ref.
 
-        The policy engine runs again here (defence in depth); `allow_writable_root` carries an
-        admin's grant for this one service.
+        `launch` is what the launch policy accepted; the runtime adds the hardening every
+        workload gets (capabilities dropped, no new privileges, limits, loopback-only ports).
         """
         ...
 

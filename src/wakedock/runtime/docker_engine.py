@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import docker
@@ -18,45 +17,35 @@ from wakedock.runtime.base import (
     ImageMissing,
     InvalidState,
     NotManaged,
+    RuntimeKind,
     State,
     reported_health,
 )
 from wakedock.runtime.client import EngineClient, redact
-from wakedock.runtime.hardening import (
-    LOOPBACK,
-    MANAGED_LABEL,
+from wakedock.runtime.engine_spec import container_kwargs, create_container
+from wakedock.runtime.hardening import LOOPBACK, harden
+from wakedock.runtime.labels import (
+    OPT_IN_LABEL,
     SERVICE_LABEL,
-    container_create_kwargs,
+    created_for,
+    is_managed,
+    is_opted_in,
 )
+from wakedock.runtime.launch import Launch
 from wakedock.runtime.stats import stats_from_sample
-from wakedock.services.policy import PolicySettings
-from wakedock.services.spec import ServiceSpec
 
-OPT_IN_LABEL = "wakedock.enable"
 # What a stop waits for when a container declares no StopTimeout (the engine's own default).
 DEFAULT_STOP_TIMEOUT = 10
-# Hardened settings that belong to the container's Config; all the others go to its HostConfig.
-_CONFIG_KEYS = frozenset(
-    {"image", "command", "name", "environment", "labels", "healthcheck", "stop_signal"}
-)
 T = TypeVar("T")
-
-
-def is_managed(labels: Mapping[str, str], installation: str) -> bool:
-    """Created by this WakeDock installation, or explicitly opted in by its owner."""
-    return labels.get(MANAGED_LABEL) == installation or labels.get(OPT_IN_LABEL) == "true"
 
 
 class DockerEngineRuntime:
     """Drives containers on one Docker Engine. Blocking: run every call on a worker thread."""
 
-    kind = "engine"
+    kind = RuntimeKind.ENGINE
 
-    def __init__(
-        self, *, base_url: str, installation: str, policy: PolicySettings | None = None
-    ) -> None:
+    def __init__(self, *, base_url: str, installation: str) -> None:
         self._installation = installation
-        self._policy = policy or PolicySettings()
         self._engine = EngineClient(base_url)
 
     def _call(self, action: Callable[[docker.DockerClient], T], hidden: Iterable[str] = ()) -> T:
@@ -75,30 +64,19 @@ class DockerEngineRuntime:
             raise NotManaged("WakeDock only operates containers it manages")
         return container
 
-    def create(
-        self,
-        spec: ServiceSpec,
-        environment: Mapping[str, str],
-        *,
-        allow_writable_root: bool = False,
-    ) -> str:
-        kwargs: dict[str, Any] = container_create_kwargs(
-            spec,
-            managed_label_value=self._installation,
-            policy=replace(self._policy, allow_writable_root=allow_writable_root),
-            environment=environment,
-        )
+    def create(self, launch: Launch) -> str:
+        kwargs = container_kwargs(harden(launch, self._installation))
 
         def create(client: docker.DockerClient) -> str:
             try:
-                client.images.get(spec.image)
+                client.images.get(launch.image)
             except docker.errors.ImageNotFound:
                 raise ImageMissing(
                     "the image is not present on the Docker host (WakeDock never pulls it)"
                 ) from None
-            return _create_container(client, kwargs)
+            return create_container(client, kwargs)
 
-        return self._call(create, hidden=environment.values())
+        return self._call(create, hidden=launch.environment.values())
 
     def start(self, container_id: str) -> None:
         def start(client: docker.DockerClient) -> None:
@@ -183,7 +161,7 @@ class DockerEngineRuntime:
                     healthcheck=_healthcheck(c.attrs),
                 )
                 for c in found
-                if c.labels.get(OPT_IN_LABEL) == "true"
+                if is_opted_in(c.labels)
             ]
 
         return self._call(discover)
@@ -194,7 +172,7 @@ class DockerEngineRuntime:
                 all=True, filters={"label": f"{SERVICE_LABEL}={service_name}"}
             )
             for container in found:
-                if container.labels.get(MANAGED_LABEL) == self._installation:
+                if created_for(container.labels, self._installation, service_name):
                     return str(container.id)
             return None
 
@@ -218,29 +196,6 @@ class DockerEngineRuntime:
             return [dict(self._managed(client, container_id).attrs)]
 
         return self._call(inspect)
-
-
-def _create_container(client: docker.DockerClient, settings: Mapping[str, Any]) -> str:
-    """Create through docker-py's low-level API: its high-level `containers.create` cannot set
-    Config.StopTimeout. The translation is the one `containers.create` does for these keys."""
-    ports: dict[int | str, Any] = dict(settings["ports"])
-    volumes: dict[str, Mapping[str, str]] = dict(settings["volumes"])
-    host = {
-        key: value
-        for key, value in settings.items()
-        if key not in _CONFIG_KEYS and key not in ("ports", "volumes", "stop_timeout")
-    }
-    host_config = client.api.create_host_config(
-        port_bindings=ports or None, binds=volumes or None, **host
-    )
-    created = client.api.create_container(
-        **{key: value for key, value in settings.items() if key in _CONFIG_KEYS},
-        stop_timeout=settings["stop_timeout"],
-        ports=[tuple(key.split("/", 1)) for key in sorted(map(str, ports))] or None,
-        volumes=[mount["bind"] for mount in volumes.values()] or None,
-        host_config=host_config,
-    )
-    return str(created["Id"])
 
 
 def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -18,7 +18,6 @@ What Swarm cannot enforce (CIS v1.6.0 ids), reported by cis-check rather than si
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, Protocol, TypeVar, cast
 
 import docker
@@ -34,22 +33,23 @@ from wakedock.runtime.base import (
     DiscoveredWorkload,
     InvalidState,
     NotManaged,
+    RuntimeKind,
     RuntimeUnavailable,
     State,
     reported_health,
 )
 from wakedock.runtime.client import EngineClient, EngineFailed
-from wakedock.runtime.docker_engine import OPT_IN_LABEL, is_managed
-from wakedock.runtime.hardening import (
-    MANAGED_LABEL,
+from wakedock.runtime.hardening import harden
+from wakedock.runtime.labels import (
+    OPT_IN_LABEL,
     SERVICE_LABEL,
-    container_create_kwargs,
-    container_name,
+    created_for,
+    is_managed,
+    is_opted_in,
 )
+from wakedock.runtime.launch import Launch
 from wakedock.runtime.stats import stats_from_sample
 from wakedock.runtime.swarm_spec import pinned_image, swarm_networks, task_template
-from wakedock.services.policy import PolicySettings
-from wakedock.services.spec import ServiceSpec
 
 T = TypeVar("T")
 NOT_A_MANAGER = "this Docker engine is not a Swarm manager: run `docker swarm init`"
@@ -82,14 +82,11 @@ class _SwarmApi(Protocol):
 class DockerSwarmRuntime:
     """Drives Swarm services through a manager node. Blocking: run every call on a worker thread."""
 
-    kind = "swarm"
+    kind = RuntimeKind.SWARM
 
-    def __init__(
-        self, *, base_url: str, installation: str, policy: PolicySettings | None = None
-    ) -> None:
+    def __init__(self, *, base_url: str, installation: str) -> None:
         self._base_url = base_url
         self._installation = installation
-        self._policy = policy or PolicySettings()
         self._engine = EngineClient(base_url)
 
     def _call(self, action: Callable[[_SwarmApi], T], hidden: Iterable[str] = ()) -> T:
@@ -119,26 +116,17 @@ class DockerSwarmRuntime:
             raise NotManaged("WakeDock only operates services it manages")
         return service
 
-    def create(
-        self,
-        spec: ServiceSpec,
-        environment: Mapping[str, str],
-        *,
-        allow_writable_root: bool = False,
-    ) -> str:
-        """Create the hardened service of `spec` with 0 replicas; returns the Swarm service id.
+    def create(self, launch: Launch) -> str:
+        """Create the hardened service of `launch` with 0 replicas; returns the Swarm service id.
 
-        The Engine's hardened settings are the one checked source (policy engine, secret
-        references, capability allowlist, volume names); they are translated to Swarm fields here.
+        The hardened container is the one the Engine would create (same names, labels, volumes
+        and limits); it is translated to Swarm fields here.
         """
-        checked = container_create_kwargs(
-            spec,
-            managed_label_value=self._installation,
-            policy=replace(self._policy, allow_writable_root=allow_writable_root),
-            environment=environment,
-        )
-        for field in ("pid_mode", "ipc_mode", "uts_mode"):
-            if checked.get(field) not in (None, "private"):
+        hardened = harden(launch, self._installation)
+        namespaces = launch.namespaces
+        modes = {"pid_mode": namespaces.pid, "ipc_mode": namespaces.ipc, "uts_mode": namespaces.uts}
+        for field, mode in modes.items():
+            if mode not in (None, "private"):
                 raise ValueError(f"{field}: Swarm services always get a private namespace")
 
         def create(api: _SwarmApi) -> str:
@@ -146,21 +134,20 @@ class DockerSwarmRuntime:
             if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
                 raise RuntimeUnavailable(NOT_A_MANAGER)
             template = task_template(
-                checked,
-                spec,
-                image=pinned_image(api, spec.image),
+                hardened,
+                image=pinned_image(api, launch.image),
                 no_new_privileges=_at_least(api.api_version, NO_NEW_PRIVILEGES_API),
-                networks=swarm_networks(api, checked.get("network_mode")),
+                networks=swarm_networks(api, namespaces.network),
             )
             created = api.create_service(
                 template,
-                name=container_name(self._installation, spec.name),
-                labels=checked["labels"],
+                name=hardened.name,
+                labels=dict(hardened.labels),
                 mode=ServiceMode("replicated", replicas=0),
             )
             return str(created["ID"])
 
-        return self._call(create, hidden=environment.values())
+        return self._call(create, hidden=launch.environment.values())
 
     def start(self, service_id: str) -> None:
         """Scale to 1; a service Swarm gave up on (restarts exhausted) is rescheduled."""
@@ -240,11 +227,7 @@ class DockerSwarmRuntime:
 
         def discover(api: _SwarmApi) -> list[DiscoveredWorkload]:
             found = api.services(filters={"label": f"{OPT_IN_LABEL}=true"})
-            return [
-                _workload(api, service)
-                for service in found
-                if _labels(service).get(OPT_IN_LABEL) == "true"
-            ]
+            return [_workload(api, service) for service in found if is_opted_in(_labels(service))]
 
         return self._call(discover)
 
@@ -252,10 +235,8 @@ class DockerSwarmRuntime:
         """The id of the service this installation created for `service_name`, if any."""
 
         def find(api: _SwarmApi) -> str | None:
-            wanted = (service_name, self._installation)
             for service in api.services(filters={"label": f"{SERVICE_LABEL}={service_name}"}):
-                labels = _labels(service)
-                if (labels.get(SERVICE_LABEL), labels.get(MANAGED_LABEL)) == wanted:
+                if created_for(_labels(service), self._installation, service_name):
                     return str(service["ID"])
             return None
 

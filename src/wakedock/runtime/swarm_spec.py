@@ -1,16 +1,16 @@
-"""Translate the Engine's checked, hardened container settings into a Swarm task template."""
+"""Translate a hardened container into a Swarm task template."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import docker.errors
 from docker.types import ContainerSpec, Healthcheck, Mount, Resources, RestartPolicy, TaskTemplate
 
 from wakedock.runtime.base import ImageMissing
-from wakedock.runtime.hardening import MAX_RESTARTS, NANOS_PER_SECOND, TMPFS_OPTIONS
-from wakedock.services.spec import ServiceSpec
+from wakedock.runtime.engine_spec import NANOS_PER_SECOND, healthcheck_kwargs, nanoseconds
+from wakedock.runtime.hardening import TMPFS_OPTIONS, HardenedContainer
+from wakedock.runtime.launch import MountKind
 
 # A crash loop backs off a little instead of burning the 5 attempts in a second.
 RESTART_DELAY_NS = NANOS_PER_SECOND
@@ -26,54 +26,54 @@ class ImageApi(Protocol):
 
 
 def task_template(
-    checked: Mapping[str, Any],
-    spec: ServiceSpec,
+    hardened: HardenedContainer,
     *,
     image: str,
     no_new_privileges: bool,
     networks: list[str] | None,
 ) -> TaskTemplate:
-    """The Swarm task of the Engine's checked, hardened container settings."""
+    """The Swarm task of the hardened container (what the Engine would create)."""
+    launch = hardened.launch
     mounts = [
-        # Named volumes were prefixed by the Engine settings; only bind sources are absolute.
         Mount(
-            options["bind"],
-            source,
-            type="bind" if source.startswith("/") else "volume",
-            read_only=options["mode"] == "ro",
+            mount.target,
+            mount.source,
+            type="bind" if mount.kind is MountKind.BIND else "volume",
+            read_only=mount.read_only,
         )
-        for source, options in checked["volumes"].items()
+        for mount in hardened.mounts
     ]
-    mounts += [Mount(path, None, type="tmpfs", tmpfs_size=TMPFS_SIZE) for path in spec.tmpfs]
+    mounts += [Mount(path, None, type="tmpfs", tmpfs_size=TMPFS_SIZE) for path in launch.tmpfs]
     container = ContainerSpec(
         image,
         # `args`, like the Engine's `command`, keeps the image's entrypoint.
-        args=checked["command"],
-        env=dict(checked["environment"]),
+        args=list(launch.command) if launch.command is not None else None,
+        env=dict(launch.environment),
         # On the task containers too, so they are recognisably this installation's.
-        labels=dict(checked["labels"]),
+        labels=dict(hardened.labels),
         mounts=mounts,
-        read_only=checked["read_only"],
-        cap_drop=["ALL"],
-        cap_add=list(checked["cap_add"]),
-        healthcheck=Healthcheck(**checked["healthcheck"]),
-        # The Engine settings' init and stop signal/timeout, in Swarm's words (API 1.37+).
-        init=checked["init"],
-        stop_signal=checked.get("stop_signal"),
-        stop_grace_period=checked["stop_timeout"] * NANOS_PER_SECOND,
+        read_only=launch.read_only_root,
+        cap_drop=list(hardened.cap_drop),
+        cap_add=list(launch.cap_add),
+        healthcheck=Healthcheck(**healthcheck_kwargs(launch.healthcheck)),
+        # The Engine's init and stop signal/timeout, in Swarm's words (API 1.37+).
+        init=hardened.init,
+        stop_signal=launch.stop_signal,
+        stop_grace_period=nanoseconds(launch.stop_timeout_s),
     )
-    if no_new_privileges:
+    if no_new_privileges and hardened.no_new_privileges:
         container["Privileges"] = {"NoNewPrivileges": True}
     resources = Resources(
-        cpu_limit=checked["nano_cpus"], mem_limit=spec.limits.memory_mb * 1024 * 1024
+        cpu_limit=round(launch.resources.cpus * NANOS_PER_SECOND),
+        mem_limit=launch.resources.memory_mb * 1024 * 1024,
     )
     # docker-py has no argument for it; Limits.Pids exists from API 1.41.
-    resources["Limits"]["Pids"] = checked["pids_limit"]
+    resources["Limits"]["Pids"] = launch.resources.pids
     return TaskTemplate(
         container,
         resources=resources,
         restart_policy=RestartPolicy(
-            condition="on-failure", delay=RESTART_DELAY_NS, max_attempts=MAX_RESTARTS
+            condition="on-failure", delay=RESTART_DELAY_NS, max_attempts=hardened.max_restarts
         ),
         networks=networks,
     )

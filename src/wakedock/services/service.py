@@ -41,6 +41,7 @@ from wakedock.services.errors import (
     ServiceInUse,
     ServiceNotFound,
 )
+from wakedock.services.launch import launch_of
 from wakedock.services.models import Service
 from wakedock.services.policy import PolicySettings, violations
 from wakedock.services.spec import ServiceSpec
@@ -364,7 +365,8 @@ class ServiceManager:
         stale = self.runtime.find(spec.name)
         if stale is not None:
             self.runtime.remove(stale)
-        return self.runtime.create(spec, environment, allow_writable_root=writable_root)
+        policy = replace(self._policy, allow_writable_root=writable_root)
+        return self.runtime.create(launch_of(spec, environment, policy))
 
     def _mark(
         self,
