@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -49,6 +51,28 @@ def test_file_variables_hold_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert settings.auth.jwt_signing_key.get_secret_value() == "k" * 40
     # Never shown in a repr or a dump.
     assert "k" * 40 not in repr(settings)
+
+
+def test_loading_leaves_the_environment_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread may read the environment while WakeDock loads its settings."""
+    secret = tmp_path / "jwt"
+    secret.write_text("k" * 40)
+    secret.chmod(0o600)
+    monkeypatch.setenv("WAKEDOCK_AUTH__JWT_SIGNING_KEY_FILE", str(secret))
+    monkeypatch.setenv("WAKEDOCK_SERVER__PORT", "1002")
+    environ = dict(os.environ)
+    with monkeypatch.context() as patched:
+        # A read-only view: a change while loading (even one undone afterwards) fails here.
+        patched.setattr(os, "environ", MappingProxyType(environ))
+        settings = load_settings()
+        with pytest.raises(ConfigError, match=r"server\.port"):
+            load_settings(overrides={"server": {"port": 0}})
+    assert settings.server.port == 1002
+    assert settings.auth.jwt_signing_key is not None
+    assert settings.auth.jwt_signing_key.get_secret_value() == "k" * 40
+    assert dict(os.environ) == environ
 
 
 def test_settings_whose_key_ends_in_file_are_paths_not_secret_files(

@@ -1,74 +1,14 @@
-"""WakeDock configuration: one validated Settings model.
-
-Sources, highest priority first: command-line overrides, `WAKEDOCK_*` environment variables
-(nested keys joined by `__`, e.g. `WAKEDOCK_AUTH__PASSWORD_MIN_LENGTH`), `WAKEDOCK_*_FILE`
-variables (the value is read from the named file, the Docker/Kubernetes secrets convention), then
-the YAML file. Any invalid value stops start-up with a message naming the key.
-"""
+"""The sections of WakeDock's settings (`server`, `auth`, `docker`, ...): one frozen model each."""
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
-import warnings
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from wakedock.secrets.files import SecretFileError, read_secret_file
-
-ENV_PREFIX = "WAKEDOCK_"
-FILE_SUFFIX = "_FILE"
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message names each bad key."""
-
-
-def _rate_limit(value: str) -> str:
-    from limits import parse
-
-    try:
-        parse(value)
-    except ValueError as exc:
-        raise ValueError("not a rate limit like '5/15 minutes'") from exc
-    return value
-
-
-SECRET_REF_PREFIX = "secret:"  # noqa: S105 - a prefix, not a secret
-
-
-def _key_bytes(value: SecretStr | None) -> SecretStr | None:
-    """Keys (signing, encryption, chain) are at least 256 bits (a `secret:` reference is
-    checked once resolved)."""
-    if value is not None and value.get_secret_value().startswith(SECRET_REF_PREFIX):
-        return value
-    if value is not None and len(value.get_secret_value().encode()) < 32:
-        raise ValueError("must be at least 32 bytes")
-    return value
-
-
-def _ip_networks(values: list[str]) -> list[str]:
-    # Messages name the item, never its value (it may be anything, a secret pasted by mistake).
-    for index, cidr in enumerate(values):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError as exc:
-            raise ValueError(f"item {index} is not an IP network such as 10.0.0.0/8") from exc
-    return values
+from wakedock.config.checks import SECRET_REF_PREFIX, ip_networks, key_bytes, rate_limit
 
 
 class _Section(BaseModel):
@@ -125,7 +65,7 @@ class RateLimitSettings(_Section):
     @field_validator("login_per_username", "login_per_ip")
     @classmethod
     def _parseable(cls, value: str) -> str:
-        return _rate_limit(value)
+        return rate_limit(value)
 
     @field_validator("storage_url")
     @classmethod
@@ -166,7 +106,7 @@ class AuthSettings(_Section):
     @field_validator("jwt_signing_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        return _key_bytes(value)
+        return key_bytes(value)
 
 
 class MfaSettings(_Section):
@@ -192,12 +132,12 @@ class MfaSettings(_Section):
     @field_validator("attempts_per_user", "attempts_per_ip")
     @classmethod
     def _parseable(cls, value: str) -> str:
-        return _rate_limit(value)
+        return rate_limit(value)
 
     @field_validator("encryption_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        return _key_bytes(value)
+        return key_bytes(value)
 
 
 class HttpSettings(_Section):
@@ -227,7 +167,7 @@ class HttpSettings(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        return _ip_networks(value)
+        return ip_networks(value)
 
 
 class AuditSettings(_Section):
@@ -237,7 +177,7 @@ class AuditSettings(_Section):
     @field_validator("chain_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        return _key_bytes(value)
+        return key_bytes(value)
 
 
 class SiemSettings(_Section):
@@ -283,7 +223,7 @@ class AlertSettings(_Section):
     @field_validator("allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        return _ip_networks(value)
+        return ip_networks(value)
 
 
 class SecretsSettings(_Section):
@@ -419,211 +359,4 @@ class ProxySettings(_Section):
     @field_validator("wake_per_ip")
     @classmethod
     def _limit(cls, value: str) -> str:
-        return _rate_limit(value)
-
-
-class Settings(BaseSettings):
-    """Everything WakeDock can be told. Secrets are SecretStr and never printed."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
-
-    environment: Literal["production", "development"] = "production"
-    data_dir: Path = Field(default_factory=lambda: Path.home() / ".wakedock")
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    mfa: MfaSettings = Field(default_factory=MfaSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    docker: DockerSettings = Field(default_factory=DockerSettings)
-    proxy: ProxySettings = Field(default_factory=ProxySettings)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
-    siem: SiemSettings = Field(default_factory=SiemSettings)
-    alerts: AlertSettings = Field(default_factory=AlertSettings)
-    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
-
-    def database_url(self) -> str:
-        if self.database.url is not None:
-            return self.database.url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'wakedock.db'}"
-
-
-class _DictSource(PydanticBaseSettingsSource):
-    """A fixed mapping as a settings source (the YAML file, command-line overrides)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-def _names_a_setting(name: str) -> bool:
-    """True when the whole variable name is a setting whose own key ends in `_file`
-    (`WAKEDOCK_SERVER__TLS_CERT_FILE` is the certificate's path, not a secret file)."""
-    parts = name[len(ENV_PREFIX) :].lower().split("__")
-    model: type[BaseModel] = Settings
-    for part in parts[:-1]:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return False
-        model = annotation
-    return parts[-1] in model.model_fields
-
-
-def _is_file_reference(name: str) -> bool:
-    return (
-        name.startswith(ENV_PREFIX) and name.endswith(FILE_SUFFIX) and not _names_a_setting(name)
-    )
-
-
-def _file_env_values(environ: dict[str, str]) -> dict[str, Any]:
-    """Read `WAKEDOCK_A__B_FILE=/path` into {"a": {"b": <file content>}}."""
-    values: dict[str, Any] = {}
-    for name, path in environ.items():
-        if not _is_file_reference(name):
-            continue
-        dotted = name[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split("__")
-        try:
-            content = read_secret_file(Path(path), what=name)
-        except SecretFileError as exc:
-            raise ConfigError(str(exc)) from None
-        node = values
-        for part in dotted[:-1]:
-            node = node.setdefault(part, {})
-        node[dotted[-1]] = content
-    return values
-
-
-def read_yaml(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
-    return loaded
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        key = ".".join(str(part) for part in error["loc"]) or "(root)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        env_name = ENV_PREFIX + "__".join(str(p) for p in error["loc"]).upper()
-        lines.append(f"  {key}: {message} (YAML key {key} or env {env_name})")
-    return "invalid configuration:\n" + "\n".join(lines)
-
-
-def load_settings(
-    config_file: Path | None = None, overrides: dict[str, Any] | None = None
-) -> Settings:
-    """Build Settings from the YAML file, the environment and explicit overrides.
-
-    Raises ConfigError with a message naming every invalid key.
-    """
-    yaml_data = read_yaml(config_file)
-    file_data = _file_env_values(dict(os.environ))
-    cli_data = overrides or {}
-
-    class _Loaded(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (
-                _DictSource(settings_cls, cli_data),
-                env_settings,
-                _DictSource(settings_cls, file_data),
-                _DictSource(settings_cls, yaml_data),
-            )
-
-    # The plain env source would read `*_FILE` names as unknown keys: hide them while it runs.
-    hidden = {k: os.environ.pop(k) for k in list(os.environ) if _is_file_reference(k)}
-    try:
-        loaded = _Loaded()
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    finally:
-        os.environ.update(hidden)
-    problems = plain_secrets(loaded, yaml_data, cli_data)
-    if problems and loaded.environment == "production":
-        raise ConfigError("; ".join(problems))
-    for problem in problems:
-        warnings.warn(f"{problem} (refused in production)", stacklevel=2)
-    return loaded
-
-
-# Lists whose items may be secret:<path>#<key> references (URLs that carry credentials).
-SECRET_LISTS: tuple[tuple[str, str], ...] = (("siem", "sinks"), ("alerts", "webhooks"))
-
-# Settings holding secrets. For URLs only those that embed a password count.
-SECRET_FIELDS: tuple[tuple[str, str, bool], ...] = (
-    ("auth", "jwt_signing_key", False),
-    ("mfa", "encryption_key", False),
-    ("audit", "chain_key", False),
-    ("secrets", "vault_token", False),
-    ("database", "url", True),
-    ("rate_limit", "storage_url", True),
-)
-
-
-def env_name(section: str, key: str) -> str:
-    return f"{ENV_PREFIX}{section}__{key}".upper()
-
-
-def secret_origin(section: str, key: str, yaml_data: dict[str, Any], cli: dict[str, Any]) -> str:
-    """Where a secret setting came from: override, file, env, yaml or default."""
-    if key in (cli.get(section) or {}):
-        return "override"
-    if env_name(section, key) + FILE_SUFFIX in os.environ:
-        return "file"
-    if env_name(section, key) in os.environ:
-        return "env"
-    if key in (yaml_data.get(section) or {}):
-        return "yaml"
-    return "default"
-
-
-def plain_secrets(settings: Settings, yaml_data: dict[str, Any], cli: dict[str, Any]) -> list[str]:
-    """Secrets written as plain values in the YAML file or a plain environment variable."""
-    problems = []
-    for section, key, only_with_password in SECRET_FIELDS:
-        origin = secret_origin(section, key, yaml_data, cli)
-        value = getattr(getattr(settings, section), key)
-        if origin not in ("yaml", "env") or value is None:
-            continue
-        text = value.get_secret_value()
-        if text.startswith(SECRET_REF_PREFIX):
-            continue
-        if only_with_password and urlsplit(text).password is None:
-            continue
-        where = "the YAML file" if origin == "yaml" else f"the variable {env_name(section, key)}"
-        problems.append(
-            f"{section}.{key} is a plain secret in {where}: use {env_name(section, key)}"
-            f"{FILE_SUFFIX} (a 0600 file) or a secret:<path>#<key> reference"
-        )
-    return problems
+        return rate_limit(value)
