@@ -53,10 +53,10 @@ from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.keysources import KEY_SETTING, key_source
+from wakedock.secrets.references import ServiceSecrets
 from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
 from wakedock.secrets.rotation import JwtKeys
-from wakedock.secrets.services import ServiceSecrets
-from wakedock.secrets.store import SecretStore
+from wakedock.secrets.service import SecretStore
 from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher
 from wakedock.services.launch import policy_settings
 from wakedock.services.reconcile import Reconciler

@@ -31,7 +31,7 @@ from wakedock.runtime.base import (
     NotManaged,
     State,
 )
-from wakedock.secrets.services import ServiceSecrets, plain_environment, references
+from wakedock.secrets.references import ServiceSecrets, plain_environment, references
 from wakedock.services.errors import (
     ConfiguredByLabels,
     InvalidServiceSpec,
