@@ -12,6 +12,7 @@ from wakedock.runtime.base import (
     ContainerStats,
     ContainerStatus,
     DiscoveredWorkload,
+    Endpoint,
     ImageMissing,
     InvalidState,
     NotManaged,
@@ -147,9 +148,10 @@ class FakeRuntime:
                 return ref
         return None
 
-    def endpoint(self, ref: str, container_port: int) -> tuple[str, int]:
+    def endpoint(self, ref: str, container_port: int) -> Endpoint:
         self._get(ref)
-        return self.endpoints.get(ref, self.default_endpoint or ("127.0.0.1", container_port))
+        host, port = self.endpoints.get(ref, self.default_endpoint or ("127.0.0.1", container_port))
+        return Endpoint(host, port)
 
     def inspect(self, ref: str) -> list[dict[str, Any]]:
         return [{"Name": self._get(ref).name}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from wakedock.errors import (
     Conflict,
@@ -98,6 +98,13 @@ def reported_health(state: State, engine_health: str | None) -> Health | None:
         return None
 
 
+class Endpoint(NamedTuple):
+    """Where WakeDock reaches a port of a running workload."""
+
+    host: str
+    port: int
+
+
 @dataclass(frozen=True)
 class ContainerStats:
     """One resource sample. CPU is a percentage of one CPU (200.0 = two CPUs busy)."""
@@ -167,7 +174,7 @@ class ContainerRuntime(Protocol):
         """The ref of the workload this installation created for `service_name`, if any."""
         ...
 
-    def endpoint(self, ref: str, container_port: int) -> tuple[str, int]:
+    def endpoint(self, ref: str, container_port: int) -> Endpoint:
         """Where WakeDock reaches `container_port` of the running workload.
 
         Engine: 127.0.0.1 and the published port (which changes at every start when the engine

@@ -14,6 +14,7 @@ from wakedock.runtime.base import (
     ContainerStats,
     ContainerStatus,
     DiscoveredWorkload,
+    Endpoint,
     ImageMissing,
     InvalidState,
     NotManaged,
@@ -178,13 +179,13 @@ class DockerEngineRuntime:
 
         return self._call(find)
 
-    def endpoint(self, container_id: str, container_port: int) -> tuple[str, int]:
-        def endpoint(client: docker.DockerClient) -> tuple[str, int]:
+    def endpoint(self, container_id: str, container_port: int) -> Endpoint:
+        def endpoint(client: docker.DockerClient) -> Endpoint:
             container = self._managed(client, container_id)
             ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
             for binding in ports.get(f"{container_port}/tcp") or []:
                 if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):
-                    return LOOPBACK, int(binding["HostPort"])
+                    return Endpoint(LOOPBACK, int(binding["HostPort"]))
             raise InvalidState(
                 f"port {container_port} is not published on {LOOPBACK}; is the service running?"
             )

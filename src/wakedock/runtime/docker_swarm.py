@@ -31,6 +31,7 @@ from wakedock.runtime.base import (
     ContainerStats,
     ContainerStatus,
     DiscoveredWorkload,
+    Endpoint,
     InvalidState,
     NotManaged,
     RuntimeKind,
@@ -242,11 +243,11 @@ class DockerSwarmRuntime:
 
         return self._call(find)
 
-    def endpoint(self, service_id: str, container_port: int) -> tuple[str, int]:
+    def endpoint(self, service_id: str, container_port: int) -> Endpoint:
         """The service's name on its Swarm network: Swarm publishes nothing on loopback."""
 
-        def endpoint(api: _SwarmApi) -> tuple[str, int]:
-            return str(self._managed(api, service_id)["Spec"]["Name"]), container_port
+        def endpoint(api: _SwarmApi) -> Endpoint:
+            return Endpoint(str(self._managed(api, service_id)["Spec"]["Name"]), container_port)
 
         return self._call(endpoint)
 
