@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from conftest import Harness
-from support.components import run_cli
+from support.server import run_cli
 from wakedock.audit.chain import AuditChain, ChainedFields, audit_chain_key
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
