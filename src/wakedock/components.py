@@ -45,10 +45,14 @@ from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime, policy_settings
 from wakedock.secrets.base import SecretProvider
-from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
 from wakedock.secrets.rotation import JwtKeys
 from wakedock.secrets.services import ServiceSecrets
-from wakedock.secrets.startup import audit_secret_reads, make_jwt_keys, make_secret_watcher
+from wakedock.secrets.startup import (
+    audit_secret_reads,
+    make_jwt_keys,
+    make_secret_watcher,
+    read_secrets,
+)
 from wakedock.secrets.store import SecretStore
 from wakedock.secrets.watch import SecretWatcher
 from wakedock.services.reconcile import Reconciler
@@ -133,14 +137,9 @@ def build_components(
     """Wire every component from settings. Creates the data directory and schema if needed."""
     clock = clock or SystemClock()
     configured = settings
-    provider: SecretProvider | None = None
-    resolved = Resolved(settings)
-    # Every secret reference is resolved before anything uses the settings (S9); the provider
-    # also serves the services' secret references.
-    provider = make_provider(settings.secrets)
-    if referenced(settings):
-        resolved = resolve_settings(settings, provider)
-        settings = resolved.settings
+    # Every secret reference is resolved before anything uses the settings (S9).
+    provider, resolved = read_secrets(settings)
+    settings = resolved.settings
     secret_sources = resolved.sources
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.database_url(), echo=settings.database.echo)

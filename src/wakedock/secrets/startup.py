@@ -15,12 +15,21 @@ from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.keysources import KEY_SETTING, key_source
-from wakedock.secrets.resolve import Resolved
+from wakedock.secrets.resolve import Resolved, make_provider, referenced, resolve_settings
 from wakedock.secrets.rotation import JwtKeys
 from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher
 from wakedock.services.spec import parse_secret_ref
 
 STARTUP = RequestContext(actor="system:startup")
+
+
+def read_secrets(settings: Settings) -> tuple[SecretProvider, Resolved]:
+    """The configured provider (it also serves the services' secret references), and the
+    settings with every `secret:` reference resolved through it."""
+    provider = make_provider(settings.secrets)
+    if referenced(settings):
+        return provider, resolve_settings(settings, provider)
+    return provider, Resolved(settings)
 
 
 def make_jwt_keys(
