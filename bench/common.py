@@ -1,22 +1,20 @@
 """Shared helpers for the benchmarks: a real `wakedock serve` over HTTPS, a user, wrk.
 
-Standalone on purpose (no pytest, no test fixtures): the server runs with the production
-argon2 defaults (64 MiB, t=3, p=1) unless the caller's environment overrides them.
-Every request goes to 127.0.0.1 only.
+The server process and the login are the tests' own helpers (tests/support/server.py and
+login.py, which need no pytest): one way to start WakeDock and sign in, tested by the suite.
+No test fixture is used: the server runs with the production argon2 defaults (64 MiB, t=3,
+p=1) unless the caller's environment overrides them. Every request goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
-import ssl
 import statistics
 import subprocess
 import sys
@@ -28,18 +26,14 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.login import access_token
+from support.server import HOST, serve, wakedock_command
+from support.server import WakeDockProcess as Server
+
 BENCH_USER = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wakedock_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wakedock.cli", *args]
 
 
 def _bench_env(data_dir: Path) -> dict[str, str]:
@@ -47,29 +41,6 @@ def _bench_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAKEDOCK_")}
     env["WAKEDOCK_DATA_DIR"] = str(data_dir)
     return env
-
-
-@dataclass
-class Server:
-    port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{HOST}:{self.port}"
-
-    @property
-    def cert_path(self) -> Path:
-        return self.data_dir / "tls" / "cert.pem"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        # The generated self-signed certificate is its own CA and names 127.0.0.1: full checks.
-        return ssl.create_default_context(cafile=str(self.cert_path))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @contextmanager
@@ -85,46 +56,14 @@ def wakedock_server(
     root = Path(tempfile.mkdtemp(prefix="wd-bench-"))
     data_dir = root / "data"
     env = {**_bench_env(data_dir), **(extra_env or {})}
-    if prepare is not None:
-        prepare(data_dir, env)
-    port = free_port()
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            wakedock_command(
-                "serve", "--host", HOST, "--port", str(port), "--log-level", "warning"
-            ),
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port, data_dir, process, log_path)
     # A plain `kill` of the benchmark must not leave the server running.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
-            try:
-                with urllib.request.urlopen(
-                    f"{server.base_url}/api/v1/health/live", timeout=2, context=server.ssl_context()
-                ) as response:
-                    if response.status == 200:
-                        break
-            except (OSError, ssl.SSLError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server not ready:\n{server.log()}") from None
-                time.sleep(0.1)
-        yield server
+        if prepare is not None:
+            prepare(data_dir, env)
+        with serve(data_dir, env, host=HOST, log_path=root / "server.log") as server:
+            yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
         shutil.rmtree(root, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 
@@ -167,15 +106,8 @@ def argon2_parameters(server: Server, username: str) -> str:
 
 def login(server: Server, username: str, password: str) -> str:
     """POST /api/v1/auth/login (JSON); returns the access token."""
-    request = urllib.request.Request(
-        f"{server.base_url}/api/v1/auth/login",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30, context=server.ssl_context()) as response:
-        token: str = json.loads(response.read())["access_token"]
-    return token
+    with httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=30) as http:
+        return access_token(http, username, password)
 
 
 def get_status(server: Server, path: str, token: str | None = None) -> int:

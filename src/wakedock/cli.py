@@ -10,15 +10,16 @@ from typing import Any
 import click
 
 from wakedock import __version__
-from wakedock.audit.cli import audit
+from wakedock.audit.cli import AuditTrail, audit_group
 from wakedock.audit.configuration import record_configuration
 from wakedock.cli_state import CliState, cli_context, step
-from wakedock.components import Components
+from wakedock.components import Components, build_components
+from wakedock.config import Settings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
-from wakedock.secrets.cli import config_group, secrets_group
+from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
 from wakedock.services.cli import cis_check, service
 
 
@@ -41,7 +42,29 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) ->
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    ctx.obj = CliState(config_file, overrides)
+    ctx.obj = CliState(config_file, overrides, wire=_components)
+
+
+def _components(state: CliState, settings: Settings | None = None) -> Components:
+    """Every component, wired from the settings (migrations applied)."""
+    settings = settings or state.settings()
+    step(f"opening the database in {settings.data_dir} (applying migrations)")
+    try:
+        return build_components(settings)
+    except WakeDockError as exc:  # e.g. Vault sealed: say which, without a traceback
+        raise click.ClickException(exc.detail) from None
+    except ValueError as exc:  # a setting that cannot be used (webhook, sink, key...)
+        raise click.ClickException(str(exc)) from None
+
+
+def _audit_trail(state: CliState) -> AuditTrail:
+    c = _components(state)
+    return AuditTrail(c.db, c.audit_chain, c.clock, [w.key for w in c.siem.workers])
+
+
+def _signing_keys(state: CliState) -> SigningKeys:
+    c = _components(state)
+    return SigningKeys(c.jwt_keys, c.settings.secrets.refresh_seconds, c.secret_provider)
 
 
 @main.command()
@@ -85,7 +108,7 @@ def serve(
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     step("checking configuration")
     settings = state.settings(server=server)
-    components = state.components(settings)
+    components = _components(state, settings)
     if components.auth.user_count() == 0:
         token, expires = components.setup.issue()
         click.secho(
@@ -126,7 +149,7 @@ def _reconcile_at_start(components: Components) -> None:
 @click.pass_obj
 def migrate(state: CliState) -> None:
     """Create or upgrade the database schema."""
-    state.components()
+    _components(state)
     click.echo("database schema is up to date")
 
 
@@ -158,7 +181,7 @@ def user_create(
 ) -> None:
     """Create a user (the first admin is created this way)."""
     password = _read_password(password_stdin)
-    c = state.components()
+    c = _components(state)
     step("hashing the password (argon2id)")
     try:
         with transaction(c.db) as db:
@@ -180,7 +203,7 @@ def user_create(
 @click.pass_obj
 def user_list(state: CliState, search: str | None) -> None:
     """List users."""
-    c = state.components()
+    c = _components(state)
     with transaction(c.db) as db:
         users = c.users.search(db, search, limit=10_000, offset=0)
         click.echo(f"{'ID':>5}  {'USERNAME':<24} {'ROLE':<10} {'STATE':<9} EMAIL")
@@ -190,7 +213,7 @@ def user_list(state: CliState, search: str | None) -> None:
 
 
 def _set_disabled(state: CliState, username: str, disabled: bool) -> None:
-    c = state.components()
+    c = _components(state)
     try:
         with transaction(c.db) as db:
             target = c.users.by_username(db, username)
@@ -221,7 +244,7 @@ def user_enable(state: CliState, username: str) -> None:
 @click.pass_obj
 def user_mfa_reset(state: CliState, username: str) -> None:
     """Clear a user's MFA (lost device) and revoke its sessions; it must enrol again."""
-    c = state.components()
+    c = _components(state)
     try:
         with transaction(c.db) as db:
             target = c.users.by_username(db, username)
@@ -233,9 +256,9 @@ def user_mfa_reset(state: CliState, username: str) -> None:
 
 main.add_command(service)
 main.add_command(cis_check)
-main.add_command(audit)
+main.add_command(audit_group(_audit_trail))
 main.add_command(config_group)
-main.add_command(secrets_group)
+main.add_command(secrets_group(_signing_keys))
 
 if __name__ == "__main__":
     main()

@@ -1,24 +1,32 @@
-"""What every `wakedock` subcommand shares: settings, wired components, progress lines."""
+"""What every `wakedock` subcommand shares: settings, progress lines, the CLI's request context.
+
+The wiring (components.py) is cli.py's business: a command group receives the collaborators it
+works on from cli.py, never the whole object graph."""
 
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from wakedock.components import Components, build_components
 from wakedock.config import ConfigError, Settings, load_settings, read_yaml
 from wakedock.context import RequestContext
-from wakedock.errors import WakeDockError
+
+if TYPE_CHECKING:  # transitional, see CliState.wire
+    from wakedock.components import Components
 
 
 @dataclass
 class CliState:
     config_file: Path | None
     overrides: dict[str, Any]
+    # Transitional (issue #13): `wakedock service` still asks for every component; cli.py
+    # gives the wiring here. Goes once every command group receives its collaborators.
+    wire: Callable[[CliState, Settings | None], Components] | None = None
 
     def settings(self, **extra: Any) -> Settings:
         merged = {**self.overrides}
@@ -35,14 +43,9 @@ class CliState:
         return read_yaml(self.config_file)
 
     def components(self, settings: Settings | None = None) -> Components:
-        settings = settings or self.settings()
-        step(f"opening the database in {settings.data_dir} (applying migrations)")
-        try:
-            return build_components(settings)
-        except WakeDockError as exc:  # e.g. Vault sealed: say which, without a traceback
-            raise click.ClickException(exc.detail) from None
-        except ValueError as exc:  # a setting that cannot be used (webhook, sink, key...)
-            raise click.ClickException(str(exc)) from None
+        if self.wire is None:
+            raise RuntimeError("cli.py gives the wiring")
+        return self.wire(self, settings)
 
 
 def step(message: str) -> None:

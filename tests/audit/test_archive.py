@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Harness
-from support.components import run_cli
+from support.server import run_cli
 from wakedock.audit.archive import archive_events, verify_archive
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.verify import verify_chain

@@ -16,13 +16,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from conftest import Harness
-from support.components import run_cli
-from wakedock.audit.chain import AuditChain, ChainedFields
+from support.server import run_cli
+from wakedock.audit.chain import AuditChain, ChainedFields, audit_chain_key
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import SystemClock
-from wakedock.components import audit_chain_key
 from wakedock.context import RequestContext
 from wakedock.db import MIGRATIONS_DIR, make_engine, make_session_factory, migrate, transaction
 
@@ -231,9 +230,9 @@ def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harne
     class Boom(Exception):
         pass
 
-    other_process = make_session_factory(
-        h.components.engine, {CHAIN_INFO: AuditChain(audit_chain_key(h.components.settings))}
-    )
+    settings = h.components.settings
+    key = audit_chain_key(settings.audit.chain_key, settings.data_dir)
+    other_process = make_session_factory(h.components.engine, {CHAIN_INFO: AuditChain(key)})
 
     def append_then_fail() -> None:
         with transaction(h.components.db) as db:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from support.components import wakedock_server
+from support.server import wakedock_server
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,9 @@ import httpx
 import pytest
 
 from conftest import strong_password
-from support.components import (
-    PostgresServer,
-    run_cli,
-    start_postgres,
-    unavailable,
-    wakedock_server,
-)
+from support.components import PostgresServer, start_postgres, unavailable
+from support.login import login
+from support.server import run_cli, wakedock_server
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +31,6 @@ def own_postgres() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.stop()
-
-
-def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
 
 
 def _assert_database_unavailable(reply: httpx.Response) -> None:
@@ -66,13 +58,13 @@ def test_postgresql_stopping_mid_run_is_a_503_logged_once_and_recovers(
         wakedock_server(data, env=env) as server,
         httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=30) as client,
     ):
-        signed_in = _login(client, "olga", password)
+        signed_in = login(client, "olga", password)
         assert signed_in.status_code == 200, signed_in.text
         bearer = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
 
         own_postgres.pause()
         for _ in range(20):
-            _assert_database_unavailable(_login(client, "olga", password))
+            _assert_database_unavailable(login(client, "olga", password))
             _assert_database_unavailable(client.get("/api/v1/services", headers=bearer))
         # An audited action whose event cannot be written does not happen.
         _assert_database_unavailable(client.post("/api/v1/auth/logout", headers=bearer))
@@ -89,7 +81,7 @@ def test_postgresql_stopping_mid_run_is_a_503_logged_once_and_recovers(
         during = server.log()
 
         own_postgres.resume()
-        again = _login(client, "olga", password)
+        again = login(client, "olga", password)
         assert again.status_code == 200, again.text
         assert client.get("/api/v1/services", headers=bearer).status_code == 200
         assert client.get("/api/v1/auth/me", headers=bearer).status_code == 200  # not logged out
@@ -156,9 +148,9 @@ def test_a_full_disk_under_sqlite_is_a_503_naming_the_database_and_its_disk(
         wakedock_server(data) as server,
         httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=30) as client,
     ):
-        assert _login(client, "petra", password).status_code == 200
+        assert login(client, "petra", password).status_code == 200
         filler = _fill(small_disk)
-        replies = [_login(client, "petra", password) for _ in range(30)]
+        replies = [login(client, "petra", password) for _ in range(30)]
         full = [r for r in replies if r.status_code != 200]
         assert full, "every login was written although the disk is full"
         for reply in full:
@@ -169,7 +161,7 @@ def test_a_full_disk_under_sqlite_is_a_503_naming_the_database_and_its_disk(
             assert reply.headers["Retry-After"]
         during = server.log()
         filler.unlink()
-        assert _login(client, "petra", password).status_code == 200
+        assert login(client, "petra", password).status_code == 200
         after = server.log()
     assert during.count(OUTAGE_LINE) == 0 and during.count("its disk is full (") == 1, during
     assert "Traceback" not in during

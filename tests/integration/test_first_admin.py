@@ -12,7 +12,8 @@ import pyotp
 import pytest
 
 from conftest import strong_password
-from support.components import WakeDockProcess, run_cli, wakedock_server
+from support.login import bearer, login
+from support.server import WakeDockProcess, run_cli, wakedock_server
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +31,6 @@ def _setup_token(server: WakeDockProcess) -> str:
     return str(found[0])
 
 
-def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_no_default_credentials_on_fresh_install(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with wakedock_server(data_dir, https=True) as server, _client(server) as client:
@@ -48,7 +41,7 @@ def test_no_default_credentials_on_fresh_install(tmp_path: Path) -> None:
             ("root", "root"),
             ("wakedock", "wakedock"),
         ]:
-            response = _login(client, username, password)
+            response = login(client, username, password)
             assert response.status_code == 401, (username, password, response.text)
             assert response.json()["detail"] == "Invalid username or password"
             assert "access_token" not in response.text
@@ -98,28 +91,28 @@ def test_setup_token_creates_first_admin_once(tmp_path: Path) -> None:
                 json={"token": token, "username": username, "password": strong_password()},
             )
             assert again.status_code == 403, again.text
-        assert _login(client, "secondadmin", password).status_code == 401
+        assert login(client, "secondadmin", password).status_code == 401
 
         # The new admin logs in and is an admin.
-        login = _login(client, "firstadmin", password)
-        assert login.status_code == 200, login.text
-        access = login.json()["access_token"]
-        me = client.get("/api/v1/auth/me", headers=_bearer(access))
+        answer = login(client, "firstadmin", password)
+        assert answer.status_code == 200, answer.text
+        access = answer.json()["access_token"]
+        me = client.get("/api/v1/auth/me", headers=bearer(access))
         assert me.status_code == 200
         assert me.json()["username"] == "firstadmin"
         assert me.json()["role"] == "admin"
         # MFA is mandatory for admins: nothing but enrolment until a device is confirmed.
-        users = client.get("/api/v1/users", headers=_bearer(access))
+        users = client.get("/api/v1/users", headers=bearer(access))
         assert users.status_code == 403
         assert users.json()["code"] == "mfa_enrollment_required"
-        setup = client.post("/api/v1/auth/mfa/setup", headers=_bearer(access))
+        setup = client.post("/api/v1/auth/mfa/setup", headers=bearer(access))
         assert setup.status_code == 200, setup.text
         code = pyotp.TOTP(setup.json()["secret"]).now()
         confirm = client.post(
-            "/api/v1/auth/mfa/confirm", headers=_bearer(access), json={"code": code}
+            "/api/v1/auth/mfa/confirm", headers=bearer(access), json={"code": code}
         )
         assert confirm.status_code == 200, confirm.text
-        users = client.get("/api/v1/users", headers=_bearer(access))
+        users = client.get("/api/v1/users", headers=bearer(access))
         assert users.status_code == 200
         assert [u["username"] for u in users.json()] == ["firstadmin"]
 
@@ -187,8 +180,8 @@ def test_cli_user_create_enforces_password_policy(tmp_path: Path) -> None:
     # The password was stored exactly as typed (no trailing newline): it logs in.
     with wakedock_server(data_dir, https=True) as server, _client(server) as client:
         assert "setup token" not in server.log()  # a user exists: no setup token
-        assert _login(client, "opsadmin", password).status_code == 200
-        assert _login(client, "opsadmin", password + "\n").status_code == 401
+        assert login(client, "opsadmin", password).status_code == 200
+        assert login(client, "opsadmin", password + "\n").status_code == 401
 
 
 def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> None:
@@ -222,17 +215,17 @@ def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> 
     )
 
     with wakedock_server(data_dir, https=True) as server, _client(server) as client:
-        admin = _login(client, "boss", admin_password)
+        admin = login(client, "boss", admin_password)
         assert admin.status_code == 200, admin.text
         admin_access = admin.json()["access_token"]
-        first = _login(client, "mallory", user_password)
-        second = _login(client, "mallory", user_password)
+        first = login(client, "mallory", user_password)
+        second = login(client, "mallory", user_password)
         assert first.status_code == second.status_code == 200
         tokens = [first.json()["access_token"], second.json()["access_token"]]
         refresh = first.json()["refresh_token"]
         for access in tokens:
             # Validated now, so the server holds the session in its short cache.
-            assert client.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
+            assert client.get("/api/v1/auth/me", headers=bearer(access)).status_code == 200
 
         disabled = run_cli(data_dir, "user", "disable", "mallory")
         assert disabled.returncode == 0, disabled.stderr
@@ -243,7 +236,7 @@ def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> 
         statuses: list[int] = []
         while time.monotonic() < deadline:
             statuses = [
-                client.get("/api/v1/auth/me", headers=_bearer(t)).status_code for t in tokens
+                client.get("/api/v1/auth/me", headers=bearer(t)).status_code for t in tokens
             ]
             if statuses == [401, 401]:
                 break
@@ -254,10 +247,10 @@ def test_cli_disable_revokes_live_sessions_on_running_server(tmp_path: Path) -> 
         assert (
             client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
         )
-        assert _login(client, "mallory", user_password).status_code == 401
+        assert login(client, "mallory", user_password).status_code == 401
 
         # Other users' sessions are untouched.
-        me = client.get("/api/v1/auth/me", headers=_bearer(admin_access))
+        me = client.get("/api/v1/auth/me", headers=bearer(admin_access))
         assert me.status_code == 200 and me.json()["username"] == "boss"
 
     listed = run_cli(data_dir, "user", "list")

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from conftest import Harness, strong_password
-from support.components import WakeDockProcess, run_cli, unavailable, wakedock_server
+from support.components import unavailable
+from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.audit.models import AuditEvent
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.components import WakeDockProcess, wakedock_server
 from support.engine import AddApp
+from support.server import WakeDockProcess, wakedock_server
 
 pytestmark = pytest.mark.integration
 

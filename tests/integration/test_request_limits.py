@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.components import WakeDockProcess, wakedock_server
 from support.raw_http import Answer, send_head, stream_upload
+from support.server import WakeDockProcess, wakedock_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from support.components import (
+from support.server import (
     FAST_HASH_ENV,
     WakeDockProcess,
     free_port,

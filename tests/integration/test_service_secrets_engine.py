@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from conftest import strong_password
-from support.components import run_cli, wakedock_server
 from support.docker_images import TEST_IMAGE
 from support.openbao import BaoServer, start_openbao
+from support.server import run_cli, wakedock_server
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import select
 
 from conftest import Harness
-from support.components import run_cli, wakedock_server
 from support.docker_images import TEST_IMAGE
 from support.engine import (  # noqa: F401 - fixtures
     add_by_cli,
@@ -28,6 +27,7 @@ from support.engine import (  # noqa: F401 - fixtures
     h,
     wait_for,
 )
+from support.server import run_cli, wakedock_server
 from wakedock.audit.models import AuditEvent
 from wakedock.context import RequestContext
 from wakedock.db import transaction

@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from conftest import Harness
-from support.components import run_cli, wakedock_server
 from support.docker_images import TEST_IMAGE
 from support.engine import (  # noqa: F401 - fixtures
     SOCKET,
@@ -31,6 +30,7 @@ from support.engine import (  # noqa: F401 - fixtures
     h,
     wait_for,
 )
+from support.server import run_cli, wakedock_server
 from support.socket_relay import SocketRelay
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role

@@ -15,14 +15,9 @@ import httpx
 import pytest
 
 from conftest import strong_password
-from support.components import (
-    PostgresServer,
-    RedisServer,
-    WakeDockProcess,
-    run_cli,
-    start_redis,
-    wakedock_server,
-)
+from support.components import PostgresServer, RedisServer, start_redis
+from support.login import bearer, login
+from support.server import WakeDockProcess, run_cli, wakedock_server
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +58,6 @@ class Cluster:
 def _client(server: WakeDockProcess) -> httpx.Client:
     verify = server.ssl_context() if server.https else True
     return httpx.Client(base_url=server.base_url, verify=verify, timeout=30)
-
-
-def _login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    return client.post("/api/v1/auth/login", json={"username": username, "password": password})
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _assert_limited(response: httpx.Response) -> None:
@@ -123,17 +110,17 @@ def test_per_username_budget_is_shared_between_replicas(replicas: Cluster) -> No
     a, b = replicas.clients()
     for attempt in range(PER_USERNAME):
         client = (a, b)[attempt % 2]
-        response = _login(client, "carol", f"wrong-guess-{attempt}")
+        response = login(client, "carol", f"wrong-guess-{attempt}")
         assert response.status_code == 401, (attempt, response.text)
     # The 6th attempt is over the budget on either replica, the right password included
     # (checked before verifying), and whatever the letter case of the name.
-    _assert_limited(_login(b, "carol", "wrong-guess-6"))
-    _assert_limited(_login(a, "carol", "wrong-guess-7"))
-    _assert_limited(_login(a, "carol", password))
-    _assert_limited(_login(b, "CAROL", password))
+    _assert_limited(login(b, "carol", "wrong-guess-6"))
+    _assert_limited(login(a, "carol", "wrong-guess-7"))
+    _assert_limited(login(a, "carol", password))
+    _assert_limited(login(b, "CAROL", password))
     # Another user from the same address is not locked out by carol's budget.
     other = replicas.create_user("dan")
-    response = _login(b, "dan", other)
+    response = login(b, "dan", other)
     assert response.status_code == 200, response.text
 
 
@@ -143,12 +130,12 @@ def test_per_ip_budget_is_shared_between_replicas(replicas: Cluster) -> None:
     # Distinct usernames: only the per-IP budget (every request comes from 127.0.0.1) fills up.
     for attempt in range(PER_IP):
         client = (a, b)[attempt % 2]
-        response = _login(client, f"nobody-{attempt}", "wrong-password-guess")
+        response = login(client, f"nobody-{attempt}", "wrong-password-guess")
         assert response.status_code == 401, (attempt, response.text)
-    _assert_limited(_login(a, "nobody-new-1", "wrong-password-guess"))
-    _assert_limited(_login(b, "nobody-new-2", "wrong-password-guess"))
-    _assert_limited(_login(b, "erin", password))
-    _assert_limited(_login(a, "erin", password))
+    _assert_limited(login(a, "nobody-new-1", "wrong-password-guess"))
+    _assert_limited(login(b, "nobody-new-2", "wrong-password-guess"))
+    _assert_limited(login(b, "erin", password))
+    _assert_limited(login(a, "erin", password))
 
 
 def test_limits_survive_a_replica_restart(replicas: Cluster, tmp_path: Path) -> None:
@@ -159,8 +146,8 @@ def test_limits_survive_a_replica_restart(replicas: Cluster, tmp_path: Path) -> 
         _client(first) as client,
     ):
         for attempt in range(PER_USERNAME):
-            assert _login(client, "frank", f"bad-{attempt}").status_code == 401
-        _assert_limited(_login(client, "frank", password))
+            assert login(client, "frank", f"bad-{attempt}").status_code == 401
+        _assert_limited(login(client, "frank", password))
         first_pid = first.process.pid
     assert first.process.poll() is not None  # really stopped
     with (
@@ -168,46 +155,46 @@ def test_limits_survive_a_replica_restart(replicas: Cluster, tmp_path: Path) -> 
         _client(second) as client,
     ):
         assert second.process.pid != first_pid
-        _assert_limited(_login(client, "frank", password))
-        _assert_limited(_login(client, "frank", "bad-again"))
+        _assert_limited(login(client, "frank", password))
+        _assert_limited(login(client, "frank", "bad-again"))
     # And the budget is the one the long-running replicas see too.
-    _assert_limited(_login(replicas.client_a, "frank", password))
+    _assert_limited(login(replicas.client_a, "frank", password))
 
 
 def test_tokens_and_logout_cross_replicas(replicas: Cluster) -> None:
     password = replicas.create_user("grace", role="operator")
     a, b = replicas.clients()
-    login = _login(a, "grace", password)
-    assert login.status_code == 200, login.text
-    tokens = login.json()
+    answer = login(a, "grace", password)
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
     access = tokens["access_token"]
 
     # Issued by A, accepted by B (same key, same session store).
-    me = b.get("/api/v1/auth/me", headers=_bearer(access))
+    me = b.get("/api/v1/auth/me", headers=bearer(access))
     assert me.status_code == 200, me.text
     assert me.json()["username"] == "grace"
-    assert a.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
+    assert a.get("/api/v1/auth/me", headers=bearer(access)).status_code == 200
     # B has now validated (and may cache) the session.
 
     # A refresh on B works too and its new access token works on A.
     refreshed = b.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200, refreshed.text
     access2 = refreshed.json()["access_token"]
-    assert a.get("/api/v1/auth/me", headers=_bearer(access2)).status_code == 200
-    assert b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code == 200
+    assert a.get("/api/v1/auth/me", headers=bearer(access2)).status_code == 200
+    assert b.get("/api/v1/auth/me", headers=bearer(access2)).status_code == 200
 
-    logout = a.post("/api/v1/auth/logout", headers=_bearer(access))
+    logout = a.post("/api/v1/auth/logout", headers=bearer(access))
     assert logout.status_code == 204, logout.text
     # A knows at once.
-    assert a.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 401
+    assert a.get("/api/v1/auth/me", headers=bearer(access)).status_code == 401
 
     # B notices within its short session cache (at most 2 s).
     deadline = time.monotonic() + 3.5
     statuses: tuple[int, int] = (0, 0)
     while time.monotonic() < deadline:
         statuses = (
-            b.get("/api/v1/auth/me", headers=_bearer(access)).status_code,
-            b.get("/api/v1/auth/me", headers=_bearer(access2)).status_code,
+            b.get("/api/v1/auth/me", headers=bearer(access)).status_code,
+            b.get("/api/v1/auth/me", headers=bearer(access2)).status_code,
         )
         if statuses == (401, 401):
             break
@@ -229,11 +216,11 @@ def test_a_token_signed_with_another_key_is_refused(replicas: Cluster, tmp_path:
         wakedock_server(tmp_path / "data", https=False, env=other_env) as stranger,
         _client(stranger) as client,
     ):
-        login = _login(client, "heidi", password)
-        assert login.status_code == 200, login.text
-        foreign = login.json()["access_token"]
-        assert client.get("/api/v1/auth/me", headers=_bearer(foreign)).status_code == 200
-    assert replicas.client_a.get("/api/v1/auth/me", headers=_bearer(foreign)).status_code == 401
+        answer = login(client, "heidi", password)
+        assert answer.status_code == 200, answer.text
+        foreign = answer.json()["access_token"]
+        assert client.get("/api/v1/auth/me", headers=bearer(foreign)).status_code == 200
+    assert replicas.client_a.get("/api/v1/auth/me", headers=bearer(foreign)).status_code == 401
 
 
 def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
@@ -256,8 +243,8 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
         assert created.returncode == 0, created.stderr
         with wakedock_server(data_dir, https=True, env=env) as server, _client(server) as client:
             # With Redis up: a normal failure and a normal success.
-            assert _login(client, "ivan", "not-the-password").status_code == 401
-            ok = _login(client, "ivan", password)
+            assert login(client, "ivan", "not-the-password").status_code == 401
+            ok = login(client, "ivan", password)
             assert ok.status_code == 200, ok.text
             access = ok.json()["access_token"]
 
@@ -269,7 +256,7 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
                 ("nobody", "whatever-guess"),
                 ("ivan", password),
             ]:
-                response = _login(client, username, guess)
+                response = login(client, username, guess)
                 assert response.status_code == 503, (username, response.status_code, response.text)
                 assert "access_token" not in response.text
                 assert "redis" not in response.text.lower()  # no internals
@@ -279,7 +266,7 @@ def test_login_fails_closed_when_redis_is_down(tmp_path: Path) -> None:
             assert form.status_code == 503
             # Liveness does not depend on the limit store; existing sessions keep working.
             assert client.get("/api/v1/health/live").status_code == 200
-            assert client.get("/api/v1/auth/me", headers=_bearer(access)).status_code == 200
+            assert client.get("/api/v1/auth/me", headers=bearer(access)).status_code == 200
             assert server.process.poll() is None
             # Readiness says which component is down, and nothing about where it is.
             health = client.get("/api/v1/health")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from support.components import run_cli, wakedock_server
+from support.server import run_cli, wakedock_server
 from support.upstream import free_port
 from wakedock.audit.events import Event, EventType
 from wakedock.auth.passwords import PasswordHasher

@@ -22,8 +22,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from support.components import WakeDockProcess, wakedock_server
 from support.raw_http import open_tls, read_answer
+from support.server import WakeDockProcess, wakedock_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

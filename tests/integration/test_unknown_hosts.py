@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.components import WakeDockProcess, wakedock_server
+from support.server import WakeDockProcess, wakedock_server
 from wakedock.web.headers import _BASE_HEADERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]

@@ -22,8 +22,8 @@ import pytest
 from docker import DockerClient
 from websockets.sync.client import connect as ws_connect
 
-from support.components import WakeDockProcess, run_cli, wakedock_server
 from support.engine import AddApp, container_of, wait_for
+from support.server import WakeDockProcess, run_cli, wakedock_server
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from support.components import free_port, run_cli, wakedock_server
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from support.server import free_port, run_cli, wakedock_server
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.components import build_components
 from wakedock.config import ConfigError, load_settings

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import Harness
-from support.components import WakeDockProcess, run_cli, wakedock_server
+from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.auth.csrf import csrf_token, csrf_valid
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import FakeClock

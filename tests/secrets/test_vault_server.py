@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import strong_password
-from support.components import WakeDockProcess, run_cli, wakedock_server
+from support.login import access_token
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
+from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.auth.keys import SigningKey
 from wakedock.context import RequestContext
 
@@ -62,12 +63,6 @@ def _user(data: Path, env: dict[str, str]) -> tuple[str, str]:
     return "alice", password
 
 
-def _login(client: httpx.Client, user: tuple[str, str]) -> str:
-    response = client.post("/api/v1/auth/login", json={"username": user[0], "password": user[1]})
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
 def _kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
@@ -89,15 +84,17 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
     data = tmp_path / "data"
     user = _user(data, env)
     with wakedock_server(data, env=env) as server, _client(server) as client:
-        first = _login(client, user)
+        first = access_token(client, *user)
         assert _kid(first) == SigningKey.from_secret(FIRST_KEY.encode()).kid
 
         # 1. The CLI writes version 2 into OpenBao; the running server signs with it.
         rotated = run_cli(data, "secrets", "rotate", "jwt", env=env)
         assert rotated.returncode == 0, rotated.stderr
         assert "version 2 written" in rotated.stdout
-        _eventually(lambda: _kid(_login(client, user)) != _kid(first), "the server to adopt v2")
-        second = _login(client, user)
+        _eventually(
+            lambda: _kid(access_token(client, *user)) != _kid(first), "the server to adopt v2"
+        )
+        second = access_token(client, *user)
         stored = bao.client().secrets.kv.v2.read_secret_version(
             path="wakedock/jwt-rotation", mount_point="secret", raise_on_deleted_version=True
         )["data"]
@@ -113,10 +110,16 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
             mount_point="secret",
         )
         third_kid = SigningKey.from_secret(third_key.encode()).kid
-        _eventually(lambda: _kid(_login(client, user)) == third_kid, "the server to adopt v3")
+        _eventually(
+            lambda: _kid(access_token(client, *user)) == third_kid, "the server to adopt v3"
+        )
 
         # Tokens signed with the earlier keys are still valid (they have not expired).
-        assert [_me(client, t) for t in (first, second, _login(client, user))] == [200, 200, 200]
+        assert [_me(client, t) for t in (first, second, access_token(client, *user))] == [
+            200,
+            200,
+            200,
+        ]
         # A token signed with a key that was never in OpenBao is refused.
         claims = jwt.decode(first, options={"verify_signature": False})
         stranger = SigningKey.from_secret(b"s" * 48)
@@ -127,7 +130,7 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
     # After a restart the keyring is the same: the old tokens still work, v3 signs.
     with wakedock_server(data, env=env) as server, _client(server) as client:
         assert _me(client, first) == 200 and _me(client, second) == 200
-        assert _kid(_login(client, user)) == third_kid
+        assert _kid(access_token(client, *user)) == third_kid
         log = server.log()
 
     engine = sa.create_engine(f"sqlite:///{data / 'wakedock.db'}")
@@ -158,7 +161,7 @@ def test_sealed_at_run_time_serves_from_memory_and_reports_degraded(
     user = _user(data, env)
     with wakedock_server(data, env=env) as server, _client(server) as client:
         assert client.get("/api/v1/health").json()["components"]["secrets"] == "ok"
-        token = _login(client, user)
+        token = access_token(client, *user)
         bao.seal()
         try:
             _eventually(
@@ -167,7 +170,7 @@ def test_sealed_at_run_time_serves_from_memory_and_reports_degraded(
             )
             # Requests keep working from the keys in memory: old tokens and new logins.
             assert _me(client, token) == 200
-            assert _me(client, _login(client, user)) == 200
+            assert _me(client, access_token(client, *user)) == 200
         finally:
             bao.unseal()
         _eventually(

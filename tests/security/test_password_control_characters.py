@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Harness, strong_password
-from support.components import run_cli
+from support.server import run_cli
 from wakedock.auth.policy import POLICY_MESSAGE, password_problems
 from wakedock.rbac.permissions import Role
 

@@ -8,15 +8,18 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from syslog_rfc5424_parser import SyslogMessage
 
-from conftest import Harness
+from support.database import audit_database
 from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import record_alone
 from wakedock.clock import SystemClock
 from wakedock.context import RequestContext
 from wakedock.server.tls import generate_self_signed
@@ -27,27 +30,27 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+def db(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Two audit events to ship, and only the database they are in."""
+    with audit_database(f"sqlite:///{tmp_path / 'wakedock.db'}") as factory:
+        now = SystemClock().now()
+        record_alone(
+            factory,
+            Event(EventType.LOGIN_FAILURE, target="alice", details={"reason": 'bad "pw"]'}),
+            RequestContext(ip="198.51.100.4", user_agent="curl/8", actor="alice"),
+            at=now,
+        )
+        record_alone(
+            factory, Event(EventType.TOKEN_REUSE), RequestContext(actor="bob\r\ninjected"), at=now
+        )
+        yield factory
 
 
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    harness.components.auth.audit(
-        Event(EventType.LOGIN_FAILURE, target="alice", details={"reason": 'bad "pw"]'}),
-        RequestContext(ip="198.51.100.4", user_agent="curl/8", actor="alice"),
-    )
-    harness.components.auth.audit(
-        Event(EventType.TOKEN_REUSE), RequestContext(actor="bob\r\ninjected")
-    )
-    return harness
-
-
-def deliver(h: Harness, url: str) -> int:
+def deliver(db: sessionmaker[Session], url: str) -> int:
     worker = SinkWorker(
         sink_key(url),
         parse_sink(url),
-        h.components.db,
+        db,
         SystemClock(),
         batch_size=100,
         poll_seconds=1,
@@ -66,12 +69,12 @@ def parsed(raw: bytes) -> dict[str, Any]:
     return result
 
 
-def test_syslog_udp_messages_are_strict_rfc5424(h: Harness) -> None:
+def test_syslog_udp_messages_are_strict_rfc5424(db: sessionmaker[Session]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(5)
         port = receiver.getsockname()[1]
-        assert deliver(h, f"syslog+udp://127.0.0.1:{port}") == 2
+        assert deliver(db, f"syslog+udp://127.0.0.1:{port}") == 2
         first, second = (parsed(receiver.recv(65535)) for _ in range(2))
     assert first["facility"] == "audit" and first["appname"] == "wakedock"
     assert first["msgid"] == "login_failure" and first["severity"] == "notice"
@@ -134,10 +137,10 @@ class StreamReceiver:
         self.server.close()
 
 
-def test_syslog_tcp_octet_counted(h: Harness) -> None:
+def test_syslog_tcp_octet_counted(db: sessionmaker[Session]) -> None:
     receiver = StreamReceiver()
     try:
-        assert deliver(h, f"syslog+tcp://127.0.0.1:{receiver.port}") == 2
+        assert deliver(db, f"syslog+tcp://127.0.0.1:{receiver.port}") == 2
         frames = receiver.wait_for(2)
     finally:
         receiver.close()
@@ -153,7 +156,9 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return cert, key, other_cert
 
 
-def test_syslog_tls_verifies_the_receiver(h: Harness, tls_files: tuple[Path, Path, Path]) -> None:
+def test_syslog_tls_verifies_the_receiver(
+    db: sessionmaker[Session], tls_files: tuple[Path, Path, Path]
+) -> None:
     cert, key, other_cert = tls_files
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -161,8 +166,8 @@ def test_syslog_tls_verifies_the_receiver(h: Harness, tls_files: tuple[Path, Pat
     try:
         # A receiver whose certificate the configured CA did not sign is refused: no delivery.
         with pytest.raises(SinkError, match="CERTIFICATE_VERIFY_FAILED"):
-            deliver(h, f"syslog+tls://localhost:{receiver.port}?ca={other_cert}")
-        assert deliver(h, f"syslog+tls://localhost:{receiver.port}?ca={cert}") == 2
+            deliver(db, f"syslog+tls://localhost:{receiver.port}?ca={other_cert}")
+        assert deliver(db, f"syslog+tls://localhost:{receiver.port}?ca={cert}") == 2
         frames = receiver.wait_for(2)
     finally:
         receiver.close()
@@ -183,7 +188,7 @@ class Collector(BaseHTTPRequestHandler):
         return None
 
 
-def test_http_generic_and_splunk_shapes(h: Harness, tmp_path: Path) -> None:
+def test_http_generic_and_splunk_shapes(db: sessionmaker[Session], tmp_path: Path) -> None:
     Collector.bodies = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -192,10 +197,10 @@ def test_http_generic_and_splunk_shapes(h: Harness, tmp_path: Path) -> None:
     token.write_text("0f5e-splunk-token\n")
     token.chmod(0o600)  # a token file follows the secret file rules
     try:
-        assert deliver(h, f"http://127.0.0.1:{port}/ingest") == 2
+        assert deliver(db, f"http://127.0.0.1:{port}/ingest") == 2
         assert (
             deliver(
-                h, f"splunk+http://127.0.0.1:{port}/services/collector/event?token_file={token}"
+                db, f"splunk+http://127.0.0.1:{port}/services/collector/event?token_file={token}"
             )
             == 2
         )
@@ -215,9 +220,9 @@ def test_http_generic_and_splunk_shapes(h: Harness, tmp_path: Path) -> None:
     assert found[0]["sourcetype"] == "_json"
 
 
-def test_file_sink_writes_ecs_json_lines(h: Harness, tmp_path: Path) -> None:
+def test_file_sink_writes_ecs_json_lines(db: sessionmaker[Session], tmp_path: Path) -> None:
     path = tmp_path / "siem" / "audit.jsonl"
-    assert deliver(h, f"file://{path}") == 2
+    assert deliver(db, f"file://{path}") == 2
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["event"]["sequence"] for line in lines] == [1, 2]
     assert lines[0]["@timestamp"].endswith("Z") and lines[0]["user"]["name"] == "alice"

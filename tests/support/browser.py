@@ -24,7 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import strong_password
-from support.components import WakeDockProcess, run_cli, wakedock_server
+from support.login import access_token, bearer
+from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.server.tls import generate_self_signed
 
 CHROMIUM = "/usr/bin/chromium"
@@ -99,8 +100,7 @@ def create_user(data: Path, name: str, role: str) -> str:
 def enrol_by_api(server: WakeDockProcess, name: str, password: str) -> tuple[str, list[str]]:
     """Set up MFA through the API (not what these tests are about): the secret and codes."""
     with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
-        login = http.post("/api/v1/auth/login", json={"username": name, "password": password})
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        auth = bearer(access_token(http, name, password))
         secret = http.post("/api/v1/auth/mfa/setup", headers=auth).json()["secret"]
         code = pyotp.TOTP(secret).now()
         confirmed = http.post("/api/v1/auth/mfa/confirm", headers=auth, json={"code": code})

@@ -1,24 +1,19 @@
-"""Real external components started by the tests: Redis, PostgreSQL, a WakeDock server."""
+"""Real external components started by the tests: Redis, PostgreSQL (a WakeDock server:
+support/server.py)."""
 
 from __future__ import annotations
 
 import glob
 import os
-import resource
 import shutil
-import socket
-import ssl
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from support.server import free_port, wait_port
 
 REQUIRED = os.environ.get("WAKEDOCK_REQUIRE_INTEGRATION") == "1"
 
@@ -28,23 +23,6 @@ def unavailable(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"required integration component missing: {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 @dataclass
@@ -186,124 +164,3 @@ def start_postgres() -> PostgresServer:
     )
     server.resume()
     return server
-
-
-@dataclass
-class WakeDockProcess:
-    """`wakedock serve` running as a real subprocess."""
-
-    port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    https: bool
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base_url(self) -> str:
-        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
-
-    @property
-    def cert_path(self) -> Path:
-        return self.data_dir / "tls" / "cert.pem"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.cert_path))
-        return context
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def wakedock_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wakedock.cli", *args]
-
-
-FAST_HASH_ENV = {
-    "WAKEDOCK_AUTH__ARGON2_MEMORY_KIB": "19456",
-    "WAKEDOCK_AUTH__ARGON2_TIME_COST": "2",
-    "WAKEDOCK_AUTH__ARGON2_PARALLELISM": "1",
-}
-
-
-def run_cli(
-    data_dir: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "WAKEDOCK_DATA_DIR": str(data_dir), **FAST_HASH_ENV, **(env or {})}
-    return subprocess.run(
-        wakedock_command(*args),
-        input=stdin,
-        text=True,
-        capture_output=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
-
-
-def _file_limit(open_files: int) -> Callable[[], None]:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-
-    return limit
-
-
-@contextmanager
-def wakedock_server(
-    data_dir: Path,
-    *,
-    https: bool = True,
-    env: dict[str, str] | None = None,
-    extra_args: tuple[str, ...] = (),
-    open_files: int | None = None,
-) -> Iterator[WakeDockProcess]:
-    """`open_files`: the server's RLIMIT_NOFILE (soft and hard), e.g. to make it small."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "WAKEDOCK_DATA_DIR": str(data_dir),
-        # The OWASP minimum argon2 cost keeps subprocess tests quick.
-        **FAST_HASH_ENV,
-        **(env or {}),
-    }
-    args = ["serve", "--port", str(port), "--log-level", "warning", *extra_args]
-    if not https:
-        args.append("--insecure-http")
-    log_path = data_dir.parent / f"wakedock-{port}.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            wakedock_command(*args),
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=None if open_files is None else _file_limit(open_files),
-        )
-    server = WakeDockProcess(port, data_dir, process, https, log_path, full_env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"wakedock serve exited early:\n{server.log()}")
-            try:
-                context = server.ssl_context() if https else None
-                with urllib.request.urlopen(
-                    f"{server.base_url}/api/v1/health/live", timeout=2, context=context
-                ) as response:
-                    if response.status == 200:
-                        break
-            except (OSError, ssl.SSLError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server not ready:\n{server.log()}") from None
-                time.sleep(0.1)
-        yield server
-    finally:
-        server.stop()

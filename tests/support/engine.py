@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from conftest import Harness
-from support.components import run_cli
 from support.docker_images import TEST_IMAGE, docker_client, ensure_python_image, ensure_test_image
+from support.server import run_cli
 from wakedock.runtime.docker_engine import DockerEngineRuntime
 
 SOCKET = "unix:///var/run/docker.sock"

@@ -7,15 +7,20 @@ poll interval (one second by default).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 
-from wakedock.alerts.detect import Alert, Detector
+from wakedock.alerts.detect import Alert, DetectionSettings, Detector
+from wakedock.alerts.geoip import GeoIP
 from wakedock.alerts.ssrf import IPNetwork, UnsafeWebhook, check_webhook
 from wakedock.audit.export import AuditRecord
+from wakedock.config import AlertSettings
+from wakedock.siem.exporter import sink_key
 from wakedock.siem.sinks import SinkError
 
 TIMEOUT = 10.0
@@ -92,3 +97,28 @@ class AlertSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def make_alert_sink(config: AlertSettings) -> AlertSink:
+    """The alert pipeline; refuses to start with a webhook that fails the SSRF check."""
+    allowed = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.allowed_networks)
+    hooks = [Webhook.parse(url) for url in config.webhooks]
+    for hook in hooks:
+        try:
+            check_webhook(hook.url, allowed)
+        except UnsafeWebhook as exc:
+            raise ValueError(f"alerts.webhooks: {exc}") from None
+    detection = DetectionSettings(
+        brute_force_failures=config.brute_force_failures,
+        brute_force_accounts=config.brute_force_accounts,
+        brute_force_window=timedelta(seconds=config.brute_force_window_seconds),
+        policy_violations=config.policy_violations,
+        policy_window=timedelta(seconds=config.policy_window_seconds),
+    )
+    country_of = GeoIP(config.geoip_database) if config.geoip_database else None
+    return AlertSink(hooks, Detector(detection, country_of), allowed)
+
+
+def alerts_cursor_key(written: list[str]) -> str:
+    """The delivery cursor of the alert pipeline, from the webhook URLs as configured."""
+    return "alerts:" + sink_key("\n".join(written))[:56]

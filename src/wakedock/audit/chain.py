@@ -15,7 +15,12 @@ import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
+
+from wakedock.auth.keys import load_or_create_key_file
 
 GENESIS = "0" * 64
 
@@ -94,3 +99,10 @@ class AuditChain:
 
     def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
         return hmac.compare_digest(self.link(previous, fields), stored)
+
+
+def audit_chain_key(configured: SecretStr | None, data_dir: Path) -> bytes:
+    """The key of the audit hash chain: configured, or generated once (0600)."""
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return load_or_create_key_file(data_dir / "secrets" / "audit_chain_key")

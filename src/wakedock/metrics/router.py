@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from wakedock.components import Components
-from wakedock.metrics.counters import exposition, running_services
+from wakedock.metrics.deps import MetricsDep
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
-from wakedock.web.deps import components
 
 router = APIRouter(tags=["metrics"])
 
@@ -20,9 +17,6 @@ router = APIRouter(tags=["metrics"])
     dependencies=[Depends(requires(Permission.METRICS_READ))],
     response_class=PlainTextResponse,
 )
-async def metrics(c: Components = Depends(components)) -> PlainTextResponse:
-    await run_in_threadpool(c.metrics.refresh)
-    running = await run_in_threadpool(running_services, c.db)
-    sinks = await run_in_threadpool(c.siem.status)
-    body = exposition(c.metrics, len(c.wakes.awake_names()), running, sinks)
+async def metrics(report: MetricsDep) -> PlainTextResponse:
+    body = await report.exposition()
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")

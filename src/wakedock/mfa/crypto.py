@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
+
+from wakedock.auth.keys import load_or_create_key_file
 
 _VERSION = "v1"
 
@@ -36,3 +40,10 @@ class SecretBox:
             return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag as exc:
             raise ValueError("sealed secret does not open (wrong key or context)") from exc
+
+
+def make_secret_box(configured: SecretStr | None, data_dir: Path) -> SecretBox:
+    """The box sealing TOTP secrets: configured key, or one generated once (0600)."""
+    if configured is not None:
+        return SecretBox(configured.get_secret_value().encode())
+    return SecretBox(load_or_create_key_file(data_dir / "secrets" / "mfa_encryption_key"))

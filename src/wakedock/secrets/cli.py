@@ -1,6 +1,10 @@
-"""`wakedock config check`: validate the configuration and say where each secret comes from."""
+"""`wakedock config check` (validate the configuration and say where each secret comes from)
+and `wakedock secrets rotate`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
@@ -8,8 +12,10 @@ from wakedock.cli_state import CliState
 from wakedock.config import SECRET_FIELDS, SECRET_REF_PREFIX, env_name, secret_origin
 from wakedock.context import RequestContext
 from wakedock.errors import WakeDockError
+from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.keysources import KEY_SETTING
 from wakedock.secrets.resolve import make_provider, resolve_settings
+from wakedock.secrets.rotation import JwtKeys
 
 GENERATED = {
     ("auth", "jwt_signing_key"): "jwt",
@@ -18,36 +24,54 @@ GENERATED = {
 }
 
 
-@click.group("secrets")
-def secrets_group() -> None:
-    """Rotate secrets (docs/secrets.md)."""
+@dataclass(frozen=True)
+class SigningKeys:
+    """What `secrets rotate` works on: the JWT keys, how often servers read them again, and
+    the provider to close once done."""
+
+    keys: JwtKeys
+    refresh_seconds: float
+    provider: SecretProvider | None
 
 
-@secrets_group.command("rotate")
-@click.argument("name", type=click.Choice(["jwt"]))
-@click.pass_obj
-def secrets_rotate(state: CliState, name: str) -> None:
-    """Write a new JWT signing key version; tokens signed with the previous one stay valid
-    until they expire. Running servers sign with the new key once it is published (every
-    replica has read it), at their next refresh after that."""
-    c = state.components()
-    try:
-        version = c.jwt_keys.rotate(RequestContext(actor="cli:secrets rotate"))
-        kid = c.jwt_keys.kid(version)
-    except WakeDockError as exc:
-        raise click.ClickException(exc.detail) from None
-    finally:
-        if c.secret_provider is not None:
-            c.secret_provider.close()
-    publish = c.jwt_keys.publication_delay.total_seconds()
-    refresh = c.settings.secrets.refresh_seconds
-    click.echo(
-        f"{KEY_SETTING}: version {version} written to {c.jwt_keys.source.origin} "
-        f"(new kid {kid})\n"
-        f"running servers sign with it within {publish + refresh:g} s (publication delay "
-        f"{publish:g} s, so that every replica reads it first, then their next refresh, every "
-        f"{refresh:g} s); tokens of the previous key stay valid until they expire"
-    )
+OpenKeys = Callable[[CliState], SigningKeys]
+
+
+def secrets_group(open_keys: OpenKeys) -> click.Group:
+    """The `secrets` command group; `open_keys` opens the installation's signing keys."""
+
+    @click.group("secrets")
+    def secrets() -> None:
+        """Rotate secrets (docs/secrets.md)."""
+
+    @secrets.command("rotate")
+    @click.argument("name", type=click.Choice(["jwt"]))
+    @click.pass_obj
+    def secrets_rotate(state: CliState, name: str) -> None:
+        """Write a new JWT signing key version; tokens signed with the previous one stay valid
+        until they expire. Running servers sign with the new key once it is published (every
+        replica has read it), at their next refresh after that."""
+        opened = open_keys(state)
+        keys = opened.keys
+        try:
+            version = keys.rotate(RequestContext(actor="cli:secrets rotate"))
+            kid = keys.kid(version)
+        except WakeDockError as exc:
+            raise click.ClickException(exc.detail) from None
+        finally:
+            if opened.provider is not None:
+                opened.provider.close()
+        publish = keys.publication_delay.total_seconds()
+        refresh = opened.refresh_seconds
+        click.echo(
+            f"{KEY_SETTING}: version {version} written to {keys.source.origin} "
+            f"(new kid {kid})\n"
+            f"running servers sign with it within {publish + refresh:g} s (publication delay "
+            f"{publish:g} s, so that every replica reads it first, then their next refresh, "
+            f"every {refresh:g} s); tokens of the previous key stay valid until they expire"
+        )
+
+    return secrets
 
 
 @click.group("config")

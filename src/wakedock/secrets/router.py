@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from wakedock.auth.sessions import Principal
-from wakedock.components import Components
 from wakedock.context import RequestContext
 from wakedock.errors import PermissionDenied
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
+from wakedock.secrets.deps import SecretStoreDep, StepUpDep
 from wakedock.secrets.schemas import SecretOut, SecretWrite, WrittenOut
-from wakedock.web.deps import components, request_context
+from wakedock.web.deps import request_context
 from wakedock.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
@@ -28,38 +29,39 @@ router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
     responses=errors(409),
 )
 def list_root(
-    c: Components = Depends(components), context: RequestContext = Depends(request_context)
+    store: SecretStoreDep, context: RequestContext = Depends(request_context)
 ) -> SecretOut:
     """The folders and secrets at the top of the services' secrets."""
-    return SecretOut.model_validate(asdict(c.secret_store.describe("", context)))
+    return SecretOut.model_validate(asdict(store.describe("", context)))
 
 
 @router.get("/{path:path}", response_model=SecretOut, responses=errors(400, 409))
 def read_secret(
     path: str,
-    reveal: bool = Query(default=False),
-    principal: Principal = Depends(requires(Permission.SECRETS_READ)),
-    c: Components = Depends(components),
-    context: RequestContext = Depends(request_context),
+    principal: Annotated[Principal, Depends(requires(Permission.SECRETS_READ))],
+    store: SecretStoreDep,
+    step_up: StepUpDep,
+    context: Annotated[RequestContext, Depends(request_context)],
+    reveal: Annotated[bool, Query()] = False,
 ) -> SecretOut:
     """Key names and versions; the values only with `reveal=true` (secrets:reveal + step-up)."""
-    info = SecretOut.model_validate(asdict(c.secret_store.describe(path, context)))
+    info = SecretOut.model_validate(asdict(store.describe(path, context)))
     if not reveal:
         return info
     if not has_permission(principal.role, Permission.SECRETS_REVEAL):
         raise PermissionDenied("revealing a value needs the secrets:reveal permission")
-    c.mfa.require_fresh(principal, context)
-    return info.model_copy(update={"values": c.secret_store.reveal(path, context)})
+    step_up.require_fresh(principal, context)
+    return info.model_copy(update={"values": store.reveal(path, context)})
 
 
 @router.put("/{path:path}", response_model=WrittenOut, responses=errors(400, 409))
 def write_secret(
     path: str,
     body: SecretWrite,
-    _: Principal = Depends(requires(Permission.SECRETS_WRITE)),
-    c: Components = Depends(components),
-    context: RequestContext = Depends(request_context),
+    _: Annotated[Principal, Depends(requires(Permission.SECRETS_WRITE))],
+    store: SecretStoreDep,
+    context: Annotated[RequestContext, Depends(request_context)],
 ) -> WrittenOut:
     """Write a new version of a secret (audited: key names and version, never values)."""
-    version = c.secret_store.write(path, body.values, context, cas=body.cas)
+    version = store.write(path, body.values, context, cas=body.cas)
     return WrittenOut(path=path.strip("/"), version=version)

@@ -12,7 +12,11 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import record_alone
+from wakedock.clock import Clock
 from wakedock.config import (
     FILE_SUFFIX,
     SECRET_LISTS,
@@ -21,9 +25,34 @@ from wakedock.config import (
     env_name,
     secret_origin,
 )
+from wakedock.context import RequestContext
 
 # Keys WakeDock generates into <data_dir>/secrets when they are not configured.
 GENERATED = {("auth", "jwt_signing_key"), ("mfa", "encryption_key"), ("audit", "chain_key")}
+
+
+class EffectiveSettings:
+    """The configuration in force, for the operators allowed to read it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: dict[str, str],
+        factory: sessionmaker[Session],
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._sources = sources
+        self._factory = factory
+        self._clock = clock
+
+    def read(self, context: RequestContext) -> dict[str, Any]:
+        """Every setting in force, each secret only as its source (see effective_settings).
+
+        The read is audited: the configuration maps the installation's defences."""
+        read = Event(EventType.DATA_ACCESS, target="configuration", details={"what": "settings"})
+        record_alone(self._factory, read, context, at=self._clock.now())
+        return effective_settings(self._settings, self._sources)
 
 
 def effective_settings(settings: Settings, sources: dict[str, str]) -> dict[str, Any]:

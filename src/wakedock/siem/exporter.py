@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,9 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.export import AuditFilter, page_events
 from wakedock.audit.models import AuditChainHead
 from wakedock.clock import Clock
+from wakedock.config import SiemSettings
 from wakedock.db import transaction
 from wakedock.siem.models import SinkCursor
-from wakedock.siem.sinks import Sink, SinkError
+from wakedock.siem.sinks import Sink, SinkError, parse_sink
 
 log = logging.getLogger("wakedock.siem")
 
@@ -188,3 +190,50 @@ class SiemExporter:
                 )
                 for row in rows
             ]
+
+
+def make_exporter(
+    config: SiemSettings,
+    written: list[str],
+    factory: sessionmaker[Session],
+    clock: Clock,
+    *,
+    from_now: Sequence[tuple[str, Sink]] = (),
+) -> SiemExporter:
+    """One delivery worker per configured sink (started by the server, not here).
+
+    `config` holds the sink URLs resolved, `written` the same URLs as configured. A sink's
+    cursor is keyed by the URL as configured: for a `secret:` reference, the reference (a
+    rotated URL keeps its cursor, and no hash of a credential URL is stored). `from_now` are
+    sinks, with their cursor key, that receive only events recorded from now on (alerts)."""
+    workers = []
+    for url, as_written in zip(config.sinks, written, strict=True):
+        try:
+            sink = parse_sink(url)
+        except ValueError as exc:
+            raise ValueError(f"siem.sinks: {exc}") from None
+        workers.append(
+            SinkWorker(
+                sink_key(as_written),
+                sink,
+                factory,
+                clock,
+                batch_size=config.batch_size,
+                poll_seconds=config.poll_seconds,
+                max_backoff=config.max_backoff_seconds,
+            )
+        )
+    for key, sink in from_now:
+        workers.append(
+            SinkWorker(
+                key,
+                sink,
+                factory,
+                clock,
+                batch_size=config.batch_size,
+                poll_seconds=config.poll_seconds,
+                max_backoff=config.max_backoff_seconds,
+                from_now=True,
+            )
+        )
+    return SiemExporter(workers, factory)

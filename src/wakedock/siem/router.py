@@ -6,14 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from wakedock.components import Components
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
-from wakedock.web.deps import components
+from wakedock.siem.deps import SiemExporterDep
 
 router = APIRouter(prefix="/api/v1/siem", tags=["siem"])
 
 
 @router.get("/sinks", dependencies=[Depends(requires(Permission.AUDIT_READ))])
-def sinks(c: Components = Depends(components)) -> list[dict[str, Any]]:
-    return [status.__dict__ for status in c.siem.status()]
+def sinks(siem: SiemExporterDep) -> list[dict[str, Any]]:
+    return [status.__dict__ for status in siem.status()]

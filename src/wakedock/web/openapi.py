@@ -12,14 +12,14 @@ answers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 
-from wakedock.rbac.dependencies import Requires
+from wakedock.rbac.permissions import Permission
 
 REF = "#/components/schemas/ErrorOut"
 
@@ -81,8 +81,16 @@ def _error_response(status: int) -> dict[str, Any]:
     return _described(status, {"content": {"application/json": {"schema": {"$ref": REF}}}})
 
 
+@runtime_checkable
+class PermissionGuard(Protocol):
+    """A dependency that admits only holders of a permission (rbac's `requires(...)`), known by
+    its shape: the description only needs to know that one runs, not how it decides."""
+
+    permission: Permission
+
+
 def _guarded(dependant: Dependant) -> bool:
-    return any(isinstance(d.call, Requires) or _guarded(d) for d in dependant.dependencies)
+    return any(isinstance(d.call, PermissionGuard) or _guarded(d) for d in dependant.dependencies)
 
 
 def _has_body(dependant: Dependant) -> bool:
