@@ -22,9 +22,9 @@ from sqlalchemy import select
 from conftest import Harness, strong_password
 from support.components import WakeDockProcess, run_cli, unavailable, wakedock_server
 from wakedock.audit.models import AuditEvent
+from wakedock.auth.models import User
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 pytestmark = pytest.mark.integration
 

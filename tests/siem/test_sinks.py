@@ -33,11 +33,11 @@ def database_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def h(harness: Harness) -> Harness:
-    harness.components.auth.audit(
+    harness.components.auditor.record(
         Event(EventType.LOGIN_FAILURE, target="alice", details={"reason": 'bad "pw"]'}),
         RequestContext(ip="198.51.100.4", user_agent="curl/8", actor="alice"),
     )
-    harness.components.auth.audit(
+    harness.components.auditor.record(
         Event(EventType.TOKEN_REUSE), RequestContext(actor="bob\r\ninjected")
     )
     return harness

@@ -26,5 +26,5 @@ async def read_settings(
 
     The read is audited: the configuration maps the installation's defences."""
     read = Event(EventType.DATA_ACCESS, target="configuration", details={"what": "settings"})
-    await run_in_threadpool(c.auth.audit, read, context)
+    await run_in_threadpool(c.auditor.record, read, context)
     return effective_settings(c.settings, c.secret_sources)
