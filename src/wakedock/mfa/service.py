@@ -38,7 +38,7 @@ log = logging.getLogger("wakedock.mfa")
 
 MFA_BY_USER = "mfa:user"
 MFA_BY_IP = "mfa:ip"
-# What a code is accepted as (a TOTP or a backup code), for the audit trail.
+# The outcomes of a code check that accept the code: a fresh TOTP code or an unused backup code.
 VALID_CODES = (CodeCheck.TOTP, CodeCheck.BACKUP)
 # An unconfirmed enrolment secret is forgotten after this long.
 _PENDING_FOR = timedelta(minutes=15)
