@@ -1,6 +1,6 @@
 """Does a login reveal whether the username exists? Compare the time of failed logins.
 
-Known user + wrong password versus unknown user, through the real AuthService (argon2id at the
+Known user + wrong password versus unknown user, through the real LoginFlow (argon2id at the
 production defaults: 64 MiB, t=3, p=1), interleaved so both see the same machine load. Prints the
 median of each and their ratio (1.0 means no timing oracle). Run:
 
@@ -56,7 +56,7 @@ def main() -> None:
             for label, username in names.items():
                 started = time.perf_counter()
                 with contextlib.suppress(InvalidCredentials):
-                    c.auth.login(username, "wrong password guess", context)
+                    c.login.login(username, "wrong password guess", context)
                 timings[label].append(time.perf_counter() - started)
         medians = {label: statistics.median(values) for label, values in timings.items()}
         for label, value in medians.items():

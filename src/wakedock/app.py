@@ -9,12 +9,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
 from wakedock.audit.router import router as audit_router
-from wakedock.auth.router import MAX_LOGIN_BODY_BYTES
-from wakedock.auth.router import router as auth_router
 from wakedock.components import Components, provided
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
 from wakedock.health.router import router as health_router
+from wakedock.login.router import MAX_LOGIN_BODY_BYTES
+from wakedock.login.router import router as auth_router
 from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router

@@ -109,8 +109,9 @@ def serve(
     step("checking configuration")
     settings = state.settings(server=server)
     components = _components(state, settings)
-    if components.auth.user_count() == 0:
-        token, expires = components.setup.issue()
+    opened = components.signup.open_setup()
+    if opened is not None:
+        token, expires = opened
         click.secho(
             "No user exists yet. Create the first admin within 15 minutes with this one-time "
             f"setup token (valid until {expires:%H:%M:%S} UTC):\n    {token}\n"
@@ -248,7 +249,7 @@ def user_mfa_reset(state: CliState, username: str) -> None:
     try:
         with transaction(c.db) as db:
             target = c.users.by_username(db, username)
-            revoked = c.mfa.reset(db, cli_context(), target)
+            revoked = c.mfa.reset(db, cli_context(), target.id)
     except WakeDockError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"MFA reset for {target.username}; {revoked} session(s) revoked")

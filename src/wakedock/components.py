@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.alerts.webhooks import alerts_cursor_key, make_alert_sink
 from wakedock.audit.chain import AuditChain, audit_chain_key
-from wakedock.audit.service import CHAIN_INFO
+from wakedock.audit.service import CHAIN_INFO, Auditor
+from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.keys import Keyring
 from wakedock.auth.passwords import PasswordHasher
-from wakedock.auth.service import LOGIN_BY_IP, LOGIN_BY_USER, AuthService
 from wakedock.auth.sessions import SessionStore
-from wakedock.auth.setup import SetupToken
+from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import Settings
@@ -33,15 +33,19 @@ from wakedock.health.checks import (
     secrets_check,
     siem_check,
 )
+from wakedock.login.challenges import CHALLENGE_TYPE, ChallengeBook
+from wakedock.login.password import PasswordChanger
+from wakedock.login.service import LOGIN_BY_IP, LOGIN_BY_USER, LoginFlow
 from wakedock.metrics.counters import AuditCounters
 from wakedock.metrics.service import Metrics
 from wakedock.mfa.crypto import make_secret_box
-from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
+from wakedock.mfa.service import MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.hosts import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
+from wakedock.rbac.enrolment import EnrolmentPolicy
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime
 from wakedock.secrets.base import SecretProvider
@@ -61,6 +65,8 @@ from wakedock.services.service import ServiceManager
 from wakedock.settings.service import EffectiveSettings
 from wakedock.siem.exporter import SiemExporter, make_exporter
 from wakedock.users.service import PasswordRules, UserService
+from wakedock.users.sessions import SessionAdmin
+from wakedock.users.signup import Signup
 from wakedock.web.client_ip import IPNetwork, parse_networks
 from wakedock.web.errors import Outages
 from wakedock.web.provided import Provided
@@ -77,9 +83,14 @@ class Components:
     codec: TokenCodec
     limiter: AttemptLimiter
     sessions: SessionStore
-    auth: AuthService
+    auditor: Auditor
+    csrf: CsrfGuard
+    login: LoginFlow
+    password_changer: PasswordChanger
     mfa: MfaService
     users: UserService
+    signup: Signup
+    session_admin: SessionAdmin
     setup: SetupToken
     trusted_proxies: tuple[IPNetwork, ...]
     files: FileStore
@@ -124,6 +135,7 @@ def provided(components: Components) -> Provided:
             components.metrics, components.db, components.siem.status, components.wakes.awake_names
         ),
     )
+    found.add(EnrolmentPolicy, components.mfa)  # type: ignore[type-abstract]
     return found
 
 
@@ -202,7 +214,22 @@ def build_components(
         token_type=CHALLENGE_TYPE,
     )
     box = make_secret_box(settings.mfa.encryption_key, settings.data_dir)
-    mfa = MfaService(factory, clock, box, hasher, limiter, sessions, challenges, settings.mfa)
+    auditor = Auditor(factory, clock)
+    mfa = MfaService(
+        factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa
+    )
+    login = LoginFlow(
+        factory,
+        clock,
+        hasher,
+        limiter,
+        sessions,
+        codec,
+        mfa,
+        ChallengeBook(factory, clock, challenges, seconds=settings.mfa.challenge_seconds),
+        auditor,
+    )
+    setup = SetupToken(clock, ttl_seconds=auth.setup_token_seconds)
     if secret_sources:
         audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
@@ -234,10 +261,22 @@ def build_components(
         codec=codec,
         limiter=limiter,
         sessions=sessions,
-        auth=AuthService(factory, clock, hasher, limiter, sessions, codec, users, mfa),
+        auditor=auditor,
+        csrf=CsrfGuard(keyring, settings.http.cors_origins, auditor),
+        login=login,
+        password_changer=PasswordChanger(factory, limiter, users, auditor),
         mfa=mfa,
         users=users,
-        setup=SetupToken(clock, ttl_seconds=auth.setup_token_seconds),
+        signup=Signup(
+            factory,
+            clock,
+            users,
+            setup,
+            auditor,
+            registration_enabled=auth.registration_enabled,
+        ),
+        session_admin=SessionAdmin(clock, sessions),
+        setup=setup,
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
         files=FileStore(settings.data_dir / "files"),
         runtime=runtime,

@@ -34,7 +34,7 @@ def clock() -> FakeClock:
 def h(make_harness: Callable[..., Harness], clock: FakeClock) -> Harness:
     harness = make_harness(clock=clock)
     for day in range(10):  # one event a day
-        harness.components.auth.audit(Event(EventType.LOGIN_FAILURE, target=f"d{day}"), CONTEXT)
+        harness.components.auditor.record(Event(EventType.LOGIN_FAILURE, target=f"d{day}"), CONTEXT)
         clock.advance(86400)
     return harness
 

@@ -17,7 +17,7 @@ from wakedock.rbac.permissions import Role
 @pytest.fixture
 def h(harness: Harness) -> Harness:
     for n in range(25):
-        harness.components.auth.audit(
+        harness.components.auditor.record(
             Event(EventType.LOGIN_FAILURE, target=f"user{n}"),
             RequestContext(ip=f"198.51.100.{n % 3}", actor=f"user{n}"),
         )
@@ -109,7 +109,7 @@ def test_hostile_usernames_stay_one_escaped_event(h: Harness) -> None:
 
 
 def test_formula_cells_are_defused_in_csv(h: Harness) -> None:
-    h.components.auth.audit(
+    h.components.auditor.record(
         Event(EventType.LOGIN_FAILURE, target='=HYPERLINK("http://evil")'),
         RequestContext(actor="+attacker"),
     )

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.security
 
 def record(h: Harness, count: int) -> None:
     for n in range(count):
-        h.components.auth.audit(
+        h.components.auditor.record(
             Event(EventType.LOGIN_FAILURE, target=f"user{n}", details={"n": n}),
             RequestContext(ip="198.51.100.1", actor=f"user{n}"),
         )

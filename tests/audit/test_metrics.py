@@ -29,7 +29,7 @@ def test_metrics_need_the_permission_and_count_the_trail(make_harness: Any) -> N
     failures = value(before.text, 'wakedock_logins_total{outcome="failure"}')
     for _ in range(3):
         h.client.post("/api/v1/auth/login", json={"username": "nobody", "password": "x" * 12})
-    h.components.auth.audit(Event(EventType.MFA_FAILURE), RequestContext())
+    h.components.auditor.record(Event(EventType.MFA_FAILURE), RequestContext())
     after = h.client.get("/metrics", headers=operator).text
     assert value(after, 'wakedock_logins_total{outcome="failure"}') == failures + 3
     assert value(after, "wakedock_mfa_failures_total") == 1

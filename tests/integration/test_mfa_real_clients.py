@@ -23,9 +23,9 @@ from conftest import Harness, strong_password
 from support.components import unavailable
 from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.audit.models import AuditEvent
+from wakedock.auth.models import User
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 pytestmark = pytest.mark.integration
 

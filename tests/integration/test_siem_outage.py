@@ -57,7 +57,7 @@ def test_nothing_is_lost_across_an_outage_and_a_restart(tmp_path: Path) -> None:
     writer = build_components(settings, hasher=PasswordHasher(19456, 2, 1))
     with wakedock_server(data, env=env) as server:
         for n in range(500):  # a second writer on the same database, like another replica
-            writer.auth.audit(
+            writer.auditor.record(
                 Event(EventType.LOGIN_FAILURE, target=f"burst-{n}"), RequestContext(actor="x")
             )
         with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
@@ -75,7 +75,7 @@ def test_nothing_is_lost_across_an_outage_and_a_restart(tmp_path: Path) -> None:
         assert health.json()["components"]["siem"] == "degraded"
         assert str(port) not in health.text and "ingest" not in health.text
     for n in range(500, 1000):  # produced while WakeDock itself is down
-        writer.auth.audit(
+        writer.auditor.record(
             Event(EventType.LOGIN_FAILURE, target=f"burst-{n}"), RequestContext(actor="x")
         )
     Collector.received = []

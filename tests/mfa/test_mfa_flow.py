@@ -17,11 +17,11 @@ from conftest import CLIENT_IP, Harness
 from support.clocked import clock, h  # noqa: F401 - fixtures
 from wakedock.audit.models import AuditEvent
 from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.models import User
 from wakedock.clock import FakeClock
 from wakedock.db import Base
 from wakedock.mfa.models import BackupCode
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 LOGIN = "/api/v1/auth/login"
 ME = "/api/v1/auth/me"

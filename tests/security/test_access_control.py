@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from conftest import CLIENT_IP, Harness, strong_password
 from wakedock.audit.models import AuditEvent
+from wakedock.auth.models import User
 from wakedock.rbac.dependencies import Requires, public
 from wakedock.rbac.permissions import Role
 from wakedock.rbac.roles import has_permission
-from wakedock.users.models import User
 
 pytestmark = pytest.mark.security
 

@@ -14,9 +14,8 @@ from sqlalchemy import select
 
 from conftest import CLIENT_IP, Harness, strong_password
 from wakedock.audit.models import AuditEvent
-from wakedock.auth.models import UserSession
+from wakedock.auth.models import User, UserSession
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 pytestmark = pytest.mark.security
 

@@ -21,12 +21,11 @@ from conftest import Harness
 from support.clocked import h  # noqa: F401 - fixtures
 from support.routes import api_routes, guards
 from wakedock.audit.models import AuditEvent
-from wakedock.auth.models import UserSession
+from wakedock.auth.models import User, UserSession
 from wakedock.clock import FakeClock
 from wakedock.mfa import totp
 from wakedock.rbac.dependencies import Requires, public
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 pytestmark = pytest.mark.security
 

@@ -20,9 +20,9 @@ from support.fake_runtime import FakeRuntime
 from support.pages import HERE, SAME_ORIGIN, events, hidden, page_client, password_step
 from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
+from wakedock.auth.models import User
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 USERS = "/api/v1/users"
 

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from wakedock.audit.deps import AuditorDep, SessionFactoryDep
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditFilter, export_events, page_events
-from wakedock.components import Components
 from wakedock.context import RequestContext
 from wakedock.errors import InvalidInput
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
-from wakedock.web.deps import components, request_context
+from wakedock.web.deps import request_context
 from wakedock.web.openapi import errors
 from wakedock.web.params import Offset
 
@@ -56,11 +56,12 @@ def list_events(
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: Offset | None = None,
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
-    c: Components = Depends(components),
+    *,
+    factory: SessionFactoryDep,
 ) -> dict[str, Any]:
     """A page of events. Pass `next_cursor` back as `cursor` for the next page."""
     newest_first = order == "desc"
-    events = page_events(c.db, selection, limit=limit, after=cursor, newest_first=newest_first)
+    events = page_events(factory, selection, limit=limit, after=cursor, newest_first=newest_first)
     return {
         "events": [event.__dict__ for event in events],
         "next_cursor": events[-1].seq if len(events) == limit else None,
@@ -85,17 +86,19 @@ def list_events(
 async def export(
     selection: AuditFilter = Depends(_filter),
     format: str = Query(default="jsonl", pattern="^(jsonl|csv)$"),
-    c: Components = Depends(components),
+    *,
+    factory: SessionFactoryDep,
+    auditor: AuditorDep,
     context: RequestContext = Depends(request_context),
 ) -> StreamingResponse:
     """Every matching event, oldest first, streamed as JSON lines or CSV. The export is audited."""
     event = Event(EventType.AUDIT_EXPORT, details={"format": format, **_described(selection)})
-    await run_in_threadpool(c.auth.audit, event, context)
+    await run_in_threadpool(auditor.record, event, context)
 
     def chunks() -> Iterator[str]:
         cursor, first = None, True
         while True:
-            events = page_events(c.db, selection, limit=EXPORT_PAGE, after=cursor)
+            events = page_events(factory, selection, limit=EXPORT_PAGE, after=cursor)
             if not events:
                 return
             buffer = io.StringIO()

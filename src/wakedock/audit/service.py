@@ -1,4 +1,8 @@
-"""record_event: the one way anything is written to the audit trail."""
+"""record_event: the one way anything is written to the audit trail.
+
+Inside a request's transaction, `record_event`; on its own (a denial whose request rolls back,
+a read), `record_alone`, which services and handlers reach through the `Auditor`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.chain import AuditChain, ChainedFields
 from wakedock.audit.events import DEFAULT_SEVERITY, Event
 from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 
@@ -130,6 +135,18 @@ def record_alone(
     """Append one event in a transaction of its own (a denial, a read): its seq."""
     with transaction(factory) as db:
         return record_event(db, event, context, at=at)
+
+
+class Auditor:
+    """The audit door for events outside a request's transaction: each in one of its own."""
+
+    def __init__(self, factory: sessionmaker[Session], clock: Clock) -> None:
+        self._factory = factory
+        self._clock = clock
+
+    def record(self, event: Event, context: RequestContext) -> None:
+        """Append `event` now, committed whatever happens to the caller's work."""
+        record_alone(self._factory, event, context, at=self._clock.now())
 
 
 def _fields(event: Event, context: RequestContext, at: datetime, seq: int) -> ChainedFields:

@@ -12,9 +12,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.auth.models import RefreshToken, UserSession
+from wakedock.auth.models import RefreshToken, User, UserSession
 from wakedock.clock import Clock
-from wakedock.users.models import User
 
 # last_seen_at is written at most this often per session (not on every request).
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -80,6 +79,11 @@ class SessionStore:
         # key -> (cached until, principal, session valid until), on the injected clock.
         self._cache: dict[str, tuple[datetime, Principal, datetime]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def lifetime_seconds(self) -> int:
+        """How long a session lives at most (its browser cookie's max-age)."""
+        return int(self._absolute.total_seconds())
 
     # -- creation ------------------------------------------------------------------------
     def create(

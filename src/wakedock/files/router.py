@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from wakedock.audit.deps import AuditorDep
 from wakedock.audit.events import Event, EventType, Outcome
+from wakedock.audit.service import Auditor
 from wakedock.auth.sessions import Principal
 from wakedock.components import Components
 from wakedock.context import RequestContext
@@ -24,7 +26,7 @@ from wakedock.web.openapi import errors
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
 
-async def _refused(c: Components, context: RequestContext, path: str, exc: PathRefused) -> None:
+async def _refused(auditor: Auditor, context: RequestContext, path: str, exc: PathRefused) -> None:
     """Every refused path is a possible traversal attempt: audit it, then answer 400."""
     event = Event(
         EventType.PATH_TRAVERSAL,
@@ -32,11 +34,11 @@ async def _refused(c: Components, context: RequestContext, path: str, exc: PathR
         target=path[:256],
         details={"reason": exc.detail},
     )
-    await run_in_threadpool(c.auth.audit, event, context)
+    await run_in_threadpool(auditor.record, event, context)
 
 
 async def _check_owner(
-    c: Components, context: RequestContext, principal: Principal, path: str
+    c: Components, auditor: Auditor, context: RequestContext, principal: Principal, path: str
 ) -> None:
     """A developer's files live under the folder of a service it owns: `<service>/...`."""
     actor = actor_of(principal)
@@ -52,7 +54,7 @@ async def _check_owner(
             target=path[:256],
             details={"reason": "files of a service the user does not own"},
         )
-        await run_in_threadpool(c.auth.audit, event, context)
+        await run_in_threadpool(auditor.record, event, context)
         raise NotServiceOwner("you can only manage files of services you own") from None
 
 
@@ -74,18 +76,19 @@ class FileWritten(BaseModel):
 )
 async def read_file(
     path: str,
+    auditor: AuditorDep,
     principal: Principal = Depends(requires(Permission.FILES_READ)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
-    await _check_owner(c, context, principal, path)
+    await _check_owner(c, auditor, context, principal, path)
     try:
         content = await run_in_threadpool(c.files.read, path)
     except PathRefused as exc:
-        await _refused(c, context, path, exc)
+        await _refused(auditor, context, path, exc)
         raise
     read = Event(EventType.DATA_ACCESS, target=path[:256], details={"bytes": len(content)})
-    await run_in_threadpool(c.auth.audit, read, context)
+    await run_in_threadpool(auditor.record, read, context)
     # Served as an opaque download: never rendered by a browser on WakeDock's origin.
     return Response(
         content,
@@ -105,19 +108,20 @@ async def read_file(
 async def write_file(
     path: str,
     request: Request,
+    auditor: AuditorDep,
     principal: Principal = Depends(requires(Permission.FILES_WRITE)),
     c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> FileWritten:
     """Replace a file with the request body (at most 1 MiB), atomically."""
-    await _check_owner(c, context, principal, path)
+    await _check_owner(c, auditor, context, principal, path)
     # At most MAX_FILE_BYTES: web/body_limit.py refuses a larger body while reading it.
     content = await request.body()
     try:
         written = await run_in_threadpool(c.files.write, path, content)
     except PathRefused as exc:
-        await _refused(c, context, path, exc)
+        await _refused(auditor, context, path, exc)
         raise
     event = Event(EventType.FILE_WRITE, target=path[:256], details={"bytes": written})
-    await run_in_threadpool(c.auth.audit, event, context)
+    await run_in_threadpool(auditor.record, event, context)
     return FileWritten(path=path, size=written)

@@ -8,13 +8,13 @@ from enum import Enum
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from wakedock.auth.models import User
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import changed_rows
 from wakedock.clock import Clock
 from wakedock.mfa import backup_codes, totp
 from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.models import BackupCode
-from wakedock.users.models import User
 
 log = logging.getLogger("wakedock.mfa")
 

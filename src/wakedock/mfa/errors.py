@@ -13,9 +13,5 @@ class MfaLoginRejected(NotAuthenticated):
     code = "mfa_code_invalid"
 
 
-class EnrolmentRequired(PermissionDenied):
-    code = "mfa_enrollment_required"
-
-
 class StepUpRequired(PermissionDenied):
     code = "step_up_required"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from wakedock.auth.models import User
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,14 +11,6 @@ class CodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=32)
-
-
-class VerifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    challenge_token: str = Field(min_length=1, max_length=4096)
-    code: str = Field(min_length=1, max_length=32)
-    mode: Literal["token", "cookie"] = "token"
 
 
 class DisableRequest(BaseModel):

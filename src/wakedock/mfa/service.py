@@ -1,46 +1,45 @@
-"""MFA rules: enrolment, code checks (replay-proof, rate limited), challenges, step-up, resets."""
+"""MFA rules: enrolment, code checks (replay-proof, rate limited), step-up, resets.
+
+MFA answers "is this code valid for this user" under its own failure budgets; the login flow
+(login/service.py) asks it that, and opens the session itself.
+"""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, Outcome
-from wakedock.audit.service import record_event
+from wakedock.audit.service import Auditor, record_event
+from wakedock.auth.models import User
 from wakedock.auth.passwords import PasswordHasher
-from wakedock.auth.sessions import NewSession, Principal, SessionStore, changed_rows
-from wakedock.auth.tokens import TokenCodec
+from wakedock.auth.sessions import Principal, SessionStore
 from wakedock.clock import Clock
 from wakedock.config import MfaSettings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
-from wakedock.errors import Conflict, DependencyUnavailable, NotAuthenticated
+from wakedock.errors import Conflict, DependencyUnavailable, NotAuthenticated, NotFound
 from wakedock.mfa import totp
 from wakedock.mfa.codes import CodeBook, CodeCheck, seal_context
 from wakedock.mfa.crypto import SecretBox
-from wakedock.mfa.errors import (
-    EnrolmentRequired,
-    MfaCodeRejected,
-    MfaLoginRejected,
-    StepUpRequired,
-)
-from wakedock.mfa.models import BackupCode, MfaChallenge
+from wakedock.mfa.errors import MfaCodeRejected, MfaLoginRejected, StepUpRequired
+from wakedock.mfa.models import BackupCode
 from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
-from wakedock.users.models import User
+from wakedock.rbac.errors import EnrolmentRequired
 
 log = logging.getLogger("wakedock.mfa")
 
 MFA_BY_USER = "mfa:user"
 MFA_BY_IP = "mfa:ip"
-CHALLENGE_TYPE = "mfa_challenge"
+# The outcomes of a code check that accept the code: a fresh TOTP code or an unused backup code.
+VALID_CODES = (CodeCheck.TOTP, CodeCheck.BACKUP)
 # An unconfirmed enrolment secret is forgotten after this long.
 _PENDING_FOR = timedelta(minutes=15)
 T = TypeVar("T")
@@ -54,9 +53,11 @@ class Enrolment:
 
 
 @dataclass(frozen=True)
-class Challenge:
-    token: str
-    expires_in: int
+class StepUp:
+    """A fresh MFA proof: when, and for how long sensitive actions accept it."""
+
+    at: datetime
+    valid_for_seconds: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,14 @@ class MfaStatus:
     required: bool
     enabled_at: datetime | None
     backup_codes_remaining: int
+
+
+def live_user(db: Session, user_id: int) -> User:
+    """The enabled account of `user_id`, or NotAuthenticated (it was deleted or disabled)."""
+    user = db.get(User, user_id)
+    if user is None or user.disabled:
+        raise NotAuthenticated("Session expired or revoked")
+    return user
 
 
 class MfaService:
@@ -78,7 +87,7 @@ class MfaService:
         hasher: PasswordHasher,
         limiter: AttemptLimiter,
         sessions: SessionStore,
-        challenges: TokenCodec,
+        auditor: Auditor,
         settings: MfaSettings,
     ) -> None:
         self._factory = factory
@@ -88,7 +97,7 @@ class MfaService:
         self._codes = CodeBook(clock, box, hasher)
         self._limiter = limiter
         self._sessions = sessions
-        self._challenges = challenges
+        self._auditor = auditor
         self._settings = settings
 
     # -- policy ---------------------------------------------------------------------------
@@ -114,14 +123,10 @@ class MfaService:
             target=principal.username,
             details={"reason": "step-up MFA required"},
         )
-        self._audit(refused, context)
+        self._auditor.record(refused, context)
         raise StepUpRequired("this action needs a recent MFA proof: POST /api/v1/auth/mfa/step-up")
 
     # -- the guarded check ----------------------------------------------------------------
-    def _audit(self, event: Event, context: RequestContext) -> None:
-        with transaction(self._factory) as db:
-            record_event(db, event, context, at=self._clock.now())
-
     @contextmanager
     def _budget(self, name: str, context: RequestContext, purpose: str) -> Iterator[None]:
         ip = context.ip or "unknown"
@@ -135,17 +140,17 @@ class MfaService:
             try:
                 self._limiter.check_all(
                     [(MFA_BY_USER, name), (MFA_BY_IP, ip)],
-                    on_limited=lambda: self._audit(limited, context),
+                    on_limited=lambda: self._auditor.record(limited, context),
                 )
             except DependencyUnavailable:  # refused, fail closed: still in the audit trail
                 details = {"purpose": purpose, "reason": STORE_DOWN}
-                self._audit(
+                self._auditor.record(
                     Event(EventType.MFA_FAILURE, Outcome.DENIED, name, details=details), context
                 )
                 raise
             yield
 
-    def _guarded(
+    def guarded(
         self,
         name: str,
         context: RequestContext,
@@ -154,7 +159,11 @@ class MfaService:
         *,
         login: bool = False,
     ) -> T:
-        """Run `attempt` under the MFA failure budgets; count, audit and refuse failures."""
+        """Run `attempt` (in a transaction) under the MFA failure budgets; count, audit and
+        refuse (`MfaLoginRejected` if `login`, else `MfaCodeRejected`) failures.
+
+        `attempt` answers how the code checked and, if it was accepted, its result.
+        """
         with self._budget(name, context, purpose):
             with transaction(self._factory) as db:
                 check, result = attempt(db)
@@ -167,24 +176,17 @@ class MfaService:
                     target=name,
                     details={"purpose": purpose, "reason": check.value},
                 )
-                self._audit(failed, context)
+                self._auditor.record(failed, context)
                 error = MfaLoginRejected if login else MfaCodeRejected
                 raise error("invalid or already used code")
         return result
-
-    @staticmethod
-    def _user(db: Session, user_id: int) -> User:
-        user = db.get(User, user_id)
-        if user is None or user.disabled:
-            raise NotAuthenticated("Session expired or revoked")
-        return user
 
     # -- enrolment ------------------------------------------------------------------------
     def begin_enrolment(self, principal: Principal, context: RequestContext) -> Enrolment:
         """A fresh secret, its otpauth URI and QR code. Nothing is active until confirmed."""
         secret = totp.new_secret()
         with transaction(self._factory) as db:
-            user = self._user(db, principal.user_id)
+            user = live_user(db, principal.user_id)
             if user.mfa_enabled:
                 raise Conflict("MFA is already enabled: disable it first to enrol a new device")
             now = self._clock.now()
@@ -203,7 +205,7 @@ class MfaService:
         """Activate MFA with a first valid code; returns the ten backup codes (shown once)."""
 
         def attempt(db: Session) -> tuple[CodeCheck, list[str] | None]:
-            user = self._user(db, principal.user_id)
+            user = live_user(db, principal.user_id)
             now = self._clock.now()
             if user.mfa_enabled:
                 raise Conflict("MFA is already enabled")
@@ -212,7 +214,7 @@ class MfaService:
                 or user.mfa_pending_at is None
                 or (now - user.mfa_pending_at > _PENDING_FOR)
             ):
-                self._audit(
+                self._auditor.record(
                     Event(
                         EventType.MFA_FAILURE,
                         Outcome.FAILURE,
@@ -241,131 +243,27 @@ class MfaService:
             record_event(db, Event(EventType.MFA_ENROL, target=user.username), context, at=now)
             return CodeCheck.TOTP, codes
 
-        return self._guarded(principal.username, context, "enrolment", attempt)
+        return self.guarded(principal.username, context, "enrolment", attempt)
 
     # -- login ----------------------------------------------------------------------------
-    def issue_challenge(self, user: User, context: RequestContext) -> Challenge:
-        """The password step passed: a 5-minute, single-use challenge for the second factor."""
-        now = self._clock.now()
-        row = MfaChallenge(
-            id=secrets.token_urlsafe(16),
-            user_id=user.id,
-            ip=(context.ip or "unknown")[:45],
-            user_agent=(context.user_agent or "")[:512],
-            created_at=now,
-            expires_at=now + timedelta(seconds=self._settings.challenge_seconds),
-        )
-        with transaction(self._factory) as db:
-            db.add(row)
-        token, _ = self._challenges.issue(user.id, row.id)
-        return Challenge(token=token, expires_in=self._settings.challenge_seconds)
+    def accept_code(self, db: Session, user: User, code: str) -> CodeCheck:
+        """Whether `code` (TOTP or backup code) is valid for `user` now; a valid one is spent.
 
-    def _open_session(
-        self, db: Session, user: User, check: CodeCheck, context: RequestContext
-    ) -> NewSession:
-        now = self._clock.now()
-        new = self._sessions.create(
-            db, user, ip=context.ip or "unknown", user_agent=context.user_agent or "", mfa_at=now
-        )
-        as_user = RequestContext(
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            actor=user.username,
-        )
-        details = {"method": check.value, "session": new.session.id}
-        record_event(
-            db, Event(EventType.MFA_SUCCESS, target=user.username, details=details), as_user, at=now
-        )
-        record_event(
-            db,
-            Event(EventType.LOGIN_SUCCESS, target=user.username, details=details),
-            as_user,
-            at=now,
-        )
-        return new
-
-    def login_with_code(
-        self, user: User, code: str, context: RequestContext
-    ) -> tuple[NewSession, User]:
-        """One-step login: the password was right, the code comes in the same request."""
-
-        def attempt(db: Session) -> tuple[CodeCheck, tuple[NewSession, User] | None]:
-            fresh = self._user(db, user.id)
-            check = self._codes.accept(db, fresh, code)
-            if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
-                return check, None
-            return check, (self._open_session(db, fresh, check, context), fresh)
-
-        return self._guarded(user.username, context, "login", attempt, login=True)
-
-    def complete_challenge(
-        self, token: str, code: str, context: RequestContext
-    ) -> tuple[NewSession, User]:
-        """Second step of an MFA login: challenge token + TOTP or backup code -> session."""
-        try:
-            claims = self._challenges.decode(token)
-        except NotAuthenticated:
-            invalid = Event(
-                EventType.MFA_FAILURE,
-                Outcome.DENIED,
-                details={"purpose": "login", "reason": "challenge token invalid or expired"},
-            )
-            self._audit(invalid, context)
-            raise
-        with self._factory() as db:
-            user = db.get(User, claims.user_id)
-            name = user.username if user is not None else f"user:{claims.user_id}"
-
-        def attempt(db: Session) -> tuple[CodeCheck, tuple[NewSession, User] | None]:
-            now = self._clock.now()
-            row = db.get(MfaChallenge, claims.session_id)
-            if (
-                row is None
-                or row.user_id != claims.user_id
-                or row.used_at is not None
-                or (now >= row.expires_at)
-            ):
-                raise NotAuthenticated("MFA challenge expired or already used: log in again")
-            fresh = self._user(db, claims.user_id)
-            check = self._codes.accept(db, fresh, code)
-            if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
-                return check, None
-            used = changed_rows(
-                db.execute(
-                    update(MfaChallenge)
-                    .where(MfaChallenge.id == row.id, MfaChallenge.used_at.is_(None))
-                    .values(used_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            if used != 1:
-                raise NotAuthenticated("MFA challenge expired or already used: log in again")
-            return check, (self._open_session(db, fresh, check, context), fresh)
-
-        try:
-            return self._guarded(name, context, "login", attempt, login=True)
-        except NotAuthenticated as exc:
-            if not isinstance(exc, MfaLoginRejected):
-                failed = Event(
-                    EventType.MFA_FAILURE,
-                    Outcome.DENIED,
-                    target=name,
-                    details={"purpose": "login", "reason": "challenge expired or used"},
-                )
-                self._audit(failed, context)
-            raise
+        Runs in the caller's transaction (inside `guarded`), so that spending the code and
+        what it unlocks commit together.
+        """
+        return self._codes.accept(db, user, code)
 
     # -- management -----------------------------------------------------------------------
-    def step_up(self, principal: Principal, code: str, context: RequestContext) -> datetime:
-        """Prove MFA again in this session (for sensitive actions); returns the proof time."""
+    def step_up(self, principal: Principal, code: str, context: RequestContext) -> StepUp:
+        """Prove MFA again in this session (for sensitive actions): the proof and its validity."""
 
-        def attempt(db: Session) -> tuple[CodeCheck, datetime | None]:
-            user = self._user(db, principal.user_id)
+        def attempt(db: Session) -> tuple[CodeCheck, StepUp | None]:
+            user = live_user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise EnrolmentRequired("enrol MFA first: POST /api/v1/auth/mfa/setup")
             check = self._codes.accept(db, user, code)
-            if check not in (CodeCheck.TOTP, CodeCheck.BACKUP):
+            if check not in VALID_CODES:
                 return check, None
             now = self._clock.now()
             self._sessions.mark_mfa(db, principal.session_id, now)
@@ -373,9 +271,9 @@ class MfaService:
                 EventType.MFA_STEP_UP, target=user.username, details={"method": check.value}
             )
             record_event(db, event, context, at=now)
-            return check, now
+            return check, StepUp(now, self._settings.step_up_seconds)
 
-        return self._guarded(principal.username, context, "step_up", attempt)
+        return self.guarded(principal.username, context, "step_up", attempt)
 
     def disable(
         self, principal: Principal, password: str, code: str, context: RequestContext
@@ -385,7 +283,7 @@ class MfaService:
             raise Conflict(f"MFA is mandatory for the {principal.role} role")
 
         def attempt(db: Session) -> tuple[CodeCheck, bool | None]:
-            user = self._user(db, principal.user_id)
+            user = live_user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise Conflict("MFA is not enabled")
             if not self._hasher.verify(user.password_hash, password):
@@ -402,7 +300,7 @@ class MfaService:
             )
             return check, True
 
-        self._guarded(principal.username, context, "disable", attempt)
+        self.guarded(principal.username, context, "disable", attempt)
 
     def regenerate_backup_codes(
         self, principal: Principal, code: str, context: RequestContext
@@ -410,7 +308,7 @@ class MfaService:
         """A new set of ten codes; the old set stops working."""
 
         def attempt(db: Session) -> tuple[CodeCheck, list[str] | None]:
-            user = self._user(db, principal.user_id)
+            user = live_user(db, principal.user_id)
             if not user.mfa_enabled:
                 raise Conflict("MFA is not enabled")
             check = self._codes.accept(db, user, code, backup=False)
@@ -425,7 +323,7 @@ class MfaService:
             )
             return check, codes
 
-        return self._guarded(principal.username, context, "backup_codes", attempt)
+        return self.guarded(principal.username, context, "backup_codes", attempt)
 
     def _clear(self, db: Session, user: User) -> None:
         user.mfa_enabled = False
@@ -437,8 +335,11 @@ class MfaService:
         db.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
         self._sessions.forget()
 
-    def reset(self, db: Session, context: RequestContext, user: User) -> int:
+    def reset(self, db: Session, context: RequestContext, user_id: int) -> int:
         """An admin clears another user's MFA (lost device); that user's sessions end."""
+        user = db.get(User, user_id)
+        if user is None:
+            raise NotFound("no such user")
         self._clear(db, user)
         revoked = self._sessions.revoke_user(db, user.id, reason="mfa_reset")
         record_event(
@@ -450,7 +351,7 @@ class MfaService:
         return revoked
 
     def status(self, db: Session, user_id: int) -> MfaStatus:
-        user = self._user(db, user_id)
+        user = live_user(db, user_id)
         remaining = db.execute(
             select(func.count(BackupCode.id)).where(
                 BackupCode.user_id == user.id, BackupCode.used_at.is_(None)
@@ -462,3 +363,8 @@ class MfaService:
             enabled_at=user.mfa_enabled_at,
             backup_codes_remaining=int(remaining),
         )
+
+    def enabled(self, user_id: int) -> bool:
+        """Whether the account has MFA on now (read in a transaction of its own)."""
+        with self._factory() as db:
+            return self.status(db, user_id).enabled

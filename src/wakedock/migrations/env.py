@@ -8,8 +8,7 @@ import wakedock.audit.models
 import wakedock.auth.models
 import wakedock.mfa.models
 import wakedock.services.models
-import wakedock.siem.models
-import wakedock.users.models  # noqa: F401 - register the tables on Base.metadata
+import wakedock.siem.models  # noqa: F401 - register the tables on Base.metadata
 from wakedock.db import Base
 
 connection = context.config.attributes.get("connection")

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from wakedock.audit.deps import AuditorDep
 from wakedock.audit.events import Event, EventType, Outcome
+from wakedock.audit.service import Auditor
 from wakedock.auth.dependencies import current_principal
 from wakedock.auth.sessions import Principal
-from wakedock.components import Components
 from wakedock.errors import PermissionDenied
-from wakedock.mfa.errors import EnrolmentRequired
+from wakedock.rbac.enrolment import EnrolmentPolicy
+from wakedock.rbac.errors import EnrolmentRequired
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
-from wakedock.web.deps import components_of, context_of
+from wakedock.web.deps import context_of
+from wakedock.web.provided import provider
+
+enrolment_policy = provider(EnrolmentPolicy)  # type: ignore[type-abstract]
+EnrolmentPolicyDep = Annotated[EnrolmentPolicy, Depends(enrolment_policy)]
 
 
 async def public() -> None:
@@ -32,27 +40,30 @@ class Requires:
         self.during_enrolment = during_enrolment
 
     async def __call__(
-        self, request: Request, principal: Principal = Depends(current_principal)
+        self,
+        request: Request,
+        auditor: AuditorDep,
+        enrolment: EnrolmentPolicyDep,
+        principal: Principal = Depends(current_principal),
     ) -> Principal:
-        c = components_of(request)
         if not has_permission(principal.role, self.permission):
             details = {"method": request.method, "permission": self.permission.value}
-            await _deny(c, request, details)
+            await _deny(auditor, request, details)
             raise PermissionDenied(f"missing permission {self.permission.value}")
-        if not self.during_enrolment and c.mfa.enrolment_pending(principal):
+        if not self.during_enrolment and enrolment.enrolment_pending(principal):
             details = {"method": request.method, "reason": "mfa enrolment required"}
-            await _deny(c, request, details)
+            await _deny(auditor, request, details)
             raise EnrolmentRequired(
                 "your role requires MFA: enrol first (POST /api/v1/auth/mfa/setup)"
             )
         return principal
 
 
-async def _deny(c: Components, request: Request, details: dict[str, str]) -> None:
+async def _deny(auditor: Auditor, request: Request, details: dict[str, str]) -> None:
     denied = Event(
         EventType.FORBIDDEN_ACCESS, Outcome.DENIED, target=request.url.path, details=details
     )
-    await run_in_threadpool(c.auth.audit, denied, context_of(request))
+    await run_in_threadpool(auditor.record, denied, context_of(request))
 
 
 _guards: dict[tuple[Permission, bool], Requires] = {}

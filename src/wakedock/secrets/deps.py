@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from wakedock.mfa.service import MfaService
-from wakedock.secrets.store import SecretStore
+from wakedock.secrets.service import SecretStore
 from wakedock.web.provided import provider
 
 secret_store = provider(SecretStore)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_event
+from wakedock.auth.models import User
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.policy import describe, password_problems
 from wakedock.auth.sessions import SessionStore
@@ -18,7 +19,6 @@ from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from wakedock.rbac.permissions import Role
-from wakedock.users.models import User
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 # What clients may send: any case, stored lower-case (usernames are case-insensitive).

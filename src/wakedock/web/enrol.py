@@ -15,14 +15,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from wakedock.auth.slots import run_hashing
-from wakedock.components import Components
+from wakedock.auth.csrf import CsrfGuard
+from wakedock.auth.deps import CsrfGuardDep, SessionStoreDep
+from wakedock.auth.hashing import run_hashing
+from wakedock.auth.sessions import SessionStore
 from wakedock.context import RequestContext
 from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts
+from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaCodeRejected
-from wakedock.mfa.service import Enrolment
+from wakedock.mfa.service import Enrolment, MfaService
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import components, context_of
+from wakedock.web.deps import context_of
 from wakedock.web.forms import (
     ENROL_PATH,
     BrowserSession,
@@ -41,8 +44,21 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 _TITLE = "Set up two-step verification"
 
 
+@dataclass(frozen=True)
+class _Pages:
+    """What the enrolment pages use: the MFA rules, the sessions and the CSRF guard."""
+
+    mfa: MfaService
+    sessions: SessionStore
+    csrf: CsrfGuard
+
+
+async def _pages(mfa: MfaServiceDep, sessions: SessionStoreDep, csrf: CsrfGuardDep) -> _Pages:
+    return _Pages(mfa, sessions, csrf)
+
+
 def _start_page(
-    c: Components, session: BrowserSession, next_path: str, message: str = "", status: int = 200
+    c: _Pages, session: BrowserSession, next_path: str, message: str = "", status: int = 200
 ) -> Response:
     principal = session.principal
     return render_page(
@@ -52,13 +68,13 @@ def _start_page(
         required=c.mfa.required_for(principal.role),
         role=principal.role,
         message=message,
-        csrf_token=session.csrf_token(c),
+        csrf_token=session.csrf_token(c.csrf),
         next=next_path,
     )
 
 
 def _scan_page(
-    c: Components,
+    c: _Pages,
     session: BrowserSession,
     next_path: str,
     enrolment: Enrolment | None,
@@ -74,18 +90,16 @@ def _scan_page(
         # Groups of four are easier to type; authenticator apps ignore the spaces.
         secret_groups=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
         message=message,
-        csrf_token=session.csrf_token(c),
+        csrf_token=session.csrf_token(c.csrf),
         next=next_path,
     )
 
 
 @router.get(ENROL_PATH, dependencies=[Depends(public)])
-async def enrol_page(
-    request: Request, next: str = "/", c: Components = Depends(components)
-) -> Response:
+async def enrol_page(request: Request, next: str = "/", c: _Pages = Depends(_pages)) -> Response:
     """Why and how to enrol, and a button to start (the session is the credential)."""
     target = local_path(next)
-    session = await browser_session(request, c)
+    session = await browser_session(request, c.sessions)
     if session is None:
         return sign_in_first(enrolment_path(target))
     if session.principal.mfa_enabled:
@@ -101,23 +115,23 @@ class _Post:
     target: str
 
 
-async def _posted(request: Request, c: Components) -> _Post | Response:
+async def _posted(request: Request, c: _Pages) -> _Post | Response:
     """The session and fields of a same-origin form post with its CSRF token, or the answer."""
     fields = await form_fields(request)
     target = local_path(fields.get("next"))
-    session = await browser_session(request, c)
+    session = await browser_session(request, c.sessions)
     if session is None:
         return sign_in_first(enrolment_path(target))
     context = context_of(request)
     try:
-        await require_form_csrf(request, c, context, session, fields)
+        await require_form_csrf(request, c.csrf, context, session, fields)
     except CsrfFailed:
         return refused_page()
     return _Post(session, fields, context, target)
 
 
 @router.post(ENROL_PATH, dependencies=[Depends(public)])
-async def begin_enrolment(request: Request, c: Components = Depends(components)) -> Response:
+async def begin_enrolment(request: Request, c: _Pages = Depends(_pages)) -> Response:
     """A new pending secret (audited), shown as a QR code and a key, with the confirm form."""
     post = await _posted(request, c)
     if isinstance(post, Response):
@@ -132,7 +146,7 @@ async def begin_enrolment(request: Request, c: Components = Depends(components))
 
 
 @router.post(f"{ENROL_PATH}/confirm", dependencies=[Depends(public)])
-async def confirm_enrolment(request: Request, c: Components = Depends(components)) -> Response:
+async def confirm_enrolment(request: Request, c: _Pages = Depends(_pages)) -> Response:
     """Activate MFA with a first code; the ten backup codes are shown this once."""
     post = await _posted(request, c)
     if isinstance(post, Response):
@@ -164,9 +178,5 @@ async def confirm_enrolment(request: Request, c: Components = Depends(components
     return render_page("enrol_done.html", title="Backup codes", codes=codes, next=target)
 
 
-async def _enrolled(c: Components, session: BrowserSession) -> bool:
-    def read() -> bool:
-        with c.db() as db:
-            return c.mfa.status(db, session.principal.user_id).enabled
-
-    return await run_in_threadpool(read)
+async def _enrolled(c: _Pages, session: BrowserSession) -> bool:
+    return await run_in_threadpool(c.mfa.enabled, session.principal.user_id)

@@ -10,10 +10,9 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from wakedock.auth.csrf import CSRF_HEADER, csrf_token
-from wakedock.auth.dependencies import SESSION_COOKIE, require_csrf
-from wakedock.auth.sessions import Principal
-from wakedock.components import Components
+from wakedock.auth.csrf import CSRF_HEADER, CsrfGuard
+from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.sessions import Principal, SessionStore
 from wakedock.context import RequestContext
 from wakedock.errors import InvalidInput
 from wakedock.web.templating import message_page
@@ -44,17 +43,17 @@ class BrowserSession:
     secret: str
     principal: Principal
 
-    def csrf_token(self, c: Components) -> str:
-        return csrf_token(c.keyring, self.secret)
+    def csrf_token(self, csrf: CsrfGuard) -> str:
+        return csrf.token(self.secret)
 
 
-async def browser_session(request: Request, c: Components) -> BrowserSession | None:
+async def browser_session(request: Request, sessions: SessionStore) -> BrowserSession | None:
     """The caller's live cookie session, or None (no cookie, expired or revoked)."""
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return None
-    principal = c.sessions.cached_by_secret(secret) or (
-        await run_in_threadpool(c.sessions.principal_by_secret, secret)
+    principal = sessions.cached_by_secret(secret) or (
+        await run_in_threadpool(sessions.principal_by_secret, secret)
     )
     if principal is None:
         return None
@@ -65,14 +64,14 @@ async def browser_session(request: Request, c: Components) -> BrowserSession | N
 
 async def require_form_csrf(
     request: Request,
-    c: Components,
+    csrf: CsrfGuard,
     context: RequestContext,
     session: BrowserSession,
     fields: dict[str, str],
 ) -> None:
     """Refuse (audited CsrfFailed) a form post not from this server or without the token."""
     presented = fields.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-    await require_csrf(request, c, context, session.secret, session.principal, presented)
+    await csrf.require(request, context, session.secret, session.principal.username, presented)
 
 
 def sign_in_first(here: str) -> RedirectResponse:

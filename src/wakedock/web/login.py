@@ -16,14 +16,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from wakedock.auth.responses import refuse_cross_site_cookie_login, set_session_cookie
-from wakedock.auth.service import Tokens
-from wakedock.auth.slots import run_hashing
+from wakedock.auth.deps import CsrfGuardDep
+from wakedock.auth.hashing import run_hashing
 from wakedock.components import Components
 from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
+from wakedock.login.challenges import Challenge
+from wakedock.login.deps import LoginFlowDep
+from wakedock.login.responses import set_session_cookie
+from wakedock.login.service import Tokens
+from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaLoginRejected
-from wakedock.mfa.service import Challenge
+from wakedock.mfa.service import MfaService
 from wakedock.proxy.hosts import normalise_host
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import components, request_context
@@ -60,12 +64,12 @@ def _code_step(
     )
 
 
-def _signed_in(c: Components, tokens: Tokens, target: str) -> Response:
+def _signed_in(mfa: MfaService, tokens: Tokens, target: str) -> Response:
     """The session cookie, and on to `target`, or first to the enrolment page if the role
     demands MFA the account does not have yet."""
     user = tokens.user
     response: Response
-    if c.mfa.must_enrol(user.role, user.mfa_enabled):
+    if mfa.must_enrol(user.role, user.mfa_enabled):
         response = RedirectResponse(enrolment_path(target), status_code=303)
     elif urlsplit(target).path == HANDOFF_PATH:
         # The hand-off redirects to a service host, and browsers apply the sign-in page's CSP
@@ -74,7 +78,7 @@ def _signed_in(c: Components, tokens: Tokens, target: str) -> Response:
         response = render_page("continue.html", title="Signed in", next=target)
     else:
         response = RedirectResponse(target, status_code=303)
-    set_session_cookie(response, tokens.session_secret, c.settings.auth.session_absolute_seconds)
+    set_session_cookie(response, tokens.session_secret, tokens.cookie_max_age)
     return response
 
 
@@ -86,7 +90,9 @@ async def login_page(next: str = "/") -> HTMLResponse:
 @router.post("/login", dependencies=[Depends(public)])
 async def login_form(
     request: Request,
-    c: Components = Depends(components),
+    flow: LoginFlowDep,
+    mfa: MfaServiceDep,
+    csrf: CsrfGuardDep,
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """The password step for browsers: a session cookie and back to `next`, or the code step.
@@ -94,7 +100,7 @@ async def login_form(
     A `code` field, when sent, does both steps at once (as the API's one-step login).
     """
     try:
-        await refuse_cross_site_cookie_login(request, c, context)
+        await csrf.refuse_cross_site_login(request, context)
     except CsrfFailed:
         return refused_page()
     fields = await form_fields(request)
@@ -103,25 +109,27 @@ async def login_form(
     if not username or not password:
         return _password_step(target, "Enter your username and password.", 400)
     try:
-        result = await run_hashing(request, c.auth.login, username, password, context, code or None)
+        result = await run_hashing(request, flow.login, username, password, context, code or None)
     except (InvalidCredentials, MfaLoginRejected) as exc:
         return _password_step(target, exc.detail, 401)
     except TooManyAttempts:
         return _password_step(target, _TOO_MANY, 429)
     if isinstance(result, Challenge):
         return _code_step(target, result.token)
-    return _signed_in(c, result, target)
+    return _signed_in(mfa, result, target)
 
 
 @router.post("/login/code", dependencies=[Depends(public)])
 async def login_code_form(
     request: Request,
-    c: Components = Depends(components),
+    flow: LoginFlowDep,
+    mfa: MfaServiceDep,
+    csrf: CsrfGuardDep,
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """The second step: the challenge of the password step and a TOTP or backup code."""
     try:
-        await refuse_cross_site_cookie_login(request, c, context)
+        await csrf.refuse_cross_site_login(request, context)
     except CsrfFailed:
         return refused_page()
     fields = await form_fields(request)
@@ -132,7 +140,7 @@ async def login_code_form(
     if not code:
         return _code_step(target, challenge, "Enter the code from your authenticator app.", 400)
     try:
-        tokens = await run_hashing(request, c.auth.complete_mfa, challenge, code, context)
+        tokens = await run_hashing(request, flow.complete_mfa, challenge, code, context)
     except MfaLoginRejected:
         message = "That code is not valid or was already used. Try the next code of your app."
         return _code_step(target, challenge, message, 401)
@@ -140,7 +148,7 @@ async def login_code_form(
         return _password_step(target, "This sign-in expired. Enter your password again.", 401)
     except TooManyAttempts:
         return _password_step(target, _TOO_MANY, 429)
-    return _signed_in(c, tokens, target)
+    return _signed_in(mfa, tokens, target)
 
 
 @router.get(HANDOFF_PATH, dependencies=[Depends(public)])
@@ -161,7 +169,7 @@ async def proxy_handoff(
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
         return message_page("Unknown service", "This address is not a WakeDock service.", 400)
     here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
-    session = await browser_session(request, c)
+    session = await browser_session(request, c.sessions)
     if session is None:
         return sign_in_first(here)
     if c.mfa.enrolment_pending(session.principal):

@@ -1,4 +1,5 @@
-"""/api/v1/auth: login, refresh, logout, me, password, register, setup, sessions."""
+"""/api/v1/auth: login (and its MFA step), refresh, logout, me, csrf, password, register, setup,
+sessions."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from wakedock.audit.events import Event, EventType, Outcome
-from wakedock.audit.service import record_event
-from wakedock.auth.csrf import csrf_token
 from wakedock.auth.dependencies import SESSION_COOKIE
-from wakedock.auth.errors import RegistrationDisabled, SetupUnavailable
+from wakedock.auth.deps import CsrfGuardDep
+from wakedock.auth.hashing import run_hashing
 from wakedock.auth.models import UserSession
-from wakedock.auth.responses import refuse_cross_site_cookie_login, session_response
-from wakedock.auth.schemas import (
+from wakedock.auth.sessions import Principal
+from wakedock.context import RequestContext
+from wakedock.errors import InvalidInput
+from wakedock.login.challenges import Challenge
+from wakedock.login.deps import LoginFlowDep, PasswordChangerDep
+from wakedock.login.responses import session_response, token_response
+from wakedock.login.schemas import (
     CookieLoginResponse,
     CsrfResponse,
     LoginRequest,
@@ -28,18 +32,13 @@ from wakedock.auth.schemas import (
     SessionOut,
     SetupRequest,
     TokenResponse,
+    VerifyRequest,
 )
-from wakedock.auth.sessions import Principal
-from wakedock.auth.slots import run_hashing
-from wakedock.components import Components
-from wakedock.context import RequestContext
-from wakedock.errors import InvalidInput, NotFound, PermissionDenied
-from wakedock.mfa.service import Challenge
 from wakedock.rbac.dependencies import public, requires
-from wakedock.rbac.permissions import Permission, Role
-from wakedock.rbac.roles import SELF_REGISTRATION_ROLE, has_permission
+from wakedock.rbac.permissions import Permission
+from wakedock.users.deps import SessionAdminDep, SignupDep
 from wakedock.users.schemas import UserOut
-from wakedock.web.deps import components, db_transaction, request_context
+from wakedock.web.deps import db_transaction, request_context
 from wakedock.web.openapi import errors
 from wakedock.web.params import RowId
 
@@ -96,19 +95,42 @@ _LOGIN_BODY = {
 async def login(
     request: Request,
     response: Response,
-    c: Components = Depends(components),
+    flow: LoginFlowDep,
+    csrf: CsrfGuardDep,
     context: RequestContext = Depends(request_context),
 ) -> TokenResponse | CookieLoginResponse | MfaChallengeResponse:
     """Password login (form or JSON). With MFA: a challenge, or one step with `code`."""
     body = await _login_body(request)
     if body.mode == "cookie":
-        await refuse_cross_site_cookie_login(request, c, context)
+        await csrf.refuse_cross_site_login(request, context)
     result = await run_hashing(
-        request, c.auth.login, body.username, body.password, context, body.code
+        request, flow.login, body.username, body.password, context, body.code
     )
     if isinstance(result, Challenge):
         return MfaChallengeResponse(challenge_token=result.token, expires_in=result.expires_in)
-    return session_response(c, response, result, body.mode)
+    return session_response(response, result, body.mode, csrf)
+
+
+@router.post(
+    "/mfa/verify",
+    response_model=TokenResponse | CookieLoginResponse,
+    tags=["mfa"],
+    dependencies=[Depends(public)],
+    responses=errors(401, 403, 429),
+)
+async def verify(
+    body: VerifyRequest,
+    request: Request,
+    response: Response,
+    flow: LoginFlowDep,
+    csrf: CsrfGuardDep,
+    context: RequestContext = Depends(request_context),
+) -> TokenResponse | CookieLoginResponse:
+    """Second login step: the challenge token and a TOTP or backup code open the session."""
+    if body.mode == "cookie":
+        await csrf.refuse_cross_site_login(request, context)
+    tokens = await run_hashing(request, flow.complete_mfa, body.challenge_token, body.code, context)
+    return session_response(response, tokens, body.mode, csrf)
 
 
 @router.post(
@@ -119,27 +141,19 @@ async def login(
 )
 def refresh(
     body: RefreshRequest,
-    c: Components = Depends(components),
+    flow: LoginFlowDep,
     context: RequestContext = Depends(request_context),
 ) -> TokenResponse:
-    tokens = c.auth.refresh(body.refresh_token, context)
-    return TokenResponse(
-        access_token=tokens.access_token,
-        expires_in=c.codec.ttl_seconds,
-        refresh_token=tokens.refresh_token,
-        session_id=tokens.session_id,
-        user=UserOut.model_validate(tokens.user),
-    )
+    return token_response(flow.refresh(body.refresh_token, context))
 
 
 @router.post("/logout", status_code=204)
 def logout(
-    response: Response,
+    flow: LoginFlowDep,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE, during_enrolment=True)),
-    c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
-    c.auth.logout(principal, context)
+    flow.logout(principal, context)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -166,23 +180,23 @@ async def me(
     dependencies=[Depends(requires(Permission.ACCOUNT_READ))],
     responses=errors(400),
 )
-def csrf(request: Request, c: Components = Depends(components)) -> CsrfResponse:
+def csrf(request: Request, guard: CsrfGuardDep) -> CsrfResponse:
     """The CSRF token of the current browser session (after a page reload)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise InvalidInput("only browser (cookie) sessions use a CSRF token")
-    return CsrfResponse(csrf_token=csrf_token(c.keyring, cookie))
+    return CsrfResponse(csrf_token=guard.token(cookie))
 
 
 @router.post("/password", status_code=204, responses=errors(400, 429))
 def change_password(
     body: PasswordChange,
+    changer: PasswordChangerDep,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
-    c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """Change one's own password; every other session of the user is revoked."""
-    c.auth.change_password(principal, body.current_password, body.new_password, context)
+    changer.change(principal, body.current_password, body.new_password, context)
     return Response(status_code=204)
 
 
@@ -195,21 +209,13 @@ def change_password(
 )
 def register(
     body: RegisterRequest,
-    c: Components = Depends(components),
+    signup: SignupDep,
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
     """Self-registration (off by default): always the least-privileged role."""
-    if not c.settings.auth.registration_enabled:
-        raise RegistrationDisabled("self-registration is disabled")
-    user = c.users.create(
-        db,
-        context,
-        username=body.username,
-        password=body.password,
-        email=body.email,
-        role=SELF_REGISTRATION_ROLE,
-        event=EventType.REGISTRATION,
+    user = signup.register(
+        db, context, username=body.username, password=body.password, email=body.email
     )
     return UserOut.model_validate(user)
 
@@ -223,7 +229,7 @@ def register(
 )
 def setup(
     body: SetupRequest,
-    c: Components = Depends(components),
+    signup: SignupDep,
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> UserOut:
@@ -231,33 +237,18 @@ def setup(
 
     A refused password leaves the token usable; it is spent only when the admin is created.
     """
-    if c.auth.user_count() == 0 and c.setup.matches(body.token):
-        c.users.check_password(body.password, body.username.lower(), body.email)
-        if c.setup.consume(body.token):
-            user = c.users.create(
-                db,
-                context,
-                username=body.username,
-                password=body.password,
-                email=body.email,
-                role=Role.ADMIN,
-            )
-            record_event(
-                db, Event(EventType.SETUP_COMPLETE, target=user.username), context, at=c.clock.now()
-            )
-            return UserOut.model_validate(user)
-    c.auth.audit(
-        Event(
-            EventType.SETUP_COMPLETE,
-            Outcome.DENIED,
-            details={"reason": "invalid, expired or already used"},
-        ),
+    user = signup.first_admin(
+        db,
         context,
+        token=body.token,
+        username=body.username,
+        password=body.password,
+        email=body.email,
     )
-    raise SetupUnavailable("setup token invalid, expired or already used")
+    return UserOut.model_validate(user)
 
 
-def _session_out(row: Any, current: str) -> SessionOut:
+def _session_out(row: UserSession, current: str) -> SessionOut:
     return SessionOut(
         id=row.id,
         user_id=row.user_id,
@@ -273,42 +264,25 @@ def _session_out(row: Any, current: str) -> SessionOut:
 
 @router.get("/sessions", response_model=list[SessionOut])
 def list_sessions(
+    admin: SessionAdminDep,
     principal: Principal = Depends(requires(Permission.ACCOUNT_READ)),
-    c: Components = Depends(components),
     db: Session = Depends(db_transaction),
     user_id: RowId | None = Query(default=None, description="another user's (sessions:read)"),
     all_users: bool = Query(default=False, alias="all", description="everyone's (sessions:read)"),
 ) -> list[SessionOut]:
     """Live sessions: one's own, or (with sessions:read) another user's or everyone's."""
-    target: int | None = principal.user_id
-    if all_users or (user_id is not None and user_id != principal.user_id):
-        if not has_permission(principal.role, Permission.SESSIONS_READ):
-            raise PermissionDenied("missing permission sessions:read")
-        target = None if all_users else user_id
-    rows = c.sessions.list_live(db, target)
+    rows = admin.live(db, principal, user_id=user_id, all_users=all_users)
     return [_session_out(row, principal.session_id) for row in rows]
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
 def revoke_session(
     session_id: str,
+    admin: SessionAdminDep,
     principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
-    c: Components = Depends(components),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
 ) -> Response:
     """Revoke one session: one's own, or anyone's with sessions:revoke."""
-    row = db.get(UserSession, session_id)
-    mine = row is not None and row.user_id == principal.user_id
-    if row is None or (not mine and not has_permission(principal.role, Permission.SESSIONS_REVOKE)):
-        # Someone else's session looks exactly like a missing one.
-        raise NotFound("no such session")
-    owner = c.users.get(db, row.user_id)
-    c.sessions.revoke(db, session_id, reason="revoked_by_user" if mine else "revoked_by_admin")
-    record_event(
-        db,
-        Event(EventType.SESSION_REVOKE, target=owner.username, details={"session": session_id}),
-        context,
-        at=c.clock.now(),
-    )
+    admin.revoke(db, context, principal, session_id)
     return Response(status_code=204)

@@ -1,4 +1,9 @@
-"""Login, refresh, logout, password change, registration: the authentication rules."""
+"""The login flow: password -> (challenge | code) -> open session -> tokens -> audit.
+
+One answer to "where does a login succeed?": `LoginFlow._open`. The primitives it stands on
+(sessions, tokens, password hashing, the attempt limiter) live in auth/; MFA answers whether a
+code is valid for a user, under its own failure budgets.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,24 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType, Outcome, Severity
-from wakedock.audit.service import record_event
+from wakedock.audit.service import Auditor, record_event
+from wakedock.auth.models import User
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import NewSession, Principal, RefreshReused, SessionStore
-from wakedock.auth.tokens import TokenCodec
+from wakedock.auth.tokens import AccessClaims, TokenCodec
 from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
-from wakedock.errors import (
-    DependencyUnavailable,
-    InvalidCredentials,
-    PermissionDenied,
-)
-from wakedock.mfa.service import Challenge, MfaService
+from wakedock.errors import DependencyUnavailable, InvalidCredentials, NotAuthenticated
+from wakedock.login.challenges import Challenge, ChallengeBook
+from wakedock.mfa.codes import CodeCheck
+from wakedock.mfa.errors import MfaLoginRejected
+from wakedock.mfa.service import VALID_CODES, MfaService, live_user
 from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
-from wakedock.users.models import User
-from wakedock.users.service import UserService
 
 log = logging.getLogger("wakedock.auth")
 
@@ -38,16 +41,20 @@ GENERIC_LOGIN_ERROR = "Invalid username or password"
 
 @dataclass(frozen=True)
 class Tokens:
+    """An opened (or refreshed) session, with what its HTTP answer needs."""
+
     access_token: str
     access_expires_at: datetime
     refresh_token: str
     session_id: str
     session_secret: str
     user: User
+    expires_in: int  # the access token's lifetime, in seconds
+    cookie_max_age: int  # the session's (and its browser cookie's) lifetime, in seconds
 
 
-class AuthService:
-    """Authentication flows. Every outcome is written to the audit trail."""
+class LoginFlow:
+    """Sign-in, refresh and sign-out. Every outcome is written to the audit trail."""
 
     def __init__(
         self,
@@ -57,8 +64,9 @@ class AuthService:
         limiter: AttemptLimiter,
         sessions: SessionStore,
         codec: TokenCodec,
-        users: UserService,
         mfa: MfaService,
+        challenges: ChallengeBook,
+        auditor: Auditor,
     ) -> None:
         self._factory = factory
         self._clock = clock
@@ -66,19 +74,9 @@ class AuthService:
         self._limiter = limiter
         self._sessions = sessions
         self._codec = codec
-        self._users = users
         self._mfa = mfa
-
-    def audit(self, event: Event, context: RequestContext) -> None:
-        """Record an event in a transaction of its own (for denials and failures)."""
-        with transaction(self._factory) as db:
-            record_event(db, event, context, at=self._clock.now())
-
-    def _audit_limited(self, name: str, scope: str, context: RequestContext) -> None:
-        limited = Event(
-            EventType.RATE_LIMIT_HIT, Outcome.DENIED, target=name, details={"scope": scope}
-        )
-        self.audit(limited, context)
+        self._challenges = challenges
+        self._auditor = auditor
 
     def login(
         self, username: str, password: str, context: RequestContext, code: str | None = None
@@ -91,17 +89,12 @@ class AuthService:
         """
         name = username.strip().lower()
         ip = context.ip or "unknown"
-        attempt = RequestContext(
-            ip=context.ip,
-            user_agent=context.user_agent,
-            request_id=context.request_id,
-            actor=name[:128] or None,
-        )
+        attempt = context.as_actor(name[:128]) if name else context
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
             try:
                 self._limiter.check_all(
                     [(LOGIN_BY_USER, name), (LOGIN_BY_IP, ip)],
-                    on_limited=lambda: self._audit_limited(name, "login", attempt),
+                    on_limited=lambda: self._audit_limited(name, attempt),
                 )
             except DependencyUnavailable:
                 # Refused (fail closed) before the password is even looked at: the trail,
@@ -112,7 +105,7 @@ class AuthService:
                     target=name,
                     details={"reason": STORE_DOWN},
                 )
-                self.audit(refused, attempt)
+                self._auditor.record(refused, attempt)
                 raise
             with transaction(self._factory) as db:
                 user = self._verify(db, name, password, attempt)
@@ -127,19 +120,85 @@ class AuthService:
             log.warning("could not reset the login failure counter (rate-limit store down)")
         if user.mfa_enabled:
             if code is None:
-                return self._mfa.issue_challenge(user, attempt)
-            return self._tokens(*self._mfa.login_with_code(user, code, attempt))
+                return self._challenges.issue(user, attempt)
+            return self._second_factor(user.id, name, code, attempt)
         with transaction(self._factory) as db:
-            new = self._sessions.create(db, user, ip=ip, user_agent=context.user_agent or "")
-            success = Event(
-                EventType.LOGIN_SUCCESS, target=name, details={"session": new.session.id}
-            )
-            record_event(db, success, attempt, at=self._clock.now())
-        return self._tokens(new, user)
+            return self._open(db, user, attempt, method=None)
 
     def complete_mfa(self, challenge_token: str, code: str, context: RequestContext) -> Tokens:
-        """The second step of an MFA login."""
-        return self._tokens(*self._mfa.complete_challenge(challenge_token, code, context))
+        """The second step of an MFA login: the challenge token and a TOTP or backup code."""
+        try:
+            claims = self._challenges.read(challenge_token)
+        except NotAuthenticated:
+            invalid = Event(
+                EventType.MFA_FAILURE,
+                Outcome.DENIED,
+                details={"purpose": "login", "reason": "challenge token invalid or expired"},
+            )
+            self._auditor.record(invalid, context)
+            raise
+        with self._factory() as db:
+            user = db.get(User, claims.user_id)
+            name = user.username if user is not None else f"user:{claims.user_id}"
+        try:
+            return self._second_factor(claims.user_id, name, code, context, claims)
+        except NotAuthenticated as exc:
+            if not isinstance(exc, MfaLoginRejected):
+                failed = Event(
+                    EventType.MFA_FAILURE,
+                    Outcome.DENIED,
+                    target=name,
+                    details={"purpose": "login", "reason": "challenge expired or used"},
+                )
+                self._auditor.record(failed, context)
+            raise
+
+    def _second_factor(
+        self,
+        user_id: int,
+        name: str,
+        code: str,
+        context: RequestContext,
+        claims: AccessClaims | None = None,
+    ) -> Tokens:
+        """Ask MFA whether `code` is valid for the user (under its budgets); if so, spend the
+        challenge (if any) and open the session, all in one transaction."""
+
+        def attempt(db: Session) -> tuple[CodeCheck, Tokens | None]:
+            if claims is not None:
+                self._challenges.check_live(db, claims)
+            user = live_user(db, user_id)
+            check = self._mfa.accept_code(db, user, code)
+            if check not in VALID_CODES:
+                return check, None
+            if claims is not None:
+                self._challenges.spend(db, claims)
+            return check, self._open(db, user, context, method=check)
+
+        return self._mfa.guarded(name, context, "login", attempt, login=True)
+
+    def _open(
+        self, db: Session, user: User, context: RequestContext, *, method: CodeCheck | None
+    ) -> Tokens:
+        """Where a login succeeds: a new session, its tokens and LOGIN_SUCCESS (after
+        MFA_SUCCESS when a code was proven), in the caller's transaction."""
+        now = self._clock.now()
+        new = self._sessions.create(
+            db,
+            user,
+            ip=context.ip or "unknown",
+            user_agent=context.user_agent or "",
+            mfa_at=now if method is not None else None,
+        )
+        as_user = context.as_actor(user.username)
+        details = {"session": new.session.id}
+        if method is not None:
+            details = {"method": method.value, **details}
+            mfa = Event(EventType.MFA_SUCCESS, target=user.username, details=details)
+            record_event(db, mfa, as_user, at=now)
+        success = Event(EventType.LOGIN_SUCCESS, target=user.username, details=details)
+        record_event(db, success, as_user, at=now)
+        return self._tokens(new, user)
 
     def _verify(
         self, db: Session, name: str, password: str, attempt: RequestContext
@@ -170,7 +229,15 @@ class AuthService:
             session_id=new.session.id,
             session_secret=new.secret,
             user=user,
+            expires_in=self._codec.ttl_seconds,
+            cookie_max_age=self._sessions.lifetime_seconds,
         )
+
+    def _audit_limited(self, name: str, context: RequestContext) -> None:
+        limited = Event(
+            EventType.RATE_LIMIT_HIT, Outcome.DENIED, target=name, details={"scope": "login"}
+        )
+        self._auditor.record(limited, context)
 
     def refresh(self, refresh_token: str, context: RequestContext) -> Tokens:
         """Spend a refresh token for a new pair. A reused token revokes the whole session."""
@@ -186,7 +253,7 @@ class AuthService:
                             target=user.username,
                             details={"session": row.id},
                         ),
-                        _as(context, user.username),
+                        context.as_actor(user.username),
                         at=self._clock.now(),
                     )
         except RefreshReused as reused:
@@ -204,19 +271,15 @@ class AuthService:
                         target=actor,
                         details={"session": reused.session_id, "action": "session revoked"},
                     ),
-                    _as(context, actor),
+                    context if actor is None else context.as_actor(actor),
                     at=self._clock.now(),
                 )
             raise InvalidCredentials("Refresh token already used: session revoked") from None
         if rotated is None:
-            self.audit(
-                Event(
-                    EventType.TOKEN_REFRESH,
-                    Outcome.FAILURE,
-                    details={"reason": "unknown or expired"},
-                ),
-                context,
+            unknown = Event(
+                EventType.TOKEN_REFRESH, Outcome.FAILURE, details={"reason": "unknown or expired"}
             )
+            self._auditor.record(unknown, context)
             raise InvalidCredentials("Invalid or expired refresh token")
         access, expires = self._codec.issue(user.id, row.id)
         return Tokens(
@@ -226,9 +289,12 @@ class AuthService:
             session_id=row.id,
             session_secret="",
             user=user,
+            expires_in=self._codec.ttl_seconds,
+            cookie_max_age=self._sessions.lifetime_seconds,
         )
 
     def logout(self, principal: Principal, context: RequestContext) -> None:
+        """End the caller's session."""
         with transaction(self._factory) as db:
             self._sessions.revoke(db, principal.session_id, reason="logout")
             record_event(
@@ -241,42 +307,3 @@ class AuthService:
                 context,
                 at=self._clock.now(),
             )
-
-    def change_password(
-        self, principal: Principal, current: str, new: str, context: RequestContext
-    ) -> None:
-        """Change one's own password. Wrong guesses of the current one spend the login budget."""
-        name = principal.username
-        with self._limiter.serialised(f"user:{name}"):
-            self._limiter.check_all(
-                [(LOGIN_BY_USER, name)],
-                on_limited=lambda: self._audit_limited(name, "password_change", context),
-            )
-            try:
-                with transaction(self._factory) as db:
-                    user = self._users.get(db, principal.user_id)
-                    self._users.change_own_password(
-                        db, context, user, current, new, principal.session_id
-                    )
-            except PermissionDenied:
-                self._limiter.record_failure(LOGIN_BY_USER, name)
-                self.audit(
-                    Event(
-                        EventType.PASSWORD_CHANGE,
-                        Outcome.FAILURE,
-                        target=name,
-                        details={"reason": "wrong current password"},
-                    ),
-                    context,
-                )
-                raise
-
-    def user_count(self) -> int:
-        with self._factory() as db:
-            return int(db.execute(select(func.count(User.id))).scalar_one())
-
-
-def _as(context: RequestContext, actor: str | None) -> RequestContext:
-    return RequestContext(
-        ip=context.ip, user_agent=context.user_agent, request_id=context.request_id, actor=actor
-    )

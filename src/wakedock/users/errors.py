@@ -1,4 +1,4 @@
-"""Authentication errors with their stable codes (the shared ones live in wakedock.errors)."""
+"""Account-opening errors with their stable codes (the shared ones live in wakedock.errors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Password and code checks run on a few dedicated threads.
+"""The hashing pool: password and code checks run on a few dedicated threads.
 
 argon2 is slow on purpose. Run on the shared worker pool, a burst of logins (each also waiting
 for its per-username lock) would hold every worker thread and stall routes that have nothing to
@@ -15,20 +15,20 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-# argon2 runs with one lane; a few more slots than cores hide short waits on locks.
-HASHING_SLOTS = 4
+# argon2 runs with one lane; a few more threads than cores hide short waits on locks.
+HASHING_THREADS = 4
 T = TypeVar("T")
 
 
-def _slots(request: Request) -> anyio.CapacityLimiter:
+def _pool(request: Request) -> anyio.CapacityLimiter:
     # Created on first use, inside the event loop (no await between the check and the set).
-    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "hashing_slots", None)
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "hashing_pool", None)
     if limiter is None:
-        limiter = anyio.CapacityLimiter(HASHING_SLOTS)
-        request.app.state.hashing_slots = limiter
+        limiter = anyio.CapacityLimiter(HASHING_THREADS)
+        request.app.state.hashing_pool = limiter
     return limiter
 
 
 async def run_hashing(request: Request, func: Callable[..., T], *args: object) -> T:
-    """Run a blocking call that verifies a password or code on the dedicated threads."""
-    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=_slots(request))
+    """Run a blocking call that verifies a password or code on the hashing pool."""
+    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=_pool(request))

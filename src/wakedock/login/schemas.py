@@ -1,4 +1,4 @@
-"""Authentication request and response shapes."""
+"""Sign-in and account request and response shapes (under /api/v1/auth)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ class LoginRequest(BaseModel):
     mode: Literal["token", "cookie"] = "token"
     # One-step MFA login: the TOTP or backup code with the password.
     code: str | None = Field(default=None, min_length=1, max_length=32)
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenge_token: str = Field(min_length=1, max_length=4096)
+    code: str = Field(min_length=1, max_length=32)
+    mode: Literal["token", "cookie"] = "token"
 
 
 class MfaChallengeResponse(BaseModel):
