@@ -46,7 +46,7 @@ from wakedock.mfa.crypto import SecretBox
 from wakedock.mfa.service import CHALLENGE_TYPE, MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
-from wakedock.proxy.hosts import ServiceDirectory
+from wakedock.proxy.directory import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerRuntime
@@ -60,11 +60,12 @@ from wakedock.secrets.store import SecretStore
 from wakedock.secrets.watch import MAX_BACKOFF, SecretWatcher
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
+from wakedock.services.snapshots import WakeSnapshots
 from wakedock.services.spec import parse_secret_ref
 from wakedock.siem.exporter import SiemExporter, SinkWorker, sink_key
 from wakedock.siem.sinks import parse_sink
 from wakedock.users.service import PasswordRules, UserService
-from wakedock.web.client_ip import IPNetwork, parse_networks
+from wakedock.web.client_ip import IPNetwork, TrustedProxies, parse_networks
 from wakedock.web.errors import Outages
 from wakedock.web.provided import Provided
 
@@ -115,6 +116,8 @@ def provided(components: Components) -> Provided:
     found.add(sessionmaker, components.db)
     found.add(Clock, components.clock)  # type: ignore[type-abstract]
     found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
+    found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))
+    found.add(WakeSnapshots, components.wakes)  # type: ignore[type-abstract]
     return found
 
 
@@ -336,6 +339,8 @@ def build_components(
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
     services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
     activity = ActivityTracker(clock)
+    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock)
+    wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     siem = siem_exporter(settings, configured, factory, clock)
     checks = [
         database_check(engine),
@@ -365,9 +370,9 @@ def build_components(
         services=services,
         reconciler=Reconciler(factory, clock, runtime),
         activity=activity,
-        wakes=WakeCoordinator(services, activity, clock, settings.proxy),
-        directory=ServiceDirectory(services, settings.proxy.base_domain),
-        proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
+        wakes=wakes,
+        directory=ServiceDirectory(services, settings.proxy.base_domain, clock),
+        proxy_access=proxy_access,
         audit_chain=audit_chain,
         siem=siem,
         metrics=AuditCounters(factory),
