@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
@@ -18,7 +22,8 @@ from wakedock.login.router import router as auth_router
 from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
-from wakedock.proxy.app import ProxyApp
+from wakedock.proxy.handler import ProxyApp, admin_url
+from wakedock.proxy.handoff import router as handoff_router
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
 from wakedock.secrets.router import router as secrets_router
@@ -27,6 +32,7 @@ from wakedock.settings.router import router as settings_router
 from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
 from wakedock.web.body_limit import BodyLimitMiddleware
+from wakedock.web.client_ip import TrustedProxies
 from wakedock.web.enrol import router as enrol_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.forms import FORM_PATHS, MAX_FORM_BYTES
@@ -63,6 +69,7 @@ def create_app(components: Components) -> FastAPI:
         metrics_router,
         files_router,
         login_router,
+        handoff_router,
         enrol_router,
         pages_router,
     ):
@@ -105,7 +112,13 @@ def create_asgi(components: Components) -> HostRouter:
         hsts_max_age=settings.http.hsts_max_age, hsts_always=settings.http.hsts_behind_proxy
     )
     proxy = ProxyApp(
-        components, components.wakes, components.activity, components.proxy_access, headers
+        components.wakes,
+        components.activity,
+        components.proxy_access,
+        headers,
+        TrustedProxies(components.trusted_proxies),
+        admin_url=admin_url(settings.proxy, settings.server.port),
+        upstream_timeout_s=settings.proxy.upstream_timeout_seconds,
     )
     reaper = IdleReaper(
         components.wakes,
@@ -118,22 +131,49 @@ def create_asgi(components: Components) -> HostRouter:
         create_app(components),
         proxy,
         components.directory,
-        components.wakes,
-        reaper,
         settings.proxy.admin_hosts,
         headers,
         components.outages,
-        on_startup=[components.siem.start, components.secret_watcher.start],
-        on_shutdown=[
-            components.siem.stop,
-            components.secret_watcher.stop,
-            components.health.close,
-            *_closers(components),
-        ],
+        lifespan=lambda: lifespan(components, proxy, reaper),
     )
 
 
+@asynccontextmanager
+async def lifespan(
+    components: Components, proxy: ProxyApp, reaper: IdleReaper
+) -> AsyncIterator[None]:
+    """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper.
+
+    Started in this order and stopped in the reverse one. What needs closing whether or not
+    the start-up got that far (HTTP clients, health probes, the Vault token WakeDock logged in
+    for) is closed last; every stop runs even when an earlier one failed (the error is raised
+    once all ran).
+    """
+    async with AsyncExitStack() as stack:
+        for close in reversed(_closers(components)):
+            stack.push_async_callback(run_in_threadpool, close)
+        stack.push_async_callback(components.wakes.aclose)
+        stack.push_async_callback(proxy.aclose)
+        # Blocking start/stop of background threads: off the event loop.
+        for start, stop in (
+            (components.siem.start, components.siem.stop),
+            (components.secret_watcher.start, components.secret_watcher.stop),
+        ):
+            await run_in_threadpool(start)
+            stack.push_async_callback(run_in_threadpool, stop)
+        reaping = asyncio.create_task(reaper.run())
+        stack.push_async_callback(_cancelled, reaping)
+        yield
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _closers(components: Components) -> list[Callable[[], None]]:
-    # A Vault token WakeDock logged in for is revoked when the server stops.
+    """Closed at shutdown, in this order: the health probes, then the Vault token WakeDock
+    logged in for (revoked when the server stops)."""
     provider = components.secret_provider
-    return [provider.close] if provider is not None else []
+    return [components.health.close, *([provider.close] if provider is not None else [])]

@@ -42,7 +42,7 @@ from wakedock.mfa.crypto import make_secret_box
 from wakedock.mfa.service import MFA_BY_IP, MFA_BY_USER, MfaService
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
-from wakedock.proxy.hosts import ServiceDirectory
+from wakedock.proxy.directory import ServiceDirectory
 from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.enrolment import EnrolmentPolicy
@@ -62,12 +62,13 @@ from wakedock.secrets.watch import SecretWatcher
 from wakedock.services.launch import policy_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
+from wakedock.services.snapshots import WakeSnapshots
 from wakedock.settings.service import EffectiveSettings
 from wakedock.siem.exporter import SiemExporter, make_exporter
 from wakedock.users.service import PasswordRules, UserService
 from wakedock.users.sessions import SessionAdmin
 from wakedock.users.signup import Signup
-from wakedock.web.client_ip import IPNetwork, parse_networks
+from wakedock.web.client_ip import IPNetwork, TrustedProxies, parse_networks
 from wakedock.web.errors import Outages
 from wakedock.web.provided import Provided
 
@@ -136,6 +137,8 @@ def provided(components: Components) -> Provided:
         ),
     )
     found.add(EnrolmentPolicy, components.mfa)  # type: ignore[type-abstract]
+    found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))
+    found.add(WakeSnapshots, components.wakes)  # type: ignore[type-abstract]
     return found
 
 
@@ -236,6 +239,8 @@ def build_components(
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
     services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
     activity = ActivityTracker(clock)
+    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock)
+    wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     alerts = settings.alerts
     alert_sinks = (
         [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts))]
@@ -283,9 +288,9 @@ def build_components(
         services=services,
         reconciler=Reconciler(factory, clock, runtime),
         activity=activity,
-        wakes=WakeCoordinator(services, activity, clock, settings.proxy),
-        directory=ServiceDirectory(services, settings.proxy.base_domain),
-        proxy_access=ProxyAccess(keyring, auth, sessions, mfa, clock),
+        wakes=wakes,
+        directory=ServiceDirectory(services, settings.proxy.base_domain, clock),
+        proxy_access=proxy_access,
         audit_chain=audit_chain,
         siem=siem,
         metrics=AuditCounters(factory),

@@ -23,7 +23,7 @@ from wakedock.app import create_asgi
 from wakedock.audit.models import AuditEvent
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
-from wakedock.services.views import Actor
+from wakedock.services.snapshots import Actor
 
 ADMIN = Actor(name="test", role=Role.ADMIN)
 HTML = {"Accept": "text/html,application/xhtml+xml"}

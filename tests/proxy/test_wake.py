@@ -4,19 +4,26 @@ an idle stop, open connections, the CPU rule, the wake timeout."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
 from wakedock.app import create_asgi
+from wakedock.audit.models import AuditEvent
+from wakedock.auth.sessions import Principal
 from wakedock.clock import FakeClock
 from wakedock.context import RequestContext
+from wakedock.db import transaction
+from wakedock.proxy.decision import Ready, Refusal, Refused, Waking
 from wakedock.proxy.reaper import IdleReaper
+from wakedock.services.snapshots import WakePhase
 
 CONTEXT = RequestContext(actor="visitor")
 
@@ -96,6 +103,15 @@ def test_open_connections_and_busy_cpu_keep_a_service_awake(
     assert asyncio.run(scenario()) == [[], [], [], ["app"]]
     status = c.services.get("app")
     assert status.state == "stopped" and status.stop_reason == "idle"
+    # A system operation: audited as the proxy, with the reason.
+    with transaction(c.db) as db:
+        stop = db.scalars(select(AuditEvent).where(AuditEvent.type == "service_stop")).one()
+        assert (stop.actor, stop.target, json.loads(stop.details)) == (
+            "system:proxy",
+            "app",
+            {"reason": "idle"},
+        )
+    assert c.wakes.snapshot("app").phase is WakePhase.ASLEEP
 
 
 def test_clients_held_past_the_wake_timeout_get_503_retry_after(
@@ -107,3 +123,33 @@ def test_clients_held_past_the_wake_timeout_get_503_retry_after(
     assert held.status_code == 503
     assert held.headers["retry-after"] == "5"
     assert h.components.services.get("stuck").stop_reason == "error"
+
+
+def test_the_fake_clock_moves_monotonic_time_with_real_time_and_advance() -> None:
+    clock = FakeClock()
+    before = clock.monotonic()
+    clock.advance(60)
+    assert 60 <= clock.monotonic() - before < 70
+
+
+def test_one_decision_per_visit_refused_waking_then_ready(h: Harness, clock: FakeClock) -> None:
+    add(h, "team", access={"policy": "roles", "roles": ["operator"]})
+    view = h.components.services.get("team")
+    wakes = h.components.wakes
+
+    def principal(role: str) -> Principal:
+        return Principal(1, "ann", role, "s1", mfa_at=clock.now(), created_at=clock.now())
+
+    async def scenario() -> None:
+        assert await wakes.request(view, None, CONTEXT) == Refused(Refusal.SIGN_IN)
+        refused = await wakes.request(view, principal("viewer"), CONTEXT)
+        assert refused == Refused(Refusal.FORBIDDEN)
+        first = await wakes.request(view, principal("operator"), CONTEXT)
+        second = await wakes.request(view, principal("operator"), CONTEXT)
+        assert isinstance(first, Waking) and isinstance(second, Waking)
+        assert first.task is second.task  # single flight: the second visit joins the wake
+        endpoint = await first.ready()
+        assert await wakes.request(view, principal("operator"), CONTEXT) == Ready(endpoint)
+        assert wakes.snapshot("team").phase is WakePhase.READY
+
+    asyncio.run(scenario())

@@ -14,8 +14,8 @@ from support.fake_runtime import FakeRuntime
 from support.upstream import local_upstream
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
+from wakedock.services.snapshots import Actor
 from wakedock.services.spec import ServiceSpec
-from wakedock.services.views import Actor
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from enum import StrEnum
 
 from wakedock.auth.keys import Keyring
 from wakedock.auth.sessions import Principal, SessionStore
@@ -18,8 +19,10 @@ from wakedock.clock import Clock
 from wakedock.config import AuthSettings
 from wakedock.errors import NotAuthenticated
 from wakedock.mfa.service import MfaService
-from wakedock.services.views import ServiceView
+from wakedock.services.snapshots import ServiceView
 
+# Where a service host sends a visitor without access, on the admin host (proxy/handoff.py).
+HANDOFF_PATH = "/auth/proxy"
 TICKET_TYPE = "proxy_ticket"
 COOKIE_TYPE = "proxy"
 TICKET_SECONDS = 60
@@ -27,7 +30,15 @@ SECURE_COOKIE = "__Host-wakedock_proxy"
 # Over plain HTTP (`--insecure-http`, local testing) browsers refuse `__Host-` cookies.
 PLAIN_COOKIE = "wakedock_proxy"
 
-ALLOW, LOGIN, FORBIDDEN = "allow", "login", "forbidden"
+
+class Access(StrEnum):
+    """May this visitor use this service?"""
+
+    ALLOW = "allow"
+    # No usable session (none, expired, or MFA enrolment pending): sign in first.
+    LOGIN = "login"
+    # Signed in, but the service's access policy does not admit this role.
+    FORBIDDEN = "forbidden"
 
 
 def cookie_name(scheme: str) -> str:
@@ -51,6 +62,11 @@ class ProxyAccess:
         self._codecs: dict[tuple[str, str], TokenCodec] = {}
         self._spent: dict[str, datetime] = {}
         self._guard = threading.Lock()
+
+    @property
+    def cookie_seconds(self) -> int:
+        """How long a service host's cookie lives: as long as a session may."""
+        return self._auth.session_absolute_seconds
 
     def _codec(self, kind: str, host: str) -> TokenCodec:
         # The audience names the host: a ticket or cookie for one service is useless on another.
@@ -100,13 +116,13 @@ class ProxyAccess:
         cached = self._sessions.cached(claims.session_id, claims.user_id)
         return cached or self._sessions.principal(claims.session_id, claims.user_id)
 
-    def decide(self, view: ServiceView, principal: Principal | None) -> str:
-        """ALLOW, LOGIN (no usable session) or FORBIDDEN (signed in, not allowed)."""
+    def decide(self, view: ServiceView, principal: Principal | None) -> Access:
+        """Whether `principal` (None: anonymous) may use (and so wake) the service."""
         access = view.spec.access
         if access.policy == "public":
-            return ALLOW
+            return Access.ALLOW
         if principal is None or self._mfa.enrolment_pending(principal):
-            return LOGIN
+            return Access.LOGIN
         if access.policy == "roles" and principal.role not in access.roles:
-            return FORBIDDEN
-        return ALLOW
+            return Access.FORBIDDEN
+        return Access.ALLOW

@@ -3,24 +3,26 @@
 Admin host names reach the admin application; `<name>.<base_domain>` and each service's own
 host names reach the proxy; any other host (or a malformed Host) gets 404 (never the API), with
 the same security headers as every answer WakeDock writes itself.
+
+The ASGI lifespan protocol is answered by running the application's `lifespan` (app.py): what
+starts and stops with the server is decided there, not here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wakedock.proxy import pages
-from wakedock.proxy.app import ProxyApp
-from wakedock.proxy.hosts import ServiceDirectory, normalise_host
-from wakedock.proxy.reaper import IdleReaper
-from wakedock.proxy.wake import WakeCoordinator
+from wakedock.proxy.directory import ServiceDirectory, normalise_host
+from wakedock.proxy.handler import ProxyApp
 from wakedock.web.errors import Outages, outage_of
 from wakedock.web.headers import SecurityHeaders
+
+Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 
 
 class HostRouter:
@@ -29,30 +31,22 @@ class HostRouter:
         admin: ASGIApp,
         proxy: ProxyApp,
         directory: ServiceDirectory,
-        coordinator: WakeCoordinator,
-        reaper: IdleReaper,
         admin_hosts: list[str],
         headers: SecurityHeaders,
         outages: Outages,
-        on_startup: list[Callable[[], None]] | None = None,
-        on_shutdown: list[Callable[[], None]] | None = None,
+        lifespan: Lifespan | None = None,
     ) -> None:
         self._outages = outages
         self.admin = admin
         self._proxy = proxy
         self._directory = directory
-        self._coordinator = coordinator
-        self._reaper = reaper
         self._admin_hosts = frozenset(admin_hosts)
         self._headers = headers
-        self._reaper_task: asyncio.Task[None] | None = None
-        # Blocking start/stop of background work (e.g. SIEM delivery threads).
-        self._on_startup = on_startup or []
-        self._on_shutdown = on_shutdown or []
+        self._lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._run_lifespan(receive, send)
             return
         raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
         host = normalise_host(raw)
@@ -102,22 +96,22 @@ class HostRouter:
             return
         await self._proxy.handle(view, host, scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                for hook in self._on_startup:
-                    await run_in_threadpool(hook)
-                self._reaper_task = asyncio.create_task(self._reaper.run())
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol around `lifespan`: a failure is reported as such (the
+        server then exits), after the lifespan has undone what it had started."""
+        await receive()  # lifespan.startup
+        phase = "startup"
+        running = self._lifespan() if self._lifespan is not None else nullcontext()
+        try:
+            async with running:
                 await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._reaper_task is not None:
-                    self._reaper_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._reaper_task
-                await self._proxy.aclose()
-                await self._coordinator.aclose()
-                for hook in self._on_shutdown:
-                    await run_in_threadpool(hook)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+                phase = "shutdown"
+                await receive()  # lifespan.shutdown
+        except BaseException as exc:
+            await send({"type": f"lifespan.{phase}.failed", "message": _described(exc)})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,32 +1,44 @@
 """Waking services on demand (S7.2-S7.4, S7.6): single-flight wakes, readiness, idle stops.
 
-One `WakeCoordinator` per process holds, per service, the endpoint while it is awake and the one
-wake task while it is waking: N concurrent requests share that task, so a service is started once.
-A per-service lock orders wakes and stops, so a request arriving during an idle stop waits for the
-stop to finish, then wakes the service again.
+One `WakeCoordinator` per process decides every visit (`request`: access, the client's wake
+budget, the most services awake at once, the running wake to join) and holds, per service, the
+endpoint while it is awake and the one wake task while it is waking: N concurrent requests share
+that task, so a service is started once. A per-service lock orders wakes and stops, so a request
+arriving during an idle stop waits for the stop to finish, then wakes the service again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 
 from wakedock.audit.events import Event, EventType, Outcome
+from wakedock.auth.sessions import Principal
 from wakedock.clock import Clock
 from wakedock.config import ProxySettings
 from wakedock.context import RequestContext
-from wakedock.errors import DependencyUnavailable, WakeDockError
+from wakedock.errors import DependencyUnavailable, TooManyAttempts, WakeDockError
+from wakedock.proxy.access import Access, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
+from wakedock.proxy.decision import (
+    Endpoint,
+    Ready,
+    Refusal,
+    Refused,
+    TooManyAwake,
+    WakeDecision,
+    WakeFailed,
+    Waking,
+)
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
-from wakedock.rbac.permissions import Role
+from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import ContainerNotFound, ContainerStatus, InvalidState, State
 from wakedock.services.service import ServiceManager
-from wakedock.services.views import Actor, ServiceView
+from wakedock.services.snapshots import ServiceView, WakePhase, WakeSnapshot
 
 log = logging.getLogger("wakedock.proxy")
 SYSTEM = RequestContext(actor="system:proxy")
@@ -36,36 +48,14 @@ _ENGINE_CHECK_SECONDS = 0.5
 WAKE_BY_IP = "wake:ip"
 
 
-class WakeFailed(WakeDockError):
-    """The service could not be started or never became ready; the next request may retry."""
-
-    status_code = 502
-    code = "wake_failed"
-
-    def __init__(self, detail: str, *, timed_out: bool = False) -> None:
-        super().__init__(detail)
-        self.timed_out = timed_out
-
-
-class TooManyAwake(DependencyUnavailable):
-    code = "too_many_awake"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-
 @dataclass
-class WakeState:
+class _WakeState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     endpoint: Endpoint | None = None
     task: asyncio.Task[Endpoint] | None = None
-    phase: str = "asleep"
+    phase: WakePhase = WakePhase.ASLEEP
     waking_since: float | None = None
     last_error: str | None = None
-    # Seconds from the wake request to the passed readiness probe, for the last wake.
     time_to_ready: float | None = None
 
 
@@ -74,41 +64,101 @@ class WakeCoordinator:
         self,
         services: ServiceManager,
         activity: ActivityTracker,
+        access: ProxyAccess,
+        limiter: AttemptLimiter,
         clock: Clock,
         settings: ProxySettings,
     ) -> None:
         self._services = services
         self._activity = activity
+        self._access = access
+        self._limiter = limiter
         self._clock = clock
         self._settings = settings
-        self._states: dict[str, WakeState] = {}
+        self._states: dict[str, _WakeState] = {}
         self._http = httpx.AsyncClient(trust_env=False)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def state(self, name: str) -> WakeState:
-        return self._states.setdefault(name, WakeState())
+    async def request(
+        self, view: ServiceView, principal: Principal | None, context: RequestContext
+    ) -> WakeDecision:
+        """The decision on one visit of `view`: Ready (awake), Waking (a wake to wait for,
+        started now or joined), or Refused (access, the wake budget of the address, capacity).
+
+        Answers without suspending when the service is awake (the hot path of every request).
+        """
+        access = self._access.decide(view, principal)
+        if access is Access.LOGIN:
+            return Refused(Refusal.SIGN_IN)
+        if access is Access.FORBIDDEN:
+            return Refused(Refusal.FORBIDDEN)
+        state = self._state(view.name)
+        if state.endpoint is not None:
+            return Ready(state.endpoint)
+        task = state.task
+        if task is None or task.done():
+            ip = context.ip or "?"
+            try:
+                await run_in_threadpool(self._limiter.check, WAKE_BY_IP, ip)
+                # Another request may have started the wake meanwhile: join it, at no cost.
+                task = state.task
+                if task is None or task.done():
+                    task = self._begin(view, context)
+                    # Only a request that starts a wake spends the client's wake budget.
+                    await run_in_threadpool(self._limiter.record_failure, WAKE_BY_IP, ip)
+            except TooManyAttempts as exc:
+                return Refused(Refusal.TOO_MANY_WAKES, retry_after=exc.retry_after)
+            except DependencyUnavailable as exc:  # too many awake, or no rate-limit storage
+                return Refused(Refusal.BUSY, exc.detail)
+        return Waking(task, patience_s=view.spec.wake_timeout_s + 1)
+
+    def snapshot(self, name: str) -> WakeSnapshot:
+        """What this process sees of the service's wakes and traffic now."""
+        state = self._state(name)
+        activity = self._activity.of(name)
+        since = state.waking_since
+        return WakeSnapshot(
+            phase=state.phase,
+            waking_for=self._clock.monotonic() - since if since is not None else None,
+            time_to_ready=state.time_to_ready,
+            last_activity=activity.last_seen,
+            open_connections=activity.open_connections,
+        )
 
     def awake_names(self) -> list[str]:
         return [n for n, s in self._states.items() if s.endpoint is not None]
 
     def endpoint_now(self, name: str) -> Endpoint | None:
-        """The endpoint of an awake service, without waiting (the hot path of every request)."""
-        return self.state(name).endpoint
+        """The endpoint of an awake service, without waiting."""
+        return self._state(name).endpoint
 
     def forget(self, name: str) -> None:
         """The upstream refused a connection: it was stopped behind our back; wake it next time."""
-        state = self.state(name)
+        state = self._state(name)
         state.endpoint = None
-        state.phase = "asleep"
+        state.phase = WakePhase.ASLEEP
 
-    def begin(self, view: ServiceView, context: RequestContext) -> asyncio.Task[Endpoint]:
+    async def ensure_awake(self, view: ServiceView, context: RequestContext) -> Endpoint:
+        """The endpoint, waking the service first if needed (no access or budget check: for a
+        visitor already admitted, and for the services a woken one depends on)."""
+        endpoint = self.endpoint_now(view.name)
+        if endpoint is not None:
+            return endpoint
+        return await asyncio.shield(self._begin(view, context))
+
+    def _state(self, name: str) -> _WakeState:
+        return self._states.setdefault(name, _WakeState())
+
+    def _begin(self, view: ServiceView, context: RequestContext) -> asyncio.Task[Endpoint]:
         """The wake task of `view`: the running one, or a new one (single flight)."""
-        state = self.state(view.name)
+        state = self._state(view.name)
         if state.task is None or state.task.done():
             if state.endpoint is None:
-                waking = [s for s in self._states.values() if s.endpoint or s.phase == "waking"]
+                waking = [
+                    s for s in self._states.values() if s.endpoint or s.phase is WakePhase.WAKING
+                ]
                 if len(waking) >= self._settings.max_awake:
                     raise TooManyAwake(
                         f"{len(waking)} services are awake, the most this server allows; "
@@ -119,19 +169,13 @@ class WakeCoordinator:
             state.task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return state.task
 
-    async def ensure_awake(self, view: ServiceView, context: RequestContext) -> Endpoint:
-        endpoint = self.endpoint_now(view.name)
-        if endpoint is not None:
-            return endpoint
-        return await asyncio.shield(self.begin(view, context))
-
     async def _wake(self, view: ServiceView, context: RequestContext) -> Endpoint:
-        state = self.state(view.name)
+        state = self._state(view.name)
         async with state.lock:  # waits for a stop in progress
             if state.endpoint is not None:
                 return state.endpoint
-            started = time.monotonic()
-            state.phase, state.waking_since, state.last_error = "waking", started, None
+            started = self._clock.monotonic()
+            state.phase, state.waking_since, state.last_error = WakePhase.WAKING, started, None
             try:
                 for dependency in view.spec.depends_on:
                     await self.ensure_awake(
@@ -141,7 +185,7 @@ class WakeCoordinator:
                     self._start_and_probe(view, context), timeout=view.spec.wake_timeout_s
                 )
             except Exception as exc:
-                state.phase = "failed"
+                state.phase = WakePhase.FAILED
                 state.last_error = _describe(exc)
                 # Once per failed wake: the visitor's page only says where to look.
                 log.warning(
@@ -157,18 +201,17 @@ class WakeCoordinator:
                     f"{view.name} could not be started: {state.last_error}",
                     timed_out=isinstance(exc, TimeoutError),
                 ) from exc
-            state.endpoint, state.phase = endpoint, "ready"
-            state.time_to_ready = round(time.monotonic() - started, 3)
+            state.endpoint, state.phase = endpoint, WakePhase.READY
+            state.time_to_ready = round(self._clock.monotonic() - started, 3)
             self._activity.touch(view.name)
             log.info("woke %s in %.3f s", view.name, state.time_to_ready)
             return endpoint
 
     async def _start_and_probe(self, view: ServiceView, context: RequestContext) -> Endpoint:
-        runtime = self._services.runtime
-        live = await run_in_threadpool(self._services.status, view.name)
+        services = self._services
+        live = await run_in_threadpool(services.status, view.name)
         if live[1] is None or live[1].state is not State.RUNNING:
-            view = await run_in_threadpool(self._services.wake, view.name, context)
-        ref = view.container_ref or ""
+            view = await run_in_threadpool(services.wake, view.name, context)
         port = upstream_port(view.spec)
         if port is None:
             raise WakeFailed("the service publishes no TCP port to proxy to")
@@ -179,13 +222,13 @@ class WakeCoordinator:
         interval = self._settings.probe_interval_seconds
         next_check = 0.0
         while True:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if target is None or now >= next_check:
-                status = await run_in_threadpool(runtime.status, ref)
+                status = await run_in_threadpool(services.engine_status, view)
                 if status.state in (State.STOPPED, State.MISSING):
                     raise WakeFailed(_exited(status))
                 if target is None and probed:
-                    target = await self._published(ref, probed)
+                    target = await self._published(view, probed)
                 if target is None and status.health == "healthy":
                     break
                 next_check = now + _ENGINE_CHECK_SECONDS
@@ -193,35 +236,32 @@ class WakeCoordinator:
                 break
             # A Docker healthcheck runs every few seconds: no point asking the engine faster.
             await asyncio.sleep(interval if target is not None else max(interval, 0.25))
-        host, published = await run_in_threadpool(runtime.endpoint, ref, port)
+        host, published = await run_in_threadpool(services.endpoint, view, port)
         return Endpoint(host, published)
 
-    async def _published(self, ref: str, port: int) -> tuple[str, int] | None:
+    async def _published(self, view: ServiceView, port: int) -> tuple[str, int] | None:
         """Where `port` is published; None while it is not (a crashed container restarting)."""
         try:
-            return await run_in_threadpool(self._services.runtime.endpoint, ref, port)
+            return await run_in_threadpool(self._services.endpoint, view, port)
         except InvalidState:
             return None
 
     async def stop_if_idle(self, view: ServiceView) -> bool:
         """Stop `view` when it is still idle once the lock is held; True when it was stopped."""
-        state = self.state(view.name)
+        state = self._state(view.name)
         async with state.lock:
             idle = self._activity.idle_seconds(view.name)
             if state.endpoint is None or idle is None or idle < view.spec.idle_timeout_s:
                 return False
-            state.endpoint, state.phase = None, "stopping"
+            state.endpoint, state.phase = None, WakePhase.STOPPING
             try:
-                actor = Actor(name="system:idle", role=Role.ADMIN)
-                await run_in_threadpool(
-                    self._services.stop, actor, view.name, SYSTEM, reason="idle"
-                )
+                await run_in_threadpool(self._services.stop_idle, view.name, SYSTEM)
             except ContainerNotFound:
                 pass
             except WakeDockError as exc:
                 log.warning("idle stop of %s failed: %s", view.name, exc.detail)
             finally:
-                state.phase = "asleep"
+                state.phase = WakePhase.ASLEEP
             return True
 
     async def _audit_failure(self, view: ServiceView, context: RequestContext, why: str) -> None:

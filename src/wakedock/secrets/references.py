@@ -25,8 +25,8 @@ from wakedock.secrets.base import (
     SecretValue,
 )
 from wakedock.services.errors import InvalidServiceSpec
+from wakedock.services.snapshots import Actor
 from wakedock.services.spec import ServiceSpec, parse_secret_ref
-from wakedock.services.views import Actor
 
 
 def references(spec: ServiceSpec) -> dict[str, tuple[str, str]]:

@@ -9,16 +9,17 @@ from typing import Any
 import click
 import yaml
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.cli_state import CliState, cli_context, step
-from wakedock.components import Components
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.cis import check_container
 from wakedock.services.errors import PolicyRefused
+from wakedock.services.snapshots import Actor, ServiceView
 from wakedock.services.spec import ServiceSpec
-from wakedock.services.views import Actor, ServiceView
+from wakedock.users.service import UserService
 
 MAX_SPEC_BYTES = 1024 * 1024
 
@@ -52,12 +53,14 @@ def _load_spec(path: Path) -> ServiceSpec:
         raise click.ClickException(f"{path}: invalid service spec\n" + "\n".join(lines)) from None
 
 
-def _owner_id(c: Components, username: str | None) -> int | None:
+def _owner_id(
+    factory: sessionmaker[Session], users: UserService, username: str | None
+) -> int | None:
     if username is None:
         return None
     try:
-        with transaction(c.db) as db:
-            return c.users.by_username(db, username).id
+        with transaction(factory) as db:
+            return users.by_username(db, username).id
     except WakeDockError as exc:
         raise _fail(exc) from None
 
@@ -87,8 +90,8 @@ def service_add(state: CliState, spec_file: Path, owner: str | None) -> None:
     """Create a service from a YAML or JSON spec file (its container is created, stopped)."""
     spec = _load_spec(spec_file)
     c = state.components()
-    owner_id = _owner_id(c, owner)
-    step(f"creating the hardened container for {spec.name} ({c.runtime.kind})")
+    owner_id = _owner_id(c.db, c.users, owner)
+    step(f"creating the hardened container for {spec.name} ({c.services.runtime_kind})")
     try:
         view = c.services.create(_actor(), spec, cli_context(), owner_id=owner_id)
     except WakeDockError as exc:
@@ -196,10 +199,10 @@ def cis_check(state: CliState, name: str | None) -> None:
         raise _fail(exc) from None
     failed = False
     for view in views:
-        containers = []
+        containers: list[dict[str, Any]] = []
         if view.container_ref is not None:
             try:
-                containers = c.runtime.inspect(view.container_ref)
+                containers = c.services.inspect(view)
             except WakeDockError as exc:
                 raise _fail(exc) from None
         if not containers:

@@ -22,7 +22,7 @@ from wakedock.runtime.base import ContainerNotFound, ContainerRuntime, Discovere
 from wakedock.services.discovery import InvalidLabels, spec_from_labels
 from wakedock.services.models import Service
 from wakedock.services.service import API, DISCOVERED
-from wakedock.services.views import spec_json
+from wakedock.services.snapshots import spec_json
 
 log = logging.getLogger("wakedock.services")
 

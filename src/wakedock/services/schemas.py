@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from wakedock.runtime.base import ContainerStats, ContainerStatus
-from wakedock.services.views import ServiceView
+from wakedock.services.snapshots import ServiceView, WakeSnapshot
 
 
 class ServiceOut(BaseModel):
@@ -67,7 +66,9 @@ class StatusOut(BaseModel):
     time_to_ready_s: float | None
 
     @classmethod
-    def of(cls, view: ServiceView, live: ContainerStatus | None, traffic: Traffic) -> StatusOut:
+    def of(
+        cls, view: ServiceView, live: ContainerStatus | None, traffic: WakeSnapshot
+    ) -> StatusOut:
         return cls(
             name=view.name,
             state=live.state.value if live is not None else "missing",
@@ -77,19 +78,11 @@ class StatusOut(BaseModel):
             exit_error=live.error if live is not None else None,
             last_started_at=view.last_started_at,
             last_stopped_at=view.last_stopped_at,
-            wake_phase=traffic.phase,
+            wake_phase=traffic.phase.value,
             last_activity=traffic.last_activity,
             open_connections=traffic.open_connections,
             time_to_ready_s=traffic.time_to_ready,
         )
-
-
-@dataclass(frozen=True)
-class Traffic:
-    phase: str
-    last_activity: datetime | None
-    open_connections: int
-    time_to_ready: float | None
 
 
 class StatsOut(BaseModel):

@@ -7,6 +7,7 @@ per-service lock keeps two operations on the same service from interleaving in t
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from wakedock.runtime.base import (
     State,
 )
 from wakedock.secrets.references import ServiceSecrets, plain_environment, references
+from wakedock.services.dependencies import check_dependencies
 from wakedock.services.errors import (
     ConfiguredByLabels,
     InvalidServiceSpec,
@@ -44,8 +46,8 @@ from wakedock.services.errors import (
 from wakedock.services.launch import launch_of
 from wakedock.services.models import Service
 from wakedock.services.policy import PolicySettings, violations
+from wakedock.services.snapshots import Actor, ServiceView, spec_json
 from wakedock.services.spec import ServiceSpec
-from wakedock.services.views import Actor, ServiceView, spec_json
 
 API = "api"
 DISCOVERED = "discovered"
@@ -64,7 +66,7 @@ class ServiceManager:
     ) -> None:
         self._factory = factory
         self._clock = clock
-        self.runtime = runtime
+        self._runtime = runtime
         self._policy = policy
         self._secrets = secrets
         self._locks: dict[str, threading.Lock] = {}
@@ -89,17 +91,36 @@ class ServiceManager:
         if view.container_ref is None:
             return view, None
         try:
-            return view, self.runtime.status(view.container_ref)
+            return view, self._runtime.status(view.container_ref)
         except ContainerNotFound:
             return view, None
 
     def stats(self, key: int | str) -> ContainerStats:
         """A usage sample (CPU %, memory, network); readable by anyone who can read services."""
-        return self.runtime.stats(self._ref(self.get(key)))
+        return self._runtime.stats(self._ref(self.get(key)))
+
+    @property
+    def runtime_kind(self) -> str:
+        """The kind of container runtime the services run on (`engine`, `swarm`)."""
+        return self._runtime.kind
+
+    def engine_status(self, view: ServiceView) -> ContainerStatus:
+        """What the engine says of the service's container now, without a database read (the
+        proxy asks it while a wake is probing)."""
+        return self._runtime.status(self._ref(view))
+
+    def endpoint(self, view: ServiceView, container_port: int) -> tuple[str, int]:
+        """Where the proxy reaches `container_port` of the running service (host, port);
+        InvalidState while the port is not published (a container restarting)."""
+        return self._runtime.endpoint(self._ref(view), container_port)
+
+    def inspect(self, view: ServiceView) -> builtins.list[dict[str, Any]]:
+        """The engine's own description of the service's containers (for the CIS checks)."""
+        return self._runtime.inspect(self._ref(view))
 
     def logs(self, actor: Actor, key: int | str, tail: int) -> str:
         view = self._managed_by(actor, self.get(key))
-        return self.runtime.logs(self._ref(view), tail)
+        return self._runtime.logs(self._ref(view), tail)
 
     def check_manages(self, actor: Actor, key: int | str) -> None:
         """NotServiceOwner unless `actor` may manage the service (ServiceNotFound if none)."""
@@ -115,7 +136,7 @@ class ServiceManager:
             with transaction(self._factory) as db:
                 if db.scalar(select(Service.id).where(Service.name == spec.name)) is not None:
                     raise ServiceExists("a service with this name already exists")
-                self._check_dependencies(db, spec)
+                check_dependencies(db, spec)
             granted = self._check_policy(actor, spec, context, already_granted=False)
             self._secrets.check(actor, spec, context)
             ref = self._create_container(spec, granted, plain_environment(spec))
@@ -126,7 +147,7 @@ class ServiceManager:
                 source=API,
                 spec=spec_json(spec),
                 writable_root_granted=granted,
-                runtime=self.runtime.kind,
+                runtime=self._runtime.kind,
                 container_ref=ref,
                 state=State.STOPPED.value,
                 created_at=now,
@@ -139,7 +160,7 @@ class ServiceManager:
                     self._audit_change(db, EventType.SERVICE_CREATE, actor, row, context, granted)
                     view = ServiceView.of(row)
             except IntegrityError:
-                self.runtime.remove(ref)
+                self._runtime.remove(ref)
                 raise ServiceExists("a service with this name already exists") from None
             return view
 
@@ -162,7 +183,7 @@ class ServiceManager:
             ) from None
         with self._lock(current.name):
             with transaction(self._factory) as db:
-                self._check_dependencies(db, spec)
+                check_dependencies(db, spec)
             granted = self._check_policy(
                 actor, spec, context, already_granted=current.writable_root_granted
             )
@@ -171,10 +192,10 @@ class ServiceManager:
             # Secrets are read before the running container goes: a missing one leaves it be.
             environment = self._environment(spec, context if was_running else None)
             if current.container_ref is not None:
-                self.runtime.remove(current.container_ref)
+                self._runtime.remove(current.container_ref)
             ref = self._create_container(spec, granted, environment)
             if was_running:
-                self.runtime.start(ref)
+                self._runtime.start(ref)
             with transaction(self._factory) as db:
                 row = self._row(db, current.id)
                 row.spec = spec_json(spec)
@@ -208,7 +229,7 @@ class ServiceManager:
                     extra={"dependents": dependents},
                 )
             if current.container_ref is not None and not discovered:
-                self.runtime.remove(current.container_ref)
+                self._runtime.remove(current.container_ref)
             with transaction(self._factory) as db:
                 row = self._row(db, current.id)
                 db.delete(row)
@@ -237,11 +258,11 @@ class ServiceManager:
             if ref is None or state == State.MISSING or relaunch:
                 environment = self._environment(current.spec, context)
                 if ref is not None and relaunch:
-                    self.runtime.remove(ref)
+                    self._runtime.remove(ref)
                 ref = self._create_container(
                     current.spec, current.writable_root_granted, environment
                 )
-            self.runtime.start(ref)
+            self._runtime.start(ref)
             return self._mark(
                 current.id, ref, State.RUNNING, None, EventType.SERVICE_START, context, trigger
             )
@@ -250,11 +271,18 @@ class ServiceManager:
         self, actor: Actor, key: int | str, context: RequestContext, *, reason: str = "manual"
     ) -> ServiceView:
         """Stop (or pause, per the spec's stop method) the service's container."""
-        current = self._managed_by(actor, self.get(key))
+        return self._stop(self._managed_by(actor, self.get(key)), context, reason)
+
+    def stop_idle(self, key: int | str, context: RequestContext) -> ServiceView:
+        """Stop a service nobody used for its idle timeout (the proxy's idle stop, a system
+        operation: no user acts, `context` names the system actor)."""
+        return self._stop(self.get(key), context, "idle")
+
+    def _stop(self, current: ServiceView, context: RequestContext, reason: str) -> ServiceView:
         with self._lock(current.name):
             pause = current.spec.stop_method == "pause"
-            self.runtime.stop(self._ref(current), pause=pause)
-            state = State.PAUSED if pause and self.runtime.kind == "engine" else State.STOPPED
+            self._runtime.stop(self._ref(current), pause=pause)
+            state = State.PAUSED if pause and self._runtime.kind == "engine" else State.STOPPED
             return self._mark(
                 current.id, current.container_ref, state, reason, EventType.SERVICE_STOP, context
             )
@@ -298,7 +326,7 @@ class ServiceManager:
         if view.container_ref is None:
             return State.MISSING
         try:
-            return self.runtime.status(view.container_ref).state
+            return self._runtime.status(view.container_ref).state
         except (ContainerNotFound, NotManaged):
             return State.MISSING
 
@@ -307,27 +335,6 @@ class ServiceManager:
         if actor.manages_all or (view.owner_id is not None and view.owner_id == actor.user_id):
             return view
         raise NotServiceOwner("you can only manage services you own")
-
-    def _check_dependencies(self, db: Session, spec: ServiceSpec) -> None:
-        if not spec.depends_on:
-            return
-        known = set(db.scalars(select(Service.name).where(Service.name.in_(spec.depends_on))))
-        # Positions, not names: an error never repeats what the client sent.
-        missing = [n for n, name in enumerate(spec.depends_on) if name not in known]
-        if missing:
-            raise InvalidServiceSpec(
-                "depends_on names unknown services",
-                extra={"field": "depends_on", "unknown": [f"depends_on[{n}]" for n in missing]},
-            )
-        graph = {
-            row.name: ServiceSpec.model_validate_json(row.spec).depends_on
-            for row in db.scalars(select(Service))
-        }
-        graph[spec.name] = spec.depends_on
-        if _reaches(graph, spec.depends_on, spec.name):
-            raise InvalidServiceSpec(
-                "depends_on would make a cycle back to this service", extra={"field": "depends_on"}
-            )
 
     def _check_policy(
         self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, already_granted: bool
@@ -362,11 +369,11 @@ class ServiceManager:
     ) -> str:
         # A container left behind by an interrupted create (ours, same service) would block the
         # name: remove it first.
-        stale = self.runtime.find(spec.name)
+        stale = self._runtime.find(spec.name)
         if stale is not None:
-            self.runtime.remove(stale)
+            self._runtime.remove(stale)
         policy = replace(self._policy, allow_writable_root=writable_root)
-        return self.runtime.create(launch_of(spec, environment, policy))
+        return self._runtime.create(launch_of(spec, environment, policy))
 
     def _mark(
         self,
@@ -415,17 +422,3 @@ class ServiceManager:
 
     def _record(self, db: Session, event: Event, context: RequestContext) -> None:
         record_event(db, event, context, at=self._clock.now())
-
-
-def _reaches(graph: dict[str, list[str]], start: list[str], target: str) -> bool:
-    """True when following depends_on from `start` leads back to `target`."""
-    seen: set[str] = set()
-    pending = list(start)
-    while pending:
-        name = pending.pop()
-        if name == target:
-            return True
-        if name not in seen:
-            seen.add(name)
-            pending.extend(graph.get(name, []))
-    return False

@@ -2,14 +2,31 @@
 
 Only then is X-Forwarded-For read, right to left, skipping trusted hops: the first untrusted
 address is the client. A header sent by anyone else changes nothing.
+
+`connection_context` is the one place the admin application (web/deps.py) and the proxy compute
+who is asking from where.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.types import Scope
+
+from wakedock.context import RequestContext
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Audit rows keep this much of a User-Agent header.
+MAX_USER_AGENT = 512
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    """The proxies whose X-Forwarded-For is believed (`http.trusted_proxies`)."""
+
+    networks: tuple[IPNetwork, ...] = ()
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -55,3 +72,25 @@ def client_ip(peer: str | None, forwarded_for: list[str], trusted: tuple[IPNetwo
             return str(address)
         peer_ip = address
     return str(peer_ip)
+
+
+def peer_of(scope: Scope) -> str | None:
+    """The socket peer's address of an HTTP request or WebSocket."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def connection_context(scope: Scope, trusted: TrustedProxies) -> RequestContext:
+    """Who is asking, from where: the client address, the User-Agent (clipped), the request id.
+
+    Anonymous: the caller names the actor once authentication has run (`as_actor`).
+    """
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    forwarded = [v.decode("latin-1") for k, v in headers if k.lower() == b"x-forwarded-for"]
+    agent = next((v.decode("latin-1") for k, v in headers if k.lower() == b"user-agent"), "")
+    state = scope.get("state") or {}
+    return RequestContext(
+        ip=client_ip(peer_of(scope), forwarded, trusted.networks),
+        user_agent=agent[:MAX_USER_AGENT],
+        request_id=state.get("request_id"),
+    )

@@ -1,20 +1,26 @@
-"""FastAPI dependencies shared by every router: components, request context, DB transaction."""
+"""FastAPI dependencies shared by every router: the request context, the DB transaction.
+
+`components`/`components_of` remain for the routers not yet asking for what they use
+(see web/provided.py); new code asks for one collaborator through its feature's deps.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
-from sqlalchemy.orm import Session
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.components import Components
 from wakedock.context import RequestContext
-from wakedock.web.client_ip import client_ip
-
-MAX_USER_AGENT = 512
-
+from wakedock.web.client_ip import TrustedProxies, connection_context
+from wakedock.web.provided import provided_of, provider
 
 # Pure dependencies are `async def`: a plain `def` would cost a worker-thread hop per request.
+
+session_factory = provider(sessionmaker)
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(session_factory)]
 
 
 async def components(request: Request) -> Components:
@@ -26,15 +32,19 @@ def components_of(request: Request) -> Components:
     return found
 
 
+def _anonymous_context(request: Request) -> RequestContext:
+    """The request's context before authentication, computed once per request."""
+    cached: RequestContext | None = getattr(request.state, "anonymous_context", None)
+    if cached is None:
+        trusted = provided_of(request).get(TrustedProxies)
+        cached = connection_context(request.scope, trusted)
+        request.state.anonymous_context = cached
+    return cached
+
+
 def request_ip(request: Request) -> str:
     """The client address, resolved once per request (see client_ip.py)."""
-    cached: str | None = getattr(request.state, "client_ip", None)
-    if cached is None:
-        peer = request.client.host if request.client else None
-        trusted = request.app.state.components.trusted_proxies
-        cached = client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
-        request.state.client_ip = cached
-    return cached
+    return _anonymous_context(request).ip or "unknown"
 
 
 async def request_context(request: Request) -> RequestContext:
@@ -43,16 +53,12 @@ async def request_context(request: Request) -> RequestContext:
 
 def context_of(request: Request) -> RequestContext:
     """Who is asking, from where (the actor once authentication has run)."""
+    context = _anonymous_context(request)
     principal = getattr(request.state, "principal", None)
-    return RequestContext(
-        ip=request_ip(request),
-        user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT],
-        request_id=getattr(request.state, "request_id", None),
-        actor=principal.username if principal is not None else None,
-    )
+    return context.as_actor(principal.username) if principal is not None else context
 
 
-def db_transaction(request: Request) -> Iterator[Session]:
+def db_transaction(factory: SessionFactoryDep) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns, rolled back on error."""
-    with components_of(request).db() as session, session.begin():
+    with factory() as session, session.begin():
         yield session

@@ -10,15 +10,13 @@ hosts are accepted (no open redirect).
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from wakedock.auth.deps import CsrfGuardDep
 from wakedock.auth.hashing import run_hashing
-from wakedock.components import Components
 from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
 from wakedock.login.challenges import Challenge
@@ -28,22 +26,15 @@ from wakedock.login.service import Tokens
 from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import MfaService
-from wakedock.proxy.hosts import normalise_host
+from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import components, request_context
-from wakedock.web.forms import (
-    browser_session,
-    enrolment_path,
-    form_fields,
-    refused_page,
-    sign_in_first,
-)
+from wakedock.web.deps import request_context
+from wakedock.web.forms import enrolment_path, form_fields, refused_page
 from wakedock.web.redirects import local_path
-from wakedock.web.templating import message_page, render_page
+from wakedock.web.templating import render_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-HANDOFF_PATH = "/auth/proxy"
 _TOO_MANY = "Too many attempts. Wait a few minutes and try again."
 
 
@@ -149,33 +140,3 @@ async def login_code_form(
     except TooManyAttempts:
         return _password_step(target, _TOO_MANY, 429)
     return _signed_in(mfa, tokens, target)
-
-
-@router.get(HANDOFF_PATH, dependencies=[Depends(public)])
-async def proxy_handoff(
-    request: Request,
-    next: str = "",
-    c: Components = Depends(components),
-) -> Response:
-    """Send a signed-in browser back to a protected service host with a one-time ticket."""
-    try:
-        parts = urlsplit(next)
-    except ValueError:  # e.g. an unbalanced "[" read as an IPv6 host
-        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
-    host = normalise_host(parts.netloc)
-    directory = c.directory
-    if directory.stale():
-        await run_in_threadpool(directory.refresh)
-    if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
-        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
-    here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
-    session = await browser_session(request, c.sessions)
-    if session is None:
-        return sign_in_first(here)
-    if c.mfa.enrolment_pending(session.principal):
-        # A ticket would be refused by the service host (and the browser sent back here).
-        return RedirectResponse(enrolment_path(here), status_code=303)
-    ticket = c.proxy_access.issue_ticket(session.principal, host)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    query = urlencode({"ticket": ticket, "next": path})
-    return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)

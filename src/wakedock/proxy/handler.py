@@ -1,9 +1,12 @@
-"""One request to a service host: authorize, wake (or show the loading page), then proxy it."""
+"""One request to a service host: ask the wake coordinator, render its decision, proxy.
+
+The coordinator decides (access, wake budget, capacity, the wake to join: `Ready | Waking |
+Refused`); this handler only turns that decision into an answer: the forwarded request, the
+loading page, a wait for the wake, or WakeDock's own page for a refusal.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, quote
 
@@ -12,48 +15,55 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from wakedock.components import Components
+from wakedock.config import ProxySettings
 from wakedock.context import RequestContext
-from wakedock.errors import DependencyUnavailable, NotAuthenticated, TooManyAttempts
+from wakedock.errors import NotAuthenticated
 from wakedock.proxy import pages
-from wakedock.proxy.access import ALLOW, FORBIDDEN, ProxyAccess, cookie_name
+from wakedock.proxy.access import HANDOFF_PATH, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
+from wakedock.proxy.decision import Endpoint, Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
 from wakedock.proxy.upstream_io import UpstreamTransport
-from wakedock.proxy.wake import WAKE_BY_IP, Endpoint, TooManyAwake, WakeCoordinator, WakeFailed
+from wakedock.proxy.wake import WakeCoordinator
 from wakedock.proxy.websocket import forward_websocket
-from wakedock.services.views import ServiceView
-from wakedock.web.client_ip import client_ip, is_trusted
+from wakedock.services.snapshots import ServiceView, WakePhase
+from wakedock.web.client_ip import TrustedProxies, connection_context, is_trusted, peer_of
 from wakedock.web.headers import SecurityHeaders
 from wakedock.web.redirects import local_path
 
 _RETRY_SECONDS = "5"
 
 
+def admin_url(settings: ProxySettings, server_port: int) -> str:
+    """Where a visitor of a protected service signs in: the configured URL, or the first admin
+    host on the server's port."""
+    return settings.admin_url or f"https://{_url_host(settings.admin_hosts[0])}:{server_port}"
+
+
 class ProxyApp:
     def __init__(
         self,
-        c: Components,
         coordinator: WakeCoordinator,
         activity: ActivityTracker,
         access: ProxyAccess,
         headers: SecurityHeaders,
+        trusted: TrustedProxies,
+        *,
+        admin_url: str,
+        upstream_timeout_s: float,
     ) -> None:
-        self._c = c
         # On WakeDock's own answers only (pages, redirects): a service's answers are its own.
         self._headers = headers
         self._wake = coordinator
         self._activity = activity
         self._access = access
-        settings = c.settings.proxy
+        self._trusted = trusted
+        self._admin_url = admin_url
         self._client = httpx.AsyncClient(
             transport=UpstreamTransport(),
             trust_env=False,
-            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=5.0),
+            timeout=httpx.Timeout(upstream_timeout_s, connect=5.0),
             follow_redirects=False,
-        )
-        self._admin_url = settings.admin_url or (
-            f"https://{_url_host(settings.admin_hosts[0])}:{c.settings.server.port}"
         )
 
     async def aclose(self) -> None:
@@ -63,16 +73,11 @@ class ProxyApp:
         self, view: ServiceView, host: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        peer = scope["client"][0] if scope.get("client") else None
-        forwarded = [
-            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"
-        ]
-        ip = client_ip(peer, forwarded, self._c.trusted_proxies)
-        context = RequestContext(ip=ip, user_agent=headers.get("user-agent", "")[:512])
+        context = connection_context(scope, self._trusted)
         path: str = scope["path"]
         own = self._headers.wrap(scope, send, no_store=True)
         if scope["type"] == "http" and path.startswith(pages.PREFIX + "/"):
-            response = await self._own_route(view, host, scope, headers, path)
+            response = await self._own_route(view, host, scope, path)
             await response(scope, receive, own)
             return
         principal = None
@@ -80,24 +85,26 @@ class ProxyApp:
             principal = await run_in_threadpool(
                 self._access.principal, _cookie(headers, cookie_name(scope["scheme"])), host
             )
-        decision = self._access.decide(view, principal)
-        if decision != ALLOW:
-            await self._refuse(decision, view, scope, headers, host)(scope, receive, own)
+            if principal is not None:
+                context = context.as_actor(principal.username)
+        decision = await self._wake.request(view, principal, context)
+        if isinstance(decision, Refused):
+            await self._refused(decision, scope, headers, host)(scope, receive, own)
             return
-        if principal is not None:
-            context = RequestContext(ip=ip, user_agent=context.user_agent, actor=principal.username)
         with self._activity.connection(view.name):
-            endpoint = self._wake.endpoint_now(view.name)
-            if endpoint is None:
-                outcome = await self._wait_for_wake(view, scope, headers, context)
+            if isinstance(decision, Waking):
+                outcome = await self._wait(decision, view, scope, headers)
                 if isinstance(outcome, Response):
                     await outcome(scope, receive, own)
                     return
                 endpoint = outcome
-            trusted = peer is not None and is_trusted(peer, self._c.trusted_proxies)
+            else:
+                endpoint = decision.endpoint
+            peer = peer_of(scope)
+            trusted = peer is not None and is_trusted(peer, self._trusted.networks)
             upstream = upstream_headers(
                 scope,
-                peer or ip,
+                peer or context.ip or "unknown",
                 trusted_peer=trusted,
                 proto="https" if scope["scheme"] in ("https", "wss") else "http",
                 host=headers.get("host", ""),
@@ -157,33 +164,10 @@ class ProxyApp:
         )
         await unavailable(scope, receive, self._headers.wrap(scope, send, no_store=True))
 
-    async def _wait_for_wake(
-        self, view: ServiceView, scope: Scope, headers: dict[str, str], context: RequestContext
+    async def _wait(
+        self, waking: Waking, view: ServiceView, scope: Scope, headers: dict[str, str]
     ) -> Endpoint | Response:
-        state = self._wake.state(view.name)
-        try:
-            task = state.task
-            if task is None or task.done():
-                await run_in_threadpool(self._c.limiter.check, WAKE_BY_IP, context.ip or "?")
-                # Another request may have started the wake meanwhile: join it, at no cost.
-                task = state.task
-                if task is None or task.done():
-                    task = self._wake.begin(view, context)
-                    # Only a request that starts a wake spends the client's wake budget.
-                    await run_in_threadpool(
-                        self._c.limiter.record_failure, WAKE_BY_IP, context.ip or "?"
-                    )
-        except TooManyAttempts as exc:
-            return pages.message_page(
-                "Too many wake-ups",
-                "This address woke services too often. Wait a little and try again.",
-                429,
-                {"Retry-After": str(exc.retry_after)},
-            )
-        except (TooManyAwake, DependencyUnavailable) as exc:
-            return pages.message_page(
-                "Server busy", exc.detail, 503, {"Retry-After": _RETRY_SECONDS}
-            )
+        """A browser gets the loading page at once; any other client waits for the wake."""
         name = view.spec.display_name or view.name
         if (
             scope["type"] == "http"
@@ -192,10 +176,7 @@ class ProxyApp:
         ):
             return pages.loading_page(name)
         try:
-            # The wake enforces wake_timeout itself; the margin lets its verdict arrive first.
-            return await asyncio.wait_for(
-                asyncio.shield(task), timeout=view.spec.wake_timeout_s + 1
-            )
+            return await waking.ready()
         except TimeoutError:
             return pages.message_page(
                 f"{name} is still starting",
@@ -219,25 +200,34 @@ class ProxyApp:
                 502,
             )
 
-    def _refuse(
-        self, decision: str, view: ServiceView, scope: Scope, headers: dict[str, str], host: str
+    def _refused(
+        self, refused: Refused, scope: Scope, headers: dict[str, str], host: str
     ) -> Response:
-        if decision == FORBIDDEN:
+        if refused.reason is Refusal.FORBIDDEN:
             return pages.message_page("Forbidden", "Your role may not use this service.", 403)
+        if refused.reason is Refusal.TOO_MANY_WAKES:
+            return pages.message_page(
+                "Too many wake-ups",
+                "This address woke services too often. Wait a little and try again.",
+                429,
+                {"Retry-After": str(refused.retry_after)},
+            )
+        if refused.reason is Refusal.BUSY:
+            return pages.message_page(
+                "Server busy", refused.detail, 503, {"Retry-After": _RETRY_SECONDS}
+            )
         if scope["type"] == "http" and pages.wants_html(headers.get("accept", "")):
             query = scope.get("query_string", b"").decode("latin-1")
             here = f"{scope['scheme']}://{headers.get('host', host)}{scope['path']}"
             here += f"?{query}" if query else ""
             return RedirectResponse(
-                f"{self._admin_url}/auth/proxy?next={quote(here, safe='')}", status_code=303
+                f"{self._admin_url}{HANDOFF_PATH}?next={quote(here, safe='')}", status_code=303
             )
         return pages.message_page(
             "Sign-in required", "Sign in to WakeDock to use this service.", 401
         )
 
-    async def _own_route(
-        self, view: ServiceView, host: str, scope: Scope, headers: dict[str, str], path: str
-    ) -> Response:
+    async def _own_route(self, view: ServiceView, host: str, scope: Scope, path: str) -> Response:
         asset = pages.asset(path)
         if asset is not None:
             return asset
@@ -248,18 +238,19 @@ class ProxyApp:
         return pages.message_page("Not found", "No such page.", 404)
 
     def _status(self, view: ServiceView) -> Response:
-        state = self._wake.state(view.name)
-        if state.endpoint is not None:
+        snapshot = self._wake.snapshot(view.name)
+        if snapshot.phase is WakePhase.READY:
             body: dict[str, object] = {"state": "ready", "progress": 100}
-        elif state.phase == "failed":
+        elif snapshot.phase is WakePhase.FAILED:
             body = {
                 "state": "failed",
                 "message": "The service could not be started. Reload to try again.",
             }
         else:
-            elapsed = time.monotonic() - (state.waking_since or time.monotonic())
+            elapsed = snapshot.waking_for or 0.0
             share = min(95, 5 + int(90 * elapsed / max(view.spec.wake_timeout_s, 1)))
-            body = {"state": "waking" if state.phase == "waking" else "asleep", "progress": share}
+            waking = snapshot.phase is WakePhase.WAKING
+            body = {"state": "waking" if waking else "asleep", "progress": share}
         return JSONResponse(body, headers=pages.PAGE_HEADERS)
 
     async def _redeem(self, host: str, scope: Scope) -> Response:
@@ -275,7 +266,7 @@ class ProxyApp:
         response.set_cookie(
             cookie_name(scope["scheme"]),
             value,
-            max_age=self._c.settings.auth.session_absolute_seconds,
+            max_age=self._access.cookie_seconds,
             path="/",
             secure=https,
             httponly=True,

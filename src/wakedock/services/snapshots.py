@@ -1,10 +1,14 @@
-"""Read-only snapshots of service rows, safe to hand out after the transaction closed."""
+"""Read-only snapshots: of service rows (safe to hand out after the transaction closed), and of
+what this process sees of a service's wakes and traffic (the proxy's side, read by the status
+endpoint through the `WakeSnapshots` port)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
 
 from wakedock.rbac.permissions import Role
 from wakedock.services.models import Service
@@ -68,3 +72,32 @@ class ServiceView:
 
 def spec_json(spec: ServiceSpec) -> str:
     return json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+
+
+class WakePhase(StrEnum):
+    """Where a service is in its wake cycle, in this process."""
+
+    ASLEEP = "asleep"
+    WAKING = "waking"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class WakeSnapshot:
+    """A service's wake state and traffic at one moment."""
+
+    phase: WakePhase
+    # Seconds since the last wake began (None before the first).
+    waking_for: float | None
+    # Seconds from the wake request to the passed readiness probe, for the last wake.
+    time_to_ready: float | None
+    last_activity: datetime | None
+    open_connections: int
+
+
+class WakeSnapshots(Protocol):
+    """Who can tell a service's wake state (the proxy's wake coordinator)."""
+
+    def snapshot(self, name: str) -> WakeSnapshot: ...

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass
 
+from wakedock.clock import Clock
 from wakedock.services.service import ServiceManager
-from wakedock.services.views import ServiceView
+from wakedock.services.snapshots import ServiceView
 
 # A new or changed service becomes routable within this delay (also the cache lifetime).
 REFRESH_SECONDS = 1.0
@@ -40,16 +39,12 @@ def normalise_host(raw: str | None) -> str | None:
     return name if _NAME.fullmatch(name) else None
 
 
-@dataclass(frozen=True)
-class Route:
-    service: ServiceView
-
-
 class ServiceDirectory:
     """A host-name map of the services, refreshed from the database at most once a second."""
 
-    def __init__(self, services: ServiceManager, base_domain: str) -> None:
+    def __init__(self, services: ServiceManager, base_domain: str, clock: Clock) -> None:
         self._services = services
+        self._clock = clock
         self._suffix = "." + base_domain
         self._by_host: dict[str, ServiceView] = {}
         self._loaded_at = float("-inf")
@@ -62,10 +57,10 @@ class ServiceDirectory:
             for host in view.spec.hosts:
                 by_host.setdefault(host, view)
         self._by_host = by_host
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._clock.monotonic()
 
     def stale(self) -> bool:
-        return time.monotonic() - self._loaded_at >= REFRESH_SECONDS
+        return self._clock.monotonic() - self._loaded_at >= REFRESH_SECONDS
 
     def lookup(self, host: str) -> ServiceView | None:
         return self._by_host.get(host)
