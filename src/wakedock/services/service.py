@@ -33,7 +33,7 @@ from wakedock.runtime.base import (
     State,
 )
 from wakedock.secrets.references import ServiceSecrets, plain_environment, references
-from wakedock.services.dependencies import check_dependencies
+from wakedock.services.depends_on import check_dependencies
 from wakedock.services.errors import (
     ConfiguredByLabels,
     InvalidServiceSpec,
