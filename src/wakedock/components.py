@@ -104,7 +104,8 @@ class Components:
     proxy_access: ProxyAccess
     audit_chain: AuditChain
     siem: SiemExporter
-    metrics: AuditCounters
+    metrics: Metrics
+    effective_settings: EffectiveSettings
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
     secret_store: SecretStore
@@ -124,18 +125,6 @@ def provided(components: Components) -> Provided:
     found.add(sessionmaker, components.db)
     found.add(Clock, components.clock)  # type: ignore[type-abstract]
     found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
-    found.add(
-        EffectiveSettings,
-        EffectiveSettings(
-            components.settings, components.secret_sources, components.db, components.clock
-        ),
-    )
-    found.add(
-        Metrics,
-        Metrics(
-            components.metrics, components.db, components.siem.status, components.wakes.awake_names
-        ),
-    )
     found.add(EnrolmentPolicy, components.mfa)  # type: ignore[type-abstract]
     found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))
     found.add(WakeSnapshots, components.wakes)  # type: ignore[type-abstract]
@@ -293,7 +282,8 @@ def build_components(
         proxy_access=proxy_access,
         audit_chain=audit_chain,
         siem=siem,
-        metrics=AuditCounters(factory),
+        metrics=Metrics(AuditCounters(factory), factory, siem.status, wakes.awake_names),
+        effective_settings=EffectiveSettings(settings, secret_sources, factory, clock),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),
         secret_watcher=make_secret_watcher(signing, provider, resolved, factory, clock),
