@@ -13,13 +13,17 @@ from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
 from wakedock.audit.router import router as audit_router
+from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES
 from wakedock.components import Components, provided
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
 from wakedock.health.router import router as health_router
+from wakedock.login.home import router as pages_router
+from wakedock.login.pages import router as login_router
 from wakedock.login.router import MAX_LOGIN_BODY_BYTES
 from wakedock.login.router import router as auth_router
 from wakedock.metrics.router import router as metrics_router
+from wakedock.mfa.pages import router as enrol_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
 from wakedock.proxy.handler import ProxyApp, admin_url
@@ -33,13 +37,9 @@ from wakedock.siem.router import router as siem_router
 from wakedock.users.router import router as users_router
 from wakedock.web.body_limit import BodyLimitMiddleware
 from wakedock.web.client_ip import TrustedProxies
-from wakedock.web.enrol import router as enrol_router
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
-from wakedock.web.forms import FORM_PATHS, MAX_FORM_BYTES
 from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
-from wakedock.web.login import router as login_router
 from wakedock.web.openapi import install_openapi
-from wakedock.web.pages import router as pages_router
 
 
 def create_app(components: Components) -> FastAPI:
@@ -53,7 +53,6 @@ def create_app(components: Components) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json" if docs else None,
     )
-    app.state.components = components
     app.state.provided = provided(components)
     for router in (
         health_router,

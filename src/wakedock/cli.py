@@ -20,7 +20,7 @@ from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
-from wakedock.services.cli import cis_check, service
+from wakedock.services.cli import ServiceTools, cis_check_command, service_group
 
 
 @click.group()
@@ -42,7 +42,7 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) ->
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    ctx.obj = CliState(config_file, overrides, wire=_components)
+    ctx.obj = CliState(config_file, overrides)
 
 
 def _components(state: CliState, settings: Settings | None = None) -> Components:
@@ -60,6 +60,11 @@ def _components(state: CliState, settings: Settings | None = None) -> Components
 def _audit_trail(state: CliState) -> AuditTrail:
     c = _components(state)
     return AuditTrail(c.db, c.audit_chain, c.clock, [w.key for w in c.siem.workers])
+
+
+def _service_tools(state: CliState) -> ServiceTools:
+    c = _components(state)
+    return ServiceTools(c.services, c.reconciler, c.db, c.users)
 
 
 def _signing_keys(state: CliState) -> SigningKeys:
@@ -255,8 +260,8 @@ def user_mfa_reset(state: CliState, username: str) -> None:
     click.echo(f"MFA reset for {target.username}; {revoked} session(s) revoked")
 
 
-main.add_command(service)
-main.add_command(cis_check)
+main.add_command(service_group(_service_tools))
+main.add_command(cis_check_command(_service_tools))
 main.add_command(audit_group(_audit_trail))
 main.add_command(config_group)
 main.add_command(secrets_group(_signing_keys))

@@ -35,15 +35,15 @@ from wakedock.health.checks import (
 )
 from wakedock.login.challenges import CHALLENGE_TYPE, ChallengeBook
 from wakedock.login.password import PasswordChanger
-from wakedock.login.service import LOGIN_BY_IP, LOGIN_BY_USER, LoginFlow
+from wakedock.login.service import LoginFlow, login_budgets
 from wakedock.metrics.counters import AuditCounters
 from wakedock.metrics.service import Metrics
 from wakedock.mfa.crypto import make_secret_box
-from wakedock.mfa.service import MFA_BY_IP, MFA_BY_USER, MfaService
+from wakedock.mfa.service import MfaService, mfa_budgets
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.directory import ServiceDirectory
-from wakedock.proxy.wake import WAKE_BY_IP, WakeCoordinator
+from wakedock.proxy.wake import WakeCoordinator, wake_budgets
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.enrolment import EnrolmentPolicy
 from wakedock.runtime.base import ContainerRuntime
@@ -177,14 +177,13 @@ def build_components(
         ttl_seconds=auth.access_token_ttl_seconds,
         clock=clock,
     )
+    # Each feature names its own attempt budgets.
     limiter = AttemptLimiter(
         settings.rate_limit.storage_url.get_secret_value(),
         {
-            LOGIN_BY_USER: settings.rate_limit.login_per_username,
-            LOGIN_BY_IP: settings.rate_limit.login_per_ip,
-            MFA_BY_USER: settings.mfa.attempts_per_user,
-            MFA_BY_IP: settings.mfa.attempts_per_ip,
-            WAKE_BY_IP: settings.proxy.wake_per_ip,
+            **login_budgets(settings.rate_limit),
+            **mfa_budgets(settings.mfa),
+            **wake_budgets(settings.proxy),
         },
     )
     sessions = SessionStore(

@@ -13,14 +13,16 @@ from wakedock.audit.deps import AuditorDep
 from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import Auditor
 from wakedock.auth.sessions import Principal
-from wakedock.components import Components
 from wakedock.context import RequestContext
+from wakedock.files.deps import FileStoreDep
 from wakedock.files.store import PathRefused
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
+from wakedock.services.deps import ServiceManagerDep
 from wakedock.services.errors import NotServiceOwner, ServiceNotFound
-from wakedock.services.router import actor_of
-from wakedock.web.deps import components, request_context
+from wakedock.services.service import ServiceManager
+from wakedock.services.snapshots import Actor
+from wakedock.web.deps import request_context
 from wakedock.web.openapi import errors
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
@@ -38,15 +40,19 @@ async def _refused(auditor: Auditor, context: RequestContext, path: str, exc: Pa
 
 
 async def _check_owner(
-    c: Components, auditor: Auditor, context: RequestContext, principal: Principal, path: str
+    services: ServiceManager,
+    auditor: Auditor,
+    context: RequestContext,
+    principal: Principal,
+    path: str,
 ) -> None:
     """A developer's files live under the folder of a service it owns: `<service>/...`."""
-    actor = actor_of(principal)
+    actor = Actor.of(principal)
     if actor.manages_all:
         return
     folder = path.split("/", 1)[0]
     try:
-        await run_in_threadpool(c.services.check_manages, actor, folder)
+        await run_in_threadpool(services.check_manages, actor, folder)
     except (NotServiceOwner, ServiceNotFound):
         event = Event(
             EventType.FORBIDDEN_ACCESS,
@@ -77,13 +83,14 @@ class FileWritten(BaseModel):
 async def read_file(
     path: str,
     auditor: AuditorDep,
+    files: FileStoreDep,
+    services: ServiceManagerDep,
     principal: Principal = Depends(requires(Permission.FILES_READ)),
-    c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> Response:
-    await _check_owner(c, auditor, context, principal, path)
+    await _check_owner(services, auditor, context, principal, path)
     try:
-        content = await run_in_threadpool(c.files.read, path)
+        content = await run_in_threadpool(files.read, path)
     except PathRefused as exc:
         await _refused(auditor, context, path, exc)
         raise
@@ -109,16 +116,17 @@ async def write_file(
     path: str,
     request: Request,
     auditor: AuditorDep,
+    files: FileStoreDep,
+    services: ServiceManagerDep,
     principal: Principal = Depends(requires(Permission.FILES_WRITE)),
-    c: Components = Depends(components),
     context: RequestContext = Depends(request_context),
 ) -> FileWritten:
     """Replace a file with the request body (at most 1 MiB), atomically."""
-    await _check_owner(c, auditor, context, principal, path)
+    await _check_owner(services, auditor, context, principal, path)
     # At most MAX_FILE_BYTES: web/body_limit.py refuses a larger body while reading it.
     content = await request.body()
     try:
-        written = await run_in_threadpool(c.files.write, path, content)
+        written = await run_in_threadpool(files.write, path, content)
     except PathRefused as exc:
         await _refused(auditor, context, path, exc)
         raise

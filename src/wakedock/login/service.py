@@ -22,6 +22,7 @@ from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import NewSession, Principal, RefreshReused, SessionStore
 from wakedock.auth.tokens import AccessClaims, TokenCodec
 from wakedock.clock import Clock
+from wakedock.config import RateLimitSettings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import DependencyUnavailable, InvalidCredentials, NotAuthenticated
@@ -35,6 +36,12 @@ log = logging.getLogger("wakedock.auth")
 
 LOGIN_BY_USER = "login:user"
 LOGIN_BY_IP = "login:ip"
+
+
+def login_budgets(limits: RateLimitSettings) -> dict[str, str]:
+    """The login attempt budgets, per username and per client address, for the limiter."""
+    return {LOGIN_BY_USER: limits.login_per_username, LOGIN_BY_IP: limits.login_per_ip}
+
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 GENERIC_LOGIN_ERROR = "Invalid username or password"
 

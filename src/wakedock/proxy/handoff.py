@@ -14,13 +14,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from wakedock.auth.dependencies import SESSION_COOKIE
-from wakedock.auth.sessions import Principal, SessionStore
+from wakedock.auth.deps import SessionStoreDep
+from wakedock.auth.forms import browser_session, enrolment_path, sign_in_first
+from wakedock.mfa.deps import MfaServiceDep
 from wakedock.proxy.access import HANDOFF_PATH
-from wakedock.proxy.deps import MfaServiceDep, ProxyAccessDep, ServiceDirectoryDep, SessionStoreDep
+from wakedock.proxy.deps import ProxyAccessDep, ServiceDirectoryDep
 from wakedock.proxy.directory import normalise_host
 from wakedock.rbac.dependencies import public
-from wakedock.web.forms import enrolment_path, sign_in_first
 from wakedock.web.templating import message_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -46,9 +46,10 @@ async def proxy_handoff(
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
         return message_page("Unknown service", "This address is not a WakeDock service.", 400)
     here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
-    principal = await _signed_in(request, sessions)
-    if principal is None:
+    session = await browser_session(request, sessions)
+    if session is None:
         return sign_in_first(here)
+    principal = session.principal
     if mfa.enrolment_pending(principal):
         # A ticket would be refused by the service host (and the browser sent back here).
         return RedirectResponse(enrolment_path(here), status_code=303)
@@ -57,16 +58,3 @@ async def proxy_handoff(
     query = urlencode({"ticket": ticket, "next": path})
     return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)
 
-
-async def _signed_in(request: Request, sessions: SessionStore) -> Principal | None:
-    """The principal of the browser's live admin session, or None."""
-    secret = request.cookies.get(SESSION_COOKIE)
-    if not secret:
-        return None
-    principal = sessions.cached_by_secret(secret) or (
-        await run_in_threadpool(sessions.principal_by_secret, secret)
-    )
-    if principal is not None:
-        # The audit context of this request names the user from here on.
-        request.state.principal = principal
-    return principal

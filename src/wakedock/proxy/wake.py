@@ -48,6 +48,12 @@ _ENGINE_CHECK_SECONDS = 0.5
 WAKE_BY_IP = "wake:ip"
 
 
+def wake_budgets(proxy: ProxySettings) -> dict[str, str]:
+    """The wake budget per client address, for the limiter."""
+    return {WAKE_BY_IP: proxy.wake_per_ip}
+
+
+
 @dataclass
 class _WakeState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

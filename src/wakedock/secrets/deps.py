@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from wakedock.mfa.service import MfaService
+from wakedock.mfa.deps import MfaServiceDep
 from wakedock.secrets.service import SecretStore
 from wakedock.web.provided import provider
 
@@ -14,5 +14,4 @@ secret_store = provider(SecretStore)
 SecretStoreDep = Annotated[SecretStore, Depends(secret_store)]
 
 # Revealing a value needs a recent MFA proof (step-up): the MFA service checks it.
-step_up = provider(MfaService)
-StepUpDep = Annotated[MfaService, Depends(step_up)]
+StepUpDep = MfaServiceDep

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,26 @@ from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.cis import check_container
 from wakedock.services.errors import PolicyRefused
+from wakedock.services.reconcile import Reconciler
+from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import Actor, ServiceView
 from wakedock.services.spec import ServiceSpec
 from wakedock.users.service import UserService
 
 MAX_SPEC_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceTools:
+    """What the service commands work with; cli.py opens them from the installation."""
+
+    services: ServiceManager
+    reconciler: Reconciler
+    db: sessionmaker[Session]
+    users: UserService
+
+
+OpenTools = Callable[[CliState], ServiceTools]
 
 
 def _actor() -> Actor:
@@ -65,155 +82,157 @@ def _owner_id(
         raise _fail(exc) from None
 
 
-@click.group()
-def service() -> None:
-    """Manage services (acts as an admin; every change is audited as cli:<user>)."""
+def service_group(open_tools: OpenTools) -> click.Group:
+    """The `service` command group; `open_tools` opens the installation's services."""
 
+    @click.group("service")
+    def service() -> None:
+        """Manage services (acts as an admin; every change is audited as cli:<user>)."""
 
-@service.command("list")
-@click.pass_obj
-def service_list(state: CliState) -> None:
-    """List services and their last known state."""
-    c = state.components()
-    click.echo(f"{'ID':>4}  {'NAME':<24} {'SOURCE':<10} {'STATE':<9} IMAGE")
-    for view in c.services.list():
+    @service.command("list")
+    @click.pass_obj
+    def service_list(state: CliState) -> None:
+        """List services and their last known state."""
+        c = open_tools(state)
+        click.echo(f"{'ID':>4}  {'NAME':<24} {'SOURCE':<10} {'STATE':<9} IMAGE")
+        for view in c.services.list():
+            click.echo(
+                f"{view.id:>4}  {view.name:<24} {view.source:<10} {view.state:<9} {view.spec.image}"
+            )
+
+    @service.command("add")
+    @click.argument("spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+    @click.option("--owner", default=None, help="Username of the developer who will manage it.")
+    @click.pass_obj
+    def service_add(state: CliState, spec_file: Path, owner: str | None) -> None:
+        """Create a service from a YAML or JSON spec file (its container is created, stopped)."""
+        spec = _load_spec(spec_file)
+        c = open_tools(state)
+        owner_id = _owner_id(c.db, c.users, owner)
+        step(f"creating the hardened container for {spec.name} ({c.services.runtime_kind})")
+        try:
+            view = c.services.create(_actor(), spec, cli_context(), owner_id=owner_id)
+        except WakeDockError as exc:
+            raise _fail(exc) from None
+        click.echo(f"created service {view.name} (id {view.id}), stopped")
+
+    def _operate(state: CliState, name: str, action: str) -> ServiceView:
+        c = open_tools(state)
+        step(f"{action} {name}")
+        try:
+            if action == "starting":
+                return c.services.start(_actor(), name, cli_context())
+            return c.services.stop(_actor(), name, cli_context())
+        except WakeDockError as exc:
+            raise _fail(exc) from None
+
+    @service.command("start")
+    @click.argument("name")
+    @click.pass_obj
+    def service_start(state: CliState, name: str) -> None:
+        """Start a service."""
+        click.echo(f"{name}: {_operate(state, name, 'starting').state}")
+
+    @service.command("stop")
+    @click.argument("name")
+    @click.pass_obj
+    def service_stop(state: CliState, name: str) -> None:
+        """Stop (or pause, per its stop method) a service."""
+        click.echo(f"{name}: {_operate(state, name, 'stopping').state}")
+
+    @service.command("remove")
+    @click.argument("name")
+    @click.pass_obj
+    def service_remove(state: CliState, name: str) -> None:
+        """Remove a service and the container WakeDock made for it (no question asked; audited).
+
+        A discovered service goes once its container is gone or unlabelled; that container itself
+        is never removed."""
+        c = open_tools(state)
+        step(f"removing {name}")
+        try:
+            c.services.delete(_actor(), name, cli_context())
+        except WakeDockError as exc:
+            raise _fail(exc) from None
+        click.echo(f"removed service {name}")
+
+    @service.command("inspect")
+    @click.argument("name")
+    @click.pass_obj
+    def service_inspect(state: CliState, name: str) -> None:
+        """Print a service's spec and live status as JSON."""
+        c = open_tools(state)
+        try:
+            view, live = c.services.status(name)
+        except WakeDockError as exc:
+            raise _fail(exc) from None
+        out: dict[str, Any] = {
+            "id": view.id,
+            "name": view.name,
+            "source": view.source,
+            "runtime": view.runtime,
+            "state": live.state.value if live is not None else "missing",
+            "health": live.health if live is not None else None,
+            "stop_reason": view.stop_reason,
+            "writable_root_granted": view.writable_root_granted,
+            "spec": view.spec.model_dump(mode="json"),
+        }
+        click.echo(json.dumps(out, indent=2, default=str))
+
+    @service.command("reconcile")
+    @click.pass_obj
+    def service_reconcile(state: CliState) -> None:
+        """Match the database with the engine now (also done when `serve` starts)."""
+        c = open_tools(state)
+        step("comparing services with the Docker engine")
+        try:
+            report = c.reconciler.run(cli_context())
+        except WakeDockError as exc:
+            raise _fail(exc) from None
         click.echo(
-            f"{view.id:>4}  {view.name:<24} {view.source:<10} {view.state:<9} {view.spec.image}"
+            f"checked {report.checked}; missing: {', '.join(report.missing) or 'none'}; "
+            f"adopted: {', '.join(report.adopted) or 'none'}; "
+            f"discovered: {', '.join(report.discovered) or 'none'}"
         )
+        for problem in report.problems:
+            click.echo(f"  ! {problem}", err=True)
+
+    return service
 
 
-@service.command("add")
-@click.argument("spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--owner", default=None, help="Username of the developer who will manage it.")
-@click.pass_obj
-def service_add(state: CliState, spec_file: Path, owner: str | None) -> None:
-    """Create a service from a YAML or JSON spec file (its container is created, stopped)."""
-    spec = _load_spec(spec_file)
-    c = state.components()
-    owner_id = _owner_id(c.db, c.users, owner)
-    step(f"creating the hardened container for {spec.name} ({c.services.runtime_kind})")
-    try:
-        view = c.services.create(_actor(), spec, cli_context(), owner_id=owner_id)
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-    click.echo(f"created service {view.name} (id {view.id}), stopped")
+def cis_check_command(open_tools: OpenTools) -> click.Command:
+    """`wakedock cis-check`; `open_tools` opens the installation's services."""
 
+    @click.command("cis-check")
+    @click.argument("name", required=False)
+    @click.pass_obj
+    def cis_check(state: CliState, name: str | None) -> None:
+        """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL),
+        and advice beyond it (WARN: no exit status)."""
+        c = open_tools(state)
+        try:
+            views = [c.services.get(name)] if name else c.services.list()
+        except WakeDockError as exc:
+            raise _fail(exc) from None
+        failed = False
+        for view in views:
+            containers: list[dict[str, Any]] = []
+            if view.container_ref is not None:
+                try:
+                    containers = c.services.inspect(view)
+                except WakeDockError as exc:
+                    raise _fail(exc) from None
+            if not containers:
+                click.echo(f"{view.name}: no container to check (state {view.state})")
+                continue
+            for attrs in containers:
+                click.echo(f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})")
+                for result in check_container(attrs):
+                    mark = "PASS" if result.passed else "WARN" if result.advisory else "FAIL"
+                    failed = failed or mark == "FAIL"
+                    extra = "" if result.passed else f"  ({result.detail})"
+                    click.echo(f"  [{mark}] {result.id:<5} {result.title}{extra}")
+        if failed:
+            raise SystemExit(1)
 
-def _operate(state: CliState, name: str, action: str) -> ServiceView:
-    c = state.components()
-    step(f"{action} {name}")
-    try:
-        if action == "starting":
-            return c.services.start(_actor(), name, cli_context())
-        return c.services.stop(_actor(), name, cli_context())
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-
-
-@service.command("start")
-@click.argument("name")
-@click.pass_obj
-def service_start(state: CliState, name: str) -> None:
-    """Start a service."""
-    click.echo(f"{name}: {_operate(state, name, 'starting').state}")
-
-
-@service.command("stop")
-@click.argument("name")
-@click.pass_obj
-def service_stop(state: CliState, name: str) -> None:
-    """Stop (or pause, per its stop method) a service."""
-    click.echo(f"{name}: {_operate(state, name, 'stopping').state}")
-
-
-@service.command("remove")
-@click.argument("name")
-@click.pass_obj
-def service_remove(state: CliState, name: str) -> None:
-    """Remove a service and the container WakeDock made for it (no question asked; audited).
-
-    A discovered service goes once its container is gone or unlabelled; that container itself
-    is never removed."""
-    c = state.components()
-    step(f"removing {name}")
-    try:
-        c.services.delete(_actor(), name, cli_context())
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-    click.echo(f"removed service {name}")
-
-
-@service.command("inspect")
-@click.argument("name")
-@click.pass_obj
-def service_inspect(state: CliState, name: str) -> None:
-    """Print a service's spec and live status as JSON."""
-    c = state.components()
-    try:
-        view, live = c.services.status(name)
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-    out: dict[str, Any] = {
-        "id": view.id,
-        "name": view.name,
-        "source": view.source,
-        "runtime": view.runtime,
-        "state": live.state.value if live is not None else "missing",
-        "health": live.health if live is not None else None,
-        "stop_reason": view.stop_reason,
-        "writable_root_granted": view.writable_root_granted,
-        "spec": view.spec.model_dump(mode="json"),
-    }
-    click.echo(json.dumps(out, indent=2, default=str))
-
-
-@service.command("reconcile")
-@click.pass_obj
-def service_reconcile(state: CliState) -> None:
-    """Match the database with the engine now (also done when `serve` starts)."""
-    c = state.components()
-    step("comparing services with the Docker engine")
-    try:
-        report = c.reconciler.run(cli_context())
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-    click.echo(
-        f"checked {report.checked}; missing: {', '.join(report.missing) or 'none'}; "
-        f"adopted: {', '.join(report.adopted) or 'none'}; "
-        f"discovered: {', '.join(report.discovered) or 'none'}"
-    )
-    for problem in report.problems:
-        click.echo(f"  ! {problem}", err=True)
-
-
-@click.command("cis-check")
-@click.argument("name", required=False)
-@click.pass_obj
-def cis_check(state: CliState, name: str | None) -> None:
-    """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL),
-    and advice beyond it (WARN: no exit status)."""
-    c = state.components()
-    try:
-        views = [c.services.get(name)] if name else c.services.list()
-    except WakeDockError as exc:
-        raise _fail(exc) from None
-    failed = False
-    for view in views:
-        containers: list[dict[str, Any]] = []
-        if view.container_ref is not None:
-            try:
-                containers = c.services.inspect(view)
-            except WakeDockError as exc:
-                raise _fail(exc) from None
-        if not containers:
-            click.echo(f"{view.name}: no container to check (state {view.state})")
-            continue
-        for attrs in containers:
-            click.echo(f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})")
-            for result in check_container(attrs):
-                mark = "PASS" if result.passed else "WARN" if result.advisory else "FAIL"
-                failed = failed or mark == "FAIL"
-                extra = "" if result.passed else f"  ({result.detail})"
-                click.echo(f"  [{mark}] {result.id:<5} {result.title}{extra}")
-    if failed:
-        raise SystemExit(1)
+    return cis_check

@@ -30,10 +30,6 @@ _READ = Depends(requires(Permission.SERVICES_READ))
 _ENGINE = errors(400, 409, 502)
 
 
-def actor_of(principal: Principal) -> Actor:
-    return Actor(name=principal.username, role=principal.role, user_id=principal.user_id)
-
-
 @router.get("", response_model=list[ServiceOut], dependencies=[_READ])
 def list_services(services: ServiceManagerDep) -> list[ServiceOut]:
     return [ServiceOut.of(view) for view in services.list()]
@@ -47,7 +43,7 @@ def create_service(
     context: RequestContext = Depends(request_context),
 ) -> ServiceOut:
     """Create a service and its stopped, hardened container. The creator owns it."""
-    view = services.create(actor_of(principal), spec, context, owner_id=principal.user_id)
+    view = services.create(Actor.of(principal), spec, context, owner_id=principal.user_id)
     return ServiceOut.of(view)
 
 
@@ -65,7 +61,7 @@ def update_service(
     context: RequestContext = Depends(request_context),
 ) -> ServiceOut:
     """Change some fields; the result is validated and policy-checked like a new spec."""
-    return ServiceOut.of(services.update(actor_of(principal), service_id, changes, context))
+    return ServiceOut.of(services.update(Actor.of(principal), service_id, changes, context))
 
 
 @router.delete("/{service_id}", status_code=204, responses=_ENGINE)
@@ -75,7 +71,7 @@ def delete_service(
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     context: RequestContext = Depends(request_context),
 ) -> Response:
-    services.delete(actor_of(principal), service_id, context)
+    services.delete(Actor.of(principal), service_id, context)
     return Response(status_code=204)
 
 
@@ -86,7 +82,7 @@ def start_service(
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     context: RequestContext = Depends(request_context),
 ) -> ServiceOut:
-    return ServiceOut.of(services.start(actor_of(principal), service_id, context))
+    return ServiceOut.of(services.start(Actor.of(principal), service_id, context))
 
 
 @router.post("/{service_id}/stop", response_model=ServiceOut, responses=_ENGINE)
@@ -96,7 +92,7 @@ def stop_service(
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
     context: RequestContext = Depends(request_context),
 ) -> ServiceOut:
-    return ServiceOut.of(services.stop(actor_of(principal), service_id, context))
+    return ServiceOut.of(services.stop(Actor.of(principal), service_id, context))
 
 
 @router.get(
@@ -127,5 +123,5 @@ def service_logs(
     principal: Principal = Depends(requires(Permission.SERVICES_OPERATE)),
 ) -> Response:
     """The last `tail` log lines. Logs may hold anything an app prints: owners and operators."""
-    text = services.logs(actor_of(principal), service_id, tail)
+    text = services.logs(Actor.of(principal), service_id, tail)
     return Response(text, media_type="text/plain; charset=utf-8")

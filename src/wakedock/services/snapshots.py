@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from wakedock.auth.sessions import Principal
 from wakedock.rbac.permissions import Role
 from wakedock.services.models import Service
 from wakedock.services.spec import ServiceSpec
@@ -22,6 +23,11 @@ class Actor:
     name: str
     role: str
     user_id: int | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        """The signed-in caller of an API request, as the services layer knows it."""
+        return cls(name=principal.username, role=principal.role, user_id=principal.user_id)
 
     @property
     def manages_all(self) -> bool:

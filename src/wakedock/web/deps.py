@@ -1,7 +1,6 @@
 """FastAPI dependencies shared by every router: the request context, the DB transaction.
 
-`components`/`components_of` remain for the routers not yet asking for what they use
-(see web/provided.py); new code asks for one collaborator through its feature's deps.py.
+A feature's own collaborators come from its deps.py (see web/provided.py), never from here.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.components import Components
 from wakedock.context import RequestContext
 from wakedock.web.client_ip import TrustedProxies, connection_context
 from wakedock.web.provided import provided_of, provider
@@ -21,15 +19,6 @@ from wakedock.web.provided import provided_of, provider
 
 session_factory = provider(sessionmaker)
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(session_factory)]
-
-
-async def components(request: Request) -> Components:
-    return components_of(request)
-
-
-def components_of(request: Request) -> Components:
-    found: Components = request.app.state.components
-    return found
 
 
 def _anonymous_context(request: Request) -> RequestContext:

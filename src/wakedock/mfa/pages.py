@@ -17,16 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.deps import CsrfGuardDep, SessionStoreDep
-from wakedock.auth.hashing import run_hashing
-from wakedock.auth.sessions import SessionStore
-from wakedock.context import RequestContext
-from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts
-from wakedock.mfa.deps import MfaServiceDep
-from wakedock.mfa.errors import MfaCodeRejected
-from wakedock.mfa.service import Enrolment, MfaService
-from wakedock.rbac.dependencies import public
-from wakedock.web.deps import context_of
-from wakedock.web.forms import (
+from wakedock.auth.forms import (
     ENROL_PATH,
     BrowserSession,
     browser_session,
@@ -36,6 +27,15 @@ from wakedock.web.forms import (
     require_form_csrf,
     sign_in_first,
 )
+from wakedock.auth.hashing import run_hashing
+from wakedock.auth.sessions import SessionStore
+from wakedock.context import RequestContext
+from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts
+from wakedock.mfa.deps import MfaServiceDep
+from wakedock.mfa.errors import MfaCodeRejected
+from wakedock.mfa.service import Enrolment, MfaService
+from wakedock.rbac.dependencies import public
+from wakedock.web.deps import context_of
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import message_page, render_page
 

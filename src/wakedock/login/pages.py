@@ -1,11 +1,9 @@
-"""Browser sign-in on the admin host, and the hand-off to protected service hosts (S7.7).
+"""Browser sign-in on the admin host: the HTML face of the login flow (login/service.py).
 
 `/login` takes the password; an account with MFA then gets a second step for its code (or a
-backup code); an account whose role must use MFA and has none is sent to the enrolment page.
-`GET /auth/proxy?next=<service URL>` is where a service host sends a visitor without access:
-with a live session it issues a single-use ticket for that host and sends the browser back;
-otherwise it sends it to `/login` (or to the enrolment page) first. Only URLs of known service
-hosts are accepted (no open redirect).
+backup code); an account whose role must use MFA and has none is sent to the enrolment page
+(mfa/pages.py). A sign-in that started at a protected service host ends at the hand-off
+(proxy/handoff.py), which sends the browser back there with a ticket.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from wakedock.auth.deps import CsrfGuardDep
+from wakedock.auth.forms import enrolment_path, form_fields, refused_page
 from wakedock.auth.hashing import run_hashing
 from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
@@ -29,7 +28,6 @@ from wakedock.mfa.service import MfaService
 from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import request_context
-from wakedock.web.forms import enrolment_path, form_fields, refused_page
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import render_page
 
