@@ -15,12 +15,12 @@ from conftest import Harness
 from support.server import run_cli
 from wakedock.audit.archive import archive_events, verify_archive
 from wakedock.audit.events import Event, EventType
+from wakedock.audit.models import SinkCursor
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import FakeClock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import Conflict, InvalidInput
-from wakedock.siem.models import SinkCursor
 
 CONTEXT = RequestContext(actor="cli:root")
 

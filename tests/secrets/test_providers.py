@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from wakedock.secret_files import SecretFileError
 from wakedock.secrets.base import SecretNotFound
-from wakedock.secrets.files import SecretFileError
 from wakedock.secrets.providers import EnvProvider, FileProvider, secret_variable
 
 

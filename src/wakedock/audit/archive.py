@@ -24,14 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.chain import AuditChain, ChainedFields
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditRecord
-from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.audit.models import AuditChainHead, AuditEvent, SinkCursor
 from wakedock.audit.service import record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import Conflict, InvalidInput
-from wakedock.siem.models import SinkCursor
 
 BATCH = 10_000
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from wakedock.auth.keys import load_or_create_key_file
+from wakedock.secret_files import load_or_create_key_file
 
 GENESIS = "0" * 64
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -55,17 +52,3 @@ class Keyring:
         with self._guard:
             self._state = (current, {k.kid: k for k in [*previous, current]})
 
-
-def load_or_create_key_file(path: Path) -> bytes:
-    """Read the key file, or create it with 256 random bits, readable by the owner only."""
-    if path.exists():
-        data = path.read_bytes().strip()
-        if len(data) < 32:
-            raise ValueError(f"{path}: signing key shorter than 32 bytes")
-        return data
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = secrets.token_urlsafe(48).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return data

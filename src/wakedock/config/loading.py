@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from wakedock.config.secret_origin import plain_secrets
 from wakedock.config.settings import ENV_PREFIX, FILE_SUFFIX, Settings
-from wakedock.secrets.files import SecretFileError, read_secret_file
+from wakedock.secret_files import SecretFileError, read_secret_file
 
 
 class ConfigError(Exception):

@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
-from wakedock.auth.keys import load_or_create_key_file
+from wakedock.secret_files import load_or_create_key_file
 
 _VERSION = "v1"
 

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from alembic import context
 
-import wakedock.audit.models
-import wakedock.auth.models
-import wakedock.mfa.models
-import wakedock.services.models
-import wakedock.siem.models  # noqa: F401 - register the tables on Base.metadata
 from wakedock.db import Base
 
 connection = context.config.attributes.get("connection")

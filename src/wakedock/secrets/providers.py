@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from wakedock.secret_files import read_secret_file
 from wakedock.secrets.base import (
     SecretBackendUnavailable,
     SecretNotFound,
@@ -15,7 +16,6 @@ from wakedock.secrets.base import (
     SecretValue,
     check_name,
 )
-from wakedock.secrets.files import read_secret_file
 from wakedock.secrets.vault import VaultProvider
 
 ENV_PREFIX = "WAKEDOCK_SECRET_"

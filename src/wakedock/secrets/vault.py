@@ -22,6 +22,7 @@ import hvac.exceptions
 import requests.exceptions
 
 from wakedock.errors import InvalidInput
+from wakedock.secret_files import read_secret_file
 from wakedock.secrets.base import (
     LastKnownGood,
     SecretBackendUnavailable,
@@ -32,7 +33,6 @@ from wakedock.secrets.base import (
     SecretVersion,
     check_name,
 )
-from wakedock.secrets.files import read_secret_file
 
 K8S_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _UNAVAILABLE = (

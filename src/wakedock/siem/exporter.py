@@ -21,11 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.export import AuditFilter, page_events
-from wakedock.audit.models import AuditChainHead
+from wakedock.audit.models import AuditChainHead, SinkCursor
 from wakedock.clock import Clock
 from wakedock.config import SiemSettings
 from wakedock.db import transaction
-from wakedock.siem.models import SinkCursor
 from wakedock.siem.sinks import Sink, SinkError, parse_sink
 
 log = logging.getLogger("wakedock.siem")

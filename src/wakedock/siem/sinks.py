@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from wakedock.audit.export import AuditRecord
-from wakedock.secrets.files import read_secret_file
+from wakedock.secret_files import read_secret_file
 from wakedock.siem.ecs import to_ecs
 
 # RFC 5424 facility 13 ("log audit"); severity from the event's.

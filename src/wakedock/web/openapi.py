@@ -19,8 +19,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 
-from wakedock.rbac.permissions import Permission
-
 REF = "#/components/schemas/ErrorOut"
 
 
@@ -86,7 +84,7 @@ class PermissionGuard(Protocol):
     """A dependency that admits only holders of a permission (rbac's `requires(...)`), known by
     its shape: the description only needs to know that one runs, not how it decides."""
 
-    permission: Permission
+    permission: str  # rbac's Permission (a StrEnum)
 
 
 def _guarded(dependant: Dependant) -> bool:
