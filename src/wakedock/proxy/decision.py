@@ -8,14 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from wakedock.errors import DependencyUnavailable, WakeDockError
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the proxy reaches an awake service."""
-
-    host: str
-    port: int
+from wakedock.runtime.base import Endpoint
 
 
 class WakeFailed(WakeDockError):

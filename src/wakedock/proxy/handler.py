@@ -21,11 +21,12 @@ from wakedock.errors import NotAuthenticated
 from wakedock.proxy import pages
 from wakedock.proxy.access import HANDOFF_PATH, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
-from wakedock.proxy.decision import Endpoint, Refusal, Refused, WakeFailed, Waking
+from wakedock.proxy.decision import Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
 from wakedock.proxy.upstream_io import UpstreamTransport
 from wakedock.proxy.wake import WakeCoordinator
 from wakedock.proxy.websocket import forward_websocket
+from wakedock.runtime.base import Endpoint
 from wakedock.services.snapshots import ServiceView, WakePhase
 from wakedock.web.client_ip import TrustedProxies, connection_context, is_trusted, peer_of
 from wakedock.web.headers import SecurityHeaders

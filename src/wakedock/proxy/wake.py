@@ -25,7 +25,6 @@ from wakedock.errors import DependencyUnavailable, TooManyAttempts, WakeDockErro
 from wakedock.proxy.access import Access, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.decision import (
-    Endpoint,
     Ready,
     Refusal,
     Refused,
@@ -36,7 +35,14 @@ from wakedock.proxy.decision import (
 )
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
 from wakedock.ratelimit.limiter import AttemptLimiter
-from wakedock.runtime.base import ContainerNotFound, ContainerStatus, InvalidState, State
+from wakedock.runtime.base import (
+    ContainerNotFound,
+    ContainerStatus,
+    Endpoint,
+    Health,
+    InvalidState,
+    State,
+)
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import ServiceView, WakePhase, WakeSnapshot
 
@@ -235,17 +241,16 @@ class WakeCoordinator:
                     raise WakeFailed(_exited(status))
                 if target is None and probed:
                     target = await self._published(view, probed)
-                if target is None and status.health == "healthy":
+                if target is None and status.health == Health.HEALTHY:
                     break
                 next_check = now + _ENGINE_CHECK_SECONDS
             if target is not None and await probe_once(self._http, view.spec, *target):
                 break
             # A Docker healthcheck runs every few seconds: no point asking the engine faster.
             await asyncio.sleep(interval if target is not None else max(interval, 0.25))
-        host, published = await run_in_threadpool(services.endpoint, view, port)
-        return Endpoint(host, published)
+        return await run_in_threadpool(services.endpoint, view, port)
 
-    async def _published(self, view: ServiceView, port: int) -> tuple[str, int] | None:
+    async def _published(self, view: ServiceView, port: int) -> Endpoint | None:
         """Where `port` is published; None while it is not (a crashed container restarting)."""
         try:
             return await run_in_threadpool(self._services.endpoint, view, port)

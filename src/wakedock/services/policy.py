@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wakedock.services.spec import BindMount, ServiceSpec
 
@@ -196,3 +196,15 @@ def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
             Violation("read_only_root", "writable_root", "a writable root needs an admin's consent")
         )
     return found
+
+
+def with_writable_root_rule(
+    spec: ServiceSpec, policy: PolicySettings, *, admin: bool, already_granted: bool
+) -> tuple[bool, list[Violation]]:
+    """The writable-root grant of `spec`, and every violation once that grant is applied.
+
+    Only an admin may grant a writable root filesystem; once granted it stays with the
+    service (a developer may keep editing it) until a spec asks for a read-only root again.
+    """
+    granted = not spec.read_only_root and (already_granted or admin)
+    return granted, violations(spec, replace(policy, allow_writable_root=granted))

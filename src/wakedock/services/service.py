@@ -29,6 +29,7 @@ from wakedock.runtime.base import (
     ContainerRuntime,
     ContainerStats,
     ContainerStatus,
+    Endpoint,
     NotManaged,
     State,
 )
@@ -45,7 +46,7 @@ from wakedock.services.errors import (
 )
 from wakedock.services.launch import launch_of
 from wakedock.services.models import Service
-from wakedock.services.policy import PolicySettings, violations
+from wakedock.services.policy import PolicySettings, with_writable_root_rule
 from wakedock.services.snapshots import Actor, ServiceView, spec_json
 from wakedock.services.spec import ServiceSpec
 
@@ -109,7 +110,7 @@ class ServiceManager:
         proxy asks it while a wake is probing)."""
         return self._runtime.status(self._ref(view))
 
-    def endpoint(self, view: ServiceView, container_port: int) -> tuple[str, int]:
+    def endpoint(self, view: ServiceView, container_port: int) -> Endpoint:
         """Where the proxy reaches `container_port` of the running service (host, port);
         InvalidState while the port is not published (a container restarting)."""
         return self._runtime.endpoint(self._ref(view), container_port)
@@ -339,14 +340,11 @@ class ServiceManager:
     def _check_policy(
         self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, already_granted: bool
     ) -> bool:
-        """Raise PolicyRefused (audited) listing every violation; return the writable-root grant.
-
-        Only an admin may grant a writable root filesystem; once granted it stays with the
-        service (a developer may keep editing it) until a spec asks for a read-only root again.
-        """
-        wants_writable = not spec.read_only_root
-        granted = wants_writable and (already_granted or actor.is_admin)
-        found = violations(spec, replace(self._policy, allow_writable_root=granted))
+        """Raise PolicyRefused (audited) listing every violation; return the writable-root grant
+        (see policy.with_writable_root_rule)."""
+        granted, found = with_writable_root_rule(
+            spec, self._policy, admin=actor.is_admin, already_granted=already_granted
+        )
         if found:
             refused = Event(
                 EventType.POLICY_VIOLATION,
@@ -354,8 +352,7 @@ class ServiceManager:
                 target=spec.name,
                 details={"violations": [f"{v.field}: {v.rule}" for v in found]},
             )
-            with transaction(self._factory) as db:
-                self._record(db, refused, context)
+            self.audit(refused, context)
             raise PolicyRefused(found)
         return granted
 
