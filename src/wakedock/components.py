@@ -11,6 +11,7 @@ from wakedock.alerts.webhooks import alerts_cursor_key, make_alert_sink
 from wakedock.audit.chain import AuditChain, audit_chain_key
 from wakedock.audit.service import CHAIN_INFO, Auditor
 from wakedock.auth.csrf import CsrfGuard
+from wakedock.auth.dependencies import Authenticator
 from wakedock.auth.keys import Keyring
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import SessionStore
@@ -45,7 +46,7 @@ from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.directory import ServiceDirectory
 from wakedock.proxy.wake import WakeCoordinator, wake_budgets
 from wakedock.ratelimit.limiter import AttemptLimiter
-from wakedock.rbac.enrolment import EnrolmentPolicy
+from wakedock.rbac.dependencies import GuardContext
 from wakedock.runtime.base import ContainerRuntime
 from wakedock.runtime.factory import make_runtime
 from wakedock.secrets.base import SecretProvider
@@ -86,6 +87,8 @@ class Components:
     sessions: SessionStore
     auditor: Auditor
     csrf: CsrfGuard
+    authenticator: Authenticator
+    guard: GuardContext
     login: LoginFlow
     password_changer: PasswordChanger
     mfa: MfaService
@@ -125,7 +128,6 @@ def provided(components: Components) -> Provided:
     found.add(sessionmaker, components.db)
     found.add(Clock, components.clock)  # type: ignore[type-abstract]
     found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
-    found.add(EnrolmentPolicy, components.mfa)  # type: ignore[type-abstract]
     found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))
     found.add(WakeSnapshots, components.wakes)  # type: ignore[type-abstract]
     return found
@@ -244,6 +246,7 @@ def build_components(
     ]
     if siem.workers:
         checks.append(siem_check(siem))
+    csrf = CsrfGuard(keyring, settings.http.cors_origins, auditor)
     return Components(
         settings=settings,
         clock=clock,
@@ -255,7 +258,9 @@ def build_components(
         limiter=limiter,
         sessions=sessions,
         auditor=auditor,
-        csrf=CsrfGuard(keyring, settings.http.cors_origins, auditor),
+        csrf=csrf,
+        authenticator=Authenticator(codec, sessions, csrf, auditor),
+        guard=GuardContext(mfa, auditor),
         login=login,
         password_changer=PasswordChanger(factory, limiter, users, auditor),
         mfa=mfa,

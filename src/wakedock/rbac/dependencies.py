@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from wakedock.audit.deps import AuditorDep
 from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import Auditor
 from wakedock.auth.dependencies import current_principal
@@ -20,8 +20,18 @@ from wakedock.rbac.roles import has_permission
 from wakedock.web.deps import context_of
 from wakedock.web.provided import provider
 
-enrolment_policy = provider(EnrolmentPolicy)  # type: ignore[type-abstract]
-EnrolmentPolicyDep = Annotated[EnrolmentPolicy, Depends(enrolment_policy)]
+
+@dataclass(frozen=True)
+class GuardContext:
+    """What a route guard consults, as one dependency: the MFA enrolment policy, and the audit
+    door for its refusals."""
+
+    enrolment: EnrolmentPolicy
+    auditor: Auditor
+
+
+guard_context = provider(GuardContext)
+GuardContextDep = Annotated[GuardContext, Depends(guard_context)]
 
 
 async def public() -> None:
@@ -42,17 +52,16 @@ class Requires:
     async def __call__(
         self,
         request: Request,
-        auditor: AuditorDep,
-        enrolment: EnrolmentPolicyDep,
+        guard: GuardContextDep,
         principal: Principal = Depends(current_principal),
     ) -> Principal:
         if not has_permission(principal.role, self.permission):
             details = {"method": request.method, "permission": self.permission.value}
-            await _deny(auditor, request, details)
+            await _deny(guard.auditor, request, details)
             raise PermissionDenied(f"missing permission {self.permission.value}")
-        if not self.during_enrolment and enrolment.enrolment_pending(principal):
+        if not self.during_enrolment and guard.enrolment.enrolment_pending(principal):
             details = {"method": request.method, "reason": "mfa enrolment required"}
-            await _deny(auditor, request, details)
+            await _deny(guard.auditor, request, details)
             raise EnrolmentRequired(
                 "your role requires MFA: enrol first (POST /api/v1/auth/mfa/setup)"
             )
