@@ -6,7 +6,7 @@ from fastapi import Response
 
 from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.dependencies import SESSION_COOKIE
-from wakedock.login.schemas import CookieLoginResponse, TokenResponse
+from wakedock.login.schemas import CookieLoginResponse, SessionMode, TokenResponse
 from wakedock.login.service import Tokens
 from wakedock.users.schemas import UserOut
 
@@ -35,7 +35,7 @@ def token_response(tokens: Tokens) -> TokenResponse:
 
 
 def session_response(
-    response: Response, tokens: Tokens, mode: str, csrf: CsrfGuard
+    response: Response, tokens: Tokens, mode: SessionMode, csrf: CsrfGuard
 ) -> TokenResponse | CookieLoginResponse:
     """Bearer tokens in the body, or (mode "cookie") the session cookie and a CSRF token."""
     if mode == "cookie":

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from wakedock.users.schemas import UserOut
 from wakedock.users.service import USERNAME_INPUT_PATTERN
 
+# How a signed-in client carries its session: bearer tokens in the body, or a session cookie
+# (with a CSRF token) for a browser.
+SessionMode = Literal["token", "cookie"]
+
 
 class LoginRequest(BaseModel):
     # OAuth2 password-form clients send extra fields (grant_type, scope): ignored.
@@ -17,7 +21,7 @@ class LoginRequest(BaseModel):
 
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=1, max_length=1024)
-    mode: Literal["token", "cookie"] = "token"
+    mode: SessionMode = "token"
     # One-step MFA login: the TOTP or backup code with the password.
     code: str | None = Field(default=None, min_length=1, max_length=32)
 
@@ -27,7 +31,7 @@ class VerifyRequest(BaseModel):
 
     challenge_token: str = Field(min_length=1, max_length=4096)
     code: str = Field(min_length=1, max_length=32)
-    mode: Literal["token", "cookie"] = "token"
+    mode: SessionMode = "token"
 
 
 class MfaChallengeResponse(BaseModel):
