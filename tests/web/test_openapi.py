@@ -177,6 +177,16 @@ def test_the_description_names_every_error_and_both_login_bodies(fuzz_world: Fuz
                     shape = "HealthReport" if where == "get /api/v1/health 503" else "ErrorOut"
                     assert schema == {"$ref": f"#/components/schemas/{shape}"}, where
     assert "HTTPValidationError" not in document["components"]["schemas"]
+    # A PATCH of a service reads its body itself (to answer `invalid_spec`) and is described
+    # by its shape: every field of a spec, none required, nothing else.
+    patch = document["paths"]["/api/v1/services/{service_id}"]["patch"]
+    body = patch["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ServicePatch"}
+    described = document["components"]["schemas"]["ServicePatch"]
+    spec = document["components"]["schemas"]["ServiceSpec"]
+    assert set(described["properties"]) == set(spec["properties"])
+    assert described.get("required", []) == []
+    assert described["additionalProperties"] is False
 
 
 def test_the_description_is_served_only_when_enabled(tmp_path: Path) -> None:

@@ -16,11 +16,12 @@ from wakedock.context import RequestContext
 from wakedock.rbac.dependencies import requires
 from wakedock.rbac.permissions import Permission
 from wakedock.services.deps import ServiceManagerDep, WakeSnapshotsDep
+from wakedock.services.patch import ServicePatch
 from wakedock.services.schemas import ServiceOut, StatsOut, StatusOut
 from wakedock.services.snapshots import Actor
 from wakedock.services.spec import ServiceSpec
 from wakedock.web.deps import request_context
-from wakedock.web.openapi import errors
+from wakedock.web.openapi import body_shaped_as, errors
 from wakedock.web.params import RowId
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
@@ -52,7 +53,12 @@ def get_service(service_id: RowId, services: ServiceManagerDep) -> ServiceOut:
     return ServiceOut.of(services.get(service_id))
 
 
-@router.patch("/{service_id}", response_model=ServiceOut, responses=_ENGINE)
+@router.patch(
+    "/{service_id}",
+    response_model=ServiceOut,
+    responses=_ENGINE,
+    openapi_extra=body_shaped_as(ServicePatch),
+)
 def update_service(
     service_id: RowId,
     services: ServiceManagerDep,
@@ -60,8 +66,11 @@ def update_service(
     principal: Principal = Depends(requires(Permission.SERVICES_WRITE)),
     context: RequestContext = Depends(request_context),
 ) -> ServiceOut:
-    """Change some fields; the result is validated and policy-checked like a new spec."""
-    return ServiceOut.of(services.update(Actor.of(principal), service_id, changes, context))
+    """Change some fields; the result is validated and policy-checked like a new spec. The
+    body is read as a ServicePatch here, so that a bad one answers `invalid_spec` like a bad
+    merged spec."""
+    patch = ServicePatch.parse(changes)
+    return ServiceOut.of(services.update(Actor.of(principal), service_id, patch, context))
 
 
 @router.delete("/{service_id}", status_code=204, responses=_ENGINE)

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +36,6 @@ from wakedock.secrets.references import ServiceSecrets, plain_environment, refer
 from wakedock.services.depends_on import check_dependencies
 from wakedock.services.errors import (
     ConfiguredByLabels,
-    InvalidServiceSpec,
     NotServiceOwner,
     PolicyRefused,
     ServiceExists,
@@ -46,6 +44,7 @@ from wakedock.services.errors import (
 )
 from wakedock.services.launch import launch_of
 from wakedock.services.models import Service
+from wakedock.services.patch import ServicePatch
 from wakedock.services.policy import PolicySettings, with_writable_root_rule
 from wakedock.services.snapshots import Actor, ServiceView, spec_json
 from wakedock.services.spec import ServiceSpec
@@ -166,22 +165,13 @@ class ServiceManager:
             return view
 
     def update(
-        self, actor: Actor, key: int | str, changes: dict[str, Any], context: RequestContext
+        self, actor: Actor, key: int | str, patch: ServicePatch, context: RequestContext
     ) -> ServiceView:
         """Apply a partial change; the container is recreated (and restarted if it ran)."""
         current = self._managed_by(actor, self.get(key))
         if current.source == DISCOVERED:
             raise ConfiguredByLabels("this service is configured by its container's labels")
-        if "name" in changes and changes["name"] != current.name:
-            raise InvalidServiceSpec("a service cannot be renamed", extra={"field": "name"})
-        merged = {**current.spec.model_dump(mode="json"), **changes}
-        try:
-            spec = ServiceSpec.model_validate(merged)
-        except ValidationError as exc:
-            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
-            raise InvalidServiceSpec(
-                f"invalid service spec: {', '.join(fields)}", extra={"fields": fields}
-            ) from None
+        spec = patch.applied_to(current.spec)
         with self._lock(current.name):
             with transaction(self._factory) as db:
                 check_dependencies(db, spec)

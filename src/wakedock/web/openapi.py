@@ -68,6 +68,28 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: _error_response(status) for status in statuses}
 
 
+# The key of `openapi_extra` that body_shaped_as() sets and complete() replaces.
+_SHAPED = "x-wakedock-body-shape"
+_TEMPLATE = "#/components/schemas/{model}"
+# The models named by body_shaped_as(), by name (FastAPI's document holds JSON only).
+_SHAPES: dict[str, type[BaseModel]] = {}
+
+
+def body_shaped_as(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra=` for a route that validates its JSON body itself (to answer its own
+    error code) but whose body has the shape of `model`: the document shows `model`."""
+    _SHAPES[model.__name__] = model
+    return {_SHAPED: model.__name__}
+
+
+def _add_model(components: dict[str, Any], model: type[BaseModel]) -> str:
+    generated = model.model_json_schema(ref_template=_TEMPLATE)
+    for name, schema in generated.pop("$defs", {}).items():
+        components.setdefault(name, schema)
+    components.setdefault(model.__name__, generated)
+    return _TEMPLATE.format(model=model.__name__)
+
+
 def _described(status: int, answer: dict[str, Any]) -> dict[str, Any]:
     answer["description"] = DESCRIPTIONS[status]
     if status in _HEADERS:
@@ -110,16 +132,18 @@ def _implied(route: Any) -> set[int]:
 def complete(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
     """`schema`, FastAPI's document of `app`, completed as the module docstring says."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    if "ErrorOut" not in components:
-        generated = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(generated.pop("$defs", {}))
-        components["ErrorOut"] = generated
+    _add_model(components, ErrorOut)
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         for method in context.methods or ():
-            answers = schema["paths"][context.path_format][method.lower()]["responses"]
+            operation = schema["paths"][context.path_format][method.lower()]
+            shape = operation.pop(_SHAPED, None)
+            if shape is not None:
+                body = operation["requestBody"]["content"]["application/json"]
+                body["schema"] = {"$ref": _add_model(components, _SHAPES[shape])}
+            answers = operation["responses"]
             for status in _implied(context):
                 answers.setdefault(str(status), _error_response(status))
             if "422" in answers:  # FastAPI's default shape is not what web/errors.py sends
