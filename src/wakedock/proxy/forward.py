@@ -7,40 +7,12 @@ Bodies stream both ways, never buffered whole; hop-by-hop headers are stripped;
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
+from wakedock.proxy.upstream import UpstreamClient, strip_hop_by_hop
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 FORWARDED = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded")
-
-
-def _listed_in_connection(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    named: set[bytes] = set()
-    for key, value in headers:
-        if key.lower() == b"connection":
-            named.update(part.strip().lower() for part in value.split(b",") if part.strip())
-    return named
-
-
-def strip_hop_by_hop(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    drop = HOP_BY_HOP | _listed_in_connection(headers)
-    return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
 # WakeDock's own credentials for the service host: never handed to the app behind it.
@@ -78,54 +50,46 @@ def upstream_headers(
     return headers
 
 
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunk: bytes = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
 async def forward_http(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     scope: Scope,
     receive: Receive,
     send: Send,
     *,
-    base: str,
+    host: str,
+    port: int,
     headers: list[tuple[bytes, bytes]],
 ) -> None:
-    """Send the request to `base` (http://host:port) and stream the answer back.
+    """Send the request to the upstream at host:port and stream the answer back.
 
-    Raises httpx.ConnectError before anything was sent to the client (the caller may retry).
+    A body goes with its length when the visitor gave one, chunk-encoded otherwise. Raises
+    UpstreamConnectError before anything was sent to the visitor (the caller may retry).
     """
-    path = scope.get("raw_path") or scope["path"].encode()
-    query = scope.get("query_string", b"")
-    url = base + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-    has_body = any(
-        k.lower() in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"]
-    )
-    request = httpx.Request(
-        scope["method"],
-        url,
+    target: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        target += b"?" + query
+    length: bytes | None = None
+    chunked = False
+    for key, value in scope["headers"]:
+        name = key.lower()
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked:
+        # The length of a chunked request is unknown: the upstream gets chunks too.
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    if not any(k.lower() == b"host" for k, _ in headers):
+        headers = [(b"host", f"{host}:{port}".encode()), *headers]
+    has_body = chunked or (length is not None and length.strip() != b"0")
+    await client.forward(
+        host,
+        port,
+        method=scope["method"],
+        target=target,
         headers=headers,
-        content=_request_body(receive) if has_body else None,
+        receive=receive if has_body else None,
+        chunked=chunked,
+        send=send,
     )
-    response = await client.send(request, stream=True)
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": strip_hop_by_hop(list(response.headers.raw)),
-            }
-        )
-        async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        await response.aclose()

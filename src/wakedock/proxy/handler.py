@@ -10,7 +10,6 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, quote
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -23,7 +22,12 @@ from wakedock.proxy.access import HANDOFF_PATH, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.decision import Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
-from wakedock.proxy.upstream_io import UpstreamTransport
+from wakedock.proxy.upstream import (
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from wakedock.proxy.wake import WakeCoordinator
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.runtime.base import Endpoint
@@ -60,12 +64,7 @@ class ProxyApp:
         self._access = access
         self._trusted = trusted
         self._admin_url = admin_url
-        self._client = httpx.AsyncClient(
-            transport=UpstreamTransport(),
-            trust_env=False,
-            timeout=httpx.Timeout(upstream_timeout_s, connect=5.0),
-            follow_redirects=False,
-        )
+        self._client = UpstreamClient(timeout_s=upstream_timeout_s, connect_timeout_s=5.0)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -130,6 +129,7 @@ class ProxyApp:
             await forward_websocket(scope, receive, send, url=url, headers=upstream)
             return
         started = False
+        unavailable: Response | None = None
 
         async def tracked(message: Message) -> None:
             nonlocal started
@@ -143,11 +143,12 @@ class ProxyApp:
                     scope,
                     receive,
                     tracked,
-                    base=f"http://{endpoint.host}:{endpoint.port}",
+                    host=endpoint.host,
+                    port=endpoint.port,
                     headers=upstream,
                 )
                 return
-            except httpx.ConnectError:
+            except UpstreamConnectError:
                 # Stopped behind WakeDock's back: wake it again (a body can be sent only once).
                 self._wake.forget(view.name)
                 if attempt == 2 or scope["method"] not in ("GET", "HEAD"):
@@ -156,11 +157,21 @@ class ProxyApp:
                     endpoint = await self._wake.ensure_awake(view, context)
                 except WakeFailed:
                     break
-            except httpx.TransportError:
+            except UpstreamTimeout:
                 if started:
                     raise  # mid-response: all a proxy can do is cut the connection
+                unavailable = pages.message_page(
+                    "Service timed out",
+                    "The service did not answer in time. Try again.",
+                    504,
+                    code="gateway_timeout",
+                )
                 break
-        unavailable = pages.message_page(
+            except UpstreamError:
+                if started:
+                    raise
+                break
+        unavailable = unavailable or pages.message_page(
             "Service unavailable", "The service did not answer. Try again.", 502
         )
         await unavailable(scope, receive, self._headers.wrap(scope, send, no_store=True))
