@@ -126,20 +126,17 @@ class _Connection:
             except BlockingIOError:
                 await self.wait(read=True, write=False, timeout=timeout)
 
-    async def send_all(self, data: bytes, timeout: float, *, watch_answer: bool) -> bool:
-        """Write all of `data`; False if the upstream started answering first (`watch_answer`):
-        it will not read the rest, and waiting for it to would only end in a timeout."""
+    async def send_all(self, data: bytes, timeout: float) -> None:
+        """Write all of `data`. An error leaves the socket open: what the upstream answered
+        before it stopped reading can still be read."""
         view = memoryview(data)
         while view:
             try:
                 sent = self.sock.send(view)
             except BlockingIOError:
-                readable = await self.wait(read=watch_answer, write=True, timeout=timeout)
-                if readable:
-                    return False
+                await self.wait(read=False, write=True, timeout=timeout)
                 continue
             view = view[sent:]
-        return True
 
     def close(self) -> None:
         self.sock.close()
@@ -164,6 +161,7 @@ class _Answer:
         "ended",
         "head",
         "headers",
+        "keep_alive",
         "messages",
         "parser",
         "started",
@@ -180,6 +178,7 @@ class _Answer:
         self.complete = False
         self.dirty = False  # bytes beyond the answer: the connection cannot be reused
         self.ended = False  # the final body message was sent
+        self.keep_alive = False  # the upstream keeps the connection open after this answer
 
     def on_message_begin(self) -> None:
         if self.complete:
@@ -197,6 +196,8 @@ class _Answer:
             return
         self.status = status
         self.started = True
+        # Now, not after the body: llhttp forgets the framing once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
         self.messages.append(
             {"type": "http.response.start", "status": status, "headers": self.headers}
         )
@@ -318,16 +319,15 @@ class UpstreamClient:
         reusable = False
         try:
             try:
-                body_whole = await connection.send_all(
-                    head, timeout, watch_answer=receive is not None
-                )
+                await connection.send_all(head, timeout)
+                body_whole = True
             except OSError:
                 if reused:
                     raise _Stale(written=False) from None
                 body_whole = False
             if body_whole and receive is not None:
                 try:
-                    body_whole = await self._send_body(connection, receive, chunked)
+                    await self._send_body(connection, receive, chunked)
                 except OSError:
                     # The upstream may have answered (and closed) before reading all of it.
                     body_whole = False
@@ -351,16 +351,15 @@ class UpstreamClient:
                 answer.feed(data)
                 await _drain(answer, send)
             await _drain(answer, send)
-            reusable = body_whole and not answer.dirty and answer.parser.should_keep_alive()
+            reusable = body_whole and not answer.dirty and answer.keep_alive
         finally:
             if reusable:
                 self._put(key, connection)
             else:
                 connection.close()
 
-    async def _send_body(self, connection: _Connection, receive: Receive, chunked: bool) -> bool:
-        """Stream the body after the head; False if the upstream answered before taking all of
-        it (the answer is then read; the connection is not reused)."""
+    async def _send_body(self, connection: _Connection, receive: Receive, chunked: bool) -> None:
+        """Stream the body after the head (an OSError: the upstream stopped reading it)."""
         timeout = self._timeout
         while True:
             message = await receive()
@@ -374,10 +373,10 @@ class UpstreamClient:
                     data += b"0\r\n\r\n"
             else:
                 data = chunk
-            if data and not await connection.send_all(data, timeout, watch_answer=True):
-                return False
+            if data:
+                await connection.send_all(data, timeout)
             if not more:
-                return True
+                return
 
     def _take(self, key: tuple[str, int]) -> _Connection | None:
         loop = asyncio.get_running_loop()
