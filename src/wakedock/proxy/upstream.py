@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from starlette.types import Message, Receive, Send
 
 # Replayed on a fresh connection when a kept-alive one turns out closed after the request went.
@@ -101,30 +101,30 @@ class _Connection:
             return False
         return False
 
-    async def wait(self, *, read: bool, write: bool, timeout: float) -> bool:
-        """Until the socket is readable (True) or writable (False), at most `timeout` seconds."""
+    async def wait(self, *, writing: bool, timeout: float) -> None:
+        """Until the socket is writable (`writing`) or readable, at most `timeout` seconds."""
         loop = self.loop
-        ready: asyncio.Future[bool] = loop.create_future()
-        if read:
-            loop.add_reader(self.fd, _resolve, ready, True)
-        if write:
-            loop.add_writer(self.fd, _resolve, ready, False)
+        ready: asyncio.Future[None] = loop.create_future()
+        if writing:
+            loop.add_writer(self.fd, _resolve, ready)
+        else:
+            loop.add_reader(self.fd, _resolve, ready)
         timer = loop.call_later(timeout, _expire, ready)
         try:
-            return await ready
+            await ready
         finally:
             timer.cancel()
-            if read:
-                loop.remove_reader(self.fd)
-            if write:
+            if writing:
                 loop.remove_writer(self.fd)
+            else:
+                loop.remove_reader(self.fd)
 
     async def recv(self, timeout: float) -> bytes:
         while True:
             try:
                 return self.sock.recv(READ_SIZE)
             except BlockingIOError:
-                await self.wait(read=True, write=False, timeout=timeout)
+                await self.wait(writing=False, timeout=timeout)
 
     async def send_all(self, data: bytes, timeout: float) -> None:
         """Write all of `data`. An error leaves the socket open: what the upstream answered
@@ -134,7 +134,7 @@ class _Connection:
             try:
                 sent = self.sock.send(view)
             except BlockingIOError:
-                await self.wait(read=False, write=True, timeout=timeout)
+                await self.wait(writing=True, timeout=timeout)
                 continue
             view = view[sent:]
 
@@ -142,12 +142,12 @@ class _Connection:
         self.sock.close()
 
 
-def _resolve(ready: asyncio.Future[bool], readable: bool) -> None:
+def _resolve(ready: asyncio.Future[None]) -> None:
     if not ready.done():
-        ready.set_result(readable)
+        ready.set_result(None)
 
 
-def _expire(ready: asyncio.Future[bool]) -> None:
+def _expire(ready: asyncio.Future[None]) -> None:
     if not ready.done():
         ready.set_exception(UpstreamTimeout("the service did not answer in time"))
 
@@ -165,7 +165,6 @@ class _Answer:
         "messages",
         "parser",
         "started",
-        "status",
     )
 
     def __init__(self, head: bool) -> None:
@@ -173,7 +172,6 @@ class _Answer:
         self.parser = HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
         self.messages: list[Message] = []
-        self.status = 0
         self.started = False  # the final (non-1xx) answer's headers were parsed
         self.complete = False
         self.dirty = False  # bytes beyond the answer: the connection cannot be reused
@@ -194,7 +192,6 @@ class _Answer:
             return  # informational (100 Continue): the final answer follows
         if self.complete:
             return
-        self.status = status
         self.started = True
         # Now, not after the body: llhttp forgets the framing once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
@@ -218,8 +215,9 @@ class _Answer:
     def feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except HttpParserError as exc:
-            raise UpstreamError(f"malformed answer from the service: {exc}") from exc
+        except (HttpParserError, HttpParserUpgrade) as exc:
+            # An upgrade was never asked for (WebSockets go through proxy/websocket.py).
+            raise UpstreamError(f"malformed answer from the service: {exc!r}") from exc
 
     def ends_at_close(self) -> bool:
         """A final answer framed by the end of the connection (no length, not chunked)."""
