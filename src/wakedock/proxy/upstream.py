@@ -184,7 +184,8 @@ class _Answer:
         self.headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        # ASGI wants lowercase names (the server's own checks, e.g. for `Date`, rely on it).
+        self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -223,7 +224,7 @@ class _Answer:
         """A final answer framed by the end of the connection (no length, not chunked)."""
         if not self.started or self.complete:
             return False
-        framing = {name.lower() for name, _ in self.headers}
+        framing = {name for name, _ in self.headers}
         return b"content-length" not in framing and b"transfer-encoding" not in framing
 
 
