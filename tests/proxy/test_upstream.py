@@ -102,6 +102,8 @@ async def _app(
         for start in range(0, size, 1 << 20):
             writer.write(b"b" * min(1 << 20, size - start))
             await writer.drain()
+    elif path == "/head-with-body":  # a broken app: a body to a HEAD request
+        writer.write(answer(200, b"stray"))
     elif path == "/head":
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\n")
     elif path == "/204":
@@ -113,7 +115,7 @@ async def _app(
         body = await read_body(request, reader)
         writer.write(answer(201, b"got %d" % len(body)))
     elif path == "/error":
-        writer.write(answer(500, b"boom: the app failed", "content-type: text/plain"))
+        writer.write(answer(500, b"boom: the app failed", "Content-Type: text/plain"))
     elif path == "/slow":
         await asyncio.sleep(30)
     elif path == "/close":
@@ -379,6 +381,17 @@ def test_head_204_and_304_answers_have_no_body_and_keep_the_connection() -> None
     run(scenario)
 
 
+def test_a_connection_with_bytes_beyond_the_answer_is_not_reused() -> None:
+    async def scenario(client: UpstreamClient) -> None:
+        async with upstream() as server:
+            head = await fetch(client, server.port, "/head-with-body", "HEAD")
+            assert (head.status, head.content) == (200, b"")
+            assert (await fetch(client, server.port, "/")).content == b"hello"
+            assert server.accepted == 2
+
+    run(scenario)
+
+
 def test_an_informational_answer_is_skipped_for_the_final_one() -> None:
     async def scenario(client: UpstreamClient) -> None:
         async with upstream() as server:
@@ -391,12 +404,12 @@ def test_an_informational_answer_is_skipped_for_the_final_one() -> None:
     run(scenario)
 
 
-def test_an_upstream_error_status_passes_through_with_its_body() -> None:
+def test_an_upstream_error_status_passes_through_with_its_body_and_headers() -> None:
     async def scenario(client: UpstreamClient) -> None:
         async with upstream() as server:
             reply = await fetch(client, server.port, "/error")
             assert (reply.status, reply.content) == (500, b"boom: the app failed")
-            assert reply.headers[b"content-type"] == b"text/plain"
+            assert reply.headers[b"content-type"] == b"text/plain"  # names lowercased (ASGI)
 
     run(scenario)
 
