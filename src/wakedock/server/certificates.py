@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -84,16 +85,16 @@ class MaintainedCertificate(CertificateReloader):
         self._paths = (cert_path, key_path)
         # Renewed before the first load: a server started on an old certificate serves a
         # fresh one at once.
-        self._renew()
+        _attempt("renewal", self._renew)
         super().__init__(cert_path, key_path, interval)
         self._watch.observe(self.served)
-        self._watch.check()
+        _attempt("expiry check", self._watch.check)
 
     def tick(self) -> None:
-        self._renew()
+        _attempt("renewal", self._renew)
         self.check()
         self._watch.observe(self.served)
-        self._watch.check()
+        _attempt("expiry check", self._watch.check)
 
     def _renew(self) -> None:
         if self._renew_days is None:
@@ -123,6 +124,15 @@ class MaintainedCertificate(CertificateReloader):
             ),
             SYSTEM,
         )
+
+
+def _attempt(what: str, step: Callable[[], object]) -> None:
+    """Run one upkeep step; a failure (a read-only directory, the database away while
+    auditing) is logged and retried next round, and never stops the server or the reloads."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001 - any failure is retried on the next round
+        log.exception("TLS certificate %s failed; retrying in the next round", what)
 
 
 def maintained_certificate(

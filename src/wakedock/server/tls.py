@@ -138,8 +138,4 @@ class CertificateReloader:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.tick()
-            except Exception:
-                # A failed round (the database away while auditing...) is retried next time.
-                log.exception("certificate upkeep failed")
+            self.tick()
