@@ -131,7 +131,7 @@ def _attempt(what: str, step: Callable[[], object]) -> None:
     auditing) is logged and retried next round, and never stops the server or the reloads."""
     try:
         step()
-    except Exception:  # noqa: BLE001 - any failure is retried on the next round
+    except Exception:  # any failure is retried on the next round
         log.exception("TLS certificate %s failed; retrying in the next round", what)
 
 
