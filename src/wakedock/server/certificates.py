@@ -27,7 +27,11 @@ from wakedock.health.certificate import (
     ServedCertificate,
     audit_target,
 )
-from wakedock.server.tls import CertificateReloader, generate_self_signed
+from wakedock.server.tls import (
+    SELF_SIGNED_ORGANIZATION,
+    CertificateReloader,
+    generate_self_signed,
+)
 
 log = logging.getLogger("wakedock.tls")
 
@@ -44,6 +48,13 @@ def renew_if_due(cert_path: Path, key_path: Path, now: datetime, renew_days: int
     refuses (it keeps serving the old pair and loads the new one on its next round).
     """
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    if not _made_by_wakedock(cert):
+        log.warning(
+            "%s is not a certificate WakeDock generated: not renewed (configure it as "
+            "server.tls_cert_file and renew it with its issuer)",
+            cert_path,
+        )
+        return False
     if cert.not_valid_after_utc - now > timedelta(days=renew_days):
         return False
     common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -60,6 +71,15 @@ def renew_if_due(cert_path: Path, key_path: Path, now: datetime, renew_days: int
     os.replace(fresh_key, key_path)
     os.replace(fresh_cert, cert_path)
     return True
+
+
+def _made_by_wakedock(cert: x509.Certificate) -> bool:
+    """Self-signed by generate_self_signed: a pair someone else put in the data directory is
+    theirs to renew, never replaced by a self-signed one."""
+    organization = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return cert.issuer == cert.subject and [str(o.value) for o in organization] == [
+        SELF_SIGNED_ORGANIZATION
+    ]
 
 
 class MaintainedCertificate(CertificateReloader):
@@ -87,14 +107,16 @@ class MaintainedCertificate(CertificateReloader):
         # fresh one at once.
         _attempt("renewal", self._renew)
         super().__init__(cert_path, key_path, interval)
-        self._watch.observe(self.served)
-        _attempt("expiry check", self._watch.check)
+        _attempt("expiry check", self._check_expiry)
 
     def tick(self) -> None:
         _attempt("renewal", self._renew)
         self.check()
+        _attempt("expiry check", self._check_expiry)
+
+    def _check_expiry(self) -> None:
         self._watch.observe(self.served)
-        _attempt("expiry check", self._watch.check)
+        self._watch.check()
 
     def _renew(self) -> None:
         if self._renew_days is None:

@@ -18,6 +18,9 @@ from cryptography.x509.oid import NameOID
 
 log = logging.getLogger("wakedock.tls")
 
+# The organization of every certificate WakeDock generates: how renewal knows its own.
+SELF_SIGNED_ORGANIZATION = "WakeDock self-signed"
+
 
 def generate_self_signed(
     cert_path: Path,
@@ -35,7 +38,7 @@ def generate_self_signed(
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, hostname),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, SELF_SIGNED_ORGANIZATION),
         ]
     )
     dns = sorted({hostname, "localhost", *extra_names})
