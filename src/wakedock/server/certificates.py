@@ -48,12 +48,7 @@ def renew_if_due(cert_path: Path, key_path: Path, now: datetime, renew_days: int
     refuses (it keeps serving the old pair and loads the new one on its next round).
     """
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    if not _made_by_wakedock(cert):
-        log.warning(
-            "%s is not a certificate WakeDock generated: not renewed (configure it as "
-            "server.tls_cert_file and renew it with its issuer)",
-            cert_path,
-        )
+    if not made_by_wakedock(cert):
         return False
     if cert.not_valid_after_utc - now > timedelta(days=renew_days):
         return False
@@ -73,7 +68,7 @@ def renew_if_due(cert_path: Path, key_path: Path, now: datetime, renew_days: int
     return True
 
 
-def _made_by_wakedock(cert: x509.Certificate) -> bool:
+def made_by_wakedock(cert: x509.Certificate) -> bool:
     """Self-signed by generate_self_signed: a pair someone else put in the data directory is
     theirs to renew, never replaced by a self-signed one."""
     organization = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
@@ -103,6 +98,7 @@ class MaintainedCertificate(CertificateReloader):
         self._clock = clock
         self._renew_days = renew_days
         self._paths = (cert_path, key_path)
+        self._foreign: bytes | None = None  # a certificate not ours, already reported
         # Renewed before the first load: a server started on an old certificate serves a
         # fresh one at once.
         _attempt("renewal", self._renew)
@@ -122,7 +118,17 @@ class MaintainedCertificate(CertificateReloader):
         if self._renew_days is None:
             return
         cert_path, key_path = self._paths
-        old = ServedCertificate.from_pem(cert_path.read_bytes())
+        pem = cert_path.read_bytes()
+        if not made_by_wakedock(x509.load_pem_x509_certificate(pem)):
+            if pem != self._foreign:
+                self._foreign = pem
+                log.warning(
+                    "%s is not a certificate WakeDock generated: it is not renewed (configure it "
+                    "as server.tls_cert_file, and renew it with its issuer)",
+                    cert_path,
+                )
+            return
+        old = ServedCertificate.from_pem(pem)
         if not renew_if_due(cert_path, key_path, self._clock.now(), self._renew_days):
             return
         new = ServedCertificate.from_pem(cert_path.read_bytes())
