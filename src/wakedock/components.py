@@ -26,6 +26,7 @@ from wakedock.db import (
     on_write_committed,
 )
 from wakedock.files.store import FileStore
+from wakedock.health.certificate import CertificateWatch
 from wakedock.health.checks import (
     HealthChecks,
     database_check,
@@ -114,6 +115,7 @@ class Components:
     secret_store: SecretStore
     health: HealthChecks
     outages: Outages
+    certificate: CertificateWatch
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -247,6 +249,10 @@ def build_components(
     if siem.workers:
         checks.append(siem_check(siem))
     csrf = CsrfGuard(keyring, settings.http.cors_origins, auditor)
+    # Idle until `wakedock serve` hands it the certificate it serves (server/certificates.py).
+    certificate = CertificateWatch(
+        clock, auditor, factory, tuple(settings.server.tls_expiry_warning_days)
+    )
     return Components(
         settings=settings,
         clock=clock,
@@ -286,13 +292,20 @@ def build_components(
         proxy_access=proxy_access,
         audit_chain=audit_chain,
         siem=siem,
-        metrics=Metrics(AuditCounters(factory), factory, siem.status, wakes.awake_names),
+        metrics=Metrics(
+            AuditCounters(factory),
+            factory,
+            siem.status,
+            wakes.awake_names,
+            certificate.seconds_left,
+        ),
         effective_settings=EffectiveSettings(settings, secret_sources, factory, clock),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),
         secret_watcher=make_secret_watcher(signing, provider, resolved, factory, clock),
         health=HealthChecks(checks),
         outages=outages,
+        certificate=certificate,
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -100,3 +100,19 @@ def test_an_unreadable_geoip_database_is_a_clear_start_up_error(tmp_path: Path) 
     broken.write_bytes(b"not a database")
     with pytest.raises(ValueError, match=r"alerts\.geoip_database: cannot open"):
         GeoIP(broken)
+
+
+def test_every_certificate_expiry_warning_alerts_once() -> None:
+    """30 and 14 days (medium) raise the certificate rule; 3 days and expiry (high) the
+    severity rule: one alert per audit event either way."""
+    detector = Detector(DetectionSettings())
+    medium = detector.feed(
+        record("tls_certificate_expiring", severity="medium", details={"days_left": 29})
+    )
+    assert rules(medium) == ["tls:certificate_expiring"]
+    assert "29 days" in medium[0].title
+    high = detector.feed(
+        record("tls_certificate_expiring", severity="high", details={"days_left": 2})
+    )
+    assert rules(high) == ["severity:tls_certificate_expiring"]
+    assert detector.feed(record("tls_certificate_renewed", severity="low")) == []

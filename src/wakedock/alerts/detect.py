@@ -4,7 +4,8 @@
 - brute force: failed logins from one IP against several accounts within a window;
 - privilege escalation: a user created as, or changed to, admin;
 - repeated policy violations by one actor;
-- a successful login from a country this user never logged in from (with a GeoIP database).
+- a successful login from a country this user never logged in from (with a GeoIP database);
+- the served TLS certificate reaching a warning threshold before it expires.
 
 Windows live in memory; a repeat of the same detection is suppressed for its window.
 """
@@ -85,6 +86,21 @@ class Detector:
                     "privilege:admin",
                     "high",
                     "A user was granted admin",
+                    _facts(record),
+                    (event_id,),
+                )
+            )
+        if record.type == "tls_certificate_expiring" and record.severity not in (
+            "high",
+            "critical",
+        ):
+            # Every warning threshold (30 and 14 days by default) alerts; the last one and the
+            # expiry are high, alerted above.
+            alerts.append(
+                Alert(
+                    "tls:certificate_expiring",
+                    record.severity,
+                    f"The TLS certificate expires in {record.details.get('days_left', '?')} days",
                     _facts(record),
                     (event_id,),
                 )

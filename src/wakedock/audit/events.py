@@ -72,6 +72,8 @@ class EventType(StrEnum):
     SECRET_ROTATION = "secret_rotation"  # noqa: S105 - a name, not a secret
     SECRET_WRITE = "secret_write"  # noqa: S105 - a name, not a secret
     SECRET_REVEAL = "secret_reveal"  # noqa: S105 - a name, not a secret
+    TLS_CERTIFICATE_EXPIRING = "tls_certificate_expiring"
+    TLS_CERTIFICATE_RENEWED = "tls_certificate_renewed"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -126,6 +128,9 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.SECRET_WRITE: Severity.HIGH,
     # A person reading a secret's value back: rare, deliberate, and worth a look.
     EventType.SECRET_REVEAL: Severity.HIGH,
+    # Raised to high at the last warning threshold and on expiry (health/certificate.py).
+    EventType.TLS_CERTIFICATE_EXPIRING: Severity.MEDIUM,
+    EventType.TLS_CERTIFICATE_RENEWED: Severity.LOW,
 }
 
 

@@ -24,6 +24,12 @@ class ServerSettings(_Section):
     tls_reload_interval: float = Field(default=30.0, gt=0)
     # Hostname written into the generated self-signed certificate.
     tls_hostname: str = "localhost"
+    # Days before the served certificate's notAfter when WakeDock warns (log, health report,
+    # audit event and so alert); the smallest one is critical. /metrics always has the gauge.
+    tls_expiry_warning_days: list[int] = Field(default_factory=lambda: [30, 14, 3], min_length=1)
+    # A generated self-signed certificate is renewed once this few days are left (never a
+    # configured one).
+    tls_renew_days: int = Field(default=30, ge=1, le=300)
     # Slow clients (docs in README "Configuration"): the TLS handshake and the whole request head
     # must arrive within header_timeout_seconds; an idle keep-alive connection is closed after
     # keep_alive_timeout_seconds; a head larger than max_header_bytes is answered 431. While a
@@ -40,6 +46,13 @@ class ServerSettings(_Section):
     max_connections: int = Field(default=4096, ge=16, le=1_000_000)
     max_connections_per_client: int = Field(default=256, ge=1, le=100_000)
     reserved_file_descriptors: int = Field(default=512, ge=256, le=100_000)
+
+    @field_validator("tls_expiry_warning_days")
+    @classmethod
+    def _warning_days(cls, value: list[int]) -> list[int]:
+        if any(days < 1 or days > 365 for days in value) or len(set(value)) != len(value):
+            raise ValueError("each warning is a distinct number of days from 1 to 365")
+        return sorted(value, reverse=True)
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> ServerSettings:

@@ -65,9 +65,14 @@ def _label(value: str) -> str:
 
 
 def exposition(
-    counters: AuditCounters, awake_here: int, running: int, sinks: Iterable[SinkStatus]
+    counters: AuditCounters,
+    awake_here: int,
+    running: int,
+    sinks: Iterable[SinkStatus],
+    certificate_seconds: float | None = None,
 ) -> str:
-    """The Prometheus text format (version 0.0.4)."""
+    """The Prometheus text format (version 0.0.4). The certificate gauge only when this process
+    serves TLS itself."""
     t = counters.by_type
     lines = [
         "# HELP wakedock_logins_total Password logins by outcome.",
@@ -113,4 +118,11 @@ def exposition(
     ]
     for sink in sinks:
         lines.append(f'wakedock_siem_backlog_events{{sink="{_label(sink.name)}"}} {sink.backlog}')
+    if certificate_seconds is not None:
+        lines += [
+            "# HELP wakedock_tls_certificate_expiry_seconds Seconds until the served TLS "
+            "certificate's notAfter (negative once expired).",
+            "# TYPE wakedock_tls_certificate_expiry_seconds gauge",
+            f"wakedock_tls_certificate_expiry_seconds {int(certificate_seconds)}",
+        ]
     return "\n".join(lines) + "\n"

@@ -12,8 +12,10 @@ from wakedock.siem.exporter import SinkStatus
 
 
 class Metrics:
-    """The audit counters, the services running, the SIEM sinks' backlog, and the services this
-    process holds awake (`awake`: read on the event loop, where the wake states live)."""
+    """The audit counters, the services running, the SIEM sinks' backlog, the services this
+    process holds awake (`awake`: read on the event loop, where the wake states live), and the
+    seconds left on the TLS certificate this process serves (`certificate`: no I/O; None when
+    it serves none)."""
 
     def __init__(
         self,
@@ -21,16 +23,18 @@ class Metrics:
         factory: sessionmaker[Session],
         sinks: Callable[[], list[SinkStatus]],
         awake: Callable[[], list[str]],
+        certificate: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.counters = counters
         self._factory = factory
         self._sinks = sinks
         self._awake = awake
+        self._certificate = certificate
 
     async def exposition(self) -> str:
         """The Prometheus text format; the database is read in a worker thread."""
         running, sinks = await anyio.to_thread.run_sync(self._read)
-        return exposition(self.counters, len(self._awake()), running, sinks)
+        return exposition(self.counters, len(self._awake()), running, sinks, self._certificate())
 
     def _read(self) -> tuple[int, list[SinkStatus]]:
         self.counters.refresh()

@@ -13,6 +13,7 @@ import uvicorn
 
 from wakedock.app import create_asgi
 from wakedock.components import Components
+from wakedock.server.certificates import maintained_certificate
 from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
 from wakedock.server.dates import DateHeader
 from wakedock.server.protocol import ConnectionRules, guarded_protocol
@@ -91,7 +92,9 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         tls_line = "plain HTTP, NO TLS"
     else:
         files = ensure_tls_files(components, lambda m: click.echo(f"  ... {m}", err=True))
-        reloader = CertificateReloader(files.cert, files.key, settings.server.tls_reload_interval)
+        reloader = maintained_certificate(
+            components, files.cert, files.key, generated=files.generated
+        )
         url = f"https://{shown_host}:{port}"
         tls_line = "TLS 1.3 minimum" + (" (self-signed certificate)" if files.generated else "")
     # TLS is set up by the protocol, per connection, under the connection limits.

@@ -18,23 +18,33 @@ from cryptography.x509.oid import NameOID
 
 log = logging.getLogger("wakedock.tls")
 
+# The organization of every certificate WakeDock generates: how renewal knows its own.
+SELF_SIGNED_ORGANIZATION = "WakeDock self-signed"
+
 
 def generate_self_signed(
-    cert_path: Path, key_path: Path, hostname: str, extra_names: tuple[str, ...] = ()
+    cert_path: Path,
+    key_path: Path,
+    hostname: str,
+    extra_names: tuple[str, ...] = (),
+    *,
+    now: datetime | None = None,
+    valid_for: timedelta = timedelta(days=365),
 ) -> None:
     """Write an ECDSA P-256 certificate for `hostname`, `extra_names` (e.g. `*.localhost` for
-    the service hosts), localhost, 127.0.0.1 and ::1."""
+    the service hosts), localhost, 127.0.0.1 and ::1, valid from `now` (five minutes earlier,
+    for clocks a little behind) for `valid_for`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, hostname),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "WakeDock self-signed"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, SELF_SIGNED_ORGANIZATION),
         ]
     )
     dns = sorted({hostname, "localhost", *extra_names})
     alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -42,7 +52,7 @@ def generate_self_signed(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=365))
+        .not_valid_after(now + valid_for)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -84,6 +94,8 @@ class CertificateReloader:
         self._key = key_path
         self._interval = interval
         self._stamp = self._current_stamp()
+        # The certificate as loaded into the current context (read just before it).
+        self.served = cert_path.read_bytes()
         self._current = server_context(cert_path, key_path)
         self.listening = server_context(cert_path, key_path)
         self.listening.sni_callback = self._select
@@ -111,16 +123,22 @@ class CertificateReloader:
             stamp = self._current_stamp()
             if stamp == self._stamp:
                 return False
+            served = self._cert.read_bytes()
             fresh = server_context(self._cert, self._key)
         except (OSError, ssl.SSLError) as exc:
             # A half-written or mismatched pair: keep serving the old one, retry next time.
             log.warning("certificate reload failed, keeping the current one: %s", exc)
             return False
         self._current = fresh
+        self.served = served
         self._stamp = stamp
         log.info("TLS certificate reloaded from %s", self._cert)
         return True
 
+    def tick(self) -> None:
+        """What runs every interval on the reloader's thread (subclasses add upkeep)."""
+        self.check()
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.check()
+            self.tick()
