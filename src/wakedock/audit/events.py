@@ -72,6 +72,8 @@ class EventType(StrEnum):
     SECRET_ROTATION = "secret_rotation"  # noqa: S105 - a name, not a secret
     SECRET_WRITE = "secret_write"  # noqa: S105 - a name, not a secret
     SECRET_REVEAL = "secret_reveal"  # noqa: S105 - a name, not a secret
+    # The edge (nginx + ModSecurity + OWASP CRS) refused a request or an answer.
+    WAF_BLOCKED = "waf_blocked"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -126,6 +128,9 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.SECRET_WRITE: Severity.HIGH,
     # A person reading a secret's value back: rare, deliberate, and worth a look.
     EventType.SECRET_REVEAL: Severity.HIGH,
+    # Someone sent what the CRS scores as an attack (or a false positive worth a narrow
+    # exclusion): either way worth a look.
+    EventType.WAF_BLOCKED: Severity.HIGH,
 }
 
 

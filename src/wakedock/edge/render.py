@@ -8,8 +8,10 @@ path that could close a directive would otherwise let a service definition write
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
+import tempfile
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +78,16 @@ class EdgeOptions:
     @property
     def audit_log(self) -> Path:
         return self.out_dir / "logs" / AUDIT_LOG_NAME
+
+    @property
+    def temp_dir(self) -> Path:
+        """nginx's and ModSecurity's buffers for large bodies. Started as root, the workers run
+        as `nobody`, who may not traverse the data directory: then a directory of their own
+        under the system's temporary directory, named after the output directory."""
+        if os.geteuid() != 0:
+            return self.out_dir / "tmp"
+        digest = hashlib.sha256(str(self.out_dir.absolute()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"wakedock-edge-{digest}"
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,7 @@ def render_edge(
     out = _path(options.out_dir)
     paths = {
         "prefix": out,
+        "temp": _path(options.temp_dir),
         "conf_path": _path(options.conf_path),
         "modsecurity_conf": f"{out}/modsecurity/modsecurity.conf",
         "crs_setup": f"{out}/modsecurity/crs-setup.conf",
@@ -257,12 +270,13 @@ def write_edge(config: EdgeConfig) -> bool:
     """Write the files (and the directories nginx needs under its prefix); True if any file
     changed. Each file is replaced whole, so a reload never reads half a configuration."""
     out = config.options.out_dir
-    for directory in ("logs", "modsecurity", "tmp"):
-        (out / directory).mkdir(parents=True, exist_ok=True, mode=0o700)
-    (out / "tmp").chmod(0o711)  # the workers (below) traverse it to their own directories
+    for part in ("logs", "modsecurity"):
+        (out / part).mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = config.options.temp_dir
+    temp.mkdir(parents=True, exist_ok=True, mode=0o711)  # the workers traverse it, no more
     worker = pwd.getpwnam(_WORKER_USER) if os.geteuid() == 0 else None
     for name in _TMP_DIRS:
-        directory = out / "tmp" / name
+        directory = temp / name
         directory.mkdir(exist_ok=True, mode=0o700)
         if worker is not None:
             os.chown(directory, worker.pw_uid, worker.pw_gid)
