@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
-import tempfile
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
