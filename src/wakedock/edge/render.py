@@ -8,6 +8,7 @@ path that could close a directive would otherwise let a service definition write
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
@@ -227,7 +228,7 @@ def render_edge(
     servers = edge_servers(settings, services, options)
     values = {
         **paths,
-        "worker_user": _WORKER_USER if os.geteuid() == 0 else None,
+        "worker_user": _worker_user(),
         "rendered_for": f"{len(servers) - 2} service(s)",
         "listen": _checked(_LISTEN, options.listen, "listen address"),
         "cert": _path(options.cert),
@@ -259,6 +260,15 @@ def render_edge(
         ).render(values),
     }
     return EdgeConfig(options, files, servers)
+
+
+def _worker_user() -> str | None:
+    """nginx's `user` line when started as root: the user and its own group (nogroup on
+    Debian, which nginx would not guess)."""
+    if os.geteuid() != 0:
+        return None
+    worker = pwd.getpwnam(_WORKER_USER)
+    return f"{_WORKER_USER} {grp.getgrgid(worker.pw_gid).gr_name}"
 
 
 def _seconds(value: float) -> int:
