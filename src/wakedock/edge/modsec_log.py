@@ -134,7 +134,8 @@ def parse_block(line: str | bytes) -> WafBlock | None:
 
 class LogFollower:
     """Complete new lines of a file that grows, like `tail -F`: a replaced file (rotated) or a
-    truncated one (copytruncate) is read again from its start, after the rest of the old one."""
+    truncated one (copytruncate, seen when the file is found shorter than what was read) is read
+    again from its start, after the rest of the old one."""
 
     def __init__(self, path: Path, *, from_start: bool = False) -> None:
         self._path = path
