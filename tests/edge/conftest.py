@@ -17,7 +17,9 @@ PACKAGES = "apt-get install nginx libnginx-mod-http-modsecurity modsecurity-crs"
 @pytest.fixture
 def nginx() -> Path:
     """The nginx binary, with the ModSecurity module and the CRS rules beside it."""
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if binary is None:
         unavailable(f"nginx is not installed ({PACKAGES})")
         raise AssertionError  # unreachable

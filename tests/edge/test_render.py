@@ -30,7 +30,9 @@ def _view(name: str, hosts: list[str]) -> ServiceView:
 
 def _options(tmp_path: Path) -> EdgeOptions:
     cert = tmp_path / "cert.pem"
-    return EdgeOptions(out_dir=tmp_path / "edge", cert=cert, key=tmp_path / "key.pem", wakedock_ca=cert)
+    return EdgeOptions(
+        out_dir=tmp_path / "edge", cert=cert, key=tmp_path / "key.pem", wakedock_ca=cert
+    )
 
 
 def test_the_configuration_follows_the_settings_and_the_services(tmp_path: Path) -> None:
