@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import ipaddress
 import os
 import pwd
 import re
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from wakedock.config import Settings
 from wakedock.services.snapshots import ServiceView
@@ -135,10 +136,12 @@ def _path(path: Path) -> str:
 def _wakedock_address(settings: Settings) -> str:
     """WakeDock's listener as seen from the edge on the same machine."""
     host = settings.server.host
-    if host in ("0.0.0.0", ""):  # noqa: S104 - reading the setting, not binding
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    try:
+        unspecified = ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name
+        unspecified = False
+    if unspecified:  # listening everywhere: reach it on loopback
+        host = "::1" if ":" in host else "127.0.0.1"
     address = f"[{host}]" if ":" in host else host
     return _checked(_LISTEN, f"{address}:{settings.server.port}", "WakeDock address")
 
@@ -210,7 +213,8 @@ def render_edge(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
-        autoescape=False,  # noqa: S701 - nginx configuration, every value checked above
+        # nginx configuration, not HTML: no escaping (every value is checked above instead).
+        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
     )
     out = _path(options.out_dir)
     paths = {
