@@ -86,8 +86,9 @@ class EdgeSupervisor:
             f"nginx (pid {process.pid}) serving {config.options.listen}, configuration in "
             f"{config.options.out_dir}"
         )
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.request_stop)
+        if threading.current_thread() is threading.main_thread():  # the CLI; a test stops it
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self.request_stop)
         self.ingest.start()
         try:
             while not self._stop.wait(self.poll_seconds):
