@@ -89,3 +89,15 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, nginx: Path) -
     assert not write_edge(config)  # unchanged: nothing to reload
     check_config(nginx, config)
     assert "SecRuleRemoveById 920350" in config.files["nginx.conf"]
+
+
+def test_a_service_whose_name_cannot_be_written_is_left_to_the_default_block(
+    tmp_path: Path,
+) -> None:
+    odd = _view("wiki", [])
+    odd = ServiceView(**{**odd.__dict__, "name": "bad;name"})
+    config = render_edge(Settings(data_dir=tmp_path), [odd, _view("blog", [])], _options(tmp_path))
+    nginx = config.files["nginx.conf"]
+    assert "bad;name" not in nginx
+    assert "server_name blog.localhost;" in nginx
+    assert "server_name _;" in nginx

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import hashlib
 import ipaddress
+import logging
 import os
 import pwd
 import re
@@ -40,6 +41,8 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ADMIN_MIN_BODY_BYTES = 1024 * 1024
 # ModSecurity buffers a body to inspect it; its recommended limit without files is 128 KiB.
 BODY_NO_FILES_LIMIT = 128 * 1024
+
+log = logging.getLogger("wakedock.edge")
 
 CONF_NAME = "nginx.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
@@ -169,9 +172,15 @@ def edge_servers(
         EdgeServer("WakeDock's admin hosts", admin_names, admin_body, "admin", rules=admin_rules)
     ]
     for view in sorted(services, key=lambda v: v.name):
-        names = fresh([f"{view.name}.{settings.proxy.base_domain}", *view.spec.hosts])
-        if names:
+        try:
             comment = f"service {_checked(_HOST, view.name, 'service name')}"
+            names = fresh([f"{view.name}.{settings.proxy.base_domain}", *view.spec.hosts])
+        except ValueError as exc:
+            # One odd row (an older spec) must not take the edge down: the default block still
+            # hands its hosts to WakeDock, which applies its own checks.
+            log.warning("service %r left to the default block: %s", view.name, exc)
+            continue
+        if names:
             servers.append(EdgeServer(comment, names, options.service_max_body_bytes, "own"))
     servers.append(
         EdgeServer("any other host: WakeDock answers", ("_",), admin_body, "admin", default=True)
