@@ -154,7 +154,8 @@ def test_wakedock_through_the_edge_and_the_seeds_attacks_blocked_and_audited(
     tmp_path: Path, nginx: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    password = strong_password()
+    # What the CRS would score as SQL injection anywhere but in a password field.
+    password = strong_password() + "' OR '1'='1' --"
     created = run_cli(
         data_dir, "user", "create", "alice", "--role", "viewer", "--password-stdin",
         stdin=password + "\n",

@@ -44,6 +44,18 @@ BODY_NO_FILES_LIMIT = 128 * 1024
 
 log = logging.getLogger("wakedock.edge")
 
+# A password is any string the user chose: an apostrophe and two dashes in it are not SQL. Its
+# fields (form `password`, JSON `password`, `current_password`, `new_password`) are left out of
+# every CRS rule, on the admin hosts' sign-in, account and MFA paths only (docs/edge.md).
+_PASSWORD_FIELDS = ("ARGS:password", "ARGS:json.password", "ARGS:json.current_password",
+                    "ARGS:json.new_password")  # fmt: skip
+PASSWORD_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login)$" '
+    '"id:1001,phase:1,pass,nolog,t:none,'
+    + ",".join(f"ctl:ruleRemoveTargetByTag=OWASP_CRS;{field}" for field in _PASSWORD_FIELDS)
+    + '"'
+)
+
 CONF_NAME = "nginx.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
 _WORKER_USER = "nobody"
@@ -167,7 +179,7 @@ def edge_servers(
     # CRS 920350 scores a numeric Host as a scanner's; an operator who names an address as an
     # admin host means it. Only the admin block, and only when one of its names is an address.
     numeric = any(re.fullmatch(r"[\d.]+|\[[0-9a-f:.]+\]", n) for n in admin_names)
-    admin_rules = ("SecRuleRemoveById 920350",) if numeric else ()
+    admin_rules = (PASSWORD_EXCLUSION, *(("SecRuleRemoveById 920350",) if numeric else ()))
     servers = [
         EdgeServer("WakeDock's admin hosts", admin_names, admin_body, "admin", rules=admin_rules)
     ]
