@@ -17,6 +17,7 @@ from wakedock.components import Components, build_components
 from wakedock.config import Settings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
+from wakedock.edge.cli import EdgeTools, edge_group
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
@@ -70,6 +71,16 @@ def _service_tools(state: CliState) -> ServiceTools:
 def _signing_keys(state: CliState) -> SigningKeys:
     c = _components(state)
     return SigningKeys(c.jwt_keys, c.settings.secrets.refresh_seconds, c.secret_provider)
+
+
+def _edge_tools(state: CliState) -> EdgeTools:
+    from wakedock.server.run import ensure_tls_files
+
+    c = _components(state)
+    tls = ensure_tls_files(c, step)  # the same certificate as `wakedock serve`
+    return EdgeTools(
+        c.settings, c.services.list, c.auditor.record, tls.cert, tls.key, tls.generated
+    )
 
 
 @main.command()
@@ -265,6 +276,7 @@ main.add_command(cis_check_command(_service_tools))
 main.add_command(audit_group(_audit_trail))
 main.add_command(config_group)
 main.add_command(secrets_group(_signing_keys))
+main.add_command(edge_group(_edge_tools))
 
 if __name__ == "__main__":
     main()

@@ -74,6 +74,8 @@ class EventType(StrEnum):
     SECRET_REVEAL = "secret_reveal"  # noqa: S105 - a name, not a secret
     TLS_CERTIFICATE_EXPIRING = "tls_certificate_expiring"
     TLS_CERTIFICATE_RENEWED = "tls_certificate_renewed"
+    # The edge (nginx + ModSecurity + OWASP CRS) refused a request or an answer.
+    WAF_BLOCKED = "waf_blocked"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -131,6 +133,9 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     # Raised to high at the last warning threshold and on expiry (health/certificate.py).
     EventType.TLS_CERTIFICATE_EXPIRING: Severity.MEDIUM,
     EventType.TLS_CERTIFICATE_RENEWED: Severity.LOW,
+    # Someone sent what the CRS scores as an attack (or a false positive worth a narrow
+    # exclusion): either way worth a look.
+    EventType.WAF_BLOCKED: Severity.HIGH,
 }
 
 

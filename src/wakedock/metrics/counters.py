@@ -85,6 +85,9 @@ def exposition(
         "# HELP wakedock_mfa_failures_total Wrong MFA codes.",
         "# TYPE wakedock_mfa_failures_total counter",
         f"wakedock_mfa_failures_total {t['mfa_failure']}",
+        "# HELP wakedock_waf_blocks_total Requests or answers refused by the edge's WAF.",
+        "# TYPE wakedock_waf_blocks_total counter",
+        f"wakedock_waf_blocks_total {t['waf_blocked']}",
         "# HELP wakedock_service_starts_total Service starts by trigger and outcome.",
         "# TYPE wakedock_service_starts_total counter",
     ]
