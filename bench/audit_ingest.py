@@ -2,7 +2,7 @@
 under concurrent load, on SQLite or PostgreSQL; then `audit verify` over a large chain.
 
     .venv/bin/python bench/audit_ingest.py [--database-url URL] [--threads 8] [--events 20000]
-        [--rounds 3] [--verify-events 1000000]
+        [--tx-events N] [--rounds 3] [--verify-events 1000000]
 
 Every writer thread records events one at a time, each acknowledged only once committed, as the
 application does:
@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a new SQLite file")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--events", type=int, default=20_000, help="per round and kind")
+    parser.add_argument(
+        "--tx-events", type=int, default=None, help="for the in-transaction kind; default --events"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--verify-events", type=int, default=1_000_000, help="0: skip")
     args = parser.parse_args()
@@ -137,7 +140,8 @@ def main() -> None:
     results: dict[str, list[float]] = {"plain": [], "alone": [], "in_tx": []}
     for _round in range(args.rounds):
         for name, write in (("plain", plain), ("alone", alone), ("in_tx", in_transaction)):
-            results[name].append(concurrently(args.threads, args.events, write))
+            count = args.tx_events if name == "in_tx" and args.tx_events else args.events
+            results[name].append(concurrently(args.threads, count, write))
             if name == "plain":
                 offset += args.events
     with engine.connect() as conn:
