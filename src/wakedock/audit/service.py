@@ -197,12 +197,24 @@ class _GroupCommit:
                 self._arrived.notify()
         while True:
             with self._changed:
-                while self._writing and not mine.done:
-                    self._changed.wait()
-                if mine.done:
-                    break
-                self._writing = True
-                batch = self._take()
+                try:
+                    while self._writing and not mine.done:
+                        self._changed.wait()
+                    if mine.done:
+                        break
+                    self._writing = True
+                    try:
+                        batch = self._take()
+                    except BaseException:
+                        self._writing = False  # hand the writer's role on
+                        self._changed.notify_all()
+                        raise
+                except BaseException:
+                    # Interrupted while waiting: no later batch takes this event (one that
+                    # already took it may still commit, as after a crash past a commit).
+                    if mine in self._waiting:
+                        self._waiting.remove(mine)
+                    raise
             self._write(factory, batch)
         if mine.error is not None:
             raise mine.error
