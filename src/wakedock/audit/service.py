@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -78,6 +82,10 @@ _LOCK = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
 _READ = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
 _INSERT = insert(cast(Table, AuditEvent.__table__))
 _ATTEMPTS = 100
+# A bound on one group commit's transaction; more waiting events go in the next one.
+_MAX_BATCH = 500
+# How long a group commit's writer waits for the callers its previous batch released.
+_GATHER = 0.002
 
 
 def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> int:
@@ -87,6 +95,15 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
     roll back together. Denials that roll back their own work use a separate transaction. The
     chain head row stays locked until that transaction ends, which orders every append; a head
     remembered from this process's last append usually saves reading it (compare-and-set).
+    """
+    return _append(db, [_fields(event, context, at)])[0]
+
+
+def _append(db: Session, contents: list[ChainedFields]) -> list[int]:
+    """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
+
+    One compare-and-set moves the head past all of them and one multi-row INSERT stores them,
+    so a batch costs about what one event does.
     """
     chain = db.info.get(CHAIN_INFO)
     if not isinstance(chain, AuditChain):
@@ -98,15 +115,20 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
             connection.execute(_LOCK)
             head = connection.execute(_READ).one()
         expected, previous = int(head[0]), str(head[1])
-        fields = _fields(event, context, at, expected + 1)
-        digest = chain.link(previous, fields)
+        rows: list[dict[str, Any]] = []
+        last = previous
+        for offset, content in enumerate(contents, start=1):
+            fields = replace(content, seq=expected + offset)
+            digest = chain.link(last, fields)
+            rows.append({**fields.__dict__, "prev_hash": last, "hash": digest})
+            last = digest
         moved = connection.execute(
             _ADVANCE,
             {
                 "expected": expected,
                 "previous": previous,
-                "new_seq": fields.seq,
-                "new_hash": digest,
+                "new_seq": expected + len(rows),
+                "new_hash": last,
             },
         )
         if moved.rowcount == 1:
@@ -114,27 +136,149 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
         head = None  # another writer moved the head: read it under its lock and retry
     else:
         raise RuntimeError("the audit chain head kept moving; event not recorded")
-    connection.execute(_INSERT, {**fields.__dict__, "prev_hash": previous, "hash": digest})
+    connection.execute(_INSERT, rows)
     # Remembered at once: if the transaction rolls back, the next compare-and-set fails and
     # reads the real head.
-    chain.remember(fields.seq, digest)
+    chain.remember(expected + len(rows), last)
     if log.isEnabledFor(logging.INFO):
-        summary = {
-            "type": fields.type,
-            "outcome": fields.outcome,
-            "actor": fields.actor,
-            "target": fields.target,
-        }
-        log.info("audit %s", json.dumps(summary))
-    return fields.seq
+        for row in rows:
+            summary = {
+                "type": row["type"],
+                "outcome": row["outcome"],
+                "actor": row["actor"],
+                "target": row["target"],
+            }
+            log.info("audit %s", json.dumps(summary))
+    return [int(row["seq"]) for row in rows]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One caller's event waiting for the group commit that records it."""
+
+    content: ChainedFields
+    seq: int | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Records the events of concurrent `record_alone` callers in one transaction (group commit).
+
+    Each event in a transaction of its own holds the chain head's lock through its commit (a
+    WAL flush), so appends from many threads would run one commit at a time. Here the first
+    caller to find no batch being written becomes the writer: it takes every event waiting
+    (its own included), chains them in one transaction and commits; the others wait for the
+    commit of the batch that holds their event, then return. A caller therefore returns only
+    once its event is committed, exactly as before, and a failed batch rolls back whole: every
+    caller in it gets the error and none of its events is stored. Nothing runs in the
+    background.
+
+    Callers released by a commit often record again at once (a burst of denials, a scanner).
+    So that they share the next commit instead of alternating between two half batches, the
+    writer waits for as many events as its previous batch held, at most `_GATHER` seconds (as
+    PostgreSQL's commit_delay does); a lone caller after a lone caller writes at once.
+    """
+
+    def __init__(self) -> None:
+        guard = threading.Lock()
+        self._changed = threading.Condition(guard)  # a batch committed or the writer left
+        self._arrived = threading.Condition(guard)  # an event joined the waiting list
+        self._waiting: list[_Pending] = []
+        self._writing = False
+        self._gathering = False
+        self._last_batch = 1
+
+    def record(self, factory: sessionmaker[Session], content: ChainedFields) -> int:
+        mine = _Pending(content)
+        with self._changed:
+            self._waiting.append(mine)
+            if self._gathering:
+                self._arrived.notify()
+        while True:
+            with self._changed:
+                try:
+                    while self._writing and not mine.done:
+                        self._changed.wait()
+                    if mine.done:
+                        break
+                    self._writing = True
+                    try:
+                        batch = self._take()
+                    except BaseException:
+                        self._writing = False  # hand the writer's role on
+                        self._changed.notify_all()
+                        raise
+                except BaseException:
+                    # Interrupted while waiting: no later batch takes this event (one that
+                    # already took it may still commit, as after a crash past a commit).
+                    if mine in self._waiting:
+                        self._waiting.remove(mine)
+                    raise
+            self._write(factory, batch)
+        if mine.error is not None:
+            raise mine.error
+        return cast(int, mine.seq)
+
+    def _take(self) -> list[_Pending]:
+        """The next batch, oldest first (called holding the lock, as the writer)."""
+        wanted = min(self._last_batch, _MAX_BATCH)
+        deadline = time.monotonic() + _GATHER
+        self._gathering = True
+        while len(self._waiting) < wanted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.wait(left)
+        self._gathering = False
+        batch = self._waiting[:_MAX_BATCH]
+        del self._waiting[:_MAX_BATCH]
+        self._last_batch = len(batch)
+        return batch
+
+    def _write(self, factory: sessionmaker[Session], batch: list[_Pending]) -> None:
+        seqs: list[int] = []
+        error: BaseException | None = None
+        try:
+            with transaction(factory) as db:
+                seqs = _append(db, [pending.content for pending in batch])
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            error = exc
+        with self._changed:
+            for index, pending in enumerate(batch):
+                if error is None:
+                    pending.seq = seqs[index]
+                else:
+                    pending.error = error
+                pending.done = True
+            self._writing = False
+            self._changed.notify_all()
+
+
+# One group commit per session factory (one database); weak, so a disposed factory goes.
+_GROUPS: weakref.WeakKeyDictionary[sessionmaker[Session], _GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+_GROUPS_GUARD = threading.Lock()
+
+
+def _group(factory: sessionmaker[Session]) -> _GroupCommit:
+    with _GROUPS_GUARD:
+        group = _GROUPS.get(factory)
+        if group is None:
+            group = _GROUPS[factory] = _GroupCommit()
+        return group
 
 
 def record_alone(
     factory: sessionmaker[Session], event: Event, context: RequestContext, *, at: datetime
 ) -> int:
-    """Append one event in a transaction of its own (a denial, a read): its seq."""
-    with transaction(factory) as db:
-        return record_event(db, event, context, at=at)
+    """Append one event in a transaction of its own (a denial, a read): its seq.
+
+    Concurrent callers share one transaction (`_GroupCommit`); each returns once its event is
+    committed.
+    """
+    return _group(factory).record(factory, _fields(event, context, at))
 
 
 class Auditor:
@@ -149,7 +293,7 @@ class Auditor:
         record_alone(self._factory, event, context, at=self._clock.now())
 
 
-def _fields(event: Event, context: RequestContext, at: datetime, seq: int) -> ChainedFields:
+def _fields(event: Event, context: RequestContext, at: datetime, seq: int = 0) -> ChainedFields:
     return ChainedFields(
         seq=seq,
         occurred_at=at,

@@ -1,0 +1,213 @@
+"""Events recorded on their own by concurrent callers share commits (audit/service.py's group
+commit): the chain must stay whole and ordered, every acknowledged event stored exactly once,
+and a batch that fails must store nothing while its callers are told so (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.chain import AuditChain
+from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import CHAIN_INFO, _group, record_alone, record_event
+from wakedock.audit.verify import verify_chain
+from wakedock.context import RequestContext
+from wakedock.db import make_engine, make_session_factory, migrate, transaction
+
+pytestmark = pytest.mark.security
+
+CONTEXT = RequestContext(ip="198.51.100.9", actor="load")
+
+
+def event(name: str) -> Event:
+    return Event(EventType.LOGIN_FAILURE, target=name, details={"name": name})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stored(factory: sessionmaker[Session]) -> dict[str, int]:
+    """target -> seq of every stored event."""
+    with factory() as db:
+        rows = db.execute(sa.text("SELECT target, seq FROM audit_events")).all()
+    targets = [str(row[0]) for row in rows]
+    assert len(targets) == len(set(targets)), "an event was stored twice"
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def chain_of(factory: sessionmaker[Session]) -> AuditChain:
+    chain = factory.kw["info"][CHAIN_INFO]
+    assert isinstance(chain, AuditChain)
+    return chain
+
+
+KEY = secrets.token_bytes(32)
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    migrate(engine, KEY)
+    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
+    engine.dispose()
+
+
+def test_many_threads_and_two_processes_give_one_whole_chain(
+    factory: sessionmaker[Session],
+) -> None:
+    # A second factory with its own engine and chain object stands for another process (or
+    # replica): its own group commit and remembered head, the same database.
+    engine = factory.kw["bind"]
+    other_engine = make_engine(engine.url.render_as_string(hide_password=False))
+    other = make_session_factory(other_engine, {CHAIN_INFO: AuditChain(KEY)})
+    acknowledged: dict[str, int] = {}
+    rolled_back: set[str] = set()
+    guard = threading.Lock()
+
+    def alone(writer: int, target: sessionmaker[Session]) -> None:
+        for n in range(30):
+            name = f"alone-{writer}-{n}"
+            seq = record_alone(target, event(name), CONTEXT, at=now())
+            with guard:
+                acknowledged[name] = seq
+
+    def in_transaction(writer: int) -> None:
+        # In the caller's transaction: the event commits or rolls back with it.
+        for n in range(10):
+            name = f"tx-{writer}-{n}"
+            try:
+                with transaction(factory) as db:
+                    seq = record_event(db, event(name), CONTEXT, at=now())
+                    if n % 3 == 0:
+                        raise LookupError("the caller's work failed")
+            except LookupError:
+                with guard:
+                    rolled_back.add(name)
+                continue
+            with guard:
+                acknowledged[name] = seq
+
+    threads = [
+        *(threading.Thread(target=alone, args=(w, factory)) for w in range(8)),
+        *(threading.Thread(target=alone, args=(w + 100, other)) for w in range(4)),
+        *(threading.Thread(target=in_transaction, args=(w,)) for w in range(3)),
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        other_engine.dispose()
+
+    assert len(acknowledged) == 12 * 30 + 3 * 6
+    # Every acknowledged event is stored once, at the seq its caller was given; no rolled-back
+    # one is; the seqs run 1..n without a gap.
+    assert stored(factory) == acknowledged
+    assert not rolled_back & set(stored(factory))
+    assert sorted(acknowledged.values()) == list(range(1, len(acknowledged) + 1))
+    verdict = verify_chain(factory, chain_of(factory))
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == len(acknowledged)
+
+
+def wait_for(condition: object, what: str) -> None:
+    """Polls `condition` (a callable) for up to 30 s: a synchronisation, not a timing test."""
+    assert callable(condition)
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
+    factory: sessionmaker[Session],
+) -> None:
+    for n in range(3):
+        record_alone(factory, event(f"before-{n}"), CONTEXT, at=now())
+    group = _group(factory)
+    outcomes: dict[str, int | BaseException] = {}
+
+    def caller(name: str) -> None:
+        try:
+            outcomes[name] = record_alone(factory, event(name), CONTEXT, at=now())
+        except Exception as exc:  # noqa: BLE001 - what the caller was told is the subject
+            outcomes[name] = exc
+
+    engine = factory.kw["bind"]
+    with ExitStack() as stack:
+        # Another writer holds the chain head: the first caller's batch (seq 4) blocks on it
+        # and four more callers queue behind it, for one batch (seq 5 to 8).
+        holder = stack.enter_context(engine.connect())
+        if engine.dialect.name == "sqlite":
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            holder.begin()
+        holder.execute(sa.text("UPDATE audit_chain_head SET seq = seq WHERE id = 1"))
+        first = threading.Thread(target=caller, args=("first",))
+        first.start()
+        wait_for(lambda: group._writing and not group._waiting, "the first batch is written")
+        queued = [threading.Thread(target=caller, args=(f"queued-{n}",)) for n in range(4)]
+        for thread in queued:
+            thread.start()
+        wait_for(lambda: len(group._waiting) == 4, "four callers queue")
+        # An intruder's row takes seq 6: the queued batch fails on its second row.
+        holder.execute(
+            sa.text(
+                "INSERT INTO audit_events (occurred_at, type, severity, actor, ip, user_agent, "
+                "target, outcome, request_id, details, seq, prev_hash, hash) "
+                "SELECT occurred_at, type, severity, actor, ip, user_agent, 'forged', outcome, "
+                "request_id, details, 6, prev_hash, hash FROM audit_events WHERE seq = 3"
+            )
+        )
+        holder.commit()
+        first.join()
+        for thread in queued:
+            thread.join()
+
+    assert outcomes["first"] == 4
+    for n in range(4):
+        assert isinstance(outcomes[f"queued-{n}"], sa.exc.IntegrityError)
+    events = stored(factory)
+    assert not {f"queued-{n}" for n in range(4)} & set(events)
+    assert events["first"] == 4
+    # Remove the intruder's row (as an intruder could): the chain goes on from seq 4.
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("DELETE FROM audit_events WHERE target = 'forged'"))
+    assert record_alone(factory, event("after"), CONTEXT, at=now()) == 5
+    verdict = verify_chain(factory, chain_of(factory))
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 5
+
+
+def test_a_lone_caller_after_a_burst_is_recorded(factory: sessionmaker[Session]) -> None:
+    # After a batch of many, the writer waits briefly for as many; a lone caller still
+    # gets its event committed (and its seq) without anyone else arriving.
+    threads = [
+        threading.Thread(
+            target=lambda w=w: [
+                record_alone(factory, event(f"burst-{w}-{n}"), CONTEXT, at=now()) for n in range(5)
+            ]
+        )
+        for w in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert record_alone(factory, event("lone"), CONTEXT, at=now()) == 31
+    assert stored(factory)["lone"] == 31
+    verdict = verify_chain(factory, chain_of(factory))
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 31
