@@ -15,7 +15,7 @@ from wakedock.app import create_asgi
 from wakedock.components import Components
 from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
 from wakedock.server.dates import DateHeader
-from wakedock.server.protocol import ConnectionRules, guarded_protocol
+from wakedock.server.protocol import ConnectionRules, choose_parser, guarded_protocol
 from wakedock.server.tls import CertificateReloader, generate_self_signed
 from wakedock.web.headers import protocol_answer_headers
 
@@ -70,7 +70,12 @@ def connection_rules(components: Components, tls: ssl.SSLContext | None) -> Conn
     https = tls is not None or settings.http.hsts_behind_proxy
     headers = protocol_answer_headers(hsts_max_age=settings.http.hsts_max_age if https else None)
     return ConnectionRules(
-        limiter, tls, server.header_timeout_seconds, server.body_timeout_seconds, tuple(headers)
+        limiter,
+        tls,
+        server.header_timeout_seconds,
+        server.body_timeout_seconds,
+        server.max_header_bytes,
+        tuple(headers),
     )
 
 
@@ -96,11 +101,17 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         tls_line = "TLS 1.3 minimum" + (" (self-signed certificate)" if files.generated else "")
     # TLS is set up by the protocol, per connection, under the connection limits.
     rules = connection_rules(components, reloader.listening if reloader is not None else None)
+    try:
+        parser = choose_parser(settings.server.http_parser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=guarded_protocol(rules),
+        http=guarded_protocol(rules, parser),
+        # uvloop's event loop when installed ("auto"), asyncio's otherwise.
+        loop="auto",
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
         timeout_keep_alive=settings.server.keep_alive_timeout_seconds,
         backlog=ACCEPT_BACKLOG,
