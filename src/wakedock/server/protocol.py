@@ -27,6 +27,7 @@ uvicorn builds one protocol per accepted socket from `uvicorn.Config(http=guarde
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import ssl
 from collections.abc import Callable
@@ -339,19 +340,16 @@ class ConnectionGuards(_UvicornHttp):
             self._raw.abort()
 
 
-def httptools_available() -> bool:
-    try:
-        import httptools  # noqa: F401 - only asking whether it is installed
-    except ImportError:
-        return False
-    return True
+def installed(module: str) -> bool:
+    """Whether an optional accelerator (httptools, uvloop) can be imported."""
+    return importlib.util.find_spec(module) is not None
 
 
 def choose_parser(setting: Literal["auto", "httptools", "h11"]) -> ParserName:
     """The parser `server.http_parser` asks for; "auto": httptools when it is installed."""
     if setting == "auto":
-        return "httptools" if httptools_available() else "h11"
-    if setting == "httptools" and not httptools_available():
+        return "httptools" if installed("httptools") else "h11"
+    if setting == "httptools" and not installed("httptools"):
         raise RuntimeError("server.http_parser is httptools, but httptools is not installed")
     return setting
 
