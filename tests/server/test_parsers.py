@@ -115,8 +115,13 @@ def test_a_head_under_the_limit_is_served(server: WakeDockProcess) -> None:
 
 @pytest.mark.parametrize(
     "request_bytes",
-    [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n"],
-    ids=["no-request-line", "space-in-header-name"],
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n",
+    ],
+    ids=["no-request-line", "space-in-header-name", "bad-chunk-midway"],
 )
 def test_a_malformed_request_is_answered_400_as_json(
     server: WakeDockProcess, request_bytes: bytes

@@ -85,8 +85,13 @@ class GuardedHttpToolsProtocol(ConnectionGuards, HttpToolsProtocol):
         self._refuse(too_large=self._too_large)
 
     def _write_refusal(self, refusal: Refusal) -> None:
-        if self._answering() and self.cycle.response_started:
-            return  # an answer had already begun: nothing more can be said
+        if self._answering():
+            # A body the parser refused midway: the application sees the client gone, and
+            # whatever it still sends is dropped rather than written after this answer.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            if self.cycle.response_started:
+                return  # an answer had already begun: nothing more can be said
         head = [b"HTTP/1.1 %d %s\r\n" % (refusal.status, refusal.reason)]
         head += [b"%s: %s\r\n" % (name, value) for name, value in refusal.headers]
         self.transport.write(b"".join([*head, b"\r\n", refusal.body]))
