@@ -108,7 +108,7 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     # asyncio's event loop, not uvloop: under uvloop the raw TLS ClientHello can reach the
     # protocol before loop.start_tls takes the transport over (pause_reading() in
     # connection_made is not honoured), and about one handshake in three was lost.
-    loop = "asyncio"
+    loop = "asyncio"  # named in the start-up output
     config = uvicorn.Config(
         app,
         host=host,
