@@ -46,6 +46,10 @@ class ServerSettings(_Section):
     max_connections: int = Field(default=4096, ge=16, le=1_000_000)
     max_connections_per_client: int = Field(default=256, ge=1, le=100_000)
     reserved_file_descriptors: int = Field(default=512, ge=256, le=100_000)
+    # The HTTP/1.1 parser: httptools (C, llhttp) is several times cheaper per request than h11
+    # (pure Python); "auto" takes httptools when it is installed, h11 otherwise. Both are held
+    # to the same limits (server/protocol.py).
+    http_parser: Literal["auto", "httptools", "h11"] = "auto"
 
     @field_validator("tls_expiry_warning_days")
     @classmethod

@@ -1,4 +1,8 @@
-"""The HTTP/1.1 connection of `wakedock serve`: uvicorn's h11 protocol plus the limits it lacks.
+"""The HTTP/1.1 connection of `wakedock serve`: uvicorn's protocol plus the limits it lacks.
+
+The limits are the same whichever parser reads the requests (h11 in server/h11_protocol.py,
+httptools in server/httptools_protocol.py); `ConnectionGuards` holds them and each parser's
+class tells it where a request stands.
 
 - TLS is set up here (`loop.start_tls`) rather than by the listening socket, so that a connection
   holds a slot of the ConnectionLimiter from the moment it is accepted, and a handshake that
@@ -11,27 +15,28 @@
   never free for eviction, so without this a few addresses could hold every slot). A pause the
   server caused (it stopped reading while the application had not taken the body yet) is not
   the client's.
-- A head larger than h11's limit (`h11_max_incomplete_event_size`, server.max_header_bytes) is
-  answered 431, another malformed request 400, as JSON with the security headers.
+- A head larger than `max_header_bytes` is answered 431, another malformed request 400, as JSON
+  with the security headers.
 - When the answer leaves request data unread (a 413 before the body, a 431), the connection reads
   and drops what follows for LINGER_SECONDS at most before closing: closing at once with data
   unread would reset the connection and the client, still sending, would lose the answer.
 
 uvicorn builds one protocol per accepted socket from `uvicorn.Config(http=guarded_protocol(...))`.
-uvloop works with it (it has `start_tls`); the httptools parser would need the same subclass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.server import ServerState
 
 from wakedock.server.connections import ConnectionLimiter
@@ -39,11 +44,9 @@ from wakedock.server.connections import ConnectionLimiter
 LINGER_SECONDS = 5.0
 # Lingering ends sooner once the client has sent nothing for this long.
 _LINGER_QUIET_SECONDS = 1.0
-# The head is handed to h11 in slices: h11 checks its size limit only while the head is
-# incomplete, so a head over the limit arriving in one read would otherwise pass.
-_HEAD_SLICE = 4096
 
 _Wait = Literal["head", "body", "busy", "linger"]
+ParserName = Literal["httptools", "h11"]
 
 
 @dataclass(frozen=True)
@@ -52,24 +55,52 @@ class ConnectionRules:
     tls: ssl.SSLContext | None
     header_timeout: float
     body_timeout: float
+    max_header_bytes: int
     # Security headers for the answers the protocol writes itself (web/headers.py).
     answer_headers: tuple[tuple[bytes, bytes], ...]
 
 
-class _Parser(h11.Connection):
-    """h11, remembering why it refused a request (its hint is 431 for a head too large)."""
+@dataclass(frozen=True)
+class Refusal:
+    """The answer to a request the parser refused, written by the protocol itself."""
 
-    refusal: h11.RemoteProtocolError | None = None
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.refusal = exc
-            raise
+    @property
+    def reason(self) -> bytes:
+        return HTTPStatus(self.status).phrase.encode()
 
 
-class GuardedProtocol(H11Protocol):
+class _UvicornHttp(asyncio.Protocol):
+    """What the guards use of uvicorn's HTTP protocols (H11Protocol, HttpToolsProtocol). Only
+    annotations: at run time every name resolves to the uvicorn class later in the MRO."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    flow: FlowControl
+    connections: set[Any]
+    timeout_keep_alive_task: asyncio.TimerHandle | None
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None: ...
+
+        def shutdown(self) -> None: ...
+
+
+class ConnectionGuards(_UvicornHttp):
+    """The limits of one connection, whatever the parser. A parser's class says where the
+    request stands (`_answering`, `_owes_body`, `_between_requests`), feeds it the data
+    (`_read`) and writes the protocol's own answers (`_write_refusal`)."""
+
     rules: ClassVar[ConnectionRules]
 
     def __init__(
@@ -80,11 +111,6 @@ class GuardedProtocol(H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limit = config.h11_max_incomplete_event_size
-        if limit is None:  # wakedock serve always sets it (server.max_header_bytes)
-            raise ValueError("h11_max_incomplete_event_size must be set")
-        self._parser = _Parser(h11.SERVER, limit)
-        self.conn = self._parser
         self._raw: asyncio.Transport | None = None
         self._handshake: asyncio.Task[None] | None = None
         self._early: list[bytes] = []
@@ -97,6 +123,27 @@ class GuardedProtocol(H11Protocol):
         self._unsent: int | None = None  # answer bytes waiting at the last busy check
         self._waiting: _Wait | None = None
         self._deadline: asyncio.TimerHandle | None = None
+
+    # -- what the parser's class tells --------------------------------------------------------
+
+    def _answering(self) -> bool:
+        """The application has a request it has not finished answering."""
+        raise NotImplementedError
+
+    def _owes_body(self) -> bool:
+        """The client is in the middle of sending a request body."""
+        raise NotImplementedError
+
+    def _between_requests(self) -> bool:
+        """No request head complete yet (none begun, or one still arriving)."""
+        raise NotImplementedError
+
+    def _read(self, data: bytes) -> None:
+        """Hand the client's bytes to the parser (and so to uvicorn)."""
+        raise NotImplementedError
+
+    def _write_refusal(self, refusal: Refusal) -> None:
+        raise NotImplementedError
 
     # -- the connection's life --------------------------------------------------------------
 
@@ -182,18 +229,9 @@ class GuardedProtocol(H11Protocol):
         if self._lingering:
             self._last_data = self._last_read
             return  # after an error answer: read and dropped
-        if self.conn.their_state is h11.IDLE:
+        if self._between_requests() and not self._answering():
             self._expect("head", self.rules.header_timeout)
-            while len(data) > _HEAD_SLICE and self.conn.their_state is h11.IDLE:
-                super().data_received(data[:_HEAD_SLICE])
-                data = data[_HEAD_SLICE:]
-            if self._lingering:
-                return
-        super().data_received(data)
-        self._follow()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
+        self._read(data)
         self._follow()
 
     def _follow(self) -> None:
@@ -201,27 +239,28 @@ class GuardedProtocol(H11Protocol):
         if self._lingering or self._upgraded or self.transport.is_closing():
             return
         limiter = self.rules.limiter
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self._answering():
             limiter.busy(self)  # the app has the request; the client must keep up with it
             self._expect("busy", self.rules.body_timeout)
-        elif self.conn.their_state is h11.SEND_BODY:
+        elif self._owes_body():
             # Answered before the whole body came (a 413, a 401): uvicorn drops the rest,
             # which must follow soon.
             limiter.idle(self)
             self._expect("body", LINGER_SECONDS)
-        elif self.conn.their_state is h11.IDLE:
+        elif self._between_requests():
             limiter.idle(self)
             if self.timeout_keep_alive_task is not None:
                 self._expect(None)  # silent so far: uvicorn's keep-alive timeout applies
             else:
                 self._expect("head", self.rules.header_timeout)
 
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+    def _upgrade(self, hand_over: Callable[[], None]) -> None:
+        """A WebSocket upgrade: `hand_over` gives the transport to uvicorn's WebSocket protocol,
+        which then holds the slot until its connection is lost."""
         self._upgraded = True
         self._expect(None)
         self.rules.limiter.busy(self)
-        super().handle_websocket_upgrade(event)
-        # The WebSocket protocol now owns the transport: the slot goes when it is lost.
+        hand_over()
         upgraded = self.transport.get_protocol()
         lost = upgraded.connection_lost
 
@@ -231,10 +270,9 @@ class GuardedProtocol(H11Protocol):
 
         setattr(upgraded, "connection_lost", release)  # noqa: B010 - an instance hook
 
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request h11 refused: 431 or 400, as JSON, then linger."""
-        refusal = self._parser.refusal
-        if refusal is not None and refusal.error_status_hint == 431:
+    def _refuse(self, too_large: bool) -> None:
+        """The answer to a request the parser refused: 431 or 400, as JSON, then linger."""
+        if too_large:
             status, detail, code = 431, "request headers too large", "headers_too_large"
         else:
             status, detail, code = 400, "malformed HTTP request", "bad_request"
@@ -245,14 +283,7 @@ class GuardedProtocol(H11Protocol):
             (b"connection", b"close"),
             *self.rules.answer_headers,
         ]
-        response = h11.Response(status_code=status, headers=headers, reason=STATUS_PHRASES[status])
-        try:
-            for event in (response, h11.Data(data=body), h11.EndOfMessage()):
-                output = self.conn.send(event)
-                if output:
-                    self.transport.write(output)
-        except h11.LocalProtocolError:
-            pass  # an answer had already begun: nothing more can be said
+        self._write_refusal(Refusal(status, headers, body))
         self._linger()
 
     def _linger(self) -> None:
@@ -271,10 +302,7 @@ class GuardedProtocol(H11Protocol):
         now = self.loop.time()
         if self.flow.read_paused:
             self._last_read = now  # the server's pause, not the client's
-        elif (
-            self.conn.their_state is h11.SEND_BODY
-            and now - self._last_read >= self.rules.body_timeout
-        ):
+        elif self._owes_body() and now - self._last_read >= self.rules.body_timeout:
             return True
         unsent = self.transport.get_write_buffer_size() if self.flow.write_paused else None
         stuck = unsent is not None and self._unsent is not None and unsent >= self._unsent
@@ -312,6 +340,29 @@ class GuardedProtocol(H11Protocol):
             self._raw.abort()
 
 
-def guarded_protocol(rules: ConnectionRules) -> type[GuardedProtocol]:
+def installed(module: str) -> bool:
+    """Whether an optional accelerator (httptools, uvloop) can be imported."""
+    return importlib.util.find_spec(module) is not None
+
+
+def choose_parser(setting: Literal["auto", "httptools", "h11"]) -> ParserName:
+    """The parser `server.http_parser` asks for; "auto": httptools when it is installed."""
+    if setting == "auto":
+        return "httptools" if installed("httptools") else "h11"
+    if setting == "httptools" and not installed("httptools"):
+        raise RuntimeError("server.http_parser is httptools, but httptools is not installed")
+    return setting
+
+
+def guarded_protocol(rules: ConnectionRules, parser: ParserName) -> type[ConnectionGuards]:
     """The protocol class for uvicorn.Config(http=...), bound to one server's rules."""
-    return type("WakeDockHttpProtocol", (GuardedProtocol,), {"rules": rules})
+    base: type[ConnectionGuards]
+    if parser == "httptools":
+        from wakedock.server.httptools_protocol import GuardedHttpToolsProtocol
+
+        base = GuardedHttpToolsProtocol
+    else:
+        from wakedock.server.h11_protocol import GuardedH11Protocol
+
+        base = GuardedH11Protocol
+    return type("WakeDockHttpProtocol", (base,), {"rules": rules})

@@ -16,7 +16,7 @@ from wakedock.components import Components
 from wakedock.server.certificates import maintained_certificate
 from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
 from wakedock.server.dates import DateHeader
-from wakedock.server.protocol import ConnectionRules, guarded_protocol
+from wakedock.server.protocol import ConnectionRules, choose_parser, guarded_protocol
 from wakedock.server.tls import CertificateReloader, generate_self_signed
 from wakedock.web.headers import protocol_answer_headers
 
@@ -71,7 +71,12 @@ def connection_rules(components: Components, tls: ssl.SSLContext | None) -> Conn
     https = tls is not None or settings.http.hsts_behind_proxy
     headers = protocol_answer_headers(hsts_max_age=settings.http.hsts_max_age if https else None)
     return ConnectionRules(
-        limiter, tls, server.header_timeout_seconds, server.body_timeout_seconds, tuple(headers)
+        limiter,
+        tls,
+        server.header_timeout_seconds,
+        server.body_timeout_seconds,
+        server.max_header_bytes,
+        tuple(headers),
     )
 
 
@@ -99,11 +104,20 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
         tls_line = "TLS 1.3 minimum" + (" (self-signed certificate)" if files.generated else "")
     # TLS is set up by the protocol, per connection, under the connection limits.
     rules = connection_rules(components, reloader.listening if reloader is not None else None)
+    try:
+        parser = choose_parser(settings.server.http_parser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    # asyncio's event loop, not uvloop: under uvloop the raw TLS ClientHello can reach the
+    # protocol before loop.start_tls takes the transport over (pause_reading() in
+    # connection_made is not honoured), and about one handshake in three was lost.
+    loop = "asyncio"  # named in the start-up output
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=guarded_protocol(rules),
+        http=guarded_protocol(rules, parser),
+        loop=loop,
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
         timeout_keep_alive=settings.server.keep_alive_timeout_seconds,
         backlog=ACCEPT_BACKLOG,
@@ -120,6 +134,7 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     # uvicorn announces "running on http://..." since TLS is the protocol's, not its own: the
     # line above says where WakeDock really listens.
     logging.getLogger("uvicorn.error").addFilter(_NoAddressLine())
+    click.echo(f"  ... HTTP/1.1 parser {parser}, event loop {loop}", err=True)
     click.echo(f"WakeDock listening on {url} ({tls_line})", err=True)
     if reloader is not None:
         reloader.start()
