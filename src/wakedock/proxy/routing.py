@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wakedock.proxy import pages
@@ -80,12 +79,10 @@ class HostRouter:
     async def _service_host(
         self, host: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        view = None
-        if host is not None:
-            if self._directory.stale():
-                await run_in_threadpool(self._directory.refresh)
-            view = self._directory.lookup(host)
+        # The map is kept current in the background (directory.py): a lookup never waits.
+        view = None if host is None else self._directory.lookup(host)
         if view is None or host is None:
+            self._directory.check_loaded()
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
