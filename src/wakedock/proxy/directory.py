@@ -25,6 +25,7 @@ from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -104,8 +105,7 @@ class ServiceDirectory:
         self._specs: dict[str, ServiceSpec] = {}
         self._marker: tuple[Any, ...] | None = None
         self._full_at = float("-inf")
-        self._loaded = False
-        self._load_error: Exception | None = None
+        self._failure: Exception | None = None
         # Guards the map against a patch and a reload's swap crossing; held for microseconds.
         self._guard = threading.Lock()
         # Changes patched in while a reload runs: applied again on top of what it read.
@@ -121,12 +121,11 @@ class ServiceDirectory:
     def knows(self, host: str) -> bool:
         return host in self._by_host
 
-    def check_loaded(self) -> None:
-        """Raise the database error that kept the map from ever loading (none once a load
-        succeeded): a visitor then gets the outage answer (503), not "unknown host"."""
-        error = self._load_error
-        if error is not None and not self._loaded:
-            raise error.with_traceback(None)
+    @property
+    def failure(self) -> Exception | None:
+        """The error of the latest reload; None once one succeeds. While the database cannot
+        be read, a host missing from the map may name a service the map could not learn of."""
+        return self._failure
 
     # -- keeping the map current ----------------------------------------------------------
 
@@ -148,8 +147,8 @@ class ServiceDirectory:
         answer (503) meanwhile."""
         try:
             await self.refresh(full=True)
-        except Exception:
-            log.warning("could not load the service host map; retrying", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - logged; the poller retries
+            _log_failure("could not load the service host map", exc, self._interval)
 
     async def refresh(self, *, full: bool = False) -> bool:
         """Reload the map if the change marker moved (always when `full`); True if it did.
@@ -174,14 +173,9 @@ class ServiceDirectory:
             await asyncio.sleep(self._interval)
             try:
                 await self.refresh()
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - logged once; the map is kept, retried
                 if not failing:
-                    log.warning(
-                        "could not refresh the service host map; keeping the previous one "
-                        "and retrying every %.1f s",
-                        self._interval,
-                        exc_info=True,
-                    )
+                    _log_failure("could not refresh the service host map", exc, self._interval)
                 failing = True
                 continue
             if failing:
@@ -198,6 +192,7 @@ class ServiceDirectory:
             with transaction(self._factory) as db:
                 marker = tuple(db.execute(_MARKER).one())
                 if not full and marker == self._marker:
+                    self._failure = None
                     return False
                 rows = db.execute(_ROWS).all()
             specs: dict[str, ServiceSpec] = {}
@@ -209,7 +204,7 @@ class ServiceDirectory:
                 specs[text] = spec
                 views[row.name] = ServiceView(**{**columns, "spec": spec})
         except Exception as exc:
-            self._load_error = exc
+            self._failure = exc
             raise
         with self._guard:
             for name, view in self._patched.items():
@@ -220,7 +215,7 @@ class ServiceDirectory:
             self._marker = None if self._patched else marker
             if full:
                 self._full_at = now
-            self._loaded = True
+            self._failure = None
         return True
 
     def _install(self, views: dict[str, ServiceView]) -> None:
@@ -234,6 +229,20 @@ class ServiceDirectory:
                 by_host.setdefault(host, view)
         self._views = views
         self._by_host = by_host
+
+
+def _log_failure(what: str, exc: Exception, interval: float) -> None:
+    """Once per failing stretch. A database error is logged by the driver's own message, never
+    SQLAlchemy's (which quotes the statement), and without a trace (web/errors.py logs the
+    outage itself); anything else with its trace."""
+    cause = getattr(exc, "orig", None) or exc
+    log.warning(
+        "%s (keeping the previous one, retrying every %.1f s): %s",
+        what,
+        interval,
+        cause,
+        exc_info=not isinstance(exc, DBAPIError),
+    )
 
 
 def _apply(views: dict[str, ServiceView], name: str, view: ServiceView | None) -> None:

@@ -82,7 +82,11 @@ class HostRouter:
         # The map is kept current in the background (directory.py): a lookup never waits.
         view = None if host is None else self._directory.lookup(host)
         if view is None or host is None:
-            self._directory.check_loaded()
+            failure = self._directory.failure
+            if failure is not None and outage_of(failure) is not None:
+                # Maybe a service the map could not learn of: the outage answer, not a 404.
+                # Raised afresh (no traceback kept): they would pile up on the one object.
+                raise failure.with_traceback(None)
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
