@@ -1,0 +1,191 @@
+"""Many services (issue #14): proxying to one awake service with 1,000 services defined, against
+the same with 4, interleaved rounds in one run; and the server's memory after the load.
+
+    .venv/bin/python bench/host_map.py [--rounds 5] [--seconds 5] [--connections 32]
+
+Two `wakedock serve` (HTTPS, production defaults) run side by side. Each proxies `app`, the
+proxy tests' Python app in a real container (Docker engine), woken once before measuring and
+kept awake. The other services (3, or 999) are rows written straight into the server's SQLite
+database before it starts, copies of `app`'s spec under other names and without a container:
+only the host map sees them, as it would see services defined and asleep. wrk runs against each
+server in turn (`Host: app.localhost`, 127.0.0.1 only); the figures are medians over the rounds
+and the ratio is 1,000 services over 4. RSS: the server process (and any children) once the
+last round is over.
+
+Goals (issue #14): ratio >= 0.9, RSS < 200 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+from pathlib import Path
+
+import docker
+import httpx
+import yaml
+
+from common import (
+    Server,
+    code_line,
+    machine_line,
+    median,
+    quiet_check,
+    run_wrk,
+    wakedock_command,
+    wakedock_server,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.docker_images import ensure_python_image
+from support.engine import app_spec
+
+APP = {"Host": "app.localhost"}
+
+
+def prepare(image: str, network: str, services: int) -> Callable[[Path, dict[str, str]], None]:
+    """`app` added with the CLI (its container is created), then `services - 1` rows copied
+    from it straight into the database."""
+
+    def run(data_dir: Path, env: dict[str, str]) -> None:
+        path = data_dir.parent / "app.yaml"
+        spec = app_spec(image, "app", network, idle_timeout_s=3600)
+        path.write_text(yaml.safe_dump(spec))
+        subprocess.run(wakedock_command("service", "add", str(path)), env=env, check=True)
+        with closing(sqlite3.connect(data_dir / "wakedock.db")) as db, db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(services)")]
+            app = dict(zip(columns, db.execute("SELECT * FROM services").fetchone(), strict=True))
+            copies = []
+            for n in range(1, services):
+                name = f"svc-{n:04d}"
+                copies.append(
+                    {
+                        **app,
+                        "id": None,
+                        "name": name,
+                        "spec": app["spec"].replace('"name": "app"', f'"name": "{name}"'),
+                        "container_ref": None,
+                        "state": "stopped",
+                    }
+                )
+            marks = ", ".join("?" for _ in columns)
+            db.executemany(
+                f"INSERT INTO services ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - own schema
+                [tuple(copy[c] for c in columns) for copy in copies],
+            )
+            count = db.execute("SELECT count(*) FROM services").fetchone()[0]
+        if count != services:
+            raise RuntimeError(f"{count} services in the database, {services} wanted")
+
+    return run
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of `pid` and its children (workers, if any), in MiB."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    total_kib = 0
+    for p in pids:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def wake(server: Server) -> None:
+    """The first request wakes `app` (held until it answers); then it stays awake."""
+    with httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=120) as http:
+        try:
+            reply = http.get("/", headers=APP)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"app did not wake ({exc}); server log:\n{server.log()}") from exc
+        if reply.status_code != 200:
+            raise RuntimeError(f"app did not wake: HTTP {reply.status_code}: {reply.text[:200]}")
+
+
+def servers(
+    stack: ExitStack, image: str, network: str, installation: str
+) -> Iterator[tuple[int, Server]]:
+    for count in (4, 1000):
+        env = {"WAKEDOCK_DOCKER__INSTALLATION": f"{installation}-{count}"}
+        server = stack.enter_context(wakedock_server(env, prepare(image, network, count)))
+        wake(server)
+        yield count, server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    print(machine_line())
+    print(code_line())
+    quiet_check()
+    client = docker.from_env()
+    image = ensure_python_image(client)
+    installation = f"wd-bench-{secrets.token_hex(3)}"
+    network = client.networks.create(f"{installation}-net", driver="bridge")
+    rps: dict[int, list[float]] = {4: [], 1000: []}
+    p99: dict[int, list[float]] = {4: [], 1000: []}
+    rss: dict[int, float] = {}
+    try:
+        with ExitStack() as stack:
+            running = dict(servers(stack, image, str(network.name), installation))
+            for server in running.values():  # warm up: connections, caches
+                run_wrk(f"{server.base_url}/", threads=2, connections=8, seconds=2, headers=APP)
+            for n in range(args.rounds):
+                order = (4, 1000) if n % 2 == 0 else (1000, 4)
+                for count in order:
+                    result = run_wrk(
+                        f"{running[count].base_url}/",
+                        threads=2,
+                        connections=args.connections,
+                        seconds=args.seconds,
+                        headers=APP,
+                    )
+                    rps[count].append(result.rps)
+                    p99[count].append(result.p99_ms)
+                    print(
+                        f"round {n + 1}: {count:>4} services  {result.rps:8.0f} req/s  "
+                        f"p99 {result.p99_ms:7.1f} ms  errors {result.socket_errors or 'none'}",
+                        flush=True,
+                    )
+            time.sleep(2)  # the load is over: a poll or two of the host map
+            for count, server in running.items():
+                rss[count] = rss_mib(server.process.pid)
+    finally:
+        for container in client.containers.list(
+            all=True, filters={"label": f"wakedock.managed={installation}-4"}
+        ) + client.containers.list(
+            all=True, filters={"label": f"wakedock.managed={installation}-1000"}
+        ):
+            container.remove(force=True)
+        network.remove()
+    few, many = median(rps[4]), median(rps[1000])
+    print(f"\n{args.rounds} interleaved rounds of {args.seconds} s, {args.connections} connections")
+    print(f"   4 services: median {few:8.0f} req/s  p99 {median(p99[4]):7.1f} ms")
+    print(f"1000 services: median {many:8.0f} req/s  p99 {median(p99[1000]):7.1f} ms")
+    print(f"ratio 1000 / 4: {many / few:.2f}   goal >= 0.9")
+    print(f"RSS after the load: 4 services {rss[4]:.0f} MiB, 1000 services {rss[1000]:.0f} MiB")
+    print("   goal < 200 MiB")
+
+
+if __name__ == "__main__":
+    main()
