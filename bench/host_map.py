@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -45,6 +46,12 @@ from common import (
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.docker_images import ensure_python_image
 from support.engine import app_spec
+from support.fake_runtime import FakeRuntime
+from wakedock.components import build_components
+from wakedock.config import load_settings
+from wakedock.context import RequestContext
+from wakedock.services.snapshots import Actor
+from wakedock.services.spec import ServiceSpec
 
 APP = {"Host": "app.localhost"}
 
@@ -58,32 +65,76 @@ def prepare(image: str, network: str, services: int) -> Callable[[Path, dict[str
         spec = app_spec(image, "app", network, idle_timeout_s=3600)
         path.write_text(yaml.safe_dump(spec))
         subprocess.run(wakedock_command("service", "add", str(path)), env=env, check=True)
-        with closing(sqlite3.connect(data_dir / "wakedock.db")) as db, db:
-            columns = [row[1] for row in db.execute("PRAGMA table_info(services)")]
-            app = dict(zip(columns, db.execute("SELECT * FROM services").fetchone(), strict=True))
-            copies = []
-            for n in range(1, services):
-                name = f"svc-{n:04d}"
-                copies.append(
-                    {
-                        **app,
-                        "id": None,
-                        "name": name,
-                        "spec": app["spec"].replace('"name": "app"', f'"name": "{name}"'),
-                        "container_ref": None,
-                        "state": "stopped",
-                    }
-                )
-            marks = ", ".join("?" for _ in columns)
-            db.executemany(
-                f"INSERT INTO services ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - own schema
-                [tuple(copy[c] for c in columns) for copy in copies],
-            )
-            count = db.execute("SELECT count(*) FROM services").fetchone()[0]
-        if count != services:
-            raise RuntimeError(f"{count} services in the database, {services} wanted")
+        copy_app(data_dir / "wakedock.db", services)
 
     return run
+
+
+def copy_app(database: Path, services: int) -> None:
+    """Copies of the service `app` under other names, without a container, up to `services`."""
+    with closing(sqlite3.connect(database)) as db, db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(services)")]
+        row = db.execute("SELECT * FROM services WHERE name = 'app'").fetchone()
+        app = dict(zip(columns, row, strict=True))
+        copies = []
+        for n in range(1, services):
+            name = f"svc-{n:04d}"
+            copies.append(
+                {
+                    **app,
+                    "id": None,
+                    "name": name,
+                    "spec": app["spec"].replace('"name": "app"', f'"name": "{name}"'),
+                    "container_ref": None,
+                    "state": "stopped",
+                }
+            )
+        marks = ", ".join("?" for _ in columns)
+        db.executemany(
+            f"INSERT INTO services ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - own schema
+            [tuple(copy[c] for c in columns) for copy in copies],
+        )
+        count = db.execute("SELECT count(*) FROM services").fetchone()[0]
+    if count != services:
+        raise RuntimeError(f"{count} services in the database, {services} wanted")
+
+
+def map_costs(services: int, repeat: int) -> None:
+    """In-process, on a temporary SQLite database of `services` services (in-memory runtime):
+    what a request paid before, about once a second while traffic flowed (ServiceManager.list()
+    and the map: ORM rows, every spec parsed), and what the background poller pays now: a
+    change-marker read each second, a reload on a change (and every 30 s)."""
+    with tempfile.TemporaryDirectory(prefix="wd-bench-") as root:
+        database = Path(root) / "wakedock.db"
+        settings = load_settings(
+            None, {"data_dir": Path(root) / "data", "database": {"url": f"sqlite:///{database}"}}
+        )
+        c = build_components(settings, runtime=FakeRuntime())
+        spec = ServiceSpec.model_validate(app_spec("wakedock-test/busybox:1", "app", "none"))
+        c.services.create(
+            Actor("bench", "admin"), spec, RequestContext(actor="bench"), owner_id=None
+        )
+        copy_app(database, services)
+        directory = c.directory
+
+        def timed(work: Callable[[], object]) -> float:
+            samples = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                work()
+                samples.append((time.perf_counter() - started) * 1000)
+            return median(samples)
+
+        before = timed(lambda: {v.name: v for v in c.services.list()})
+        reload = timed(lambda: directory._reload(True))  # the poller's own step, timed
+        poll = timed(lambda: directory._reload(False))
+        c.engine.dispose()
+    print(f"host map, {services} services, medians of {repeat}:")
+    print(f"  before: rebuilt on the request path   {before:7.1f} ms (about once a second)")
+    print(
+        f"  now: change-marker poll              {poll:7.1f} ms (once a second, in the background)"
+    )
+    print(f"  now: reload                          {reload:7.1f} ms (on a change, and every 30 s)")
 
 
 def rss_mib(pid: int) -> float:
@@ -109,12 +160,18 @@ def rss_mib(pid: int) -> float:
 
 
 def wake(server: Server) -> None:
-    """The first request wakes `app` (held until it answers); then it stays awake."""
+    """The first request wakes `app` (held until it answers); then it stays awake. A refused
+    handshake is tried again: on a loaded machine the server's handshake timeout can pass."""
     with httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=120) as http:
-        try:
-            reply = http.get("/", headers=APP)
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"app did not wake ({exc}); server log:\n{server.log()}") from exc
+        for attempt in range(5):
+            try:
+                reply = http.get("/", headers=APP)
+                break
+            except httpx.TransportError as exc:
+                if attempt == 4:
+                    log = server.log()
+                    raise RuntimeError(f"app did not wake ({exc}); server log:\n{log}") from exc
+                time.sleep(1)
         if reply.status_code != 200:
             raise RuntimeError(f"app did not wake: HTTP {reply.status_code}: {reply.text[:200]}")
 
@@ -138,6 +195,7 @@ def main() -> None:
     print(machine_line())
     print(code_line())
     quiet_check()
+    map_costs(1000, repeat=5)
     client = docker.from_env()
     image = ensure_python_image(client)
     installation = f"wd-bench-{secrets.token_hex(3)}"
