@@ -3,7 +3,8 @@ a change made through this process, polled for changes made by another one (the 
 worker), and never rebuilt by a lookup: a slow or failing reload leaves the previous map serving.
 
 "Another process" is a second set of components on the same database (as a second worker or the
-CLI would be): its changes reach the app only through the database."""
+CLI would be): its changes reach the app only through the database. Each test runs on SQLite and
+on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy import text
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from support.proxy import add_service, database_url, runtime, upstream_port  # noqa: F401 - fixtures
+from support.proxy import add_service, runtime, upstream_port  # noqa: F401 - fixtures (SQL: both backends)
 from wakedock.app import create_asgi
 from wakedock.db import transaction
 from wakedock.proxy.directory import ServiceDirectory
