@@ -2,15 +2,19 @@
 the same with 4, interleaved rounds in one run; and the server's memory after the load.
 
     .venv/bin/python bench/host_map.py [--rounds 5] [--seconds 5] [--connections 32]
+                                       [--no-costs] [--uvloop]
 
 Two `wakedock serve` (HTTPS, production defaults) run side by side. Each proxies `app`, the
 proxy tests' Python app in a real container (Docker engine), woken once before measuring and
 kept awake. The other services (3, or 999) are rows written straight into the server's SQLite
 database before it starts, copies of `app`'s spec under other names and without a container:
 only the host map sees them, as it would see services defined and asleep. wrk runs against each
-server in turn (`Host: app.localhost`, 127.0.0.1 only); the figures are medians over the rounds
-and the ratio is 1,000 services over 4. RSS: the server process (and any children) once the
-last round is over.
+server in turn (`Host: app.localhost`, 127.0.0.1 only), on `/` (proxied to the app) and on
+`/_wakedock/status` (the proxy's own answer: the same host lookup without the upstream hop); the
+figures are medians over the rounds and the ratio is 1,000 services over 4. RSS: the server
+process (and any children) once the last round is over. First, in-process, what one rebuild of
+the host map costs with 1,000 services, before and now (`--no-costs` skips it, for a run against
+an older WakeDock). The servers run asyncio's own loop unless `--uvloop` (see `without_uvloop`).
 
 Goals (issue #14): ratio >= 0.9, RSS < 200 MiB.
 """
