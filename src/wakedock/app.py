@@ -141,7 +141,8 @@ def create_asgi(components: Components) -> HostRouter:
 async def lifespan(
     components: Components, proxy: ProxyApp, reaper: IdleReaper
 ) -> AsyncIterator[None]:
-    """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper.
+    """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper,
+    the poller of the service host map (loaded once before the first request).
 
     Started in this order and stopped in the reverse one. What needs closing whether or not
     the start-up got that far (HTTP clients, health probes, the Vault token WakeDock logged in
@@ -162,6 +163,9 @@ async def lifespan(
             stack.push_async_callback(run_in_threadpool, stop)
         reaping = asyncio.create_task(reaper.run())
         stack.push_async_callback(_cancelled, reaping)
+        await components.directory.load()
+        polling = asyncio.create_task(components.directory.run())
+        stack.push_async_callback(_cancelled, polling)
         yield
 
 

@@ -288,7 +288,7 @@ def build_components(
         reconciler=Reconciler(factory, clock, runtime),
         activity=activity,
         wakes=wakes,
-        directory=ServiceDirectory(services, settings.proxy.base_domain, clock),
+        directory=ServiceDirectory(factory, services, settings.proxy.base_domain, clock),
         proxy_access=proxy_access,
         audit_chain=audit_chain,
         siem=siem,

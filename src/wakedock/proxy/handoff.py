@@ -11,7 +11,6 @@ from __future__ import annotations
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from wakedock.auth.deps import SessionStoreDep
@@ -41,8 +40,6 @@ async def proxy_handoff(
     except ValueError:  # e.g. an unbalanced "[" read as an IPv6 host
         return message_page("Unknown service", "This address is not a WakeDock service.", 400)
     host = normalise_host(parts.netloc)
-    if directory.stale():
-        await run_in_threadpool(directory.refresh)
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
         return message_page("Unknown service", "This address is not a WakeDock service.", 400)
     here = f"{HANDOFF_PATH}?" + urlencode({"next": next})

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wakedock.proxy import pages
@@ -80,12 +79,14 @@ class HostRouter:
     async def _service_host(
         self, host: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        view = None
-        if host is not None:
-            if self._directory.stale():
-                await run_in_threadpool(self._directory.refresh)
-            view = self._directory.lookup(host)
+        # The map is kept current in the background (directory.py): a lookup never waits.
+        view = None if host is None else self._directory.lookup(host)
         if view is None or host is None:
+            failure = self._directory.failure
+            if failure is not None and outage_of(failure) is not None:
+                # Maybe a service the map could not learn of: the outage answer, not a 404.
+                # Raised afresh (no traceback kept): they would pile up on the one object.
+                raise failure.with_traceback(None)
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return

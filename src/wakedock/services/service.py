@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -52,6 +52,10 @@ from wakedock.services.spec import ServiceSpec
 API = "api"
 DISCOVERED = "discovered"
 
+# Told of each committed change made through a manager: the service's name and its record now
+# (None once removed).
+ServiceChanged = Callable[[str, ServiceView | None], None]
+
 
 class ServiceManager:
     """Create, change, start, stop and remove services for an actor, audited."""
@@ -71,6 +75,18 @@ class ServiceManager:
         self._secrets = secrets
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._listeners: builtins.list[ServiceChanged] = []
+
+    def on_change(self, listener: ServiceChanged) -> None:
+        """Call `listener` after each change this manager commits (create, update, delete,
+        start, stop), in the thread that made it: the proxy's host map follows a change made
+        through the API at once instead of at its next poll of the database. A listener must
+        be quick and must not raise."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str, view: ServiceView | None) -> None:
+        for listener in self._listeners:
+            listener(name, view)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -162,6 +178,7 @@ class ServiceManager:
             except IntegrityError:
                 self._runtime.remove(ref)
                 raise ServiceExists("a service with this name already exists") from None
+            self._changed(view.name, view)
             return view
 
     def update(
@@ -196,7 +213,9 @@ class ServiceManager:
                 row.updated_at = self._clock.now()
                 fresh_grant = granted and not current.writable_root_granted
                 self._audit_change(db, EventType.SERVICE_UPDATE, actor, row, context, fresh_grant)
-                return ServiceView.of(row)
+                view = ServiceView.of(row)
+            self._changed(view.name, view)
+            return view
 
     def delete(self, actor: Actor, key: int | str, context: RequestContext) -> None:
         """Remove the container and the record; refused while other services depend on it.
@@ -228,6 +247,7 @@ class ServiceManager:
                     EventType.SERVICE_DELETE, target=current.name, details={"source": row.source}
                 )
                 self._record(db, deleted, context)
+            self._changed(current.name, None)
 
     def start(self, actor: Actor, key: int | str, context: RequestContext) -> ServiceView:
         """Start the service's container, recreating it first if it was removed by hand."""
@@ -386,7 +406,9 @@ class ServiceManager:
             if trigger:
                 details["trigger"] = trigger
             self._record(db, Event(event_type, target=row.name, details=details), context)
-            return ServiceView.of(row)
+            view = ServiceView.of(row)
+        self._changed(view.name, view)
+        return view
 
     def _audit_change(
         self,
