@@ -50,6 +50,9 @@ class ServerSettings(_Section):
     # (pure Python); "auto" takes httptools when it is installed, h11 otherwise. Both are held
     # to the same limits (server/protocol.py).
     http_parser: Literal["auto", "httptools", "h11"] = "auto"
+    # The event loop: "auto" takes uvloop when it is installed (not on Windows), asyncio's
+    # otherwise. Both are held to the same limits.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("tls_expiry_warning_days")
     @classmethod

@@ -30,10 +30,10 @@ import asyncio
 import importlib.util
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -113,7 +113,9 @@ class ConnectionGuards(_UvicornHttp):
         super().__init__(config, server_state, app_state, _loop)
         self._raw: asyncio.Transport | None = None
         self._handshake: asyncio.Task[None] | None = None
-        self._early: list[bytes] = []
+        self._early: list[bytes] = []  # decrypted before the handshake's end was seen
+        self._hello: list[bytes] = []  # raw bytes read before the TLS layer took over
+        self._tls_started = False
         self._connected = False  # uvicorn's side is set up (after the TLS handshake)
         self._lost = False
         self._upgraded = False
@@ -160,21 +162,26 @@ class ConnectionGuards(_UvicornHttp):
         if self.rules.tls is None:
             self._start(transport)
             return
-        transport.pause_reading()  # start_tls resumes it under the TLS layer
+        # asyncio honours this; uvloop starts reading after connection_made whatever it was
+        # told, so there the ClientHello may reach data_received first (kept in _hello).
+        transport.pause_reading()
         self._handshake = self.loop.create_task(self._secure(transport, self.rules.tls))
 
     async def _secure(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         if self._lost:  # closed (evicted, shut down) before the handshake could begin
             return
+        raw.pause_reading()  # now honoured by every loop: the rest waits in the socket
+        self._tls_started = True  # from now on data_received gets decrypted bytes
+        starting = self.loop.start_tls(
+            raw,
+            self,
+            context,
+            server_side=True,
+            ssl_handshake_timeout=self.rules.header_timeout,
+            ssl_shutdown_timeout=LINGER_SECONDS,
+        )
         try:
-            secured = await self.loop.start_tls(
-                raw,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.rules.header_timeout,
-                ssl_shutdown_timeout=LINGER_SECONDS,
-            )
+            secured = await _with_hello_first(self.loop, starting, raw, self._hello)
         except asyncio.CancelledError:  # the server is shutting down
             self._forget()
             raise
@@ -223,7 +230,7 @@ class ConnectionGuards(_UvicornHttp):
 
     def data_received(self, data: bytes) -> None:
         if not self._connected:
-            self._early.append(data)
+            (self._early if self._tls_started else self._hello).append(data)
             return
         self._last_read = self.loop.time()
         if self._lingering:
@@ -352,6 +359,63 @@ def choose_parser(setting: Literal["auto", "httptools", "h11"]) -> ParserName:
     if setting == "httptools" and not installed("httptools"):
         raise RuntimeError("server.http_parser is httptools, but httptools is not installed")
     return setting
+
+
+def choose_loop(setting: Literal["auto", "uvloop", "asyncio"]) -> Literal["uvloop", "asyncio"]:
+    """The event loop `server.event_loop` asks for; "auto": uvloop when it is installed."""
+    if setting == "auto":
+        return "uvloop" if installed("uvloop") else "asyncio"
+    if setting == "uvloop" and not installed("uvloop"):
+        raise RuntimeError("server.event_loop is uvloop, but uvloop is not installed")
+    return setting
+
+
+async def _with_hello_first(
+    loop: asyncio.AbstractEventLoop,
+    starting: Coroutine[Any, Any, asyncio.Transport | None],
+    raw: asyncio.Transport,
+    hello: list[bytes],
+) -> asyncio.Transport | None:
+    """Await `starting` (loop.start_tls), giving the TLS layer the bytes read before it took
+    over (`hello`) ahead of anything else the socket holds.
+
+    start_tls swaps the transport's protocol and queues two callbacks: the TLS layer's
+    connection_made, then resume_reading. Its first step is run here, by hand, so that one more
+    callback can be queued right behind those two: it feeds `hello` to the TLS layer in the
+    same turn of the loop, before the socket is read again, so the bytes stay in order.
+    """
+    try:
+        waiter = starting.send(None)  # runs start_tls up to its wait for the handshake
+    except StopIteration as done:  # finished without waiting (not seen in practice)
+        return cast("asyncio.Transport | None", done.value)
+    if not asyncio.isfuture(waiter):  # not the start_tls of asyncio or uvloop
+        starting.close()
+        raise RuntimeError("loop.start_tls waited on something other than a future")
+    if hello:
+        early, hello[:] = b"".join(hello), []
+        loop.call_soon(_feed, raw.get_protocol(), early)
+    try:
+        await asyncio.wait([waiter])
+    except asyncio.CancelledError:
+        starting.close()  # start_tls's cleanup: closes the TLS transport
+        raise
+    try:
+        starting.send(None)
+    except StopIteration as done:
+        return cast("asyncio.Transport | None", done.value)
+    raise RuntimeError("start_tls awaited more than once")
+
+
+def _feed(protocol: Any, data: bytes) -> None:
+    """Hand `data` to `protocol` as if its transport had just read it. Both loops' TLS layers
+    are buffered protocols (uvloop's is not an asyncio.BufferedProtocol subclass)."""
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(protocol.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        protocol.buffer_updated(size)
+        view = view[size:]
 
 
 def guarded_protocol(rules: ConnectionRules, parser: ParserName) -> type[ConnectionGuards]:

@@ -16,7 +16,12 @@ from wakedock.components import Components
 from wakedock.server.certificates import maintained_certificate
 from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
 from wakedock.server.dates import DateHeader
-from wakedock.server.protocol import ConnectionRules, choose_parser, guarded_protocol
+from wakedock.server.protocol import (
+    ConnectionRules,
+    choose_loop,
+    choose_parser,
+    guarded_protocol,
+)
 from wakedock.server.tls import CertificateReloader, generate_self_signed
 from wakedock.web.headers import protocol_answer_headers
 
@@ -106,12 +111,12 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     rules = connection_rules(components, reloader.listening if reloader is not None else None)
     try:
         parser = choose_parser(settings.server.http_parser)
+        loop = choose_loop(settings.server.event_loop)  # named in the start-up output
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    # asyncio's event loop, not uvloop: under uvloop the raw TLS ClientHello can reach the
-    # protocol before loop.start_tls takes the transport over (pause_reading() in
-    # connection_made is not honoured), and about one handshake in three was lost.
-    loop = "asyncio"  # named in the start-up output
+    # uvloop reads a new socket whatever its protocol asked in connection_made, so the protocol
+    # hands the ClientHello it may get that way to the TLS layer itself (server/protocol.py,
+    # _with_hello_first).
     config = uvicorn.Config(
         app,
         host=host,
