@@ -16,15 +16,19 @@ import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-import pyotp
 import pytest
 
-from conftest import strong_password
 from support.components import unavailable
-from support.edge import TRUSTED, Edge, TlsRelay, edge_in_front, waf_events, wait_waf_events
-from support.login import access_token, bearer
-from support.server import HOST, run_cli, server_env, wakedock_server
+from support.edge import (
+    TRUSTED,
+    Edge,
+    TlsRelay,
+    admin_token,
+    edge_in_front,
+    waf_events,
+    wait_waf_events,
+)
+from support.server import HOST, server_env, wakedock_server
 from wakedock.edge.modsec_log import MAX_RULES
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
@@ -96,26 +100,6 @@ def test_testssl_finds_tls_1_3_only_strong_ciphers_and_hsts(tmp_path: Path, ngin
     assert flagged == {}
 
 
-def _admin_token(edge: Edge, data_dir: Path) -> str:
-    """An admin signed in through the edge, MFA enrolled (the role requires it)."""
-    password = strong_password()
-    created = run_cli(
-        data_dir, "user", "create", "root", "--role", "admin", "--password-stdin",
-        stdin=password + "\n",
-    )  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    with httpx.Client(base_url=edge.base_url, verify=edge.context(), timeout=60) as client:
-        token = access_token(client, "root", password)
-        secret = client.post("/api/v1/auth/mfa/setup", headers=bearer(token)).json()["secret"]
-        code = pyotp.TOTP(secret).now()
-        confirmed = client.post(
-            "/api/v1/auth/mfa/confirm", headers=bearer(token), json={"code": code}
-        )
-        assert confirmed.status_code == 200, confirmed.text
-        assert client.get("/api/v1/users", headers=bearer(token)).status_code == 200
-    return token
-
-
 # One line of nginx's access log (the "combined" format): the request line and the status.
 _ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
 
@@ -129,7 +113,7 @@ def test_sqlmap_finds_nothing_and_its_probes_are_refused_and_audited(
         wakedock_server(data_dir, env=TRUSTED) as wakedock,
         edge_in_front(data_dir, wakedock, server_env(data_dir, TRUSTED)) as edge,
     ):
-        token = _admin_token(edge, data_dir)
+        token = admin_token(edge, data_dir)
         before = len(edge.access_log().splitlines())
         # Debian 12's sqlmap (1.7.2) offers TLS 1.2 at most: a loopback relay speaks TLS 1.3
         # to the edge for it. A browser's User-Agent: sqlmap's own is refused by its name

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -18,14 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import pyotp
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from support.server import HOST, WakeDockProcess, free_port, wakedock_command
+from conftest import strong_password
+from support.login import access_token, bearer
+from support.server import HOST, WakeDockProcess, free_port, run_cli, wakedock_command
 from wakedock.audit.models import AuditEvent
+from wakedock.edge.render import CRS_RULES, MODSECURITY_MODULE, NGINX_BINARY
 
 # WakeDock believes the edge's X-Forwarded-For only if 127.0.0.1 is a trusted proxy.
 TRUSTED = {"WAKEDOCK_HTTP__TRUSTED_PROXIES": '["127.0.0.1/32"]'}
+PACKAGES = "apt-get install nginx libnginx-mod-http-modsecurity modsecurity-crs"
 
 
 @dataclass
@@ -37,6 +44,8 @@ class Edge:
     log_path: Path
     ca: Path
     out_dir: Path
+    # The loopback address nginx listens on (another than 127.0.0.1 to hold port 443 alone).
+    address: str = HOST
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -46,7 +55,7 @@ class Edge:
 
     @property
     def base_url(self) -> str:
-        return f"https://{HOST}:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     def access_log(self) -> str:
         """nginx's access log: every answer the edge gave, with its status."""
@@ -58,7 +67,7 @@ class Edge:
     ) -> tuple[int, http.client.HTTPResponse, bytes]:
         """One request on a new connection; the path is sent exactly as given."""
         connection = http.client.HTTPSConnection(
-            HOST, self.port, context=self.context(), timeout=60
+            self.address, self.port, context=self.context(), timeout=60
         )
         headers = {"Host": host, "User-Agent": "wakedock-tests", "Accept": "application/json"}
         data = None
@@ -81,7 +90,7 @@ def _wait_edge(edge: Edge, timeout: float = 120) -> None:
         # A handshake under our certificate: our nginx, not whatever else held the port before.
         try:
             with (
-                socket.create_connection((HOST, edge.port), timeout=2) as raw,
+                socket.create_connection((edge.address, edge.port), timeout=2) as raw,
                 edge.context().wrap_socket(raw, server_hostname=HOST),
             ):
                 return
@@ -93,13 +102,21 @@ def _wait_edge(edge: Edge, timeout: float = 120) -> None:
 
 @contextmanager
 def edge_in_front(
-    data_dir: Path, wakedock: WakeDockProcess, env: dict[str, str], poll_seconds: float = 1
+    data_dir: Path,
+    wakedock: WakeDockProcess,
+    env: dict[str, str],
+    *,
+    address: str = HOST,
+    port: int | None = None,
+    poll_seconds: float = 1,
 ) -> Iterator[Edge]:
-    """`wakedock edge run` on a free loopback port in front of `wakedock`, with `env` (the
-    server's environment); stopped on exit. WakeDock on plain HTTP gets `--wakedock-http`."""
-    port = free_port()
+    """`wakedock edge run` in front of `wakedock` on `address` (loopback) and `port` (default: a
+    free one), with `env` (the server's environment); stopped on exit. WakeDock on plain HTTP
+    gets `--wakedock-http`."""
+    port = port or free_port()
     log_path = data_dir.parent / f"edge-{port}.log"
-    args = ["edge", "run", "--listen", f"{HOST}:{port}", "--poll-seconds", str(poll_seconds)]
+    listen = f"{address}:{port}"
+    args = ["edge", "run", "--listen", listen, "--poll-seconds", str(poll_seconds)]
     if not wakedock.https:
         args.append("--wakedock-http")
     env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock.port)}
@@ -107,7 +124,7 @@ def edge_in_front(
         process = subprocess.Popen(
             wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
-    edge = Edge(port, process, log_path, data_dir / "tls" / "cert.pem", data_dir / "edge")
+    edge = Edge(port, process, log_path, data_dir / "tls" / "cert.pem", data_dir / "edge", address)
     try:
         _wait_edge(edge)
         yield edge
@@ -196,3 +213,35 @@ class TlsRelay:
             for sock in (sink, source):
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+def missing_packages() -> str | None:
+    """Why the edge cannot run here (a missing Debian package), or None."""
+    if not (shutil.which("nginx") or NGINX_BINARY.exists()):
+        return f"nginx is not installed ({PACKAGES})"
+    if not MODSECURITY_MODULE.exists():
+        return f"the nginx ModSecurity module is not installed ({PACKAGES})"
+    if not (CRS_RULES / "REQUEST-949-BLOCKING-EVALUATION.conf").exists():
+        return f"the OWASP CRS is not installed ({PACKAGES})"
+    return None
+
+
+def admin_token(edge: Edge, data_dir: Path, name: str = "root") -> str:
+    """An admin created with the CLI, signed in and MFA enrolled through the edge (the role
+    requires MFA before anything else); its access token."""
+    password = strong_password()
+    created = run_cli(
+        data_dir, "user", "create", name, "--role", "admin", "--password-stdin",
+        stdin=password + "\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    with httpx.Client(base_url=edge.base_url, verify=edge.context(), timeout=60) as client:
+        token = access_token(client, name, password)
+        secret = client.post("/api/v1/auth/mfa/setup", headers=bearer(token)).json()["secret"]
+        code = pyotp.TOTP(secret).now()
+        confirmed = client.post(
+            "/api/v1/auth/mfa/confirm", headers=bearer(token), json={"code": code}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert client.get("/api/v1/users", headers=bearer(token)).status_code == 200
+    return token
