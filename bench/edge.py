@@ -10,6 +10,7 @@ in a scratch image, as bench/proxy_vs_caddy.py):
 - `baseline`: nginx + ModSecurity + the CRS, the edge's own rendered configuration
   (`render_edge`: same nginx settings, same ModSecurity and CRS files) with its upstream pointed
   straight at the container's published port: what the WAF costs with no WakeDock at all.
+- `nginx-no-waf`: the same with `modsecurity off`: nginx, TLS and the proxy hop alone.
 - `edge-public`: `wakedock edge run` in front of `wakedock serve`, a public service.
 - `edge-protected`: the same edge, a service for signed-in users, with a valid proxy cookie.
 - `wakedock`: `wakedock serve` alone, the public service (no edge): how much is WakeDock's.
@@ -34,6 +35,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,7 +60,7 @@ from proxy_vs_caddy import FILES, published_port, service_spec, static_image, ti
 from support.edge import TRUSTED, edge_in_front
 from support.server import free_port, serve, wait_port
 from wakedock.config import Settings
-from wakedock.edge.render import EdgeOptions, render_edge, write_edge
+from wakedock.edge.render import CONF_NAME, EdgeOptions, render_edge, write_edge
 
 PUBLIC_HOST = "app.localhost"
 PROTECTED_HOST = "vault.localhost"
@@ -143,9 +145,10 @@ def wake(server: Server, headers: dict[str, str]) -> None:
 
 
 @contextmanager
-def baseline(server: Server, upstream_port: int) -> Iterator[int]:
+def baseline(server: Server, upstream_port: int, *, waf: bool = True) -> Iterator[int]:
     """The edge's configuration, rendered for a "WakeDock" at the container's address over
-    plain HTTP (the container speaks HTTP): nginx + ModSecurity + CRS straight to it."""
+    plain HTTP (the container speaks HTTP): nginx + ModSecurity + CRS straight to it. Without
+    `waf`, the same with `modsecurity off`: what nginx and TLS cost alone."""
     root = Path(tempfile.mkdtemp(prefix="wd-bench-baseline-"))
     port = free_port()
     tls = server.data_dir / "tls"
@@ -159,6 +162,10 @@ def baseline(server: Server, upstream_port: int) -> Iterator[int]:
         wakedock_http=True,
     )
     config = render_edge(settings, [], options)
+    if not waf:
+        files = dict(config.files)
+        files[CONF_NAME] = files[CONF_NAME].replace("modsecurity on;", "modsecurity off;")
+        config = replace(config, files=files)
     write_edge(config)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     process = subprocess.Popen(
@@ -191,9 +198,12 @@ def main() -> None:
         with ExitStack() as stack:
             server, installation, cookie = stack.enter_context(wakedock(image, str(network.name)))
             edge = stack.enter_context(edge_in_front(server.data_dir, server, server.env))
-            base = stack.enter_context(baseline(server, published_port(installation)))
+            upstream = published_port(installation)
+            base = stack.enter_context(baseline(server, upstream))
+            plain = stack.enter_context(baseline(server, upstream, waf=False))
             targets = {
                 "baseline": (base, {"Host": PUBLIC_HOST}),
+                "nginx-no-waf": (plain, {"Host": PUBLIC_HOST}),
                 "edge-public": (edge.port, {"Host": PUBLIC_HOST}),
                 "edge-protected": (edge.port, {"Host": PROTECTED_HOST, **cookie}),
                 "wakedock": (server.port, {"Host": PUBLIC_HOST}),
