@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Debian: Redis, PostgreSQL, oathtool, zbarimg, Docker, busybox,
-# nginx with ModSecurity and the OWASP CRS (the edge),
+# nginx with ModSecurity and the OWASP CRS (the edge), testssl.sh and sqlmap (attacking it),
 # Chromium for the browser tests; Python: .venv with .[test]), start the Docker
 # engine if it is not running (as root), and run the whole test suite. Extra arguments go to
 # pytest (e.g. -m security).
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_prepare.sh
 apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static chromium \
-  nginx libnginx-mod-http-modsecurity modsecurity-crs
+  nginx libnginx-mod-http-modsecurity modsecurity-crs testssl.sh sqlmap
 ensure_dockerd
 ensure_venv
 echo "==> installing wakedock with test dependencies" >&2
