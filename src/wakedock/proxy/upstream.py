@@ -6,7 +6,9 @@ This client does only what the proxy needs (issue #14):
 
 - one pool per upstream (host, port): idle connections are reused last-in first-out, as many are
   kept as were needed at once (up to `max_idle`), and an idle one expires after `idle_expiry_s`;
-  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse;
+  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse by a
+  request with a body or a method that is not idempotent; any other request is simply sent
+  again on a new connection when its kept-alive one turns out closed;
 - the request head is written as one bytes object; a body is streamed, chunked upstream when the
   visitor gave no length; the answer is parsed by httptools and streamed to the ASGI `send`
   chunk by chunk;
@@ -119,7 +121,11 @@ class _Connection:
             else:
                 loop.remove_reader(self.fd)
 
-    async def recv(self, timeout: float) -> bytes:
+    async def recv(self, timeout: float, *, wait_first: bool = False) -> bytes:
+        """The next bytes the upstream sent; `wait_first`: none can have come yet (the request
+        was just sent), so the socket is not tried before it is readable."""
+        if wait_first:
+            await self.wait(writing=False, timeout=timeout)
         while True:
             try:
                 return self.sock.recv(READ_SIZE)
@@ -286,7 +292,10 @@ class UpstreamClient:
             lines.append(b"transfer-encoding: chunked")
         head = b"\r\n".join(lines) + b"\r\n\r\n"
         key = (host, port)
-        connection = self._take(key)
+        # Without a body, a request that found its connection closed is sent again on a new
+        # one (_Stale): no need to look at the connection before using it.
+        replayable = receive is None and method in IDEMPOTENT
+        connection = self._take(key, probe=not replayable)
         if connection is not None:
             try:
                 await self._exchange(key, connection, True, head, method, receive, chunked, send)
@@ -331,9 +340,11 @@ class UpstreamClient:
                     # The upstream may have answered (and closed) before reading all of it.
                     body_whole = False
             replayable = reused and receive is None
+            first = True
             while not answer.complete:
                 try:
-                    data = await connection.recv(timeout)
+                    data = await connection.recv(timeout, wait_first=first)
+                    first = False
                 except OSError as exc:
                     if replayable:
                         raise _Stale(written=True) from None
@@ -377,7 +388,9 @@ class UpstreamClient:
             if not more:
                 return
 
-    def _take(self, key: tuple[str, int]) -> _Connection | None:
+    def _take(self, key: tuple[str, int], *, probe: bool) -> _Connection | None:
+        """The most recently used idle connection to `key` not past its expiry; `probe`: only
+        one still open (a non-blocking peek: one more system call)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._drop_all()
@@ -388,7 +401,7 @@ class UpstreamClient:
         now = self._clock()
         while idle:
             connection = idle.pop()
-            if now - connection.idle_since < self._expiry and connection.alive():
+            if now - connection.idle_since < self._expiry and (not probe or connection.alive()):
                 return connection
             connection.close()
         return None
