@@ -6,9 +6,9 @@ This client does only what the proxy needs (issue #14):
 
 - one pool per upstream (host, port): idle connections are reused last-in first-out, as many are
   kept as were needed at once (up to `max_idle`), and an idle one expires after `idle_expiry_s`;
-  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse by a
-  request with a body or a method that is not idempotent; any other request is simply sent
-  again on a new connection when its kept-alive one turns out closed;
+  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse (also
+  for requests that could be replayed: bytes it sent while idle, such as a late 408, must not
+  pass for the next request's answer);
 - the request head is written as one bytes object; a body is streamed, chunked upstream when the
   visitor gave no length; the answer is parsed by httptools and streamed to the ASGI `send`
   chunk by chunk;
@@ -292,10 +292,7 @@ class UpstreamClient:
             lines.append(b"transfer-encoding: chunked")
         head = b"\r\n".join(lines) + b"\r\n\r\n"
         key = (host, port)
-        # Without a body, a request that found its connection closed is sent again on a new
-        # one (_Stale): no need to look at the connection before using it.
-        replayable = receive is None and method in IDEMPOTENT
-        connection = self._take(key, probe=not replayable)
+        connection = self._take(key)
         if connection is not None:
             try:
                 await self._exchange(key, connection, True, head, method, receive, chunked, send)
@@ -388,9 +385,8 @@ class UpstreamClient:
             if not more:
                 return
 
-    def _take(self, key: tuple[str, int], *, probe: bool) -> _Connection | None:
-        """The most recently used idle connection to `key` not past its expiry; `probe`: only
-        one still open (a non-blocking peek: one more system call)."""
+    def _take(self, key: tuple[str, int]) -> _Connection | None:
+        """The most recently used idle connection to `key` still open and not past its expiry."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._drop_all()
@@ -401,7 +397,7 @@ class UpstreamClient:
         now = self._clock()
         while idle:
             connection = idle.pop()
-            if now - connection.idle_since < self._expiry and (not probe or connection.alive()):
+            if now - connection.idle_since < self._expiry and connection.alive():
                 return connection
             connection.close()
         return None
