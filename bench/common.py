@@ -47,11 +47,14 @@ def _bench_env(data_dir: Path) -> dict[str, str]:
 def wakedock_server(
     extra_env: dict[str, str] | None = None,
     prepare: Callable[[Path, dict[str, str]], None] | None = None,
+    *,
+    https: bool = True,
 ) -> Iterator[Server]:
-    """`wakedock serve` (HTTPS, production defaults) on a fresh temporary data directory.
+    """`wakedock serve` (HTTPS unless `https` is False, production defaults) on a fresh
+    temporary data directory.
 
-    `extra_env` adds settings; `prepare(data_dir, env)` runs before the server starts (e.g. to
-    add services with the CLI).
+    `extra_env` adds settings (or PYTHONPATH, for another source tree); `prepare(data_dir,
+    env)` runs before the server starts (e.g. to add services with the CLI).
     """
     root = Path(tempfile.mkdtemp(prefix="wd-bench-"))
     data_dir = root / "data"
@@ -61,7 +64,7 @@ def wakedock_server(
     try:
         if prepare is not None:
             prepare(data_dir, env)
-        with serve(data_dir, env, host=HOST, log_path=root / "server.log") as server:
+        with serve(data_dir, env, https=https, host=HOST, log_path=root / "server.log") as server:
             yield server
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -140,6 +143,12 @@ class WrkResult:
     socket_errors: str | None
     raw: str
 
+    @property
+    def timeouts(self) -> int:
+        """Requests wrk gave up on (no answer within its 2 s timeout)."""
+        found = re.search(r"timeout (\d+)", self.socket_errors or "")
+        return int(found.group(1)) if found else 0
+
 
 def parse_wrk(output: str) -> WrkResult:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
@@ -164,8 +173,9 @@ def parse_wrk(output: str) -> WrkResult:
 def run_wrk(
     url: str, *, threads: int, connections: int, seconds: int, headers: dict[str, str] | None = None
 ) -> WrkResult:
-    """Run wrk with --latency against `url` (127.0.0.1 only); fail on any non-2xx answer."""
-    if not url.startswith(f"https://{HOST}:"):
+    """Run wrk with --latency against `url` (127.0.0.1 only, HTTPS or plain HTTP); fail on
+    any non-2xx answer."""
+    if not url.startswith((f"https://{HOST}:", f"http://{HOST}:")):
         raise ValueError("benchmarks only send traffic to 127.0.0.1")
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -188,6 +198,13 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_busy_percent(seconds: float = 1.0) -> float | None:
     """How busy the CPUs are (all processes), sampled from /proc/stat; None off Linux."""
 
@@ -204,6 +221,13 @@ def cpu_busy_percent(seconds: float = 1.0) -> float | None:
         return None
     total = total1 - total0
     return 100.0 * (1 - (idle1 - idle0) / total) if total > 0 else None
+
+
+def preamble() -> None:
+    """What was measured where: the code, the machine and how busy it was before the run."""
+    print(code_line())
+    print(machine_line())
+    quiet_check()
 
 
 def quiet_check() -> None:

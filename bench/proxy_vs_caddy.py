@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import io
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -36,19 +35,18 @@ from pathlib import Path
 import docker
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import (
     HOST,
     Server,
     WrkResult,
-    code_line,
-    machine_line,
     median,
-    parse_wrk,
-    quiet_check,
+    preamble,
+    process_cpu_seconds,
+    run_wrk,
     wakedock_command,
+    wakedock_server,
 )
-from support.server import free_port, serve, wait_port
+from support.server import free_port, wait_port  # tests/ is on the path (common.py)
 
 CADDY = Path(os.environ.get("CADDY", str(Path(sys.executable).parent / "caddy")))
 FILES = {"1k": 1024, "100k": 100 * 1024}
@@ -110,18 +108,17 @@ def wakedock(
 ) -> Iterator[tuple[Server, str]]:
     """A WakeDock (from `src` if given) with the service awake; yields it and its installation."""
     installation = f"wd-bench-{secrets.token_hex(3)}"
-    root = Path(tempfile.mkdtemp(prefix="wd-bench-"))
-    data_dir = root / "data"
-    # Production defaults: no WAKEDOCK_* setting of the caller's shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAKEDOCK_")}
-    env |= {"WAKEDOCK_DATA_DIR": str(data_dir), "WAKEDOCK_DOCKER__INSTALLATION": installation}
+    extra = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
     if src is not None:
-        env["PYTHONPATH"] = str(src)
-    spec = root / "app.yaml"
-    spec.write_text(yaml.safe_dump(service_spec(image, network)))
-    try:
+        extra["PYTHONPATH"] = str(src)
+
+    def add_service(data_dir: Path, env: dict[str, str]) -> None:
+        spec = data_dir.parent / "app.yaml"
+        spec.write_text(yaml.safe_dump(service_spec(image, network)))
         subprocess.run(wakedock_command("service", "add", str(spec)), env=env, check=True)
-        with serve(data_dir, env, https=https, host=HOST, log_path=root / "server.log") as server:
+
+    try:
+        with wakedock_server(extra, add_service, https=https) as server:
             wake(server)
             yield server, installation
     finally:
@@ -130,7 +127,6 @@ def wakedock(
             all=True, filters={"label": f"wakedock.managed={installation}"}
         ):
             container.remove(force=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wake(server: Server) -> None:
@@ -161,9 +157,9 @@ def published_port(installation: str) -> int:
 
 
 @contextmanager
-def caddy(server: Server, upstream_port: int) -> Iterator[int]:
+def caddy(server: Server, upstream_port: int) -> Iterator[tuple[int, int]]:
     """Caddy on the host: reverse_proxy to the container; HTTPS with WakeDock's certificate
-    when WakeDock serves HTTPS, plain HTTP when it does."""
+    when WakeDock serves HTTPS, plain HTTP when it does. Yields its port and process id."""
     if not CADDY.exists():
         raise SystemExit(f"no Caddy binary at {CADDY} (set CADDY=...)")
     root = Path(tempfile.mkdtemp(prefix="wd-bench-caddy-"))
@@ -196,32 +192,12 @@ def caddy(server: Server, upstream_port: int) -> Iterator[int]:
     )
     try:
         wait_port(port)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(10)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def run_wrk(url: str, *, threads: int, connections: int, seconds: int) -> WrkResult:
-    """wrk --latency on `url` (127.0.0.1 only, http or https) with `Host: app.localhost`."""
-    if not url.startswith((f"https://{HOST}:", f"http://{HOST}:")):
-        raise ValueError("benchmarks only send traffic to 127.0.0.1")
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    args += ["-H", f"Host: {SERVICE_HOST}", url]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    result = parse_wrk(done.stdout)
-    if result.non_2xx:
-        raise RuntimeError(f"{result.non_2xx} non-2xx answers from {url}:\n{done.stdout}")
-    return result
-
-
-def timeouts(result: WrkResult) -> int:
-    found = re.search(r"timeout (\d+)", result.socket_errors or "")
-    return int(found.group(1)) if found else 0
 
 
 def main() -> None:
@@ -247,54 +223,66 @@ def main() -> None:
                 wakedock(image, str(network.name), None, https=not args.http)
             )
             scheme = "http" if args.http else "https"
-            targets = {"wakedock": f"{scheme}://{HOST}:{server.port}"}
+            targets = {"wakedock": (f"{scheme}://{HOST}:{server.port}", server.process.pid)}
             if args.before_src is not None:
                 before, _ = stack.enter_context(
                     wakedock(
                         image, str(network.name), args.before_src.resolve(), https=not args.http
                     )
                 )
-                targets["before"] = f"{scheme}://{HOST}:{before.port}"
-            caddy_port = stack.enter_context(caddy(server, published_port(installation)))
-            targets["caddy"] = f"{scheme}://{HOST}:{caddy_port}"
+                targets["before"] = (f"{scheme}://{HOST}:{before.port}", before.process.pid)
+            caddy_port, caddy_pid = stack.enter_context(caddy(server, published_port(installation)))
+            targets["caddy"] = (f"{scheme}://{HOST}:{caddy_port}", caddy_pid)
             measure(targets, connections, args)
     finally:
         network.remove()
 
 
-def measure(targets: dict[str, str], connections: list[int], args: argparse.Namespace) -> None:
-    print(code_line())
-    print(machine_line())
-    quiet_check()
+def measure(
+    targets: dict[str, tuple[str, int]], connections: list[int], args: argparse.Namespace
+) -> None:
+    """wrk on every target in turn, each round; `targets`: name -> (URL, process id). Besides
+    wrk's figures, the CPU time the target's process used per request (from /proc): unlike
+    requests/s it hardly moves when other jobs share the machine."""
+    preamble()
     print(
         f"wrk -t{args.threads} -d{args.seconds}s --latency -H 'Host: {SERVICE_HOST}', "
         f"{args.rounds} interleaved rounds, medians; targets: {', '.join(targets)} "
-        f"({next(iter(targets.values())).split(':')[0]})\n",
+        f"({next(iter(targets.values()))[0].split(':')[0]})\n",
         flush=True,
     )
     cases = [(name, c) for name in FILES for c in connections]
     results: dict[tuple[str, int, str], list[WrkResult]] = {}
+    cpu_ms: dict[tuple[str, int, str], list[float]] = {}
     names = list(targets)
     for round_number in range(args.rounds):
         for name, conns in cases:
             order = names if round_number % 2 == 0 else names[::-1]
             for target in order:
+                url, pid = targets[target]
+                cpu_before = process_cpu_seconds(pid)
                 result = run_wrk(
-                    f"{targets[target]}/{name}.bin",
+                    f"{url}/{name}.bin",
                     threads=min(args.threads, conns),
                     connections=conns,
                     seconds=args.seconds,
+                    headers={"Host": SERVICE_HOST},
                 )
+                per_request = 1000 * (process_cpu_seconds(pid) - cpu_before) / result.requests
                 results.setdefault((name, conns, target), []).append(result)
+                cpu_ms.setdefault((name, conns, target), []).append(per_request)
                 print(
                     f"round {round_number + 1} {name:>4} c={conns:<3} {target:<9} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                    f"p99 {result.p99_ms:7.2f} ms  timeouts {timeouts(result)}",
+                    f"p99 {result.p99_ms:7.2f} ms  timeouts {result.timeouts}  "
+                    f"CPU {per_request:.3f} ms/request",
                     flush=True,
                 )
     print("\nmedians")
     header = f"{'file':>5} {'conns':>5} {'target':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-    print(header + f" {'timeouts':>8} {'req/s vs Caddy':>14} {'p99 vs Caddy':>12}")
+    print(
+        header + f" {'timeouts':>8} {'req/s vs Caddy':>14} {'p99 vs Caddy':>12} {'CPU ms/req':>10}"
+    )
     for name, conns in cases:
         caddy_rps = median([r.rps for r in results[(name, conns, "caddy")]])
         caddy_p99 = median([r.p99_ms for r in results[(name, conns, "caddy")]])
@@ -302,10 +290,11 @@ def measure(targets: dict[str, str], connections: list[int], args: argparse.Name
             runs = results[(name, conns, target)]
             rps, p99 = median([r.rps for r in runs]), median([r.p99_ms for r in runs])
             p50 = median([r.p50_ms for r in runs])
-            lost = sum(timeouts(r) for r in runs)
+            lost = sum(r.timeouts for r in runs)
+            cpu = median(cpu_ms[(name, conns, target)])
             print(
                 f"{name:>5} {conns:>5} {target:<9} {rps:9.0f} {p50:8.2f} {p99:8.2f} "
-                f"{lost:>8} {rps / caddy_rps:>14.2f} {p99 / caddy_p99:>12.2f}"
+                f"{lost:>8} {rps / caddy_rps:>14.2f} {p99 / caddy_p99:>12.2f} {cpu:>10.3f}"
             )
 
 

@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import (
-    code_line,
-    machine_line,
-    median,
-    quiet_check,
-    run_wrk,
-    wakedock_server,
-)
+from common import median, preamble, run_wrk, wakedock_server
 
 PARSERS = ("h11", "httptools")
 
@@ -31,9 +24,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
 
-    print(f"machine: {machine_line()}")
-    print(code_line())
-    quiet_check()
+    preamble()
     env = {name: {"WAKEDOCK_SERVER__HTTP_PARSER": name} for name in PARSERS}
     with wakedock_server(env["h11"]) as h11, wakedock_server(env["httptools"]) as fast:
         servers = {"h11": h11, "httptools": fast}

@@ -1,10 +1,12 @@
 """What a visitor and an operator see when a proxied service answers oddly or cannot start, on
 a real `wakedock serve`, the real Docker engine and the test app in a container: the upstream's
-own answers (its Date, a 501 sent before it read the body) and a wake whose container exits."""
+own answers (its Date, a 501 sent before it read the body, a stream event by event) and a wake
+whose container exits."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +59,21 @@ def test_an_upstreams_501_to_a_post_reaches_the_visitor(woken: httpx.Client) -> 
     assert reply.status_code == 501, reply.text
     assert "POST is not implemented by this app" in reply.text
     assert woken.post("/echo", headers=APP, content=b"abc").text.startswith("got 3 bytes")
+
+
+def test_a_stream_reaches_the_visitor_event_by_event(woken: httpx.Client) -> None:
+    """The server holds an answer's head back to send it with the body's start: a stream (three
+    events 0.3 s apart) must still arrive as it is written, not when it ends."""
+    arrivals: list[tuple[str, float]] = []
+    with woken.stream("GET", "/sse?n=3", headers=APP) as events:
+        assert events.headers["content-type"] == "text/event-stream"
+        head_at = time.monotonic()
+        for line in events.iter_lines():
+            if line:
+                arrivals.append((line, time.monotonic()))
+    assert [line for line, _ in arrivals] == ["data: event 0", "data: event 1", "data: event 2"]
+    assert arrivals[0][1] - head_at < 0.25  # the head came with the first event
+    assert arrivals[2][1] - arrivals[0][1] > 0.45  # the others as they were written
 
 
 def test_a_container_exiting_at_once_fails_its_wake_with_the_cause_in_the_log(

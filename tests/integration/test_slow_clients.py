@@ -22,7 +22,12 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from support.raw_http import open_tls, read_answer
+from support.raw_http import (
+    body_stops_arriving,
+    closed_by_server,
+    open_tls,
+    read_answer,
+)
 from support.server import WakeDockProcess, wakedock_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
@@ -173,23 +178,12 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WakeDock
         yield running
 
 
-async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
-    """True once the server closes; False if it still holds the connection after 15 s (far
-    beyond every deadline under test)."""
-    try:
-        return await asyncio.wait_for(reader.read(), 15) == b""
-    except TimeoutError:
-        return False
-    except OSError:
-        return True  # reset
-
-
 def test_a_handshake_that_never_completes_is_dropped(strict_server: WakeDockProcess) -> None:
     async def stuck() -> bool:
         reader, writer = await asyncio.open_connection("127.0.0.1", strict_server.port)
         writer.write(PARTIAL_HELLO)
         try:
-            return await _closed_by_server(reader)
+            return await closed_by_server(reader)
         finally:
             writer.close()
 
@@ -210,7 +204,7 @@ def test_a_second_request_head_that_stalls_is_closed(strict_server: WakeDockProc
                 if writer.is_closing() or reader.at_eof():
                     return True
                 writer.write(b"a")
-            return await _closed_by_server(reader)
+            return await closed_by_server(reader)
         except OSError:
             return True
         finally:
@@ -223,19 +217,7 @@ def test_a_body_that_stops_arriving_is_cut_off(strict_server: WakeDockProcess) -
     """The application has the request and waits for its body: a client that stops sending
     must not hold the connection (a slot no eviction can free) for ever."""
 
-    async def stall() -> bool:
-        reader, writer = await open_tls(strict_server.port, strict_server.ssl_context())
-        try:
-            writer.write(
-                b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n"
-                b'{"username": '
-            )
-            return await _closed_by_server(reader)
-        finally:
-            writer.close()
-
-    assert asyncio.run(stall())
+    assert asyncio.run(body_stops_arriving(strict_server.port, strict_server.ssl_context()))
 
 
 def test_a_client_that_stops_reading_its_answers_is_cut_off(
@@ -278,7 +260,7 @@ def test_an_idle_keep_alive_connection_is_closed(strict_server: WakeDockProcess)
         try:
             writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert (await read_answer(reader)).status == 200
-            return await _closed_by_server(reader)
+            return await closed_by_server(reader)
         finally:
             writer.close()
 

@@ -102,6 +102,9 @@ async def _app(
         for start in range(0, size, 1 << 20):
             writer.write(b"b" * min(1 << 20, size - start))
             await writer.drain()
+    elif path == "/then-408":  # later, on the idle connection, a 408 no request asked for
+        writer.write(answer(200, b"hello"))
+        asyncio.get_running_loop().call_later(0.1, writer.write, answer(408, b"idle too long"))
     elif path == "/head-with-body":  # a broken app: a body to a HEAD request
         writer.write(answer(200, b"stray"))
     elif path == "/head":
@@ -298,6 +301,21 @@ def test_a_connection_the_upstream_closed_while_idle_is_replaced() -> None:
         async with upstream(close_idle=True) as server:
             assert (await fetch(client, server.port, "/")).content == b"hello"
             await server.idle_closed.wait()
+            reply = await fetch(client, server.port, "/")
+            assert (reply.status, reply.content) == (200, b"hello")
+            assert server.accepted == 2
+
+    run(scenario)
+
+
+def test_bytes_an_idle_connection_received_are_not_taken_for_the_next_answer() -> None:
+    """Some servers write a 408 on a keep-alive connection they are about to drop: the next
+    request must not get it as its answer, but go on a fresh connection."""
+
+    async def scenario(client: UpstreamClient) -> None:
+        async with upstream() as server:
+            assert (await fetch(client, server.port, "/then-408")).content == b"hello"
+            await asyncio.sleep(0.3)
             reply = await fetch(client, server.port, "/")
             assert (reply.status, reply.content) == (200, b"hello")
             assert server.accepted == 2

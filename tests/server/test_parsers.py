@@ -17,7 +17,13 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from support.raw_http import open_tls, read_answer, stream_upload
+from support.raw_http import (
+    body_stops_arriving,
+    closed_by_server,
+    open_tls,
+    read_answer,
+    stream_upload,
+)
 from support.server import WakeDockProcess, wakedock_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
@@ -59,17 +65,6 @@ async def _exchange(server: WakeDockProcess, data: bytes) -> bytes:
         writer.close()
 
 
-async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
-    """True once the server closes; False if it still holds the connection after 15 s (far
-    beyond every deadline under test)."""
-    try:
-        return await asyncio.wait_for(reader.read(), 15) == b""
-    except TimeoutError:
-        return False
-    except OSError:
-        return True  # reset
-
-
 def _head(filler: int) -> bytes:
     return b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: %b\r\n\r\n" % (
         b"a" * filler
@@ -79,8 +74,7 @@ def _head(filler: int) -> bytes:
 def test_serve_names_the_parser_it_runs(server: WakeDockProcess) -> None:
     assert (
         f"HTTP/1.1 parser {server.env['WAKEDOCK_SERVER__HTTP_PARSER']}, "
-        f"event loop {server.env['WAKEDOCK_SERVER__EVENT_LOOP']}"
-        in server.log()
+        f"event loop {server.env['WAKEDOCK_SERVER__EVENT_LOOP']}" in server.log()
     )
 
 
@@ -188,7 +182,7 @@ def test_a_head_that_stalls_is_closed(server: WakeDockProcess) -> None:
                 if reader.at_eof():
                     return True
                 writer.write(b"a")
-            return await _closed_by_server(reader)
+            return await closed_by_server(reader)
         except OSError:
             return True
         finally:
@@ -198,19 +192,7 @@ def test_a_head_that_stalls_is_closed(server: WakeDockProcess) -> None:
 
 
 def test_a_body_that_stops_arriving_is_cut_off(server: WakeDockProcess) -> None:
-    async def stall() -> bool:
-        reader, writer = await open_tls(server.port, server.ssl_context())
-        try:
-            writer.write(
-                b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n"
-                b'{"username": '
-            )
-            return await _closed_by_server(reader)
-        finally:
-            writer.close()
-
-    assert asyncio.run(stall())
+    assert asyncio.run(body_stops_arriving(server.port, server.ssl_context()))
 
 
 def test_a_client_holds_no_more_connections_than_its_share(server: WakeDockProcess) -> None:
@@ -222,7 +204,7 @@ def test_a_client_holds_no_more_connections_than_its_share(server: WakeDockProce
         try:
             reader, writer = await open_tls(server.port, context)
             writer.write(HEALTH)
-            refused = await _closed_by_server(reader)
+            refused = await closed_by_server(reader)
         except (OSError, ssl.SSLError):
             refused = True
         for _, writer in held:

@@ -37,6 +37,31 @@ async def read_answer(reader: asyncio.StreamReader) -> Answer:
     return Answer(status, headers, body)
 
 
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True once the server closes; False if it still holds the connection after 15 s (far
+    beyond every deadline the slow-client tests set)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 15) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset
+
+
+async def body_stops_arriving(port: int, context: ssl.SSLContext) -> bool:
+    """Begin a login whose body never comes: True once the server closes the connection."""
+    reader, writer = await open_tls(port, context)
+    try:
+        writer.write(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n"
+            b'{"username": '
+        )
+        return await closed_by_server(reader)
+    finally:
+        writer.close()
+
+
 async def open_tls(
     port: int, context: ssl.SSLContext, source: str = "127.0.0.1"
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

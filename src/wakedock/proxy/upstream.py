@@ -6,7 +6,9 @@ This client does only what the proxy needs (issue #14):
 
 - one pool per upstream (host, port): idle connections are reused last-in first-out, as many are
   kept as were needed at once (up to `max_idle`), and an idle one expires after `idle_expiry_s`;
-  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse;
+  one the upstream closed meanwhile is seen (a non-blocking peek) and dropped before reuse (also
+  for requests that could be replayed: bytes it sent while idle, such as a late 408, must not
+  pass for the next request's answer);
 - the request head is written as one bytes object; a body is streamed, chunked upstream when the
   visitor gave no length; the answer is parsed by httptools and streamed to the ASGI `send`
   chunk by chunk;
@@ -119,7 +121,11 @@ class _Connection:
             else:
                 loop.remove_reader(self.fd)
 
-    async def recv(self, timeout: float) -> bytes:
+    async def recv(self, timeout: float, *, wait_first: bool = False) -> bytes:
+        """The next bytes the upstream sent; `wait_first`: none can have come yet (the request
+        was just sent), so the socket is not tried before it is readable."""
+        if wait_first:
+            await self.wait(writing=False, timeout=timeout)
         while True:
             try:
                 return self.sock.recv(READ_SIZE)
@@ -331,9 +337,11 @@ class UpstreamClient:
                     # The upstream may have answered (and closed) before reading all of it.
                     body_whole = False
             replayable = reused and receive is None
+            first = True
             while not answer.complete:
                 try:
-                    data = await connection.recv(timeout)
+                    data = await connection.recv(timeout, wait_first=first)
+                    first = False
                 except OSError as exc:
                     if replayable:
                         raise _Stale(written=True) from None
@@ -378,6 +386,7 @@ class UpstreamClient:
                 return
 
     def _take(self, key: tuple[str, int]) -> _Connection | None:
+        """The most recently used idle connection to `key` still open and not past its expiry."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._drop_all()

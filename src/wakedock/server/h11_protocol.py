@@ -3,13 +3,10 @@ fallback when httptools is not installed, or chosen with `server.http_parser: h1
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import h11
-from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.server import ServerState
 
 from wakedock.server.protocol import ConnectionGuards, Refusal
 
@@ -32,14 +29,7 @@ class _Parser(h11.Connection):
 
 
 class GuardedH11Protocol(ConnectionGuards, H11Protocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def _set_up(self) -> None:
         self._parser = _Parser(h11.SERVER, self.rules.max_header_bytes)
         self.conn = self._parser
 

@@ -9,27 +9,19 @@ answered 431, as h11's own limit is on the other parser.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal, cast
 
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from wakedock.server.protocol import ConnectionGuards, Refusal
+from wakedock.server.writes import HeadWithBody
 
 # Where the client is in its current request, as the parser's callbacks report it.
 _Reading = Literal["head", "body", "done"]
 
 
 class GuardedHttpToolsProtocol(ConnectionGuards, HttpToolsProtocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def _set_up(self) -> None:
         self._reading: _Reading = "head"
         self._head_bytes = 0  # of the head now arriving
         self._too_large = False
@@ -69,6 +61,9 @@ class GuardedHttpToolsProtocol(ConnectionGuards, HttpToolsProtocol):
         self._reading = "body"
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # a new request's cycle
+            cycle.transport = cast("asyncio.Transport", HeadWithBody(self.transport, self.loop))
 
     def on_message_complete(self) -> None:
         self._reading = "done"

@@ -85,13 +85,7 @@ class _UvicornHttp(asyncio.Protocol):
 
     if TYPE_CHECKING:
 
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None: ...
+        def __init__(self, *args: Any) -> None: ...  # as ConnectionGuards.__init__
 
         def shutdown(self) -> None: ...
 
@@ -99,7 +93,8 @@ class _UvicornHttp(asyncio.Protocol):
 class ConnectionGuards(_UvicornHttp):
     """The limits of one connection, whatever the parser. A parser's class says where the
     request stands (`_answering`, `_owes_body`, `_between_requests`), feeds it the data
-    (`_read`) and writes the protocol's own answers (`_write_refusal`)."""
+    (`_read`) and writes the protocol's own answers (`_write_refusal`); `_set_up` readies its
+    parser once uvicorn's protocol is built, so no parser's class repeats this constructor."""
 
     rules: ClassVar[ConnectionRules]
 
@@ -125,8 +120,13 @@ class ConnectionGuards(_UvicornHttp):
         self._unsent: int | None = None  # answer bytes waiting at the last busy check
         self._waiting: _Wait | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._set_up()
 
     # -- what the parser's class tells --------------------------------------------------------
+
+    def _set_up(self) -> None:
+        """The parser's own state, after uvicorn's protocol and the guards' are built."""
+        raise NotImplementedError
 
     def _answering(self) -> bool:
         """The application has a request it has not finished answering."""
