@@ -25,7 +25,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from wakedock.config import Settings
 from wakedock.edge.routes import DirectRoute
 from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
-from wakedock.proxy.edge_activity import ACTIVITY_TAG, activity_socket
+from wakedock.proxy.edge_activity import ACTIVITY_TAG, EDGE_WORKER_USER, activity_socket
 from wakedock.proxy.pages import EDGE_AUTH_PATH, PREFIX
 from wakedock.services.snapshots import ServiceView
 from wakedock.web.headers import protocol_answer_headers
@@ -62,7 +62,7 @@ PASSWORD_EXCLUSION = (
 
 CONF_NAME = "nginx.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
-_WORKER_USER = "nobody"
+_WORKER_USER = EDGE_WORKER_USER
 _TMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi", "modsecurity", "auth_cache")
 AUDIT_LOG_NAME = "modsec_audit.json"
 

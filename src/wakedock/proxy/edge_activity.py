@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import pwd
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from wakedock.services.snapshots import ServiceView
 log = logging.getLogger("wakedock.proxy")
 
 SOCKET_NAME = "edge-activity.sock"
+# Started as root, nginx's workers run as this user (nginx's own default; edge/render.py).
+EDGE_WORKER_USER = "nobody"
 # nginx's syslog tag for these lines (`tag=`), which precedes the host in each datagram.
 ACTIVITY_TAG = "wakedock_edge"
 FLUSH_SECONDS = 0.5
@@ -33,8 +38,21 @@ _MAX_DATAGRAM = 2048
 
 
 def activity_socket(data_dir: Path) -> Path:
-    """Where `wakedock serve` listens and the edge writes (both read the same data_dir)."""
-    return data_dir / SOCKET_NAME
+    """Where `wakedock serve` listens and the edge writes (both read the same data_dir): in the
+    data directory; as root, in a directory of its own under the system's temporary directory
+    (named after the data directory), since nginx's workers then run as EDGE_WORKER_USER, who
+    may not traverse the data directory."""
+    if os.geteuid() != 0:
+        return data_dir / SOCKET_NAME
+    digest = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"wakedock-activity-{digest}" / SOCKET_NAME
+
+
+def _worker_gid() -> int | None:
+    """As root: the group nginx's workers run in (EDGE_WORKER_USER's own), else None."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(EDGE_WORKER_USER).pw_gid
 
 
 def parse_host(datagram: bytes) -> str | None:
@@ -71,17 +89,23 @@ class EdgeActivity(asyncio.DatagramProtocol):
 
     async def start(self) -> None:
         """Bind the socket (replacing a stale one: a previous server's) and start flushing."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        gid = _worker_gid()
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if gid is not None:  # root: the workers' group may reach the socket, and only it
+            os.chown(self._path.parent, 0, gid)
+            os.chmod(self._path.parent, 0o710)  # noqa: S103 - traverse only, one group
         self._path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        # Created 0600 from the start (umask), then opened to the group: nginx's workers write
-        # to it, as this user or as a member of its group (docs/edge.md).
+        # 0600 from the start (umask): nginx's workers run as this user. As root, 0660 and the
+        # workers' group.
         previous = os.umask(0o177)
         try:
             sock.bind(str(self._path))
         finally:
             os.umask(previous)
-        os.chmod(self._path, 0o660)
+        if gid is not None:
+            os.chown(self._path, 0, gid)
+            os.chmod(self._path, 0o660)
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
