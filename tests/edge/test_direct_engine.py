@@ -178,7 +178,13 @@ def test_a_protected_service_refuses_without_a_cookie_and_serves_one_directly(
             headers={"Origin": server.base_url},
         )
         assert login.status_code == 200, login.text
-        handoff = direct.get("/auth/proxy", params={"next": "https://vault.localhost/"})
+        # Its session cookie is Secure: sent by hand over this plain-HTTP test listener.
+        session = "; ".join(c.split(";")[0] for c in login.headers.get_list("set-cookie"))
+        handoff = direct.get(
+            "/auth/proxy",
+            params={"next": "https://vault.localhost/"},
+            headers={"Cookie": session},
+        )
         assert handoff.status_code == 303, handoff.text
         where = urlsplit(handoff.headers["location"])
         ticket = f"{where.path}?{where.query}"
