@@ -144,8 +144,10 @@ def test_a_running_service_is_routed_once_its_probe_passes(
     routes = DirectRoutes(endpoint, status, FakeClock())
     views = [_view("wiki"), _view("odd"), _view("blog", state="stopped")]
     assert routes(views) == {}  # running, not ready yet (503)
+    assert routes.waiting == {"wiki", "odd"}  # render again soon
     ready[0] = True
     assert routes(views) == {"wiki": DirectRoute("127.0.0.1", port)}
+    assert routes.waiting == {"odd"}
     assert routes(views) == {"wiki": DirectRoute("127.0.0.1", port)}
     # The endpoint is looked up once per start (the sleeping one never); off loopback, never.
     assert lookups.count("wiki") == 1 and "blog" not in lookups

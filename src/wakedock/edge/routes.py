@@ -61,9 +61,18 @@ class DirectRoutes:
         self._engine_status = engine_status
         self._clock = clock
         self._known: dict[tuple[str, str, datetime | None], _Known] = {}
+        self._waiting: frozenset[str] = frozenset()
+
+    @property
+    def waiting(self) -> frozenset[str]:
+        """Running services not routed at the last call (probe not passed yet, endpoint not
+        found): nothing in the services table will change when they become ready, so whoever
+        renders on the table's change marker must render again while this is not empty."""
+        return self._waiting
 
     def __call__(self, views: Iterable[ServiceView]) -> dict[str, DirectRoute]:
         routes: dict[str, DirectRoute] = {}
+        waiting: set[str] = set()
         seen: set[tuple[str, str, datetime | None]] = set()
         now = self._clock.monotonic()
         for view in views:
@@ -86,10 +95,14 @@ class DirectRoutes:
                     known.ready = self._ready(view, known.endpoint)
             except Exception as exc:  # noqa: BLE001 - no route: WakeDock serves the host
                 log.info("no direct route for %s: %s", view.name, exc)
+                waiting.add(view.name)
                 continue
             if known.ready:
                 routes[view.name] = DirectRoute(known.endpoint.host, known.endpoint.port)
+            else:
+                waiting.add(view.name)
         self._known = {key: known for key, known in self._known.items() if key in seen}
+        self._waiting = frozenset(waiting)
         return routes
 
     def _ready(self, view: ServiceView, endpoint: Endpoint) -> bool:
