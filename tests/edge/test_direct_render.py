@@ -59,7 +59,7 @@ def _options(tmp_path: Path) -> EdgeOptions:
     )
 
 
-ROUTES = {"wiki": DirectRoute("127.0.0.1", 32768), "vault": DirectRoute("127.0.0.1", 32769)}
+ROUTES = {"wiki": DirectRoute("127.0.0.1", 32768), "vault": DirectRoute("::1", 32769)}
 VIEWS = [_view("wiki"), _view("vault", "authenticated"), _view("blog", state="stopped")]
 
 
@@ -69,7 +69,7 @@ def test_direct_routes_only_with_the_setting(tmp_path: Path) -> None:
     assert "auth_request" not in off.files["nginx.conf"]
     settings = Settings(data_dir=tmp_path, edge={"direct_routes": True, "auth_cache_seconds": 7})
     nginx = render_edge(settings, VIEWS, _options(tmp_path), ROUTES).files["nginx.conf"]
-    assert "server 127.0.0.1:32768;" in nginx and "server 127.0.0.1:32769;" in nginx
+    assert "server 127.0.0.1:32768;" in nginx and "server [::1]:32769;" in nginx
     blocks = {m[0]: m[1] for m in re.findall(r"# service (\S+)\n(.*?)\n    }\n", nginx, re.S)}
     assert "proxy_pass http://edge_service_wiki;" in blocks["wiki"]
     assert "auth_request" not in blocks["wiki"]

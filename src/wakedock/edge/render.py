@@ -212,7 +212,7 @@ def edge_servers(
             continue
         route = routes.get(view.name)
         if route is not None:
-            _checked(_LISTEN, f"{route.host}:{route.port}", "upstream address")
+            _checked(_LISTEN, route.address, "upstream address")
         servers.append(
             EdgeServer(
                 comment,

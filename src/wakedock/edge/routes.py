@@ -40,6 +40,12 @@ class DirectRoute:
     host: str
     port: int
 
+    @property
+    def address(self) -> str:
+        """`host:port` as nginx writes it (an IPv6 address in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
 
 @dataclass
 class _Known:
