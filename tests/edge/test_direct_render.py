@@ -86,15 +86,17 @@ def test_nginx_accepts_direct_routes_with_and_without_the_decision_cache(
 ) -> None:
     data = tmp_path / "data"
     cert, key = _certificate(tmp_path)
-    for seconds in (5, 0):
+    # No service awake (no route at all) is a valid configuration too.
+    for seconds, routes in ((5, ROUTES), (0, ROUTES), (5, {})):
         settings = Settings(
             data_dir=data, edge={"direct_routes": True, "auth_cache_seconds": seconds}
         )
         options = EdgeOptions(
-            out_dir=tmp_path / f"edge{seconds}", cert=cert, key=key, wakedock_ca=cert
+            out_dir=tmp_path / f"edge{seconds}{len(routes)}", cert=cert, key=key, wakedock_ca=cert
         )
-        config = render_edge(settings, VIEWS, options, ROUTES)
-        assert ("proxy_cache edge_auth;" in config.files["nginx.conf"]) == bool(seconds)
+        config = render_edge(settings, VIEWS, options, routes)
+        cached = "proxy_cache edge_auth;" in config.files["nginx.conf"]
+        assert cached == bool(seconds and routes)
         write_edge(config)
         check_config(nginx, config)
 
