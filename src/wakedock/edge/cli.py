@@ -185,6 +185,16 @@ def edge_group(open_tools: OpenTools) -> click.Group:
         tools = open_tools(state)
         _warn_untrusted(tools.settings)
         options = _options(tools, out, listen, wakedock_ca, wakedock_http)
+        edge_settings = tools.settings.edge
+        if edge_settings.direct_routes and poll_seconds >= edge_settings.stop_grace_seconds:
+            # A stopped service's route would outlive its container (docs/edge.md).
+            click.secho(
+                f"warning: --poll-seconds {poll_seconds:g} is not below "
+                f"edge.stop_grace_seconds ({edge_settings.stop_grace_seconds:g}): a stopped "
+                "service's direct route may outlive its container.",
+                fg="yellow",
+                err=True,
+            )
         options.audit_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         supervisor = EdgeSupervisor(
             render=renderer(tools, options),
