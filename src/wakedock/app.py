@@ -26,6 +26,7 @@ from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.pages import router as enrol_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
+from wakedock.proxy.edge_activity import EdgeActivity, activity_socket
 from wakedock.proxy.handler import ProxyApp, admin_url
 from wakedock.proxy.handoff import router as handoff_router
 from wakedock.proxy.reaper import IdleReaper
@@ -142,7 +143,8 @@ async def lifespan(
     components: Components, proxy: ProxyApp, reaper: IdleReaper
 ) -> AsyncIterator[None]:
     """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper,
-    the poller of the service host map (loaded once before the first request).
+    the poller of the service host map (loaded once before the first request), and with
+    edge.direct_routes the listener of the edge's direct traffic (proxy/edge_activity.py).
 
     Started in this order and stopped in the reverse one. What needs closing whether or not
     the start-up got that far (HTTP clients, health probes, the Vault token WakeDock logged in
@@ -166,6 +168,13 @@ async def lifespan(
         await components.directory.load()
         polling = asyncio.create_task(components.directory.run())
         stack.push_async_callback(_cancelled, polling)
+        settings = components.settings
+        if settings.edge.direct_routes:
+            edge = EdgeActivity(
+                activity_socket(settings.data_dir), components.directory.lookup, components.activity
+            )
+            await edge.start()
+            stack.push_async_callback(edge.stop)
         yield
 
 

@@ -18,6 +18,7 @@ from wakedock.config import Settings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.edge.cli import EdgeTools, edge_group
+from wakedock.edge.routes import DirectRoutes
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
@@ -78,8 +79,9 @@ def _edge_tools(state: CliState) -> EdgeTools:
 
     c = _components(state)
     tls = ensure_tls_files(c, step)  # the same certificate as `wakedock serve`
+    routes = DirectRoutes(c.services.endpoint, c.services.engine_status, c.clock)
     return EdgeTools(
-        c.settings, c.services.list, c.auditor.record, tls.cert, tls.key, tls.generated
+        c.settings, c.services.list, c.auditor.record, tls.cert, tls.key, tls.generated, routes
     )
 
 

@@ -210,9 +210,7 @@ def build_components(
     )
     box = make_secret_box(settings.mfa.encryption_key, settings.data_dir)
     auditor = Auditor(factory, clock)
-    mfa = MfaService(
-        factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa
-    )
+    mfa = MfaService(factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa)
     login = LoginFlow(
         factory,
         clock,
@@ -229,7 +227,15 @@ def build_components(
         audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
-    services = ServiceManager(factory, clock, runtime, policy_settings(settings.docker), secrets)
+    services = ServiceManager(
+        factory,
+        clock,
+        runtime,
+        policy_settings(settings.docker),
+        secrets,
+        # The edge's direct routes must be gone before a container's port can be reused.
+        stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
+    )
     activity = ActivityTracker(clock)
     proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock)
     wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)

@@ -93,13 +93,21 @@ def _wait_edge(edge: Edge, timeout: float = 120) -> None:
 
 
 @contextmanager
-def edge_in_front(data_dir: Path, wakedock: WakeDockProcess) -> Iterator[Edge]:
+def edge_in_front(
+    data_dir: Path,
+    wakedock: WakeDockProcess,
+    extra_env: dict[str, str] | None = None,
+    poll_seconds: float = 1,
+) -> Iterator[Edge]:
     port = free_port()
     log_path = data_dir.parent / f"edge-{port}.log"
     # WakeDock listens on plain HTTP on loopback here (serve --insecure-http, edge
     # --wakedock-http): the nginx -> WakeDock TLS hop is checked by nginx -t (test_render).
-    env = server_env(data_dir, {**TRUSTED, "WAKEDOCK_SERVER__PORT": str(wakedock.port)})
-    args = ["edge", "run", "--listen", f"{HOST}:{port}", "--wakedock-http", "--poll-seconds", "1"]
+    env = server_env(
+        data_dir, {**TRUSTED, "WAKEDOCK_SERVER__PORT": str(wakedock.port), **(extra_env or {})}
+    )
+    args = ["edge", "run", "--listen", f"{HOST}:{port}", "--wakedock-http"]
+    args += ["--poll-seconds", str(poll_seconds)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT

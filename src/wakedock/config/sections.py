@@ -380,3 +380,20 @@ class ProxySettings(_Section):
     @classmethod
     def _limit(cls, value: str) -> str:
         return rate_limit(value)
+
+
+class EdgeSettings(_Section):
+    """The nginx edge in front of WakeDock (docs/edge.md): how it serves awake services."""
+
+    # The edge proxies an awake service straight to its published port (WakeDock only for
+    # sleeping services, WebSockets, event streams and sign-in). Read by both sides: `edge
+    # run` renders the direct routes; `wakedock serve` then listens for the edge's access log
+    # (the idle reaper's view of direct traffic) and waits stop_grace_seconds before stopping
+    # a container. Off: every request goes through WakeDock, as without the edge.
+    direct_routes: bool = False
+    # How long nginx keeps WakeDock's access decision for one (host, service cookie): a
+    # revoked session still reaches a protected service directly for up to this long.
+    auth_cache_seconds: int = Field(default=5, ge=0, le=300)
+    # Between marking a service stopping (the edge drops its direct route) and stopping its
+    # container, so no request is sent to a port the engine may hand to another container.
+    stop_grace_seconds: float = Field(default=1.5, ge=0, le=60)

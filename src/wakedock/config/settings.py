@@ -14,6 +14,7 @@ from wakedock.config.sections import (
     AuthSettings,
     DatabaseSettings,
     DockerSettings,
+    EdgeSettings,
     HttpSettings,
     MfaSettings,
     ProxySettings,
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     siem: SiemSettings = Field(default_factory=SiemSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -16,13 +16,17 @@ import os
 import pwd
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from wakedock.config import Settings
+from wakedock.edge.routes import DirectRoute
+from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
+from wakedock.proxy.edge_activity import ACTIVITY_TAG, EDGE_WORKER_USER, activity_socket
+from wakedock.proxy.pages import EDGE_AUTH_PATH, PREFIX
 from wakedock.services.snapshots import ServiceView
 from wakedock.web.headers import protocol_answer_headers
 
@@ -58,8 +62,8 @@ PASSWORD_EXCLUSION = (
 
 CONF_NAME = "nginx.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
-_WORKER_USER = "nobody"
-_TMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi", "modsecurity")
+_WORKER_USER = EDGE_WORKER_USER
+_TMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi", "modsecurity", "auth_cache")
 AUDIT_LOG_NAME = "modsec_audit.json"
 
 _HOST = re.compile(
@@ -69,6 +73,7 @@ _IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
 _LISTEN = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
 _HEADER_VALUE = re.compile(r"[ -~]*")
+_COOKIE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,12 @@ class EdgeServer:
     default: bool = False
     # ModSecurity directives for this block only: the narrow exclusions (docs/edge.md).
     rules: tuple[str, ...] = ()
+    # An awake service proxied by nginx itself (edge.direct_routes): its upstream block's name
+    # and address; None sends every request to WakeDock.
+    upstream: str | None = None
+    route: DirectRoute | None = None
+    # Not public: each request is checked by WakeDock (auth_request, cached briefly).
+    protected: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,11 +173,16 @@ def _wakedock_address(settings: Settings) -> str:
 
 
 def edge_servers(
-    settings: Settings, services: Iterable[ServiceView], options: EdgeOptions
+    settings: Settings,
+    services: Iterable[ServiceView],
+    options: EdgeOptions,
+    routes: Mapping[str, DirectRoute] | None = None,
 ) -> tuple[EdgeServer, ...]:
     """The admin hosts, one block per service (`<name>.<base_domain>` and its own hosts), and a
     default block that hands any other host to WakeDock (which answers 404, or serves a service
-    created since the last render)."""
+    created since the last render). A service in `routes` (edge.direct_routes) is proxied to
+    its upstream by nginx itself."""
+    routes = routes if settings.edge.direct_routes and routes else {}
     taken: set[str] = set()
 
     def fresh(hosts: Iterable[str]) -> tuple[str, ...]:
@@ -192,8 +208,22 @@ def edge_servers(
             # hands its hosts to WakeDock, which applies its own checks.
             log.warning("service %r left to the default block: %s", view.name, exc)
             continue
-        if names:
-            servers.append(EdgeServer(comment, names, options.service_max_body_bytes, "own"))
+        if not names:
+            continue
+        route = routes.get(view.name)
+        if route is not None:
+            _checked(_LISTEN, route.address, "upstream address")
+        servers.append(
+            EdgeServer(
+                comment,
+                names,
+                options.service_max_body_bytes,
+                "own",
+                upstream=f"edge_service_{view.name}" if route is not None else None,
+                route=route,
+                protected=view.spec.access.policy != "public",
+            )
+        )
     servers.append(
         EdgeServer("any other host: WakeDock answers", ("_",), admin_body, "admin", default=True)
     )
@@ -226,9 +256,13 @@ def _headers() -> list[_Header]:
 
 
 def render_edge(
-    settings: Settings, services: Sequence[ServiceView], options: EdgeOptions
+    settings: Settings,
+    services: Sequence[ServiceView],
+    options: EdgeOptions,
+    routes: Mapping[str, DirectRoute] | None = None,
 ) -> EdgeConfig:
-    """Every file of the edge's configuration, as text (nothing is written)."""
+    """Every file of the edge's configuration, as text (nothing is written). `routes`: the
+    awake services nginx proxies directly (edge/routes.py), used when edge.direct_routes."""
     env = Environment(
         loader=PackageLoader("wakedock.edge", "templates"),
         undefined=StrictUndefined,
@@ -250,11 +284,12 @@ def render_edge(
         "modsecurity_module": _path(options.modsecurity_module),
     }
     server = settings.server
-    servers = edge_servers(settings, services, options)
+    servers = edge_servers(settings, services, options, routes)
     values = {
         **paths,
         "worker_user": _worker_user(),
-        "rendered_for": f"{len(servers) - 2} service(s)",
+        "rendered_for": f"{len(servers) - 2} service(s), "
+        f"{sum(1 for s in servers if s.upstream)} proxied directly",
         "listen": _checked(_LISTEN, options.listen, "listen address"),
         "cert": _path(options.cert),
         "key": _path(options.key),
@@ -275,6 +310,16 @@ def render_edge(
         "outbound_threshold": OUTBOUND_ANOMALY_THRESHOLD,
         "body_limit": max(options.service_max_body_bytes, ADMIN_MIN_BODY_BYTES),
         "body_no_files_limit": BODY_NO_FILES_LIMIT,
+        # Direct routes (edge.direct_routes): WakeDock's paths on a service host, its access
+        # check, the service host cookie nginx must not hand to the service, the activity log.
+        "wakedock_prefix": _checked(_PATH, PREFIX, "path"),
+        "auth_path": _checked(_PATH, EDGE_AUTH_PATH, "path"),
+        "auth_cache": _path(options.temp_dir / "auth_cache"),
+        "auth_cache_seconds": settings.edge.auth_cache_seconds,
+        "proxy_cookie": _checked(_COOKIE, SECURE_COOKIE, "cookie name"),
+        "plain_cookie": _checked(_COOKIE, PLAIN_COOKIE, "cookie name"),
+        "activity_socket": _path(activity_socket(settings.data_dir)),
+        "activity_tag": _checked(_COOKIE, ACTIVITY_TAG, "syslog tag"),
     }
     files = {
         CONF_NAME: env.get_template("nginx.conf.j2").render(values),

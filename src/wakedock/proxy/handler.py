@@ -18,7 +18,7 @@ from wakedock.config import ProxySettings
 from wakedock.context import RequestContext
 from wakedock.errors import NotAuthenticated
 from wakedock.proxy import pages
-from wakedock.proxy.access import HANDOFF_PATH, ProxyAccess, cookie_name
+from wakedock.proxy.access import HANDOFF_PATH, Access, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.decision import Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
@@ -247,6 +247,8 @@ class ProxyApp:
             return self._status(view)
         if path == f"{pages.PREFIX}/auth":
             return await self._redeem(host, scope)
+        if path == pages.EDGE_AUTH_PATH:
+            return await self._edge_auth(view, host, scope)
         return pages.message_page("Not found", "No such page.", 404)
 
     def _status(self, view: ServiceView) -> Response:
@@ -264,6 +266,21 @@ class ProxyApp:
             waking = snapshot.phase is WakePhase.WAKING
             body = {"state": "waking" if waking else "asleep", "progress": share}
         return JSONResponse(body, headers=pages.PAGE_HEADERS)
+
+    async def _edge_auth(self, view: ServiceView, host: str, scope: Scope) -> Response:
+        """The edge's access check (nginx `auth_request`, docs/edge.md): 204 when the caller's
+        own service host cookie admits it to this service, 401 (sign in) or 403 (its role may
+        not), with no body: what the proxy itself would decide, and nothing else. The edge
+        keeps the path internal; asked directly, it tells a caller only about its own cookie."""
+        principal = None
+        if view.spec.access.policy != "public":
+            raw = dict(scope["headers"]).get(b"cookie", b"").decode("latin-1")
+            principal = await run_in_threadpool(
+                self._access.principal, _cookie({"cookie": raw}, cookie_name(scope["scheme"])), host
+            )
+        access = self._access.decide(view, principal)
+        status = {Access.ALLOW: 204, Access.LOGIN: 401, Access.FORBIDDEN: 403}[access]
+        return Response(status_code=status, headers=pages.PAGE_HEADERS)
 
     async def _redeem(self, host: str, scope: Scope) -> Response:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -18,6 +18,8 @@ PREFIX = "/_wakedock"
 STATUS_PATH = f"{PREFIX}/status"
 SCRIPT_PATH = f"{PREFIX}/loading.js"
 STYLE_PATH = f"{PREFIX}/loading.css"
+# The edge's access check for a service it proxies directly (docs/edge.md): 204, 401 or 403.
+EDGE_AUTH_PATH = f"{PREFIX}/edge-auth"
 
 # What these pages need beyond the set every answer WakeDock writes gets (web/headers.py, added
 # by the proxy with `Cache-Control: no-store`): a CSP allowing only their own script and style,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -51,6 +52,9 @@ from wakedock.services.spec import ServiceSpec
 
 API = "api"
 DISCOVERED = "discovered"
+# Stored while a stop waits its grace (edge.stop_grace_seconds): the container still runs, but
+# the edge no longer routes to it.
+STOPPING = "stopping"
 
 # Told of each committed change made through a manager: the service's name and its record now
 # (None once removed).
@@ -67,8 +71,14 @@ class ServiceManager:
         runtime: ContainerRuntime,
         policy: PolicySettings,
         secrets: ServiceSecrets,
+        *,
+        stop_grace_s: float = 0.0,
     ) -> None:
+        """`stop_grace_s`: how long a stop waits between storing the service as stopping and
+        stopping its container (with the edge's direct routes: the edge drops the route first,
+        docs/edge.md)."""
         self._factory = factory
+        self._stop_grace_s = stop_grace_s
         self._clock = clock
         self._runtime = runtime
         self._policy = policy
@@ -292,11 +302,41 @@ class ServiceManager:
     def _stop(self, current: ServiceView, context: RequestContext, reason: str) -> ServiceView:
         with self._lock(current.name):
             pause = current.spec.stop_method == "pause"
-            self._runtime.stop(self._ref(current), pause=pause)
+            ref = self._ref(current)
+            grace = self._stop_grace_s > 0 and current.state == State.RUNNING.value
+            if grace:
+                self._mark_stopping(current.id)
+                # Blocking on purpose: a stop runs in a worker thread, under this service's
+                # lock (a wake waits for it, then starts the service again).
+                time.sleep(self._stop_grace_s)
+            try:
+                self._runtime.stop(ref, pause=pause)
+            except Exception:
+                if grace:  # still running: routable again
+                    self._restore_running(current.id)
+                raise
             state = State.PAUSED if pause and self._runtime.kind == "engine" else State.STOPPED
             return self._mark(
                 current.id, current.container_ref, state, reason, EventType.SERVICE_STOP, context
             )
+
+    def _mark_stopping(self, service_id: int) -> None:
+        """Store the service as stopping; its stop time moves too, so whoever polls the change
+        marker (the host map, the edge) sees the change."""
+        with transaction(self._factory) as db:
+            row = self._row(db, service_id)
+            row.state = STOPPING
+            row.last_stopped_at = self._clock.now()
+            view = ServiceView.of(row)
+        self._changed(view.name, view)
+
+    def _restore_running(self, service_id: int) -> None:
+        with transaction(self._factory) as db:
+            row = self._row(db, service_id)
+            row.state = State.RUNNING.value
+            row.last_stopped_at = self._clock.now()
+            view = ServiceView.of(row)
+        self._changed(view.name, view)
 
     def mark_error(self, key: int | str) -> None:
         """Record that the last start failed (stop reason `error`); the next start may retry."""

@@ -1,0 +1,145 @@
+"""The edge's direct traffic, as the idle reaper sees it: one datagram per request, from nginx.
+
+With `edge.direct_routes`, nginx proxies an awake service itself; WakeDock would never see that
+traffic and would stop the service after its idle timeout. nginx therefore writes one access
+log line per direct request (`access_log syslog:server=unix:...`, format: the host) to a unix
+datagram socket in the data directory, which `wakedock serve` listens on while it runs. Lines
+are gathered and handled every FLUSH_SECONDS: each host seen touches its service's activity,
+once. A host that names no service is ignored; so is anything that is not a line of the format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import pwd
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from wakedock.proxy.activity import ActivityTracker
+from wakedock.proxy.directory import normalise_host
+from wakedock.services.snapshots import ServiceView
+
+log = logging.getLogger("wakedock.proxy")
+
+SOCKET_NAME = "edge-activity.sock"
+# Started as root, nginx's workers run as this user (nginx's own default; edge/render.py).
+EDGE_WORKER_USER = "nobody"
+# nginx's syslog tag for these lines (`tag=`), which precedes the host in each datagram.
+ACTIVITY_TAG = "wakedock_edge"
+FLUSH_SECONDS = 0.5
+# A datagram longer than this is not one of nginx's lines (a host is at most 253 characters).
+_MAX_DATAGRAM = 2048
+
+
+def activity_socket(data_dir: Path) -> Path:
+    """Where `wakedock serve` listens and the edge writes (both read the same data_dir): in the
+    data directory; as root, in a directory of its own under the system's temporary directory
+    (named after the data directory), since nginx's workers then run as EDGE_WORKER_USER, who
+    may not traverse the data directory."""
+    if os.geteuid() != 0:
+        return data_dir / SOCKET_NAME
+    digest = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"wakedock-activity-{digest}" / SOCKET_NAME
+
+
+def _worker_gid() -> int | None:
+    """As root: the group nginx's workers run in (EDGE_WORKER_USER's own), else None."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(EDGE_WORKER_USER).pw_gid
+
+
+def parse_host(datagram: bytes) -> str | None:
+    """The host of one nginx syslog line (`<PRI>TIMESTAMP TAG: host`, RFC 3164 without the
+    hostname), normalised; None for anything else."""
+    if len(datagram) > _MAX_DATAGRAM:
+        return None
+    marker = f" {ACTIVITY_TAG}: ".encode()
+    _, found, host = datagram.partition(marker)
+    if not found:
+        return None
+    return normalise_host(host.strip().decode("ascii", "replace"))
+
+
+class EdgeActivity(asyncio.DatagramProtocol):
+    """Listens on the activity socket; touches the tracker of each host's service."""
+
+    def __init__(
+        self,
+        path: Path,
+        lookup: Callable[[str], ServiceView | None],
+        activity: ActivityTracker,
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self._path = path
+        self._lookup = lookup
+        self._activity = activity
+        self._flush_seconds = flush_seconds
+        self._hosts: set[str] = set()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self.touched = 0
+
+    async def start(self) -> None:
+        """Bind the socket (replacing a stale one: a previous server's) and start flushing."""
+        gid = _worker_gid()
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if gid is not None:  # root: the workers' group may reach the socket, and only it
+            os.chown(self._path.parent, 0, gid)
+            os.chmod(self._path.parent, 0o710)  # noqa: S103 - traverse only, one group
+        self._path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # 0600 from the start (umask): nginx's workers run as this user. As root, 0660 and the
+        # workers' group.
+        previous = os.umask(0o177)
+        try:
+            sock.bind(str(self._path))
+        finally:
+            os.umask(previous)
+        if gid is not None:
+            os.chown(self._path, 0, gid)
+            os.chmod(self._path, 0o660)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self._transport = transport
+        self._flushing = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+        if self._transport is not None:
+            self._transport.close()
+        self.flush()
+        self._path.unlink(missing_ok=True)
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        host = parse_host(data)
+        if host is not None:
+            self._hosts.add(host)
+
+    def flush(self) -> None:
+        """Touch the service of each host seen since the last flush."""
+        hosts, self._hosts = self._hosts, set()
+        for host in hosts:
+            view = self._lookup(host)
+            if view is not None:
+                self._activity.touch(view.name)
+                self.touched += 1
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("could not record the edge's activity")
