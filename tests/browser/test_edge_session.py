@@ -307,12 +307,6 @@ def _read_audit_settings_and_pages(client: httpx.Client, auth: dict[str, str], s
     assert "Sign in" in client.get("/login").text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the CRS refuses shell commands, URLs, quotes and `--` in a service spec: the "
-    "exclusion for the services API's `command` and `env` fields is not written yet",
-)
 def test_a_spec_with_a_shell_line_and_urls_through_the_edge(
     tmp_path: Path, engine: docker.DockerClient, installation: str, network: str
 ) -> None:

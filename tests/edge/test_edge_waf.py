@@ -37,6 +37,8 @@ from wakedock.audit.models import AuditEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
+# A host no service answers: the edge's default block, without the admin hosts' exclusions.
+OTHER_HOST = "shop.localhost"
 # WakeDock believes the edge's X-Forwarded-For only if 127.0.0.1 is a trusted proxy.
 TRUSTED = {"WAKEDOCK_HTTP__TRUSTED_PROXIES": '["127.0.0.1/32"]'}
 
@@ -55,13 +57,13 @@ class Edge:
         return ssl.create_default_context(cafile=str(self.ca))
 
     def request(
-        self, method: str, path: str, body: object | None = None
+        self, method: str, path: str, body: object | None = None, host: str = HOST
     ) -> tuple[int, http.client.HTTPResponse, bytes]:
         """One request on a new connection; the path is sent exactly as given."""
         connection = http.client.HTTPSConnection(
             HOST, self.port, context=self.context(), timeout=60
         )
-        headers = {"Host": HOST, "User-Agent": "wakedock-tests", "Accept": "application/json"}
+        headers = {"Host": host, "User-Agent": "wakedock-tests", "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -191,15 +193,23 @@ def test_wakedock_through_the_edge_and_the_seeds_attacks_blocked_and_audited(
             assert response.headers["server"] == "nginx"  # refused at the edge
             assert response.headers["x-frame-options"] == "DENY"
 
-        events = _wait_events(data_dir, len(ATTACKS))
+        # A service spec's `command` is left out of the command-execution rules on the admin
+        # hosts only: the same field in a body to any other host is inspected as usual.
+        status, _, body = edge.request(
+            "POST", "/", {"command": ["/bin/sh", "-c", "x; cat /etc/passwd"]}, host=OTHER_HOST
+        )
+        assert status == 403, body
+
+        events = _wait_events(data_dir, len(ATTACKS) + 1)
         assert [e.details and json.loads(e.details)["path"] for e in events] == [
-            expected for _, _, _, expected in ATTACKS
+            *(expected for _, _, _, expected in ATTACKS),
+            "/",
         ], edge.log()
         for event in events:
             details = json.loads(event.details or "{}")
             assert event.severity == "high"
             assert event.ip == HOST
-            assert details["host"] == HOST
+            assert details["host"] in (HOST, OTHER_HOST)
             assert "949110" in details["rule_ids"]
             assert details["inbound_anomaly_score"] >= 5
             # Never a body or a query string: the path is all of the request that is kept.

@@ -60,6 +60,28 @@ PASSWORD_EXCLUSION = (
     + '"'
 )
 
+# A service spec's `command` and `env` are a program's own words: a shell line, a URL, a quoted
+# word or `--` in them is what people write, and each alone scores 5 at paranoia level 2 (932150,
+# 931130, 942110, 942440). Those two fields, on the admin hosts only, are left out of the rules
+# tagged command execution, SQL injection and remote file inclusion; every other field of the
+# spec (its name included) and every other rule (XSS, PHP, protocol) still applies to them. The
+# spec is then WakeDock's to validate, and its policy's (and the caller needs services:write).
+# ModSecurity 3.0.9 takes no pattern in `ctl:ruleRemoveTarget*`, and `env` names are the user's:
+# hence the update of targets by tag, which takes one (docs/edge.md).
+# (A `|` inside the pattern would be read as the list's separator: one pattern per field.)
+_SPEC_FIELDS = "!ARGS:/^json\\.command\\./|!ARGS:/^json\\.env\\./"
+SPEC_EXCLUSIONS = tuple(
+    f'SecRuleUpdateTargetByTag "{tag}" "{_SPEC_FIELDS}"'
+    for tag in ("attack-rce", "attack-sqli", "attack-rfi")
+)
+# The sign-in detour of a protected service carries the service's address, encoded once more,
+# in `next`: 920230 ("multiple URL encoding", 3 points) on every page of it would leave two
+# points before any other warning blocks a sign-in. Only `next`, only on those pages.
+NEXT_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@rx ^/(?:login(?:/code)?|mfa/enrol(?:/confirm)?|auth/proxy)$" '
+    '"id:1002,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetById=920230;ARGS:next"'
+)
+
 CONF_NAME = "nginx.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
 _WORKER_USER = EDGE_WORKER_USER
@@ -195,7 +217,12 @@ def edge_servers(
     # CRS 920350 scores a numeric Host as a scanner's; an operator who names an address as an
     # admin host means it. Only the admin block, and only when one of its names is an address.
     numeric = any(re.fullmatch(r"[\d.]+|\[[0-9a-f:.]+\]", n) for n in admin_names)
-    admin_rules = (PASSWORD_EXCLUSION, *(("SecRuleRemoveById 920350",) if numeric else ()))
+    admin_rules = (
+        PASSWORD_EXCLUSION,
+        NEXT_EXCLUSION,
+        *SPEC_EXCLUSIONS,
+        *(("SecRuleRemoveById 920350",) if numeric else ()),
+    )
     servers = [
         EdgeServer("WakeDock's admin hosts", admin_names, admin_body, "admin", rules=admin_rules)
     ]
