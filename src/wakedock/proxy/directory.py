@@ -118,6 +118,10 @@ class ServiceDirectory:
     def lookup(self, host: str) -> ServiceView | None:
         return self._by_host.get(host)
 
+    def named(self, name: str) -> ServiceView | None:
+        """The service called `name` as the map knows it now."""
+        return self._views.get(name)
+
     def knows(self, host: str) -> bool:
         return host in self._by_host
 
