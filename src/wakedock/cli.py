@@ -47,12 +47,16 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) ->
     ctx.obj = CliState(config_file, overrides)
 
 
-def _components(state: CliState, settings: Settings | None = None) -> Components:
-    """Every component, wired from the settings (migrations applied)."""
+def _components(
+    state: CliState, settings: Settings | None = None, *, run_migrations: bool = True
+) -> Components:
+    """Every component, wired from the settings (migrations applied, unless a parent process
+    applied them already)."""
     settings = settings or state.settings()
-    step(f"opening the database in {settings.data_dir} (applying migrations)")
+    if run_migrations:
+        step(f"opening the database in {settings.data_dir} (applying migrations)")
     try:
-        return build_components(settings)
+        return build_components(settings, run_migrations=run_migrations)
     except WakeDockError as exc:  # e.g. Vault sealed: say which, without a traceback
         raise click.ClickException(exc.detail) from None
     except ValueError as exc:  # a setting that cannot be used (webhook, sink, key...)
@@ -126,7 +130,7 @@ def serve(
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     listening = workers.inherited()
     if listening is not None:  # one of several workers: the parent did the start-up steps
-        components = _components(state, state.settings(server=server))
+        components = _components(state, state.settings(server=server), run_migrations=False)
         handed = os.environ.pop(workers.SETUP_TOKEN, None)
         if handed is not None:
             components.setup.take_over(handed)
@@ -167,12 +171,18 @@ def serve(
     if count == 1:
         run_server(components, insecure_http=insecure_http, log_level=log_level)
         return
-    _serve_workers(components, count, insecure_http=insecure_http)
+    _serve_workers(components, count, insecure_http=insecure_http, log_level=log_level)
 
 
-def _serve_workers(components: Components, count: int, *, insecure_http: bool) -> None:
+def _serve_workers(
+    components: Components, count: int, *, insecure_http: bool, log_level: str
+) -> None:
     """Bind the socket and run `count` worker processes on it (server/workers.py)."""
+    import logging
+
     from wakedock.server import workers
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from wakedock.server.run import ACCEPT_BACKLOG, ensure_tls_files
 
     settings = components.settings

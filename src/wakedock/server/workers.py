@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,9 +47,23 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def inherited() -> socket.socket | None:
-    """In a worker: the socket its parent bound; None in any other process."""
+    """In a worker: the socket its parent bound; None in any other process.
+
+    A worker whose parent died (killed, so it could not stop its workers) stops itself
+    gracefully within a second: no worker outlives its parent.
+    """
     fd = os.environ.pop(WORKER_FD, None)
-    return socket.socket(fileno=int(fd)) if fd is not None else None
+    if fd is None:
+        return None
+    parent = os.getppid()
+    threading.Thread(target=_follow_parent, args=(parent,), name="parent", daemon=True).start()
+    return socket.socket(fileno=int(fd))
+
+
+def _follow_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
