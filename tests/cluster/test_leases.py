@@ -59,9 +59,7 @@ def test_release_frees_the_lease_only_for_its_holder(
     assert leases.acquire("wake:app", "b", 60)
 
 
-def test_concurrent_takers_get_one_holder(
-    factory: sessionmaker[Session], clock: FakeClock
-) -> None:
+def test_concurrent_takers_get_one_holder(factory: sessionmaker[Session], clock: FakeClock) -> None:
     leases = Leases(factory, clock)
     won: list[str] = []
     start = threading.Barrier(8)
