@@ -79,8 +79,7 @@ def _head(filler: int) -> bytes:
 def test_serve_names_the_parser_it_runs(server: WakeDockProcess) -> None:
     assert (
         f"HTTP/1.1 parser {server.env['WAKEDOCK_SERVER__HTTP_PARSER']}, "
-        f"event loop {server.env['WAKEDOCK_SERVER__EVENT_LOOP']}"
-        in server.log()
+        f"event loop {server.env['WAKEDOCK_SERVER__EVENT_LOOP']}" in server.log()
     )
 
 
