@@ -10,8 +10,10 @@ host with `reverse_proxy` to the container's published port and WakeDock's own c
 wrk (TLS 1.3, `Host: app.localhost`) drives 8 and 64 connections for each file, the targets
 alternating in every round; medians over rounds, ratios WakeDock / Caddy from the same rounds.
 `--before-src` adds a second WakeDock started from another source tree (e.g. main before the
-lean upstream client), measured in the same rounds. Every request goes to 127.0.0.1; the
-container is on a user-defined network of its own, its port published on 127.0.0.1 only.
+lean upstream client), measured in the same rounds; `--workers N` adds one with
+`server.workers: N` (and a Redis of its own for the attempt budgets), also in the same rounds.
+Every request goes to 127.0.0.1; the container is on a user-defined network of its own, its
+port published on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from common import (
     quiet_check,
     wakedock_command,
 )
+from support.components import start_redis
 from support.server import free_port, serve, wait_port
+from support.workers import wait_workers
 
 CADDY = Path(os.environ.get("CADDY", str(Path(sys.executable).parent / "caddy")))
 FILES = {"1k": 1024, "100k": 100 * 1024}
@@ -106,7 +110,13 @@ def service_spec(image: str, network: str) -> dict[str, object]:
 
 @contextmanager
 def wakedock(
-    image: str, network: str, src: Path | None, *, https: bool
+    image: str,
+    network: str,
+    src: Path | None,
+    *,
+    https: bool,
+    workers: int = 1,
+    redis_url: str | None = None,
 ) -> Iterator[tuple[Server, str]]:
     """A WakeDock (from `src` if given) with the service awake; yields it and its installation."""
     installation = f"wd-bench-{secrets.token_hex(3)}"
@@ -117,11 +127,16 @@ def wakedock(
     env |= {"WAKEDOCK_DATA_DIR": str(data_dir), "WAKEDOCK_DOCKER__INSTALLATION": installation}
     if src is not None:
         env["PYTHONPATH"] = str(src)
+    if workers > 1 and redis_url is not None:
+        env["WAKEDOCK_SERVER__WORKERS"] = str(workers)
+        env["WAKEDOCK_RATE_LIMIT__STORAGE_URL"] = redis_url
     spec = root / "app.yaml"
     spec.write_text(yaml.safe_dump(service_spec(image, network)))
     try:
         subprocess.run(wakedock_command("service", "add", str(spec)), env=env, check=True)
         with serve(data_dir, env, https=https, host=HOST, log_path=root / "server.log") as server:
+            if workers > 1:
+                wait_workers(server, workers)
             wake(server)
             yield server, installation
     finally:
@@ -231,6 +246,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", default="8,64")
     parser.add_argument("--before-src", type=Path, help="a second WakeDock from this src/")
+    parser.add_argument("--workers", type=int, default=1, help="also a WakeDock with N workers")
     parser.add_argument(
         "--http",
         action="store_true",
@@ -255,6 +271,20 @@ def main() -> None:
                     )
                 )
                 targets["before"] = f"{scheme}://{HOST}:{before.port}"
+            if args.workers > 1:
+                redis = start_redis()
+                stack.callback(redis.stop)
+                several, _ = stack.enter_context(
+                    wakedock(
+                        image,
+                        str(network.name),
+                        None,
+                        https=not args.http,
+                        workers=args.workers,
+                        redis_url=redis.url,
+                    )
+                )
+                targets[f"workers={args.workers}"] = f"{scheme}://{HOST}:{several.port}"
             caddy_port = stack.enter_context(caddy(server, published_port(installation)))
             targets["caddy"] = f"{scheme}://{HOST}:{caddy_port}"
             measure(targets, connections, args)
@@ -287,7 +317,7 @@ def measure(targets: dict[str, str], connections: list[int], args: argparse.Name
                 )
                 results.setdefault((name, conns, target), []).append(result)
                 print(
-                    f"round {round_number + 1} {name:>4} c={conns:<3} {target:<9} "
+                    f"round {round_number + 1} {name:>4} c={conns:<3} {target:<10} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                     f"p99 {result.p99_ms:7.2f} ms  timeouts {timeouts(result)}",
                     flush=True,
@@ -304,7 +334,7 @@ def measure(targets: dict[str, str], connections: list[int], args: argparse.Name
             p50 = median([r.p50_ms for r in runs])
             lost = sum(timeouts(r) for r in runs)
             print(
-                f"{name:>5} {conns:>5} {target:<9} {rps:9.0f} {p50:8.2f} {p99:8.2f} "
+                f"{name:>5} {conns:>5} {target:<10} {rps:9.0f} {p50:8.2f} {p99:8.2f} "
                 f"{lost:>8} {rps / caddy_rps:>14.2f} {p99 / caddy_p99:>12.2f}"
             )
 
