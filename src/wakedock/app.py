@@ -140,7 +140,8 @@ def create_asgi(components: Components, leadership: Leadership | None = None) ->
         traffic = SharedTraffic(
             components.activity, SharedActivity(components.db, clock), leadership.holder, clock
         )
-        components.wakes.share(WakeClaims(Leases(components.db, clock), leadership.holder))
+        claims = WakeClaims(Leases(components.db, clock), leadership.holder)
+        components.wakes.share(claims, components.directory.running)
         reaper.share(traffic, lambda: leadership.leading)
         components.siem.only_while(lambda: leadership.leading)
     return HostRouter(

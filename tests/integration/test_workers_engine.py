@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +21,12 @@ from docker import DockerClient
 from support.components import RedisServer
 from support.engine import AddApp, container_of, wait_for
 from support.server import WakeDockProcess, wakedock_server
-from support.workers import connections_by_worker, wait_workers, workers_of
+from support.workers import (
+    connection_per_worker,
+    connections_by_worker,
+    wait_workers,
+    workers_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,27 +68,6 @@ def visit(server: WakeDockProcess, conn: http.client.HTTPSConnection, host: str)
     return body
 
 
-def pinned(server: WakeDockProcess, workers: list[int], host: str) -> dict[int, Any]:
-    """One kept-alive connection served by each worker (new ones until both have one)."""
-    found: dict[int, Any] = {}
-    for _ in range(100):
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", server.port, context=server.ssl_context(), timeout=60
-        )
-        visit(server, conn, host)
-        port = conn.sock.getsockname()[1]
-        owner = [
-            p for p, ports in connections_by_worker(workers, server.port).items() if port in ports
-        ]
-        if owner and owner[0] not in found:
-            found[owner[0]] = conn
-        else:
-            conn.close()
-        if len(found) == len(workers):
-            return found
-    raise AssertionError(f"the connections never reached every worker: {list(found)}")
-
-
 def test_a_burst_over_two_workers_starts_the_container_once(
     data: Path, env: dict[str, str], add_app: AddApp, engine: DockerClient, installation: str
 ) -> None:
@@ -122,7 +105,7 @@ def test_traffic_on_either_worker_keeps_the_service_awake_and_the_leader_stops_i
     add_app(data, env, "idle", {"NAME": "idle"}, idle_timeout_s=4)
     with wakedock_server(data, env=env) as server:
         workers = two_workers(server)
-        conns = pinned(server, workers, "idle.localhost")
+        conns = connection_per_worker(server, workers, "idle.localhost")
         # Six seconds of requests through one worker only, then six through the other: the
         # leader is one of them, so for six seconds (longer than the idle timeout) it sees no
         # traffic of its own and must count the other worker's.

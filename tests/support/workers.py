@@ -84,3 +84,33 @@ def connections_by_worker(workers: list[int], server_port: int) -> dict[int, set
     return {
         pid: {established[i] for i in _socket_inodes(pid) if i in established} for pid in workers
     }
+
+
+def connection_per_worker(
+    server: WakeDockProcess, workers: list[int], host: str | None = None
+) -> dict[int, http.client.HTTPSConnection]:
+    """One kept-alive connection held by each worker (new ones until each has one), after one
+    `GET /` (on `host`) or liveness probe (on the admin host) that answered 200."""
+    found: dict[int, http.client.HTTPSConnection] = {}
+    for _ in range(100):
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=server.ssl_context(), timeout=60
+        )
+        if host is None:
+            conn.request("GET", "/api/v1/health/live")
+        else:
+            conn.request("GET", "/", headers={"Host": host})
+        reply = conn.getresponse()
+        body = reply.read()
+        if reply.status != 200:
+            raise AssertionError(f"{reply.status}: {body!r}")
+        port = conn.sock.getsockname()[1]
+        owners = connections_by_worker(workers, server.port)
+        owner = next((pid for pid, ports in owners.items() if port in ports), None)
+        if owner is not None and owner not in found:
+            found[owner] = conn
+        else:
+            conn.close()
+        if len(found) == len(workers):
+            return found
+    raise AssertionError(f"the connections never reached every worker: {list(found)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -92,12 +92,16 @@ class WakeCoordinator:
         self._settings = settings
         self._states: dict[str, _WakeState] = {}
         self._http = httpx.AsyncClient(trust_env=False)
-        # Several workers: wakes and idle stops hold the service's claim in the database.
+        # Several workers: wakes and idle stops hold the service's claim in the database, and
+        # the services running (woken by any worker) count against max_awake.
         self._claims: WakeClaims | None = None
+        self._running: Callable[[], Iterable[str]] = tuple
 
-    def share(self, claims: WakeClaims) -> None:
-        """Order wakes and stops with the other worker processes (server.workers > 1)."""
+    def share(self, claims: WakeClaims, running: Callable[[], Iterable[str]]) -> None:
+        """Order wakes and stops with the other worker processes (server.workers > 1);
+        `running`: the services the database says run (the host map's view)."""
         self._claims = claims
+        self._running = running
 
     def drop_stopped(self, named: Callable[[str], ServiceView | None]) -> None:
         """Forget the endpoints of services another worker stopped since this one saw them
@@ -187,9 +191,10 @@ class WakeCoordinator:
         state = self._state(view.name)
         if state.task is None or state.task.done():
             if state.endpoint is None:
-                waking = [
-                    s for s in self._states.values() if s.endpoint or s.phase is WakePhase.WAKING
-                ]
+                waking = {
+                    n for n, s in self._states.items() if s.endpoint or s.phase is WakePhase.WAKING
+                }
+                waking.update(self._running())
                 if len(waking) >= self._settings.max_awake:
                     raise TooManyAwake(
                         f"{len(waking)} services are awake, the most this server allows; "
