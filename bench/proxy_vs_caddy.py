@@ -134,7 +134,10 @@ def wakedock(
     spec.write_text(yaml.safe_dump(service_spec(image, network)))
     try:
         subprocess.run(wakedock_command("service", "add", str(spec)), env=env, check=True)
-        with serve(data_dir, env, https=https, host=HOST, log_path=root / "server.log") as server:
+        # Several workers start one after the other on a busy machine: more patience.
+        with serve(
+            data_dir, env, https=https, host=HOST, log_path=root / "server.log", ready_timeout=240
+        ) as server:
             if workers > 1:
                 wait_workers(server, workers)
             wake(server)

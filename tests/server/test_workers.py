@@ -66,7 +66,7 @@ def test_every_worker_takes_the_printed_setup_token(
     redis_server.flush()
 
 
-def _post(conn: http.client.HTTPSConnection, body: dict[str, str]) -> tuple[int, str]:
+def _post(conn: http.client.HTTPConnection, body: dict[str, str]) -> tuple[int, str]:
     conn.request(
         "POST", "/api/v1/auth/setup", json.dumps(body), {"Content-Type": "application/json"}
     )

@@ -30,9 +30,7 @@ def wait_workers(server: WakeDockProcess, count: int, timeout: float = 120) -> l
         answered &= set(pids)
         if len(pids) == count and answered == set(pids):
             return pids
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", server.port, context=server.ssl_context(), timeout=30
-        )
+        conn = _connection(server)
         try:
             conn.request("GET", "/api/v1/health/live")
             if conn.getresponse().read() and conn.sock is not None:
@@ -88,14 +86,12 @@ def connections_by_worker(workers: list[int], server_port: int) -> dict[int, set
 
 def connection_per_worker(
     server: WakeDockProcess, workers: list[int], host: str | None = None
-) -> dict[int, http.client.HTTPSConnection]:
+) -> dict[int, http.client.HTTPConnection]:
     """One kept-alive connection held by each worker (new ones until each has one), after one
     `GET /` (on `host`) or liveness probe (on the admin host) that answered 200."""
-    found: dict[int, http.client.HTTPSConnection] = {}
+    found: dict[int, http.client.HTTPConnection] = {}
     for _ in range(100):
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", server.port, context=server.ssl_context(), timeout=60
-        )
+        conn = _connection(server)
         if host is None:
             conn.request("GET", "/api/v1/health/live")
         else:
@@ -114,3 +110,11 @@ def connection_per_worker(
         if len(found) == len(workers):
             return found
     raise AssertionError(f"the connections never reached every worker: {list(found)}")
+
+
+def _connection(server: WakeDockProcess) -> http.client.HTTPConnection:
+    if server.https:
+        return http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=server.ssl_context(), timeout=60
+        )
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
