@@ -93,12 +93,18 @@ class WakeClaims:
         self._holder = holder
 
     @asynccontextmanager
-    async def held(self, name: str, ttl_seconds: float) -> AsyncIterator[None]:
+    async def held(
+        self, name: str, ttl_seconds: float, *, wait_seconds: float | None = None
+    ) -> AsyncIterator[None]:
         """Hold the claim on `name` for the block, waiting for another holder to release it
-        (or for its claim to expire, if it died). The caller bounds the wait."""
+        (or for its claim to expire, if it died): at most `wait_seconds` (TimeoutError), else
+        as long as the caller lets it."""
         lease = f"wake:{name}"
-        while not await run_in_threadpool(self._leases.acquire, lease, self._holder, ttl_seconds):
-            await asyncio.sleep(CLAIM_POLL_SECONDS)
+        async with asyncio.timeout(wait_seconds):
+            while not await run_in_threadpool(
+                self._leases.acquire, lease, self._holder, ttl_seconds
+            ):
+                await asyncio.sleep(CLAIM_POLL_SECONDS)
         try:
             yield
         finally:

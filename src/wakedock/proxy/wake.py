@@ -304,12 +304,12 @@ class WakeCoordinator:
         async with state.lock:
             if self._claims is None or idle_seconds is None:
                 return await self._stop_locked(view, state, self._activity.idle_seconds)
+            timeout = view.spec.wake_timeout_s
             try:
-                async with asyncio.timeout(view.spec.wake_timeout_s):
-                    async with self._claims.held(view.name, view.spec.wake_timeout_s + 5):
-                        return await self._stop_locked(view, state, idle_seconds)
+                async with self._claims.held(view.name, timeout + 5, wait_seconds=timeout):
+                    return await self._stop_locked(view, state, idle_seconds)
             except TimeoutError:
-                return False  # a wake holds the claim this long: not idle anyway
+                return False  # a wake held the claim all this time: not idle anyway
 
     async def _stop_locked(
         self,
