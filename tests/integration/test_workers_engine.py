@@ -22,6 +22,7 @@ from support.components import RedisServer
 from support.engine import AddApp, container_of, wait_for
 from support.server import WakeDockProcess, wakedock_server
 from support.workers import (
+    WORKERS_START,
     connection_per_worker,
     connections_by_worker,
     wait_workers,
@@ -73,7 +74,7 @@ def test_a_burst_over_two_workers_starts_the_container_once(
 ) -> None:
     add_app(data, env, "burst", {"NAME": "burst"}, idle_timeout_s=600)
     ref = container_of(engine, installation, "burst").id
-    with wakedock_server(data, env=env) as server:
+    with wakedock_server(data, env=env, ready_timeout=WORKERS_START) as server:
         workers = two_workers(server)
         since = int(time.time()) - 1
 
@@ -103,7 +104,7 @@ def test_traffic_on_either_worker_keeps_the_service_awake_and_the_leader_stops_i
     data: Path, env: dict[str, str], add_app: AddApp, engine: DockerClient, installation: str
 ) -> None:
     add_app(data, env, "idle", {"NAME": "idle"}, idle_timeout_s=4)
-    with wakedock_server(data, env=env) as server:
+    with wakedock_server(data, env=env, ready_timeout=WORKERS_START) as server:
         workers = two_workers(server)
         conns = connection_per_worker(server, workers, "idle.localhost")
         # Six seconds of requests through one worker only, then six through the other: the
@@ -131,7 +132,7 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(
     data: Path, env: dict[str, str], add_app: AddApp
 ) -> None:
     add_app(data, env, "steady", {"NAME": "steady"}, idle_timeout_s=600)
-    with wakedock_server(data, env=env) as server:
+    with wakedock_server(data, env=env, ready_timeout=WORKERS_START) as server:
         workers = two_workers(server)
         verify = server.ssl_context()
         with httpx.Client(base_url=server.base_url, verify=verify, timeout=60) as http:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from conftest import strong_password
 from support.components import RedisServer
 from support.server import free_port, run_cli, wakedock_server
-from support.workers import connection_per_worker, wait_workers
+from support.workers import WORKERS_START, connection_per_worker, wait_workers
 from wakedock.config.sections import ServerSettings
 
 
@@ -48,7 +48,7 @@ def test_every_worker_takes_the_printed_setup_token(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     env = {"WAKEDOCK_SERVER__WORKERS": "2", "WAKEDOCK_RATE_LIMIT__STORAGE_URL": redis_server.url}
-    with wakedock_server(tmp_path / "data", env=env) as server:
+    with wakedock_server(tmp_path / "data", env=env, ready_timeout=WORKERS_START) as server:
         workers = wait_workers(server, 2)
         [token] = re.findall(r"setup token[^\n]*\n\s*([A-Za-z0-9_-]{32,})\s*$", server.log(), re.M)
         conns = connection_per_worker(server, workers)

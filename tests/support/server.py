@@ -161,6 +161,7 @@ def wakedock_server(
     env: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     open_files: int | None = None,
+    ready_timeout: float = 60,
 ) -> Iterator[WakeDockProcess]:
     """A server for a test: `serve` with `server_env(data_dir, env)`."""
     with serve(
@@ -169,6 +170,7 @@ def wakedock_server(
         https=https,
         extra_args=extra_args,
         open_files=open_files,
+        ready_timeout=ready_timeout,
     ) as server:
         yield server
 

@@ -11,6 +11,10 @@ from pathlib import Path
 from support.server import WakeDockProcess
 
 
+# Several workers start at once: on a busy machine they take longer than one server.
+WORKERS_START = 240.0
+
+
 def workers_of(parent: int) -> list[int]:
     """The worker processes `parent` runs now."""
     children = Path(f"/proc/{parent}/task/{parent}/children")
@@ -20,7 +24,9 @@ def workers_of(parent: int) -> list[int]:
         return []
 
 
-def wait_workers(server: WakeDockProcess, count: int, timeout: float = 120) -> list[int]:
+def wait_workers(
+    server: WakeDockProcess, count: int, timeout: float = WORKERS_START
+) -> list[int]:
     """The workers of `server`, once `count` of them answer (each seen holding a connection
     that got an answer to its liveness probe)."""
     deadline = time.monotonic() + timeout
