@@ -10,7 +10,6 @@ from pathlib import Path
 
 from support.server import WakeDockProcess
 
-
 # Several workers start at once: on a busy machine they take longer than one server.
 WORKERS_START = 240.0
 
