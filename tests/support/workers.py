@@ -23,9 +23,7 @@ def workers_of(parent: int) -> list[int]:
         return []
 
 
-def wait_workers(
-    server: WakeDockProcess, count: int, timeout: float = WORKERS_START
-) -> list[int]:
+def wait_workers(server: WakeDockProcess, count: int, timeout: float = WORKERS_START) -> list[int]:
     """The workers of `server`, once `count` of them answer (each seen holding a connection
     that got an answer to its liveness probe)."""
     deadline = time.monotonic() + timeout
