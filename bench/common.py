@@ -49,6 +49,7 @@ def wakedock_server(
     prepare: Callable[[Path, dict[str, str]], None] | None = None,
     *,
     https: bool = True,
+    ready_timeout: float | None = None,
 ) -> Iterator[Server]:
     """`wakedock serve` (HTTPS unless `https` is False, production defaults) on a fresh
     temporary data directory.
@@ -64,7 +65,10 @@ def wakedock_server(
     try:
         if prepare is not None:
             prepare(data_dir, env)
-        with serve(data_dir, env, https=https, host=HOST, log_path=root / "server.log") as server:
+        options = {} if ready_timeout is None else {"ready_timeout": ready_timeout}
+        with serve(
+            data_dir, env, https=https, host=HOST, log_path=root / "server.log", **options
+        ) as server:
             yield server
     finally:
         shutil.rmtree(root, ignore_errors=True)

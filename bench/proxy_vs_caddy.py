@@ -10,8 +10,10 @@ host with `reverse_proxy` to the container's published port and WakeDock's own c
 wrk (TLS 1.3, `Host: app.localhost`) drives 8 and 64 connections for each file, the targets
 alternating in every round; medians over rounds, ratios WakeDock / Caddy from the same rounds.
 `--before-src` adds a second WakeDock started from another source tree (e.g. main before the
-lean upstream client), measured in the same rounds. Every request goes to 127.0.0.1; the
-container is on a user-defined network of its own, its port published on 127.0.0.1 only.
+lean upstream client), measured in the same rounds; `--workers N` adds one with
+`server.workers: N` (and a Redis of its own for the attempt budgets), also in the same rounds.
+Every request goes to 127.0.0.1; the container is on a user-defined network of its own, its
+port published on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from common import (
     wakedock_command,
     wakedock_server,
 )
+from support.components import start_redis
 from support.server import free_port, wait_port  # tests/ is on the path (common.py)
+from support.workers import wait_workers
 
 CADDY = Path(os.environ.get("CADDY", str(Path(sys.executable).parent / "caddy")))
 FILES = {"1k": 1024, "100k": 100 * 1024}
@@ -104,13 +108,22 @@ def service_spec(image: str, network: str) -> dict[str, object]:
 
 @contextmanager
 def wakedock(
-    image: str, network: str, src: Path | None, *, https: bool
+    image: str,
+    network: str,
+    src: Path | None,
+    *,
+    https: bool,
+    workers: int = 1,
+    redis_url: str | None = None,
 ) -> Iterator[tuple[Server, str]]:
     """A WakeDock (from `src` if given) with the service awake; yields it and its installation."""
     installation = f"wd-bench-{secrets.token_hex(3)}"
     extra = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
     if src is not None:
         extra["PYTHONPATH"] = str(src)
+    if workers > 1 and redis_url is not None:
+        extra["WAKEDOCK_SERVER__WORKERS"] = str(workers)
+        extra["WAKEDOCK_RATE_LIMIT__STORAGE_URL"] = redis_url
 
     def add_service(data_dir: Path, env: dict[str, str]) -> None:
         spec = data_dir.parent / "app.yaml"
@@ -118,7 +131,10 @@ def wakedock(
         subprocess.run(wakedock_command("service", "add", str(spec)), env=env, check=True)
 
     try:
-        with wakedock_server(extra, add_service, https=https) as server:
+        # Several workers start one after the other on a busy machine: more patience.
+        with wakedock_server(extra, add_service, https=https, ready_timeout=240) as server:
+            if workers > 1:
+                wait_workers(server, workers)
             wake(server)
             yield server, installation
     finally:
@@ -207,6 +223,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", default="8,64")
     parser.add_argument("--before-src", type=Path, help="a second WakeDock from this src/")
+    parser.add_argument("--workers", type=int, default=1, help="also a WakeDock with N workers")
     parser.add_argument(
         "--http",
         action="store_true",
@@ -231,6 +248,23 @@ def main() -> None:
                     )
                 )
                 targets["before"] = (f"{scheme}://{HOST}:{before.port}", before.process.pid)
+            if args.workers > 1:
+                redis = start_redis()
+                stack.callback(redis.stop)
+                several, _ = stack.enter_context(
+                    wakedock(
+                        image,
+                        str(network.name),
+                        None,
+                        https=not args.http,
+                        workers=args.workers,
+                        redis_url=redis.url,
+                    )
+                )
+                targets[f"workers={args.workers}"] = (
+                    f"{scheme}://{HOST}:{several.port}",
+                    several.process.pid,
+                )
             caddy_port, caddy_pid = stack.enter_context(caddy(server, published_port(installation)))
             targets["caddy"] = (f"{scheme}://{HOST}:{caddy_port}", caddy_pid)
             measure(targets, connections, args)
@@ -272,7 +306,7 @@ def measure(
                 results.setdefault((name, conns, target), []).append(result)
                 cpu_ms.setdefault((name, conns, target), []).append(per_request)
                 print(
-                    f"round {round_number + 1} {name:>4} c={conns:<3} {target:<9} "
+                    f"round {round_number + 1} {name:>4} c={conns:<3} {target:<10} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                     f"p99 {result.p99_ms:7.2f} ms  timeouts {result.timeouts}  "
                     f"CPU {per_request:.3f} ms/request",
@@ -293,7 +327,7 @@ def measure(
             lost = sum(r.timeouts for r in runs)
             cpu = median(cpu_ms[(name, conns, target)])
             print(
-                f"{name:>5} {conns:>5} {target:<9} {rps:9.0f} {p50:8.2f} {p99:8.2f} "
+                f"{name:>5} {conns:>5} {target:<10} {rps:9.0f} {p50:8.2f} {p99:8.2f} "
                 f"{lost:>8} {rps / caddy_rps:>14.2f} {p99 / caddy_p99:>12.2f} {cpu:>10.3f}"
             )
 

@@ -14,6 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 from wakedock import __version__
 from wakedock.audit.router import router as audit_router
 from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES
+from wakedock.cluster.activity import SharedActivity
+from wakedock.cluster.leadership import Leadership
+from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
@@ -31,6 +34,7 @@ from wakedock.proxy.handler import ProxyApp, admin_url
 from wakedock.proxy.handoff import router as handoff_router
 from wakedock.proxy.reaper import IdleReaper
 from wakedock.proxy.routing import HostRouter
+from wakedock.proxy.shared import SharedTraffic, WakeClaims
 from wakedock.secrets.router import router as secrets_router
 from wakedock.services.router import router as services_router
 from wakedock.settings.router import router as settings_router
@@ -105,8 +109,12 @@ def create_app(components: Components) -> FastAPI:
     return app
 
 
-def create_asgi(components: Components) -> HostRouter:
-    """The served application: admin hosts reach `create_app`, service hosts the proxy (S7.1)."""
+def create_asgi(components: Components, leadership: Leadership | None = None) -> HostRouter:
+    """The served application: admin hosts reach `create_app`, service hosts the proxy (S7.1).
+
+    `leadership`: this process is one of several workers (server.workers > 1); what must run
+    once runs only while it leads, and wakes and traffic are shared through the database.
+    """
     settings = components.settings
     headers = SecurityHeaders(
         hsts_max_age=settings.http.hsts_max_age, hsts_always=settings.http.hsts_behind_proxy
@@ -127,6 +135,16 @@ def create_asgi(components: Components) -> HostRouter:
         interval=settings.proxy.reaper_interval_seconds,
         busy_cpu_percent=settings.proxy.idle_busy_cpu_percent,
     )
+    traffic: SharedTraffic | None = None
+    if leadership is not None:
+        clock = components.clock
+        traffic = SharedTraffic(
+            components.activity, SharedActivity(components.db, clock), leadership.holder, clock
+        )
+        claims = WakeClaims(Leases(components.db, clock), leadership.holder)
+        components.wakes.share(claims, components.directory.running)
+        reaper.share(traffic, lambda: leadership.leading)
+        components.siem.only_while(lambda: leadership.leading)
     return HostRouter(
         create_app(components),
         proxy,
@@ -134,17 +152,23 @@ def create_asgi(components: Components) -> HostRouter:
         settings.proxy.admin_hosts,
         headers,
         components.outages,
-        lifespan=lambda: lifespan(components, proxy, reaper),
+        lifespan=lambda: lifespan(components, proxy, reaper, leadership, traffic),
     )
 
 
 @asynccontextmanager
 async def lifespan(
-    components: Components, proxy: ProxyApp, reaper: IdleReaper
+    components: Components,
+    proxy: ProxyApp,
+    reaper: IdleReaper,
+    leadership: Leadership | None = None,
+    traffic: SharedTraffic | None = None,
 ) -> AsyncIterator[None]:
     """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper,
-    the poller of the service host map (loaded once before the first request), and with
-    edge.direct_routes the listener of the edge's direct traffic (proxy/edge_activity.py).
+    the poller of the service host map (loaded once before the first request), with
+    edge.direct_routes the listener of the edge's direct traffic (proxy/edge_activity.py), and
+    with several workers the leader election and the flush of this worker's traffic (first
+    started, last stopped: the lease is handed over at once on a graceful stop).
 
     Started in this order and stopped in the reverse one. What needs closing whether or not
     the start-up got that far (HTTP clients, health probes, the Vault token WakeDock logged in
@@ -156,6 +180,16 @@ async def lifespan(
             stack.push_async_callback(run_in_threadpool, close)
         stack.push_async_callback(components.wakes.aclose)
         stack.push_async_callback(proxy.aclose)
+        if leadership is not None:
+            stack.push_async_callback(leadership.resign)
+            await leadership.attempt()
+            stack.push_async_callback(_cancelled, asyncio.create_task(leadership.run()))
+        if traffic is not None:
+            named = components.directory.named
+            flushing = asyncio.create_task(
+                traffic.run(lambda: components.wakes.drop_stopped(named))
+            )
+            stack.push_async_callback(_cancelled, flushing)
         # Blocking start/stop of background threads: off the event loop.
         for start, stop in (
             (components.siem.start, components.siem.stop),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,16 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None) ->
     ctx.obj = CliState(config_file, overrides)
 
 
-def _components(state: CliState, settings: Settings | None = None) -> Components:
-    """Every component, wired from the settings (migrations applied)."""
+def _components(
+    state: CliState, settings: Settings | None = None, *, run_migrations: bool = True
+) -> Components:
+    """Every component, wired from the settings (migrations applied, unless a parent process
+    applied them already)."""
     settings = settings or state.settings()
-    step(f"opening the database in {settings.data_dir} (applying migrations)")
+    if run_migrations:
+        step(f"opening the database in {settings.data_dir} (applying migrations)")
     try:
-        return build_components(settings)
+        return build_components(settings, run_migrations=run_migrations)
     except WakeDockError as exc:  # e.g. Vault sealed: say which, without a traceback
         raise click.ClickException(exc.detail) from None
     except ValueError as exc:  # a setting that cannot be used (webhook, sink, key...)
@@ -119,13 +124,33 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the WakeDock server (HTTPS, TLS 1.3)."""
+    from wakedock.server import workers
     from wakedock.server.run import serve as run_server
 
     if data_dir is not None:
         state.overrides["data_dir"] = data_dir
     server = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    listening = workers.inherited()
+    if listening is not None:  # one of several workers: the parent did the start-up steps
+        components = _components(state, state.settings(server=server), run_migrations=False)
+        handed = os.environ.pop(workers.SETUP_TOKEN, None)
+        if handed is not None:
+            components.setup.take_over(handed)
+        run_server(
+            components, insecure_http=insecure_http, log_level=log_level, listening=listening
+        )
+        return
     step("checking configuration")
     settings = state.settings(server=server)
+    count = settings.server.worker_count()
+    if count > 1 and settings.rate_limit.storage_url.get_secret_value().startswith("memory"):
+        raise click.ClickException(
+            f"server.workers is {settings.server.workers} ({count} processes), but the "
+            "rate-limit store is in memory: each worker would keep its own budgets (login "
+            "attempts, wakes per address), so a client would get one budget per worker. Set "
+            "rate_limit.storage_url to a Redis URL (redis://host:6379/0) shared by the "
+            "workers, or server.workers: 1."
+        )
     components = _components(state, settings)
     opened = components.signup.open_setup()
     if opened is not None:
@@ -145,7 +170,39 @@ def serve(
         step(f"configuration recorded in the audit trail (changed: {', '.join(changed)})")
     if settings.docker.reconcile_on_start:
         _reconcile_at_start(components)
-    run_server(components, insecure_http=insecure_http, log_level=log_level)
+    if count == 1:
+        run_server(components, insecure_http=insecure_http, log_level=log_level)
+        return
+    _serve_workers(components, count, insecure_http=insecure_http, log_level=log_level)
+
+
+def _serve_workers(
+    components: Components, count: int, *, insecure_http: bool, log_level: str
+) -> None:
+    """Bind the socket and run `count` worker processes on it (server/workers.py)."""
+    import logging
+
+    from wakedock.server import workers
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from wakedock.server.run import ACCEPT_BACKLOG, ensure_tls_files
+
+    settings = components.settings
+    if not insecure_http:  # generated once here, not by each worker at the same moment
+        ensure_tls_files(components, step)
+    env = dict(os.environ)
+    handed = components.setup.handed_over()
+    if handed is not None:
+        env[workers.SETUP_TOKEN] = handed
+    host, port = settings.server.host, settings.server.port
+    try:
+        sock = workers.bind(host, port, ACCEPT_BACKLOG)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    # The workers open their own connections: none of this process's stays open meanwhile.
+    components.engine.dispose()
+    step(f"starting {count} worker processes on {host}:{port}")
+    sys.exit(workers.Supervisor(count, sock, sys.argv[1:], env).run())
 
 
 def _reconcile_at_start(components: Components) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,13 @@ def test_a_generated_certificate_not_due_is_left_alone(tmp_path: Path) -> None:
     assert (cert.read_bytes(), key.read_bytes()) == before
 
 
-def _maintained(h: Harness, cert: Path, key: Path, renew_days: int | None) -> MaintainedCertificate:
+def _maintained(
+    h: Harness,
+    cert: Path,
+    key: Path,
+    renew_days: int | None,
+    leading: Callable[[], bool] | None = None,
+) -> MaintainedCertificate:
     c = h.components
     return MaintainedCertificate(
         cert,
@@ -86,6 +93,7 @@ def _maintained(h: Harness, cert: Path, key: Path, renew_days: int | None) -> Ma
         auditor=c.auditor,
         clock=c.clock,
         renew_days=renew_days,
+        leading=leading,
     )
 
 
@@ -151,6 +159,28 @@ def test_a_generated_certificate_due_at_start_is_renewed_before_it_is_served(
     old = loaded(cert).serial_number
     maintained = _maintained(h, cert, key, renew_days=30)
     assert _handshake_serial(maintained) == loaded(cert).serial_number != old
+    assert len(audited(h, "tls_certificate_renewed")) == 1
+
+
+def test_only_the_leader_of_several_workers_renews_and_warns(
+    make_harness: Any, tmp_path: Path
+) -> None:
+    h: Harness = make_harness(clock=FakeClock(START))
+    cert, key = pair(tmp_path, not_after=START + 2 * DAY)
+    old = loaded(cert).serial_number
+    leads = False
+    maintained = _maintained(h, cert, key, renew_days=30, leading=lambda: leads)
+    maintained.tick()
+    # Not the leader: it serves and reports the certificate, but neither renews nor audits.
+    assert loaded(cert).serial_number == old == _served_serial(maintained)
+    standing = h.components.certificate.current()
+    assert standing is not None and standing.status != "ok"
+    assert audited(h, "tls_certificate_expiring") == []
+    assert audited(h, "tls_certificate_renewed") == []
+    leads = True
+    maintained.tick()
+    assert loaded(cert).serial_number != old
+    assert _served_serial(maintained) == loaded(cert).serial_number
     assert len(audited(h, "tls_certificate_renewed")) == 1
 
 

@@ -33,9 +33,10 @@ def test_only_the_sent_fields_change_and_a_nested_object_is_replaced_whole() -> 
     assert changed.image == current.image
     assert changed.limits.cpus == 1.0
     # Not sent inside `limits`: the spec's default, not the current value.
-    assert changed.limits.memory_mb == ServiceSpec.model_fields["limits"].get_default(
-        call_default_factory=True
-    ).memory_mb
+    assert (
+        changed.limits.memory_mb
+        == ServiceSpec.model_fields["limits"].get_default(call_default_factory=True).memory_mb
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -249,3 +250,39 @@ def test_an_http_sink_is_named_without_its_path() -> None:
     sink = parse_sink("https://collector.example.com:8443/hook/T0KEN-in-the-path")
     assert sink.name == "https://collector.example.com:8443"
     assert "T0KEN" not in sink.name
+
+
+def test_a_worker_that_is_not_the_leader_delivers_nothing_until_it_leads(
+    db: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "siem" / "audit.jsonl"
+    url = f"file://{path}"
+    worker = SinkWorker(
+        sink_key(url),
+        parse_sink(url),
+        db,
+        SystemClock(),
+        batch_size=100,
+        poll_seconds=0.05,
+        max_backoff=1,
+    )
+    leads = threading.Event()
+    worker.gate = leads.is_set
+    worker._ensure_cursor()
+    worker._thread.start()
+    try:
+        time.sleep(0.5)  # ten polls as a follower
+        assert not path.exists() or path.read_text() == ""
+        leads.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(_lines(path)) < 2:
+            time.sleep(0.05)
+        assert [line["event"]["sequence"] for line in _lines(path)] == [1, 2]
+    finally:
+        worker.stop()
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]

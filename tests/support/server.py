@@ -102,10 +102,12 @@ def serve(
     extra_args: tuple[str, ...] = (),
     open_files: int | None = None,
     log_path: Path | None = None,
+    ready_timeout: float = 60,
 ) -> Iterator[WakeDockProcess]:
     """`wakedock serve` on a free port with exactly `env`, once it answers its liveness probe
-    on 127.0.0.1; stopped on exit. `host`: --host (default: the configured one, 127.0.0.1 out
-    of the box). `open_files`: its RLIMIT_NOFILE (soft and hard)."""
+    on 127.0.0.1 (within `ready_timeout` seconds); stopped on exit. `host`: --host (default:
+    the configured one, 127.0.0.1 out of the box). `open_files`: its RLIMIT_NOFILE (soft and
+    hard)."""
     port = free_port()
     listen = ("--host", host) if host is not None else ()
     args = ["serve", *listen, "--port", str(port), "--log-level", "warning", *extra_args]
@@ -122,7 +124,7 @@ def serve(
         )
     server = WakeDockProcess(port, data_dir, process, https, log_path, env)
     try:
-        _wait_ready(server)
+        _wait_ready(server, ready_timeout)
         yield server
     finally:
         server.stop()
@@ -159,6 +161,7 @@ def wakedock_server(
     env: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     open_files: int | None = None,
+    ready_timeout: float = 60,
 ) -> Iterator[WakeDockProcess]:
     """A server for a test: `serve` with `server_env(data_dir, env)`."""
     with serve(
@@ -167,6 +170,7 @@ def wakedock_server(
         https=https,
         extra_args=extra_args,
         open_files=open_files,
+        ready_timeout=ready_timeout,
     ) as server:
         yield server
 

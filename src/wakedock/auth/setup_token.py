@@ -56,3 +56,17 @@ class SetupToken:
                 and self._expires is not None
                 and (self._clock.now() < self._expires)
             )
+
+    def handed_over(self) -> str | None:
+        """The pending token's digest and expiry, for worker processes the printing process
+        starts (server/workers.py): never the token itself."""
+        with self._lock:
+            if self._hash is None or self._expires is None:
+                return None
+            return f"{self._hash} {self._expires.isoformat()}"
+
+    def take_over(self, handed: str) -> None:
+        """Accept the token another process printed (see `handed_over`)."""
+        digest_hex, expires = handed.split(" ", 1)
+        with self._lock:
+            self._hash, self._expires = digest_hex, datetime.fromisoformat(expires)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,22 @@ class ServerSettings(_Section):
     # The event loop: "auto" takes uvloop when it is installed (not on Windows), asyncio's
     # otherwise. Both are held to the same limits.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # Worker processes serving the one listening socket (docs/proxy.md, "One worker or
+    # several"): a number, or "auto" for one per CPU. Several need a shared rate-limit store.
+    workers: int | Literal["auto"] = 1
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 256:
+            raise ValueError("a number of worker processes from 1 to 256, or auto")
+        return value
+
+    def worker_count(self) -> int:
+        """How many worker processes to run ("auto": one per CPU this process may use)."""
+        if self.workers != "auto":
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     @field_validator("tls_expiry_warning_days")
     @classmethod

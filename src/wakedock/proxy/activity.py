@@ -25,12 +25,15 @@ class ActivityTracker:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._services: dict[str, Activity] = {}
+        # Touched since the last `drain` (several workers: what to write to the database).
+        self._touched: set[str] = set()
 
     def of(self, name: str) -> Activity:
         return self._services.setdefault(name, Activity())
 
     def touch(self, name: str) -> None:
         self.of(name).last_seen = self._clock.now()
+        self._touched.add(name)
 
     @contextmanager
     def connection(self, name: str) -> Iterator[None]:
@@ -38,11 +41,23 @@ class ActivityTracker:
         activity = self.of(name)
         activity.open_connections += 1
         activity.last_seen = self._clock.now()
+        self._touched.add(name)
         try:
             yield
         finally:
             activity.open_connections -= 1
             activity.last_seen = self._clock.now()
+            self._touched.add(name)
+
+    def drain(self) -> dict[str, Activity]:
+        """The services touched since the last drain or holding connections, with a copy of
+        their activity now (for the workers' shared view, proxy/shared.py)."""
+        names = self._touched | {n for n, a in self._services.items() if a.open_connections}
+        self._touched = set()
+        return {
+            n: Activity(self._services[n].last_seen, self._services[n].open_connections)
+            for n in names
+        }
 
     def idle_seconds(self, name: str) -> float | None:
         """Seconds since the last activity; None when never seen, or while a connection is open."""

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wakedock.clock import Clock
 from wakedock.db import transaction
+from wakedock.runtime.base import State
 from wakedock.services.models import Service
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import ServiceView
@@ -117,6 +118,14 @@ class ServiceDirectory:
 
     def lookup(self, host: str) -> ServiceView | None:
         return self._by_host.get(host)
+
+    def running(self) -> list[str]:
+        """The services the map knows as running."""
+        return [n for n, v in self._views.items() if v.state == State.RUNNING.value]
+
+    def named(self, name: str) -> ServiceView | None:
+        """The service called `name` as the map knows it now."""
+        return self._views.get(name)
 
     def knows(self, host: str) -> bool:
         return host in self._by_host

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +36,7 @@ from wakedock.proxy.decision import (
     Waking,
 )
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
+from wakedock.proxy.shared import WakeClaims, stopped_since
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import (
     ContainerNotFound,
@@ -59,7 +62,6 @@ def wake_budgets(proxy: ProxySettings) -> dict[str, str]:
     return {WAKE_BY_IP: proxy.wake_per_ip}
 
 
-
 @dataclass
 class _WakeState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -69,6 +71,7 @@ class _WakeState:
     waking_since: float | None = None
     last_error: str | None = None
     time_to_ready: float | None = None
+    ready_at: datetime | None = None
 
 
 class WakeCoordinator:
@@ -89,6 +92,26 @@ class WakeCoordinator:
         self._settings = settings
         self._states: dict[str, _WakeState] = {}
         self._http = httpx.AsyncClient(trust_env=False)
+        # Several workers: wakes and idle stops hold the service's claim in the database, and
+        # the services running (woken by any worker) count against max_awake.
+        self._claims: WakeClaims | None = None
+        self._running: Callable[[], Iterable[str]] = tuple
+
+    def share(self, claims: WakeClaims, running: Callable[[], Iterable[str]]) -> None:
+        """Order wakes and stops with the other worker processes (server.workers > 1);
+        `running`: the services the database says run (the host map's view)."""
+        self._claims = claims
+        self._running = running
+
+    def drop_stopped(self, named: Callable[[str], ServiceView | None]) -> None:
+        """Forget the endpoints of services another worker stopped since this one saw them
+        ready (`named`: the host map's current view of a service)."""
+        for name, state in self._states.items():
+            ready_at = state.ready_at
+            if state.endpoint is None or ready_at is None or state.lock.locked():
+                continue
+            if stopped_since(named(name), ready_at):
+                self.forget(name)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -168,9 +191,10 @@ class WakeCoordinator:
         state = self._state(view.name)
         if state.task is None or state.task.done():
             if state.endpoint is None:
-                waking = [
-                    s for s in self._states.values() if s.endpoint or s.phase is WakePhase.WAKING
-                ]
+                waking = {
+                    n for n, s in self._states.items() if s.endpoint or s.phase is WakePhase.WAKING
+                }
+                waking.update(self._running())
                 if len(waking) >= self._settings.max_awake:
                     raise TooManyAwake(
                         f"{len(waking)} services are awake, the most this server allows; "
@@ -194,7 +218,7 @@ class WakeCoordinator:
                         await run_in_threadpool(self._services.get, dependency), context
                     )
                 endpoint = await asyncio.wait_for(
-                    self._start_and_probe(view, context), timeout=view.spec.wake_timeout_s
+                    self._claimed_start(view, context), timeout=view.spec.wake_timeout_s
                 )
             except Exception as exc:
                 state.phase = WakePhase.FAILED
@@ -215,9 +239,18 @@ class WakeCoordinator:
                 ) from exc
             state.endpoint, state.phase = endpoint, WakePhase.READY
             state.time_to_ready = round(self._clock.monotonic() - started, 3)
+            state.ready_at = self._clock.now()
             self._activity.touch(view.name)
             log.info("woke %s in %.3f s", view.name, state.time_to_ready)
             return endpoint
+
+    async def _claimed_start(self, view: ServiceView, context: RequestContext) -> Endpoint:
+        if self._claims is None:
+            return await self._start_and_probe(view, context)
+        # The worker holding the claim starts the service; the others wait for it, then find
+        # it running and only probe it. The caller's wake timeout bounds the wait.
+        async with self._claims.held(view.name, view.spec.wake_timeout_s + 5):
+            return await self._start_and_probe(view, context)
 
     async def _start_and_probe(self, view: ServiceView, context: RequestContext) -> Endpoint:
         services = self._services
@@ -257,23 +290,52 @@ class WakeCoordinator:
         except InvalidState:
             return None
 
-    async def stop_if_idle(self, view: ServiceView) -> bool:
-        """Stop `view` when it is still idle once the lock is held; True when it was stopped."""
+    async def stop_if_idle(
+        self,
+        view: ServiceView,
+        idle_seconds: Callable[[str], float | None] | None = None,
+    ) -> bool:
+        """Stop `view` when it is still idle once the lock is held; True when it was stopped.
+
+        `idle_seconds` (several workers) reads every worker's traffic, and the service may
+        have been woken by another worker: it is stopped when the engine runs it.
+        """
         state = self._state(view.name)
         async with state.lock:
-            idle = self._activity.idle_seconds(view.name)
-            if state.endpoint is None or idle is None or idle < view.spec.idle_timeout_s:
-                return False
-            state.endpoint, state.phase = None, WakePhase.STOPPING
+            if self._claims is None or idle_seconds is None:
+                return await self._stop_locked(view, state, self._activity.idle_seconds)
+            timeout = view.spec.wake_timeout_s
             try:
-                await run_in_threadpool(self._services.stop_idle, view.name, SYSTEM)
-            except ContainerNotFound:
-                pass
-            except WakeDockError as exc:
-                log.warning("idle stop of %s failed: %s", view.name, exc.detail)
-            finally:
-                state.phase = WakePhase.ASLEEP
-            return True
+                async with self._claims.held(view.name, timeout + 5, wait_seconds=timeout):
+                    return await self._stop_locked(view, state, idle_seconds)
+            except TimeoutError:
+                return False  # a wake held the claim all this time: not idle anyway
+
+    async def _stop_locked(
+        self,
+        view: ServiceView,
+        state: _WakeState,
+        idle_seconds: Callable[[str], float | None],
+    ) -> bool:
+        idle = idle_seconds(view.name)
+        if idle is None or idle < view.spec.idle_timeout_s:
+            return False
+        if state.endpoint is None:
+            if self._claims is None:
+                return False
+            live = await run_in_threadpool(self._services.status, view.name)
+            if live[1] is None or live[1].state is not State.RUNNING:
+                return False  # woken by another worker and already stopped
+        state.endpoint, state.phase = None, WakePhase.STOPPING
+        try:
+            await run_in_threadpool(self._services.stop_idle, view.name, SYSTEM)
+        except ContainerNotFound:
+            pass
+        except WakeDockError as exc:
+            log.warning("idle stop of %s failed: %s", view.name, exc.detail)
+        finally:
+            state.phase = WakePhase.ASLEEP
+        return True
 
     async def _audit_failure(self, view: ServiceView, context: RequestContext, why: str) -> None:
         event = Event(

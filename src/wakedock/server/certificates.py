@@ -90,9 +90,12 @@ class MaintainedCertificate(CertificateReloader):
         auditor: Auditor,
         clock: Clock,
         renew_days: int | None,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         """`renew_days`: None for a configured certificate (never touched), else how few days
-        left make a generated one due for renewal."""
+        left make a generated one due for renewal. `leading` (several worker processes): only
+        while it holds does this process renew and warn; every worker reloads."""
+        self._leading = leading or (lambda: True)
         self._watch = watch
         self._auditor = auditor
         self._clock = clock
@@ -112,10 +115,11 @@ class MaintainedCertificate(CertificateReloader):
 
     def _check_expiry(self) -> None:
         self._watch.observe(self.served)
-        self._watch.check()
+        if self._leading():
+            self._watch.check()
 
     def _renew(self) -> None:
-        if self._renew_days is None:
+        if self._renew_days is None or not self._leading():
             return
         cert_path, key_path = self._paths
         pem = cert_path.read_bytes()
@@ -164,7 +168,12 @@ def _attempt(what: str, step: Callable[[], object]) -> None:
 
 
 def maintained_certificate(
-    components: Components, cert_path: Path, key_path: Path, *, generated: bool
+    components: Components,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    generated: bool,
+    leading: Callable[[], bool] | None = None,
 ) -> MaintainedCertificate:
     """The served certificate for `wakedock serve`, wired to the settings and the watch that
     the health report and /metrics read."""
@@ -177,4 +186,5 @@ def maintained_certificate(
         auditor=components.auditor,
         clock=components.clock,
         renew_days=server.tls_renew_days if generated else None,
+        leading=leading,
     )

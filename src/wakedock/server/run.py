@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -14,6 +15,8 @@ import click
 import uvicorn
 
 from wakedock.app import create_asgi
+from wakedock.cluster.leadership import Leadership
+from wakedock.cluster.leases import Leases, process_name
 from wakedock.components import Components
 from wakedock.server.certificates import maintained_certificate
 from wakedock.server.connections import ConnectionLimiter, connection_cap, raise_open_file_limit
@@ -87,11 +90,25 @@ def connection_rules(components: Components, tls: ssl.SSLContext | None) -> Conn
     )
 
 
-def serve(components: Components, *, insecure_http: bool, log_level: str = "info") -> None:
-    """Run until interrupted. Prints one start-up line with the URL and the TLS floor."""
+def serve(
+    components: Components,
+    *,
+    insecure_http: bool,
+    log_level: str = "info",
+    listening: socket.socket | None = None,
+) -> None:
+    """Run until interrupted. Prints one start-up line with the URL and the TLS floor.
+
+    `listening`: this process is one of several workers (server/workers.py) serving a socket
+    their parent bound; it says so in one line with its process id.
+    """
     settings = components.settings
     host, port = settings.server.host, settings.server.port
-    app = DateHeader(create_asgi(components))
+    leadership: Leadership | None = None
+    if listening is not None:
+        clock = components.clock
+        leadership = Leadership(Leases(components.db, clock), process_name(), clock)
+    app = DateHeader(create_asgi(components, leadership))
     shown_host = f"[{host}]" if ":" in host else host
     reloader: CertificateReloader | None = None
     if insecure_http:
@@ -105,7 +122,11 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     else:
         files = ensure_tls_files(components, lambda m: click.echo(f"  ... {m}", err=True))
         reloader = maintained_certificate(
-            components, files.cert, files.key, generated=files.generated
+            components,
+            files.cert,
+            files.key,
+            generated=files.generated,
+            leading=(lambda: leadership.leading) if leadership is not None else None,
         )
         url = f"https://{shown_host}:{port}"
         tls_line = "TLS 1.3 minimum" + (" (self-signed certificate)" if files.generated else "")
@@ -141,12 +162,15 @@ def serve(components: Components, *, insecure_http: bool, log_level: str = "info
     # uvicorn announces "running on http://..." since TLS is the protocol's, not its own: the
     # line above says where WakeDock really listens.
     logging.getLogger("uvicorn.error").addFilter(_NoAddressLine())
-    click.echo(f"  ... HTTP/1.1 parser {parser}, event loop {loop}", err=True)
-    click.echo(f"WakeDock listening on {url} ({tls_line})", err=True)
+    if listening is None:
+        click.echo(f"  ... HTTP/1.1 parser {parser}, event loop {loop}", err=True)
+        click.echo(f"WakeDock listening on {url} ({tls_line})", err=True)
+    else:
+        click.echo(f"  ... worker {os.getpid()} on {url} (parser {parser}, loop {loop})", err=True)
     if reloader is not None:
         reloader.start()
     try:
-        _SettledServer(config).run()
+        _SettledServer(config).run(sockets=[listening] if listening is not None else None)
     finally:
         if reloader is not None:
             reloader.stop()

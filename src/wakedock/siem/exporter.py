@@ -13,11 +13,12 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.export import AuditFilter, page_events
@@ -73,6 +74,8 @@ class SinkWorker:
         self._thread = threading.Thread(target=self._run, name=f"siem {sink.name}", daemon=True)
         # The last delivery attempt failed (health reports the SIEM degraded meanwhile).
         self.failing = False
+        # Several workers: only the leader delivers (the cursor is shared).
+        self.gate: Callable[[], bool] = lambda: True
 
     def start(self) -> None:
         self._ensure_cursor()
@@ -95,15 +98,20 @@ class SinkWorker:
         self._wake.set()
 
     def _ensure_cursor(self) -> None:
-        with transaction(self._factory) as db:
-            if db.get(SinkCursor, self.key) is None:
-                start = 0
-                if self._from_now:
-                    head = db.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1))
-                    start = head or 0
-                db.add(
-                    SinkCursor(sink=self.key, name=self.sink.name, delivered_seq=start, failures=0)
-                )
+        try:
+            with transaction(self._factory) as db:
+                if db.get(SinkCursor, self.key) is None:
+                    start = 0
+                    if self._from_now:
+                        head = db.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1))
+                        start = head or 0
+                    db.add(
+                        SinkCursor(
+                            sink=self.key, name=self.sink.name, delivered_seq=start, failures=0
+                        )
+                    )
+        except IntegrityError:
+            pass  # another worker process created it at the same moment
 
     def deliver_once(self) -> int:
         """Send the next batch after the cursor; the number delivered (SinkError on failure)."""
@@ -134,6 +142,9 @@ class SinkWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.gate():
+                self._stop.wait(self._poll)
+                continue
             try:
                 sent = self.deliver_once()
                 self.failing = False
@@ -167,6 +178,11 @@ class SiemExporter:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+    def only_while(self, gate: Callable[[], bool]) -> None:
+        """Deliver only while `gate` holds (the leader of several worker processes)."""
+        for worker in self.workers:
+            worker.gate = gate
 
     def failing(self) -> bool:
         """A sink's last delivery failed: events wait in the outbox until it recovers."""
