@@ -79,7 +79,13 @@ def _edge_tools(state: CliState) -> EdgeTools:
     c = _components(state)
     tls = ensure_tls_files(c, step)  # the same certificate as `wakedock serve`
     return EdgeTools(
-        c.settings, c.services.list, c.auditor.record, tls.cert, tls.key, tls.generated
+        c.settings,
+        c.services.list,
+        c.auditor.record,
+        tls.cert,
+        tls.key,
+        tls.generated,
+        services_marker=c.services.change_marker,
     )
 
 

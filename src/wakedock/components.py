@@ -210,9 +210,7 @@ def build_components(
     )
     box = make_secret_box(settings.mfa.encryption_key, settings.data_dir)
     auditor = Auditor(factory, clock)
-    mfa = MfaService(
-        factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa
-    )
+    mfa = MfaService(factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa)
     login = LoginFlow(
         factory,
         clock,

@@ -51,4 +51,3 @@ class Keyring:
     def replace(self, current: SigningKey, previous: list[SigningKey]) -> None:
         with self._guard:
             self._state = (current, {k.kid: k for k in [*previous, current]})
-

@@ -42,6 +42,7 @@ def login_budgets(limits: RateLimitSettings) -> dict[str, str]:
     """The login attempt budgets, per username and per client address, for the limiter."""
     return {LOGIN_BY_USER: limits.login_per_username, LOGIN_BY_IP: limits.login_per_ip}
 
+
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 GENERIC_LOGIN_ERROR = "Invalid username or password"
 

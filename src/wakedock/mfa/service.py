@@ -44,6 +44,7 @@ def mfa_budgets(mfa: MfaSettings) -> dict[str, str]:
     """The code-check budgets, per user and per client address, for the limiter."""
     return {MFA_BY_USER: mfa.attempts_per_user, MFA_BY_IP: mfa.attempts_per_ip}
 
+
 # The outcomes of a code check that accept the code: a fresh TOTP code or an unused backup code.
 VALID_CODES = (CodeCheck.TOTP, CodeCheck.BACKUP)
 # An unconfirmed enrolment secret is forgotten after this long.

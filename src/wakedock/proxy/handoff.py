@@ -54,4 +54,3 @@ async def proxy_handoff(
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     query = urlencode({"ticket": ticket, "next": path})
     return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)
-

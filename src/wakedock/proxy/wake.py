@@ -59,7 +59,6 @@ def wake_budgets(proxy: ProxySettings) -> dict[str, str]:
     return {WAKE_BY_IP: proxy.wake_per_ip}
 
 
-
 @dataclass
 class _WakeState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

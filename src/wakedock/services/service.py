@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +95,21 @@ class ServiceManager:
         with transaction(self._factory) as db:
             rows = db.scalars(select(Service).order_by(Service.name)).all()
             return [ServiceView.of(row) for row in rows]
+
+    def change_marker(self) -> tuple[object, ...]:
+        """A cheap fingerprint of the services (one aggregate query): it moves when one is
+        created, changed, deleted, started or stopped. The edge polls it to reload at once."""
+        with self._factory() as db:
+            return tuple(
+                db.execute(
+                    select(
+                        func.count(Service.id),
+                        func.max(Service.updated_at),
+                        func.max(Service.last_started_at),
+                        func.max(Service.last_stopped_at),
+                    )
+                ).one()
+            )
 
     def get(self, key: int | str) -> ServiceView:
         """A service by id or by name; ServiceNotFound (404) otherwise."""
