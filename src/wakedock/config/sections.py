@@ -237,6 +237,9 @@ class AlertSettings(_Section):
     brute_force_window_seconds: int = Field(default=300, ge=10)
     policy_violations: int = Field(default=3, ge=1)
     policy_window_seconds: int = Field(default=600, ge=10)
+    # Alerts of one rule from one address within this window are grouped: the first at once,
+    # one summary of the rest when it closes (docs/audit.md). 0 sends every alert.
+    group_window_seconds: int = Field(default=300, ge=0)
     # A MaxMind GeoLite2-Country/City database: enables the "login from a new country" alert.
     geoip_database: Path | None = None
 
