@@ -201,9 +201,10 @@ def test_a_service_change_is_applied_within_about_a_second(tmp_path: Path, nginx
         changed = time.monotonic()
         edge.services.append(_view("wiki"))
         took = _wait(lambda: edge.generation() > before, "the new configuration applied")
-        # About a second: up to one watch interval, the debounce, and nginx parsing the CRS again
-        # (0.9 s measured on a quiet moment; the bound leaves room for a busy machine).
-        assert took < 2.0, took
+        # Up to one watch interval, the debounce, and nginx parsing the CRS again: about a
+        # second (bench/edge_upkeep.py). The bound leaves room for a busy machine; the poll
+        # alone would have taken ten minutes.
+        assert took < 5.0, took
         applied = read_applied(edge.options.out_dir)
         assert applied is not None and "wiki" in applied.services_marker
         assert applied.reason == "services changed"

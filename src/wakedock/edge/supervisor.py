@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from wakedock.edge.modsec_log import WafLogIngest
 from wakedock.edge.render import EdgeConfig, EdgeOptions, write_edge
@@ -36,6 +37,7 @@ from wakedock.edge.upkeep import (
 )
 
 log = logging.getLogger("wakedock.edge")
+_T = TypeVar("_T")
 
 # How long nginx's new workers may take to appear after a reload or a start (loading the CRS
 # takes about a second on a busy machine).
@@ -163,6 +165,7 @@ class EdgeSupervisor:
                 reasons.append("services changed")
             tls = self._tls_now()
             if tls != self._tls:
+                tls = self._settled(self._tls_now, tls)  # the key and the certificate, both
                 reasons.append("certificate replaced")
             now = time.monotonic()
             if reasons or now >= next_poll:
@@ -176,14 +179,19 @@ class EdgeSupervisor:
         marker = self._read_marker()
         if marker == self._marker:
             return False
+        self._marker = self._settled(self._read_marker, marker)
+        return True
+
+    def _settled(self, read: Callable[[], _T], value: _T) -> _T:
+        """`read()` again every `settle_seconds` until it returns the same value twice in a row
+        (at most SETTLE_LIMIT_SECONDS): the value a burst of changes ends with."""
         deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
         while time.monotonic() < deadline and not self._stop.wait(self.settle_seconds):
-            again = self._read_marker()
-            if again == marker:
+            again = read()
+            if again == value:
                 break
-            marker = again
-        self._marker = marker
-        return True
+            value = again
+        return value
 
     def _read_marker(self) -> object:
         if self.services_marker is None:
