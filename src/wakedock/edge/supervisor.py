@@ -208,12 +208,15 @@ class EdgeSupervisor:
 
     # Rendering and reloading.
 
-    def _prepare(self) -> EdgeConfig:
-        """Render, write and check: the configuration to start nginx with."""
+    def _prepare(self, check: bool = True) -> EdgeConfig:
+        """Render, write and check: the configuration to start nginx with. A restart does not
+        check (nginx starting parses it anyway, and says why on its standard error if it cannot:
+        the restart then counts as a quick failure)."""
         self._marker = self._read_marker()
         config = self.render()
         write_edge(config)
-        check_config(self.nginx, config)
+        if check:
+            check_config(self.nginx, config)
         self._options = config.options
         self._tls = tls_fingerprint(config.options.cert, config.options.key)
         return config
@@ -329,13 +332,14 @@ class EdgeSupervisor:
             out_dir = self._options.out_dir if self._options else Path(".")
             self._orphans |= quit_orphans(self._workers, process.pid, out_dir / "logs/error.log")
             self._process = None
-        delay = min(30.0, 0.5 * 2 ** (failures - 1))
+        # At once the first time (a crash is rarely repeated), then 0.5 s doubling.
+        delay = 0.1 if failures == 1 else min(30.0, 0.5 * 2 ** (failures - 2))
         self.progress(f"restarting nginx in {delay:g} s (failure {failures})")
         if self._stop.wait(delay):
             return
         self._started_at = time.monotonic()  # a failed start counts as a quick failure too
         try:
-            config = self._prepare()
+            config = self._prepare(check=False)
         except Exception as exc:  # noqa: BLE001 - reported; the next round tries again
             self.progress(f"nginx not restarted: {exc}")
             return
