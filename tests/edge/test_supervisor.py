@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from support.server import HOST, free_port
+from support.server import HOST, free_port, server_env, wakedock_command
 from wakedock.config import Settings
 from wakedock.edge.modsec_log import WafLogIngest
 from wakedock.edge.render import EdgeConfig, EdgeOptions, render_edge
@@ -331,3 +332,44 @@ def test_nginx_killed_is_restarted(tmp_path: Path, nginx: Path) -> None:
     assert new_pid is not None and not Path(f"/proc/{new_pid}").exists()
     # The killed master's workers were told to stop too (they had the listening socket).
     _wait(lambda: not nginx_processes(edge.options.out_dir / "logs/error.log"), "no nginx left")
+
+
+def test_edge_run_restarts_a_killed_nginx_and_stops_on_sigterm(tmp_path: Path, nginx: Path) -> None:
+    """The real command: `wakedock edge run` (its database, generated certificate and services
+    marker), nginx's master killed, then SIGTERM."""
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = server_env(data_dir, {"WAKEDOCK_HTTP__TRUSTED_PROXIES": '["127.0.0.1/32"]'})
+    args = ["edge", "run", "--listen", f"{HOST}:{port}", "--wakedock-http"]
+    log_path = tmp_path / "edge.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    out_dir = data_dir / "edge"
+    try:
+        _wait(lambda: read_applied(out_dir) is not None, "nginx started", seconds=120)
+        first = read_applied(out_dir)
+        assert first is not None and first.reason == "started"
+        os.kill(first.nginx_pid, signal.SIGKILL)
+        _wait(
+            lambda: (
+                (applied := read_applied(out_dir)) is not None and applied.reason == "restarted"
+            ),
+            "nginx restarted",
+        )
+        context = _any_cert()
+        with (
+            socket.create_connection((HOST, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost"),
+        ):
+            pass  # the edge answers again
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    log = log_path.read_text()
+    assert "died unexpectedly" in log and "edge stopped" in log
+    _wait(lambda: not nginx_processes(out_dir / "logs/error.log"), "no nginx left")
