@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,7 +98,10 @@ class ServiceManager:
 
     def change_marker(self) -> tuple[object, ...]:
         """A cheap fingerprint of the services (one aggregate query): it moves when one is
-        created, changed, deleted, started or stopped. The edge polls it to reload at once."""
+        created, changed, deleted, started or stopped, or found in another state by the
+        reconciler (which touches no timestamp: the sum of the running services' ids). The edge
+        polls it to reload at once."""
+        running = case((Service.state == State.RUNNING.value, Service.id), else_=0)
         with self._factory() as db:
             return tuple(
                 db.execute(
@@ -107,6 +110,7 @@ class ServiceManager:
                         func.max(Service.updated_at),
                         func.max(Service.last_started_at),
                         func.max(Service.last_stopped_at),
+                        func.sum(running),
                     )
                 ).one()
             )
