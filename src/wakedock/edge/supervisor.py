@@ -117,6 +117,8 @@ class EdgeSupervisor:
         self._options: EdgeOptions | None = None
         # The written configuration has not been accepted yet: try again at the next render.
         self._unapplied = False
+        # The last refusal logged (repeated only when it changes).
+        self._refused: str | None = None
 
     @property
     def nginx_pid(self) -> int | None:
@@ -243,9 +245,11 @@ class EdgeSupervisor:
                     f"the replaced certificate or key was refused; nginx keeps serving the "
                     f"previous one: {exc}"
                 )
-            else:
+            elif str(exc) != self._refused:  # the same refusal is not logged at every poll
                 self.progress(f"configuration not reloaded ({reason}): {exc}")
+            self._refused = str(exc)
             return
+        self._refused = None
         self._reload(config, reason)
 
     def _reload(self, config: EdgeConfig, reason: str) -> None:
