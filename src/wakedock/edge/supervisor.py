@@ -31,6 +31,7 @@ from wakedock.edge.upkeep import (
     Applied,
     children,
     kill_lingering,
+    nginx_processes,
     quit_orphans,
     tls_fingerprint,
     write_applied,
@@ -360,6 +361,9 @@ class EdgeSupervisor:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+            # Its workers would be orphaned, still holding the listening socket.
+            error_log = self._options.out_dir / "logs/error.log" if self._options else None
+            kill_lingering(self._workers | (nginx_processes(error_log) if error_log else set()))
 
 
 def _emergency_since(error_log: Path, offset: int) -> bool:
