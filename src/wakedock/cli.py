@@ -86,7 +86,14 @@ def _edge_tools(state: CliState) -> EdgeTools:
     tls = ensure_tls_files(c, step)  # the same certificate as `wakedock serve`
     routes = DirectRoutes(c.services.endpoint, c.services.engine_status, c.clock)
     return EdgeTools(
-        c.settings, c.services.list, c.auditor.record, tls.cert, tls.key, tls.generated, routes
+        c.settings,
+        c.services.list,
+        c.auditor.record,
+        tls.cert,
+        tls.key,
+        tls.generated,
+        routes,
+        services_marker=c.services.change_marker,
     )
 
 

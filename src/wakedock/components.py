@@ -241,7 +241,7 @@ def build_components(
     wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     alerts = settings.alerts
     alert_sinks = (
-        [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts))]
+        [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts, clock))]
         if alerts.webhooks
         else []
     )

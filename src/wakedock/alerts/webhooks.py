@@ -11,14 +11,16 @@ import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
 from wakedock.alerts.detect import Alert, DetectionSettings, Detector
 from wakedock.alerts.geoip import GeoIP
+from wakedock.alerts.grouping import AlertGrouper
 from wakedock.alerts.ssrf import IPNetwork, UnsafeWebhook, check_webhook
 from wakedock.audit.export import AuditRecord
+from wakedock.clock import Clock, SystemClock
 from wakedock.config import AlertSettings
 from wakedock.siem.exporter import sink_key
 from wakedock.siem.sinks import SinkError
@@ -56,18 +58,44 @@ class AlertSink:
     name = "alerts"
 
     def __init__(
-        self, webhooks: list[Webhook], detector: Detector, allowed: tuple[IPNetwork, ...]
+        self,
+        webhooks: list[Webhook],
+        detector: Detector,
+        allowed: tuple[IPNetwork, ...],
+        grouper: AlertGrouper | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._webhooks = webhooks
         self._detector = detector
         self._allowed = allowed
+        self._grouper = grouper or AlertGrouper(timedelta(0))
+        self._clock = clock or SystemClock()
         self._client = httpx.Client(timeout=TIMEOUT, trust_env=False, follow_redirects=False)
+        # Alerts decided but not yet delivered to every webhook (kept across a failed attempt).
+        self._outbox: list[Alert] = []
+        # The last event fed to the detector: a batch sent again after a failure is not
+        # detected (and counted into groups) twice.
+        self._fed = 0
 
     def send(self, batch: Sequence[AuditRecord]) -> None:
-        alerts = [alert for record in batch for alert in self._detector.feed(record)]
-        for alert in alerts:
+        for record in batch:
+            if record.seq <= self._fed:
+                continue
+            self._fed = record.seq
+            at = datetime.fromisoformat(record.occurred_at.replace("Z", "+00:00"))
+            for alert in self._detector.feed(record):
+                self._outbox += self._grouper.admit(alert, at)
+        self.tick()
+
+    def tick(self) -> None:
+        """Deliver the summaries of closed groups, and whatever a failed attempt left (the
+        delivery worker calls it when idle, so a summary needs no further event)."""
+        self._outbox += self._grouper.due(self._clock.now())
+        while self._outbox:
+            alert = self._outbox[0]
             for hook in self._webhooks:
                 self._post(hook, alert)
+            self._outbox.pop(0)
 
     def _post(self, hook: Webhook, alert: Alert) -> None:
         try:
@@ -99,7 +127,7 @@ class AlertSink:
         self._client.close()
 
 
-def make_alert_sink(config: AlertSettings) -> AlertSink:
+def make_alert_sink(config: AlertSettings, clock: Clock | None = None) -> AlertSink:
     """The alert pipeline; refuses to start with a webhook that fails the SSRF check."""
     allowed = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.allowed_networks)
     hooks = [Webhook.parse(url) for url in config.webhooks]
@@ -116,7 +144,8 @@ def make_alert_sink(config: AlertSettings) -> AlertSink:
         policy_window=timedelta(seconds=config.policy_window_seconds),
     )
     country_of = GeoIP(config.geoip_database) if config.geoip_database else None
-    return AlertSink(hooks, Detector(detection, country_of), allowed)
+    grouper = AlertGrouper(timedelta(seconds=config.group_window_seconds))
+    return AlertSink(hooks, Detector(detection, country_of), allowed, grouper, clock)
 
 
 def alerts_cursor_key(written: list[str]) -> str:

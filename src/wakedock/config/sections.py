@@ -254,6 +254,9 @@ class AlertSettings(_Section):
     brute_force_window_seconds: int = Field(default=300, ge=10)
     policy_violations: int = Field(default=3, ge=1)
     policy_window_seconds: int = Field(default=600, ge=10)
+    # Alerts of one rule from one address within this window are grouped: the first at once,
+    # one summary of the rest when it closes (docs/audit.md). 0 sends every alert.
+    group_window_seconds: int = Field(default=300, ge=0)
     # A MaxMind GeoLite2-Country/City database: enables the "login from a new country" alert.
     geoip_database: Path | None = None
 
@@ -413,4 +416,4 @@ class EdgeSettings(_Section):
     auth_cache_seconds: int = Field(default=5, ge=0, le=300)
     # Between marking a service stopping (the edge drops its direct route) and stopping its
     # container, so no request is sent to a port the engine may hand to another container.
-    stop_grace_seconds: float = Field(default=1.5, ge=0, le=60)
+    stop_grace_seconds: float = Field(default=3.0, ge=0, le=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class EdgeTools:
     # The awake services' upstreams (edge/routes.py), for edge.direct_routes; its `waiting`
     # says a render is due although the services did not change (a probe not passed yet).
     routes: DirectRoutes | None = None
+    # A cheap fingerprint of the services: `edge run` reloads nginx soon after it moves.
+    services_marker: Callable[[], object] | None = None
 
 
 OpenTools = Callable[[CliState], EdgeTools]
@@ -70,6 +73,22 @@ def renderer(tools: EdgeTools, options: EdgeOptions) -> Callable[[], EdgeConfig]
         return render_edge(tools.settings, views, options, routes)
 
     return render
+
+
+def _marker(tools: EdgeTools) -> Callable[[], object] | None:
+    """The services' change marker, which also moves about once a second while a running
+    service waits for its direct route: its readiness probe passing changes nothing in the
+    services table, and the route must follow without waiting for the next full poll."""
+    services_marker = tools.services_marker
+    routes = tools.routes
+    if services_marker is None or routes is None or not tools.settings.edge.direct_routes:
+        return services_marker
+
+    def marker() -> object:
+        waiting = routes.waiting
+        return (services_marker(), waiting, int(time.monotonic()) if waiting else 0)
+
+    return marker
 
 
 def _render(tools: EdgeTools, options: EdgeOptions) -> EdgeConfig:
@@ -169,7 +188,15 @@ def edge_group(open_tools: OpenTools) -> click.Group:
         default=5.0,
         show_default=True,
         type=click.FloatRange(min=0.2),
-        help="How often the services are read again (a change reloads nginx).",
+        help="How often the configuration is rendered again whatever changed.",
+    )
+    @click.option(
+        "--watch-seconds",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(min=0.05),
+        help="How often the services' change marker, nginx and the certificate are checked "
+        "(a change reloads nginx, a dead nginx is restarted).",
     )
     @click.pass_obj
     def run(
@@ -179,6 +206,7 @@ def edge_group(open_tools: OpenTools) -> click.Group:
         wakedock_ca: Path | None,
         wakedock_http: bool,
         poll_seconds: float,
+        watch_seconds: float,
     ) -> None:
         """Render the configuration and run nginx in the foreground, reloading it when the
         services change, and record every WAF block in the audit trail."""
@@ -186,10 +214,12 @@ def edge_group(open_tools: OpenTools) -> click.Group:
         _warn_untrusted(tools.settings)
         options = _options(tools, out, listen, wakedock_ca, wakedock_http)
         edge_settings = tools.settings.edge
-        if edge_settings.direct_routes and poll_seconds >= edge_settings.stop_grace_seconds:
+        # A stop moves the services' marker; the edge drops the route within about two
+        # watches (one to see it, one to see it hold still) and a reload.
+        if edge_settings.direct_routes and 2 * watch_seconds >= edge_settings.stop_grace_seconds:
             # A stopped service's route would outlive its container (docs/edge.md).
             click.secho(
-                f"warning: --poll-seconds {poll_seconds:g} is not below "
+                f"warning: --watch-seconds {watch_seconds:g} is not below half of "
                 f"edge.stop_grace_seconds ({edge_settings.stop_grace_seconds:g}): a stopped "
                 "service's direct route may outlive its container.",
                 fg="yellow",
@@ -202,6 +232,8 @@ def edge_group(open_tools: OpenTools) -> click.Group:
             nginx=_nginx(),
             poll_seconds=poll_seconds,
             progress=step,
+            services_marker=_marker(tools),
+            watch_seconds=watch_seconds,
         )
         try:
             status = supervisor.run()

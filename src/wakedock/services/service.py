@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -105,6 +105,25 @@ class ServiceManager:
         with transaction(self._factory) as db:
             rows = db.scalars(select(Service).order_by(Service.name)).all()
             return [ServiceView.of(row) for row in rows]
+
+    def change_marker(self) -> tuple[object, ...]:
+        """A cheap fingerprint of the services (one aggregate query): it moves when one is
+        created, changed, deleted, started or stopped, or found in another state by the
+        reconciler (which touches no timestamp: the sum of the running services' ids). The edge
+        polls it to reload at once."""
+        running = case((Service.state == State.RUNNING.value, Service.id), else_=0)
+        with self._factory() as db:
+            return tuple(
+                db.execute(
+                    select(
+                        func.count(Service.id),
+                        func.max(Service.updated_at),
+                        func.max(Service.last_started_at),
+                        func.max(Service.last_stopped_at),
+                        func.sum(running),
+                    )
+                ).one()
+            )
 
     def get(self, key: int | str) -> ServiceView:
         """A service by id or by name; ServiceNotFound (404) otherwise."""

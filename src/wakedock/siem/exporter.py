@@ -131,6 +131,22 @@ class SinkWorker:
                 row.last_error = None
         return len(batch)
 
+    def _tick(self) -> bool:
+        """Time passing, for a sink that acts on it (alert summaries); True when it failed."""
+        tick = getattr(self.sink, "tick", None)
+        if tick is None:
+            return False
+        try:
+            tick()
+        except SinkError as exc:
+            self.failing = True
+            failures = self._failed(str(exc))
+            delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
+            log.warning("%s (retry in %.1f s)", exc, delay)
+            self._stop.wait(delay)
+            return True
+        return False
+
     def _failed(self, error: str) -> int:
         with transaction(self._factory) as db:
             row = db.get(SinkCursor, self.key)
@@ -164,6 +180,8 @@ class SinkWorker:
             if sent < self._batch:
                 self._wake.wait(self._poll)
                 self._wake.clear()
+                if self._tick():
+                    continue  # a failed tick backs off like a failed batch
 
 
 class SiemExporter:
