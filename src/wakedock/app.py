@@ -205,7 +205,10 @@ async def lifespan(
         settings = components.settings
         if settings.edge.direct_routes:
             edge = EdgeActivity(
-                activity_socket(settings.data_dir), components.directory.lookup, components.activity
+                activity_socket(settings.data_dir),
+                components.directory.lookup,
+                components.activity,
+                adopt=components.wakes.adopt,
             )
             await edge.start()
             stack.push_async_callback(edge.stop)

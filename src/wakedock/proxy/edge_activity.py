@@ -76,11 +76,15 @@ class EdgeActivity(asyncio.DatagramProtocol):
         lookup: Callable[[str], ServiceView | None],
         activity: ActivityTracker,
         *,
+        adopt: Callable[[ServiceView], None] | None = None,
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self._path = path
         self._lookup = lookup
         self._activity = activity
+        # A running service WakeDock did not wake itself (the API's start, or running before
+        # this server started) is taken into the idle reaper's care by its first direct request.
+        self._adopt = adopt
         self._flush_seconds = flush_seconds
         self._hosts: set[str] = set()
         self._transport: asyncio.DatagramTransport | None = None
@@ -135,6 +139,8 @@ class EdgeActivity(asyncio.DatagramProtocol):
             if view is not None:
                 self._activity.touch(view.name)
                 self.touched += 1
+                if self._adopt is not None:
+                    self._adopt(view)
 
     async def _run(self) -> None:
         while True:

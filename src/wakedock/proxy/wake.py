@@ -169,6 +169,22 @@ class WakeCoordinator:
         """The endpoint of an awake service, without waiting."""
         return self._state(name).endpoint
 
+    def adopt(self, view: ServiceView) -> None:
+        """Traffic reached a running service around this process (the edge's direct routes):
+        if this process does not count it as awake, find its endpoint (the container is running:
+        only its readiness is probed) so that the idle reaper watches it too. A service the
+        database does not say is running (stopping, stopped) is left alone: a late log line must
+        not wake what was just put to sleep."""
+        state = self._state(view.name)
+        if view.state != State.RUNNING.value or state.endpoint is not None:
+            return
+        if state.task is not None and not state.task.done():
+            return
+        try:
+            self._begin(view, SYSTEM)
+        except WakeDockError as exc:
+            log.info("not adopting %s reached through the edge: %s", view.name, exc.detail)
+
     def forget(self, name: str) -> None:
         """The upstream refused a connection: it was stopped behind our back; wake it next time."""
         state = self._state(name)
