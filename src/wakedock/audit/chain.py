@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,31 +67,12 @@ def canonical(fields: ChainedFields) -> bytes:
 
 
 class AuditChain:
-    """Computes event hashes with the chain key (kept outside the database).
-
-    It also remembers the head this process last wrote, so that an append usually needs one
-    compare-and-set on the head row instead of a read and a write (audit/service.py).
-    """
+    """Computes event hashes with the chain key (kept outside the database)."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("the audit chain key must be at least 32 bytes")
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
-        self._guard = threading.Lock()
-        self._head: tuple[int, str] | None = None
-
-    def cached_head(self) -> tuple[int, str] | None:
-        with self._guard:
-            return self._head
-
-    def remember(self, seq: int, digest: str) -> None:
-        # Any stale value is safe: the compare-and-set on (seq, hash) then fails and re-reads.
-        with self._guard:
-            self._head = (seq, digest)
-
-    def forget(self) -> None:
-        with self._guard:
-            self._head = None
 
     def link(self, previous: str, fields: ChainedFields) -> str:
         return hmac.new(self._key, previous.encode() + canonical(fields), "sha256").hexdigest()

@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.durable import ASYNC_COMMIT, release_at_commit
 from wakedock.audit.events import DEFAULT_SEVERITY, Event
 from wakedock.audit.models import AuditChainHead, AuditEvent
 from wakedock.clock import Clock
@@ -65,9 +67,14 @@ def _safe_details(details: dict[str, Any]) -> str:
 
 # Built once: the hot path only binds parameters.
 _HEAD = cast(Table, AuditChainHead.__table__)
-# Compare-and-set: move the head from the (seq, hash) this process believes is last to the new
-# event. Both must match: a remembered head of a rolled-back append has the right seq once
-# another writer reused it, but not that writer's hash.
+_EVENTS = cast(Table, AuditEvent.__table__)
+# Takes the head row's write lock (a no-op update) and reads it in the same round trip: with
+# the lock held first, the head read is the latest and cannot move before this commit ends.
+_TAKE = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
+_TAKE_HEAD = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash)
+_TAKE_HEAD_ASYNC = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash, ASYNC_COMMIT)
+# Moves the head to the new last event. The (seq, hash) it was read at is checked again,
+# although the lock is held, so that nothing can append from a head other than the real one.
 _ADVANCE = (
     update(_HEAD)
     .where(
@@ -77,11 +84,20 @@ _ADVANCE = (
     )
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-# Taking the head row's write lock first (a no-op update) makes the read below the latest.
-_LOCK = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
-_READ = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
-_INSERT = insert(cast(Table, AuditEvent.__table__))
-_ATTEMPTS = 100
+_INSERT = insert(_EVENTS)
+_COLUMNS = [column.key for column in _EVENTS.columns if column.key != "id"]
+# PostgreSQL, one event: the head moved and the row inserted in one statement (one round trip
+# under the lock); the row is inserted only if the head moved.
+_ADVANCE_AND_INSERT = (
+    insert(_EVENTS)
+    .from_select(
+        _COLUMNS,
+        select(
+            *(sa_cast(bindparam(key), _EVENTS.c[key].type).label(key) for key in _COLUMNS)
+        ).select_from(_ADVANCE.returning(_HEAD.c.id).cte("moved")),
+    )
+    .returning(_EVENTS.c.id)
+)
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
 # How long a group commit's writer waits for the callers its previous batch released.
@@ -93,53 +109,45 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
 
     Writing in the caller's transaction means the event and the change it describes commit or
     roll back together. Denials that roll back their own work use a separate transaction. The
-    chain head row stays locked until that transaction ends, which orders every append; a head
-    remembered from this process's last append usually saves reading it (compare-and-set).
+    chain head row stays locked until that transaction commits, which orders every append; on
+    PostgreSQL the lock goes with the commit record, before the WAL flush (audit/durable.py).
     """
-    return _append(db, [_fields(event, context, at)])[0]
+    return _append(db, [_fields(event, context, at)], release_early=release_at_commit(db))[0]
 
 
-def _append(db: Session, contents: list[ChainedFields]) -> list[int]:
+def _append(
+    db: Session, contents: list[ChainedFields], *, release_early: bool = False
+) -> list[int]:
     """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
 
-    One compare-and-set moves the head past all of them and one multi-row INSERT stores them,
-    so a batch costs about what one event does.
+    The head is locked and read in one statement; one update moves it past all of them and one
+    INSERT stores them, so a batch costs about what one event does. Only the seq and the HMACs
+    are computed while the lock is held. `release_early`: see audit/durable.py.
     """
     chain = db.info.get(CHAIN_INFO)
     if not isinstance(chain, AuditChain):
         raise RuntimeError("this database session has no audit chain: use the components' factory")
     connection = db.connection()
-    head = chain.cached_head()
-    for _attempt in range(_ATTEMPTS):
-        if head is None:
-            connection.execute(_LOCK)
-            head = connection.execute(_READ).one()
-        expected, previous = int(head[0]), str(head[1])
-        rows: list[dict[str, Any]] = []
-        last = previous
-        for offset, content in enumerate(contents, start=1):
-            fields = replace(content, seq=expected + offset)
-            digest = chain.link(last, fields)
-            rows.append({**fields.__dict__, "prev_hash": last, "hash": digest})
-            last = digest
-        moved = connection.execute(
-            _ADVANCE,
-            {
-                "expected": expected,
-                "previous": previous,
-                "new_seq": expected + len(rows),
-                "new_hash": last,
-            },
-        )
-        if moved.rowcount == 1:
-            break
-        head = None  # another writer moved the head: read it under its lock and retry
+    head = connection.execute(_TAKE_HEAD_ASYNC if release_early else _TAKE_HEAD).one()
+    expected, previous = int(head[0]), str(head[1])
+    rows: list[dict[str, Any]] = []
+    last = previous
+    for offset, content in enumerate(contents, start=1):
+        fields = replace(content, seq=expected + offset)
+        digest = chain.link(last, fields)
+        rows.append({**fields.__dict__, "prev_hash": last, "hash": digest})
+        last = digest
+    moving = {"expected": expected, "previous": previous, "new_seq": expected + len(rows)}
+    moving["new_hash"] = last
+    if len(rows) == 1 and connection.dialect.name == "postgresql":
+        stored = connection.execute(_ADVANCE_AND_INSERT, {**moving, **rows[0]}).all()
+        moved = len(stored)
     else:
-        raise RuntimeError("the audit chain head kept moving; event not recorded")
-    connection.execute(_INSERT, rows)
-    # Remembered at once: if the transaction rolls back, the next compare-and-set fails and
-    # reads the real head.
-    chain.remember(expected + len(rows), last)
+        moved = connection.execute(_ADVANCE, moving).rowcount
+        if moved == 1:
+            connection.execute(_INSERT, rows)
+    if moved != 1:
+        raise RuntimeError("the audit chain head moved while locked; event not recorded")
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             summary = {
