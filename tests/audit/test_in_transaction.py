@@ -1,0 +1,153 @@
+"""Events recorded in the caller's transaction (`record_event`): they commit or roll back with
+it, the chain stays whole under concurrent transactions, and on PostgreSQL, where such a
+transaction releases the head's lock before its WAL flush (audit/durable.py), a commit that has
+returned is flushed (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.chain import AuditChain
+from wakedock.audit.durable import wait_durable
+from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import CHAIN_INFO, record_event
+from wakedock.audit.verify import verify_chain
+from wakedock.context import RequestContext
+from wakedock.db import make_engine, make_session_factory, migrate, transaction
+
+pytestmark = pytest.mark.security
+
+CONTEXT = RequestContext(ip="198.51.100.10", actor="tx")
+KEY = secrets.token_bytes(32)
+
+
+def event(name: str) -> Event:
+    return Event(EventType.USER_UPDATE, target=name)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    migrate(engine, KEY)
+    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
+    engine.dispose()
+
+
+def targets(factory: sessionmaker[Session]) -> list[str]:
+    with factory() as db:
+        return [str(t) for t in db.scalars(sa.text("SELECT target FROM audit_events ORDER BY seq"))]
+
+
+class CallerFailed(Exception):
+    pass
+
+
+def test_an_event_commits_or_rolls_back_with_its_transaction(
+    factory: sessionmaker[Session],
+) -> None:
+    with transaction(factory) as db:
+        assert record_event(db, event("kept-1"), CONTEXT, at=now()) == 1
+
+    def failing_caller() -> None:
+        with transaction(factory) as db:
+            record_event(db, event("dropped"), CONTEXT, at=now())
+            raise CallerFailed
+
+    with pytest.raises(CallerFailed):
+        failing_caller()
+    # Two events in one transaction, then a commit: both, in order, after the kept one.
+    with transaction(factory) as db:
+        assert record_event(db, event("kept-2"), CONTEXT, at=now()) == 2
+        assert record_event(db, event("kept-3"), CONTEXT, at=now()) == 3
+
+    assert targets(factory) == ["kept-1", "kept-2", "kept-3"]
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 3
+
+
+def test_concurrent_transactions_chain_every_committed_event_once(
+    factory: sessionmaker[Session],
+) -> None:
+    committed: dict[str, int] = {}
+    rolled_back: set[str] = set()
+    guard = threading.Lock()
+
+    def writer(number: int) -> None:
+        for n in range(25):
+            name = f"w{number}-{n}"
+            try:
+                with transaction(factory) as db:
+                    seq = record_event(db, event(name), CONTEXT, at=now())
+                    if n % 4 == 1:
+                        raise CallerFailed
+            except CallerFailed:
+                with guard:
+                    rolled_back.add(name)
+                continue
+            with guard:
+                committed[name] = seq
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = targets(factory)
+    assert len(committed) == 8 * 19
+    assert sorted(stored) == sorted(committed)
+    assert not rolled_back & set(stored)
+    assert sorted(committed.values()) == list(range(1, len(committed) + 1))
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == len(committed)
+
+
+def lsn(value: str) -> int:
+    high, low = value.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite commits with its own synchronous setting (WAL, NORMAL)")
+    with engine.connect() as observer:
+        for n in range(20):
+            with transaction(factory) as db:
+                record_event(db, event(f"flushed-{n}"), CONTEXT, at=now())
+                # The transaction does commit asynchronously (the head's lock goes early).
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "off"
+                written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+            # The commit record follows `written`; the WAL is flushed beyond it already.
+            flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+            assert lsn(flushed) > lsn(written)
+            # Other transactions of the same session commit synchronously again.
+            with transaction(factory) as db:
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
+
+
+def test_wait_durable_flushes_what_was_committed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a no-op on SQLite")
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        conn.execute(sa.text("UPDATE audit_chain_head SET seq = seq WHERE id = 1"))
+        written = str(conn.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+    wait_durable(factory)
+    with engine.connect() as observer:
+        flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+    assert lsn(flushed) > lsn(written)
