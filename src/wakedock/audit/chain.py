@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,12 +68,29 @@ def canonical(fields: ChainedFields) -> bytes:
 
 
 class AuditChain:
-    """Computes event hashes with the chain key (kept outside the database)."""
+    """Computes event hashes with the chain key (kept outside the database).
+
+    It also remembers the head this process last wrote, and holds the turn that appends in
+    the caller's transaction take to move the head (audit/service.py): each starts from the
+    head the previous one wrote, so it usually needs one compare-and-set and no read.
+    """
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
             raise ValueError("the audit chain key must be at least 32 bytes")
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
+        self._guard = threading.Lock()
+        self._head: tuple[int, str] | None = None
+        self.turn = threading.Lock()
+
+    def cached_head(self) -> tuple[int, str] | None:
+        with self._guard:
+            return self._head
+
+    def remember(self, seq: int, digest: str) -> None:
+        # Any stale value is safe: the compare-and-set on (seq, hash) then fails and re-reads.
+        with self._guard:
+            self._head = (seq, digest)
 
     def link(self, previous: str, fields: ChainedFields) -> str:
         return hmac.new(self._key, previous.encode() + canonical(fields), "sha256").hexdigest()
