@@ -5,6 +5,7 @@ returned is flushed (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import secrets
 import threading
 from collections.abc import Iterator
@@ -151,3 +152,43 @@ def test_wait_durable_flushes_what_was_committed(factory: sessionmaker[Session])
     with engine.connect() as observer:
         flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
     assert lsn(flushed) > lsn(written)
+
+
+def append_from_another_process(url: str, key: bytes, name: str, count: int) -> None:
+    """A second WakeDock process: its own engine, chain object, turn and remembered head."""
+    engine = make_engine(url)
+    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+
+    def writer(thread: int) -> None:
+        for n in range(count):
+            with transaction(factory) as db:
+                record_event(db, event(f"{name}-{thread}-{n}"), CONTEXT, at=now())
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+
+
+def test_two_processes_appending_at_once_give_one_whole_chain(
+    factory: sessionmaker[Session],
+) -> None:
+    url = factory.kw["bind"].url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    others = [
+        context.Process(target=append_from_another_process, args=(url, KEY, f"p{p}", 15))
+        for p in range(2)
+    ]
+    for process in others:
+        process.start()
+    for process in others:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+
+    stored = targets(factory)
+    assert len(stored) == len(set(stored)) == 2 * 4 * 15
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 2 * 4 * 15
