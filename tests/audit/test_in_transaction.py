@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import CHAIN_INFO, record_event
+from wakedock.audit.service import _TURN_WAIT, CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
@@ -192,3 +193,40 @@ def test_two_processes_appending_at_once_give_one_whole_chain(
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
     assert verdict.checked == 2 * 4 * 15
+
+
+def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
+    factory: sessionmaker[Session],
+) -> None:
+    # Another thread's append holds the turn while it waits for SQLite's write lock, which
+    # this transaction holds: waiting for the turn here would stall until the turn's timeout.
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's locks are per row: a write elsewhere does not block the head")
+    chain = factory.kw["info"][CHAIN_INFO]
+    other = threading.Thread(
+        target=lambda: record_event_alone_in_tx(factory, "waiting"), name="waiting"
+    )
+    with transaction(factory) as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO siem_cursors (sink, name, delivered_seq, failures) "
+                "VALUES ('s', 'n', 0, 0)"
+            )
+        )
+        other.start()
+        deadline = time.monotonic() + 30
+        while not chain.turn.locked():
+            assert time.monotonic() < deadline, "the other append never took its turn"
+            time.sleep(0.005)
+        started = time.monotonic()
+        record_event(db, event("writer"), CONTEXT, at=now())
+        elapsed = time.monotonic() - started
+    other.join()
+    assert elapsed < _TURN_WAIT / 2
+    assert sorted(targets(factory)) == ["waiting", "writer"]
+
+
+def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
+    with transaction(factory) as db:
+        record_event(db, event(name), CONTEXT, at=now())

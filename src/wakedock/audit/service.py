@@ -152,9 +152,14 @@ def _append_in_turn(
     """`_append`, in this process's turn (`AuditChain.turn`) when it can be had."""
     chain = _chain(db)
     # A transaction that holds the head already never waits for a turn: the holder of the turn
-    # may be waiting for this transaction's commit. A turn not had within _TURN_WAIT (the
-    # same kind of wait, through another lock) is given up for the database's own queue.
-    if db.info.get(_HOLDS_HEAD) or not chain.turn.acquire(timeout=_TURN_WAIT):
+    # may be waiting for this transaction's commit. On SQLite the lock is the whole
+    # database's, so that holds for any transaction that has written. A turn not had within
+    # _TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
+    if (
+        db.info.get(_HOLDS_HEAD)
+        or _sqlite_writing(db)
+        or not chain.turn.acquire(timeout=_TURN_WAIT)
+    ):
         return _append(db, contents, release_early=release_early)
     try:
         seqs = _append(db, contents, head=chain.cached_head(), release_early=release_early)
@@ -165,6 +170,15 @@ def _append_in_turn(
         return seqs
     finally:
         chain.turn.release()
+
+
+def _sqlite_writing(db: Session) -> bool:
+    # sqlite3 begins its transaction at the first write: then it holds SQLite's write lock.
+    connection = db.connection()
+    if connection.dialect.name != "sqlite":
+        return False
+    driver = connection.connection.driver_connection
+    return driver is not None and bool(driver.in_transaction)
 
 
 def _chain(db: Session) -> AuditChain:
