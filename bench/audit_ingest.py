@@ -2,7 +2,7 @@
 under concurrent load, on SQLite or PostgreSQL; then `audit verify` over a large chain.
 
     .venv/bin/python bench/audit_ingest.py [--database-url URL] [--threads 8] [--events 20000]
-        [--tx-events N] [--rounds 3] [--verify-events 1000000]
+        [--tx-events N] [--rounds 3] [--verify-events 1000000] [--statements]
 
 Every writer thread records events one at a time, each acknowledged only once committed, as the
 application does:
@@ -18,6 +18,8 @@ application does:
 The three run in interleaved rounds (plain, alone, in-transaction, plain, ...); the figures are
 medians, the ratios from the same round. SQLite runs with WAL and synchronous=NORMAL (WakeDock's
 settings); PostgreSQL as the server is configured (use fsync on for figures that mean something).
+`--statements` also prints the SQL statements sent per event of each kind, by their first two
+words (a failed compare-and-set shows as extra head updates and reads).
 The verify part builds the chain in batches of 10,000 events per transaction (not timed), then
 times `verify_chain` over all of it.
 """
@@ -30,6 +32,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,6 +102,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--verify-events", type=int, default=1_000_000, help="0: skip")
+    parser.add_argument("--statements", action="store_true", help="count statements per event")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="wd-audit-bench-"))
     url = args.database_url or f"sqlite:///{root / 'wakedock.db'}"
@@ -138,10 +142,21 @@ def main() -> None:
             record_event(db, event, CONTEXT, at=clock.now())
 
     results: dict[str, list[float]] = {"plain": [], "alone": [], "in_tx": []}
+    sent: dict[str, Counter[str]] = {name: Counter() for name in results}
+    counting: list[Counter[str]] = []
+    if args.statements:
+
+        def tally(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+            if counting:
+                counting[0][" ".join(statement.split()[:2])] += 1
+
+        sa.event.listen(engine, "before_cursor_execute", tally)
     for _round in range(args.rounds):
         for name, write in (("plain", plain), ("alone", alone), ("in_tx", in_transaction)):
             count = args.tx_events if name == "in_tx" and args.tx_events else args.events
+            counting[:] = [sent[name]]
             results[name].append(concurrently(args.threads, count, write))
+            counting.clear()
             if name == "plain":
                 offset += args.events
     with engine.connect() as conn:
@@ -164,6 +179,14 @@ def main() -> None:
             f"ratio {statistics.median(ratios):5.2f}   rounds: "
             + ", ".join(f"{rate:.0f}" for rate in rates)
         )
+    for name, counter in sent.items():
+        if counter:
+            events = sum(
+                args.tx_events if name == "in_tx" and args.tx_events else args.events
+                for _ in range(args.rounds)
+            )
+            per_event = ", ".join(f"{k}: {v / events:.2f}" for k, v in counter.most_common())
+            print(f"statements per event, {name}: {per_event}")
     print(f"chain after the rounds: {recorded} events, verify ok={verdict.ok} ({verdict.problem})")
 
     remaining = args.verify_events - recorded

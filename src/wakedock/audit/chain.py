@@ -70,8 +70,9 @@ def canonical(fields: ChainedFields) -> bytes:
 class AuditChain:
     """Computes event hashes with the chain key (kept outside the database).
 
-    It also remembers the head this process last wrote, so that an append usually needs one
-    compare-and-set on the head row instead of a read and a write (audit/service.py).
+    It also remembers the head this process last wrote, and holds the turn that appends in
+    the caller's transaction take to move the head (audit/service.py): each starts from the
+    head the previous one wrote, so it usually needs one compare-and-set and no read.
     """
 
     def __init__(self, key: bytes) -> None:
@@ -80,6 +81,7 @@ class AuditChain:
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
         self._guard = threading.Lock()
         self._head: tuple[int, str] | None = None
+        self.turn = threading.Lock()
 
     def cached_head(self) -> tuple[int, str] | None:
         with self._guard:
@@ -89,10 +91,6 @@ class AuditChain:
         # Any stale value is safe: the compare-and-set on (seq, hash) then fails and re-reads.
         with self._guard:
             self._head = (seq, digest)
-
-    def forget(self) -> None:
-        with self._guard:
-            self._head = None
 
     def link(self, previous: str, fields: ChainedFields) -> str:
         return hmac.new(self._key, previous.encode() + canonical(fields), "sha256").hexdigest()

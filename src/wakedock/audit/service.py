@@ -15,10 +15,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, case, insert, select, update
+from sqlalchemy import cast as sa_cast
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.durable import ASYNC_COMMIT, release_at_commit
 from wakedock.audit.events import DEFAULT_SEVERITY, Event
 from wakedock.audit.models import AuditChainHead, AuditEvent
 from wakedock.clock import Clock
@@ -65,9 +68,14 @@ def _safe_details(details: dict[str, Any]) -> str:
 
 # Built once: the hot path only binds parameters.
 _HEAD = cast(Table, AuditChainHead.__table__)
-# Compare-and-set: move the head from the (seq, hash) this process believes is last to the new
-# event. Both must match: a remembered head of a rolled-back append has the right seq once
-# another writer reused it, but not that writer's hash.
+_EVENTS = cast(Table, AuditEvent.__table__)
+# Takes the head row's write lock (a no-op update) and reads it in the same round trip: with
+# the lock held first, the head read is the latest and cannot move before this commit ends.
+_TAKE = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
+_TAKE_HEAD = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash)
+_TAKE_HEAD_ASYNC = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash, ASYNC_COMMIT)
+# Moves the head to the new last event. The (seq, hash) it was read at is checked again,
+# although the lock is held, so that nothing can append from a head other than the real one.
 _ADVANCE = (
     update(_HEAD)
     .where(
@@ -77,11 +85,45 @@ _ADVANCE = (
     )
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-# Taking the head row's write lock first (a no-op update) makes the read below the latest.
-_LOCK = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
-_READ = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
-_INSERT = insert(cast(Table, AuditEvent.__table__))
-_ATTEMPTS = 100
+_INSERT = insert(_EVENTS)
+_COLUMNS = [column.key for column in _EVENTS.columns if column.key != "id"]
+
+
+def _advance_and_insert(*with_move: Any) -> Any:
+    """PostgreSQL, one event: move the head and insert the row in one statement (one round trip).
+
+    The update selects the head row by id only, so that it waits for the transaction holding
+    the row's lock; a compare-and-set in its WHERE would be tested against the last committed
+    version first, and fail at once while the previous append is still committing. The
+    comparison is made in SET instead, on the latest version once the lock is had: the head
+    moves only if it is still (expected, previous), and the row is inserted only if it moved.
+    `with_move` (e.g. ASYNC_COMMIT) rides on the update.
+    """
+    unchanged = and_(_HEAD.c.seq == bindparam("expected"), _HEAD.c.hash == bindparam("previous"))
+    moved = (
+        update(_HEAD)
+        .where(_HEAD.c.id == 1)
+        .values(
+            seq=case((unchanged, bindparam("new_seq")), else_=_HEAD.c.seq),
+            hash=case((unchanged, bindparam("new_hash")), else_=_HEAD.c.hash),
+        )
+        .returning(_HEAD.c.seq, _HEAD.c.hash, *with_move)
+        .cte("moved")
+    )
+    values = (sa_cast(bindparam(key), _EVENTS.c[key].type).label(key) for key in _COLUMNS)
+    row = select(*values).where(
+        moved.c.seq == bindparam("new_seq"), moved.c.hash == bindparam("new_hash")
+    )
+    return insert(_EVENTS).from_select(_COLUMNS, row).returning(_EVENTS.c.id)
+
+
+_ADVANCE_AND_INSERT = _advance_and_insert()
+_ADVANCE_AND_INSERT_ASYNC = _advance_and_insert(ASYNC_COMMIT)
+# The Session.info key set once this transaction holds the head's lock (it appended).
+_HOLDS_HEAD = "audit_holds_head"
+# How long an append waits for its turn (`AuditChain.turn`) before it queues on the head's
+# lock in the database instead, as it would with no turn at all.
+_TURN_WAIT = 1.0
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
 # How long a group commit's writer waits for the callers its previous batch released.
@@ -93,53 +135,109 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
 
     Writing in the caller's transaction means the event and the change it describes commit or
     roll back together. Denials that roll back their own work use a separate transaction. The
-    chain head row stays locked until that transaction ends, which orders every append; a head
-    remembered from this process's last append usually saves reading it (compare-and-set).
+    chain head row stays locked until that transaction commits, which orders every append; on
+    PostgreSQL the lock goes with the commit record, before the WAL flush (audit/durable.py).
+
+    Appends from this process take turns (`AuditChain.turn`) for the one statement that moves
+    the head: each starts from the head the previous one wrote, and waits in the database only
+    for that transaction's commit. The turn ends when the statement returns, not at the commit.
     """
-    return _append(db, [_fields(event, context, at)])[0]
+    contents = [_fields(event, context, at)]
+    return _append_in_turn(db, contents, release_early=release_at_commit(db))[0]
 
 
-def _append(db: Session, contents: list[ChainedFields]) -> list[int]:
-    """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
+def _append_in_turn(
+    db: Session, contents: list[ChainedFields], *, release_early: bool
+) -> list[int]:
+    """`_append`, in this process's turn (`AuditChain.turn`) when it can be had."""
+    chain = _chain(db)
+    # A transaction that holds the head already never waits for a turn: the holder of the turn
+    # may be waiting for this transaction's commit. On SQLite the lock is the whole
+    # database's, so that holds for any transaction that has written. A turn not had within
+    # _TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
+    if (
+        db.info.get(_HOLDS_HEAD)
+        or _sqlite_writing(db)
+        or not chain.turn.acquire(timeout=_TURN_WAIT)
+    ):
+        return _append(db, contents, release_early=release_early)
+    try:
+        seqs = _append(db, contents, head=chain.cached_head(), release_early=release_early)
+        if not seqs:
+            # The head this process remembered was rolled back, or another process appended:
+            # read it under its lock, still in the turn, so that the next turn starts right.
+            seqs = _append(db, contents, release_early=release_early)
+        return seqs
+    finally:
+        chain.turn.release()
 
-    One compare-and-set moves the head past all of them and one multi-row INSERT stores them,
-    so a batch costs about what one event does.
-    """
+
+def _sqlite_writing(db: Session) -> bool:
+    # sqlite3 begins its transaction at the first write: then it holds SQLite's write lock.
+    connection = db.connection()
+    if connection.dialect.name != "sqlite":
+        return False
+    driver = connection.connection.driver_connection
+    return driver is not None and bool(driver.in_transaction)
+
+
+def _chain(db: Session) -> AuditChain:
     chain = db.info.get(CHAIN_INFO)
     if not isinstance(chain, AuditChain):
         raise RuntimeError("this database session has no audit chain: use the components' factory")
+    return chain
+
+
+def _append(
+    db: Session,
+    contents: list[ChainedFields],
+    *,
+    head: tuple[int, str] | None = None,
+    release_early: bool = False,
+) -> list[int]:
+    """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
+
+    From `head`, a (seq, hash) believed to be the last: a compare-and-set, which waits for the
+    transaction holding the head and stores nothing (returns []) if the head is no longer that.
+    Without `head`: the head is locked and read in one statement, then moved. One update moves
+    the head past all of `contents` and one INSERT stores them, so a batch costs about what
+    one event does. `release_early`: see audit/durable.py.
+    """
+    chain = _chain(db)
     connection = db.connection()
-    head = chain.cached_head()
-    for _attempt in range(_ATTEMPTS):
-        if head is None:
-            connection.execute(_LOCK)
-            head = connection.execute(_READ).one()
-        expected, previous = int(head[0]), str(head[1])
-        rows: list[dict[str, Any]] = []
-        last = previous
-        for offset, content in enumerate(contents, start=1):
-            fields = replace(content, seq=expected + offset)
-            digest = chain.link(last, fields)
-            rows.append({**fields.__dict__, "prev_hash": last, "hash": digest})
-            last = digest
-        moved = connection.execute(
-            _ADVANCE,
-            {
-                "expected": expected,
-                "previous": previous,
-                "new_seq": expected + len(rows),
-                "new_hash": last,
-            },
-        )
-        if moved.rowcount == 1:
-            break
-        head = None  # another writer moved the head: read it under its lock and retry
+    postgresql = connection.dialect.name == "postgresql"
+    async_commit = release_early
+    locked = head is None
+    if head is None:
+        head = connection.execute(_TAKE_HEAD_ASYNC if release_early else _TAKE_HEAD).one()
+        async_commit = False  # done by the statement that took the lock
+    expected, previous = int(head[0]), str(head[1])
+    rows: list[dict[str, Any]] = []
+    last = previous
+    for offset, content in enumerate(contents, start=1):
+        fields = replace(content, seq=expected + offset)
+        digest = chain.link(last, fields)
+        rows.append({**fields.__dict__, "prev_hash": last, "hash": digest})
+        last = digest
+    moving = {"expected": expected, "previous": previous, "new_seq": expected + len(rows)}
+    moving["new_hash"] = last
+    if len(rows) == 1 and postgresql:
+        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
+        moved = len(connection.execute(statement, {**moving, **rows[0]}).all())
     else:
-        raise RuntimeError("the audit chain head kept moving; event not recorded")
-    connection.execute(_INSERT, rows)
-    # Remembered at once: if the transaction rolls back, the next compare-and-set fails and
-    # reads the real head.
+        if async_commit:
+            connection.execute(select(ASYNC_COMMIT))
+        moved = connection.execute(_ADVANCE, moving).rowcount
+        if moved == 1:
+            connection.execute(_INSERT, rows)
+    if moved != 1:
+        if locked:
+            raise RuntimeError("the audit chain head moved while locked; event not recorded")
+        return []
+    # Remembered at once, for the next turn: if this transaction rolls back, the next
+    # compare-and-set from it fails and that append reads the real head.
     chain.remember(expected + len(rows), last)
+    db.info[_HOLDS_HEAD] = True
     if log.isEnabledFor(logging.INFO):
         for row in rows:
             summary = {
@@ -150,6 +248,12 @@ def _append(db: Session, contents: list[ChainedFields]) -> list[int]:
             }
             log.info("audit %s", json.dumps(summary))
     return [int(row["seq"]) for row in rows]
+
+
+@sa_event.listens_for(Session, "after_commit")
+@sa_event.listens_for(Session, "after_rollback")
+def _head_released(session: Session) -> None:
+    session.info.pop(_HOLDS_HEAD, None)
 
 
 @dataclass(eq=False)
@@ -241,7 +345,8 @@ class _GroupCommit:
         error: BaseException | None = None
         try:
             with transaction(factory) as db:
-                seqs = _append(db, [pending.content for pending in batch])
+                contents = [pending.content for pending in batch]
+                seqs = _append_in_turn(db, contents, release_early=False)
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             error = exc
         with self._changed:

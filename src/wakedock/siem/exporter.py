@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.audit.durable import wait_durable
 from wakedock.audit.export import AuditFilter, page_events
 from wakedock.audit.models import AuditChainHead, SinkCursor
 from wakedock.clock import Clock
@@ -121,6 +122,9 @@ class SinkWorker:
         batch = page_events(self._factory, AuditFilter(), limit=self._batch, after=after)
         if not batch:
             return 0
+        # An event can be read a moment before its commit is flushed (audit/durable.py): what
+        # leaves for a SIEM must be what a crash keeps.
+        wait_durable(self._factory)
         self.sink.send(batch)
         with transaction(self._factory) as db:
             row = db.get(SinkCursor, self.key)

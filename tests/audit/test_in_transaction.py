@@ -1,0 +1,232 @@
+"""Events recorded in the caller's transaction (`record_event`): they commit or roll back with
+it, the chain stays whole under concurrent transactions, and on PostgreSQL, where such a
+transaction releases the head's lock before its WAL flush (audit/durable.py), a commit that has
+returned is flushed (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.chain import AuditChain
+from wakedock.audit.durable import wait_durable
+from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import _TURN_WAIT, CHAIN_INFO, record_event
+from wakedock.audit.verify import verify_chain
+from wakedock.context import RequestContext
+from wakedock.db import make_engine, make_session_factory, migrate, transaction
+
+pytestmark = pytest.mark.security
+
+CONTEXT = RequestContext(ip="198.51.100.10", actor="tx")
+KEY = secrets.token_bytes(32)
+
+
+def event(name: str) -> Event:
+    return Event(EventType.USER_UPDATE, target=name)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    migrate(engine, KEY)
+    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
+    engine.dispose()
+
+
+def targets(factory: sessionmaker[Session]) -> list[str]:
+    with factory() as db:
+        return [str(t) for t in db.scalars(sa.text("SELECT target FROM audit_events ORDER BY seq"))]
+
+
+class CallerFailed(Exception):
+    pass
+
+
+def test_an_event_commits_or_rolls_back_with_its_transaction(
+    factory: sessionmaker[Session],
+) -> None:
+    with transaction(factory) as db:
+        assert record_event(db, event("kept-1"), CONTEXT, at=now()) == 1
+
+    def failing_caller() -> None:
+        with transaction(factory) as db:
+            record_event(db, event("dropped"), CONTEXT, at=now())
+            raise CallerFailed
+
+    with pytest.raises(CallerFailed):
+        failing_caller()
+    # Two events in one transaction, then a commit: both, in order, after the kept one.
+    with transaction(factory) as db:
+        assert record_event(db, event("kept-2"), CONTEXT, at=now()) == 2
+        assert record_event(db, event("kept-3"), CONTEXT, at=now()) == 3
+
+    assert targets(factory) == ["kept-1", "kept-2", "kept-3"]
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 3
+
+
+def test_concurrent_transactions_chain_every_committed_event_once(
+    factory: sessionmaker[Session],
+) -> None:
+    committed: dict[str, int] = {}
+    rolled_back: set[str] = set()
+    guard = threading.Lock()
+
+    def writer(number: int) -> None:
+        for n in range(25):
+            name = f"w{number}-{n}"
+            try:
+                with transaction(factory) as db:
+                    seq = record_event(db, event(name), CONTEXT, at=now())
+                    if n % 4 == 1:
+                        raise CallerFailed
+            except CallerFailed:
+                with guard:
+                    rolled_back.add(name)
+                continue
+            with guard:
+                committed[name] = seq
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = targets(factory)
+    assert len(committed) == 8 * 19
+    assert sorted(stored) == sorted(committed)
+    assert not rolled_back & set(stored)
+    assert sorted(committed.values()) == list(range(1, len(committed) + 1))
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == len(committed)
+
+
+def lsn(value: str) -> int:
+    high, low = value.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite commits with its own synchronous setting (WAL, NORMAL)")
+    with engine.connect() as observer:
+        for n in range(20):
+            with transaction(factory) as db:
+                record_event(db, event(f"flushed-{n}"), CONTEXT, at=now())
+                # The transaction does commit asynchronously (the head's lock goes early).
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "off"
+                written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+            # The commit record follows `written`; the WAL is flushed beyond it already.
+            flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+            assert lsn(flushed) > lsn(written)
+            # Other transactions of the same session commit synchronously again.
+            with transaction(factory) as db:
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
+
+
+def test_wait_durable_flushes_what_was_committed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a no-op on SQLite")
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        conn.execute(sa.text("UPDATE audit_chain_head SET seq = seq WHERE id = 1"))
+        written = str(conn.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+    wait_durable(factory)
+    with engine.connect() as observer:
+        flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+    assert lsn(flushed) > lsn(written)
+
+
+def append_from_another_process(url: str, key: bytes, name: str, count: int) -> None:
+    """A second WakeDock process: its own engine, chain object, turn and remembered head."""
+    engine = make_engine(url)
+    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+
+    def writer(thread: int) -> None:
+        for n in range(count):
+            with transaction(factory) as db:
+                record_event(db, event(f"{name}-{thread}-{n}"), CONTEXT, at=now())
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+
+
+def test_two_processes_appending_at_once_give_one_whole_chain(
+    factory: sessionmaker[Session],
+) -> None:
+    url = factory.kw["bind"].url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    others = [
+        context.Process(target=append_from_another_process, args=(url, KEY, f"p{p}", 15))
+        for p in range(2)
+    ]
+    for process in others:
+        process.start()
+    for process in others:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+
+    stored = targets(factory)
+    assert len(stored) == len(set(stored)) == 2 * 4 * 15
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 2 * 4 * 15
+
+
+def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
+    factory: sessionmaker[Session],
+) -> None:
+    # Another thread's append holds the turn while it waits for SQLite's write lock, which
+    # this transaction holds: waiting for the turn here would stall until the turn's timeout.
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's locks are per row: a write elsewhere does not block the head")
+    chain = factory.kw["info"][CHAIN_INFO]
+    other = threading.Thread(
+        target=lambda: record_event_alone_in_tx(factory, "waiting"), name="waiting"
+    )
+    with transaction(factory) as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO siem_cursors (sink, name, delivered_seq, failures) "
+                "VALUES ('s', 'n', 0, 0)"
+            )
+        )
+        other.start()
+        deadline = time.monotonic() + 30
+        while not chain.turn.locked():
+            assert time.monotonic() < deadline, "the other append never took its turn"
+            time.sleep(0.005)
+        started = time.monotonic()
+        record_event(db, event("writer"), CONTEXT, at=now())
+        elapsed = time.monotonic() - started
+    other.join()
+    assert elapsed < _TURN_WAIT / 2
+    assert sorted(targets(factory)) == ["waiting", "writer"]
+
+
+def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
+    with transaction(factory) as db:
+        record_event(db, event(name), CONTEXT, at=now())
