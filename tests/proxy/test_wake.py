@@ -23,9 +23,11 @@ from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.proxy.decision import Ready, Refusal, Refused, Waking
 from wakedock.proxy.reaper import IdleReaper
-from wakedock.services.snapshots import WakePhase
+from wakedock.rbac.permissions import Role
+from wakedock.services.snapshots import Actor, WakePhase
 
 CONTEXT = RequestContext(actor="visitor")
+ADMIN = Actor("test", Role.ADMIN)
 
 
 @pytest.fixture
@@ -153,3 +155,37 @@ def test_one_decision_per_visit_refused_waking_then_ready(h: Harness, clock: Fak
         assert wakes.snapshot("team").phase is WakePhase.READY
 
     asyncio.run(scenario())
+
+
+def test_a_running_service_reached_around_wakedock_is_adopted_then_reaped(
+    h: Harness, runtime: FakeRuntime, clock: FakeClock
+) -> None:
+    """The edge's direct routes reach a service the API started: the activity socket hands it
+    to `adopt`, which finds its endpoint without starting it again, and the reaper stops it
+    once idle. A stopped service is never woken by adoption (a late log line after a stop)."""
+    add(h, "app")
+    add(h, "asleep")
+    c = h.components
+    c.services.start(ADMIN, "app", CONTEXT)  # not through the coordinator
+    reaper = IdleReaper(c.wakes, c.activity, c.services, interval=1, busy_cpu_percent=None)
+
+    async def scenario() -> list[list[str]]:
+        assert c.wakes.awake_names() == []
+        c.activity.touch("app")
+        c.wakes.adopt(c.services.get("app"))
+        c.wakes.adopt(c.services.get("app"))  # a second line while the probe runs: one task
+        c.wakes.adopt(c.services.get("asleep"))
+        for _ in range(100):
+            if c.wakes.endpoint_now("app") is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert c.wakes.awake_names() == ["app"]
+        rounds = [await reaper.run_once()]  # just seen
+        clock.advance(61)
+        rounds.append(await reaper.run_once())
+        return rounds
+
+    assert asyncio.run(scenario()) == [[], ["app"]]
+    assert started(runtime) == ["app"]  # the API's start only: adoption started nothing
+    assert c.services.get("app").stop_reason == "idle"
+    assert c.services.get("asleep").state != "running"
