@@ -68,7 +68,9 @@ USER = "bench"
 
 
 @contextmanager
-def wakedock(image: str, network: str) -> Iterator[tuple[Server, str, dict[str, str]]]:
+def wakedock(
+    image: str, network: str, *, direct: bool
+) -> Iterator[tuple[Server, str, dict[str, str]]]:
     """WakeDock with a public service `app` and a signed-in-users one `vault`, both awake;
     yields it, its installation and the cookie that opens `vault`."""
     installation = f"wd-bench-{secrets.token_hex(3)}"
@@ -78,6 +80,8 @@ def wakedock(image: str, network: str) -> Iterator[tuple[Server, str, dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAKEDOCK_")}
     env |= {"WAKEDOCK_DATA_DIR": str(data_dir), "WAKEDOCK_DOCKER__INSTALLATION": installation}
     env |= TRUSTED
+    # nginx proxies the awake services itself (docs/edge.md), or every request goes to WakeDock.
+    env["WAKEDOCK_EDGE__DIRECT_ROUTES"] = "true" if direct else "false"
     public = service_spec(image, network)
     protected = {**public, "name": "vault", "access": {"policy": "authenticated"}}
     password = strong_password()
@@ -189,6 +193,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", default="8,64")
+    parser.add_argument(
+        "--through-wakedock",
+        action="store_true",
+        help="edge.direct_routes off: the edge sends every request to WakeDock",
+    )
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     client = docker.from_env()
@@ -196,8 +205,13 @@ def main() -> None:
     network = client.networks.create(f"wd-bench-{secrets.token_hex(3)}-net", driver="bridge")
     try:
         with ExitStack() as stack:
-            server, installation, cookie = stack.enter_context(wakedock(image, str(network.name)))
+            direct = not args.through_wakedock
+            server, installation, cookie = stack.enter_context(
+                wakedock(image, str(network.name), direct=direct)
+            )
             edge = stack.enter_context(edge_in_front(server.data_dir, server, server.env))
+            if direct:
+                wait_direct_routes(server.data_dir / "edge" / CONF_NAME, ("app", "vault"))
             upstream = published_port(installation)
             base = stack.enter_context(baseline(server, upstream))
             plain = stack.enter_context(baseline(server, upstream, waf=False))
@@ -211,6 +225,18 @@ def main() -> None:
             measure(targets, connections, args)
     finally:
         network.remove()
+
+
+def wait_direct_routes(conf: Path, services: tuple[str, ...], timeout: float = 60) -> None:
+    """Until the edge's configuration proxies each service straight to its container."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = conf.read_text() if conf.exists() else ""
+        if all(f"upstream edge_service_{name} " in text for name in services):
+            print(f"direct routes rendered for {', '.join(services)}", flush=True)
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the edge rendered no direct route for {services} in {timeout:g} s")
 
 
 def measure(
