@@ -122,10 +122,10 @@ def lsn(value: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
+# SQLite commits with its own synchronous setting (WAL, NORMAL): PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite commits with its own synchronous setting (WAL, NORMAL)")
     with engine.connect() as observer:
         for n in range(20):
             with transaction(factory) as db:
@@ -141,10 +141,10 @@ def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session])
                 assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
 
 
+# A no-op on SQLite: PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_wait_durable_flushes_what_was_committed(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a no-op on SQLite")
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
         conn.execute(sa.text("UPDATE audit_chain_head SET seq = seq WHERE id = 1"))
@@ -195,14 +195,13 @@ def test_two_processes_appending_at_once_give_one_whole_chain(
     assert verdict.checked == 2 * 4 * 15
 
 
+# PostgreSQL's locks are per row (a write elsewhere does not block the head): SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
     factory: sessionmaker[Session],
 ) -> None:
     # Another thread's append holds the turn while it waits for SQLite's write lock, which
     # this transaction holds: waiting for the turn here would stall until the turn's timeout.
-    engine = factory.kw["bind"]
-    if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL's locks are per row: a write elsewhere does not block the head")
     chain = factory.kw["info"][CHAIN_INFO]
     other = threading.Thread(
         target=lambda: record_event_alone_in_tx(factory, "waiting"), name="waiting"
