@@ -56,7 +56,7 @@ from common import (
     strong_password,
     wakedock_command,
 )
-from proxy_vs_caddy import FILES, published_port, service_spec, static_image, timeouts
+from proxy_vs_caddy import FILES, published_port, service_spec, static_image
 from support.edge import TRUSTED, edge_in_front
 from support.server import free_port, serve, wait_port
 from wakedock.config import Settings
@@ -270,7 +270,7 @@ def measure(
                 print(
                     f"round {round_number + 1} c={conns:<3} {target:<14} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                    f"p99 {result.p99_ms:7.2f} ms  timeouts {timeouts(result)}",
+                    f"p99 {result.p99_ms:7.2f} ms  timeouts {result.timeouts}",
                     flush=True,
                 )
     print("\nmedians")
@@ -285,7 +285,7 @@ def measure(
             runs = results[(conns, target)]
             rps, p99 = median([r.rps for r in runs]), median([r.p99_ms for r in runs])
             p50 = median([r.p50_ms for r in runs])
-            lost = sum(timeouts(r) for r in runs)
+            lost = sum(r.timeouts for r in runs)
             print(
                 f"{conns:>5} {target:<14} {rps:9.0f} {p50:8.2f} {p99:8.2f} {lost:>8} "
                 f"{rps / base_rps:>17.2f} {p99 / base_p99:>15.2f}"
