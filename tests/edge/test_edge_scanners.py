@@ -131,9 +131,9 @@ def test_sqlmap_finds_nothing_and_its_probes_are_refused_and_audited(
                     "--headers", f"Authorization: Bearer {token}",
                     "--user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
                     "--output-dir", str(tmp_path / "sqlmap"), "--disable-coloring",
-                    "--timeout", "10", "--retries", "0",
+                    "--timeout", "30", "--retries", "2",
                 ],
-                capture_output=True, text=True, timeout=120, check=False,
+                capture_output=True, text=True, timeout=300, check=False,
                 env={**os.environ, "HOME": str(tmp_path), "TERM": "dumb"},
             )  # fmt: skip
         finally:
