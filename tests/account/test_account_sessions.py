@@ -154,8 +154,9 @@ def test_a_forged_post_changes_nothing(
         fields = {"session_id": session_ids(page(victim))[0]}
     before = len(events(h, "password_change")), len(events(h, "mfa_disable"))
 
-    reply = victim.post(path, data={"csrf_token": real if token is None else token, **fields},
-                        headers=headers)
+    reply = victim.post(
+        path, data={"csrf_token": real if token is None else token, **fields}, headers=headers
+    )
     assert reply.status_code == 403
     assert "Request refused" in reply.text
     [failure] = events(h, "csrf_failure")

@@ -30,7 +30,7 @@ _LONGEST = 60
 
 
 def describe_device(user_agent: str) -> str:
-    """"Chrome 131 on Linux", "curl 8.5.0", or the header cut short; "Unknown device" if empty."""
+    """`Chrome 131 on Linux`, `curl 8.5.0`, the header cut short, or `Unknown device`."""
     agent = " ".join(user_agent.split())
     if not agent:
         return "Unknown device"
