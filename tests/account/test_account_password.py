@@ -34,7 +34,7 @@ def test_a_weak_password_is_refused_with_every_reason_next_to_the_field(h: Harne
         reply.text
     )
     assert field_errors(reply.text, "current-password") == []
-    assert "Nothing was changed" in reply.text
+    assert 'Nothing was changed: <a href="#password-title">see what to fix</a>' in reply.text
     assert events(h, "password_change") == []
     assert api_login(h, name, password) == 200
 

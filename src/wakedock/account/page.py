@@ -25,6 +25,20 @@ NOTICES = {
 # Field (or form) -> what is wrong with it. Keys: the names the template shows them next to.
 Problems = Mapping[str, list[str]]
 
+# Where on the page each problem's form is: the summary at the top links there (on a phone the
+# form may be far below).
+_SECTIONS = {
+    "sessions": "sessions-title",
+    "backup": "backup-title",
+    "backup_code": "backup-title",
+    "disable": "disable-title",
+    "disable_password": "disable-title",
+    "disable_code": "disable-title",
+    "password": "password-title",
+    "current_password": "password-title",
+    "new_password": "password-title",
+}
+
 TOO_MANY = "Too many attempts. Wait a few minutes and try again."
 CODE_REJECTED = "That code is not valid or was already used. Enter the next code of your app."
 
@@ -53,6 +67,7 @@ def account_page(
         csrf_token=csrf_token,
         notice=NOTICES.get(notice or "", ""),
         errors=dict(problems or {}),
+        problem_anchor=next((_SECTIONS[key] for key in problems or {} if key in _SECTIONS), ""),
     )
 
 
