@@ -64,6 +64,10 @@ def test_the_page_lists_my_sessions_and_marks_this_one(h: Harness) -> None:
     assert "203.0.113.10" in html
     assert len(session_ids(html)) == 1  # the phone's; this one is not offered
     assert "<script" not in html and "style=" not in html
+    shown = laptop.get(ACCOUNT)
+    assert shown.headers["cache-control"] == "no-store"  # it carries the CSRF token
+    assert "script-src 'self';" in shown.headers["content-security-policy"]
+    assert "unsafe-inline" not in shown.headers["content-security-policy"]
 
 
 def test_revoking_my_other_session_signs_it_out_at_once(h: Harness) -> None:
