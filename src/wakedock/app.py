@@ -12,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from wakedock import __version__
+from wakedock.account.page import ACCOUNT_PATH
+from wakedock.account.router import router as account_router
 from wakedock.audit.router import router as audit_router
 from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES
 from wakedock.cluster.activity import SharedActivity
@@ -75,6 +77,7 @@ def create_app(components: Components) -> FastAPI:
         login_router,
         handoff_router,
         enrol_router,
+        account_router,
         pages_router,
     ):
         app.include_router(router)
@@ -90,6 +93,7 @@ def create_app(components: Components) -> FastAPI:
             "/api/v1/files/": MAX_FILE_BYTES,
             "/api/v1/auth/login": MAX_LOGIN_BODY_BYTES,
             **dict.fromkeys(FORM_PATHS, MAX_FORM_BYTES),
+            f"{ACCOUNT_PATH}/": MAX_FORM_BYTES,
         },
     )
     if http.cors_origins:

@@ -37,14 +37,24 @@ class SessionAdmin:
         return self._sessions.list_live(db, target)
 
     def revoke(
-        self, db: Session, context: RequestContext, principal: Principal, session_id: str
+        self,
+        db: Session,
+        context: RequestContext,
+        principal: Principal,
+        session_id: str,
+        *,
+        own_only: bool = False,
     ) -> None:
-        """Revoke one session: one's own, or anyone's with sessions:revoke (audited)."""
+        """Revoke one session: one's own, or anyone's with sessions:revoke (audited).
+
+        `own_only`: one's own whatever the role (the Account page lists only those).
+        """
         row = db.get(UserSession, session_id)
         mine = row is not None and row.user_id == principal.user_id
-        if row is None or (
-            not mine and not has_permission(principal.role, Permission.SESSIONS_REVOKE)
-        ):
+        may_revoke_others = not own_only and has_permission(
+            principal.role, Permission.SESSIONS_REVOKE
+        )
+        if row is None or (not mine and not may_revoke_others):
             # Someone else's session looks exactly like a missing one.
             raise NotFound("no such session")
         owner = db.get(User, row.user_id)
@@ -57,3 +67,17 @@ class SessionAdmin:
             EventType.SESSION_REVOKE, target=owner.username, details={"session": session_id}
         )
         record_event(db, revoked, context, at=self._clock.now())
+
+    def revoke_others(self, db: Session, context: RequestContext, principal: Principal) -> int:
+        """Revoke every session of the caller but the one it acts through (audited once, with
+        how many ended); returns that number."""
+        revoked = self._sessions.revoke_user(
+            db, principal.user_id, reason="revoked_by_user", keep=principal.session_id
+        )
+        event = Event(
+            EventType.SESSION_REVOKE,
+            target=principal.username,
+            details={"scope": "others", "sessions_revoked": revoked},
+        )
+        record_event(db, event, context, at=self._clock.now())
+        return revoked
