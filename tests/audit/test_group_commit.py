@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import CHAIN_INFO, _group, record_alone, record_event
+from wakedock.audit.group_commit import group_of
+from wakedock.audit.service import CHAIN_INFO, record_alone, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
@@ -134,7 +135,7 @@ def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
 ) -> None:
     for n in range(3):
         record_alone(factory, event(f"before-{n}"), CONTEXT, at=now())
-    group = _group(factory)
+    group = group_of(factory)
     outcomes: dict[str, int | BaseException] = {}
 
     def caller(name: str) -> None:

@@ -16,10 +16,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import _TURN_WAIT, CHAIN_INFO, record_event
+from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
 from wakedock.db import make_engine, make_session_factory, migrate, transaction
@@ -222,7 +223,7 @@ def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
         record_event(db, event("writer"), CONTEXT, at=now())
         elapsed = time.monotonic() - started
     other.join()
-    assert elapsed < _TURN_WAIT / 2
+    assert elapsed < TURN_WAIT / 2
     assert sorted(targets(factory)) == ["waiting", "writer"]
 
 
