@@ -230,3 +230,63 @@ def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
 def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
     with transaction(factory) as db:
         record_event(db, event(name), CONTEXT, at=now())
+
+
+# PostgreSQL only: concurrent commits share the barriers that flush them (audit/durable.py).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    unflushed: list[str] = []
+
+    def writer(number: int) -> None:
+        with engine.connect() as observer:
+            for n in range(15):
+                with transaction(factory) as db:
+                    record_event(db, event(f"shared-{number}-{n}"), CONTEXT, at=now())
+                    written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+                flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+                observer.rollback()
+                if lsn(flushed) <= lsn(written):
+                    unflushed.append(f"shared-{number}-{n}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert unflushed == []
+    assert len(targets(factory)) == 8 * 15
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
+# SQLite only: there the turn is kept with the database's write lock (audit/append.py).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
+    factory: sessionmaker[Session],
+) -> None:
+    chain = factory.kw["info"][CHAIN_INFO]
+    # Closed without commit or rollback: no event, the turn is free again.
+    db = factory()
+    db.begin()
+    record_event(db, event("abandoned"), CONTEXT, at=now())
+    assert chain.turn.locked()
+    db.close()
+    assert not chain.turn.locked()
+    # Rolled back: the same, and the next event takes the seq the abandoned ones had.
+    with transaction(factory) as db:
+        record_event(db, event("rolled back"), CONTEXT, at=now())
+        db.rollback()
+    assert not chain.turn.locked()
+    # A savepoint's end keeps the turn; the outer commit releases it.
+    with transaction(factory) as db:
+        assert record_event(db, event("before a savepoint"), CONTEXT, at=now()) == 1
+        assert chain.turn.locked()
+        with db.begin_nested():
+            assert record_event(db, event("in it"), CONTEXT, at=now()) == 2
+        assert chain.turn.locked()
+    assert not chain.turn.locked()
+    assert targets(factory) == ["before a savepoint", "in it"]
+    verdict = verify_chain(factory, chain)
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 2
