@@ -6,16 +6,14 @@ returned is flushed (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.writers import KEY, in_threads, now
 from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
@@ -23,28 +21,15 @@ from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
-from wakedock.db import make_engine, make_session_factory, migrate, transaction
+from wakedock.db import make_engine, make_session_factory, transaction
 
 pytestmark = pytest.mark.security
 
 CONTEXT = RequestContext(ip="198.51.100.10", actor="tx")
-KEY = secrets.token_bytes(32)
 
 
 def event(name: str) -> Event:
     return Event(EventType.USER_UPDATE, target=name)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    migrate(engine, KEY)
-    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
-    engine.dispose()
 
 
 def targets(factory: sessionmaker[Session]) -> list[str]:
@@ -102,11 +87,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
             with guard:
                 committed[name] = seq
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(writer, *((w,) for w in range(8)))
 
     stored = targets(factory)
     assert len(committed) == 8 * 19
@@ -166,11 +147,7 @@ def append_from_another_process(url: str, key: bytes, name: str, count: int) -> 
             with transaction(factory) as db:
                 record_event(db, event(f"{name}-{thread}-{n}"), CONTEXT, at=now())
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(writer, *((t,) for t in range(4)))
     engine.dispose()
 
 
@@ -249,11 +226,7 @@ def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker
                 if lsn(flushed) <= lsn(written):
                     unflushed.append(f"shared-{number}-{n}")
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(writer, *((w,) for w in range(8)))
     assert unflushed == []
     assert len(targets(factory)) == 8 * 15
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
