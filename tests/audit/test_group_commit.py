@@ -4,23 +4,22 @@ and a batch that fails must store nothing while its callers are told so (SQLite,
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.writers import KEY, chain_of, in_threads, now
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import CHAIN_INFO, _group, record_alone, record_event
+from wakedock.audit.group_commit import group_of
+from wakedock.audit.service import CHAIN_INFO, record_alone, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
-from wakedock.db import make_engine, make_session_factory, migrate, transaction
+from wakedock.db import make_engine, make_session_factory, transaction
 
 pytestmark = pytest.mark.security
 
@@ -31,10 +30,6 @@ def event(name: str) -> Event:
     return Event(EventType.LOGIN_FAILURE, target=name, details={"name": name})
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def stored(factory: sessionmaker[Session]) -> dict[str, int]:
     """target -> seq of every stored event."""
     with factory() as db:
@@ -42,23 +37,6 @@ def stored(factory: sessionmaker[Session]) -> dict[str, int]:
     targets = [str(row[0]) for row in rows]
     assert len(targets) == len(set(targets)), "an event was stored twice"
     return {str(row[0]): int(row[1]) for row in rows}
-
-
-def chain_of(factory: sessionmaker[Session]) -> AuditChain:
-    chain = factory.kw["info"][CHAIN_INFO]
-    assert isinstance(chain, AuditChain)
-    return chain
-
-
-KEY = secrets.token_bytes(32)
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    migrate(engine, KEY)
-    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
-    engine.dispose()
 
 
 def test_many_threads_and_two_processes_give_one_whole_chain(
@@ -134,7 +112,7 @@ def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
 ) -> None:
     for n in range(3):
         record_alone(factory, event(f"before-{n}"), CONTEXT, at=now())
-    group = _group(factory)
+    group = group_of(factory)
     outcomes: dict[str, int | BaseException] = {}
 
     def caller(name: str) -> None:
@@ -194,18 +172,11 @@ def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
 def test_a_lone_caller_after_a_burst_is_recorded(factory: sessionmaker[Session]) -> None:
     # After a batch of many, the writer waits briefly for as many; a lone caller still
     # gets its event committed (and its seq) without anyone else arriving.
-    threads = [
-        threading.Thread(
-            target=lambda w=w: [
-                record_alone(factory, event(f"burst-{w}-{n}"), CONTEXT, at=now()) for n in range(5)
-            ]
-        )
-        for w in range(6)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def burst(writer: int) -> None:
+        for n in range(5):
+            record_alone(factory, event(f"burst-{writer}-{n}"), CONTEXT, at=now())
+
+    in_threads(burst, *((w,) for w in range(6)))
     assert record_alone(factory, event("lone"), CONTEXT, at=now()) == 31
     assert stored(factory)["lone"] == 31
     verdict = verify_chain(factory, chain_of(factory))

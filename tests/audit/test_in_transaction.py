@@ -6,44 +6,30 @@ returned is flushed (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.writers import KEY, in_threads, now
+from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import _TURN_WAIT, CHAIN_INFO, record_event
+from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
-from wakedock.db import make_engine, make_session_factory, migrate, transaction
+from wakedock.db import make_engine, make_session_factory, transaction
 
 pytestmark = pytest.mark.security
 
 CONTEXT = RequestContext(ip="198.51.100.10", actor="tx")
-KEY = secrets.token_bytes(32)
 
 
 def event(name: str) -> Event:
     return Event(EventType.USER_UPDATE, target=name)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
-    migrate(engine, KEY)
-    yield make_session_factory(engine, {CHAIN_INFO: AuditChain(KEY)})
-    engine.dispose()
 
 
 def targets(factory: sessionmaker[Session]) -> list[str]:
@@ -101,11 +87,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
             with guard:
                 committed[name] = seq
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(writer, *((w,) for w in range(8)))
 
     stored = targets(factory)
     assert len(committed) == 8 * 19
@@ -165,11 +147,7 @@ def append_from_another_process(url: str, key: bytes, name: str, count: int) -> 
             with transaction(factory) as db:
                 record_event(db, event(f"{name}-{thread}-{n}"), CONTEXT, at=now())
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(writer, *((t,) for t in range(4)))
     engine.dispose()
 
 
@@ -222,10 +200,66 @@ def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
         record_event(db, event("writer"), CONTEXT, at=now())
         elapsed = time.monotonic() - started
     other.join()
-    assert elapsed < _TURN_WAIT / 2
+    assert elapsed < TURN_WAIT / 2
     assert sorted(targets(factory)) == ["waiting", "writer"]
 
 
 def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
     with transaction(factory) as db:
         record_event(db, event(name), CONTEXT, at=now())
+
+
+# PostgreSQL only: concurrent commits share the barriers that flush them (audit/durable.py).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    unflushed: list[str] = []
+
+    def writer(number: int) -> None:
+        with engine.connect() as observer:
+            for n in range(15):
+                with transaction(factory) as db:
+                    record_event(db, event(f"shared-{number}-{n}"), CONTEXT, at=now())
+                    written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+                flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+                observer.rollback()
+                if lsn(flushed) <= lsn(written):
+                    unflushed.append(f"shared-{number}-{n}")
+
+    in_threads(writer, *((w,) for w in range(8)))
+    assert unflushed == []
+    assert len(targets(factory)) == 8 * 15
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
+# SQLite only: there the turn is kept with the database's write lock (audit/append.py).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
+    factory: sessionmaker[Session],
+) -> None:
+    chain = factory.kw["info"][CHAIN_INFO]
+    # Closed without commit or rollback: no event, the turn is free again.
+    db = factory()
+    db.begin()
+    record_event(db, event("abandoned"), CONTEXT, at=now())
+    assert chain.turn.locked()
+    db.close()
+    assert not chain.turn.locked()
+    # Rolled back: the same, and the next event takes the seq the abandoned ones had.
+    with transaction(factory) as db:
+        record_event(db, event("rolled back"), CONTEXT, at=now())
+        db.rollback()
+    assert not chain.turn.locked()
+    # A savepoint's end keeps the turn; the outer commit releases it.
+    with transaction(factory) as db:
+        assert record_event(db, event("before a savepoint"), CONTEXT, at=now()) == 1
+        assert chain.turn.locked()
+        with db.begin_nested():
+            assert record_event(db, event("in it"), CONTEXT, at=now()) == 2
+        assert chain.turn.locked()
+    assert not chain.turn.locked()
+    assert targets(factory) == ["before a savepoint", "in it"]
+    verdict = verify_chain(factory, chain)
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 2

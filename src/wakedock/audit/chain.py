@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from wakedock.secret_files import load_or_create_key_file
 
 GENESIS = "0" * 64
+# The Session.info key of the AuditChain (set on the session factory by components.py).
+CHAIN_INFO = "audit_chain"
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,23 @@ def _timestamp(value: datetime | str) -> str:
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year < 1000:
+        # strftime does not pad the year to four digits where isoformat does: keep its form.
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), at a third of the cost (hot path).
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def canonical(fields: ChainedFields) -> bytes:
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def canonical(fields: ChainedFields, seq: int | None = None) -> bytes:
+    """The bytes an event's hash covers; `seq` stands in for `fields.seq` when given."""
     body: list[Any] = [
-        fields.seq,
+        fields.seq if seq is None else seq,
         _timestamp(fields.occurred_at),
         fields.type,
         fields.severity,
@@ -64,7 +77,7 @@ def canonical(fields: ChainedFields) -> bytes:
         fields.request_id,
         fields.details,
     ]
-    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode()
+    return _ENCODE(body).encode()
 
 
 class AuditChain:
@@ -92,8 +105,10 @@ class AuditChain:
         with self._guard:
             self._head = (seq, digest)
 
-    def link(self, previous: str, fields: ChainedFields) -> str:
-        return hmac.new(self._key, previous.encode() + canonical(fields), "sha256").hexdigest()
+    def link(self, previous: str, fields: ChainedFields, seq: int | None = None) -> str:
+        """This event's hash after `previous`; at `seq` instead of `fields.seq` when given."""
+        message = previous.encode() + canonical(fields, seq)
+        return hmac.new(self._key, message, "sha256").hexdigest()
 
     def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
         return hmac.compare_digest(self.link(previous, fields), stored)

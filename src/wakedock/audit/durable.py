@@ -14,6 +14,9 @@ Why the chain stays whole after a crash: the WAL is replayed as a prefix. An app
 followed this one was written to the WAL after this commit record (it waited for the lock), so
 a crash that loses this transaction loses every append chained after it as well.
 
+Concurrent commits share barriers (`_Barriers`): a commit waits for one barrier that started
+after it returned, whichever connection runs it, so N commits that overlap need about two.
+
 A transaction that committed but is not yet flushed is visible to other sessions for about one
 flush: `wait_durable` lets a reader (the SIEM exporter) make sure what it read will survive a
 crash before it sends it anywhere.
@@ -57,7 +60,7 @@ def release_at_commit(db: Session) -> bool:
     if engine.dialect.name != "postgresql" or not _usable(engine, connection):
         db.info[_PENDING] = None
         return False
-    db.info[_PENDING] = connection.connection.driver_connection
+    db.info[_PENDING] = (connection.connection.driver_connection, _barriers(engine))
     return True
 
 
@@ -71,19 +74,78 @@ def _usable(engine: Engine, connection: Any) -> bool:
     return known
 
 
-@event.listens_for(Session, "after_commit")
-def _flush_before_returning(session: Session) -> None:
-    # Runs before commit() returns, with the committed connection still the session's. A
-    # savepoint's release also lands here: the transaction is still open then, wait for its end.
-    driver = session.info.get(_PENDING)
-    if driver is None or driver.info.transaction_status != TransactionStatus.IDLE:
-        return
-    del session.info[_PENDING]
+class _Barriers:
+    """The barriers of one engine (database) in this process, shared by concurrent commits.
+
+    A barrier that started after a commit returned flushes that commit. So a committer that
+    finds a barrier already running waits for it to end, then for the next one (which it runs
+    itself, on its own connection, unless another waiting committer started it first): every
+    commit that returned while a barrier ran is flushed by the following one.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._started = 0  # barriers started so far
+        self._done = 0  # the latest barrier that completed (barriers are run one at a time)
+        self._running = False
+
+    def flush(self, driver: Any) -> None:
+        """Return once a barrier started after this call has completed (the caller committed)."""
+        with self._changed:
+            needed = self._started + 1  # a barrier running now may have started before the commit
+            while self._done < needed:
+                if self._running:
+                    self._changed.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                mine = self._started
+                self._changed.release()
+                flushed = False
+                try:
+                    _run_barrier(driver)
+                    flushed = True
+                finally:
+                    # Whatever happened, the next waiter may run one; a failed barrier flushed
+                    # nothing, so `_done` moves only on success (its caller gets the error).
+                    self._changed.acquire()
+                    self._running = False
+                    if flushed:
+                        self._done = mine
+                    self._changed.notify_all()
+
+
+def _run_barrier(driver: Any) -> None:
     driver.autocommit = True
     try:
         driver.execute(_BARRIER)
     finally:
         driver.autocommit = False
+
+
+_BARRIERS: weakref.WeakKeyDictionary[Engine, _Barriers] = weakref.WeakKeyDictionary()
+
+
+def _barriers(engine: Engine) -> _Barriers:
+    with _USABLE_GUARD:
+        barriers = _BARRIERS.get(engine)
+        if barriers is None:
+            barriers = _BARRIERS[engine] = _Barriers()
+        return barriers
+
+
+@event.listens_for(Session, "after_commit")
+def _flush_before_returning(session: Session) -> None:
+    # Runs before commit() returns, with the committed connection still the session's. A
+    # savepoint's release also lands here: the transaction is still open then, wait for its end.
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        return
+    driver, barriers = pending
+    if driver.info.transaction_status != TransactionStatus.IDLE:
+        return
+    del session.info[_PENDING]
+    barriers.flush(driver)
 
 
 @event.listens_for(Session, "after_rollback")

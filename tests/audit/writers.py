@@ -1,0 +1,47 @@
+"""What the audit chain tests share: a chain on the test database, and writer threads."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.chain import AuditChain
+from wakedock.audit.service import CHAIN_INFO
+from wakedock.db import make_engine, make_session_factory, migrate
+
+# The chain key of every database these tests build (another process is given it explicitly).
+KEY = secrets.token_bytes(32)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def chain_factory(url: str, key: bytes = KEY) -> sessionmaker[Session]:
+    """Sessions on `url` (migrated) with their own engine and AuditChain: one process's view.
+
+    The caller disposes of `factory.kw["bind"]`.
+    """
+    engine = make_engine(url)
+    migrate(engine, key)
+    return make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+
+
+def chain_of(factory: sessionmaker[Session]) -> AuditChain:
+    chain = factory.kw["info"][CHAIN_INFO]
+    assert isinstance(chain, AuditChain)
+    return chain
+
+
+def in_threads(target: Callable[..., Any], *arguments: tuple[Any, ...]) -> None:
+    """Run `target(*args)` in one thread per `args`, all at once, and wait for every one."""
+    threads = [threading.Thread(target=target, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
