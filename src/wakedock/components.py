@@ -237,7 +237,7 @@ def build_components(
         stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
     )
     activity = ActivityTracker(clock)
-    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock)
+    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock, factory)
     wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     alerts = settings.alerts
     alert_sinks = (
