@@ -18,6 +18,7 @@ from wakedock.auth.sessions import SessionStore
 from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
+from wakedock.cluster.counters import RequestCounts
 from wakedock.config import Settings
 from wakedock.db import (
     make_engine,
@@ -109,6 +110,7 @@ class Components:
     audit_chain: AuditChain
     siem: SiemExporter
     metrics: Metrics
+    request_counts: RequestCounts
     effective_settings: EffectiveSettings
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
@@ -237,6 +239,7 @@ def build_components(
         stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
     )
     activity = ActivityTracker(clock)
+    request_counts = RequestCounts()
     proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock, factory)
     wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     alerts = settings.alerts
@@ -304,7 +307,9 @@ def build_components(
             siem.status,
             wakes.awake_names,
             certificate.seconds_left,
+            requests=request_counts.exposition,
         ),
+        request_counts=request_counts,
         effective_settings=EffectiveSettings(settings, secret_sources, factory, clock),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),

@@ -48,9 +48,14 @@ def test_a_key_goes_to_its_first_claimer_until_it_expires(
 
 def test_a_rolled_back_claim_is_given_up(factory: sessionmaker[Session]) -> None:
     clock = FakeClock()
-    with pytest.raises(RuntimeError), transaction(factory) as db:
-        assert claim_first(db, "k", clock.now() + timedelta(seconds=60), now=clock.now())
-        raise RuntimeError("the work the claim guarded failed")
+
+    def guarded() -> None:
+        with transaction(factory) as db:
+            assert claim_first(db, "k", clock.now() + timedelta(seconds=60), now=clock.now())
+            raise RuntimeError("the work the claim guarded failed")
+
+    with pytest.raises(RuntimeError):
+        guarded()
     assert claim(factory, clock, "k", 60)
 
 

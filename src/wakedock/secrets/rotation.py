@@ -175,9 +175,7 @@ class JwtKeys:
                 self._rotate_every = None  # a fixed key: nothing to schedule
         self.refresh(context)
 
-    def _record_once(
-        self, db: Session, context: RequestContext, action: str, version: int
-    ) -> None:
+    def _record_once(self, db: Session, context: RequestContext, action: str, version: int) -> None:
         """Audit what every process notices on its own only in the first one to notice."""
         now = self._clock.now()
         key = f"audit:{KEY_SETTING}:{self.source.origin}:{action}:{version}"
