@@ -116,7 +116,7 @@ class ProxyAccess:
                     EventType.TOKEN_REUSE,
                     outcome=Outcome.DENIED,
                     target=host,
-                    details={"token": TICKET_TYPE, "user_id": claims.user_id},
+                    details={"kind": TICKET_TYPE, "user_id": claims.user_id, "action": "refused"},
                 )
                 record_event(db, event, context, at=now)
                 spent = True
