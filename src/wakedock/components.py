@@ -19,6 +19,7 @@ from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.cluster.counters import RequestCounts
+from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
 from wakedock.db import (
     make_engine,
@@ -198,6 +199,7 @@ def build_components(
         absolute_seconds=auth.session_absolute_seconds,
         idle_seconds=auth.session_idle_seconds,
         cache_seconds=auth.session_cache_seconds,
+        epoch=shared_epoch("sessions"),
     )
     users = UserService(
         clock, hasher, PasswordRules(auth.password_min_length, auth.password_min_score), sessions

@@ -251,3 +251,27 @@ def test_metrics_count_the_requests_of_every_worker_whichever_answers(
         survivor = conns[workers[0]]
         status, _, text = call(survivor, "GET", "/metrics", headers=bearer)
         assert status == 200 and requests_on(text, "unknown") == 12, text
+
+
+# -- session revocation ----------------------------------------------------------------------
+@pytest.mark.security
+def test_a_session_signed_out_on_one_worker_is_refused_at_once_on_the_other(
+    data: Path, env: dict[str, str]
+) -> None:
+    # The longest cache allowed: without the shared epoch the other worker would accept the
+    # ended session for up to 10 s from its cache.
+    env = {**env, "WAKEDOCK_AUTH__SESSION_CACHE_SECONDS": "10"}
+    password = create_user(data, env, "frank", "viewer")
+    with wakedock_server(data, env=env, ready_timeout=WORKERS_START) as server:
+        workers, conns = two_workers(server)
+        first, other = (conns[pid] for pid in workers)
+        status, _, body = call(
+            first, "POST", "/api/v1/auth/login", {"username": "frank", "password": password}
+        )
+        assert status == 200, body
+        bearer = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+        assert call(other, "GET", "/api/v1/auth/me", headers=bearer)[0] == 200  # now cached
+        assert call(first, "GET", "/api/v1/auth/me", headers=bearer)[0] == 200
+        assert call(first, "POST", "/api/v1/auth/logout", headers=bearer)[0] == 204
+        assert call(other, "GET", "/api/v1/auth/me", headers=bearer)[0] == 401
+        assert call(first, "GET", "/api/v1/auth/me", headers=bearer)[0] == 401
