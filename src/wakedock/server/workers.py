@@ -107,7 +107,7 @@ class Supervisor:
     def run(self) -> int:
         """Run the workers until SIGTERM or SIGINT; the exit status."""
         # Private (0700), fresh for this run: the counters start at zero, as a server's do.
-        shared = tempfile.mkdtemp(prefix="wakedock-counters-")
+        shared = tempfile.mkdtemp(prefix="wakedock-shared-")
         self._env[SHARED_DIR] = shared
         try:
             return self._supervise()
