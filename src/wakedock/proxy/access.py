@@ -111,7 +111,8 @@ class ProxyAccess:
         # A margin past the expiry: a replica whose clock runs behind still finds it spent.
         until = claims.expires_at + timedelta(seconds=TICKET_SECONDS)
         with transaction(self._factory) as db:
-            if not claim_first(db, f"ticket:{claims.jti}", until, now=now):
+            first = claim_first(db, f"ticket:{claims.jti}", until, now=now)
+            if not first:  # a replay: audited with the refusal, in the same transaction
                 event = Event(
                     EventType.TOKEN_REUSE,
                     outcome=Outcome.DENIED,
@@ -119,10 +120,7 @@ class ProxyAccess:
                     details={"kind": TICKET_TYPE, "user_id": claims.user_id, "action": "refused"},
                 )
                 record_event(db, event, context, at=now)
-                spent = True
-            else:
-                spent = False
-        if spent:
+        if not first:
             raise NotAuthenticated("this sign-in link was already used")
         if self._sessions.principal(claims.session_id, claims.user_id) is None:
             raise NotAuthenticated("the session has ended; sign in again")
