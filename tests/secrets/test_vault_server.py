@@ -141,14 +141,17 @@ def test_rotation_through_openbao_without_restart(tmp_path: Path, bao: BaoServer
         ).all()  # fmt: skip
     engine.dispose()
     events = [(actor, json.loads(details)) for actor, details in rows]
-    assert [(a, d["action"], d["version"]) for a, d in events] == [
-        ("cli:secrets rotate", "rotated", 2),
-        ("cli:secrets rotate", "accepted", 2),
-        ("system:secrets", "accepted", 2),
-        ("system:secrets", "signing", 2),
-        ("system:secrets", "accepted", 3),
-        ("system:secrets", "signing", 3),
+    # Each change once, written by whichever process noticed it first (the CLI's own refresh
+    # or the server's watcher, for "accepted 2"): cluster/claims.py.
+    assert [(d["action"], d["version"]) for _, d in events] == [
+        ("rotated", 2),
+        ("accepted", 2),
+        ("signing", 2),
+        ("accepted", 3),
+        ("signing", 3),
     ]
+    assert events[0][0] == "cli:secrets rotate"
+    assert {a for a, _ in events[1:]} <= {"cli:secrets rotate", "system:secrets"}
     for secret in (FIRST_KEY, stored["data"]["key"], third_key):
         assert secret not in log and secret not in json.dumps(events)
 
