@@ -255,3 +255,28 @@ def test_a_new_version_of_another_setting_is_noticed_without_reading_it(
     ]
     # The value in use is still the one read at start-up (the MFA key applies at restart).
     assert h.components.settings.mfa.encryption_key.get_secret_value() == "m" * 48
+
+
+def test_a_new_version_is_audited_once_by_several_processes_on_one_database(
+    make_harness: Callable[..., Any], bao: BaoServer
+) -> None:
+    """Two servers' watchers (two workers, or two replicas) on one database notice the same new
+    version: one event, written by the first."""
+    kv = bao.client().secrets.kv.v2
+    kv.create_or_update_secret(path="wakedock/mfa2", secret={"key": "m" * 48}, mount_point="secret")
+    vault = {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN}
+    first, second = (
+        make_harness(secrets=vault, mfa={"encryption_key": "secret:wakedock/mfa2#key"})
+        for _ in range(2)
+    )
+    assert str(first.components.engine.url) == str(second.components.engine.url)
+    kv.create_or_update_secret(path="wakedock/mfa2", secret={"key": "w" * 48}, mount_point="secret")
+    for h in (first, second, first, second):
+        h.components.secret_watcher.tick()
+    with first.components.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT target, details FROM audit_events WHERE type = 'secret_rotation'")
+        ).all()
+    assert [(t, json.loads(d)["action"], json.loads(d)["source"]) for t, d in rows] == [
+        ("mfa.encryption_key", "noticed", "vault:wakedock/mfa2 (v2)")
+    ]
