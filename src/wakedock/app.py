@@ -157,6 +157,7 @@ def create_asgi(components: Components, leadership: Leadership | None = None) ->
         headers,
         components.outages,
         lifespan=lambda: lifespan(components, proxy, reaper, leadership, traffic),
+        counts=components.request_counts,
     )
 
 

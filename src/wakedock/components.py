@@ -18,6 +18,8 @@ from wakedock.auth.sessions import SessionStore
 from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
+from wakedock.cluster.counters import RequestCounts
+from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
 from wakedock.db import (
     make_engine,
@@ -109,6 +111,7 @@ class Components:
     audit_chain: AuditChain
     siem: SiemExporter
     metrics: Metrics
+    request_counts: RequestCounts
     effective_settings: EffectiveSettings
     jwt_keys: JwtKeys
     secret_watcher: SecretWatcher
@@ -196,6 +199,7 @@ def build_components(
         absolute_seconds=auth.session_absolute_seconds,
         idle_seconds=auth.session_idle_seconds,
         cache_seconds=auth.session_cache_seconds,
+        epoch=shared_epoch("sessions"),
     )
     users = UserService(
         clock, hasher, PasswordRules(auth.password_min_length, auth.password_min_score), sessions
@@ -237,7 +241,8 @@ def build_components(
         stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
     )
     activity = ActivityTracker(clock)
-    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock)
+    request_counts = RequestCounts()
+    proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock, factory)
     wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
     alerts = settings.alerts
     alert_sinks = (
@@ -304,7 +309,9 @@ def build_components(
             siem.status,
             wakes.awake_names,
             certificate.seconds_left,
+            requests=request_counts.exposition,
         ),
+        request_counts=request_counts,
         effective_settings=EffectiveSettings(settings, secret_sources, factory, clock),
         jwt_keys=signing,
         secret_store=SecretStore(provider, settings.secrets.service_prefix, factory, clock),

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import CursorResult, Result, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.auth.models import RefreshToken, User, UserSession
 from wakedock.clock import Clock
+from wakedock.cluster.epoch import SharedEpoch
 
 # last_seen_at is written at most this often per session (not on every request).
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -70,7 +71,10 @@ class SessionStore:
         absolute_seconds: int,
         idle_seconds: int,
         cache_seconds: float,
+        epoch: SharedEpoch | None = None,
     ) -> None:
+        """`epoch`: shared by the worker processes of one server (cluster/epoch.py), so that a
+        revocation in one clears the cache of every one; None with one process."""
         self._factory = factory
         self._clock = clock
         self._absolute = timedelta(seconds=absolute_seconds)
@@ -79,6 +83,8 @@ class SessionStore:
         # key -> (cached until, principal, session valid until), on the injected clock.
         self._cache: dict[str, tuple[datetime, Principal, datetime]] = {}
         self._lock = threading.Lock()
+        self._epoch = epoch
+        self._seen = epoch.read() if epoch is not None else b""
 
     @property
     def lifetime_seconds(self) -> int:
@@ -148,6 +154,11 @@ class SessionStore:
     def _from_cache(self, cache_key: str, user_id: int | None) -> Principal | None:
         now = self._clock.now()
         with self._lock:
+            if self._epoch is not None:
+                seen = self._epoch.read()
+                if seen != self._seen:  # another worker revoked something: nothing is sure
+                    self._cache.clear()
+                    self._seen = seen
             cached = self._cache.get(cache_key)
         if cached and now < cached[0] and now < cached[2]:
             principal = cached[1]
@@ -205,12 +216,20 @@ class SessionStore:
             .values(mfa_at=at)
             .execution_options(synchronize_session=False)
         )
-        self.forget()
+        self.forget(db)
 
-    def forget(self) -> None:
-        """Drop every cached validation (after any revocation in this process)."""
+    def forget(self, db: Session | None = None) -> None:
+        """Drop every cached validation (after any revocation in this process).
+
+        With several workers, theirs too: at once, and again when `db`'s transaction commits
+        (a worker that read the session in between must not keep what it read)."""
         with self._lock:
             self._cache.clear()
+            if self._epoch is not None:
+                self._seen = self._epoch.change()
+        epoch = self._epoch
+        if epoch is not None and db is not None:
+            event.listen(db, "after_commit", lambda _session: epoch.change(), once=True)
 
     # -- refresh -------------------------------------------------------------------------
     def rotate_refresh(self, db: Session, token: str) -> tuple[UserSession, User, str] | None:
@@ -258,7 +277,7 @@ class SessionStore:
                 .values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
             )
         )
-        self.forget()
+        self.forget(db)
         return bool(changed)
 
     def revoke_user(
@@ -275,7 +294,7 @@ class SessionStore:
                 query.values(revoked=True, revoked_at=self._clock.now(), revoked_reason=reason)
             )
         )
-        self.forget()
+        self.forget(db)
         return int(changed)
 
     def list_live(self, db: Session, user_id: int | None) -> list[UserSession]:

@@ -32,3 +32,13 @@ class ServiceActivity(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     open_connections: Mapped[int] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Claim(Base):
+    """A key the first process to insert it has claimed until `expires_at` (a spent sign-in
+    ticket, an audit event written by one worker only): cluster/claims.py."""
+
+    __tablename__ = "claims"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -15,7 +15,8 @@ class Metrics:
     """The audit counters, the services running, the SIEM sinks' backlog, the services this
     process holds awake (`awake`: read on the event loop, where the wake states live), and the
     seconds left on the TLS certificate this process serves (`certificate`: no I/O; None when
-    it serves none)."""
+    it serves none), and the requests received (`requests`: the text of cluster/counters.py,
+    summed over every worker process of this server)."""
 
     def __init__(
         self,
@@ -24,18 +25,22 @@ class Metrics:
         sinks: Callable[[], list[SinkStatus]],
         awake: Callable[[], list[str]],
         certificate: Callable[[], float | None] = lambda: None,
+        *,
+        requests: Callable[[], str] = lambda: "",
     ) -> None:
         self.counters = counters
         self._factory = factory
         self._sinks = sinks
         self._awake = awake
         self._certificate = certificate
+        self._requests = requests
 
     async def exposition(self) -> str:
         """The Prometheus text format; the database is read in a worker thread."""
-        running, sinks = await anyio.to_thread.run_sync(self._read)
-        return exposition(self.counters, len(self._awake()), running, sinks, self._certificate())
+        running, sinks, requests = await anyio.to_thread.run_sync(self._read)
+        text = exposition(self.counters, len(self._awake()), running, sinks, self._certificate())
+        return text + requests
 
-    def _read(self) -> tuple[int, list[SinkStatus]]:
+    def _read(self) -> tuple[int, list[SinkStatus], str]:
         self.counters.refresh()
-        return running_services(self._factory), self._sinks()
+        return running_services(self._factory), self._sinks(), self._requests()

@@ -340,7 +340,7 @@ class MfaService:
         user.mfa_pending_secret = None
         user.mfa_pending_at = None
         db.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
-        self._sessions.forget()
+        self._sessions.forget(db)
 
     def reset(self, db: Session, context: RequestContext, user_id: int) -> int:
         """An admin clears another user's MFA (lost device); that user's sessions end."""

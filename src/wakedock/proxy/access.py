@@ -4,19 +4,29 @@ The admin session cookie is host-only (`__Host-`), so a service host never sees 
 protected service is sent to the admin host (`/auth/proxy`), which, for a live session, issues a
 60-second single-use ticket bound to that service host; the service host redeems it for its own
 host-only cookie, a token bound to the same session (revocation and expiry apply at once).
+
+A ticket is spent in the database (a claim on its id until its expiry, cluster/claims.py), so
+it is redeemed once whichever worker process (or replica) sees it; a replay is refused and
+audited as a reused token.
 """
 
 from __future__ import annotations
 
-import threading
-from datetime import datetime
+from datetime import timedelta
 from enum import StrEnum
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.audit.events import Event, EventType, Outcome
+from wakedock.audit.service import record_event
 from wakedock.auth.keys import Keyring
 from wakedock.auth.sessions import Principal, SessionStore
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock
+from wakedock.cluster.claims import claim_first
 from wakedock.config import AuthSettings
+from wakedock.context import RequestContext
+from wakedock.db import transaction
 from wakedock.errors import NotAuthenticated
 from wakedock.mfa.service import MfaService
 from wakedock.services.snapshots import ServiceView
@@ -53,6 +63,7 @@ class ProxyAccess:
         sessions: SessionStore,
         mfa: MfaService,
         clock: Clock,
+        factory: sessionmaker[Session],
     ) -> None:
         self._keyring = keyring
         self._auth = auth
@@ -60,8 +71,7 @@ class ProxyAccess:
         self._mfa = mfa
         self._clock = clock
         self._codecs: dict[tuple[str, str], TokenCodec] = {}
-        self._spent: dict[str, datetime] = {}
-        self._guard = threading.Lock()
+        self._factory = factory
 
     @property
     def cookie_seconds(self) -> int:
@@ -91,15 +101,27 @@ class ProxyAccess:
         )
         return token
 
-    def redeem_ticket(self, ticket: str, host: str) -> str:
-        """The proxy cookie value for a valid, unspent ticket of `host` (blocking: DB lookup)."""
+    def redeem_ticket(self, ticket: str, host: str, context: RequestContext) -> str:
+        """The proxy cookie value for a valid, unspent ticket of `host` (blocking: database).
+
+        The ticket is spent first, in its own transaction: a replay on any worker finds it
+        spent (and is audited), even when the session turns out to be over."""
         claims = self._codec(TICKET_TYPE, host).decode(ticket)
         now = self._clock.now()
-        with self._guard:
-            self._spent = {jti: exp for jti, exp in self._spent.items() if exp > now}
-            if claims.jti in self._spent:
-                raise NotAuthenticated("this sign-in link was already used")
-            self._spent[claims.jti] = claims.expires_at
+        # A margin past the expiry: a replica whose clock runs behind still finds it spent.
+        until = claims.expires_at + timedelta(seconds=TICKET_SECONDS)
+        with transaction(self._factory) as db:
+            first = claim_first(db, f"ticket:{claims.jti}", until, now=now)
+            if not first:  # a replay: audited with the refusal, in the same transaction
+                event = Event(
+                    EventType.TOKEN_REUSE,
+                    outcome=Outcome.DENIED,
+                    target=host,
+                    details={"kind": TICKET_TYPE, "user_id": claims.user_id, "action": "refused"},
+                )
+                record_event(db, event, context, at=now)
+        if not first:
+            raise NotAuthenticated("this sign-in link was already used")
         if self._sessions.principal(claims.session_id, claims.user_id) is None:
             raise NotAuthenticated("the session has ended; sign in again")
         token, _expires = self._codec(COOKIE_TYPE, host).issue(claims.user_id, claims.session_id)

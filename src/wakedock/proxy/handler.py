@@ -77,7 +77,7 @@ class ProxyApp:
         path: str = scope["path"]
         own = self._headers.wrap(scope, send, no_store=True)
         if scope["type"] == "http" and path.startswith(pages.PREFIX + "/"):
-            response = await self._own_route(view, host, scope, path)
+            response = await self._own_route(view, host, scope, path, context)
             await response(scope, receive, own)
             return
         principal = None
@@ -239,14 +239,16 @@ class ProxyApp:
             "Sign-in required", "Sign in to WakeDock to use this service.", 401
         )
 
-    async def _own_route(self, view: ServiceView, host: str, scope: Scope, path: str) -> Response:
+    async def _own_route(
+        self, view: ServiceView, host: str, scope: Scope, path: str, context: RequestContext
+    ) -> Response:
         asset = pages.asset(path)
         if asset is not None:
             return asset
         if path == pages.STATUS_PATH:
             return self._status(view)
         if path == f"{pages.PREFIX}/auth":
-            return await self._redeem(host, scope)
+            return await self._redeem(host, scope, context)
         if path == pages.EDGE_AUTH_PATH:
             return await self._edge_auth(view, host, scope)
         return pages.message_page("Not found", "No such page.", 404)
@@ -282,12 +284,12 @@ class ProxyApp:
         status = {Access.ALLOW: 204, Access.LOGIN: 401, Access.FORBIDDEN: 403}[access]
         return Response(status_code=status, headers=pages.PAGE_HEADERS)
 
-    async def _redeem(self, host: str, scope: Scope) -> Response:
+    async def _redeem(self, host: str, scope: Scope, context: RequestContext) -> Response:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         ticket = (query.get("ticket") or [""])[0]
         target = local_path((query.get("next") or ["/"])[0])
         try:
-            value = await run_in_threadpool(self._access.redeem_ticket, ticket, host)
+            value = await run_in_threadpool(self._access.redeem_ticket, ticket, host, context)
         except NotAuthenticated as exc:
             return pages.message_page("Sign-in failed", exc.detail, 401)
         response = RedirectResponse(target, status_code=303)

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wakedock.cluster.counters import RequestCounts
 from wakedock.proxy import pages
 from wakedock.proxy.directory import ServiceDirectory, normalise_host
 from wakedock.proxy.handler import ProxyApp
@@ -34,8 +35,10 @@ class HostRouter:
         headers: SecurityHeaders,
         outages: Outages,
         lifespan: Lifespan | None = None,
+        counts: RequestCounts | None = None,
     ) -> None:
         self._outages = outages
+        self._counts = counts or RequestCounts()
         self.admin = admin
         self._proxy = proxy
         self._directory = directory
@@ -50,6 +53,7 @@ class HostRouter:
         raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
         host = normalise_host(raw)
         if host is not None and host in self._admin_hosts:
+            self._counts.admin.inc()
             await self.admin(scope, receive, send)
             return
         started = False
@@ -82,6 +86,7 @@ class HostRouter:
         # The map is kept current in the background (directory.py): a lookup never waits.
         view = None if host is None else self._directory.lookup(host)
         if view is None or host is None:
+            self._counts.unknown.inc()
             failure = self._directory.failure
             if failure is not None and outage_of(failure) is not None:
                 # Maybe a service the map could not learn of: the outage answer, not a 404.
@@ -95,6 +100,7 @@ class HostRouter:
             )
             await unknown(scope, receive, self._headers.wrap(scope, send, no_store=True))
             return
+        self._counts.service.inc()
         await self._proxy.handle(view, host, scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:

@@ -4,6 +4,10 @@ Every version of the key has a number and a creation time (secrets/keysources.py
 verifies at once and signs once every replica had time to read it; an older version stays
 accepted until every token it could have signed has expired: `lifetime` after the next version
 was created. The keyring is therefore the same on every replica and after a restart.
+
+Every process (worker or replica) follows the source on its own; what it notices (a version
+accepted, signing, retired) is audited by the first one only (a claim per version and action,
+cluster/claims.py), so the trail has one event per change however many processes run.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import record_event
 from wakedock.auth.keys import Keyring, SigningKey
 from wakedock.clock import Clock
+from wakedock.cluster.claims import claim_first
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.secrets.base import SecretConflict, SecretNotFound, SecretVersion
 from wakedock.secrets.keysources import KEY_SETTING, KeySource, RotationUnsupported
 
 log = logging.getLogger(__name__)
+# How long "this change was audited" is remembered: far longer than any process takes to read
+# the source again (at most `secrets.refresh_seconds`, one hour, plus its backoff).
+AUDITED_ONCE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,11 @@ class JwtKeys:
         retired = sorted(set(before.accepted) - set(state.accepted))
         with transaction(self._factory) as db:
             for version in sorted(set(state.accepted) - set(before.accepted)):
-                self._record(db, context, "accepted", version)  # read: verifies from now
+                self._record_once(db, context, "accepted", version)  # read: verifies from now
             if state.current != before.current:
-                self._record(db, context, "signing", state.current)
+                self._record_once(db, context, "signing", state.current)
             for version in retired:
-                self._record(db, context, "retired", version)
+                self._record_once(db, context, "retired", version)
         self.keyring.replace(*keys)
         self._state, self._history = state, history
         for version in retired:
@@ -166,6 +174,13 @@ class JwtKeys:
             except RotationUnsupported:
                 self._rotate_every = None  # a fixed key: nothing to schedule
         self.refresh(context)
+
+    def _record_once(self, db: Session, context: RequestContext, action: str, version: int) -> None:
+        """Audit what every process notices on its own only in the first one to notice."""
+        now = self._clock.now()
+        key = f"audit:{KEY_SETTING}:{self.source.origin}:{action}:{version}"
+        if claim_first(db, key, now + AUDITED_ONCE, now=now):
+            self._record(db, context, action, version)
 
     def _record(
         self,

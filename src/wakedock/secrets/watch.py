@@ -4,7 +4,8 @@ A background thread, every `secrets.refresh_seconds`:
 - follows the JWT signing key source (a new version is signed with at once, expired ones are
   retired) and rotates the key when its scheduled interval has passed;
 - reads the version metadata of each `secret:` reference of the settings (Vault only; not the
-  value); a new KV version is audited and logged.
+  value); a new KV version is logged, and audited by the first process to notice it (every
+  worker of a server, and every replica, runs this thread: cluster/claims.py).
   Settings other than the signing key (database and Redis URLs, the MFA and audit chain keys)
   take the new value at the next restart: those keys protect data already written, and the
   connections are made at start-up. Service secrets are read at every container start anyway.
@@ -21,13 +22,15 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.service import record_alone
+from wakedock.audit.service import record_event
 from wakedock.clock import Clock
+from wakedock.cluster.claims import claim_first
 from wakedock.context import RequestContext
+from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.secrets.base import SecretProvider
 from wakedock.secrets.providers import WithFallback, vault_of
-from wakedock.secrets.rotation import JwtKeys
+from wakedock.secrets.rotation import AUDITED_ONCE, JwtKeys
 
 log = logging.getLogger(__name__)
 SCHEDULER = RequestContext(actor="system:secrets")
@@ -92,9 +95,16 @@ class SecretWatcher:
             log.warning("%s has a new version (%s): it is used after a restart", setting, source)
             details = {"action": "noticed", "source": source, "applied": "at restart"}
             event = Event(EventType.SECRET_ROTATION, target=setting, details=details)
-            record_alone(self._factory, event, SCHEDULER, at=self._clock.now())
+            self._audit_once(f"audit:{setting}:noticed:{source}", event)
         if failure is not None:
             raise failure
+
+    def _audit_once(self, key: str, event: Event) -> None:
+        """Record `event` unless another process recorded the same change first."""
+        now = self._clock.now()
+        with transaction(self._factory) as db:
+            if claim_first(db, key, now + AUDITED_ONCE, now=now):
+                record_event(db, event, SCHEDULER, at=now)
 
     def _run(self) -> None:
         failures = 0

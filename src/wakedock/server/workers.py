@@ -6,21 +6,29 @@ loop: nothing is shared by a fork). The kernel spreads the connections over the 
 accept on it. The parent restarts a worker that dies (at once, or after a growing pause if it
 keeps dying at start-up), and on SIGTERM or SIGINT asks every worker to stop gracefully
 (finishing the requests in progress), waits for them, and exits.
+
+The workers' request counters are summed over one directory the parent makes for this run
+and removes at its end (cluster/counters.py): a scrape of `/metrics` on any worker reports them
+all, a dead worker's counts included.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
+
+from wakedock.cluster.counters import SHARED_DIR
 
 log = logging.getLogger("wakedock.server")
 
@@ -98,6 +106,15 @@ class Supervisor:
 
     def run(self) -> int:
         """Run the workers until SIGTERM or SIGINT; the exit status."""
+        # Private (0700), fresh for this run: the counters start at zero, as a server's do.
+        shared = tempfile.mkdtemp(prefix="wakedock-shared-")
+        self._env[SHARED_DIR] = shared
+        try:
+            return self._supervise()
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
+
+    def _supervise(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._signalled)
         workers = [self._start() for _ in range(self._count)]

@@ -193,7 +193,7 @@ class UserService:
             if role is Role.ADMIN:
                 self._escalated(db, user.username, user.role, context)
             user.role = role.value
-            self._sessions.forget()
+            self._sessions.forget(db)
         if disabled is not None and disabled != user.disabled:
             if disabled:
                 self._guard_last_admin(db, user)
@@ -224,7 +224,7 @@ class UserService:
             self.set_password(db, context, user, password, keep_session=None)
         user.updated_at = now
         # Validated sessions carry the user's profile: let them pick up the change.
-        self._sessions.forget()
+        self._sessions.forget(db)
         db.flush()
         return user
 
