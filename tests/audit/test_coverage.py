@@ -23,7 +23,9 @@ SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port":
 PUBLIC = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register",
           "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login", "/login/code"}  # fmt: skip
 # Browser pages that send a visitor without a session to the sign-in form (303), not a 401.
-SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm"}
+SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/account/sessions/revoke",
+                 "/account/sessions/revoke-others", "/account/password",
+                 "/account/mfa/backup-codes", "/account/mfa/disable"}  # fmt: skip
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
 
@@ -139,6 +141,55 @@ def _confirm_enrolment_page(w: World) -> Action:
     )
 
 
+def _account_browser(w: World, *, enrolled: bool = False) -> tuple[str, str, TestClient, str]:
+    """A developer signed in on the Account page (enrolled in MFA when `enrolled`): name,
+    password, the browser and the page's CSRF token."""
+    name, password, auth = w.fresh()
+    browser = _browser(w)
+    if enrolled:
+        backup = w.h.enrol_mfa(name, auth["Authorization"].removeprefix("Bearer "))
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    if enrolled:
+        # A backup code: the enrolment spent this step's TOTP code, the action needs the next.
+        data = {"challenge": _hidden(step.text, "challenge"), "code": backup[0]}
+        browser.post("/login/code", data=data, headers=FORM)
+    page = browser.get("/account")
+    assert page.status_code == 200, page.text
+    return name, password, browser, _hidden(page.text, "csrf_token")
+
+
+def _account_revoke(w: World) -> Action:
+    _, _, browser, csrf = _account_browser(w)
+    own = _hidden(browser.get("/account").text, "session_id")
+    data = {"csrf_token": csrf, "session_id": own}
+    return lambda: browser.post("/account/sessions/revoke", data=data, headers=FORM)
+
+
+def _account_revoke_others(w: World) -> Action:
+    name, password, browser, csrf = _account_browser(w)
+    w.h.login(name, password)  # another session to end
+    data = {"csrf_token": csrf}
+    return lambda: browser.post("/account/sessions/revoke-others", data=data, headers=FORM)
+
+
+def _account_password(w: World) -> Action:
+    _, password, browser, csrf = _account_browser(w)
+    data = {"csrf_token": csrf, "current_password": password, "new_password": strong_password()}
+    return lambda: browser.post("/account/password", data=data, headers=FORM)
+
+
+def _account_backup_codes(w: World) -> Action:
+    name, _, browser, csrf = _account_browser(w, enrolled=True)
+    data = {"csrf_token": csrf, "code": w.h.totp_code(name)}
+    return lambda: browser.post("/account/mfa/backup-codes", data=data, headers=FORM)
+
+
+def _account_disable_mfa(w: World) -> Action:
+    name, password, browser, csrf = _account_browser(w, enrolled=True)
+    data = {"csrf_token": csrf, "password": password, "code": w.h.totp_code(name)}
+    return lambda: browser.post("/account/mfa/disable", data=data, headers=FORM)
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -249,6 +300,11 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/login/code"): _login_code_form,
     ("POST", "/mfa/enrol"): _begin_enrolment_page,
     ("POST", "/mfa/enrol/confirm"): _confirm_enrolment_page,
+    ("POST", "/account/sessions/revoke"): _account_revoke,
+    ("POST", "/account/sessions/revoke-others"): _account_revoke_others,
+    ("POST", "/account/password"): _account_password,
+    ("POST", "/account/mfa/backup-codes"): _account_backup_codes,
+    ("POST", "/account/mfa/disable"): _account_disable_mfa,
 }
 
 
