@@ -1,0 +1,182 @@
+"""The services page (`/` for a signed-in user, and `/services`), its live state, its buttons,
+sign-out, and the pages' script.
+
+Every button is a POST form with the session's CSRF token: it works without the script (answer:
+303 back to the page); the script sends the same form with `fetch` and reads a JSON answer, so
+the page stays in place. Nothing changes on a GET.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from wakedock.auth.dependencies import SESSION_COOKIE
+from wakedock.auth.forms import (
+    BrowserSession,
+    browser_session,
+    form_fields,
+    refused_page,
+    require_form_csrf,
+    sign_in_first,
+)
+from wakedock.dashboard.board import STATE_FILTERS, Action, Board
+from wakedock.dashboard.browser import Pages, PagesDep, permitted, signed_in
+from wakedock.errors import CsrfFailed, NotAuthenticated, WakeDockError
+from wakedock.login.deps import LoginFlowDep
+from wakedock.rbac.dependencies import public
+from wakedock.rbac.permissions import Permission
+from wakedock.web.deps import context_of
+from wakedock.web.templating import SCRIPT_PATH, message_page, render_page, script
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+SERVICES_PATH = "/services"
+_SCRIPT = script()
+_NOT_ALLOWED = "Your role may not do this."
+
+
+def _wants_json(request: Request) -> bool:
+    """The page's script asks for JSON; a plain form post (no script) gets a page."""
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _service_origin(request: Request) -> str:
+    """`https://` and the port the browser used here: a service host answers on the same."""
+    port = urlsplit(f"//{request.headers.get('host', '')}").port
+    return f"{request.url.scheme}://{{host}}" + (f":{port}" if port else "")
+
+
+def _services_page(
+    request: Request, pages: Pages, session: BrowserSession, board: Board, search: str, state: str
+) -> HTMLResponse:
+    return render_page(
+        "services.html",
+        title="Services",
+        section="services",
+        user=session.principal.username,
+        csrf_token=session.csrf_token(pages.csrf),
+        board=board,
+        service_url=_service_origin(request),
+        search=search,
+        state=state,
+        states=STATE_FILTERS,
+    )
+
+
+async def _show(request: Request, pages: Pages, here: str, search: str, state: str) -> Response:
+    found = await signed_in(request, pages, here)
+    if isinstance(found, Response):
+        return found
+    if not await permitted(request, pages, found.principal, Permission.SERVICES_READ):
+        return message_page("Services", _NOT_ALLOWED, 403, link="/account", link_text="Account")
+    board = await pages.board.board(found.principal, search, state)
+    return _services_page(request, pages, found, board, search, state)
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(public)])
+async def root(request: Request, pages: Pages = PagesDep) -> Response:
+    """The services page for a signed-in user; the landing page (sign-in link) for others."""
+    if request.cookies.get(SESSION_COOKIE):
+        return await _show(request, pages, "/", "", "")
+    return render_page("root.html", title="WakeDock")
+
+
+@router.get(SERVICES_PATH, response_class=HTMLResponse, dependencies=[Depends(public)])
+async def services_page(
+    request: Request,
+    q: str = Query(default="", max_length=100),
+    state: str = Query(default="", max_length=16),
+    pages: Pages = PagesDep,
+) -> Response:
+    """Every service the user may see, searched by name and filtered by state."""
+    state = state if state in STATE_FILTERS else ""
+    return await _show(request, pages, SERVICES_PATH, q, state)
+
+
+@router.get(f"{SERVICES_PATH}/live", dependencies=[Depends(public)])
+async def services_live(request: Request, pages: Pages = PagesDep) -> Response:
+    """What the page's script refreshes: each service's state, phase and timers, the count
+    awake. 401 without a session (the script then sends the browser to sign in)."""
+    found = await signed_in(request, pages, SERVICES_PATH)
+    if not isinstance(found, BrowserSession):
+        error = NotAuthenticated("Sign in again")
+        return JSONResponse({"detail": error.detail, "code": error.code}, status_code=401)
+    if not await permitted(request, pages, found.principal, Permission.SERVICES_READ):
+        return JSONResponse({"detail": _NOT_ALLOWED, "code": "permission_denied"}, 403)
+    board = await pages.board.board(found.principal)
+    body = {
+        "awake": board.awake,
+        "max_awake": board.max_awake,
+        "services": {row.name: row.live() for row in board.rows},
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _answer(request: Request, status: int, message: str, code: str = "ok") -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": message, "code": code}, status_code=status)
+    if status < 400:
+        return RedirectResponse(SERVICES_PATH, status_code=303)
+    return message_page("Services", message, status, link=SERVICES_PATH, link_text="Back")
+
+
+@router.post(f"{SERVICES_PATH}/{{name}}/{{action}}", dependencies=[Depends(public)])
+async def service_action(
+    request: Request,
+    action: Action,
+    name: str = Path(max_length=64),
+    pages: Pages = PagesDep,
+) -> Response:
+    """Wake, stop or restart one service: `services:operate` and ownership, as the API's
+    start and stop; the same audit events."""
+    fields = await form_fields(request)
+    session = await signed_in(request, pages, SERVICES_PATH)
+    if not isinstance(session, BrowserSession):
+        if _wants_json(request):
+            return _answer(request, 401, "Sign in again.", "not_authenticated")
+        return session  # to the sign-in form (or the enrolment page), as the other pages
+    context = context_of(request)
+    try:
+        await require_form_csrf(request, pages.csrf, context, session, fields)
+    except CsrfFailed as exc:
+        if _wants_json(request):
+            return _answer(request, 403, exc.detail, exc.code)
+        return refused_page()
+    if not await permitted(request, pages, session.principal, Permission.SERVICES_OPERATE):
+        return _answer(request, 403, _NOT_ALLOWED, "permission_denied")
+    try:
+        message = await pages.board.act(session.principal, name, action, context)
+    except WakeDockError as exc:
+        return _answer(request, exc.status_code, exc.detail, exc.code)
+    return _answer(request, 200, message)
+
+
+@router.post("/logout", dependencies=[Depends(public)])
+async def sign_out(request: Request, flow: LoginFlowDep, pages: Pages = PagesDep) -> Response:
+    """End the browser's session (a POST form with the CSRF token), then the sign-in form."""
+    fields = await form_fields(request)
+    # Not `signed_in`: a user who must still enrol MFA may sign out too.
+    session = await browser_session(request, pages.sessions)
+    if session is None:
+        return sign_in_first("/")
+    context = context_of(request)
+    try:
+        await require_form_csrf(request, pages.csrf, context, session, fields)
+    except CsrfFailed:
+        return refused_page()
+    await run_in_threadpool(flow.logout, session.principal, context)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.get(SCRIPT_PATH, dependencies=[Depends(public)])
+async def script_asset() -> Response:
+    return Response(
+        _SCRIPT,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )

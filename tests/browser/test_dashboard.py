@@ -1,0 +1,190 @@
+"""The services page in Chromium, as the people who run services use it: sign in with a TOTP code,
+see the list, wake a real container from its button and watch the phase change in place, find it
+by search and filter, stop it; a viewer finds no button and a forged stop is refused. Zero CSP
+violations are reported (the counter the CSP report endpoint keeps), axe-core finds no serious or
+critical accessibility violation, and screenshots at 390 and 1440 px are saved.
+
+The real `wakedock serve` over HTTPS, the real Docker engine (the Python test app, slow to listen
+so that the waking phase shows), Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from support.axe import serious_violations
+from support.browser import (
+    BrowserCertificate,
+    Shot,
+    admin_url,
+    browser_server,
+    create_user,
+    enrol_by_api,
+    next_code,
+    sign_in_with_code,
+    sign_in_with_password,
+    text,
+)
+from support.engine import AddApp, container_of, wait_for
+from support.login import access_token, bearer
+from support.server import WakeDockProcess
+
+pytestmark = pytest.mark.integration
+
+NARROW = {"width": 390, "height": 844}
+WIDE = {"width": 1440, "height": 900}
+
+
+def csp_violations(server: WakeDockProcess, token: str) -> int:
+    """`wakedock_csp_violations_total` of /metrics: what browsers reported to /csp-report."""
+    with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+        metrics = http.get("/metrics", headers=bearer(token))
+        assert metrics.status_code == 200, metrics.text
+    name = "wakedock_csp_violations_total "
+    [line] = [x for x in metrics.text.splitlines() if x.startswith(name)]
+    return int(line.split()[1])
+
+
+def metrics_token(server: WakeDockProcess, name: str, password: str) -> str:
+    with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+        return access_token(http, name, password)
+
+
+def cell(page: Any, service: str, field: str) -> Any:
+    return page.locator(f'tr[data-service="{service}"] [data-field="{field}"]')
+
+
+def running(engine: docker.DockerClient, installation: str, name: str) -> bool:
+    container = container_of(engine, installation, name)
+    container.reload()
+    return bool(container.status == "running")
+
+
+def check_accessibility(page: Any, shot: Shot, step: str) -> None:
+    """axe-core at both widths, and a screenshot of each."""
+    for size, label in ((WIDE, "1440"), (NARROW, "390")):
+        page.set_viewport_size(size)
+        shot(f"{step}-{label}px")
+        found = serious_violations(page)
+        assert found == [], (step, label, found)
+    page.set_viewport_size(WIDE)
+
+
+def test_the_services_page_wakes_and_stops_a_service_live(
+    tmp_path: Path,
+    certificate: BrowserCertificate,
+    engine: docker.DockerClient,
+    installation: str,
+    add_app: AddApp,
+    browser: Any,
+    page: Any,
+    shot: Shot,
+) -> None:
+    data = tmp_path / "data"
+    env = {"WAKEDOCK_DOCKER__INSTALLATION": installation}
+    # Slow to listen (3 s), so that the waking phase is there to see; no idle stop meanwhile.
+    add_app(data, env, "app", {"NAME": "the team wiki", "DELAY": "3"}, display_name="Team wiki",
+            idle_timeout_s=600)  # fmt: skip
+    add_app(data, env, "blog", idle_timeout_s=600)
+    operator = create_user(data, "olga", "operator")
+    viewer = create_user(data, "vera", "viewer")
+    watcher = create_user(data, "mona", "operator")  # reads /metrics; never signs in a browser
+    with browser_server(data, certificate, env) as server:
+        token = metrics_token(server, "mona", watcher)
+        secret, _codes = enrol_by_api(server, "olga", operator)
+        page.set_viewport_size(WIDE)
+
+        # Signed out, the services page sends to sign-in, and comes back after the code step.
+        page.goto(admin_url(server, "/services"))
+        page.get_by_role("heading", name="Sign in").wait_for()
+        sign_in_with_code(page, "olga", operator, next_code(secret))
+        page.wait_for_url(admin_url(server, "/services"))
+        page.get_by_role("heading", name="Services").wait_for()
+        assert page.get_by_role("link", name="Team wiki").get_attribute("href") == (
+            f"https://app.localhost:{server.port}/"
+        )
+        assert cell(page, "app", "phase").inner_text() == "asleep"
+        assert "0 of 20 awake" in text(page)
+        check_accessibility(page, shot, "services-asleep")
+
+        # Wake from the button: the phase changes in place, the page is never reloaded.
+        page.evaluate("document.documentElement.dataset.probe = 'same page'")
+        page.get_by_role("button", name="Wake app").click()
+        phase = cell(page, "app", "phase")
+        page.locator('tr[data-service="app"] [data-field="phase"][data-value="waking"]').wait_for()
+        assert phase.inner_text() == "waking"
+        shot("waking")
+        page.locator('tr[data-service="app"] [data-field="phase"][data-value="ready"]').wait_for(
+            timeout=60_000
+        )
+        assert phase.inner_text() == "ready"
+        assert cell(page, "app", "state").inner_text() == "running"
+        assert cell(page, "app", "time_to_ready_s").inner_text().endswith(" s")
+        assert page.get_by_role("status").inner_text() == "Waking app."
+        assert page.evaluate("document.documentElement.dataset.probe") == "same page"
+        page.locator("[data-awake]", has_text="1").wait_for()
+        assert running(engine, installation, "app")
+        check_accessibility(page, shot, "services-awake")
+
+        # Search narrows as one types; the state filter asks the server.
+        page.get_by_label("Search").fill("wiki")
+        assert page.locator('tr[data-service="blog"]').is_hidden()
+        assert page.locator('tr[data-service="app"]').is_visible()
+        page.get_by_label("Search").fill("")
+        page.get_by_label("State").select_option("stopped")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/services?q=&state=stopped")
+        assert page.locator('tr[data-service="app"]').count() == 0
+        assert page.locator('tr[data-service="blog"]').is_visible()
+        page.goto(admin_url(server, "/services"))
+
+        # Stop from the button: asleep again, in place.
+        page.evaluate("document.documentElement.dataset.probe = 'same page'")
+        page.get_by_role("button", name="Stop app").click()
+        page.locator('tr[data-service="app"] [data-field="state"][data-value="stopped"]').wait_for()
+        assert phase.inner_text() == "asleep"
+        assert page.evaluate("document.documentElement.dataset.probe") == "same page"
+        assert not running(engine, installation, "app")
+        shot("stopped")
+
+        # A viewer: the list, no button; a forged stop (with and without the CSRF token) refused.
+        page.get_by_role("button", name="Wake app").click()
+        page.locator('tr[data-service="app"] [data-field="phase"][data-value="ready"]').wait_for(
+            timeout=60_000
+        )
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("heading", name="Sign in").wait_for()
+        page.goto(admin_url(server, "/services"))
+        sign_in_with_password(page, "vera", viewer)
+        page.wait_for_url(admin_url(server, "/services"))
+        assert page.get_by_role("link", name="Team wiki").is_visible()
+        for action in ("Wake", "Stop", "Restart"):
+            assert page.get_by_role("button", name=f"{action} app").count() == 0
+        check_accessibility(page, shot, "services-viewer")
+        forged = page.evaluate(
+            """async () => {
+                const token = document.querySelector('input[name="csrf_token"]').value;
+                const post = (body) => fetch('/services/app/stop', {method: 'POST', body,
+                    headers: {Accept: 'application/json'}}).then(async (r) => [r.status,
+                    (await r.json().catch(() => ({}))).code || null]);
+                return [await post(new URLSearchParams({csrf_token: token})),
+                        await post(new URLSearchParams({}))];
+            }"""
+        )
+        assert forged == [[403, "permission_denied"], [403, "csrf_failed"]]
+        assert running(engine, installation, "app")
+
+        # Nothing the pages did was refused by their CSP. The counter can move: an inline
+        # script (which the CSP forbids) is reported and counted.
+        assert csp_violations(server, token) == 0
+        page.evaluate(
+            """() => { const s = document.createElement('script');
+                       s.textContent = 'window.injected = true'; document.body.append(s); }"""
+        )
+        wait_for(lambda: csp_violations(server, token) == 1, "the CSP report of the inline script")
+        assert page.evaluate("window.injected === undefined")
