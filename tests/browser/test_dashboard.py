@@ -65,14 +65,37 @@ def running(engine: docker.DockerClient, installation: str, name: str) -> bool:
     return bool(container.status == "running")
 
 
-def check_accessibility(page: Any, shot: Shot, step: str) -> None:
-    """axe-core at both widths, and a screenshot of each."""
-    for size, label in ((WIDE, "1440"), (NARROW, "390")):
-        page.set_viewport_size(size)
-        shot(f"{step}-{label}px")
-        found = serious_violations(page)
-        assert found == [], (step, label, found)
+def check_accessibility(page: Any, shot: Shot, step: str, *, dark: bool = False) -> None:
+    """axe-core at both widths (and in the dark scheme too, if asked), a screenshot of each."""
+    for scheme in ("light", "dark") if dark else ("light",):
+        page.emulate_media(color_scheme=scheme)
+        for size, label in ((WIDE, "1440"), (NARROW, "390")):
+            page.set_viewport_size(size)
+            shot(f"{step}-{label}px" + ("-dark" if scheme == "dark" else ""))
+            found = serious_violations(page)
+            assert found == [], (step, scheme, label, found)
+    page.emulate_media(color_scheme="light")
     page.set_viewport_size(WIDE)
+
+
+def keyboard_path(page: Any, presses: int) -> list[str]:
+    """What Tab reaches, in order, from the top of the page: each control's accessible name
+    (its text, or its label's)."""
+    # The first Tab of a fresh page lands on the skip link; start there (a click moved the
+    # browser's starting point of sequential focus).
+    page.locator(".skip").focus()
+    reached = []
+    for step in range(presses):
+        if step:
+            page.keyboard.press("Tab")
+        reached.append(
+            page.evaluate(
+                """() => { const e = document.activeElement;
+                   const label = e.labels && e.labels.length ? e.labels[0].innerText : '';
+                   return (label || e.innerText || '').replace(/\\s+/g, ' ').trim(); }"""
+            )
+        )
+    return reached
 
 
 def test_the_services_page_wakes_and_stops_a_service_live(
@@ -129,7 +152,11 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         assert page.evaluate("document.documentElement.dataset.probe") == "same page"
         page.locator("[data-awake]", has_text="1").wait_for()
         assert running(engine, installation, "app")
-        check_accessibility(page, shot, "services-awake")
+        check_accessibility(page, shot, "services-awake", dark=True)
+        assert keyboard_path(page, 12) == [
+            "Skip to content", "WakeDock", "Services", "Account", "Sign out", "Search", "State",
+            "Filter", "Team wiki", "Wake app", "Stop app", "Restart app",
+        ]  # fmt: skip
 
         # Search narrows as one types; the state filter asks the server.
         page.get_by_label("Search").fill("wiki")
