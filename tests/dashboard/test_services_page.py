@@ -12,6 +12,7 @@ import pytest
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.pages import SAME_ORIGIN, events, page_client
+from support.proxy import add_service
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 from wakedock.runtime.base import State
@@ -156,3 +157,23 @@ def test_sign_out_is_a_post_with_the_csrf_token(h: Harness, signed_in: SignIn) -
     assert out.status_code == 303 and out.headers["location"] == "/login"
     assert len(events(h, "logout")) == 1
     assert browser.get("/services").status_code == 303
+
+
+def test_a_long_list_comes_in_pages_and_the_poll_follows_the_page(
+    h: Harness, signed_in: SignIn
+) -> None:
+    for n in range(118):
+        add_service(h, f"svc-{n:03d}")
+    browser, _token = signed_in(Role.VIEWER)
+    first = browser.get("/services").text
+    assert first.count("<tr data-service=") == 50
+    assert '<a href="/services?page=2" rel="next">Next page</a>' in first
+    assert "1&ndash;50 of 120" in first
+    last = browser.get("/services", params={"page": 3}).text
+    assert last.count("<tr data-service=") == 20
+    assert 'data-live="/services/live?page=3"' in last
+    assert '<a href="/services?page=2" rel="prev">' in last
+    live = browser.get("/services/live", params={"page": 3}).json()
+    assert sorted(live["services"]) == [f"svc-{n:03d}" for n in range(98, 118)]
+    narrowed = browser.get("/services", params={"q": "svc-11", "page": 9}).text
+    assert narrowed.count("<tr data-service=") == 8  # svc-110 .. svc-117: the one page there is

@@ -32,6 +32,8 @@ from wakedock.runtime.base import State
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import Actor, ServiceView, WakePhase
 
+# Rows per page: a page of 1,000 services stays small (HTML + CSS + JS under 150 KiB).
+PAGE_SIZE = 50
 # The states the page filters by (the stored state of a service).
 STATE_FILTERS = (
     State.RUNNING.value,
@@ -88,11 +90,20 @@ class Board:
     """The rows a user sees (after search and filter), and how many services are awake."""
 
     rows: list[ServiceRow]
+    # Every service, and those matching the search and filter (of which `rows` is one page).
     total: int
+    matching: int
     awake: int
     max_awake: int
     # The user's role may operate services (some rows may still not be theirs).
     operates: bool
+    page: int = 1
+    pages: int = 1
+
+    @property
+    def first(self) -> int:
+        """The position of the first row shown (1-based; 0 when none)."""
+        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
 
 
 class ServicesBoard:
@@ -115,21 +126,23 @@ class ServicesBoard:
         self._base_domain = base_domain
         self._max_awake = max_awake
 
-    async def board(self, principal: Principal, search: str = "", state: str = "") -> Board:
+    async def board(
+        self, principal: Principal, search: str = "", state: str = "", page: int = 1
+    ) -> Board:
         """Every service (anyone with `services:read` sees them all, as in the API), narrowed
-        by `search` (in the name or display name) and `state`."""
+        by `search` (in the name or display name) and `state`, one page of PAGE_SIZE rows."""
         views = await run_in_threadpool(self._services.list)
-        owners = await run_in_threadpool(self._owners, {v.owner_id for v in views})
+        term = search.strip().lower()
+        matching = [view for view in views if _matches(view, term, state)]
+        pages = max(1, -(-len(matching) // PAGE_SIZE))
+        page = min(max(page, 1), pages)
+        shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        owners = await run_in_threadpool(self._owners, {v.owner_id for v in shown})
         actor = Actor.of(principal)
         operates = has_permission(principal.role, Permission.SERVICES_OPERATE)
-        term = search.strip().lower()
-        rows = [
-            self._row(view, owners, operates and _manages(actor, view))
-            for view in views
-            if _matches(view, term, state)
-        ]
+        rows = [self._row(view, owners, operates and _manages(actor, view)) for view in shown]
         awake = sum(1 for v in views if v.state == State.RUNNING.value)
-        return Board(rows, len(views), awake, self._max_awake, operates)
+        return Board(rows, len(views), len(matching), awake, self._max_awake, operates, page, pages)
 
     async def act(
         self, principal: Principal, name: str, action: Action, context: RequestContext

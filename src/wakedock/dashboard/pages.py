@@ -8,7 +8,8 @@ the page stays in place. Nothing changes on a GET.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -49,8 +50,30 @@ def _service_origin(request: Request) -> str:
     return f"{request.url.scheme}://{{host}}" + (f":{port}" if port else "")
 
 
+@dataclass(frozen=True)
+class _Narrowing:
+    """The search, state filter and page of the list (the page's query, also its poll's)."""
+
+    search: str = ""
+    state: str = ""
+    page: int = 1
+
+    def query(self, page: int | None = None) -> str:
+        """The query string of this narrowing (on another page if asked)."""
+        values = {"q": self.search, "state": self.state, "page": page or self.page}
+        return urlencode({k: v for k, v in values.items() if v not in ("", 1)})
+
+
+def _narrowing(
+    q: str = Query(default="", max_length=100),
+    state: str = Query(default="", max_length=16),
+    page: int = Query(default=1, ge=1, le=100_000),
+) -> _Narrowing:
+    return _Narrowing(q, state if state in STATE_FILTERS else "", page)
+
+
 def _services_page(
-    request: Request, pages: Pages, session: BrowserSession, board: Board, search: str, state: str
+    request: Request, pages: Pages, session: BrowserSession, board: Board, narrow: _Narrowing
 ) -> HTMLResponse:
     return render_page(
         "services.html",
@@ -60,53 +83,51 @@ def _services_page(
         csrf_token=session.csrf_token(pages.csrf),
         board=board,
         service_url=_service_origin(request),
-        search=search,
-        state=state,
+        narrow=narrow,
         states=STATE_FILTERS,
     )
 
 
-async def _show(request: Request, pages: Pages, here: str, search: str, state: str) -> Response:
+async def _show(request: Request, pages: Pages, here: str, narrow: _Narrowing) -> Response:
     found = await signed_in(request, pages, here)
     if isinstance(found, Response):
         return found
     if not await permitted(request, pages, found.principal, Permission.SERVICES_READ):
         return message_page("Services", _NOT_ALLOWED, 403, link="/account", link_text="Account")
-    board = await pages.board.board(found.principal, search, state)
-    return _services_page(request, pages, found, board, search, state)
+    board = await pages.board.board(found.principal, narrow.search, narrow.state, narrow.page)
+    return _services_page(request, pages, found, board, narrow)
 
 
 @router.get("/", response_class=HTMLResponse, dependencies=[Depends(public)])
 async def root(request: Request, pages: Pages = PagesDep) -> Response:
     """The services page for a signed-in user; the landing page (sign-in link) for others."""
     if request.cookies.get(SESSION_COOKIE):
-        return await _show(request, pages, "/", "", "")
+        return await _show(request, pages, "/", _Narrowing())
     return render_page("root.html", title="WakeDock")
 
 
 @router.get(SERVICES_PATH, response_class=HTMLResponse, dependencies=[Depends(public)])
 async def services_page(
-    request: Request,
-    q: str = Query(default="", max_length=100),
-    state: str = Query(default="", max_length=16),
-    pages: Pages = PagesDep,
+    request: Request, narrow: _Narrowing = Depends(_narrowing), pages: Pages = PagesDep
 ) -> Response:
-    """Every service the user may see, searched by name and filtered by state."""
-    state = state if state in STATE_FILTERS else ""
-    return await _show(request, pages, SERVICES_PATH, q, state)
+    """Every service the user may see, searched by name and filtered by state, by pages."""
+    return await _show(request, pages, SERVICES_PATH, narrow)
 
 
 @router.get(f"{SERVICES_PATH}/live", dependencies=[Depends(public)])
-async def services_live(request: Request, pages: Pages = PagesDep) -> Response:
-    """What the page's script refreshes: each service's state, phase and timers, the count
-    awake. 401 without a session (the script then sends the browser to sign in)."""
+async def services_live(
+    request: Request, narrow: _Narrowing = Depends(_narrowing), pages: Pages = PagesDep
+) -> Response:
+    """What the page's script refreshes (the rows of the same search, filter and page): each
+    service's state, phase and timers, the count awake. 401 without a session (the script
+    then sends the browser to sign in)."""
     found = await signed_in(request, pages, SERVICES_PATH)
     if not isinstance(found, BrowserSession):
         error = NotAuthenticated("Sign in again")
         return JSONResponse({"detail": error.detail, "code": error.code}, status_code=401)
     if not await permitted(request, pages, found.principal, Permission.SERVICES_READ):
         return JSONResponse({"detail": _NOT_ALLOWED, "code": "permission_denied"}, 403)
-    board = await pages.board.board(found.principal)
+    board = await pages.board.board(found.principal, narrow.search, narrow.state, narrow.page)
     body = {
         "awake": board.awake,
         "max_awake": board.max_awake,

@@ -149,10 +149,12 @@
       return;
     }
     event.preventDefault();
-    var button = form.querySelector("button");
+    // The button pressed names the action (its formaction); the form holds the CSRF token.
+    var button = event.submitter || form.querySelector("button");
+    var target = button.getAttribute("formaction") || form.getAttribute("action");
     button.disabled = true;
     fastUntil = Date.now() + 60000;
-    fetch(form.action, {
+    fetch(target, {
       method: "POST",
       body: new URLSearchParams(new FormData(form)),
       headers: { Accept: "application/json" },
