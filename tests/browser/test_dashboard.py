@@ -65,6 +65,11 @@ def running(engine: docker.DockerClient, installation: str, name: str) -> bool:
     return bool(container.status == "running")
 
 
+def started_at(engine: docker.DockerClient, installation: str, name: str) -> str:
+    container = container_of(engine, installation, name)
+    return str(container.attrs["State"]["StartedAt"])
+
+
 def check_accessibility(page: Any, shot: Shot, step: str, *, dark: bool = False) -> None:
     """axe-core at both widths (and in the dark scheme too, if asked), a screenshot of each."""
     for scheme in ("light", "dark") if dark else ("light",):
@@ -157,6 +162,17 @@ def test_the_services_page_wakes_and_stops_a_service_live(
             "Skip to content", "WakeDock", "Services", "Account", "Sign out", "Search", "State",
             "Filter", "Team wiki", "Wake app", "Stop app", "Restart app",
         ]  # fmt: skip
+
+        # Restart: the container is started again (a new start time), and the page is back at
+        # ready by itself.
+        started = started_at(engine, installation, "app")
+        page.get_by_role("button", name="Restart app").click()
+        wait_for(lambda: started_at(engine, installation, "app") != started, "a new start")
+        page.locator('tr[data-service="app"] [data-field="phase"][data-value="ready"]').wait_for(
+            timeout=60_000
+        )
+        assert page.get_by_role("status").inner_text() == "Waking app."
+        assert page.evaluate("document.documentElement.dataset.probe") == "same page"
 
         # Search narrows as one types; the state filter asks the server.
         page.get_by_label("Search").fill("wiki")
