@@ -44,10 +44,14 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _service_origin(request: Request) -> str:
-    """`https://` and the port the browser used here: a service host answers on the same."""
-    port = urlsplit(f"//{request.headers.get('host', '')}").port
-    return f"{request.url.scheme}://{{host}}" + (f":{port}" if port else "")
+def _service_port(request: Request) -> str:
+    """`:<port>` the browser used here (none for the scheme's default): a service host answers
+    on the same port as the admin host."""
+    try:
+        port = urlsplit(f"//{request.headers.get('host', '')}").port
+    except ValueError:
+        port = None
+    return f":{port}" if port else ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,8 @@ def _services_page(
         user=session.principal.username,
         csrf_token=session.csrf_token(pages.csrf),
         board=board,
-        service_url=_service_origin(request),
+        scheme=request.url.scheme,
+        port=_service_port(request),
         narrow=narrow,
         states=STATE_FILTERS,
     )
