@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
-from support.pages import SAME_ORIGIN, events, page_client
+from support.pages import HERE, SAME_ORIGIN, events, hidden, page_client, password_step
 from support.proxy import add_service
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
@@ -177,3 +179,23 @@ def test_a_long_list_comes_in_pages_and_the_poll_follows_the_page(
     assert sorted(live["services"]) == [f"svc-{n:03d}" for n in range(98, 118)]
     narrowed = browser.get("/services", params={"q": "svc-11", "page": 9}).text
     assert narrowed.count("<tr data-service=") == 8  # svc-110 .. svc-117: the one page there is
+
+
+@pytest.mark.security
+def test_the_wake_button_spends_the_addresss_wake_budget(
+    make_harness: Callable[..., Harness], runtime: FakeRuntime
+) -> None:
+    """The proxy's wake budget per address applies to the button too (the same decision)."""
+    h = make_harness(runtime=runtime, proxy={"wake_per_ip": "1/minute"})
+    add_service(h, "app")
+    add_service(h, "blog")
+    name, password = h.create_user("olga", Role.OPERATOR)
+    with TestClient(h.app, base_url=HERE, client=("203.0.113.7", 50300)) as browser:
+        password_step(browser, name, password, "/services")
+        token = hidden(browser.get("/services").text, "csrf_token")
+        first = browser.post("/services/app/wake", data={"csrf_token": token}, headers=JSON)
+        assert first.status_code == 200 and first.json()["detail"] == "Waking app."
+        second = browser.post("/services/blog/wake", data={"csrf_token": token}, headers=JSON)
+        assert second.status_code == 429
+        assert second.json()["code"] == "too_many_attempts"
+        assert int(second.headers["retry-after"]) > 0

@@ -141,12 +141,24 @@ async def services_live(
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-def _answer(request: Request, status: int, message: str, code: str = "ok") -> Response:
+def _answer(
+    request: Request,
+    status: int,
+    message: str,
+    code: str = "ok",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """JSON for the script; otherwise back to the list, or a page saying what went wrong.
+    `headers`: the error's own (`Retry-After` of a refused wake)."""
+    answer: Response
     if _wants_json(request):
-        return JSONResponse({"detail": message, "code": code}, status_code=status)
-    if status < 400:
+        answer = JSONResponse({"detail": message, "code": code}, status_code=status)
+    elif status < 400:
         return RedirectResponse(SERVICES_PATH, status_code=303)
-    return message_page("Services", message, status, link=SERVICES_PATH, link_text="Back")
+    else:
+        answer = message_page("Services", message, status, link=SERVICES_PATH, link_text="Back")
+    answer.headers.update(headers or {})
+    return answer
 
 
 @router.post(f"{SERVICES_PATH}/{{name}}/{{action}}", dependencies=[Depends(public)])
@@ -176,7 +188,7 @@ async def service_action(
     try:
         message = await pages.board.act(session.principal, name, action, context)
     except WakeDockError as exc:
-        return _answer(request, exc.status_code, exc.detail, exc.code)
+        return _answer(request, exc.status_code, exc.detail, exc.code, exc.headers())
     return _answer(request, 200, message)
 
 
