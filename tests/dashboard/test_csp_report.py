@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import Harness
 from support.pages import events, page_client
+from wakedock.app import create_asgi
 from wakedock.dashboard.csp import MAX_CSP_REPORT_BYTES
 from wakedock.rbac.permissions import Role
 
@@ -104,3 +106,15 @@ def test_what_is_not_a_report_is_refused(h: Harness) -> None:
         answer = h.client.post("/csp-report", content=body, headers=CSP_REPORT)
         assert answer.status_code == 400, body
     assert events(h, "csp_violation") == []
+
+
+def test_only_the_admin_host_names_the_report_uri(h: Harness) -> None:
+    """On a service host a relative report URI would reach the service: the proxy's own
+    answers carry the same policy without it."""
+    with TestClient(create_asgi(h.components), base_url="https://localhost") as client:
+        policy = client.get("/login").headers["content-security-policy"]
+        assert policy.endswith("; report-uri /csp-report")
+        status = client.get("https://app.localhost/_wakedock/status").headers[
+            "content-security-policy"
+        ]
+    assert "frame-ancestors 'none'" in status and "report-uri" not in status
