@@ -1,8 +1,9 @@
 """The services page in Chromium, as the people who run services use it: sign in with a TOTP code,
 see the list, wake a real container from its button and watch the phase change in place, find it
-by search and filter, stop it; a viewer finds no button and a forged stop is refused. Zero CSP
-violations are reported (the counter the CSP report endpoint keeps), axe-core finds no serious or
-critical accessibility violation, and screenshots at 390 and 1440 px are saved.
+by search and filter, stop it, watch an idle one go back to sleep; a viewer finds no button and
+a forged stop is refused. Zero CSP violations are reported (the counter the CSP report endpoint
+keeps), axe-core finds no serious or critical accessibility violation, and screenshots at 390 and
+1440 px are saved.
 
 The real `wakedock serve` over HTTPS, the real Docker engine (the Python test app, slow to listen
 so that the waking phase shows), Debian's Chromium.
@@ -119,6 +120,7 @@ def test_the_services_page_wakes_and_stops_a_service_live(
     add_app(data, env, "app", {"NAME": "the team wiki", "DELAY": "3"}, display_name="Team wiki",
             idle_timeout_s=600)  # fmt: skip
     add_app(data, env, "blog", idle_timeout_s=600)
+    add_app(data, env, "nap")  # stopped after 3 idle seconds
     operator = create_user(data, "olga", "operator")
     viewer = create_user(data, "vera", "viewer")
     watcher = create_user(data, "mona", "operator")  # reads /metrics; never signs in a browser
@@ -194,6 +196,18 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         assert page.evaluate("document.documentElement.dataset.probe") == "same page"
         assert not running(engine, installation, "app")
         shot("stopped")
+
+        # A service nobody uses goes back to sleep by itself, and the page shows it.
+        page.get_by_role("button", name="Wake nap").click()
+        nap = 'tr[data-service="nap"] [data-field="phase"]'
+        page.locator(f'{nap}[data-value="ready"]').wait_for(timeout=60_000)
+        assert running(engine, installation, "nap")
+        page.locator(f'{nap}[data-value="asleep"]').wait_for(timeout=60_000)
+        assert cell(page, "nap", "state").inner_text() == "stopped"
+        assert cell(page, "nap", "last_activity").inner_text() != "never"
+        assert not running(engine, installation, "nap")
+        assert page.evaluate("document.documentElement.dataset.probe") == "same page"
+        shot("back-to-sleep")
 
         # A viewer: the list, no button; a forged stop (with and without the CSRF token) refused.
         page.get_by_role("button", name="Wake app").click()
