@@ -20,6 +20,9 @@ from wakedock.cluster.activity import SharedActivity
 from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
+from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
+from wakedock.dashboard.pages import router as dashboard_router
+from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
 from wakedock.health.router import router as health_router
@@ -79,6 +82,8 @@ def create_app(components: Components) -> FastAPI:
         enrol_router,
         account_router,
         pages_router,
+        dashboard_router,
+        csp_router,
     ):
         app.include_router(router)
     install_error_handlers(app)
@@ -94,6 +99,7 @@ def create_app(components: Components) -> FastAPI:
             "/api/v1/auth/login": MAX_LOGIN_BODY_BYTES,
             **dict.fromkeys(FORM_PATHS, MAX_FORM_BYTES),
             f"{ACCOUNT_PATH}/": MAX_FORM_BYTES,
+            CSP_REPORT_PATH: MAX_CSP_REPORT_BYTES,
         },
     )
     if http.cors_origins:
@@ -109,6 +115,7 @@ def create_app(components: Components) -> FastAPI:
         SecurityHeadersMiddleware,
         hsts_max_age=http.hsts_max_age,
         hsts_always=http.hsts_behind_proxy,
+        csp_report_uri=CSP_REPORT_PATH,
     )
     return app
 

@@ -21,6 +21,8 @@ from wakedock.clock import Clock, SystemClock
 from wakedock.cluster.counters import RequestCounts
 from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
+from wakedock.dashboard.board import ServicesBoard
+from wakedock.dashboard.csp import CspReports, csp_budgets
 from wakedock.db import (
     make_engine,
     make_session_factory,
@@ -119,6 +121,8 @@ class Components:
     health: HealthChecks
     outages: Outages
     certificate: CertificateWatch
+    board: ServicesBoard
+    csp_reports: CspReports
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -191,6 +195,7 @@ def build_components(
             **login_budgets(settings.rate_limit),
             **mfa_budgets(settings.mfa),
             **wake_budgets(settings.proxy),
+            **csp_budgets(),
         },
     )
     sessions = SessionStore(
@@ -319,6 +324,15 @@ def build_components(
         health=HealthChecks(checks),
         outages=outages,
         certificate=certificate,
+        board=ServicesBoard(
+            factory,
+            services,
+            wakes,
+            clock,
+            base_domain=settings.proxy.base_domain,
+            max_awake=settings.proxy.max_awake,
+        ),
+        csp_reports=CspReports(limiter, auditor),
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -21,11 +21,13 @@ from wakedock.rbac.permissions import Role
 
 SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port": 80}}
 PUBLIC = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register",
-          "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login", "/login/code"}  # fmt: skip
+          "/api/v1/auth/setup", "/api/v1/auth/mfa/verify", "/login", "/login/code",
+          "/csp-report"}  # fmt: skip
 # Browser pages that send a visitor without a session to the sign-in form (303), not a 401.
-SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/account/sessions/revoke",
-                 "/account/sessions/revoke-others", "/account/password",
-                 "/account/mfa/backup-codes", "/account/mfa/disable"}  # fmt: skip
+SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}", "/logout",
+                 "/account/sessions/revoke", "/account/sessions/revoke-others",
+                 "/account/password", "/account/mfa/backup-codes",
+                 "/account/mfa/disable"}  # fmt: skip
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
 
@@ -190,6 +192,24 @@ def _account_disable_mfa(w: World) -> Action:
     return lambda: browser.post("/account/mfa/disable", data=data, headers=FORM)
 
 
+def _signed_in_operator(w: World) -> tuple[TestClient, str]:
+    """A browser signed in as an operator (no MFA demanded), and its pages' CSRF token."""
+    name, password = w.h.create_user(f"o{count(w.h)}", Role.OPERATOR, password=strong_password())
+    browser = _browser(w)
+    browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    return browser, _hidden(browser.get("/services").text, "csrf_token")
+
+
+def _dashboard_stop(w: World) -> Action:
+    browser, csrf = _signed_in_operator(w)
+    return lambda: browser.post("/services/svc/stop", data={"csrf_token": csrf}, headers=FORM)
+
+
+def _sign_out_form(w: World) -> Action:
+    browser, csrf = _signed_in_operator(w)
+    return lambda: browser.post("/logout", data={"csrf_token": csrf}, headers=FORM)
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -305,6 +325,13 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/account/password"): _account_password,
     ("POST", "/account/mfa/backup-codes"): _account_backup_codes,
     ("POST", "/account/mfa/disable"): _account_disable_mfa,
+    ("POST", "/services/{name}/{action}"): _dashboard_stop,
+    ("POST", "/logout"): _sign_out_form,
+    ("POST", "/csp-report"): _anonymous(
+        "POST",
+        "/csp-report",
+        {"csp-report": {"document-uri": "https://testserver/", "violated-directive": "img-src"}},
+    ),
 }
 
 
@@ -346,6 +373,7 @@ def test_a_page_post_without_a_session_goes_to_sign_in_and_changes_nothing(
 ) -> None:
     client = TestClient(h.app, base_url="https://testserver")
     before = count(h)
+    path = path.replace("{name}", "svc").replace("{action}", "stop")
     reply = client.post(path, data={"code": "123456"}, headers=FORM, follow_redirects=False)
     assert reply.status_code == 303 and reply.headers["location"].startswith("/login?next=")
     assert count(h) == before

@@ -76,6 +76,8 @@ class EventType(StrEnum):
     TLS_CERTIFICATE_RENEWED = "tls_certificate_renewed"
     # The edge (nginx + ModSecurity + OWASP CRS) refused a request or an answer.
     WAF_BLOCKED = "waf_blocked"
+    # A browser refused to load or run something on an admin page (its CSP report).
+    CSP_VIOLATION = "csp_violation"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -136,6 +138,8 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     # Someone sent what the CRS scores as an attack (or a false positive worth a narrow
     # exclusion): either way worth a look.
     EventType.WAF_BLOCKED: Severity.HIGH,
+    # Mostly a browser extension or a page bug; a burst of them can be an injection attempt.
+    EventType.CSP_VIOLATION: Severity.LOW,
 }
 
 

@@ -88,6 +88,9 @@ def exposition(
         "# HELP wakedock_waf_blocks_total Requests or answers refused by the edge's WAF.",
         "# TYPE wakedock_waf_blocks_total counter",
         f"wakedock_waf_blocks_total {t['waf_blocked']}",
+        "# HELP wakedock_csp_violations_total CSP violations browsers reported on admin pages.",
+        "# TYPE wakedock_csp_violations_total counter",
+        f"wakedock_csp_violations_total {t['csp_violation']}",
         "# HELP wakedock_service_starts_total Service starts by trigger and outcome.",
         "# TYPE wakedock_service_starts_total counter",
     ]

@@ -55,9 +55,19 @@ class SecurityHeaders:
     application (through the middleware below), the answer to an unknown or malformed Host and
     the proxy's own pages. Responses of a proxied service are its own and left alone."""
 
-    def __init__(self, *, hsts_max_age: int, hsts_always: bool) -> None:
+    def __init__(
+        self, *, hsts_max_age: int, hsts_always: bool, csp_report_uri: str | None = None
+    ) -> None:
+        """`csp_report_uri`: where browsers report what the CSP refused (the admin host's
+        pages only: on a service host a relative report URI would reach the service)."""
         self._hsts = _hsts(hsts_max_age)
         self._hsts_always = hsts_always
+        self._base = _BASE_HEADERS
+        if csp_report_uri is not None:
+            policy = f"{CSP}; report-uri {csp_report_uri}".encode()
+            self._base = [
+                (k, policy if k == b"content-security-policy" else v) for k, v in _BASE_HEADERS
+            ]
 
     def wrap(self, scope: Scope, send: Send, *, no_store: bool) -> Send:
         """`send`, adding the set to the response start (a header already there is kept: a
@@ -71,7 +81,7 @@ class SecurityHeaders:
                     (k, v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED
                 ]
                 present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in _BASE_HEADERS if k not in present]
+                headers += [(k, v) for k, v in self._base if k not in present]
                 headers.append((b"x-request-id", request_id.encode()))
                 if https:
                     headers.append((b"strict-transport-security", self._hsts))
@@ -84,9 +94,18 @@ class SecurityHeaders:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts_max_age: int, hsts_always: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hsts_max_age: int,
+        hsts_always: bool,
+        csp_report_uri: str | None = None,
+    ) -> None:
         self.app = app
-        self._headers = SecurityHeaders(hsts_max_age=hsts_max_age, hsts_always=hsts_always)
+        self._headers = SecurityHeaders(
+            hsts_max_age=hsts_max_age, hsts_always=hsts_always, csp_report_uri=csp_report_uri
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
