@@ -39,6 +39,14 @@ EXPECTED_PUBLIC = {
     ("POST", "/logout"),
     ("GET", "/assets/wakedock.js"),  # the pages' script
     ("POST", "/csp-report"),  # browsers report without a session: rate-limited, size-limited
+    # The Account page, the same way: the session cookie read by the page (no session: sent to
+    # /login), then account:read / account:write checked; posts need CSRF and this origin.
+    ("GET", "/account"),
+    ("POST", "/account/sessions/revoke"),
+    ("POST", "/account/sessions/revoke-others"),
+    ("POST", "/account/password"),
+    ("POST", "/account/mfa/backup-codes"),
+    ("POST", "/account/mfa/disable"),
 }
 
 
