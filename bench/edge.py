@@ -10,6 +10,9 @@ in a scratch image, as bench/proxy_vs_caddy.py):
 - `baseline`: nginx + ModSecurity + the CRS, the edge's own rendered configuration
   (`render_edge`: same nginx settings, same ModSecurity and CRS files) with its upstream pointed
   straight at the container's published port: what the WAF costs with no WakeDock at all.
+- `baseline-cookie`: the same baseline sent the same Cookie header as `edge-protected` (WakeDock's
+  service host cookie, a signed token of about 400 characters): what the CRS costs on that
+  request alone, with no WakeDock and no access check.
 - `nginx-no-waf`: the same with `modsecurity off`: nginx, TLS and the proxy hop alone.
 - `edge-public`: `wakedock edge run` in front of `wakedock serve`, a public service.
 - `edge-protected`: the same edge, a service for signed-in users, with a valid proxy cookie.
@@ -217,6 +220,7 @@ def main() -> None:
             plain = stack.enter_context(baseline(server, upstream, waf=False))
             targets = {
                 "baseline": (base, {"Host": PUBLIC_HOST}),
+                "baseline-cookie": (base, {"Host": PUBLIC_HOST, **cookie}),
                 "nginx-no-waf": (plain, {"Host": PUBLIC_HOST}),
                 "edge-public": (edge.port, {"Host": PUBLIC_HOST}),
                 "edge-protected": (edge.port, {"Host": PROTECTED_HOST, **cookie}),
@@ -268,14 +272,14 @@ def measure(
                 )
                 results.setdefault((conns, target), []).append(result)
                 print(
-                    f"round {round_number + 1} c={conns:<3} {target:<14} "
+                    f"round {round_number + 1} c={conns:<3} {target:<15} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                     f"p99 {result.p99_ms:7.2f} ms  timeouts {result.timeouts}",
                     flush=True,
                 )
     print("\nmedians")
     print(
-        f"{'conns':>5} {'target':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'timeouts':>8} "
+        f"{'conns':>5} {'target':<15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'timeouts':>8} "
         f"{'req/s vs baseline':>17} {'p99 vs baseline':>15}"
     )
     for conns in connections:
@@ -287,9 +291,20 @@ def measure(
             p50 = median([r.p50_ms for r in runs])
             lost = sum(r.timeouts for r in runs)
             print(
-                f"{conns:>5} {target:<14} {rps:9.0f} {p50:8.2f} {p99:8.2f} {lost:>8} "
+                f"{conns:>5} {target:<15} {rps:9.0f} {p50:8.2f} {p99:8.2f} {lost:>8} "
                 f"{rps / base_rps:>17.2f} {p99 / base_p99:>15.2f}"
             )
+    # The protected service against the same request through the stock rules (docstring).
+    print()
+    for conns in connections:
+        cookie_rps = median([r.rps for r in results[(conns, "baseline-cookie")]])
+        cookie_p99 = median([r.p99_ms for r in results[(conns, "baseline-cookie")]])
+        runs = results[(conns, "edge-protected")]
+        rps, p99 = median([r.rps for r in runs]), median([r.p99_ms for r in runs])
+        print(
+            f"c={conns}: edge-protected vs baseline-cookie: req/s {rps / cookie_rps:.2f}x, "
+            f"p99 {p99 / cookie_p99:.2f}x"
+        )
 
 
 if __name__ == "__main__":
