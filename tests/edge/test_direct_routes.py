@@ -36,6 +36,19 @@ from wakedock.services.spec import ServiceSpec
 pytestmark = pytest.mark.integration
 
 
+def token_shaped(claims: str) -> str:
+    """A value shaped like WakeDock's service host cookie (an HS256 JWT, exclusions.py), not
+    signed: the stand-in below tells them apart by their claims part."""
+    return f"eyJhbGciOiJIUzI1NiIsImtpZCI6I{'k' * 41}.eyJ{claims}.{'s' * 43}"
+
+
+# The stand-in's admitted visitor and its signed-in one of another role. Both have `--`
+# followed later by `-` in them (as about one real token in 500 does, in its signature):
+# CRS 942440 reads that as an SQL comment.
+GOOD = token_shaped("Z29vZC--IsInJvbGUiOi-ZpZXdlciJ9")
+OTHER_ROLE = token_shaped("b3RoZXI--IsInJvbGUiOi-Jub25lIn0")
+
+
 @dataclass
 class Seen:
     method: str
@@ -91,9 +104,9 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             if recorder.name == "wakedock":
                 if path == "/_wakedock/edge-auth":
                     cookie = self.headers.get("Cookie") or ""
-                    if "wakedock_proxy=good" in cookie:
+                    if f"wakedock_proxy={GOOD}" in cookie:
                         return 204, ""
-                    return (403, "") if "wakedock_proxy=other-role" in cookie else (401, "")
+                    return (403, "") if f"wakedock_proxy={OTHER_ROLE}" in cookie else (401, "")
                 return 200, f"wakedock {self.command} {path}"
             if path == "/own-502":
                 return 502, "the service's own 502"
@@ -372,7 +385,7 @@ def test_a_protected_service_asks_wakedock_and_caches_its_answer(
     status, _, body = edge.request("private.localhost", path="/doc")
     assert (status, body) == (200, b"wakedock GET /doc")
     # A cookie WakeDock admits: served directly, the decision asked once for both requests.
-    good = {"Cookie": "wakedock_proxy=good"}
+    good = {"Cookie": f"wakedock_proxy={GOOD}"}
     for _ in range(2):
         status, _, body = edge.request("private.localhost", path="/doc", headers=good)
         assert (status, body) == (200, b"service GET /doc")
@@ -380,14 +393,14 @@ def test_a_protected_service_asks_wakedock_and_caches_its_answer(
     # refusal cached too.
     for _ in range(2):
         status, _, body = edge.request(
-            "private.localhost", path="/doc", headers={"Cookie": "wakedock_proxy=other-role"}
+            "private.localhost", path="/doc", headers={"Cookie": f"wakedock_proxy={OTHER_ROLE}"}
         )
         assert (status, body) == (200, b"wakedock GET /doc")
     checks = [r for r in wakedock.requests if r.path == "/_wakedock/edge-auth"]
     assert [r.headers.get("cookie") for r in checks] == [
         None,
-        "wakedock_proxy=good",
-        "wakedock_proxy=other-role",
+        f"wakedock_proxy={GOOD}",
+        f"wakedock_proxy={OTHER_ROLE}",
     ]
     assert all(r.method == "GET" and r.body == b"" for r in checks)
     assert service.paths() == ["GET /doc", "GET /doc"]
@@ -400,3 +413,45 @@ def test_a_protected_service_asks_wakedock_and_caches_its_answer(
     assert status == 403
     assert headers["server"] == "nginx"
     assert service.paths() == ["GET /doc", "GET /doc"]
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        # In WakeDock's service host cookie: not a token, so refused before any CRS rule.
+        "wakedock_proxy=1' OR '1'='1' --",
+        "wakedock_proxy=<script>alert(1)</script>",
+        f"wakedock_proxy={GOOD}'; DROP TABLE users; --",
+        f"wakedock_proxy={GOOD}; wakedock_proxy=<img src=x onerror=alert(1)>",
+        # Beside it, in a cookie of the service's: the CRS reads it as ever.
+        f"wakedock_proxy={GOOD}; theirs=1' OR '1'='1' --",
+        f"theirs=<script>alert(1)</script>; wakedock_proxy={GOOD}",
+        # WakeDock's cookie under its other name is any other cookie here.
+        f"wakedock_proxy={GOOD}; __Host-wakedock_proxy=1' OR '1'='1' --",
+    ],
+)
+def test_an_attack_in_or_beside_wakedocks_cookie_is_refused_at_the_edge(
+    edge: Edge, service: Recorder, wakedock: Recorder, cookie: str
+) -> None:
+    status, headers, _ = edge.request("private.localhost", path="/doc", headers={"Cookie": cookie})
+    assert status == 403
+    assert headers["server"] == "nginx"  # the WAF's own answer
+    assert service.requests == []
+    assert wakedock.requests == []  # not even the access check
+
+
+@pytest.mark.security
+def test_wakedocks_token_passes_the_crs_and_never_reaches_the_service(
+    edge: Edge, service: Recorder, wakedock: Recorder
+) -> None:
+    # GOOD has `--` then `-` in it: the CRS alone refused about one real token in 500.
+    status, _, body = edge.request(
+        "private.localhost", path="/doc", headers={"Cookie": f"theirs=1; wakedock_proxy={GOOD}"}
+    )
+    assert (status, body) == (200, b"service GET /doc")
+    assert "wakedock_proxy" not in service.requests[-1].headers["cookie"]
+    assert "theirs=1" in service.requests[-1].headers["cookie"]
+    # A public service's host has no such exclusion: there the CRS reads that cookie too.
+    status, _, _ = edge.request("app.localhost", headers={"Cookie": f"wakedock_proxy={GOOD}"})
+    assert status == 403
