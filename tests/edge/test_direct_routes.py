@@ -64,6 +64,12 @@ class Recorder:
     name: str
     requests: list[Seen] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # The stand-in's access checks wait while it is clear; GOOD's session once revoked.
+    checks_open: threading.Event = field(default_factory=threading.Event)
+    revoked: bool = False
+
+    def __post_init__(self) -> None:
+        self.checks_open.set()
 
     @property
     def port(self) -> int:
@@ -103,8 +109,9 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             path = self.path
             if recorder.name == "wakedock":
                 if path == "/_wakedock/edge-auth":
+                    recorder.checks_open.wait(30)
                     cookie = self.headers.get("Cookie") or ""
-                    if f"wakedock_proxy={GOOD}" in cookie:
+                    if f"wakedock_proxy={GOOD}" in cookie and not recorder.revoked:
                         return 204, ""
                     return (403, "") if f"wakedock_proxy={OTHER_ROLE}" in cookie else (401, "")
                 return 200, f"wakedock {self.command} {path}"
@@ -455,3 +462,55 @@ def test_wakedocks_token_passes_the_crs_and_never_reaches_the_service(
     # A public service's host has no such exclusion: there the CRS reads that cookie too.
     status, _, _ = edge.request("app.localhost", headers={"Cookie": f"wakedock_proxy={GOOD}"})
     assert status == 403
+
+
+def test_an_expired_decision_is_asked_again_without_holding_other_visitors(
+    edge: Edge, service: Recorder, wakedock: Recorder
+) -> None:
+    good = {"Cookie": f"wakedock_proxy={GOOD}"}
+    assert edge.request("private.localhost", path="/a", headers=good)[0] == 200
+    time.sleep(6.5)  # the fixture's edge.auth_cache_seconds, + 1 s (nginx counts whole seconds)
+    # The first request after expiry asks WakeDock again; WakeDock is slow to answer.
+    wakedock.checks_open.clear()
+    first: list[int] = []
+    asking = threading.Thread(
+        target=lambda: first.append(edge.request("private.localhost", path="/b", headers=good)[0])
+    )
+    asking.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len([r for r in wakedock.requests if r.path == "/_wakedock/edge-auth"]) < 2:
+            assert time.monotonic() < deadline, wakedock.paths()
+            time.sleep(0.05)
+        # Another request meanwhile is served on the expired decision, not held behind the
+        # check (nginx's cache lock held it up to its 5 s timeout).
+        answer: list[int] = []
+        meanwhile = threading.Thread(
+            target=lambda: answer.append(
+                edge.request("private.localhost", path="/c", headers=good)[0]
+            )
+        )
+        meanwhile.start()
+        meanwhile.join(20)
+        assert answer == [200]
+        assert "GET /c" in service.paths() and "GET /b" not in service.paths()
+    finally:
+        wakedock.checks_open.set()
+        asking.join(30)
+    assert first == [200]
+
+
+def test_a_revoked_session_is_refused_once_the_decision_expires(
+    edge: Edge, service: Recorder, wakedock: Recorder
+) -> None:
+    good = {"Cookie": f"wakedock_proxy={GOOD}"}
+    assert edge.request("private.localhost", path="/doc", headers=good)[:3:2] == (
+        200,
+        b"service GET /doc",
+    )
+    wakedock.revoked = True
+    time.sleep(6.5)  # the fixture's edge.auth_cache_seconds, + 1 s (nginx counts whole seconds)
+    # The first request after expiry gets WakeDock's fresh answer: handed to WakeDock.
+    status, _, body = edge.request("private.localhost", path="/doc", headers=good)
+    assert (status, body) == (200, b"wakedock GET /doc")
+    assert service.paths() == ["GET /doc"]

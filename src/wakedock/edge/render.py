@@ -51,6 +51,10 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ADMIN_MIN_BODY_BYTES = 1024 * 1024
 # ModSecurity buffers a body to inspect it; its recommended limit without files is 128 KiB.
 BODY_NO_FILES_LIMIT = 128 * 1024
+# WakeDock answers the edge's access check from its session cache or one row: a check slower
+# than this fails (500) rather than hold a visitor, and bounds how long an expired decision is
+# still used by requests that arrive while it is asked again (docs/edge.md).
+AUTH_CHECK_TIMEOUT_SECONDS = 5
 
 log = logging.getLogger("wakedock.edge")
 
@@ -317,6 +321,7 @@ def render_edge(
         "auth_path": _checked(_PATH, EDGE_AUTH_PATH, "path"),
         "auth_cache": _path(options.temp_dir / "auth_cache"),
         "auth_cache_seconds": settings.edge.auth_cache_seconds,
+        "auth_check_timeout": AUTH_CHECK_TIMEOUT_SECONDS,
         "proxy_cookie": _checked(_COOKIE, SECURE_COOKIE, "cookie name"),
         "plain_cookie": _checked(_COOKIE, PLAIN_COOKIE, "cookie name"),
         "activity_socket": _path(activity_socket(settings.data_dir)),
