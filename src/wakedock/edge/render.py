@@ -30,6 +30,7 @@ from wakedock.edge.exclusions import (
     service_cookie_rules,
 )
 from wakedock.edge.routes import DirectRoute
+from wakedock.edge.tls import install_served, served_ca, served_pair
 from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
 from wakedock.proxy.edge_activity import ACTIVITY_TAG, EDGE_WORKER_USER, activity_socket
 from wakedock.proxy.pages import EDGE_AUTH_PATH, PREFIX
@@ -296,9 +297,10 @@ def render_edge(
         "rendered_for": f"{len(servers) - 2} service(s), "
         f"{sum(1 for s in servers if s.upstream)} proxied directly",
         "listen": _checked(_LISTEN, options.listen, "listen address"),
-        "cert": _path(options.cert),
-        "key": _path(options.key),
-        "wakedock_ca": _path(options.wakedock_ca),
+        # The last good copy of the configured pair (edge/tls.py), installed by write_edge.
+        "cert": _path(served_pair(options.out_dir)[0]),
+        "key": _path(served_pair(options.out_dir)[1]),
+        "wakedock_ca": _path(served_ca(options.out_dir)),
         "wakedock_address": _wakedock_address(settings),
         "wakedock_scheme": "http" if options.wakedock_http else "https",
         "wakedock_tls_name": _server_name(server.tls_hostname),
@@ -358,8 +360,10 @@ def _seconds(value: float) -> int:
 
 
 def write_edge(config: EdgeConfig) -> bool:
-    """Write the files (and the directories nginx needs under its prefix); True if any file
-    changed. Each file is replaced whole, so a reload never reads half a configuration."""
+    """Write the files (and the directories nginx needs under its prefix) and install the
+    certificate and key nginx serves; True if any of them changed. Each file is replaced whole,
+    so a reload never reads half a configuration. A pair that does not load keeps the last good
+    one (a warning), or raises CertificateRefused when there is none."""
     out = config.options.out_dir
     for part in ("logs", "modsecurity"):
         (out / part).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -380,4 +384,6 @@ def write_edge(config: EdgeConfig) -> bool:
         partial.write_text(text)
         partial.replace(target)
         changed = True
+    options = config.options
+    changed |= install_served(options.cert, options.key, options.wakedock_ca, out)
     return changed
