@@ -10,6 +10,9 @@ in a scratch image, as bench/proxy_vs_caddy.py):
 - `baseline`: nginx + ModSecurity + the CRS, the edge's own rendered configuration
   (`render_edge`: same nginx settings, same ModSecurity and CRS files) with its upstream pointed
   straight at the container's published port: what the WAF costs with no WakeDock at all.
+- `baseline-cookie`: the same baseline sent the same Cookie header as `edge-protected` (WakeDock's
+  service host cookie, a signed token of about 400 characters): what the CRS costs on that
+  request alone, with no WakeDock and no access check.
 - `nginx-no-waf`: the same with `modsecurity off`: nginx, TLS and the proxy hop alone.
 - `edge-public`: `wakedock edge run` in front of `wakedock serve`, a public service.
 - `edge-protected`: the same edge, a service for signed-in users, with a valid proxy cookie.
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +54,7 @@ from common import (
     code_line,
     machine_line,
     median,
+    process_cpu_seconds,
     quiet_check,
     run_wrk,
     strong_password,
@@ -61,6 +65,10 @@ from support.edge import TRUSTED, edge_in_front
 from support.server import free_port, serve, wait_port
 from wakedock.config import Settings
 from wakedock.edge.render import CONF_NAME, EdgeOptions, render_edge, write_edge
+from wakedock.edge.upkeep import children
+
+# A target: its port, the headers each request carries, the pids whose CPU it costs.
+Target = tuple[int, dict[str, str], Callable[[], list[int]]]
 
 PUBLIC_HOST = "app.localhost"
 PROTECTED_HOST = "vault.localhost"
@@ -149,7 +157,7 @@ def wake(server: Server, headers: dict[str, str]) -> None:
 
 
 @contextmanager
-def baseline(server: Server, upstream_port: int, *, waf: bool = True) -> Iterator[int]:
+def baseline(server: Server, upstream_port: int, *, waf: bool = True) -> Iterator[tuple[int, int]]:
     """The edge's configuration, rendered for a "WakeDock" at the container's address over
     plain HTTP (the container speaks HTTP): nginx + ModSecurity + CRS straight to it. Without
     `waf`, the same with `modsecurity off`: what nginx and TLS cost alone."""
@@ -179,7 +187,7 @@ def baseline(server: Server, upstream_port: int, *, waf: bool = True) -> Iterato
     )
     try:
         wait_port(port)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()  # nginx's fast shutdown
         process.wait(30)
@@ -213,14 +221,21 @@ def main() -> None:
             if direct:
                 wait_direct_routes(server.data_dir / "edge" / CONF_NAME, ("app", "vault"))
             upstream = published_port(installation)
-            base = stack.enter_context(baseline(server, upstream))
-            plain = stack.enter_context(baseline(server, upstream, waf=False))
-            targets = {
-                "baseline": (base, {"Host": PUBLIC_HOST}),
-                "nginx-no-waf": (plain, {"Host": PUBLIC_HOST}),
-                "edge-public": (edge.port, {"Host": PUBLIC_HOST}),
-                "edge-protected": (edge.port, {"Host": PROTECTED_HOST, **cookie}),
-                "wakedock": (server.port, {"Host": PUBLIC_HOST}),
+            base, base_pid = stack.enter_context(baseline(server, upstream))
+            plain, plain_pid = stack.enter_context(baseline(server, upstream, waf=False))
+            # Whose CPU a target's requests cost: nginx (master and workers), WakeDock.
+            wakedock_pid = server.process.pid
+
+            def edge_pids() -> list[int]:
+                return [wakedock_pid, *children(edge.process.pid)]
+
+            targets: dict[str, Target] = {
+                "baseline": (base, {"Host": PUBLIC_HOST}, lambda: [base_pid]),
+                "baseline-cookie": (base, {"Host": PUBLIC_HOST, **cookie}, lambda: [base_pid]),
+                "nginx-no-waf": (plain, {"Host": PUBLIC_HOST}, lambda: [plain_pid]),
+                "edge-public": (edge.port, {"Host": PUBLIC_HOST}, edge_pids),
+                "edge-protected": (edge.port, {"Host": PROTECTED_HOST, **cookie}, edge_pids),
+                "wakedock": (server.port, {"Host": PUBLIC_HOST}, lambda: [wakedock_pid]),
             }
             measure(targets, connections, args)
     finally:
@@ -240,7 +255,7 @@ def wait_direct_routes(conf: Path, services: tuple[str, ...], timeout: float = 6
 
 
 def measure(
-    targets: dict[str, tuple[int, dict[str, str]]],
+    targets: dict[str, Target],
     connections: list[int],
     args: argparse.Namespace,
 ) -> None:
@@ -253,12 +268,16 @@ def measure(
         flush=True,
     )
     results: dict[tuple[int, str], list[WrkResult]] = {}
+    # CPU per request of the target's processes (a busy machine moves req/s far more).
+    cpu: dict[tuple[int, str], list[float]] = {}
     names = list(targets)
     for round_number in range(args.rounds):
         for conns in connections:
             order = names if round_number % 2 == 0 else names[::-1]
             for target in order:
-                port, headers = targets[target]
+                port, headers, pids = targets[target]
+                processes = pids()
+                cpu_before = sum(process_cpu_seconds(pid) for pid in processes)
                 result = run_wrk(
                     f"https://{HOST}:{port}/1k.bin",
                     threads=min(args.threads, conns),
@@ -266,30 +285,53 @@ def measure(
                     seconds=args.seconds,
                     headers=headers,
                 )
+                cpu_ms = (
+                    1000
+                    * (sum(process_cpu_seconds(pid) for pid in processes) - cpu_before)
+                    / max(1, result.requests)
+                )
                 results.setdefault((conns, target), []).append(result)
+                cpu.setdefault((conns, target), []).append(cpu_ms)
                 print(
-                    f"round {round_number + 1} c={conns:<3} {target:<14} "
+                    f"round {round_number + 1} c={conns:<3} {target:<15} "
                     f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                    f"p99 {result.p99_ms:7.2f} ms  timeouts {result.timeouts}",
+                    f"p99 {result.p99_ms:7.2f} ms  CPU {cpu_ms:5.2f} ms/req  "
+                    f"timeouts {result.timeouts}",
                     flush=True,
                 )
     print("\nmedians")
     print(
-        f"{'conns':>5} {'target':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'timeouts':>8} "
-        f"{'req/s vs baseline':>17} {'p99 vs baseline':>15}"
+        f"{'conns':>5} {'target':<15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'timeouts':>8} "
+        f"{'req/s vs baseline':>17} {'p99 vs baseline':>15} {'CPU ms/req':>10} {'CPU vs base':>11}"
     )
     for conns in connections:
         base_rps = median([r.rps for r in results[(conns, "baseline")]])
         base_p99 = median([r.p99_ms for r in results[(conns, "baseline")]])
+        base_cpu = median(cpu[(conns, "baseline")])
         for target in names:
             runs = results[(conns, target)]
             rps, p99 = median([r.rps for r in runs]), median([r.p99_ms for r in runs])
             p50 = median([r.p50_ms for r in runs])
             lost = sum(r.timeouts for r in runs)
             print(
-                f"{conns:>5} {target:<14} {rps:9.0f} {p50:8.2f} {p99:8.2f} {lost:>8} "
-                f"{rps / base_rps:>17.2f} {p99 / base_p99:>15.2f}"
+                f"{conns:>5} {target:<15} {rps:9.0f} {p50:8.2f} {p99:8.2f} {lost:>8} "
+                f"{rps / base_rps:>17.2f} {p99 / base_p99:>15.2f} "
+                f"{median(cpu[(conns, target)]):>10.2f} "
+                f"{median(cpu[(conns, target)]) / base_cpu:>11.2f}"
             )
+    # The protected service against the same request through the stock rules (docstring).
+    print()
+    for conns in connections:
+        cookie_rps = median([r.rps for r in results[(conns, "baseline-cookie")]])
+        cookie_p99 = median([r.p99_ms for r in results[(conns, "baseline-cookie")]])
+        runs = results[(conns, "edge-protected")]
+        rps, p99 = median([r.rps for r in runs]), median([r.p99_ms for r in runs])
+        cookie_cpu = median(cpu[(conns, "baseline-cookie")])
+        protected_cpu = median(cpu[(conns, "edge-protected")])
+        print(
+            f"c={conns}: edge-protected vs baseline-cookie: req/s {rps / cookie_rps:.2f}x, "
+            f"p99 {p99 / cookie_p99:.2f}x, CPU per request {protected_cpu / cookie_cpu:.2f}x"
+        )
 
 
 if __name__ == "__main__":

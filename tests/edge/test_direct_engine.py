@@ -195,8 +195,10 @@ def test_a_protected_service_refuses_without_a_cookie_and_serves_one_directly(
         # Woken through WakeDock for the signed-in visitor, then proxied directly.
         assert _hop(http, "vault.localhost", cookie) == THROUGH_WAKEDOCK
         _direct_soon(http, "vault.localhost", cookie)
-        # Without a cookie (or with a forged one): WakeDock's sign-in redirect, or its 401.
-        for headers in ({}, {"Cookie": "wakedock_proxy=forged"}):
+        # Without a cookie (or with a forged one, signed with no key of WakeDock's): WakeDock's
+        # sign-in redirect, or its 401.
+        forged = cookie[:-43] + "A" * 43
+        for headers in ({}, {"Cookie": forged}):
             anonymous = http.get(
                 "/", headers={"Host": "vault.localhost", "Accept": "text/html", **headers}
             )
@@ -205,6 +207,9 @@ def test_a_protected_service_refuses_without_a_cookie_and_serves_one_directly(
             refused = http.get("/headers", headers={"Host": "vault.localhost", **headers})
             assert refused.status_code == 401
             assert "x-forwarded-for" not in refused.text  # nothing of the app's
+        # Anything else in WakeDock's cookie is refused by the edge itself (exclusions.py).
+        refused = http.get("/", headers={"Host": "vault.localhost", "Cookie": "wakedock_proxy=x"})
+        assert refused.status_code == 403
         # The access check is internal to the edge.
         assert (
             http.get("/_wakedock/edge-auth", headers={"Host": "vault.localhost"}).status_code == 404

@@ -27,6 +27,7 @@ from wakedock.config import Settings
 from wakedock.edge.modsec_log import WafLogIngest
 from wakedock.edge.render import EdgeConfig, EdgeOptions, render_edge
 from wakedock.edge.supervisor import EdgeSupervisor
+from wakedock.edge.tls import served_pair
 from wakedock.edge.upkeep import nginx_processes, read_applied
 from wakedock.services.snapshots import ServiceView
 from wakedock.services.spec import ServiceSpec
@@ -293,7 +294,7 @@ def _get(connection: http.client.HTTPSConnection, path: str) -> bytes:
     return connection.getresponse().read()
 
 
-def test_a_broken_certificate_is_refused_and_nginx_that_keeps_dying_ends_the_edge(
+def test_a_broken_certificate_is_refused_and_a_restart_serves_the_last_good_one(
     tmp_path: Path, nginx: Path
 ) -> None:
     with Edge(tmp_path, nginx, watch_seconds=0.2, max_quick_failures=2, stable_seconds=600) as edge:
@@ -301,8 +302,27 @@ def test_a_broken_certificate_is_refused_and_nginx_that_keeps_dying_ends_the_edg
         edge.cert.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
         _wait(lambda: any("certificate or key was refused" in m for m in edge.messages), "refusal")
         assert edge.answer()[1] == old  # the old certificate keeps serving
-        # nginx killed now cannot start again with that certificate: after two quick failures
-        # the supervisor gives up, with a failure status.
+        # nginx killed now starts again, with the last good pair (edge/tls.py).
+        pid = edge.supervisor.nginx_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _wait(
+            lambda: edge.supervisor.nginx_pid not in (pid, None) and edge.answer()[0] != 0,
+            "the edge answering again",
+        )
+        assert edge.answer()[1] == old
+        assert edge.supervisor.restarts == 1 and edge.status == []
+        assert any("starts with the last good certificate" in m for m in edge.messages)
+
+
+def test_nginx_that_keeps_dying_ends_the_edge(tmp_path: Path, nginx: Path) -> None:
+    with Edge(tmp_path, nginx, watch_seconds=0.2, max_quick_failures=2, stable_seconds=600) as edge:
+        # No usable pair at all, the last good one gone too: nginx killed cannot start again,
+        # and after two quick failures the supervisor gives up, with a failure status.
+        edge.cert.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+        _wait(lambda: any("certificate or key was refused" in m for m in edge.messages), "refusal")
+        for served in served_pair(edge.options.out_dir):
+            served.unlink()
         pid = edge.supervisor.nginx_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)

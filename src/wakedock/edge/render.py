@@ -23,7 +23,14 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from wakedock.config import Settings
+from wakedock.edge.exclusions import (
+    NEXT_EXCLUSION,
+    PASSWORD_EXCLUSION,
+    SPEC_EXCLUSIONS,
+    service_cookie_rules,
+)
 from wakedock.edge.routes import DirectRoute
+from wakedock.edge.tls import install_served, served_ca, served_pair
 from wakedock.proxy.access import PLAIN_COOKIE, SECURE_COOKIE
 from wakedock.proxy.edge_activity import ACTIVITY_TAG, EDGE_WORKER_USER, activity_socket
 from wakedock.proxy.pages import EDGE_AUTH_PATH, PREFIX
@@ -45,44 +52,15 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ADMIN_MIN_BODY_BYTES = 1024 * 1024
 # ModSecurity buffers a body to inspect it; its recommended limit without files is 128 KiB.
 BODY_NO_FILES_LIMIT = 128 * 1024
+# WakeDock answers the edge's access check from its session cache or one row: a check slower
+# than this fails (500) rather than hold a visitor, and bounds how long an expired decision is
+# still used by requests that arrive while it is asked again (docs/edge.md).
+AUTH_CHECK_TIMEOUT_SECONDS = 5
 
 log = logging.getLogger("wakedock.edge")
 
-# A password is any string the user chose: an apostrophe and two dashes in it are not SQL. Its
-# fields (form `password`, JSON `password`, `current_password`, `new_password`) are left out of
-# every CRS rule, on the admin hosts' sign-in, account and MFA paths only (docs/edge.md).
-_PASSWORD_FIELDS = ("ARGS:password", "ARGS:json.password", "ARGS:json.current_password",
-                    "ARGS:json.new_password")  # fmt: skip
-PASSWORD_EXCLUSION = (
-    'SecRule REQUEST_FILENAME "@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login)$" '
-    '"id:1001,phase:1,pass,nolog,t:none,'
-    + ",".join(f"ctl:ruleRemoveTargetByTag=OWASP_CRS;{field}" for field in _PASSWORD_FIELDS)
-    + '"'
-)
-
-# A service spec's `command` and `env` are a program's own words: a shell line, a URL, a quoted
-# word or `--` in them is what people write, and each alone scores 5 at paranoia level 2 (932150,
-# 931130, 942110, 942440). Those two fields, on the admin hosts only, are left out of the rules
-# tagged command execution, SQL injection and remote file inclusion; every other field of the
-# spec (its name included) and every other rule (XSS, PHP, protocol) still applies to them. The
-# spec is then WakeDock's to validate, and its policy's (and the caller needs services:write).
-# ModSecurity 3.0.9 takes no pattern in `ctl:ruleRemoveTarget*`, and `env` names are the user's:
-# hence the update of targets by tag, which takes one (docs/edge.md).
-# (A `|` inside the pattern would be read as the list's separator: one pattern per field.)
-_SPEC_FIELDS = "!ARGS:/^json\\.command\\./|!ARGS:/^json\\.env\\./"
-SPEC_EXCLUSIONS = tuple(
-    f'SecRuleUpdateTargetByTag "{tag}" "{_SPEC_FIELDS}"'
-    for tag in ("attack-rce", "attack-sqli", "attack-rfi")
-)
-# The sign-in detour of a protected service carries the service's address, encoded once more,
-# in `next`: 920230 ("multiple URL encoding", 3 points) on every page of it would leave two
-# points before any other warning blocks a sign-in. Only `next`, only on those pages.
-NEXT_EXCLUSION = (
-    'SecRule REQUEST_FILENAME "@rx ^/(?:login(?:/code)?|mfa/enrol(?:/confirm)?|auth/proxy)$" '
-    '"id:1002,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetById=920230;ARGS:next"'
-)
-
 CONF_NAME = "nginx.conf"
+SERVICE_COOKIE_RULES = "modsecurity/service-cookie.conf"
 # Started as root, nginx's workers run as this user (nginx's own default).
 _WORKER_USER = EDGE_WORKER_USER
 _TMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi", "modsecurity", "auth_cache")
@@ -306,6 +284,7 @@ def render_edge(
         "modsecurity_conf": f"{out}/modsecurity/modsecurity.conf",
         "crs_setup": f"{out}/modsecurity/crs-setup.conf",
         "exclusions_before": f"{out}/modsecurity/exclusions-before-crs.conf",
+        "service_cookie_rules": f"{out}/{SERVICE_COOKIE_RULES}",
         "audit_log": _path(options.audit_log),
         "crs_rules": _path(options.crs_rules),
         "modsecurity_module": _path(options.modsecurity_module),
@@ -318,9 +297,10 @@ def render_edge(
         "rendered_for": f"{len(servers) - 2} service(s), "
         f"{sum(1 for s in servers if s.upstream)} proxied directly",
         "listen": _checked(_LISTEN, options.listen, "listen address"),
-        "cert": _path(options.cert),
-        "key": _path(options.key),
-        "wakedock_ca": _path(options.wakedock_ca),
+        # The last good copy of the configured pair (edge/tls.py), installed by write_edge.
+        "cert": _path(served_pair(options.out_dir)[0]),
+        "key": _path(served_pair(options.out_dir)[1]),
+        "wakedock_ca": _path(served_ca(options.out_dir)),
         "wakedock_address": _wakedock_address(settings),
         "wakedock_scheme": "http" if options.wakedock_http else "https",
         "wakedock_tls_name": _server_name(server.tls_hostname),
@@ -343,6 +323,7 @@ def render_edge(
         "auth_path": _checked(_PATH, EDGE_AUTH_PATH, "path"),
         "auth_cache": _path(options.temp_dir / "auth_cache"),
         "auth_cache_seconds": settings.edge.auth_cache_seconds,
+        "auth_check_timeout": AUTH_CHECK_TIMEOUT_SECONDS,
         "proxy_cookie": _checked(_COOKIE, SECURE_COOKIE, "cookie name"),
         "plain_cookie": _checked(_COOKIE, PLAIN_COOKIE, "cookie name"),
         "activity_socket": _path(activity_socket(settings.data_dir)),
@@ -355,6 +336,11 @@ def render_edge(
         "modsecurity/exclusions-before-crs.conf": env.get_template(
             "exclusions-before-crs.conf.j2"
         ).render(values),
+        # Protected service hosts load it (their server block): WakeDock's cookie, as WakeDock
+        # reads it behind the edge (its plain-HTTP name when WakeDock serves plain HTTP).
+        SERVICE_COOKIE_RULES: service_cookie_rules(
+            SECURE_COOKIE if not options.wakedock_http else PLAIN_COOKIE, options.crs_rules
+        ),
     }
     return EdgeConfig(options, files, servers)
 
@@ -374,8 +360,10 @@ def _seconds(value: float) -> int:
 
 
 def write_edge(config: EdgeConfig) -> bool:
-    """Write the files (and the directories nginx needs under its prefix); True if any file
-    changed. Each file is replaced whole, so a reload never reads half a configuration."""
+    """Write the files (and the directories nginx needs under its prefix) and install the
+    certificate and key nginx serves; True if any of them changed. Each file is replaced whole,
+    so a reload never reads half a configuration. A pair that does not load keeps the last good
+    one (a warning), or raises CertificateRefused when there is none."""
     out = config.options.out_dir
     for part in ("logs", "modsecurity"):
         (out / part).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -396,4 +384,6 @@ def write_edge(config: EdgeConfig) -> bool:
         partial.write_text(text)
         partial.replace(target)
         changed = True
+    options = config.options
+    changed |= install_served(options.cert, options.key, options.wakedock_ca, out)
     return changed

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from wakedock.edge.modsec_log import WafLogIngest
 from wakedock.edge.render import EdgeConfig, EdgeOptions, write_edge
+from wakedock.edge.tls import CertificateRefused, check_pair
 from wakedock.edge.upkeep import (
     Applied,
     children,
@@ -217,7 +218,11 @@ class EdgeSupervisor:
         the restart then counts as a quick failure)."""
         self._marker = self._read_marker()
         config = self.render()
-        write_edge(config)
+        write_edge(config)  # CertificateRefused: neither the configured pair nor a last good
+        try:
+            check_pair(config.options.cert, config.options.key)
+        except CertificateRefused as exc:
+            self.progress(f"{exc}: nginx starts with the last good certificate and key")
         if check:
             check_config(self.nginx, config)
         self._options = config.options
@@ -236,6 +241,8 @@ class EdgeSupervisor:
             # clear message. A services change is not: `nginx -t` parses the whole CRS again
             # (about a second on a busy machine), and nginx refuses a broken configuration on
             # reload by itself, keeping the old one; the check then explains why.
+            if tls_changed:  # nginx would keep serving the last good pair: say so
+                check_pair(config.options.cert, config.options.key)
             if tls_changed or self._unapplied:
                 check_config(self.nginx, config)
         except Exception as exc:  # noqa: BLE001 - any failure: the running nginx keeps its last

@@ -1,0 +1,117 @@
+"""The edge's CRS exclusions, each as narrow as it can be (docs/edge.md, "CRS exclusions").
+
+On the admin hosts: a password is not SQL, a service spec's command and environment are a
+program's words, and the sign-in detour's `next` is encoded once more than usual.
+
+On protected service hosts, WakeDock's service host cookie: the OWASP CRS reads none of it, and
+anything in it that is not shaped like a token WakeDock issues is refused. Its visitors send
+that cookie with every request: a signed token of about 400 characters (proxy/access.py,
+auth/tokens.py). At paranoia level 2 about a hundred CRS rules read every cookie's value
+(REQUEST_COOKIES), each after its transformations: measured with callgrind, that cookie more
+than doubled ModSecurity's instructions per request (5.6 M without it, 12.4 M with it). Yet its
+value is WakeDock's alone: nginx strips it before the request reaches the service (the
+`$edge_service_cookie` map) and WakeDock verifies it as a signed token. So:
+
+- a rule refuses (403) a request whose cookie of that name is anything but empty or a token of
+  exactly WakeDock's shape (an HS256 JWT under a 16-hex-digit key id: base64url in three
+  dot-separated parts, a fixed header, a 43-character signature). A value of that alphabet
+  cannot carry an SQL, script or shell payload;
+- the CRS rules that read cookie values and names are told, by id, not to read that one cookie
+  (`SecRuleUpdateTargetById`): 12.4 M instructions became 7.8 M (and 5.6 M became 6.4 M
+  without the cookie, hence protected hosts only). ModSecurity 3.0.9 checks per-request
+  exclusions (`ctl:ruleRemoveTarget*`) against every rule and variable: by tag that cost about
+  as much as it saved, by id half of it. Every other cookie is inspected as before, and so is
+  the raw Cookie header (about twenty rules: protocol, scanners, Java, shellshock).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+# A password is any string the user chose: an apostrophe and two dashes in it are not SQL. Its
+# fields (form `password`, JSON `password`, `current_password`, `new_password`) are left out of
+# every CRS rule, on the admin hosts' sign-in, account and MFA paths only (docs/edge.md).
+_PASSWORD_FIELDS = ("ARGS:password", "ARGS:json.password", "ARGS:json.current_password",
+                    "ARGS:json.new_password")  # fmt: skip
+PASSWORD_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login)$" '
+    '"id:1001,phase:1,pass,nolog,t:none,'
+    + ",".join(f"ctl:ruleRemoveTargetByTag=OWASP_CRS;{field}" for field in _PASSWORD_FIELDS)
+    + '"'
+)
+
+# A service spec's `command` and `env` are a program's own words: a shell line, a URL, a quoted
+# word or `--` in them is what people write, and each alone scores 5 at paranoia level 2 (932150,
+# 931130, 942110, 942440). Those two fields, on the admin hosts only, are left out of the rules
+# tagged command execution, SQL injection and remote file inclusion; every other field of the
+# spec (its name included) and every other rule (XSS, PHP, protocol) still applies to them. The
+# spec is then WakeDock's to validate, and its policy's (and the caller needs services:write).
+# ModSecurity 3.0.9 takes no pattern in `ctl:ruleRemoveTarget*`, and `env` names are the user's:
+# hence the update of targets by tag, which takes one (docs/edge.md).
+# (A `|` inside the pattern would be read as the list's separator: one pattern per field.)
+_SPEC_FIELDS = "!ARGS:/^json\\.command\\./|!ARGS:/^json\\.env\\./"
+SPEC_EXCLUSIONS = tuple(
+    f'SecRuleUpdateTargetByTag "{tag}" "{_SPEC_FIELDS}"'
+    for tag in ("attack-rce", "attack-sqli", "attack-rfi")
+)
+# The sign-in detour of a protected service carries the service's address, encoded once more,
+# in `next`: 920230 ("multiple URL encoding", 3 points) on every page of it would leave two
+# points before any other warning blocks a sign-in. Only `next`, only on those pages.
+NEXT_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@rx ^/(?:login(?:/code)?|mfa/enrol(?:/confirm)?|auth/proxy)$" '
+    '"id:1002,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetById=920230;ARGS:next"'
+)
+
+# Ours, below the CRS's ids (900000 and up), after the two above.
+RULE_ID = 1003
+# An HS256 JWT as PyJWT writes WakeDock's: the header {"alg":"HS256","kid":"<16 hex>","typ":"JWT"}
+# (sorted keys, no spaces: a fixed prefix and 70 characters), claims, a 32-byte signature.
+# `[.]`, not `\.`: the same text is a PCRE in the rule and a Python pattern in the tests.
+COOKIE_SHAPE = (
+    "eyJhbGciOiJIUzI1NiIsImtpZCI6I[A-Za-z0-9_-]{41}"
+    "[.]eyJ[A-Za-z0-9_-]{16,16000}"
+    "[.][A-Za-z0-9_-]{43}"
+)
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# `SecRule TARGETS "operator" "id:N,...` once a rule's continuation lines are joined.
+_RULE = re.compile(r'^\s*SecRule\s+(\S+)\s.*?"id:(\d+)', re.MULTILINE)
+_COOKIE_TARGETS = ("REQUEST_COOKIES", "REQUEST_COOKIES_NAMES")
+
+
+@functools.cache
+def crs_cookie_rules(crs_rules: Path) -> tuple[tuple[int, str], ...]:
+    """(id, collection) for each of the installed CRS's request rules that reads every cookie's
+    value or name. Read from the rules themselves, so a CRS upgrade that adds one is covered;
+    the application exclusion packages (REQUEST-903.*) are skipped: they only remove targets."""
+    found: list[tuple[int, str]] = []
+    for path in sorted(crs_rules.glob("REQUEST-9*.conf")):
+        if path.name.startswith("REQUEST-903"):
+            continue
+        text = re.sub(r"\\\n\s*", " ", path.read_text(errors="replace"))
+        for targets, rule_id in _RULE.findall(text):
+            read = set(targets.split("|"))
+            found += [(int(rule_id), c) for c in _COOKIE_TARGETS if c in read]
+    return tuple(found)
+
+
+def service_cookie_rules(cookie: str, crs_rules: Path) -> str:
+    """The ModSecurity rules of a protected service host (a file the server block loads) for
+    WakeDock's service host cookie named `cookie`."""
+    if not _COOKIE_NAME.fullmatch(cookie):
+        raise ValueError(f"cookie name {cookie!r} cannot be written into a ModSecurity rule")
+    lines = [
+        "# Rendered by `wakedock edge render`: WakeDock's service host cookie on protected",
+        '# service hosts (docs/edge.md, "The service host cookie").',
+        f'SecRule REQUEST_COOKIES:{cookie} "!@rx ^(?:{COOKIE_SHAPE})?$" \\',
+        f'    "id:{RULE_ID},phase:1,deny,status:403,log,auditlog,t:none,\\',
+        "    msg:'WakeDock service host cookie is not a WakeDock token',\\",
+        "    tag:'wakedock',tag:'attack-protocol'\"",
+    ]
+    # Its name too: a constant, but each rule would still transform and match it.
+    lines += [
+        f'SecRuleUpdateTargetById {rule_id} "!{collection}:{cookie}"'
+        for rule_id, collection in crs_cookie_rules(crs_rules)
+    ]
+    return "\n".join(lines) + "\n"
