@@ -101,25 +101,25 @@ def _wait_edge(edge: Edge, timeout: float = 120) -> None:
 
 
 @contextmanager
-def edge_in_front(
+def run_edge(
     data_dir: Path,
-    wakedock: WakeDockProcess,
     env: dict[str, str],
     *,
+    wakedock_port: int,
+    wakedock_https: bool,
     address: str = HOST,
     port: int | None = None,
     poll_seconds: float = 1,
 ) -> Iterator[Edge]:
-    """`wakedock edge run` in front of `wakedock` on `address` (loopback) and `port` (default: a
-    free one), with `env` (the server's environment); stopped on exit. WakeDock on plain HTTP
-    gets `--wakedock-http`."""
+    """`wakedock edge run` on `data_dir`, in front of WakeDock on 127.0.0.1:`wakedock_port`,
+    listening on `address` (loopback) and `port` (default: a free one), with `env`; stopped on
+    exit. WakeDock on plain HTTP gets `--wakedock-http`."""
     port = port or free_port()
     log_path = data_dir.parent / f"edge-{port}.log"
-    listen = f"{address}:{port}"
-    args = ["edge", "run", "--listen", listen, "--poll-seconds", str(poll_seconds)]
-    if not wakedock.https:
+    args = ["edge", "run", "--listen", f"{address}:{port}", "--poll-seconds", str(poll_seconds)]
+    if not wakedock_https:
         args.append("--wakedock-http")
-    env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock.port)}
+    env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock_port)}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
@@ -135,6 +135,29 @@ def edge_in_front(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@contextmanager
+def edge_in_front(
+    data_dir: Path,
+    wakedock: WakeDockProcess,
+    env: dict[str, str],
+    *,
+    address: str = HOST,
+    port: int | None = None,
+    poll_seconds: float = 1,
+) -> Iterator[Edge]:
+    """`run_edge` in front of the server `wakedock`, with `env` (the server's environment)."""
+    with run_edge(
+        data_dir,
+        env,
+        wakedock_port=wakedock.port,
+        wakedock_https=wakedock.https,
+        address=address,
+        port=port,
+        poll_seconds=poll_seconds,
+    ) as edge:
+        yield edge
 
 
 def waf_events(data_dir: Path) -> list[AuditEvent]:
