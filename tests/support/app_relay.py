@@ -65,7 +65,7 @@ class AppRelay:
                     return lambda: relay._answer(self)
                 raise AttributeError(name)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: nginx's access log has every request."""
 
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
@@ -77,7 +77,9 @@ class AppRelay:
         self._server.shutdown()
         self._server.server_close()
 
-    def expect(self, transport: _TestClientTransport, request: httpx.Request) -> tuple[str, _Pending]:
+    def expect(
+        self, transport: _TestClientTransport, request: httpx.Request
+    ) -> tuple[str, _Pending]:
         key = secrets.token_hex(12)
         pending = _Pending(transport, request)
         with self._lock:

@@ -41,8 +41,9 @@ MARKER_PATH = "/__wakedock-test-flush/"
 # it, which the edge never lets the request reach): skipped in this mode, with the reason.
 # Keys: "file::test" (every parameter) or "file" (every test of it).
 EXPECTED_BLOCKS: dict[str, str] = {
-    "tests/users/test_users_api.py::test_xss_username_refused_not_echoed":
-        "a <script> user name (941100 and more, 949110)",
+    "tests/users/test_users_api.py::test_xss_username_refused_not_echoed": (
+        "a <script> user name (941100 and more, 949110)"
+    ),
 }
 
 # Tests of what WakeDock answers where the edge answers first, by design (not the WAF).
