@@ -206,7 +206,7 @@ class EdgeRoute:
 
 
 @contextlib.contextmanager
-def testclient_through(route: EdgeRoute) -> Any:
+def route_testclients(route: EdgeRoute) -> Any:
     """Every TestClient's HTTP requests through `route` while the context is open."""
 
     def handle_request(self: _TestClientTransport, request: httpx.Request) -> httpx.Response:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.app_relay import AppRelay, EdgeRoute, testclient_through
+from support.app_relay import AppRelay, EdgeRoute, route_testclients
 from support.components import unavailable
 from support.edge import TRUSTED, missing_packages, run_edge
 from support.server import server_env
@@ -164,7 +164,7 @@ def through_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeSessi
         ) as edge:
             route = EdgeRoute(edge.address, edge.port, edge.context(), relay)
             watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
-            with testclient_through(route):
+            with route_testclients(route):
                 yield EdgeSession(route, watch)
             route.close()
     finally:

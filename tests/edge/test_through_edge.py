@@ -1,0 +1,107 @@
+"""The machinery of WAKEDOCK_TEST_THROUGH_EDGE=1 (support/through_edge.py, support/app_relay.py)
+with a real `wakedock edge run`: a TestClient's requests really cross nginx + ModSecurity, the
+app gets them as the test wrote them, and a request the WAF refuses or scores is found in
+ModSecurity's audit log and named with its rules (what fails a test in that mode).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from support.app_relay import AppRelay, EdgeRoute, route_testclients
+from support.edge import TRUSTED, Edge, run_edge
+from support.server import server_env
+from support.through_edge import ADMIN_HOSTS, AuditLogWatch
+
+pytestmark = [pytest.mark.integration, pytest.mark.security]
+
+
+class Boom(Exception):
+    """What the app raises: the test must see it, as TestClient shows it in process."""
+
+
+async def echo(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse(
+        {
+            "host": request.headers.get("host"),
+            "client": request.client.host if request.client else None,
+            "forwarded_for": request.headers.get("x-forwarded-for"),
+            "query": request.url.query,
+            "body": body.decode(),
+        },
+        headers={"X-App": "echo"},
+    )
+
+
+async def boom(request: Request) -> JSONResponse:
+    raise Boom("the app failed")
+
+
+APP = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"]), Route("/boom", boom)])
+
+
+@pytest.fixture
+def edge_route(tmp_path: Path, nginx: Path) -> Iterator[tuple[EdgeRoute, Edge]]:
+    data_dir = tmp_path / "data"
+    env = server_env(data_dir, {"WAKEDOCK_PROXY__ADMIN_HOSTS": json.dumps(ADMIN_HOSTS), **TRUSTED})
+    relay = AppRelay()
+    try:
+        with run_edge(data_dir, env, wakedock_port=relay.port, wakedock_https=False) as edge:
+            route = EdgeRoute(edge.address, edge.port, edge.context(), relay)
+            with route_testclients(route):
+                yield route, edge
+            route.close()
+    finally:
+        relay.close()
+
+
+def test_testclient_requests_cross_the_edge_and_blocks_are_found(
+    edge_route: tuple[EdgeRoute, Edge],
+) -> None:
+    route, edge = edge_route
+    watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
+    offset = watch.offset()
+    client = TestClient(APP, base_url="https://testserver", client=("203.0.113.7", 5000))
+
+    answer = client.post(
+        "/echo?page=2", json={"note": "it's fine"}, headers={"X-Forwarded-For": "198.51.100.1"}
+    )
+    assert answer.status_code == 200, answer.text
+    # The app's answer, through nginx: nginx's Server header and the edge's security headers.
+    assert answer.headers["x-app"] == "echo"
+    assert answer.headers["server"] == "nginx"
+    assert answer.headers["x-frame-options"] == "DENY"
+    # ...and the request as the test wrote it (nginx would have replaced X-Forwarded-For).
+    assert answer.json() == {
+        "host": "testserver",
+        "client": "203.0.113.7",
+        "forwarded_for": "198.51.100.1",
+        "query": "page=2",
+        "body": '{"note":"it\'s fine"}',
+    }
+    assert "POST /echo?page=2" in edge.access_log()
+    assert watch.findings_since(offset) == []
+
+    with pytest.raises(Boom):
+        client.get("/boom")
+
+    offset = watch.offset()
+    refused = client.get("/echo", params={"search": "1' OR '1'='1"})
+    assert refused.status_code == 403
+    assert refused.headers["server"] == "nginx"
+    (finding,) = watch.findings_since(offset)
+    assert (finding.status, finding.method, finding.host) == (403, "GET", "testserver")
+    rules = [rule for rule, _, _ in finding.rules]
+    assert "949110" in rules
+    assert any(rule.startswith("942") for rule in rules), rules
+    assert "942" in finding.describe()
