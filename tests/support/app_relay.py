@@ -112,7 +112,8 @@ class AppRelay:
         )
         try:
             response = _ORIGINAL(pending.transport, request)
-            content = response.read()
+            # Raw: a gzip answer stays gzip (read() would decode it).
+            content = b"".join(response.iter_raw())
         except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread
             pending.error = exc
             _write(handler, 500, [(b"content-type", b"text/plain")], b"the app raised\n")
@@ -199,7 +200,10 @@ class EdgeRoute:
         if pending.error is not None:
             raise pending.error
         kept = [(k, v) for k, v in answer.headers.raw if k.lower() not in _HOP_BY_HOP]
-        return httpx.Response(answer.status_code, headers=kept, content=raw, request=request)
+        # A ByteStream, as TestClient's own transport answers: decoded when the test reads it.
+        return httpx.Response(
+            answer.status_code, headers=kept, stream=httpx.ByteStream(raw), request=request
+        )
 
     def close(self) -> None:
         self.transport.close()

@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from conftest import strong_password
 from support.login import access_token, bearer
-from support.server import HOST, WakeDockProcess, free_port, run_cli, wakedock_command
+from support.server import HOST, WakeDockProcess, free_port, run_cli
 from support.socket_relay import TlsRelay as TlsRelay  # (for test_edge_scanners.py)
 from wakedock.audit.models import AuditEvent
 from wakedock.edge.render import CRS_RULES, MODSECURITY_MODULE, NGINX_BINARY
@@ -109,10 +110,11 @@ def run_edge(
     address: str = HOST,
     port: int | None = None,
     poll_seconds: float = 1,
+    module: str = "wakedock.cli",
 ) -> Iterator[Edge]:
-    """`wakedock edge run` on `data_dir`, in front of WakeDock on 127.0.0.1:`wakedock_port`,
-    listening on `address` (loopback) and `port` (default: a free one), with `env`; stopped on
-    exit. WakeDock on plain HTTP gets `--wakedock-http`."""
+    """`wakedock edge run` (`python -m <module> edge run`) on `data_dir`, in front of WakeDock
+    on 127.0.0.1:`wakedock_port`, listening on `address` (loopback) and `port` (default: a free
+    one), with `env`; stopped on exit. WakeDock on plain HTTP gets `--wakedock-http`."""
     port = port or free_port()
     log_path = data_dir.parent / f"edge-{port}.log"
     args = ["edge", "run", "--listen", f"{address}:{port}", "--poll-seconds", str(poll_seconds)]
@@ -121,7 +123,10 @@ def run_edge(
     env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock_port)}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module, *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     edge = Edge(port, process, log_path, data_dir / "tls" / "cert.pem", data_dir / "edge", address)
     try:
