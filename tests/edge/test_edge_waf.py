@@ -28,15 +28,22 @@ OTHER_HOST = "shop.localhost"
 
 
 @contextmanager
-def edge_in_front(data_dir: Path, wakedock: WakeDockProcess) -> Iterator[Edge]:
-    """support/edge.py's edge in front of `wakedock`, which listens on plain HTTP on loopback
+def edge_in_front(
+    data_dir: Path,
+    wakedock: WakeDockProcess,
+    extra_env: dict[str, str] | None = None,
+    poll_seconds: float = 1,
+) -> Iterator[Edge]:
+    """support/edge.py's edge in front of `wakedock`, with the installation's environment plus
+    `extra_env` (also used by test_direct_engine.py). WakeDock listens on plain HTTP on loopback
     here (serve --insecure-http, edge --wakedock-http): the nginx -> WakeDock TLS hop is checked
     by nginx -t (test_render)."""
     with run_edge(
         data_dir,
-        server_env(data_dir, TRUSTED),
+        server_env(data_dir, {**TRUSTED, **(extra_env or {})}),
         wakedock_port=wakedock.port,
         wakedock_https=wakedock.https,
+        poll_seconds=poll_seconds,
     ) as edge:
         yield edge
 
