@@ -1,5 +1,5 @@
 """WAKEDOCK_TEST_THROUGH_EDGE=1: the test suite's HTTP traffic through a real edge, and a failed
-test for every request the WAF refused or scored (docs/testing.md, "Through the edge").
+test for every request the WAF refused or scored (docs/edge.md, "The test suite through the edge").
 
 A pytest plugin, registered by tests/conftest.py only when the variable is set (unset, nothing
 here runs). One `wakedock edge run` (nginx + ModSecurity + OWASP CRS at paranoia level 2, as
@@ -41,7 +41,7 @@ TESTS = Path(__file__).resolve().parent.parent
 
 # Tests that send, on purpose, what the CRS refuses (their subject is WakeDock's own check of
 # it, which the edge never lets the request reach): skipped in this mode, with the reason.
-# Keys: "file::test" (every parameter) or "file" (every test of it).
+# Keys: "file", "file::test" (every parameter) or "file::test[param]" (on either database).
 EXPECTED_BLOCKS: dict[str, str] = {
     "tests/users/test_users_api.py::test_xss_username_refused_not_echoed": (
         "a <script> user name (941100, 941110, 941160, 941320, 942130, 942370)"
