@@ -216,8 +216,10 @@ def route_testclients(route: EdgeRoute) -> Any:
     def handle_request(self: _TestClientTransport, request: httpx.Request) -> httpx.Response:
         return route.send(self, request)
 
+    # Restores what was there (a session's own patch, when a test nests one inside it).
+    before = _TestClientTransport.handle_request
     _TestClientTransport.handle_request = handle_request  # type: ignore[method-assign]
     try:
         yield route
     finally:
-        _TestClientTransport.handle_request = _ORIGINAL  # type: ignore[method-assign]
+        _TestClientTransport.handle_request = before  # type: ignore[method-assign]
