@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,18 @@ from wakedock.runtime.base import ContainerRuntime
 # An address from TEST-NET-3: what the app sees as the client's socket peer.
 CLIENT_IP = "203.0.113.10"
 FAST_HASHER_ARGS = (19456, 2, 1)  # OWASP minimum: quick, and still what production allows
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "waf_expected: sends what the edge's WAF refuses on purpose (through the edge)"
+    )
+    # WAKEDOCK_TEST_THROUGH_EDGE=1: every TestClient request through a real edge, a failure
+    # for any WAF block or score (support/through_edge.py). Unset, nothing changes.
+    if os.environ.get("WAKEDOCK_TEST_THROUGH_EDGE") == "1":
+        from support import through_edge  # support.edge imports this module: not at the top
+
+        config.pluginmanager.register(through_edge, "wakedock-through-edge")
 
 
 def strong_password() -> str:

@@ -8,90 +8,23 @@ only TLS 1.3 is accepted.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import ssl
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
 
 from conftest import strong_password
-from support.server import (
-    HOST,
-    WakeDockProcess,
-    free_port,
-    run_cli,
-    server_env,
-    wakedock_command,
-    wakedock_server,
-)
-from wakedock.audit.models import AuditEvent
+from support.edge import TRUSTED, Edge, run_edge, wait_waf_events
+from support.server import HOST, WakeDockProcess, run_cli, server_env, wakedock_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 # A host no service answers: the edge's default block, without the admin hosts' exclusions.
 OTHER_HOST = "shop.localhost"
-# WakeDock believes the edge's X-Forwarded-For only if 127.0.0.1 is a trusted proxy.
-TRUSTED = {"WAKEDOCK_HTTP__TRUSTED_PROXIES": '["127.0.0.1/32"]'}
-
-
-@dataclass
-class Edge:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    ca: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-    def request(
-        self, method: str, path: str, body: object | None = None, host: str = HOST
-    ) -> tuple[int, http.client.HTTPResponse, bytes]:
-        """One request on a new connection; the path is sent exactly as given."""
-        connection = http.client.HTTPSConnection(
-            HOST, self.port, context=self.context(), timeout=60
-        )
-        headers = {"Host": host, "User-Agent": "wakedock-tests", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        try:
-            connection.request(method, path, body=data, headers=headers)
-            response = connection.getresponse()
-            return response.status, response, response.read()
-        finally:
-            connection.close()
-
-
-def _wait_edge(edge: Edge, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if edge.process.poll() is not None:
-            raise RuntimeError(f"wakedock edge run exited early:\n{edge.log()}")
-        # A handshake under our certificate: our nginx, not whatever else held the port before.
-        try:
-            with (
-                socket.create_connection((HOST, edge.port), timeout=2) as raw,
-                edge.context().wrap_socket(raw, server_hostname=HOST),
-            ):
-                return
-        except (OSError, ssl.SSLError):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the edge does not listen:\n{edge.log()}") from None
-            time.sleep(0.2)
 
 
 @contextmanager
@@ -101,49 +34,18 @@ def edge_in_front(
     extra_env: dict[str, str] | None = None,
     poll_seconds: float = 1,
 ) -> Iterator[Edge]:
-    port = free_port()
-    log_path = data_dir.parent / f"edge-{port}.log"
-    # WakeDock listens on plain HTTP on loopback here (serve --insecure-http, edge
-    # --wakedock-http): the nginx -> WakeDock TLS hop is checked by nginx -t (test_render).
-    env = server_env(
-        data_dir, {**TRUSTED, "WAKEDOCK_SERVER__PORT": str(wakedock.port), **(extra_env or {})}
-    )
-    args = ["edge", "run", "--listen", f"{HOST}:{port}", "--wakedock-http"]
-    args += ["--poll-seconds", str(poll_seconds)]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    edge = Edge(port, process, log_path, data_dir / "tls" / "cert.pem")
-    try:
-        _wait_edge(edge)
+    """support/edge.py's edge in front of `wakedock`, with the installation's environment plus
+    `extra_env` (also used by test_direct_engine.py). WakeDock listens on plain HTTP on loopback
+    here (serve --insecure-http, edge --wakedock-http): the nginx -> WakeDock TLS hop is checked
+    by nginx -t (test_render)."""
+    with run_edge(
+        data_dir,
+        server_env(data_dir, {**TRUSTED, **(extra_env or {})}),
+        wakedock_port=wakedock.port,
+        wakedock_https=wakedock.https,
+        poll_seconds=poll_seconds,
+    ) as edge:
         yield edge
-    finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _waf_events(data_dir: Path) -> list[AuditEvent]:
-    engine = create_engine(f"sqlite:///{data_dir / 'wakedock.db'}")
-    try:
-        with Session(engine) as db:
-            query = select(AuditEvent).where(AuditEvent.type == "waf_blocked")
-            return list(db.scalars(query.order_by(AuditEvent.seq)).all())
-    finally:
-        engine.dispose()
-
-
-def _wait_events(data_dir: Path, count: int, timeout: float = 60) -> list[AuditEvent]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = _waf_events(data_dir)
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.3)
 
 
 # The seed's payloads (SQL injection in `search`, XSS and command injection in a service name,
@@ -200,7 +102,7 @@ def test_wakedock_through_the_edge_and_the_seeds_attacks_blocked_and_audited(
         )
         assert status == 403, body
 
-        events = _wait_events(data_dir, len(ATTACKS) + 1)
+        events = wait_waf_events(data_dir, len(ATTACKS) + 1)
         assert [e.details and json.loads(e.details)["path"] for e in events] == [
             *(expected for _, _, _, expected in ATTACKS),
             "/",

@@ -5,14 +5,13 @@ No pytest here. Every address is 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from conftest import strong_password
 from support.login import access_token, bearer
-from support.server import HOST, WakeDockProcess, free_port, run_cli, wakedock_command
+from support.server import HOST, WakeDockProcess, free_port, run_cli
+from support.socket_relay import TlsRelay as TlsRelay  # (for test_edge_scanners.py)
 from wakedock.audit.models import AuditEvent
 from wakedock.edge.render import CRS_RULES, MODSECURITY_MODULE, NGINX_BINARY
 
@@ -101,28 +101,32 @@ def _wait_edge(edge: Edge, timeout: float = 120) -> None:
 
 
 @contextmanager
-def edge_in_front(
+def run_edge(
     data_dir: Path,
-    wakedock: WakeDockProcess,
     env: dict[str, str],
     *,
+    wakedock_port: int,
+    wakedock_https: bool,
     address: str = HOST,
     port: int | None = None,
     poll_seconds: float = 1,
+    module: str = "wakedock.cli",
 ) -> Iterator[Edge]:
-    """`wakedock edge run` in front of `wakedock` on `address` (loopback) and `port` (default: a
-    free one), with `env` (the server's environment); stopped on exit. WakeDock on plain HTTP
-    gets `--wakedock-http`."""
+    """`wakedock edge run` (`python -m <module> edge run`) on `data_dir`, in front of WakeDock
+    on 127.0.0.1:`wakedock_port`, listening on `address` (loopback) and `port` (default: a free
+    one), with `env`; stopped on exit. WakeDock on plain HTTP gets `--wakedock-http`."""
     port = port or free_port()
     log_path = data_dir.parent / f"edge-{port}.log"
-    listen = f"{address}:{port}"
-    args = ["edge", "run", "--listen", listen, "--poll-seconds", str(poll_seconds)]
-    if not wakedock.https:
+    args = ["edge", "run", "--listen", f"{address}:{port}", "--poll-seconds", str(poll_seconds)]
+    if not wakedock_https:
         args.append("--wakedock-http")
-    env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock.port)}
+    env = {**env, "WAKEDOCK_SERVER__PORT": str(wakedock_port)}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            wakedock_command(*args), env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module, *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     edge = Edge(port, process, log_path, data_dir / "tls" / "cert.pem", data_dir / "edge", address)
     try:
@@ -135,6 +139,29 @@ def edge_in_front(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@contextmanager
+def edge_in_front(
+    data_dir: Path,
+    wakedock: WakeDockProcess,
+    env: dict[str, str],
+    *,
+    address: str = HOST,
+    port: int | None = None,
+    poll_seconds: float = 1,
+) -> Iterator[Edge]:
+    """`run_edge` in front of the server `wakedock`, with `env` (the server's environment)."""
+    with run_edge(
+        data_dir,
+        env,
+        wakedock_port=wakedock.port,
+        wakedock_https=wakedock.https,
+        address=address,
+        port=port,
+        poll_seconds=poll_seconds,
+    ) as edge:
+        yield edge
 
 
 def waf_events(data_dir: Path) -> list[AuditEvent]:
@@ -156,63 +183,6 @@ def wait_waf_events(data_dir: Path, count: int, timeout: float = 60) -> list[Aud
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.3)
-
-
-class TlsRelay:
-    """A plain-TCP listener on loopback that relays each connection to `port` over TLS 1.3
-    (certificate not checked): for a client that cannot speak TLS 1.3 itself (Debian 12's
-    sqlmap), as `socat TCP-LISTEN:p,fork OPENSSL:127.0.0.1:port,verify=0` would."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.context = ssl.create_default_context()
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
-        self._server = socket.create_server((HOST, 0))
-        self.port = int(self._server.getsockname()[1])
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.close()
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            self._open.clear()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            try:
-                raw = socket.create_connection((HOST, self.target), timeout=30)
-                upstream = self.context.wrap_socket(raw, server_hostname=HOST)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            # A TLS socket cannot half-close: the first side to finish ends the connection.
-            for sock in (sink, source):
-                with contextlib.suppress(OSError):
-                    sock.close()
 
 
 def missing_packages() -> str | None:
