@@ -77,7 +77,7 @@ def test_revoking_my_other_session_signs_it_out_at_once(h: Harness) -> None:
     assert not signed_out(phone)
     [phone_session] = session_ids(page(laptop))
 
-    reply = post(laptop, REVOKE, session_id=phone_session)
+    reply = post(laptop, REVOKE, session=phone_session)
     assert reply.status_code == 303
     assert reply.headers["location"] == "/account?done=session-revoked"
     assert signed_out(phone)
@@ -111,7 +111,7 @@ def test_revoking_this_session_signs_me_out(h: Harness) -> None:
     laptop = signed_in(h, name, password, 50110)
     with h.components.db() as db:
         [mine] = h.components.sessions.list_live(db, None)
-    reply = post(laptop, REVOKE, session_id=mine.id)
+    reply = post(laptop, REVOKE, session=mine.id)
     assert reply.status_code == 303 and reply.headers["location"] == "/login"
     assert signed_out(laptop)
 
@@ -127,7 +127,7 @@ def test_the_notice_comes_from_a_fixed_list(h: Harness) -> None:
 
 # -- attacks ---------------------------------------------------------------------------------
 FORMS = [
-    (REVOKE, {"session_id": "x"}),
+    (REVOKE, {"session": "x"}),
     (OTHERS, {}),
     ("/account/password", {"current_password": "x", "new_password": "y"}),
     ("/account/mfa/backup-codes", {"code": "123456"}),
@@ -155,7 +155,7 @@ def test_a_forged_post_changes_nothing(
     phone = signed_in(h, name, password, 50113, agent=PHONE)
     real = hidden(page(victim), "csrf_token")
     if path == REVOKE:
-        fields = {"session_id": session_ids(page(victim))[0]}
+        fields = {"session": session_ids(page(victim))[0]}
     before = len(events(h, "password_change")), len(events(h, "mfa_disable"))
 
     reply = victim.post(
@@ -189,7 +189,7 @@ def test_nobody_revokes_someone_elses_session_from_this_page(
         name, password = h.create_user("mal", attacker_role)
     attacker = signed_in(h, name, password, 50115)
 
-    reply = post(attacker, REVOKE, session_id=victim_session.id)
+    reply = post(attacker, REVOKE, session=victim_session.id)
     assert reply.status_code == 404
     assert "That session has already ended." in reply.text
     assert not signed_out(victim)

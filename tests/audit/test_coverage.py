@@ -162,8 +162,8 @@ def _account_browser(w: World, *, enrolled: bool = False) -> tuple[str, str, Tes
 
 def _account_revoke(w: World) -> Action:
     _, _, browser, csrf = _account_browser(w)
-    own = _hidden(browser.get("/account").text, "session_id")
-    data = {"csrf_token": csrf, "session_id": own}
+    own = _hidden(browser.get("/account").text, "session")
+    data = {"csrf_token": csrf, "session": own}
     return lambda: browser.post("/account/sessions/revoke", data=data, headers=FORM)
 
 

@@ -391,7 +391,7 @@ def test_a_tampered_form_cannot_revoke_another_users_session(
             sign_in_with_password(tab, "mallory", mallory_password)
             on_account_page(tab, server)
         mallory.reload()
-        hidden = mallory.locator('input[name="session_id"]')
+        hidden = mallory.locator('input[name="session"]')
         hidden.evaluate("(field, id) => { field.value = id; }", victim_session.group(1))
         mallory.get_by_role("button", name="Revoke the session of Safari 17 on iOS").click()
 

@@ -19,7 +19,6 @@ from starlette.testclient import TestClient
 from support.app_relay import AppRelay, EdgeRoute, route_testclients
 from support.components import unavailable
 from support.edge import TRUSTED, Edge, missing_packages, run_edge
-from support.proposed_edge import missing
 from support.server import server_env
 from support.through_edge import ADMIN_HOSTS, AuditLogWatch
 
@@ -58,11 +57,6 @@ APP = Starlette(
         Route("/boom", boom),
         Route("/{path:path}", fine, methods=["GET", "PUT", "POST"]),
     ]
-)
-# The proposed exclusions (support/proposed_edge.py): strict xfail while render.py lacks them,
-# plain tests once it has them.
-NOT_YET = pytest.mark.xfail(
-    bool(missing()), reason="proposed for edge/render.py, not there yet", strict=True
 )
 
 
@@ -128,7 +122,6 @@ def test_testclient_requests_cross_the_edge_and_blocks_are_found(
     assert "942" in finding.describe()
 
 
-@NOT_YET
 @pytest.mark.usefixtures("edge_route")
 def test_a_protected_services_hand_off_passes_on_an_admin_host_with_a_port() -> None:
     # As WakeDock redirects to it: the admin URL names its port, Host carries it.
@@ -143,7 +136,6 @@ def test_a_protected_services_hand_off_passes_on_an_admin_host_with_a_port() -> 
     assert client.get("/auth/proxy", params={"next": "javascript:alert(1)"}).status_code == 403
 
 
-@NOT_YET
 @pytest.mark.usefixtures("edge_route")
 def test_a_file_is_uploaded_as_the_files_api_describes_it() -> None:
     client = TestClient(APP, base_url="https://localhost")
@@ -159,3 +151,24 @@ def test_a_file_is_uploaded_as_the_files_api_describes_it() -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     shell = b"x=1; cat /etc/passwd"
     assert client.put("/api/v1/files/blog/run.sh", content=shell, headers=form).status_code == 403
+
+
+@pytest.mark.usefixtures("edge_route")
+def test_a_browsers_csp_report_reaches_wakedock() -> None:
+    client = TestClient(APP, base_url="https://localhost")
+    report = b'{"csp-report": {"document-uri": "https://localhost/", "violated-directive": "x"}}'
+    csp = {"Content-Type": "application/csp-report"}
+    answer = client.post("/csp-report", content=report, headers=csp)
+    assert answer.status_code == 200, answer.text
+    # A report of an attempted injection quotes it: another site's script, its first words.
+    quoted = (
+        b'[{"type": "csp-violation", "body": {"documentURL": "https://localhost/services", '
+        b'"blockedURL": "https://evil.example/x.js", "sample": "<script>alert(1)</script>"}}]'
+    )
+    reports = {"Content-Type": "application/reports+json"}
+    answer = client.post("/csp-report", content=quoted, headers=reports)
+    assert answer.status_code == 200, answer.text
+    # Only a POST to the report endpoint: the same type elsewhere is refused as before.
+    assert client.post("/api/v1/users", content=report, headers=csp).status_code == 403
+    assert client.put("/csp-report", content=report, headers=csp).status_code == 403
+    assert client.post("/csp-reports", content=quoted, headers=reports).status_code == 403

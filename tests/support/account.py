@@ -45,7 +45,7 @@ def post(browser: TestClient, path: str, **fields: str) -> Any:
 
 def session_ids(html: str) -> list[str]:
     """The sessions the page offers to revoke (every one but this one)."""
-    return re.findall(r'name="session_id" value="([^"]+)"', html)
+    return re.findall(r'name="session" value="([^"]+)"', html)
 
 
 def field_errors(html: str, field_id: str) -> list[str]:

@@ -30,14 +30,12 @@ import pytest
 from support.app_relay import AppRelay, EdgeRoute, route_testclients
 from support.components import unavailable
 from support.edge import TRUSTED, missing_packages, run_edge
-from support.proposed_edge import missing
 from support.server import server_env
 
 ENABLED = os.environ.get("WAKEDOCK_TEST_THROUGH_EDGE") == "1"
 # The edge's admin hosts: WakeDock's defaults and TestClient's `testserver`.
 ADMIN_HOSTS = ["testserver", "localhost", "127.0.0.1", "::1"]
 MARKER_PATH = "/__wakedock-test-flush/"
-TESTS = Path(__file__).resolve().parent.parent
 
 # Tests that send, on purpose, what the CRS refuses (their subject is WakeDock's own check of
 # it, which the edge never lets the request reach): skipped in this mode, with the reason.
@@ -70,6 +68,12 @@ EXPECTED_BLOCKS: dict[str, str] = {
     },
     "tests/proxy/test_proxy.py::test_handoff_refuses_foreign_targets[javascript:alert(1)]": (
         "a javascript: URL in `next` (941170, 941210)"
+    ),
+    "tests/account/test_account_sessions.py::test_the_notice_comes_from_a_fixed_list": (
+        "a <script> in the notice's `done` (941100, 941110, 941160, 941320, 942130)"
+    ),
+    "tests/dashboard/test_services_page.py::test_search_and_state_filter_narrow_the_list": (
+        "a <script> in the search box (941100, 941110, 941160, 941320, 942130)"
     ),
     "tests/web/test_sign_in_pages.py"
     "::test_markup_in_next_is_escaped_and_foreign_targets_become_root": (
@@ -211,9 +215,6 @@ def through_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeSessi
         unavailable(missing)
     data_dir = tmp_path_factory.mktemp("through-edge") / "data"
     env = server_env(data_dir, {"WAKEDOCK_PROXY__ADMIN_HOSTS": json.dumps(ADMIN_HOSTS), **TRUSTED})
-    # tests/ on the path of `python -m support.proposed_edge` (render.py's exclusions, plus the
-    # ones proposed and not there yet).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     relay = AppRelay()
     try:
         # Nothing changes behind this edge: a slow poll, no reload in the middle of a test.
@@ -223,7 +224,6 @@ def through_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeSessi
             wakedock_port=relay.port,
             wakedock_https=False,
             poll_seconds=600,
-            module="support.proposed_edge",
         ) as edge:
             route = EdgeRoute(edge.address, edge.port, edge.context(), relay)
             watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
@@ -254,5 +254,4 @@ def waf_watch(request: pytest.FixtureRequest, through_edge: EdgeSession) -> Iter
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = ["through the edge: every TestClient request (WAKEDOCK_TEST_THROUGH_EDGE=1)"]
-    lines += [f"  prototyped CRS exclusion (not in render.py yet): {m}" for m in missing()]
     return lines

@@ -190,7 +190,7 @@ async def revoke_session(request: Request, d: _Desk = Depends(_desk)) -> Respons
     caller = await _posted(request, d)
     if isinstance(caller, Response):
         return caller
-    session_id = caller.fields.get("session_id", "")
+    session_id = caller.fields.get("session", "")
     try:
         await run_in_threadpool(_revoke_one, d, caller, session_id)
     except NotFound:

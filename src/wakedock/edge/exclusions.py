@@ -1,7 +1,8 @@
 """The edge's CRS exclusions, each as narrow as it can be (docs/edge.md, "CRS exclusions").
 
 On the admin hosts: a password is not SQL, a service spec's command and environment are a
-program's words, and the sign-in detour's `next` is encoded once more than usual.
+program's words, the sign-in detour's `next` is encoded once more than usual and names another
+host, a file is uploaded as bytes, and a CSP report has its own content type.
 
 On protected service hosts, WakeDock's service host cookie: the OWASP CRS reads none of it, and
 anything in it that is not shaped like a token WakeDock issues is refused. Its visitors send
@@ -32,11 +33,14 @@ from pathlib import Path
 
 # A password is any string the user chose: an apostrophe and two dashes in it are not SQL. Its
 # fields (form `password`, JSON `password`, `current_password`, `new_password`) are left out of
-# every CRS rule, on the admin hosts' sign-in, account and MFA paths only (docs/edge.md).
+# every CRS rule, on the admin hosts' sign-in, account and MFA paths only, the Account page's
+# password forms included (docs/edge.md).
 _PASSWORD_FIELDS = ("ARGS:password", "ARGS:json.password", "ARGS:json.current_password",
-                    "ARGS:json.new_password")  # fmt: skip
+                    "ARGS:json.new_password", "ARGS:current_password",
+                    "ARGS:new_password")  # fmt: skip
 PASSWORD_EXCLUSION = (
-    'SecRule REQUEST_FILENAME "@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login)$" '
+    "SecRule REQUEST_FILENAME "
+    '"@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login|account/(?:password|mfa/disable))$" '
     '"id:1001,phase:1,pass,nolog,t:none,'
     + ",".join(f"ctl:ruleRemoveTargetByTag=OWASP_CRS;{field}" for field in _PASSWORD_FIELDS)
     + '"'
@@ -58,13 +62,36 @@ SPEC_EXCLUSIONS = tuple(
 )
 # The sign-in detour of a protected service carries the service's address, encoded once more,
 # in `next`: 920230 ("multiple URL encoding", 3 points) on every page of it would leave two
-# points before any other warning blocks a sign-in. Only `next`, only on those pages.
+# points before any other warning blocks a sign-in. And when the admin host is reached with a
+# port (`localhost:8444`), the service's address no longer ends with the request's Host: 931130
+# ("off-domain reference", 5 points) refused every hand-off. WakeDock checks `next` itself (a
+# foreign target is refused). Only `next`, only on those pages.
 NEXT_EXCLUSION = (
     'SecRule REQUEST_FILENAME "@rx ^/(?:login(?:/code)?|mfa/enrol(?:/confirm)?|auth/proxy)$" '
-    '"id:1002,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetById=920230;ARGS:next"'
+    '"id:1002,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetById=920230;ARGS:next,'
+    'ctl:ruleRemoveTargetById=931130;ARGS:next"'
+)
+# The files API takes a file's bytes as `application/octet-stream` (its OpenAPI), a type CRS
+# 3.3's allowed list lacks (920420), or with no type at all (`curl -T`: 920340, 920341). The
+# body is WakeDock's to store as it is; only a PUT, only under /api/v1/files/.
+FILES_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@beginsWith /api/v1/files/" '
+    '"id:1004,phase:1,pass,nolog,t:none,chain"',
+    '    SecRule REQUEST_METHOD "@streq PUT" "t:none,ctl:ruleRemoveById=920340,'
+    'ctl:ruleRemoveById=920341,ctl:ruleRemoveById=920420"',
+)
+# Browsers post CSP violation reports as `application/csp-report`, a type the CRS's list lacks
+# (920420), and a report quotes what was blocked: another site's address (931130), the start of
+# an inline script. The CRS would refuse exactly the reports of an attempted injection, when they
+# matter most. So a POST to the report endpoint only: its type allowed and its body not read by
+# ModSecurity; WakeDock limits it (8 KiB, a rate per address), parses it as JSON and audits it.
+CSP_REPORT_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@streq /csp-report" "id:1005,phase:1,pass,nolog,t:none,chain"',
+    '    SecRule REQUEST_METHOD "@streq POST" '
+    '"t:none,ctl:ruleRemoveById=920420,ctl:requestBodyAccess=Off"',
 )
 
-# Ours, below the CRS's ids (900000 and up), after the two above.
+# Ours, below the CRS's ids (900000 and up), after 1001 and 1002 above (1004, 1005 follow).
 RULE_ID = 1003
 # An HS256 JWT as PyJWT writes WakeDock's: the header {"alg":"HS256","kid":"<16 hex>","typ":"JWT"}
 # (sorted keys, no spaces: a fixed prefix and 70 characters), claims, a 32-byte signature.

@@ -24,6 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from wakedock.config import Settings
 from wakedock.edge.exclusions import (
+    CSP_REPORT_EXCLUSION,
+    FILES_EXCLUSION,
     NEXT_EXCLUSION,
     PASSWORD_EXCLUSION,
     SPEC_EXCLUSIONS,
@@ -199,6 +201,8 @@ def edge_servers(
         PASSWORD_EXCLUSION,
         NEXT_EXCLUSION,
         *SPEC_EXCLUSIONS,
+        *FILES_EXCLUSION,
+        *CSP_REPORT_EXCLUSION,
         *(("SecRuleRemoveById 920350",) if numeric else ()),
     )
     servers = [
