@@ -6,7 +6,9 @@ directory): no cookie or cache crosses from one test to another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,33 @@ def shot(page: Any, screenshots: Screenshots) -> Shot:
         page.screenshot(path=str(screenshots.path(step)), full_page=True)
 
     return take
+
+
+@pytest.fixture
+def foreign_site() -> Iterator[Callable[[str], str]]:
+    """Another site (http://127.0.0.1:<other port>) serving one page: `publish(html)` -> URL."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def publish(html: str) -> str:
+        pages["/"] = html.encode()
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield publish
+    httpd.shutdown()
+    thread.join(10)

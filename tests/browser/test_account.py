@@ -12,9 +12,7 @@ cookies, so its own session.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import strong_password
+from support.axe import serious_violations
 from support.browser import (
     CHROMIUM,
     BrowserCertificate,
@@ -96,11 +95,13 @@ def open_browser(
 
 
 def snap(screenshots: Screenshots, tab: Any, step: str) -> None:
-    """The whole page at 1440 px and at 390 px wide (a phone), then back to where it was."""
+    """The whole page at 1440 px and at 390 px wide (a phone), then back to where it was; at
+    each width axe-core must find no serious or critical accessibility violation."""
     before = tab.viewport_size
     for label, size in (("1440px", WIDE), ("390px", NARROW)):
         tab.set_viewport_size(size)
         tab.screenshot(path=str(screenshots.path(f"{step}-{label}")), full_page=True)
+        assert serious_violations(tab) == [], f"{step} at {label}"
     tab.set_viewport_size(before)
 
 
@@ -277,36 +278,6 @@ def test_new_backup_codes_for_a_fresh_code_and_a_reused_code_refused(
         later.get_by_role("button", name="Verify").click()
         on_account_page(later, server)
     assert csp_violations == []
-
-
-@pytest.fixture
-def foreign_site() -> Iterator[Callable[[str], str]]:
-    """Another site (http://127.0.0.1:<other port>) serving one page: `publish(html)` -> URL."""
-    pages: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = pages.get(self.path, b"")
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-
-    def publish(html: str) -> str:
-        pages["/"] = html.encode()
-        return f"http://127.0.0.1:{httpd.server_address[1]}/"
-
-    yield publish
-    httpd.shutdown()
-    thread.join(10)
 
 
 @pytest.mark.security

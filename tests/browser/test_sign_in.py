@@ -7,9 +7,7 @@ Every test runs a real `wakedock serve` over HTTPS; the browser reaches it as
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,36 +102,6 @@ def test_a_new_admin_enrols_on_the_enrolment_page_then_signs_in_with_totp(
         page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
         assert '"role":"admin"' in text(page)
         shot("later-sign-in")
-
-
-@pytest.fixture
-def foreign_site() -> Iterator[Callable[[str], str]]:
-    """Another site (http://127.0.0.1:<other port>) serving one page: `publish(html)` -> URL."""
-    pages: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = pages.get(self.path, b"")
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-
-    def publish(html: str) -> str:
-        pages["/"] = html.encode()
-        return f"http://127.0.0.1:{httpd.server_address[1]}/"
-
-    yield publish
-    httpd.shutdown()
-    thread.join(10)
 
 
 @pytest.mark.security
