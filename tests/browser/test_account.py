@@ -170,6 +170,15 @@ def test_sign_in_with_totp_see_my_sessions_and_sign_out_my_phone(
         snap(screenshots, laptop, "account")
         snap(screenshots, phone, "account-on-the-phone")
 
+        # The dashboard's header: this page marked, a way to the services and back.
+        nav = laptop.get_by_role("navigation", name="Main")
+        assert nav.get_by_role("link", name="Account").get_attribute("aria-current") == "page"
+        assert "nina" in laptop.locator(".signout").inner_text()
+        nav.get_by_role("link", name="Services").click()
+        laptop.get_by_role("heading", name="Services", exact=True).wait_for()
+        laptop.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+        on_account_page(laptop, server)
+
         laptop.get_by_role("button", name="Revoke the session of Safari 17 on iOS").click()
         laptop.wait_for_url(admin_url(server, "/account?done=session-revoked"))
         assert "The session was signed out." in text(laptop)

@@ -63,6 +63,8 @@ def account_page(
         "account.html",
         status,
         title=TITLE,
+        section="account",
+        user=overview.username,
         account=overview,
         csrf_token=csrf_token,
         notice=NOTICES.get(notice or "", ""),
@@ -71,6 +73,13 @@ def account_page(
     )
 
 
-def backup_codes_page(codes: list[str]) -> HTMLResponse:
+def backup_codes_page(codes: list[str], user: str, csrf_token: str) -> HTMLResponse:
     """The new backup codes, shown this once (the page is never stored: no-store)."""
-    return render_page("account_codes.html", title="New backup codes", codes=codes)
+    return render_page(
+        "account_codes.html",
+        title="New backup codes",
+        section="account",
+        user=user,
+        csrf_token=csrf_token,
+        codes=codes,
+    )

@@ -274,7 +274,8 @@ async def regenerate_backup_codes(request: Request, d: _Desk = Depends(_desk)) -
     except Conflict:
         off = {"backup": ["Two-step verification is not on: set it up first."]}
         return await _page(d, caller, problems=off, status=409)
-    return backup_codes_page(codes)
+    csrf = caller.session.csrf_token(d.csrf)
+    return backup_codes_page(codes, caller.principal.username, csrf)
 
 
 @router.post(f"{MFA_PATH}/disable", dependencies=[Depends(public)])
