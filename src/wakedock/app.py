@@ -21,6 +21,7 @@ from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
+from wakedock.dashboard.detail_pages import router as service_page_router
 from wakedock.dashboard.pages import router as dashboard_router
 from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
@@ -84,6 +85,8 @@ def create_app(components: Components) -> FastAPI:
         pages_router,
         dashboard_router,
         csp_router,
+        # Last: `/services/{name}` must not shadow the services pages' fixed paths.
+        service_page_router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -23,6 +23,8 @@ from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
 from wakedock.dashboard.board import ServicesBoard
 from wakedock.dashboard.csp import CspReports, csp_budgets
+from wakedock.dashboard.detail import ServiceDetails
+from wakedock.dashboard.usage import UsageSamples
 from wakedock.db import (
     make_engine,
     make_session_factory,
@@ -69,6 +71,7 @@ from wakedock.services.launch import policy_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import WakeSnapshots
+from wakedock.services.wake_history import WakeHistory
 from wakedock.settings.service import EffectiveSettings
 from wakedock.siem.exporter import SiemExporter, make_exporter
 from wakedock.users.service import PasswordRules, UserService
@@ -123,6 +126,7 @@ class Components:
     certificate: CertificateWatch
     board: ServicesBoard
     csp_reports: CspReports
+    details: ServiceDetails
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -248,7 +252,10 @@ def build_components(
     activity = ActivityTracker(clock)
     request_counts = RequestCounts()
     proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock, factory)
-    wakes = WakeCoordinator(services, activity, proxy_access, limiter, clock, settings.proxy)
+    wake_history = WakeHistory(factory)
+    wakes = WakeCoordinator(
+        services, activity, proxy_access, limiter, clock, settings.proxy, history=wake_history
+    )
     alerts = settings.alerts
     alert_sinks = (
         [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts, clock))]
@@ -333,6 +340,16 @@ def build_components(
             max_awake=settings.proxy.max_awake,
         ),
         csp_reports=CspReports(limiter, auditor),
+        details=ServiceDetails(
+            factory,
+            services,
+            wakes,
+            activity,
+            wake_history,
+            UsageSamples(services, clock),
+            clock,
+            base_domain=settings.proxy.base_domain,
+        ),
         secret_provider=provider,
         secret_sources=secret_sources,
     )

@@ -50,7 +50,9 @@ def test_without_a_session_the_services_page_sends_to_sign_in(h: Harness) -> Non
 def test_a_viewer_sees_every_service_and_no_button(signed_in: SignIn) -> None:
     browser, _token = signed_in(Role.VIEWER)
     page = browser.get("/").text  # the root is the services page once signed in
-    assert re.search(r'<a href="https://app\.localhost/">Team wiki</a>', page)
+    # The name leads to the service's page, its host beside it to the service.
+    assert re.search(r'<a href="/services/app">Team wiki</a>', page)
+    assert re.search(r'<a class="host" href="https://app\.localhost/">app\.localhost</a>', page)
     assert 'data-service="blog"' in page
     assert "<button" in page  # sign-out only
     assert not re.search(r">(Wake|Stop|Restart)<", page)

@@ -38,6 +38,12 @@ EXPECTED_PUBLIC = {
     ("POST", "/services/{name}/{action}"),
     ("POST", "/logout"),
     ("GET", "/assets/wakedock.js"),  # the pages' script
+    # A service's page, its refreshed part and its log tail, the same way (the log tail asks
+    # the guard for services:operate, then the API's ownership rule).
+    ("GET", "/services/{name}"),
+    ("GET", "/services/{name}/live"),
+    ("GET", "/services/{name}/logs"),
+    ("GET", "/assets/service-detail.js"),  # that page's script
     ("POST", "/csp-report"),  # browsers report without a session: rate-limited, size-limited
     # The Account page, the same way: the session cookie read by the page (no session: sent to
     # /login), then account:read / account:write checked; posts need CSRF and this origin.

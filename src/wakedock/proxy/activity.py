@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from wakedock.clock import Clock
+
+# Minutes of request counts kept per service (the service page's requests-per-minute chart).
+MINUTES_KEPT = 60
 
 
 @dataclass
@@ -27,6 +31,9 @@ class ActivityTracker:
         self._services: dict[str, Activity] = {}
         # Touched since the last `drain` (several workers: what to write to the database).
         self._touched: set[str] = set()
+        # Per service, [minute since the epoch, requests] for the last MINUTES_KEPT minutes
+        # that saw any: bounded, whatever the traffic.
+        self._minutes: dict[str, deque[list[int]]] = {}
 
     def of(self, name: str) -> Activity:
         return self._services.setdefault(name, Activity())
@@ -40,14 +47,31 @@ class ActivityTracker:
         """Count one open connection for the duration of the block (and touch at both ends)."""
         activity = self.of(name)
         activity.open_connections += 1
-        activity.last_seen = self._clock.now()
+        activity.last_seen = now = self._clock.now()
         self._touched.add(name)
+        self._count(name, int(now.timestamp()) // 60)
         try:
             yield
         finally:
             activity.open_connections -= 1
             activity.last_seen = self._clock.now()
             self._touched.add(name)
+
+    def _count(self, name: str, minute: int) -> None:
+        minutes = self._minutes.get(name)
+        if minutes is None:
+            minutes = self._minutes[name] = deque(maxlen=MINUTES_KEPT)
+        if minutes and minutes[-1][0] == minute:
+            minutes[-1][1] += 1
+        else:
+            minutes.append([minute, 1])
+
+    def requests_per_minute(self, name: str, minutes: int = MINUTES_KEPT) -> list[int]:
+        """Requests this process proxied to `name` in each of the last `minutes` minutes
+        (oldest first, the current minute last; 0 for a minute without any)."""
+        now = int(self._clock.now().timestamp()) // 60
+        counted = {entry[0]: entry[1] for entry in self._minutes.get(name, ())}
+        return [counted.get(minute, 0) for minute in range(now - minutes + 1, now + 1)]
 
     def drain(self) -> dict[str, Activity]:
         """The services touched since the last drain or holding connections, with a copy of

@@ -48,6 +48,7 @@ from wakedock.runtime.base import (
 )
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import ServiceView, WakePhase, WakeSnapshot
+from wakedock.services.wake_history import WakeHistory
 
 log = logging.getLogger("wakedock.proxy")
 SYSTEM = RequestContext(actor="system:proxy")
@@ -72,6 +73,9 @@ class _WakeState:
     last_error: str | None = None
     time_to_ready: float | None = None
     ready_at: datetime | None = None
+    # This process started the container of the current wake (not only probed one already
+    # running): only such a wake is recorded in the wake history.
+    started_here: bool = False
 
 
 class WakeCoordinator:
@@ -83,8 +87,13 @@ class WakeCoordinator:
         limiter: AttemptLimiter,
         clock: Clock,
         settings: ProxySettings,
+        *,
+        history: WakeHistory | None = None,
     ) -> None:
+        """`history`: where each wake this process started is recorded (the service page's
+        time-to-ready chart)."""
         self._services = services
+        self._history = history
         self._activity = activity
         self._access = access
         self._limiter = limiter
@@ -228,6 +237,7 @@ class WakeCoordinator:
                 return state.endpoint
             started = self._clock.monotonic()
             state.phase, state.waking_since, state.last_error = WakePhase.WAKING, started, None
+            state.started_here = False
             try:
                 for dependency in view.spec.depends_on:
                     await self.ensure_awake(
@@ -258,7 +268,18 @@ class WakeCoordinator:
             state.ready_at = self._clock.now()
             self._activity.touch(view.name)
             log.info("woke %s in %.3f s", view.name, state.time_to_ready)
+            if state.started_here:
+                await self._remember(view, state.time_to_ready, state.ready_at)
             return endpoint
+
+    async def _remember(self, view: ServiceView, seconds: float, at: datetime) -> None:
+        """Add the wake to the history; a failed write costs the chart one bar, not the wake."""
+        if self._history is None:
+            return
+        try:
+            await run_in_threadpool(self._history.record, view.id, seconds, at)
+        except Exception:
+            log.exception("could not record the wake of %s", view.name)
 
     async def _claimed_start(self, view: ServiceView, context: RequestContext) -> Endpoint:
         if self._claims is None:
@@ -273,6 +294,7 @@ class WakeCoordinator:
         live = await run_in_threadpool(services.status, view.name)
         if live[1] is None or live[1].state is not State.RUNNING:
             view = await run_in_threadpool(services.wake, view.name, context)
+            self._state(view.name).started_here = True
         port = upstream_port(view.spec)
         if port is None:
             raise WakeFailed("the service publishes no TCP port to proxy to")
