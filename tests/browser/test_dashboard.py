@@ -135,7 +135,9 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         sign_in_with_code(page, "olga", operator, next_code(secret))
         page.wait_for_url(admin_url(server, "/services"))
         page.get_by_role("heading", name="Services").wait_for()
-        assert page.get_by_role("link", name="Team wiki").get_attribute("href") == (
+        # The name leads to the service's page, the host beside it to the service.
+        assert page.get_by_role("link", name="Team wiki").get_attribute("href") == "/services/app"
+        assert page.get_by_role("link", name="app.localhost").get_attribute("href") == (
             f"https://app.localhost:{server.port}/"
         )
         assert cell(page, "app", "phase").inner_text() == "asleep"
@@ -160,9 +162,9 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         page.locator("[data-awake]", has_text="1").wait_for()
         assert running(engine, installation, "app")
         check_accessibility(page, shot, "services-awake", dark=True)
-        assert keyboard_path(page, 12) == [
+        assert keyboard_path(page, 13) == [
             "Skip to content", "WakeDock", "Services", "Account", "Sign out", "Search", "State",
-            "Filter", "Team wiki", "Wake app", "Stop app", "Restart app",
+            "Filter", "Team wiki", "app.localhost", "Wake app", "Stop app", "Restart app",
         ]  # fmt: skip
 
         # Restart: the container is started again (a new start time), and the page is back at
