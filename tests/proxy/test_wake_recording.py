@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 
@@ -54,18 +53,6 @@ def test_a_wake_this_process_started_is_recorded_and_a_probe_only_is_not(h: Harn
     asyncio.run(scenario())
     services.delete(ADMIN, "app", CONTEXT)
     assert history.recent(view.id) == []
-
-
-def test_the_history_keeps_the_last_wakes_of_each_service(h: Harness, clock: FakeClock) -> None:
-    add_service(h, "app")
-    add_service(h, "blog")
-    app, blog = (h.components.services.get(n).id for n in ("app", "blog"))
-    history = WakeHistory(h.components.db, keep=5)
-    for n in range(8):
-        history.record(app, float(n), clock.now() + timedelta(seconds=n))
-    history.record(blog, 9.5, clock.now())
-    assert [w.seconds for w in history.recent(app)] == [3.0, 4.0, 5.0, 6.0, 7.0]
-    assert [w.seconds for w in history.recent(blog)] == [9.5]
 
 
 def test_requests_are_counted_per_minute_for_the_last_hour(clock: FakeClock) -> None:
