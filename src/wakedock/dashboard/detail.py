@@ -89,6 +89,21 @@ class ServiceDetail:
     audit_next: int | None
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """What a page reads in its worker thread."""
+
+    view: ServiceView
+    operates: bool
+    applied: Applied | None
+    engine_note: str
+    logs: list[str] | None
+    logs_note: str
+    audit: list[AuditRecord] | None
+    owner: str
+    wakes: list[Wake]
+
+
 def log_lines(text: str) -> list[str]:
     """The last LOG_LINES lines of `text`, each at most LOG_LINE_CHARS, colour codes dropped and
     other control characters shown as U+FFFD (the page escapes the rest)."""
@@ -123,48 +138,45 @@ class ServiceDetails:
     async def page(
         self, principal: Principal, name: str, audit_before: int | None = None
     ) -> ServiceDetail:
-        """Everything the page shows; ServiceNotFound (404) for an unknown name."""
-        view = await run_in_threadpool(self._services.get, name)
-        actor = Actor.of(principal)
-        operates = has_permission(principal.role, Permission.SERVICES_OPERATE) and (
-            actor.manages_all or (view.owner_id is not None and view.owner_id == actor.user_id)
-        )
-        reads_audit = has_permission(principal.role, Permission.AUDIT_READ)
-        found, note = await run_in_threadpool(self._engine, view)
-        logs, logs_note = None, "Only the service's owner and operators read its logs."
-        if operates:
-            logs, logs_note = await self._logs_or_note(actor, view)
-        audit, audit_next = None, None
-        if reads_audit:
-            audit = await run_in_threadpool(self._audit, view.name, audit_before)
-            audit_next = audit[-1].seq if len(audit) == AUDIT_PAGE else None
-        owner = await run_in_threadpool(self._owner, view)
+        """Everything the page shows; ServiceNotFound (404) for an unknown name. The blocking
+        reads run in one worker thread, one after the other; the wake state and the traffic
+        are read here, on the event loop that keeps them."""
+        read = await run_in_threadpool(self._read, principal, name, audit_before)
+        view = read.view
         return ServiceDetail(
             view=view,
             title=view.spec.display_name or view.name,
             host=f"{view.name}.{self._base_domain}",
-            owner=owner,
+            owner=read.owner,
             spec_text=json.dumps(view.spec.model_dump(mode="json"), indent=2, sort_keys=True),
-            live=await self.live(view, sample=False),
-            applied=found,
-            engine_note=note,
+            live=self._live(view, read.wakes),
+            applied=read.applied,
+            engine_note=read.engine_note,
             secrets=[
                 SecretReference(variable, path, key)
                 for variable, (path, key) in sorted(references(view.spec).items())
             ],
-            operates=operates,
-            logs=logs,
-            logs_note=logs_note,
-            audit=audit,
-            audit_next=audit_next,
+            operates=read.operates,
+            logs=read.logs,
+            logs_note=read.logs_note,
+            audit=read.audit,
+            audit_next=(
+                read.audit[-1].seq if read.audit and len(read.audit) == AUDIT_PAGE else None
+            ),
         )
 
-    async def live(self, view: ServiceView, *, sample: bool = True) -> LivePart:
-        """The refreshed part; with `sample`, a CPU and memory sample first when one is due
-        (usage.py: the page's poll is what samples)."""
-        if sample:
-            await run_in_threadpool(self._samples.sample, view)
-        wakes = await run_in_threadpool(self._history.recent, view.id)
+    async def live(self, view: ServiceView) -> LivePart:
+        """The refreshed part, after a CPU and memory sample when one is due (usage.py: the
+        page's poll is what samples)."""
+
+        def read() -> list[Wake]:
+            self._samples.sample(view)
+            return self._history.recent(view.id)
+
+        return self._live(view, await run_in_threadpool(read))
+
+    def _live(self, view: ServiceView, wakes: list[Wake]) -> LivePart:
+        """On the event loop: the wake coordinator's and the traffic's state live there."""
         snap = self._wakes.snapshot(view.name)
         phase = snap.phase
         running = view.state == State.RUNNING.value
@@ -200,11 +212,31 @@ class ServiceDetails:
         text = await run_in_threadpool(self._services.logs, Actor.of(principal), name, LOG_LINES)
         return log_lines(text)
 
-    async def _logs_or_note(self, actor: Actor, view: ServiceView) -> tuple[list[str] | None, str]:
+    def _read(self, principal: Principal, name: str, audit_before: int | None) -> _Reads:
+        view = self._services.get(name)
+        actor = Actor.of(principal)
+        # The API's rules: logs need services:operate and the ownership rule; the audit trail
+        # audit:read. Not holding them hides the section (nothing asked, nothing audited).
+        operates = has_permission(principal.role, Permission.SERVICES_OPERATE) and (
+            actor.manages_all or (view.owner_id is not None and view.owner_id == actor.user_id)
+        )
+        found, note = self._engine(view)
+        logs, logs_note = None, "Only the service's owner and operators read its logs."
+        if operates:
+            logs, logs_note = self._logs_or_note(actor, view)
+        audit = None
+        if has_permission(principal.role, Permission.AUDIT_READ):
+            audit = self._audit(view.name, audit_before)
+        return _Reads(
+            view, operates, found, note, logs, logs_note, audit, self._owner(view),
+            self._history.recent(view.id),
+        )  # fmt: skip
+
+    def _logs_or_note(self, actor: Actor, view: ServiceView) -> tuple[list[str], str]:
         if view.container_ref is None:
             return [], "No container yet: its log starts with its first wake."
         try:
-            text = await run_in_threadpool(self._services.logs, actor, view.id, LOG_LINES)
+            text = self._services.logs(actor, view.id, LOG_LINES)
         except WakeDockError as exc:
             return [], f"The log cannot be read now: {exc.detail}."
         return log_lines(text), ""
