@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import statistics
 import sys
 import tempfile
@@ -48,8 +49,8 @@ from wakedock.services.spec import ServiceSpec
 from wakedock.services.wake_history import WakeHistory
 
 HERE = "https://testserver"
-# A throwaway account of a temporary database.
-PASSWORD = "Bench-dashboard-passphrase-7"
+# A throwaway account of a temporary database: a random passphrase.
+PASSWORD = secrets.token_urlsafe(18)
 
 
 def timed(request: Callable[[], object], count: int) -> tuple[float, float]:

@@ -215,17 +215,17 @@ def test_secret_references_are_shown_by_name_never_by_value(
     monkeypatch.setenv("WAKEDOCK_SECRET_SERVICES__APP__DB__PASSWORD", value)
     monkeypatch.setenv("WAKEDOCK_SECRET_WAKEDOCK__JWT__KEY", "k" * 48)
     h = make_harness(runtime=runtime, secrets={"provider": "env"})
-    env = {"DB_PASSWORD": "secret:services/app/db#password", "MODE": "prod"}
+    env = {"DB_AUTH": "secret:services/app/db#password", "MODE": "prod"}
     add_service(h, "app", env=env)
     start(h, "app")
     (container,) = runtime.containers.values()
-    assert container.environment["DB_PASSWORD"] == value  # resolved at the start
+    assert container.environment["DB_AUTH"] == value  # resolved at the start
     name, password = h.create_user("olga", Role.OPERATOR)
     browser = page_client(h, 50450)
     password_step(browser, name, password, "/services/app")
     page = browser.get("/services/app").text
     assert (
-        "<tr><td><code>DB_PASSWORD</code></td><td><code>services/app/db</code></td>"
+        "<tr><td><code>DB_AUTH</code></td><td><code>services/app/db</code></td>"
         "<td><code>password</code></td></tr>"
     ) in page
     live = browser.get("/services/app/live").text
