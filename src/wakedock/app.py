@@ -21,6 +21,7 @@ from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
+from wakedock.dashboard.form import router as service_form_router
 from wakedock.dashboard.pages import router as dashboard_router
 from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
@@ -82,6 +83,8 @@ def create_app(components: Components) -> FastAPI:
         enrol_router,
         account_router,
         pages_router,
+        # Before the services page's: its `/services/{name}/{action}` would take `edit`.
+        service_form_router,
         dashboard_router,
         csp_router,
     ):
