@@ -70,7 +70,9 @@ def test_a_service_is_created_from_the_form_after_a_policy_refusal(
         page.get_by_label("Name", exact=True).fill("notes")
         page.get_by_label("Display name").fill("Team notes")
         page.get_by_label("Image").fill(TEST_IMAGE)
-        page.get_by_label("Command", exact=True).fill("\n".join(SERVE))  # the busybox image has none
+        page.get_by_label("Command", exact=True).fill(
+            "\n".join(SERVE)
+        )  # the busybox image has none
         page.get_by_label("Probe").select_option("tcp")
         page.get_by_label("Port", exact=True).fill("8080")
         page.get_by_label("Network mode").fill(network)
