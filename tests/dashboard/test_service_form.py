@@ -80,6 +80,7 @@ def test_every_problem_is_shown_at_once_beside_its_field(h: Harness, signed_in: 
     data = form(
         token,
         name="Not_A_Label",
+        image="nginx:1.27",  # not on the engine
         limits_memory_mb="lots",
         privileged="on",
         cap_add="NET_BIND_SERVICE\n\nSYS_ADMIN",
@@ -107,8 +108,12 @@ def test_every_problem_is_shown_at_once_beside_its_field(h: Harness, signed_in: 
     assert problems_of(page, "ports") == [
         "line 1: host ports below 1024 are refused (docker.allow_privileged_host_ports)"
     ]
+    # And the engine's: the image is not there (WakeDock never pulls).
+    assert problems_of(page, "image") == [
+        "the image is not present on the Docker host (WakeDock never pulls it)"
+    ]
     assert 'id="f-privileged" name="privileged" type="checkbox" checked aria-invalid="true"' in page
-    assert "9 problems to fix, each shown beside its field" in page
+    assert "10 problems to fix, each shown beside its field" in page
     # What was typed is kept.
     assert 'value="Not_A_Label"' in page and "NO_EQUALS_SIGN</textarea>" in page
     # Nothing was created; a spec that did not validate is not a policy refusal (as the API).

@@ -10,6 +10,7 @@ services page, which says so.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -48,6 +49,7 @@ from wakedock.dashboard.spec_form import (
 from wakedock.errors import CsrfFailed, InvalidInput, WakeDockError
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.runtime.base import ImageMissing
 from wakedock.services.deps import service_manager
 from wakedock.services.errors import ConfiguredByLabels
 from wakedock.services.patch import ServicePatch
@@ -269,18 +271,22 @@ def _judged(
     found is added to `problems` (the policy judging what validated, when something did not)."""
     if data is None:
         return None
+    spec: ServiceSpec | None = None
+    judged: ServiceSpec | None
     try:
-        spec = ServiceSpec.model_validate(data)
+        judged = spec = ServiceSpec.model_validate(data)
     except ValidationError as exc:
         add_validation(exc, arranged, problems)
-        apart = judged_apart(data, exc)
-        if apart is not None:
-            found = services.policy_violations(actor, apart, already_granted=granted)
-            add_violations(found, arranged, problems)
-        return None
-    if problems:  # lines the form could not arrange: the policy's word on the rest, too
-        found = services.policy_violations(actor, spec, already_granted=granted)
-        add_violations(found, arranged, problems)
+        judged = judged_apart(data, exc)
+    if judged is None or (spec is not None and not problems):
+        return spec  # a valid spec is judged by the save itself, as the API's
+    # Something is to be fixed already: the policy's word and the engine's on the rest, too.
+    found = services.policy_violations(actor, judged, already_granted=granted)
+    add_violations(found, arranged, problems)
+    if judged.image == data.get("image"):  # not a stand-in
+        with suppress(WakeDockError):  # the engine unreachable: the save will say so
+            if not services.image_present(judged.image):
+                add_refusal(ImageMissing(), arranged, problems)
     return spec
 
 

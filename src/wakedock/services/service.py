@@ -416,6 +416,11 @@ class ServiceManager:
             spec, self._policy, admin=actor.is_admin, already_granted=already_granted
         )[1]
 
+    def image_present(self, image: str) -> bool:
+        """Whether the engine has `image` already: `create` refuses one it has not
+        (`image_missing`, WakeDock never pulls); a form asks first to list it with the rest."""
+        return self._runtime.has_image(image)
+
     def _check_policy(
         self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, already_granted: bool
     ) -> bool:
