@@ -22,6 +22,7 @@ from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
 from wakedock.dashboard.detail_pages import router as service_page_router
+from wakedock.dashboard.form import router as service_form_router
 from wakedock.dashboard.pages import router as dashboard_router
 from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
@@ -83,6 +84,8 @@ def create_app(components: Components) -> FastAPI:
         enrol_router,
         account_router,
         pages_router,
+        # Before the services page's: its `/services/{name}/{action}` would take `edit`.
+        service_form_router,
         dashboard_router,
         csp_router,
         # Last: `/services/{name}` must not shadow the services pages' fixed paths.

@@ -25,9 +25,11 @@ PUBLIC = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register",
           "/csp-report"}  # fmt: skip
 # Browser pages that send a visitor without a session to the sign-in form (303), not a 401.
 SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}", "/logout",
+                 "/services/new", "/services/{name}/edit",
                  "/account/sessions/revoke", "/account/sessions/revoke-others",
                  "/account/password", "/account/mfa/backup-codes",
                  "/account/mfa/disable"}  # fmt: skip
+SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
 
@@ -205,6 +207,18 @@ def _dashboard_stop(w: World) -> Action:
     return lambda: browser.post("/services/svc/stop", data={"csrf_token": csrf}, headers=FORM)
 
 
+def _new_service_form(w: World) -> Action:
+    browser, csrf = _signed_in_operator(w)
+    data = {"csrf_token": csrf, "mode": "yaml", "yaml": f"name: formed\n{SPEC_YAML}"}
+    return lambda: browser.post("/services/new", data=data, headers=FORM)
+
+
+def _edit_service_form(w: World) -> Action:
+    browser, csrf = _signed_in_operator(w)
+    data = {"csrf_token": csrf, "mode": "yaml", "yaml": SPEC_YAML}  # svc, now probed by TCP
+    return lambda: browser.post("/services/svc/edit", data=data, headers=FORM)
+
+
 def _sign_out_form(w: World) -> Action:
     browser, csrf = _signed_in_operator(w)
     return lambda: browser.post("/logout", data={"csrf_token": csrf}, headers=FORM)
@@ -326,6 +340,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/account/mfa/backup-codes"): _account_backup_codes,
     ("POST", "/account/mfa/disable"): _account_disable_mfa,
     ("POST", "/services/{name}/{action}"): _dashboard_stop,
+    ("POST", "/services/new"): _new_service_form,
+    ("POST", "/services/{name}/edit"): _edit_service_form,
     ("POST", "/logout"): _sign_out_form,
     ("POST", "/csp-report"): _anonymous(
         "POST",

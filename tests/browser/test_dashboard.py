@@ -162,9 +162,10 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         page.locator("[data-awake]", has_text="1").wait_for()
         assert running(engine, installation, "app")
         check_accessibility(page, shot, "services-awake", dark=True)
-        assert keyboard_path(page, 13) == [
-            "Skip to content", "WakeDock", "Services", "Account", "Sign out", "Search", "State",
-            "Filter", "Team wiki", "app.localhost", "Wake app", "Stop app", "Restart app",
+        assert keyboard_path(page, 15) == [
+            "Skip to content", "WakeDock", "Services", "Account", "Sign out", "New service",
+            "Search", "State", "Filter", "Team wiki", "app.localhost", "Wake app", "Stop app",
+            "Restart app", "Edit app",
         ]  # fmt: skip
 
         # Restart: the container is started again (a new start time), and the page is back at

@@ -172,3 +172,37 @@ def test_a_browsers_csp_report_reaches_wakedock() -> None:
     assert client.post("/api/v1/users", content=report, headers=csp).status_code == 403
     assert client.put("/csp-report", content=report, headers=csp).status_code == 403
     assert client.post("/csp-reports", content=quoted, headers=reports).status_code == 403
+
+
+def test_the_service_forms_spec_and_yaml_pass_only_there(
+    edge_route: tuple[EdgeRoute, Edge],
+) -> None:
+    route, edge = edge_route
+    watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
+    offset = watch.offset()
+    client = TestClient(APP, base_url="https://localhost")
+    spec_yaml = (
+        "# the team's notes\nname: notes\nimage: wakedock-test/busybox:1\n"
+        "command: [/bin/sh, -c, 'httpd -f -p 8080 -h /www']\n"
+        "env: {URL: 'https://example.org/?a=1&b=2', QUERY: \"select 1 -- x\"}\n"
+        "readiness: {type: tcp, port: 8080}\nports: [{container_port: 8080}]\n"
+    )
+    form = {
+        "mode": "fields",
+        "command": "/bin/sh\n-c\nhttpd -f -p 8080 -h /www && echo ready",
+        "env": "URL=https://example.org/?a=1&b=2",
+        "readiness_test": "CMD-SHELL\nwget -q -O /dev/null http://127.0.0.1:8080/ || exit 1",
+    }
+    for path in ("/services/new", "/services/notes/edit"):
+        answer = client.post(path, data={"mode": "yaml", "yaml": spec_yaml})
+        assert answer.status_code == 200, [f.describe() for f in watch.findings_since(offset)]
+        answer = client.post(path, data=form)
+        assert answer.status_code == 200, [f.describe() for f in watch.findings_since(offset)]
+    # Only those fields, only a POST there: the same words elsewhere still score.
+    assert client.post("/services/new", data={"display_name": form["command"]}).status_code == 403
+    assert client.post("/services/notes/stop", data={"yaml": spec_yaml}).status_code == 403
+    assert client.post("/account/password", data={"yaml": spec_yaml}).status_code == 403
+    assert client.put("/services/new", data={"yaml": spec_yaml}).status_code == 403
+    # And the other rules still read them: markup in the YAML is refused.
+    hostile = {"mode": "yaml", "yaml": "name: x\ndisplay_name: <script>alert(1)</script>"}
+    assert client.post("/services/new", data=hostile).status_code == 403

@@ -36,6 +36,11 @@ EXPECTED_PUBLIC = {
     ("GET", "/services"),
     ("GET", "/services/live"),
     ("POST", "/services/{name}/{action}"),
+    # The create / edit form the same way: services:write and ownership checked by the page.
+    ("GET", "/services/new"),
+    ("POST", "/services/new"),
+    ("GET", "/services/{name}/edit"),
+    ("POST", "/services/{name}/edit"),
     ("POST", "/logout"),
     ("GET", "/assets/wakedock.js"),  # the pages' script
     # A service's page, its refreshed part and its log tail, the same way (the log tail asks

@@ -78,6 +78,10 @@ class FakeRuntime:
         self.containers[ref] = FakeContainer(name, "wakedock-test/busybox:1", labels, **extra)
         return ref
 
+    def has_image(self, image: str) -> bool:
+        self._up()
+        return image in self.images
+
     def create(self, launch: Launch) -> str:
         self._up()
         # What the Engine runtime would hand to docker-py, for tests to read.

@@ -73,6 +73,8 @@ class ServiceRow:
     time_to_ready_s: float | None
     owner: str
     can_operate: bool
+    # `services:write`, ownership, and not configured by labels: the form's Edit link.
+    can_edit: bool = False
 
     def live(self) -> dict[str, object]:
         """The fields the page's script refreshes in place."""
@@ -99,6 +101,8 @@ class Board:
     operates: bool
     page: int = 1
     pages: int = 1
+    # The user's role may create services (the New service link).
+    writes: bool = False
 
     @property
     def first(self) -> int:
@@ -140,9 +144,20 @@ class ServicesBoard:
         owners = await run_in_threadpool(self._owners, {v.owner_id for v in shown})
         actor = Actor.of(principal)
         operates = has_permission(principal.role, Permission.SERVICES_OPERATE)
-        rows = [self._row(view, owners, operates and _manages(actor, view)) for view in shown]
+        writes = has_permission(principal.role, Permission.SERVICES_WRITE)
+        rows = [
+            self._row(
+                view,
+                owners,
+                operates and _manages(actor, view),
+                writes and _manages(actor, view) and view.source != "discovered",
+            )
+            for view in shown
+        ]
         awake = sum(1 for v in views if v.state == State.RUNNING.value)
-        return Board(rows, len(views), len(matching), awake, self._max_awake, operates, page, pages)
+        return Board(
+            rows, len(views), len(matching), awake, self._max_awake, operates, page, pages, writes
+        )
 
     async def act(
         self, principal: Principal, name: str, action: Action, context: RequestContext
@@ -169,7 +184,9 @@ class ServicesBoard:
             return f"{view.name} is already awake."
         return f"Waking {view.name}."
 
-    def _row(self, view: ServiceView, owners: dict[int, str], can_operate: bool) -> ServiceRow:
+    def _row(
+        self, view: ServiceView, owners: dict[int, str], can_operate: bool, can_edit: bool = False
+    ) -> ServiceRow:
         snap = self._wakes.snapshot(view.name)
         running = view.state == State.RUNNING.value
         phase = snap.phase
@@ -192,6 +209,7 @@ class ServicesBoard:
             time_to_ready_s=snap.time_to_ready,
             owner=owner or ("discovered" if view.source == "discovered" else "nobody"),
             can_operate=can_operate,
+            can_edit=can_edit,
         )
 
     def _owners(self, ids: Iterable[int | None]) -> dict[int, str]:

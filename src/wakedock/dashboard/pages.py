@@ -30,6 +30,7 @@ from wakedock.errors import CsrfFailed, NotAuthenticated, WakeDockError
 from wakedock.login.deps import LoginFlowDep
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.services.spec import DNS_LABEL
 from wakedock.web.deps import context_of
 from wakedock.web.templating import SCRIPT_PATH, message_page, render_page, script
 
@@ -77,7 +78,12 @@ def _narrowing(
 
 
 def _services_page(
-    request: Request, pages: Pages, session: BrowserSession, board: Board, narrow: _Narrowing
+    request: Request,
+    pages: Pages,
+    session: BrowserSession,
+    board: Board,
+    narrow: _Narrowing,
+    saved: str = "",
 ) -> HTMLResponse:
     return render_page(
         "services.html",
@@ -90,17 +96,22 @@ def _services_page(
         port=_service_port(request),
         narrow=narrow,
         states=STATE_FILTERS,
+        # The create / edit form's redirect names the service saved (dashboard/form.py); only a
+        # service's name is ever shown from it.
+        saved=saved if DNS_LABEL.fullmatch(saved) else "",
     )
 
 
-async def _show(request: Request, pages: Pages, here: str, narrow: _Narrowing) -> Response:
+async def _show(
+    request: Request, pages: Pages, here: str, narrow: _Narrowing, saved: str = ""
+) -> Response:
     found = await signed_in(request, pages, here)
     if isinstance(found, Response):
         return found
     if not await permitted(request, pages, found.principal, Permission.SERVICES_READ):
         return message_page("Services", _NOT_ALLOWED, 403, link="/account", link_text="Account")
     board = await pages.board.board(found.principal, narrow.search, narrow.state, narrow.page)
-    return _services_page(request, pages, found, board, narrow)
+    return _services_page(request, pages, found, board, narrow, saved)
 
 
 @router.get("/", response_class=HTMLResponse, dependencies=[Depends(public)])
@@ -113,10 +124,14 @@ async def root(request: Request, pages: Pages = PagesDep) -> Response:
 
 @router.get(SERVICES_PATH, response_class=HTMLResponse, dependencies=[Depends(public)])
 async def services_page(
-    request: Request, narrow: _Narrowing = Depends(_narrowing), pages: Pages = PagesDep
+    request: Request,
+    narrow: _Narrowing = Depends(_narrowing),
+    saved: str = Query(default="", max_length=63),
+    pages: Pages = PagesDep,
 ) -> Response:
-    """Every service the user may see, searched by name and filtered by state, by pages."""
-    return await _show(request, pages, SERVICES_PATH, narrow)
+    """Every service the user may see, searched by name and filtered by state, by pages
+    (`saved`: the service the form just saved, to say so)."""
+    return await _show(request, pages, SERVICES_PATH, narrow, saved)
 
 
 @router.get(f"{SERVICES_PATH}/live", dependencies=[Depends(public)])

@@ -91,7 +91,32 @@ CSP_REPORT_EXCLUSION = (
     '"t:none,ctl:ruleRemoveById=920420,ctl:requestBodyAccess=Off"',
 )
 
-# Ours, below the CRS's ids (900000 and up), after 1001 and 1002 above (1004, 1005 follow).
+# The create / edit page of a service (dashboard/form.py) posts the same spec as form fields,
+# and for power users as YAML: a YAML text is `#` comments (942440), `{}`, `[]` and `:` by the
+# dozen (942430), and, like the API's JSON above, command lines and URLs (932xxx, 931130). The
+# spec's words (the `command`, `env` and probe `test` controls) and the YAML text area are left
+# out of the rules tagged command execution, SQL injection and remote file inclusion (and the
+# YAML of 941340, below): only those four fields, only in a POST to /services/new or
+# /services/<name>/edit. Their other rules (XSS, PHP, protocol, file access) still apply;
+# WakeDock parses the YAML with safe_load (no aliases, 32 KiB), then validates and
+# policy-checks the spec as the API's.
+_FORM_SPEC_FIELDS = ("ARGS:command", "ARGS:env", "ARGS:readiness_test", "ARGS:yaml")
+SERVICE_FORM_EXCLUSION = (
+    'SecRule REQUEST_FILENAME "@rx ^/services/(?:new|[a-z0-9-]{1,63}/edit)$" '
+    '"id:1006,phase:1,pass,nolog,t:none,chain"',
+    '    SecRule REQUEST_METHOD "@streq POST" "t:none,'
+    + ",".join(
+        f"ctl:ruleRemoveTargetByTag={tag};{field}"
+        for tag in ("attack-rce", "attack-sqli", "attack-rfi")
+        for field in _FORM_SPEC_FIELDS
+    )
+    # 941340 (IE's XSS filter patterns) reads YAML's flow style (`[a, 'b'] c: {`) as markup;
+    # every other XSS rule still reads the text area.
+    + ",ctl:ruleRemoveTargetById=941340;ARGS:yaml"
+    + '"',
+)
+
+# Ours, below the CRS's ids (900000 and up), after 1001 and 1002 above (1004-1006 elsewhere).
 RULE_ID = 1003
 # An HS256 JWT as PyJWT writes WakeDock's: the header {"alg":"HS256","kid":"<16 hex>","typ":"JWT"}
 # (sorted keys, no spaces: a fixed prefix and 70 characters), claims, a 32-byte signature.

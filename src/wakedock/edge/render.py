@@ -28,6 +28,7 @@ from wakedock.edge.exclusions import (
     FILES_EXCLUSION,
     NEXT_EXCLUSION,
     PASSWORD_EXCLUSION,
+    SERVICE_FORM_EXCLUSION,
     SPEC_EXCLUSIONS,
     service_cookie_rules,
 )
@@ -203,6 +204,7 @@ def edge_servers(
         *SPEC_EXCLUSIONS,
         *FILES_EXCLUSION,
         *CSP_REPORT_EXCLUSION,
+        *SERVICE_FORM_EXCLUSION,
         *(("SecRuleRemoveById 920350",) if numeric else ()),
     )
     servers = [

@@ -79,6 +79,16 @@ class DockerEngineRuntime:
 
         return self._call(create, hidden=launch.environment.values())
 
+    def has_image(self, image: str) -> bool:
+        def present(client: docker.DockerClient) -> bool:
+            try:
+                client.images.get(image)
+            except docker.errors.ImageNotFound:
+                return False
+            return True
+
+        return self._call(present)
+
     def start(self, container_id: str) -> None:
         def start(client: docker.DockerClient) -> None:
             container = self._managed(client, container_id)

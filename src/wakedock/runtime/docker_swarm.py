@@ -32,6 +32,7 @@ from wakedock.runtime.base import (
     ContainerStatus,
     DiscoveredWorkload,
     Endpoint,
+    ImageMissing,
     InvalidState,
     NotManaged,
     RuntimeKind,
@@ -116,6 +117,16 @@ class DockerSwarmRuntime:
         if not is_managed(_labels(service), self._installation):
             raise NotManaged("WakeDock only operates services it manages")
         return service
+
+    def has_image(self, image: str) -> bool:
+        def present(api: _SwarmApi) -> bool:
+            try:
+                pinned_image(api, image)
+            except ImageMissing:
+                return False
+            return True
+
+        return self._call(present)
 
     def create(self, launch: Launch) -> str:
         """Create the hardened service of `launch` with 0 replicas; returns the Swarm service id.

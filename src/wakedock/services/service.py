@@ -46,7 +46,7 @@ from wakedock.services.errors import (
 from wakedock.services.launch import launch_of
 from wakedock.services.models import Service
 from wakedock.services.patch import ServicePatch
-from wakedock.services.policy import PolicySettings, with_writable_root_rule
+from wakedock.services.policy import PolicySettings, Violation, with_writable_root_rule
 from wakedock.services.snapshots import Actor, ServiceView, spec_json
 from wakedock.services.spec import ServiceSpec
 
@@ -405,6 +405,21 @@ class ServiceManager:
         if actor.manages_all or (view.owner_id is not None and view.owner_id == actor.user_id):
             return view
         raise NotServiceOwner("you can only manage services you own")
+
+    def policy_violations(
+        self, actor: Actor, spec: ServiceSpec, *, already_granted: bool = False
+    ) -> builtins.list[Violation]:
+        """Every launch-policy violation of `spec` for `actor`, refusing nothing and auditing
+        nothing: what the dashboard's form shows beside a spec's validation errors, so that one
+        round lists both. `create` and `update` judge (and audit) again when it is saved."""
+        return with_writable_root_rule(
+            spec, self._policy, admin=actor.is_admin, already_granted=already_granted
+        )[1]
+
+    def image_present(self, image: str) -> bool:
+        """Whether the engine has `image` already: `create` refuses one it has not
+        (`image_missing`, WakeDock never pulls); a form asks first to list it with the rest."""
+        return self._runtime.has_image(image)
 
     def _check_policy(
         self, actor: Actor, spec: ServiceSpec, context: RequestContext, *, already_granted: bool
