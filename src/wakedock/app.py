@@ -136,6 +136,7 @@ def create_asgi(components: Components, leadership: Leadership | None = None) ->
         components.proxy_access,
         headers,
         TrustedProxies(components.trusted_proxies),
+        components.loading_pages,
         admin_url=admin_url(settings.proxy, settings.server.port),
         upstream_timeout_s=settings.proxy.upstream_timeout_seconds,
     )

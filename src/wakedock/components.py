@@ -30,6 +30,7 @@ from wakedock.db import (
     on_write_committed,
 )
 from wakedock.files.store import FileStore
+from wakedock.proxy.themes import LoadingPages
 from wakedock.health.certificate import CertificateWatch
 from wakedock.health.checks import (
     HealthChecks,
@@ -123,6 +124,7 @@ class Components:
     certificate: CertificateWatch
     board: ServicesBoard
     csp_reports: CspReports
+    loading_pages: LoadingPages
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -236,6 +238,7 @@ def build_components(
         audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
+    files = FileStore(settings.data_dir / "files")
     services = ServiceManager(
         factory,
         clock,
@@ -244,6 +247,7 @@ def build_components(
         secrets,
         # The edge's direct routes must be gone before a container's port can be reused.
         stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
+        templates=files,
     )
     activity = ActivityTracker(clock)
     request_counts = RequestCounts()
@@ -298,7 +302,7 @@ def build_components(
         session_admin=SessionAdmin(clock, sessions),
         setup=setup,
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
-        files=FileStore(settings.data_dir / "files"),
+        files=files,
         runtime=runtime,
         services=services,
         reconciler=Reconciler(factory, clock, runtime),
@@ -333,6 +337,7 @@ def build_components(
             max_awake=settings.proxy.max_awake,
         ),
         csp_reports=CspReports(limiter, auditor),
+        loading_pages=LoadingPages(files, auditor),
         secret_provider=provider,
         secret_sources=secret_sources,
     )
