@@ -22,6 +22,7 @@ from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
 from wakedock.dashboard.pages import router as dashboard_router
+from wakedock.dashboard.preview import router as preview_router
 from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
@@ -83,6 +84,7 @@ def create_app(components: Components) -> FastAPI:
         account_router,
         pages_router,
         dashboard_router,
+        preview_router,
         csp_router,
     ):
         app.include_router(router)

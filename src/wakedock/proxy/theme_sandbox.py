@@ -3,7 +3,7 @@
 
 Two fences. Jinja2's `ImmutableSandboxedEnvironment` refuses every attribute that starts with
 `_` (no `''.__class__.__mro__` walk to Python's internals) and any change to a value; autoescape
-is on, undefined names fail, and the only names are the values handed in (plus `range`, itself
+is on (and the values come already escaped), undefined names fail, and the only names are the values handed in (plus `range`, itself
 bounded): no loader (no include or import), no `config`, no `request`, nothing else. The process
 bounds what the first fence does not: its memory and CPU time (rlimits set before anything is
 read), no file it may write, the size of what it prints; the parent kills it at its deadline.
@@ -37,15 +37,21 @@ def render(source: str, values: dict[str, Any], max_output: int) -> str:
     """The template's output, or an exception saying why not."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from markupsafe import escape
 
     environment = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
     bounded_range = environment.globals["range"]
     environment.globals.clear()
     environment.globals["range"] = bounded_range
     template = environment.from_string(source)
+    # Escaped before the template sees them: `|safe` or `{% autoescape false %}` cannot unescape
+    # a display name.
+    escaped = {
+        key: escape(value) if isinstance(value, str) else value for key, value in values.items()
+    }
     parts: list[str] = []
     size = 0
-    for part in template.generate(**values):
+    for part in template.generate(**escaped):
         size += len(part)
         if size > max_output:
             raise ValueError(f"the page is larger than {max_output} characters")

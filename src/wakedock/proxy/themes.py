@@ -86,9 +86,7 @@ class LoadingPages:
     """The loading page content for a service's theme, for the proxy and the dashboard's
     preview alike."""
 
-    def __init__(
-        self, files: TemplateFiles, auditor: Auditor, *, timeout_s: float = 3.0
-    ) -> None:
+    def __init__(self, files: TemplateFiles, auditor: Auditor, *, timeout_s: float = 3.0) -> None:
         self._files = files
         self._auditor = auditor
         self._timeout_s = timeout_s
@@ -115,9 +113,11 @@ class LoadingPages:
 
     def _custom(self, path: str, display_name: str) -> str:
         try:
-            source = decode_template(self._files.read(path))
+            content = self._files.read(path)
         except (NotFound, InvalidInput):
             raise TemplateFailed(f"the template {path} is missing or unreadable") from None
+        try:
+            source = decode_template(content)
         except WakeDockError as exc:
             raise TemplateFailed(exc.detail) from None
         values: dict[str, object] = {

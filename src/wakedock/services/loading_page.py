@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from jinja2 import Environment, TemplateSyntaxError
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     from wakedock.services.errors import InvalidServiceSpec
@@ -41,7 +41,8 @@ class LoadingPage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     theme: Literal["default", "dark", "custom"] = "default"
-    template: str | None = None
+    # Validated even when left out: a custom theme without one is refused.
+    template: str | None = Field(default=None, validate_default=True)
 
     @field_validator("template")
     @classmethod
