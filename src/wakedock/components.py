@@ -30,7 +30,6 @@ from wakedock.db import (
     on_write_committed,
 )
 from wakedock.files.store import FileStore
-from wakedock.proxy.themes import LoadingPages
 from wakedock.health.certificate import CertificateWatch
 from wakedock.health.checks import (
     HealthChecks,
@@ -50,6 +49,7 @@ from wakedock.mfa.service import MfaService, mfa_budgets
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.directory import ServiceDirectory
+from wakedock.proxy.themes import LoadingPages
 from wakedock.proxy.wake import WakeCoordinator, wake_budgets
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.dependencies import GuardContext

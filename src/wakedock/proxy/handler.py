@@ -22,13 +22,13 @@ from wakedock.proxy.access import HANDOFF_PATH, Access, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.decision import Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
+from wakedock.proxy.themes import LoadingPages
 from wakedock.proxy.upstream import (
     UpstreamClient,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
-from wakedock.proxy.themes import LoadingPages
 from wakedock.proxy.wake import WakeCoordinator
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.runtime.base import Endpoint

@@ -3,10 +3,11 @@
 
 Two fences. Jinja2's `ImmutableSandboxedEnvironment` refuses every attribute that starts with
 `_` (no `''.__class__.__mro__` walk to Python's internals) and any change to a value; autoescape
-is on (and the values come already escaped), undefined names fail, and the only names are the values handed in (plus `range`, itself
-bounded): no loader (no include or import), no `config`, no `request`, nothing else. The process
-bounds what the first fence does not: its memory and CPU time (rlimits set before anything is
-read), no file it may write, the size of what it prints; the parent kills it at its deadline.
+is on (and the values come already escaped), undefined names fail, and the only names are the
+values handed in (plus `range`, itself bounded): no loader (no include or import), no `config`,
+no `request`, nothing else. The process bounds what the first fence does not: its memory and
+CPU time (rlimits set before anything is read), no file it may write, the size of what it
+prints; the parent kills it at its deadline.
 
 Reads `{"source", "values", "max_output"}` as JSON on stdin; writes `{"html"}` or `{"error"}`.
 Imports only the standard library and Jinja2: this file never imports WakeDock.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess  # nosec B404 - our own sandbox script, fixed arguments, no shell
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -60,7 +60,7 @@ def render_in_sandbox(
     empty environment (no secret of this one's reaches it); TemplateFailed otherwise."""
     request = json.dumps({"source": source, "values": values, "max_output": max_output})
     try:
-        done = subprocess.run(  # nosec B603 - fixed argv, no shell, input on stdin only
+        done = subprocess.run(  # noqa: S603 - our own interpreter and script, input on stdin
             [sys.executable, "-I", str(_SANDBOX)],
             input=request.encode(),
             capture_output=True,
