@@ -62,8 +62,14 @@ h1 { font-size: 1.4rem; } progress { width: 100%; height: 1rem; }
 _LIGHT = "body { color: #222; background: #fff; } .note { color: #555; } a { color: #0645ad; }"
 _DARK = "body { color: #eee; background: #16181d; } .note { color: #bbb; } a { color: #9cc2ff; }"
 # The built-in theme follows the visitor's system; the dark theme is dark whatever it says.
-LOADING_CSS = f"{_BASE_CSS}{_LIGHT}\n@media (prefers-color-scheme: dark) {{ {_DARK} }}\n"
-LOADING_DARK_CSS = f"{_BASE_CSS}{_DARK}\nprogress {{ accent-color: #9cc2ff; }}\n"
+# (`color-scheme` gives native controls, the progress bar, the same scheme.)
+LOADING_CSS = (
+    f":root {{ color-scheme: light dark; }}\n{_BASE_CSS}{_LIGHT}\n"
+    f"@media (prefers-color-scheme: dark) {{ {_DARK} }}\n"
+)
+LOADING_DARK_CSS = (
+    f":root {{ color-scheme: dark; }}\n{_BASE_CSS}{_DARK}\nprogress {{ accent-color: #9cc2ff; }}\n"
+)
 STYLESHEETS = {"default": STYLE_PATH, "dark": DARK_STYLE_PATH}
 
 
