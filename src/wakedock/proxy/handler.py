@@ -195,7 +195,11 @@ class ProxyApp:
             and scope["method"] == "GET"
             and pages.wants_html(headers.get("accept", ""))
         ):
-            page = await run_in_threadpool(self._loading.render, view, context)
+            if view.spec.loading_page.theme == "custom":
+                # A file read, perhaps the sandbox's process: off the event loop.
+                page = await run_in_threadpool(self._loading.render, view, context)
+            else:
+                page = self._loading.render(view, context)
             return pages.loading_page(name, page.body, pages.STYLESHEETS[page.stylesheet_name])
         try:
             return await waking.ready()

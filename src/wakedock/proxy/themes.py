@@ -96,8 +96,8 @@ class LoadingPages:
         self._guard = threading.Lock()
 
     def render(self, view: ServiceView, context: RequestContext) -> LoadingRender:
-        """The page of `view`'s theme (blocking: a file read, perhaps a sandbox process; call it
-        from a worker thread)."""
+        """The page of `view`'s theme. A custom one blocks (a file read, perhaps a sandbox
+        process): call it from a worker thread; the built-in themes return at once."""
         name = view.spec.display_name or view.name
         choice = view.spec.loading_page
         if choice.theme != "custom" or choice.template is None:
