@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from support.proxy import add_service, database_url, runtime, upstream_port  # n
 from wakedock.audit.models import AuditEvent
 from wakedock.context import RequestContext
 from wakedock.db import transaction
+from wakedock.proxy import themes
 from wakedock.proxy.themes import LoadingPages, LoadingRender, TemplateFailed, render_in_sandbox
 
 pytestmark = pytest.mark.security
@@ -126,3 +128,47 @@ def test_a_template_too_large_on_disk_is_refused_at_render(h: Harness) -> None:
         h.components.services.get("app"), RequestContext(ip="203.0.113.9")
     )
     assert page.body.startswith(BUILT_IN) and "larger than" in (page.failure or "")
+
+
+def test_a_missed_deadline_is_tried_again_not_kept(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy host may miss the deadline of a good template: a later visitor gets it rendered,
+    instead of the built-in page for as long as the template stays."""
+    h.components.files.write("app/loading.html", b"<h1>{{ display_name }} wakes</h1>")
+    add_service(h, loading_page={"theme": "custom", "template": "app/loading.html"})
+    monkeypatch.setattr(themes, "_RETRY_AFTER_S", 0.0)
+    real = themes.render_in_sandbox
+    deadlines = iter([0.001, 30.0])  # the first render misses its deadline, the next has time
+
+    def busy_then_idle(source: str, values: dict[str, object], **kwargs: float) -> str:
+        return real(source, values, timeout_s=next(deadlines))
+
+    monkeypatch.setattr(themes, "render_in_sandbox", busy_then_idle)
+    pages = LoadingPages(h.components.files, h.components.auditor)
+    view = h.components.services.get("app")
+    missed = pages.render(view, RequestContext())
+    assert missed.failure is not None and "longer than" in missed.failure
+    assert missed.body.startswith(BUILT_IN)
+    assert pages.render(view, RequestContext()).body == "<h1>app wakes</h1>"
+
+
+def test_visitors_arriving_together_share_one_sandbox_process(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h.components.files.write("app/loading.html", b"<h1>{{ display_name }}</h1>")
+    add_service(h, loading_page={"theme": "custom", "template": "app/loading.html"})
+    calls: list[str] = []
+    real = themes.render_in_sandbox
+
+    def counted(source: str, values: dict[str, object], **kwargs: float) -> str:
+        calls.append(source)
+        return real(source, values, **kwargs)
+
+    monkeypatch.setattr(themes, "render_in_sandbox", counted)
+    view = h.components.services.get("app")
+    pages = LoadingPages(h.components.files, h.components.auditor)
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda _: pages.render(view, RequestContext()).body, range(8)))
+    assert bodies == ["<h1>app</h1>"] * 8
+    assert len(calls) == 1

@@ -17,6 +17,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,11 @@ START_PROGRESS = 5
 # A loading page is small: a custom one larger than this is refused.
 MAX_OUTPUT = 256 * 1024
 _CACHE_SIZE = 256
+# A missed deadline may be the host's load, not the template: tried again after this long.
+_RETRY_AFTER_S = 60.0
+# At most this many sandbox processes at once per worker (one per template at a time: visitors
+# arriving together wait for the first one's page instead of starting their own).
+_RENDERERS = 4
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,12 @@ class LoadingRender:
 
 
 class TemplateFailed(Exception):
-    """A custom template could not be rendered (the reason, for the log and the audit)."""
+    """A custom template could not be rendered (the reason, for the log and the audit).
+    `lasting`: the same template will fail again (not so a deadline missed on a busy host)."""
+
+    def __init__(self, reason: str, *, lasting: bool = True) -> None:
+        super().__init__(reason)
+        self.lasting = lasting
 
 
 def render_in_sandbox(
@@ -69,7 +80,7 @@ def render_in_sandbox(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise TemplateFailed(f"rendering took longer than {timeout_s:g} s") from None
+        raise TemplateFailed(f"rendering took longer than {timeout_s:g} s", lasting=False) from None
     try:
         answer = json.loads(done.stdout[: max_output * 8 + 1024])
     except ValueError:
@@ -90,7 +101,10 @@ class LoadingPages:
         self._files = files
         self._auditor = auditor
         self._timeout_s = timeout_s
-        self._rendered: dict[str, str | TemplateFailed] = {}
+        # Rendered pages and lasting failures by template and values; a missed deadline with
+        # the time to try again.
+        self._rendered: dict[str, tuple[str | TemplateFailed, float | None]] = {}
+        self._renderers = [threading.Lock() for _ in range(_RENDERERS)]
         # The last failure told of, per service: audited once, not at every visit.
         self._told: dict[str, str] = {}
         self._guard = threading.Lock()
@@ -126,20 +140,33 @@ class LoadingPages:
             "status_url": pages.STATUS_PATH,
         }
         key = hashlib.sha256(json.dumps([source, values]).encode()).hexdigest()
-        with self._guard:
-            kept = self._rendered.get(key)
+        kept = self._kept(key)
         if kept is None:
-            try:
-                kept = render_in_sandbox(source, values, timeout_s=self._timeout_s)
-            except TemplateFailed as exc:
-                kept = exc
-            with self._guard:
-                if len(self._rendered) >= _CACHE_SIZE:
-                    self._rendered.clear()
-                self._rendered[key] = kept
+            with self._renderers[int(key[:8], 16) % _RENDERERS]:
+                kept = self._kept(key) or self._render(key, source, values)
         if isinstance(kept, TemplateFailed):
             raise kept
         return kept
+
+    def _kept(self, key: str) -> str | TemplateFailed | None:
+        with self._guard:
+            found = self._rendered.get(key)
+        if found is None or (found[1] is not None and time.monotonic() >= found[1]):
+            return None
+        return found[0]
+
+    def _render(self, key: str, source: str, values: dict[str, object]) -> str | TemplateFailed:
+        result: str | TemplateFailed
+        try:
+            result = render_in_sandbox(source, values, timeout_s=self._timeout_s)
+        except TemplateFailed as exc:
+            result = exc
+        lasting = not isinstance(result, TemplateFailed) or result.lasting
+        with self._guard:
+            if len(self._rendered) >= _CACHE_SIZE:
+                self._rendered.clear()
+            self._rendered[key] = (result, None if lasting else time.monotonic() + _RETRY_AFTER_S)
+        return result
 
     def _failed(self, view: ServiceView, reason: str, context: RequestContext) -> None:
         log.warning("loading page of %s: custom template failed: %s", view.name, reason)
