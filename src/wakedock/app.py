@@ -24,6 +24,7 @@ from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
 from wakedock.dashboard.detail_pages import router as service_page_router
 from wakedock.dashboard.form import router as service_form_router
 from wakedock.dashboard.pages import router as dashboard_router
+from wakedock.dashboard.preview import router as preview_router
 from wakedock.dashboard.router import router as csp_router
 from wakedock.files.router import router as files_router
 from wakedock.files.store import MAX_FILE_BYTES
@@ -87,6 +88,7 @@ def create_app(components: Components) -> FastAPI:
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,
+        preview_router,
         csp_router,
         # Last: `/services/{name}` must not shadow the services pages' fixed paths.
         service_page_router,
@@ -142,6 +144,7 @@ def create_asgi(components: Components, leadership: Leadership | None = None) ->
         components.proxy_access,
         headers,
         TrustedProxies(components.trusted_proxies),
+        components.loading_pages,
         admin_url=admin_url(settings.proxy, settings.server.port),
         upstream_timeout_s=settings.proxy.upstream_timeout_seconds,
     )

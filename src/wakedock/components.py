@@ -51,6 +51,7 @@ from wakedock.mfa.service import MfaService, mfa_budgets
 from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.directory import ServiceDirectory
+from wakedock.proxy.themes import LoadingPages
 from wakedock.proxy.wake import WakeCoordinator, wake_budgets
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.dependencies import GuardContext
@@ -127,6 +128,7 @@ class Components:
     board: ServicesBoard
     csp_reports: CspReports
     details: ServiceDetails
+    loading_pages: LoadingPages
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -240,6 +242,7 @@ def build_components(
         audit_secret_reads(factory, clock, secret_sources)
     runtime = runtime or make_runtime(settings.docker)
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
+    files = FileStore(settings.data_dir / "files")
     services = ServiceManager(
         factory,
         clock,
@@ -248,6 +251,7 @@ def build_components(
         secrets,
         # The edge's direct routes must be gone before a container's port can be reused.
         stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
+        templates=files,
     )
     activity = ActivityTracker(clock)
     request_counts = RequestCounts()
@@ -305,7 +309,7 @@ def build_components(
         session_admin=SessionAdmin(clock, sessions),
         setup=setup,
         trusted_proxies=parse_networks(settings.http.trusted_proxies),
-        files=FileStore(settings.data_dir / "files"),
+        files=files,
         runtime=runtime,
         services=services,
         reconciler=Reconciler(factory, clock, runtime),
@@ -350,6 +354,7 @@ def build_components(
             clock,
             base_domain=settings.proxy.base_domain,
         ),
+        loading_pages=LoadingPages(files, auditor),
         secret_provider=provider,
         secret_sources=secret_sources,
     )

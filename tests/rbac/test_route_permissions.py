@@ -49,6 +49,10 @@ EXPECTED_PUBLIC = {
     ("GET", "/services/{name}/live"),
     ("GET", "/services/{name}/logs"),
     ("GET", "/assets/service-detail.js"),  # that page's script
+    # A service's loading page, previewed: the session read by the page, then services:read.
+    ("GET", "/services/{name}/loading-preview"),
+    ("GET", "/assets/loading.css"),  # the loading pages' stylesheets, for the preview
+    ("GET", "/assets/loading-dark.css"),
     ("POST", "/csp-report"),  # browsers report without a session: rate-limited, size-limited
     # The Account page, the same way: the session cookie read by the page (no session: sent to
     # /login), then account:read / account:write checked; posts need CSRF and this origin.

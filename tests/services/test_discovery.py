@@ -52,6 +52,17 @@ def test_labels_configure_the_service() -> None:
     assert spec.display_name == "My <b>Blog</b>"
 
 
+def test_a_label_chooses_the_dark_loading_page() -> None:
+    labels = {"wakedock.enable": "true", "wakedock.port": "80", "wakedock.loading_page": "dark"}
+    assert spec_from_labels(workload(labels)).loading_page.theme == "dark"
+    assert (
+        spec_from_labels(
+            workload({**labels, "wakedock.loading_page": "default"})
+        ).loading_page.theme
+        == "default"
+    )
+
+
 def test_readiness_defaults_to_the_containers_own_healthcheck_then_its_port() -> None:
     own = spec_from_labels(workload({"wakedock.enable": "true"}, healthcheck=("CMD", "true")))
     assert own.readiness.type == "healthcheck"
@@ -69,6 +80,7 @@ def test_readiness_defaults_to_the_containers_own_healthcheck_then_its_port() ->
         ({"wakedock.access": "everyone", "wakedock.port": "80"}, "wakedock.access"),
         ({"wakedock.name": "<script>", "wakedock.port": "80"}, "name"),
         ({"wakedock.host": "a b.com", "wakedock.port": "80"}, "hosts"),
+        ({"wakedock.loading_page": "custom", "wakedock.port": "80"}, "wakedock.loading_page"),
     ],
 )
 def test_invalid_labels_are_refused_by_name(labels: dict[str, str], named: str) -> None:

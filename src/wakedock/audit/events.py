@@ -78,6 +78,8 @@ class EventType(StrEnum):
     WAF_BLOCKED = "waf_blocked"
     # A browser refused to load or run something on an admin page (its CSP report).
     CSP_VIOLATION = "csp_violation"
+    # A service's custom loading page could not be rendered: its visitors got the built-in one.
+    LOADING_PAGE_FAILED = "loading_page_failed"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -140,6 +142,7 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.WAF_BLOCKED: Severity.HIGH,
     # Mostly a browser extension or a page bug; a burst of them can be an injection attempt.
     EventType.CSP_VIOLATION: Severity.LOW,
+    EventType.LOADING_PAGE_FAILED: Severity.LOW,
 }
 
 

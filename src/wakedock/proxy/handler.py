@@ -22,6 +22,7 @@ from wakedock.proxy.access import HANDOFF_PATH, Access, ProxyAccess, cookie_name
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.decision import Refusal, Refused, WakeFailed, Waking
 from wakedock.proxy.forward import forward_http, upstream_headers
+from wakedock.proxy.themes import LoadingPages
 from wakedock.proxy.upstream import (
     UpstreamClient,
     UpstreamConnectError,
@@ -53,6 +54,7 @@ class ProxyApp:
         access: ProxyAccess,
         headers: SecurityHeaders,
         trusted: TrustedProxies,
+        loading: LoadingPages,
         *,
         admin_url: str,
         upstream_timeout_s: float,
@@ -63,6 +65,7 @@ class ProxyApp:
         self._activity = activity
         self._access = access
         self._trusted = trusted
+        self._loading = loading
         self._admin_url = admin_url
         self._client = UpstreamClient(timeout_s=upstream_timeout_s, connect_timeout_s=5.0)
 
@@ -93,7 +96,7 @@ class ProxyApp:
             return
         with self._activity.connection(view.name):
             if isinstance(decision, Waking):
-                outcome = await self._wait(decision, view, scope, headers)
+                outcome = await self._wait(decision, view, scope, headers, context)
                 if isinstance(outcome, Response):
                     await outcome(scope, receive, own)
                     return
@@ -177,16 +180,27 @@ class ProxyApp:
         await unavailable(scope, receive, self._headers.wrap(scope, send, no_store=True))
 
     async def _wait(
-        self, waking: Waking, view: ServiceView, scope: Scope, headers: dict[str, str]
+        self,
+        waking: Waking,
+        view: ServiceView,
+        scope: Scope,
+        headers: dict[str, str],
+        context: RequestContext,
     ) -> Endpoint | Response:
-        """A browser gets the loading page at once; any other client waits for the wake."""
+        """A browser gets the loading page of the service's theme at once; any other client
+        waits for the wake."""
         name = view.spec.display_name or view.name
         if (
             scope["type"] == "http"
             and scope["method"] == "GET"
             and pages.wants_html(headers.get("accept", ""))
         ):
-            return pages.loading_page(name)
+            if view.spec.loading_page.theme == "custom":
+                # A file read, perhaps the sandbox's process: off the event loop.
+                page = await run_in_threadpool(self._loading.render, view, context)
+            else:
+                page = self._loading.render(view, context)
+            return pages.loading_page(name, page.body, pages.STYLESHEETS[page.stylesheet_name])
         try:
             return await waking.ready()
         except TimeoutError:

@@ -18,6 +18,7 @@ PREFIX = "/_wakedock"
 STATUS_PATH = f"{PREFIX}/status"
 SCRIPT_PATH = f"{PREFIX}/loading.js"
 STYLE_PATH = f"{PREFIX}/loading.css"
+DARK_STYLE_PATH = f"{PREFIX}/loading-dark.css"
 # The edge's access check for a service it proxies directly (docs/edge.md): 204, 401 or 403.
 EDGE_AUTH_PATH = f"{PREFIX}/edge-auth"
 
@@ -43,7 +44,7 @@ LOADING_JS = """\
       .then(function (r) { return r.json(); })
       .then(function (s) {
         if (s.state === "ready") { window.location.reload(); return; }
-        if (s.state === "failed") { note.textContent = s.message; return; }
+        if (s.state === "failed") { if (note) { note.textContent = s.message; } return; }
         if (bar && typeof s.progress === "number") { bar.value = s.progress; }
         setTimeout(poll, 500);
       })
@@ -53,39 +54,75 @@ LOADING_JS = """\
 }());
 """.replace("STATUS_PATH", STATUS_PATH)
 
-LOADING_CSS = """\
-body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 20vh auto; color: #222; }
-h1 { font-size: 1.4rem; } progress { width: 100%; height: 1rem; } .note { color: #555; }
+_BASE_CSS = """\
+body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 20vh auto; padding: 0 1rem; }
+h1 { font-size: 1.4rem; } progress { width: 100%; height: 1rem; }
+.preview { border: 1px solid; border-radius: 0.5rem; padding: 0.5rem 0.75rem; font-size: 0.9rem; }
 """
+_LIGHT = "body { color: #222; background: #fff; } .note { color: #555; } a { color: #0645ad; }"
+_DARK = "body { color: #eee; background: #16181d; } .note { color: #bbb; } a { color: #9cc2ff; }"
+# The built-in theme follows the visitor's system; the dark theme is dark whatever it says.
+# (`color-scheme` gives native controls, the progress bar, the same scheme.)
+LOADING_CSS = (
+    f":root {{ color-scheme: light dark; }}\n{_BASE_CSS}{_LIGHT}\n"
+    f"@media (prefers-color-scheme: dark) {{ {_DARK} }}\n"
+)
+LOADING_DARK_CSS = (
+    f":root {{ color-scheme: dark; }}\n{_BASE_CSS}{_DARK}\nprogress {{ accent-color: #9cc2ff; }}\n"
+)
+STYLESHEETS = {"default": STYLE_PATH, "dark": DARK_STYLE_PATH}
 
 
-def _page(title: str, body: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    document = (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title>"
-        f'<link rel="stylesheet" href="{STYLE_PATH}"></head>\n<body>{body}</body></html>\n'
-    )
+def _page(
+    title: str,
+    body: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    stylesheet: str = STYLE_PATH,
+) -> Response:
     return Response(
-        document,
+        document(title, body, stylesheet),
         status_code=status,
         media_type="text/html; charset=utf-8",
         headers={**PAGE_HEADERS, **(headers or {})},
     )
 
 
-def loading_page(display_name: str) -> Response:
-    """Shown at once to a browser while the service wakes; the script polls the status."""
+def document(title: str, body: str, stylesheet: str = STYLE_PATH) -> str:
+    """A whole page around `body` (markup already escaped), with its one stylesheet."""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        f'<link rel="stylesheet" href="{stylesheet}"></head>\n<body>{body}</body></html>\n'
+    )
+
+
+def loading_body(display_name: str) -> str:
+    """The built-in page's content: a heading, the progress bar and the note the script
+    updates (without the script)."""
     name = html.escape(display_name)
-    body = (
+    return (
         f"<h1>Starting {name}&hellip;</h1>"
         '<progress id="progress" max="100" value="5"></progress>'
         '<p id="note" class="note">This page reloads by itself when it is ready.</p>'
-        f'<script src="{SCRIPT_PATH}" defer></script>'
-        # Without JavaScript, a plain refresh does the same.
-        '<noscript><meta http-equiv="refresh" content="3"></noscript>'
     )
-    return _page(f"Starting {display_name}", body, 200)
+
+
+# The page's one script (it polls the status), and a plain refresh without JavaScript.
+POLLING = (
+    f'<script src="{SCRIPT_PATH}" defer></script>'
+    '<noscript><meta http-equiv="refresh" content="3"></noscript>'
+)
+
+
+def loading_page(
+    display_name: str, body: str | None = None, stylesheet: str = STYLE_PATH
+) -> Response:
+    """Shown at once to a browser while the service wakes; the script polls the status.
+    `body`: a custom theme's rendered content (proxy/themes.py) instead of the built-in one."""
+    content = loading_body(display_name) if body is None else body
+    return _page(f"Starting {display_name}", content + POLLING, 200, stylesheet=stylesheet)
 
 
 class MessagePage(Response):
@@ -135,6 +172,8 @@ def asset(path: str) -> Response | None:
         return Response(LOADING_JS, media_type="text/javascript", headers=PAGE_HEADERS)
     if path == STYLE_PATH:
         return Response(LOADING_CSS, media_type="text/css", headers=PAGE_HEADERS)
+    if path == DARK_STYLE_PATH:
+        return Response(LOADING_DARK_CSS, media_type="text/css", headers=PAGE_HEADERS)
     return None
 
 

@@ -9,6 +9,7 @@
     wakedock.wake_timeout   seconds (or 30s, 2m)
     wakedock.access         public | authenticated | roles:<role>[,<role>...]
     wakedock.stop_method    stop | pause
+    wakedock.loading_page   default | dark (custom templates: services defined through WakeDock)
 
 Labels are validated exactly like an API spec; a container with invalid labels is reported and
 left alone, never half-configured.
@@ -103,6 +104,10 @@ def spec_from_labels(workload: DiscoveredWorkload) -> ServiceSpec:
         raw["access"] = _access(value)
     if (value := labels.get(f"{PREFIX}stop_method")) is not None:
         raw["stop_method"] = value
+    if (value := labels.get(f"{PREFIX}loading_page")) is not None:
+        if value not in ("default", "dark"):
+            raise InvalidLabels(f"{PREFIX}loading_page: expected default or dark")
+        raw["loading_page"] = {"theme": value}
     try:
         return ServiceSpec.model_validate(raw)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wakedock.services.errors import InvalidServiceSpec
+from wakedock.services.loading_page import LoadingPage
 from wakedock.services.spec import Access, Limits, PortMapping, Readiness, ServiceSpec, Volume
 
 
@@ -41,6 +42,7 @@ class ServicePatch(BaseModel):
     hosts: list[str] | None = None
     access: Access | None = None
     depends_on: list[str] | None = None
+    loading_page: LoadingPage | None = None
     privileged: bool | None = None
     cap_add: list[str] | None = None
     network_mode: str | None = None

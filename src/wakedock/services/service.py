@@ -37,6 +37,7 @@ from wakedock.secrets.references import ServiceSecrets, plain_environment, refer
 from wakedock.services.depends_on import check_dependencies
 from wakedock.services.errors import (
     ConfiguredByLabels,
+    InvalidServiceSpec,
     NotServiceOwner,
     PolicyRefused,
     ServiceExists,
@@ -44,6 +45,7 @@ from wakedock.services.errors import (
     ServiceNotFound,
 )
 from wakedock.services.launch import launch_of
+from wakedock.services.loading_page import TemplateFiles, check_template
 from wakedock.services.models import Service
 from wakedock.services.patch import ServicePatch
 from wakedock.services.policy import PolicySettings, Violation, with_writable_root_rule
@@ -73,11 +75,14 @@ class ServiceManager:
         secrets: ServiceSecrets,
         *,
         stop_grace_s: float = 0.0,
+        templates: TemplateFiles | None = None,
     ) -> None:
         """`stop_grace_s`: how long a stop waits between storing the service as stopping and
         stopping its container (with the edge's direct routes: the edge drops the route first,
-        docs/edge.md)."""
+        docs/edge.md). `templates`: where custom loading-page templates are checked (the files
+        API's store); without it a custom theme is refused."""
         self._factory = factory
+        self._templates = templates
         self._stop_grace_s = stop_grace_s
         self._clock = clock
         self._runtime = runtime
@@ -183,6 +188,7 @@ class ServiceManager:
                     raise ServiceExists("a service with this name already exists")
                 check_dependencies(db, spec)
             granted = self._check_policy(actor, spec, context, already_granted=False)
+            self._check_loading_page(spec)
             self._secrets.check(actor, spec, context)
             ref = self._create_container(spec, granted, plain_environment(spec))
             now = self._clock.now()
@@ -224,6 +230,7 @@ class ServiceManager:
             granted = self._check_policy(
                 actor, spec, context, already_granted=current.writable_root_granted
             )
+            self._check_loading_page(spec)
             self._secrets.check(actor, spec, context, previous=current.spec)
             was_running = self._live_state(current) == State.RUNNING
             # Secrets are read before the running container goes: a missing one leaves it be.
@@ -439,6 +446,13 @@ class ServiceManager:
             self.audit(refused, context)
             raise PolicyRefused(found)
         return granted
+
+    def _check_loading_page(self, spec: ServiceSpec) -> None:
+        """A custom loading page's template exists, fits and parses (InvalidServiceSpec)."""
+        if spec.loading_page.theme == "custom" and self._templates is None:
+            raise InvalidServiceSpec("loading_page.template: custom templates are not available")
+        if self._templates is not None:
+            check_template(self._templates, spec.loading_page)
 
     def _environment(self, spec: ServiceSpec, launch: RequestContext | None) -> dict[str, str]:
         """For a `launch` (a start follows) the secret references read now; otherwise the

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from wakedock.rbac.permissions import Role
+from wakedock.services.loading_page import LoadingPage, check_template_folder
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -252,6 +253,8 @@ class ServiceSpec(_Strict):
     hosts: list[str] = Field(default_factory=list, max_length=32)
     access: Access = Field(default_factory=Access)
     depends_on: list[str] = Field(default_factory=list, max_length=32)
+    # What a browser sees while the service wakes (services/loading_page.py).
+    loading_page: LoadingPage = Field(default_factory=LoadingPage)
 
     # Knobs a user may ask for so that the policy engine can refuse them by name.
     privileged: bool = False
@@ -360,6 +363,13 @@ class ServiceSpec(_Strict):
         if info.data.get("name") in value:
             raise ValueError("a service cannot depend on itself")
         _no_duplicates(value, "dependency")
+        return value
+
+    @field_validator("loading_page")
+    @classmethod
+    def _loading_page(cls, value: LoadingPage, info: ValidationInfo) -> LoadingPage:
+        if "name" in info.data:
+            check_template_folder(value, info.data["name"])
         return value
 
     @field_validator("cap_add")
