@@ -13,6 +13,7 @@ its socket: no timer runs while no line waits (it is on by default, `edge.direct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -128,6 +129,9 @@ class EdgeActivity(asyncio.DatagramProtocol):
             self._transport.close()
         self.flush()
         self._path.unlink(missing_ok=True)
+        if _worker_gid() is not None:  # root: the directory made for the socket alone
+            with contextlib.suppress(OSError):  # not empty: another server's socket
+                self._path.parent.rmdir()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         host = parse_host(data)
