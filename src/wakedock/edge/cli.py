@@ -73,16 +73,17 @@ def renderer(
 ) -> Callable[[], EdgeConfig]:
     """The edge's configuration from the services now: what the supervisor calls at each poll.
 
-    The direct routes of the running services are included for a supervised edge (`edge run`,
-    which passes its `presence`) while its registration is fresh, so `wakedock serve` waits
-    the stop grace (edge/presence.py); for `edge render` only with `direct_routes: true` (no
-    supervisor reloads nginx when a service stops: the operator asked for it)."""
+    The direct routes of the running services are included with `direct_routes: true` (where
+    `wakedock serve` always waits the stop grace; for `edge render` too: the operator asked for
+    it), and under `auto` for a supervised edge (`edge run`, which passes its `presence`) while
+    its registration is fresh, so `serve` waits the grace (edge/presence.py); not for a one-shot
+    `edge render` under `auto` (no supervisor would reload nginx when a service stops)."""
     mode = tools.settings.edge.direct_routes
 
     def direct() -> bool:
         if tools.routes is None or mode is False:
             return False
-        return presence.fresh if presence is not None else mode is True
+        return mode is True or (presence is not None and presence.fresh)
 
     def render() -> EdgeConfig:
         # Asked before the services are read: see edge/presence.py for why the order matters.
