@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -53,6 +54,8 @@ from wakedock.web.client_ip import TrustedProxies
 from wakedock.web.errors import CatchAllMiddleware, install_error_handlers
 from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
 from wakedock.web.openapi import install_openapi
+
+log = logging.getLogger("wakedock.server")
 
 
 def create_app(components: Components) -> FastAPI:
@@ -187,9 +190,10 @@ async def lifespan(
 ) -> AsyncIterator[None]:
     """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper,
     the poller of the service host map (loaded once before the first request), with
-    edge.direct_routes the listener of the edge's direct traffic (proxy/edge_activity.py), and
-    with several workers the leader election and the flush of this worker's traffic (first
-    started, last stopped: the lease is handed over at once on a graceful stop).
+    edge.direct_routes auto or true the listener of the edge's direct traffic
+    (proxy/edge_activity.py), and with several workers the leader election and the flush of
+    this worker's traffic (first started, last stopped: the lease is handed over at once on a
+    graceful stop).
 
     Started in this order and stopped in the reverse one. What needs closing whether or not
     the start-up got that far (HTTP clients, health probes, the Vault token WakeDock logged in
@@ -224,15 +228,26 @@ async def lifespan(
         polling = asyncio.create_task(components.directory.run())
         stack.push_async_callback(_cancelled, polling)
         settings = components.settings
-        if settings.edge.direct_routes:
+        if settings.edge.direct_routes_rendered:
             edge = EdgeActivity(
                 activity_socket(settings.data_dir),
                 components.directory.lookup,
                 components.activity,
                 adopt=components.wakes.adopt,
             )
-            await edge.start()
-            stack.push_async_callback(edge.stop)
+            try:
+                await edge.start()
+            except OSError as exc:
+                if settings.edge.direct_routes is True:
+                    raise
+                # auto, perhaps with no edge at all: serve without the edge's activity.
+                log.error(
+                    "cannot listen for the edge's direct traffic (%s): an edge with direct "
+                    "routes would see its services stopped under traffic",
+                    exc,
+                )
+            else:
+                stack.push_async_callback(edge.stop)
         yield
 
 

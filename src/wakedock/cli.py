@@ -14,6 +14,7 @@ from wakedock import __version__
 from wakedock.audit.cli import AuditTrail, audit_group
 from wakedock.audit.configuration import record_configuration
 from wakedock.cli_state import CliState, cli_context, step
+from wakedock.cluster.edges import EdgeRegistry
 from wakedock.components import Components, build_components
 from wakedock.config import Settings
 from wakedock.context import RequestContext
@@ -94,6 +95,7 @@ def _edge_tools(state: CliState) -> EdgeTools:
         tls.generated,
         routes,
         services_marker=c.services.change_marker,
+        registry=EdgeRegistry(c.db, c.clock),
     )
 
 

@@ -19,6 +19,7 @@ from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
 from wakedock.clock import Clock, SystemClock
 from wakedock.cluster.counters import RequestCounts
+from wakedock.cluster.edges import EdgeRegistry
 from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
 from wakedock.dashboard.board import ServicesBoard
@@ -68,6 +69,7 @@ from wakedock.secrets.startup import (
     read_secrets,
 )
 from wakedock.secrets.watch import SecretWatcher
+from wakedock.services.grace import stop_grace
 from wakedock.services.launch import policy_settings
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
@@ -243,6 +245,7 @@ def build_components(
     runtime = runtime or make_runtime(settings.docker)
     secrets = ServiceSecrets(provider, settings.secrets.service_prefix, factory, clock)
     files = FileStore(settings.data_dir / "files")
+    edges = EdgeRegistry(factory, clock)
     services = ServiceManager(
         factory,
         clock,
@@ -250,7 +253,7 @@ def build_components(
         policy_settings(settings.docker),
         secrets,
         # The edge's direct routes must be gone before a container's port can be reused.
-        stop_grace_s=settings.edge.stop_grace_seconds if settings.edge.direct_routes else 0.0,
+        stop_grace=stop_grace(settings.edge, edges.any_attached),
         templates=files,
     )
     activity = ActivityTracker(clock)
@@ -326,6 +329,9 @@ def build_components(
             wakes.awake_names,
             certificate.seconds_left,
             requests=request_counts.exposition,
+            edges=(
+                (lambda: len(edges.attached())) if settings.edge.direct_routes_rendered else None
+            ),
         ),
         request_counts=request_counts,
         effective_settings=EffectiveSettings(settings, secret_sources, factory, clock),

@@ -8,6 +8,7 @@ from typing import Any
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from wakedock.audit.events import Event, EventType
+from wakedock.cluster.edges import EdgeRegistry
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
@@ -38,3 +39,14 @@ def test_metrics_need_the_permission_and_count_the_trail(make_harness: Any) -> N
     # Every line is a comment or a well-formed sample.
     for line in after.splitlines():
         assert line.startswith("# ") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? \d+(\.\d+)?", line)
+
+
+def test_metrics_say_how_many_edges_are_attached(make_harness: Any) -> None:
+    h: Harness = make_harness(runtime=FakeRuntime())
+    operator = h.bearer(h.token_for(Role.OPERATOR))
+    assert value(h.client.get("/metrics", headers=operator).text, "wakedock_edges_attached") == 0
+    EdgeRegistry(h.components.db, h.components.clock).register("edge-host:1")
+    assert value(h.client.get("/metrics", headers=operator).text, "wakedock_edges_attached") == 1
+    off: Harness = make_harness(runtime=FakeRuntime(), edge={"direct_routes": False})
+    text = off.client.get("/metrics", headers=off.bearer(off.token_for(Role.OPERATOR))).text
+    assert "wakedock_edges_attached" not in text

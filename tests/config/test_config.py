@@ -188,3 +188,29 @@ def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
     config.write_text("auth: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", "auto"), ("true", True), ("false", False), ("False", False), (True, True)],
+)
+def test_direct_routes_take_auto_true_or_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: object, expected: object
+) -> None:
+    monkeypatch.delenv("WAKEDOCK_EDGE__DIRECT_ROUTES", raising=False)
+    assert load_settings().edge.direct_routes == "auto"  # the default
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"edge:\n  direct_routes: {value}\n")
+    assert load_settings(config).edge.direct_routes == expected
+    monkeypatch.setenv("WAKEDOCK_EDGE__DIRECT_ROUTES", str(value))
+    assert load_settings().edge.direct_routes == expected
+
+
+@pytest.mark.parametrize("value", ["sometimes", "2", "''"])
+def test_direct_routes_refuse_anything_else_clearly(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"edge:\n  direct_routes: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert "edge.direct_routes" in str(caught.value)
+    assert "must be auto, true or false" in str(caught.value)

@@ -54,11 +54,11 @@ def container(engine: DockerClient, installation: str) -> Container:
 
 @pytest.fixture
 def env(installation: str) -> dict[str, str]:
+    # edge.direct_routes left at its default (auto): `edge run` registers and routes directly.
     return {
         **TRUSTED,
         "WAKEDOCK_DOCKER__INSTALLATION": installation,
         "WAKEDOCK_PROXY__REAPER_INTERVAL_SECONDS": "0.5",
-        "WAKEDOCK_EDGE__DIRECT_ROUTES": "true",
         "WAKEDOCK_EDGE__STOP_GRACE_SECONDS": "2",
     }
 

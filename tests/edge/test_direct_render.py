@@ -64,7 +64,12 @@ VIEWS = [_view("wiki"), _view("vault", "authenticated"), _view("blog", state="st
 
 
 def test_direct_routes_only_with_the_setting(tmp_path: Path) -> None:
-    off = render_edge(Settings(data_dir=tmp_path), VIEWS, _options(tmp_path), ROUTES)
+    off = render_edge(
+        Settings(data_dir=tmp_path, edge={"direct_routes": False}),
+        VIEWS,
+        _options(tmp_path),
+        ROUTES,
+    )
     assert "edge_service_" not in off.files["nginx.conf"]
     assert "auth_request" not in off.files["nginx.conf"]
     settings = Settings(data_dir=tmp_path, edge={"direct_routes": True, "auth_cache_seconds": 7})

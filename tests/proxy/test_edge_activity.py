@@ -60,9 +60,34 @@ def test_datagrams_touch_the_hosts_service_once_per_flush(tmp_path: Path) -> Non
         touched = listener.touched
         await listener.stop()
         assert not path.exists()
+        if os.geteuid() == 0:  # its own directory under /tmp, not left behind
+            assert not path.parent.exists()
         return touched
 
     assert tracker.idle_seconds("app") is None  # never seen
     assert asyncio.run(scenario()) == 1  # three lines, one touch
     clock.advance(10)
     assert tracker.idle_seconds("app") == 10
+
+
+def test_without_an_edge_the_listener_runs_nothing(tmp_path: Path) -> None:
+    # On by default (direct_routes: auto), in every server with or without an edge: idle, it is
+    # a bound socket and no task; a line arms one flush, which leaves nothing running after it.
+    tracker = ActivityTracker(FakeClock())
+    path = activity_socket(tmp_path)
+
+    async def scenario() -> None:
+        before = len(asyncio.all_tasks())
+        listener = EdgeActivity(
+            path, {"app.localhost": _view("app")}.get, tracker, flush_seconds=0.05
+        )
+        await listener.start()
+        assert len(asyncio.all_tasks()) == before
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as nginx:
+            nginx.sendto(LINE, str(path))
+        await asyncio.sleep(0.3)
+        assert listener.touched == 1
+        assert len(asyncio.all_tasks()) == before
+        await listener.stop()
+
+    asyncio.run(scenario())

@@ -406,14 +406,47 @@ class EdgeSettings(_Section):
     """The nginx edge in front of WakeDock (docs/edge.md): how it serves awake services."""
 
     # The edge proxies an awake service straight to its published port (WakeDock only for
-    # sleeping services, WebSockets, event streams and sign-in). Read by both sides: `edge
-    # run` renders the direct routes; `wakedock serve` then listens for the edge's access log
-    # (the idle reaper's view of direct traffic) and waits stop_grace_seconds before stopping
-    # a container. Off: every request goes through WakeDock, as without the edge.
-    direct_routes: bool = False
+    # sleeping services, WebSockets, event streams and sign-in). Read by both sides:
+    # - "auto" (default): `edge run` renders the direct routes and registers itself in the
+    #   database while it runs; `wakedock serve` listens for the edge's access log (the idle
+    #   reaper's view of direct traffic) and waits stop_grace_seconds before stopping a
+    #   container only while an edge is registered. `edge render` (no supervisor to reload
+    #   nginx when a service stops) renders none.
+    # - true: as auto, but `serve` always waits the grace and `edge render` renders them too.
+    # - false: every request goes through WakeDock, as without the edge; no listener, no grace.
+    direct_routes: bool | Literal["auto"] = "auto"
     # How long nginx keeps WakeDock's access decision for one (host, service cookie): a
     # revoked session still reaches a protected service directly for up to this long.
     auth_cache_seconds: int = Field(default=5, ge=0, le=300)
     # Between marking a service stopping (the edge drops its direct route) and stopping its
     # container, so no request is sent to a port the engine may hand to another container.
     stop_grace_seconds: float = Field(default=3.0, ge=0, le=60)
+
+    @field_validator("direct_routes", mode="before")
+    @classmethod
+    def _direct_routes(cls, value: object) -> bool | str:
+        # Before pydantic's own parsing, which would take "auto" for neither and say so twice.
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _DIRECT_ROUTES_WORDS:
+            return _DIRECT_ROUTES_WORDS[word]
+        raise ValueError("must be auto, true or false")
+
+    @property
+    def direct_routes_rendered(self) -> bool:
+        """A supervised edge (`edge run`) renders direct routes: auto or true."""
+        return self.direct_routes is not False
+
+
+_DIRECT_ROUTES_WORDS: dict[str, bool | str] = {
+    "auto": "auto",
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}

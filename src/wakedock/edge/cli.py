@@ -11,8 +11,11 @@ from pathlib import Path
 import click
 
 from wakedock.cli_state import CliState, step
+from wakedock.cluster.edges import EdgeRegistry
+from wakedock.cluster.leases import process_name
 from wakedock.config import Settings
 from wakedock.edge.modsec_log import RecordEvent, WafLogIngest
+from wakedock.edge.presence import EdgePresence
 from wakedock.edge.render import (
     NGINX_BINARY,
     SYSTEM_CA_BUNDLE,
@@ -23,6 +26,7 @@ from wakedock.edge.render import (
 )
 from wakedock.edge.routes import DirectRoutes
 from wakedock.edge.supervisor import EdgeFailed, EdgeSupervisor, check_config
+from wakedock.edge.upkeep import read_applied
 from wakedock.services.snapshots import ServiceView
 from wakedock.web.client_ip import is_trusted, parse_networks
 
@@ -43,6 +47,8 @@ class EdgeTools:
     routes: DirectRoutes | None = None
     # A cheap fingerprint of the services: `edge run` reloads nginx soon after it moves.
     services_marker: Callable[[], object] | None = None
+    # Where `edge run` registers itself while it renders direct routes (cluster/edges.py).
+    registry: EdgeRegistry | None = None
 
 
 OpenTools = Callable[[CliState], EdgeTools]
@@ -62,33 +68,61 @@ def _options(
     )
 
 
-def renderer(tools: EdgeTools, options: EdgeOptions) -> Callable[[], EdgeConfig]:
-    """The edge's configuration from the services now: what the supervisor calls at each poll
-    (the direct routes of the running services included, with edge.direct_routes)."""
+def renderer(
+    tools: EdgeTools, options: EdgeOptions, presence: EdgePresence | None = None
+) -> Callable[[], EdgeConfig]:
+    """The edge's configuration from the services now: what the supervisor calls at each poll.
+
+    The direct routes of the running services are included with `direct_routes: true` (where
+    `wakedock serve` always waits the stop grace; for `edge render` too: the operator asked for
+    it), and under `auto` for a supervised edge (`edge run`, which passes its `presence`) while
+    its registration is fresh, so `serve` waits the grace (edge/presence.py); not for a one-shot
+    `edge render` under `auto` (no supervisor would reload nginx when a service stops)."""
+    mode = tools.settings.edge.direct_routes
+
+    def direct() -> bool:
+        if tools.routes is None or mode is False:
+            return False
+        return mode is True or (presence is not None and presence.fresh)
 
     def render() -> EdgeConfig:
+        # Asked before the services are read: see edge/presence.py for why the order matters.
+        routed = direct()
         views = tools.services()
-        direct = tools.settings.edge.direct_routes and tools.routes is not None
-        routes = tools.routes(views) if direct and tools.routes is not None else None
+        routes = tools.routes(views) if routed and tools.routes is not None else None
         return render_edge(tools.settings, views, options, routes)
 
     return render
 
 
-def _marker(tools: EdgeTools) -> Callable[[], object] | None:
+def _marker(tools: EdgeTools, presence: EdgePresence | None) -> Callable[[], object] | None:
     """The services' change marker, which also moves about once a second while a running
-    service waits for its direct route: its readiness probe passing changes nothing in the
-    services table, and the route must follow without waiting for the next full poll."""
+    service waits for its direct route (its readiness probe passing changes nothing in the
+    services table, and the route must follow without waiting for the next full poll), and when
+    the edge's registration lapses or comes back (the routes go or return)."""
     services_marker = tools.services_marker
     routes = tools.routes
-    if services_marker is None or routes is None or not tools.settings.edge.direct_routes:
+    if services_marker is None or routes is None or presence is None:
         return services_marker
 
     def marker() -> object:
         waiting = routes.waiting
-        return (services_marker(), waiting, int(time.monotonic()) if waiting else 0)
+        return (
+            services_marker(),
+            presence.fresh,
+            waiting,
+            int(time.monotonic()) if waiting else 0,
+        )
 
     return marker
+
+
+def _presence(tools: EdgeTools) -> EdgePresence | None:
+    """`edge run`'s registration, when it renders direct routes (auto or true)."""
+    rendered = tools.settings.edge.direct_routes_rendered
+    if not rendered or tools.registry is None or tools.routes is None:
+        return None
+    return EdgePresence(tools.registry, process_name())
 
 
 def _render(tools: EdgeTools, options: EdgeOptions) -> EdgeConfig:
@@ -214,9 +248,10 @@ def edge_group(open_tools: OpenTools) -> click.Group:
         _warn_untrusted(tools.settings)
         options = _options(tools, out, listen, wakedock_ca, wakedock_http)
         edge_settings = tools.settings.edge
+        presence = _presence(tools)
         # A stop moves the services' marker; the edge drops the route within about two
         # watches (one to see it, one to see it hold still) and a reload.
-        if edge_settings.direct_routes and 2 * watch_seconds >= edge_settings.stop_grace_seconds:
+        if presence is not None and 2 * watch_seconds >= edge_settings.stop_grace_seconds:
             # A stopped service's route would outlive its container (docs/edge.md).
             click.secho(
                 f"warning: --watch-seconds {watch_seconds:g} is not below half of "
@@ -227,18 +262,47 @@ def edge_group(open_tools: OpenTools) -> click.Group:
             )
         options.audit_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         supervisor = EdgeSupervisor(
-            render=renderer(tools, options),
+            render=renderer(tools, options, presence),
             ingest=WafLogIngest(options.audit_log, tools.record),
             nginx=_nginx(),
             poll_seconds=poll_seconds,
             progress=step,
-            services_marker=_marker(tools),
+            services_marker=_marker(tools, presence),
             watch_seconds=watch_seconds,
+            presence=presence,
         )
         try:
             status = supervisor.run()
         except EdgeFailed as exc:
             raise click.ClickException(str(exc)) from None
         raise SystemExit(status)
+
+    @edge.command("status")
+    @_out
+    @click.pass_obj
+    def status(state: CliState, out: Path | None) -> None:
+        """Say whether an edge with direct routes is attached (and so whether a stop waits the
+        grace), and what the edge of --out last applied."""
+        tools = open_tools(state)
+        mode = tools.settings.edge.direct_routes
+        attached = tools.registry.attached() if tools.registry is not None else []
+        click.echo(f"direct routes: {str(mode).lower()}")
+        for edge_ in attached:
+            click.echo(f"edge attached: {edge_.holder} (until {edge_.expires_at.isoformat()})")
+        if not attached:
+            click.echo("edge attached: none")
+        if mode is False:
+            grace = "never (direct routes off)"
+        elif mode is True or attached:
+            grace = f"{tools.settings.edge.stop_grace_seconds:g} s"
+        else:
+            grace = "none (no edge attached)"
+        click.echo(f"stop grace: {grace}")
+        applied = read_applied((out or tools.settings.data_dir / "edge").absolute())
+        if applied is not None:
+            click.echo(
+                f"last applied: generation {applied.generation} at {applied.applied_at} "
+                f"({applied.reason}), nginx pid {applied.nginx_pid}"
+            )
 
     return edge

@@ -185,7 +185,7 @@ def edge_servers(
     default block that hands any other host to WakeDock (which answers 404, or serves a service
     created since the last render). A service in `routes` (edge.direct_routes) is proxied to
     its upstream by nginx itself."""
-    routes = routes if settings.edge.direct_routes and routes else {}
+    routes = routes if settings.edge.direct_routes_rendered and routes else {}
     taken: set[str] = set()
 
     def fresh(hosts: Iterable[str]) -> tuple[str, ...]:

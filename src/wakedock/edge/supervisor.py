@@ -26,6 +26,7 @@ from types import FrameType
 from typing import TypeVar
 
 from wakedock.edge.modsec_log import WafLogIngest
+from wakedock.edge.presence import EdgePresence
 from wakedock.edge.render import EdgeConfig, EdgeOptions, write_edge
 from wakedock.edge.tls import CertificateRefused, check_pair
 from wakedock.edge.upkeep import (
@@ -103,6 +104,9 @@ class EdgeSupervisor:
     # supervisor with a failure (a service manager may then take over).
     max_quick_failures: int = 5
     stable_seconds: float = 30.0
+    # The edge's registration (direct routes): made before the first render, released after
+    # nginx exited, so `wakedock serve` waits the stop grace exactly while routes may exist.
+    presence: EdgePresence | None = None
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -132,6 +136,15 @@ class EdgeSupervisor:
 
     def run(self) -> int:
         """Serve until stopped: 0 after a requested stop, non-zero when nginx kept dying."""
+        if self.presence is not None:
+            self.presence.start()
+        try:
+            return self._serve()
+        finally:
+            if self.presence is not None:
+                self.presence.stop()
+
+    def _serve(self) -> int:
         config = self._prepare()
         if threading.current_thread() is threading.main_thread():  # the CLI; a test stops it
             for signum in (signal.SIGTERM, signal.SIGINT):

@@ -16,7 +16,8 @@ class Metrics:
     process holds awake (`awake`: read on the event loop, where the wake states live), and the
     seconds left on the TLS certificate this process serves (`certificate`: no I/O; None when
     it serves none), and the requests received (`requests`: the text of cluster/counters.py,
-    summed over every worker process of this server)."""
+    summed over every worker process of this server), and the edges with direct routes attached
+    (`edges`: one read of their registrations; None without direct routes, no gauge)."""
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class Metrics:
         certificate: Callable[[], float | None] = lambda: None,
         *,
         requests: Callable[[], str] = lambda: "",
+        edges: Callable[[], int] | None = None,
     ) -> None:
         self.counters = counters
         self._factory = factory
@@ -34,13 +36,27 @@ class Metrics:
         self._awake = awake
         self._certificate = certificate
         self._requests = requests
+        self._edges = edges
 
     async def exposition(self) -> str:
         """The Prometheus text format; the database is read in a worker thread."""
-        running, sinks, requests = await anyio.to_thread.run_sync(self._read)
+        running, sinks, requests, edges = await anyio.to_thread.run_sync(self._read)
         text = exposition(self.counters, len(self._awake()), running, sinks, self._certificate())
-        return text + requests
+        return text + edges_gauge(edges) + requests
 
-    def _read(self) -> tuple[int, list[SinkStatus], str]:
+    def _read(self) -> tuple[int, list[SinkStatus], str, int | None]:
         self.counters.refresh()
-        return running_services(self._factory), self._sinks(), self._requests()
+        edges = self._edges() if self._edges is not None else None
+        return running_services(self._factory), self._sinks(), self._requests(), edges
+
+
+def edges_gauge(edges: int | None) -> str:
+    """`wakedock_edges_attached`: edges with direct routes registered now (a stop waits the
+    stop grace while it is not 0, with `edge.direct_routes: auto`)."""
+    if edges is None:
+        return ""
+    return (
+        "# HELP wakedock_edges_attached Edges with direct routes attached (registered now).\n"
+        "# TYPE wakedock_edges_attached gauge\n"
+        f"wakedock_edges_attached {edges}\n"
+    )

@@ -4,8 +4,10 @@ With `edge.direct_routes`, nginx proxies an awake service itself; WakeDock would
 traffic and would stop the service after its idle timeout. nginx therefore writes one access
 log line per direct request (`access_log syslog:server=unix:...`, format: the host) to a unix
 datagram socket in the data directory, which `wakedock serve` listens on while it runs. Lines
-are gathered and handled every FLUSH_SECONDS: each host seen touches its service's activity,
-once. A host that names no service is ignored; so is anything that is not a line of the format.
+are gathered and handled FLUSH_SECONDS after the first one of a batch: each host seen touches
+its service's activity, once. A host that names no service is ignored; so is anything that is
+not a line of the format. Without an edge nothing arrives and the listener costs nothing but
+its socket: no timer runs while no line waits (it is on by default, `edge.direct_routes: auto`).
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ class EdgeActivity(asyncio.DatagramProtocol):
         self._flush_seconds = flush_seconds
         self._hosts: set[str] = set()
         self._transport: asyncio.DatagramTransport | None = None
-        self._flushing: asyncio.Task[None] | None = None
+        # The flush of the lines gathered since the first of this batch arrived; None when
+        # no line waits.
+        self._flushing: asyncio.TimerHandle | None = None
         self.touched = 0
 
     async def start(self) -> None:
@@ -116,22 +120,27 @@ class EdgeActivity(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self._transport = transport
-        self._flushing = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._flushing is not None:
             self._flushing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flushing
+            self._flushing = None
         if self._transport is not None:
             self._transport.close()
         self.flush()
         self._path.unlink(missing_ok=True)
+        if _worker_gid() is not None:  # root: the directory made for the socket alone
+            with contextlib.suppress(OSError):  # not empty: another server's socket
+                self._path.parent.rmdir()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         host = parse_host(data)
-        if host is not None:
-            self._hosts.add(host)
+        if host is None:
+            return
+        self._hosts.add(host)
+        if self._flushing is None:  # the first line of a batch: flush it in a moment
+            loop = asyncio.get_running_loop()
+            self._flushing = loop.call_later(self._flush_seconds, self._flush_batch)
 
     def flush(self) -> None:
         """Touch the service of each host seen since the last flush."""
@@ -144,10 +153,9 @@ class EdgeActivity(asyncio.DatagramProtocol):
                 if self._adopt is not None:
                     self._adopt(view)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            try:
-                self.flush()
-            except Exception:
-                log.exception("could not record the edge's activity")
+    def _flush_batch(self) -> None:
+        self._flushing = None
+        try:
+            self.flush()
+        except Exception:
+            log.exception("could not record the edge's activity")

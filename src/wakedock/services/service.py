@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -44,6 +43,7 @@ from wakedock.services.errors import (
     ServiceInUse,
     ServiceNotFound,
 )
+from wakedock.services.grace import StopGrace
 from wakedock.services.launch import launch_of
 from wakedock.services.loading_page import TemplateFiles, check_template
 from wakedock.services.models import Service
@@ -74,16 +74,17 @@ class ServiceManager:
         policy: PolicySettings,
         secrets: ServiceSecrets,
         *,
-        stop_grace_s: float = 0.0,
+        stop_grace: StopGrace | None = None,
         templates: TemplateFiles | None = None,
     ) -> None:
-        """`stop_grace_s`: how long a stop waits between storing the service as stopping and
-        stopping its container (with the edge's direct routes: the edge drops the route first,
-        docs/edge.md). `templates`: where custom loading-page templates are checked (the files
-        API's store); without it a custom theme is refused."""
+        """`stop_grace`: with the edge's direct routes, a stop stores the service as stopping
+        and waits that grace (when an edge is attached) before stopping its container, so the
+        edge drops the route first (services/grace.py, docs/edge.md). `templates`: where custom
+        loading-page templates are checked (the files API's store); without it a custom theme
+        is refused."""
         self._factory = factory
         self._templates = templates
-        self._stop_grace_s = stop_grace_s
+        self._stop_grace = stop_grace
         self._clock = clock
         self._runtime = runtime
         self._policy = policy
@@ -329,12 +330,15 @@ class ServiceManager:
         with self._lock(current.name):
             pause = current.spec.stop_method == "pause"
             ref = self._ref(current)
-            grace = self._stop_grace_s > 0 and current.state == State.RUNNING.value
-            if grace:
+            stop_grace = self._stop_grace
+            grace = stop_grace is not None and current.state == State.RUNNING.value
+            if stop_grace is not None and grace:
                 self._mark_stopping(current.id)
-                # Blocking on purpose: a stop runs in a worker thread, under this service's
-                # lock (a wake waits for it, then starts the service again).
-                time.sleep(self._stop_grace_s)
+                # Asked only now that the row says stopping: an edge registering from here on
+                # renders without the route (edge/presence.py). No edge: no wait. Blocking on
+                # purpose: a stop runs in a worker thread, under this service's lock (a wake
+                # waits for it, then starts the service again).
+                stop_grace.wait()
             try:
                 self._runtime.stop(ref, pause=pause)
             except Exception:
