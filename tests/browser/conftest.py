@@ -1,7 +1,9 @@
 """The browser fixtures: a fresh headless Chromium per test, its page, and step screenshots.
 
 Each test gets its own Chromium process and profile (`--user-data-dir` in the test's temporary
-directory): no cookie or cache crosses from one test to another.
+directory): no cookie or cache crosses from one test to another. With
+WAKEDOCK_TEST_THROUGH_EDGE=1, each test's Chromium reaches its server through an edge of its own
+(`edge_slot`, support/browser_edge.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from support.browser import (
     chromium_args,
     make_certificate,
 )
+from support.browser_edge import EdgeSlot, edge_slot_for_test
 from support.components import unavailable
 from support.engine import add_app, engine, installation, network, python_image  # noqa: F401
 
@@ -30,6 +33,14 @@ from support.engine import add_app, engine, installation, network, python_image 
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> BrowserCertificate:
     """One test certificate for every server of the session; Chromium trusts its key."""
     return make_certificate(tmp_path_factory.mktemp("browser-tls"))
+
+
+@pytest.fixture(autouse=True)
+def edge_slot() -> Iterator[EdgeSlot | None]:
+    """Through the edge, where the test's edge will listen (Chromium is pointed there before
+    its server starts); otherwise None. A module that runs an edge of its own overrides it."""
+    with edge_slot_for_test() as slot:
+        yield slot
 
 
 @pytest.fixture

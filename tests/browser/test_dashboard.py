@@ -29,6 +29,7 @@ from support.browser import (
     next_code,
     sign_in_with_code,
     sign_in_with_password,
+    site_url,
     text,
 )
 from support.engine import AddApp, container_of, wait_for
@@ -138,7 +139,7 @@ def test_the_services_page_wakes_and_stops_a_service_live(
         # The name leads to the service's page, the host beside it to the service.
         assert page.get_by_role("link", name="Team wiki").get_attribute("href") == "/services/app"
         assert page.get_by_role("link", name="app.localhost").get_attribute("href") == (
-            f"https://app.localhost:{server.port}/"
+            site_url(server, "app.localhost")
         )
         assert cell(page, "app", "phase").inner_text() == "asleep"
         assert "0 of 20 awake" in text(page)

@@ -83,6 +83,13 @@ SHELL_COMMAND = [
 
 
 @pytest.fixture
+def edge_slot() -> None:
+    """These tests run their edge themselves, through the edge or not (conftest.py's `edge_slot`
+    would put a second one in front of the same server)."""
+    return None
+
+
+@pytest.fixture
 def edge_address() -> str:
     """A loopback address whose port 443 is free (tests running at once each take another)."""
     for _ in range(50):

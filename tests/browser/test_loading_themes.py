@@ -21,6 +21,7 @@ from support.browser import (
     browser_server,
     create_user,
     sign_in_with_password,
+    site_url,
     text,
 )
 from support.engine import AddApp
@@ -110,7 +111,7 @@ def test_a_custom_loading_page_then_the_app_and_every_themes_preview(
         page.set_viewport_size(WIDE)
 
         # A visitor of the sleeping service gets the custom page; its inline script is refused.
-        service = f"https://app.localhost:{server.port}/"
+        service = site_url(server, "app.localhost")
         page.goto(service)
         page.get_by_role("heading", name="Team wiki is on its way").wait_for()
         assert page.locator("#injected").inner_text() == "No inline script ran."

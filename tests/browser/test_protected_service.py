@@ -24,6 +24,7 @@ from support.browser import (
     next_code,
     sign_in_with_code,
     sign_in_with_password,
+    site_url,
     text,
 )
 from support.engine import AddApp
@@ -68,7 +69,7 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
     password = create_user(data, "gina", "viewer" if who == "viewer" else "admin")
     with browser_server(data, certificate, env) as server:
         secret = enrol_by_api(server, "gina", password)[0] if who == "admin" else None
-        service = f"https://app.localhost:{server.port}/"
+        service = site_url(server, "app.localhost")
         page.goto(service)
 
         # Not signed in: the service host sent the browser to the admin host's sign-in form.

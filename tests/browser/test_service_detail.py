@@ -27,6 +27,7 @@ from support.browser import (
     next_code,
     sign_in_with_code,
     sign_in_with_password,
+    site_url,
     text,
 )
 from support.engine import AddApp, container_of
@@ -71,7 +72,7 @@ def test_a_services_page_shows_its_hardening_charts_and_live_log(
 
         # From the list to the service's page: the name leads there, the host beside it.
         host_link = page.get_by_role("link", name="app.localhost")
-        assert host_link.get_attribute("href") == f"https://app.localhost:{server.port}/"
+        assert host_link.get_attribute("href") == site_url(server, "app.localhost")
         page.get_by_role("link", name="Team wiki").click()
         page.wait_for_url(admin_url(server, "/services/app"))
         page.get_by_role("heading", name="Team wiki app").wait_for()
@@ -111,7 +112,7 @@ def test_a_services_page_shows_its_hardening_charts_and_live_log(
         log = page.locator("#log-tail")
         assert MARKER not in log.inner_text()
         visitor = browser.new_page()
-        visit = visitor.goto(f"https://app.localhost:{server.port}{MARKER}")
+        visit = visitor.goto(site_url(server, "app.localhost", MARKER))
         assert visit is not None and visit.status == 404  # the app's answer, proxied
         visitor.close()
         page.locator("#log-tail", has_text=f"GET {MARKER}").wait_for(timeout=30_000)

@@ -25,6 +25,7 @@ from support.browser import (
     next_code,
     sign_in_with_code,
     sign_in_with_password,
+    site_url,
     text,
 )
 
@@ -141,7 +142,7 @@ def test_an_unknown_address_shows_a_plain_page_and_a_tampered_hand_off_is_refuse
     """What a person sees at an address that is no service, and at a sign-in hand-off link that
     names one that is not WakeDock's (or cannot be read): a plain page, nothing internal."""
     with browser_server(data, certificate) as server:
-        answer = page.goto(f"https://nothing.localhost:{server.port}/some/page")
+        answer = page.goto(site_url(server, "nothing.localhost", "/some/page"))
         assert answer is not None and answer.status == 404
         assert page.get_by_role("heading", name="Unknown host").is_visible()
         assert "No service answers at this address." in text(page)

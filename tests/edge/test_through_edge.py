@@ -83,7 +83,13 @@ def test_testclient_requests_cross_the_edge_and_blocks_are_found(
     edge_route: tuple[EdgeRoute, Edge],
 ) -> None:
     route, edge = edge_route
-    watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
+    watch = AuditLogWatch(
+        edge.out_dir / "logs" / "modsec_audit.json",
+        edge.address,
+        edge.port,
+        route.context,
+        host=ADMIN_HOSTS[0],
+    )
     offset = watch.offset()
     client = TestClient(APP, base_url="https://testserver", client=("203.0.113.7", 5000))
 

@@ -47,8 +47,8 @@ class _Pending:
 
 class AppRelay:
     """WakeDock's upstream for the edge: a plain-HTTP listener on 127.0.0.1 that answers each
-    request with the test's app, looked up by `REQUEST_HEADER`. A request without one (the
-    watch's marker, see through_edge.py) is answered 400, which ModSecurity logs."""
+    request with the test's app, looked up by `REQUEST_HEADER`. A request without one (none of
+    a test's) is answered 400."""
 
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}

@@ -2,7 +2,9 @@
 Playwright (no browser download), a test certificate it trusts, and screenshots of each step.
 
 All traffic stays on loopback: `localhost` and every `*.localhost` name resolve to 127.0.0.1
-inside Chromium, and background networking (updates, sync, QUIC probes) is off.
+inside Chromium, and background networking (updates, sync, QUIC probes) is off. With
+WAKEDOCK_TEST_THROUGH_EDGE=1 they resolve to the test's edge instead, which stands in front of
+its server (support/browser_edge.py): write URLs with `admin_url` and `site_url`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import strong_password
+from support import browser_edge
 from support.login import access_token, bearer
 from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.server.tls import generate_self_signed
@@ -60,6 +63,7 @@ def make_certificate(directory: Path) -> BrowserCertificate:
 
 def chromium_args(certificate: BrowserCertificate) -> list[str]:
     return [
+        *browser_edge.chromium_args(),
         # Root in a container: Chromium's own sandbox cannot start there.
         "--no-sandbox",
         "--disable-gpu",
@@ -68,7 +72,6 @@ def chromium_args(certificate: BrowserCertificate) -> list[str]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--host-resolver-rules=MAP localhost 127.0.0.1, MAP *.localhost 127.0.0.1",
         # Trust the test certificate's key only: any other bad certificate still fails.
         f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}",
     ]
@@ -78,12 +81,16 @@ def chromium_args(certificate: BrowserCertificate) -> list[str]:
 def browser_server(
     data_dir: Path, certificate: BrowserCertificate, env: dict[str, str] | None = None
 ) -> Iterator[WakeDockProcess]:
-    """`wakedock serve` (HTTPS) with the certificate Chromium trusts."""
+    """`wakedock serve` (HTTPS) with the certificate Chromium trusts; through the edge
+    (WAKEDOCK_TEST_THROUGH_EDGE=1), with the test's edge in front of it."""
     tls = data_dir / "tls"
     tls.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copy(certificate.cert, tls / "cert.pem")
     shutil.copy(certificate.key, tls / "key.pem")
-    with wakedock_server(data_dir, env=env) as server:
+    with (
+        wakedock_server(data_dir, env=browser_edge.server_settings(env)) as server,
+        browser_edge.edge_for(server),
+    ):
         yield server
 
 
@@ -122,7 +129,13 @@ def wrong_code(secret: str) -> str:
 
 
 def admin_url(server: WakeDockProcess, path: str) -> str:
-    return f"https://localhost:{server.port}{path}"
+    """The admin host's `path` as the browser opens it (directly, or through the edge)."""
+    return f"{browser_edge.admin_origin(server)}{path}"
+
+
+def site_url(server: WakeDockProcess, host: str, path: str = "/") -> str:
+    """Another host's `path` (`app.localhost`: a service) as the browser opens it."""
+    return f"{browser_edge.site_origin(server, host)}{path}"
 
 
 def sign_in_with_password(page: Any, name: str, password: str) -> None:
