@@ -1,5 +1,6 @@
 """The edge's activity socket (proxy/edge_activity.py): nginx's syslog lines of direct requests
-touch the activity of the host's service, once per flush; anything else is ignored."""
+touch the activity of the host's service, once per flush, and count as its requests; anything
+else is ignored."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def test_datagrams_touch_the_hosts_service_once_per_flush(tmp_path: Path) -> Non
 
     assert tracker.idle_seconds("app") is None  # never seen
     assert asyncio.run(scenario()) == 1  # three lines, one touch
+    # ... and three requests in this minute of the service page's chart.
+    assert tracker.requests_per_minute("app", 2) == [0, 3]
     clock.advance(10)
     assert tracker.idle_seconds("app") == 10
 

@@ -38,9 +38,13 @@ class ActivityTracker:
     def of(self, name: str) -> Activity:
         return self._services.setdefault(name, Activity())
 
-    def touch(self, name: str) -> None:
-        self.of(name).last_seen = self._clock.now()
+    def touch(self, name: str, requests: int = 0) -> None:
+        """`name` was used now; `requests`: how many requests it served that no `connection`
+        block counted (the edge's direct ones, proxy/edge_activity.py)."""
+        self.of(name).last_seen = now = self._clock.now()
         self._touched.add(name)
+        if requests > 0:
+            self._count(name, int(now.timestamp()) // 60, requests)
 
     @contextmanager
     def connection(self, name: str) -> Iterator[None]:
@@ -57,18 +61,19 @@ class ActivityTracker:
             activity.last_seen = self._clock.now()
             self._touched.add(name)
 
-    def _count(self, name: str, minute: int) -> None:
+    def _count(self, name: str, minute: int, requests: int = 1) -> None:
         minutes = self._minutes.get(name)
         if minutes is None:
             minutes = self._minutes[name] = deque(maxlen=MINUTES_KEPT)
         if minutes and minutes[-1][0] == minute:
-            minutes[-1][1] += 1
+            minutes[-1][1] += requests
         else:
-            minutes.append([minute, 1])
+            minutes.append([minute, requests])
 
     def requests_per_minute(self, name: str, minutes: int = MINUTES_KEPT) -> list[int]:
-        """Requests this process proxied to `name` in each of the last `minutes` minutes
-        (oldest first, the current minute last; 0 for a minute without any)."""
+        """Requests this process proxied (or heard the edge serve directly) to `name` in each
+        of the last `minutes` minutes (oldest first, the current minute last; 0 for a minute
+        without any)."""
         now = int(self._clock.now().timestamp()) // 60
         counted = {entry[0]: entry[1] for entry in self._minutes.get(name, ())}
         return [counted.get(minute, 0) for minute in range(now - minutes + 1, now + 1)]

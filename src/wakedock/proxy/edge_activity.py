@@ -5,7 +5,8 @@ traffic and would stop the service after its idle timeout. nginx therefore write
 log line per direct request (`access_log syslog:server=unix:...`, format: the host) to a unix
 datagram socket in the data directory, which `wakedock serve` listens on while it runs. Lines
 are gathered and handled FLUSH_SECONDS after the first one of a batch: each host seen touches
-its service's activity, once. A host that names no service is ignored; so is anything that is
+its service's activity once, with the number of its lines (the service page's requests per
+minute). A host that names no service is ignored; so is anything that is
 not a line of the format. Without an edge nothing arrives and the listener costs nothing but
 its socket: no timer runs while no line waits (it is on by default, `edge.direct_routes: auto`).
 """
@@ -20,6 +21,7 @@ import os
 import pwd
 import socket
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,7 +90,7 @@ class EdgeActivity(asyncio.DatagramProtocol):
         # this server started) is taken into the idle reaper's care by its first direct request.
         self._adopt = adopt
         self._flush_seconds = flush_seconds
-        self._hosts: set[str] = set()
+        self._hosts: Counter[str] = Counter()
         self._transport: asyncio.DatagramTransport | None = None
         # The flush of the lines gathered since the first of this batch arrived; None when
         # no line waits.
@@ -137,18 +139,18 @@ class EdgeActivity(asyncio.DatagramProtocol):
         host = parse_host(data)
         if host is None:
             return
-        self._hosts.add(host)
+        self._hosts[host] += 1
         if self._flushing is None:  # the first line of a batch: flush it in a moment
             loop = asyncio.get_running_loop()
             self._flushing = loop.call_later(self._flush_seconds, self._flush_batch)
 
     def flush(self) -> None:
-        """Touch the service of each host seen since the last flush."""
-        hosts, self._hosts = self._hosts, set()
-        for host in hosts:
+        """Touch the service of each host seen since the last flush, with its request count."""
+        hosts, self._hosts = self._hosts, Counter()
+        for host, requests in hosts.items():
             view = self._lookup(host)
             if view is not None:
-                self._activity.touch(view.name)
+                self._activity.touch(view.name, requests)
                 self.touched += 1
                 if self._adopt is not None:
                     self._adopt(view)
