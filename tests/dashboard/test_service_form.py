@@ -309,3 +309,41 @@ def test_a_developer_edits_only_its_own(h: Harness, signed_in: SignIn) -> None:
     assert created.status_code == 303
     assert 'href="/services/notes/edit"' in browser.get("/services").text
     assert browser.get("/services/notes/edit").status_code == 200
+
+
+def test_the_loading_page_is_chosen_in_the_form_and_kept_by_an_edit(
+    h: Harness, signed_in: SignIn
+) -> None:
+    browser, _ = signed_in(Role.OPERATOR)
+    h.components.files.write("app/loading.html", b"<h1>{{ display_name }} wakes</h1>")
+    text = browser.get("/services/app/edit").text
+    # A custom theme whose template is not there: refused beside the template's control.
+    missing = form(hidden(text, "csrf_token"), name="app", ports="8080",
+                   loading_page_theme="custom", loading_page_template="app/nope.html")  # fmt: skip
+    refused = browser.post("/services/app/edit", data=missing, headers=SAME_ORIGIN)
+    assert refused.status_code == 422
+    assert problems_of(refused.text, "loading_page_template") == [
+        "loading_page.template: no such file: upload the template with PUT /api/v1/files/..."
+    ]
+    assert 'value="app/nope.html"' in refused.text  # kept as typed
+    # Another service's folder: refused beside the same control by the spec's own check.
+    foreign = browser.post(
+        "/services/app/edit",
+        data={**missing, "loading_page_template": "blog/loading.html"},
+        headers=SAME_ORIGIN,
+    )
+    assert problems_of(foreign.text, "loading_page_template") == [
+        "template must be a file of the service's folder ('app/...')"
+    ]
+    chosen = {**missing, "loading_page_template": "app/loading.html"}
+    assert browser.post("/services/app/edit", data=chosen, headers=SAME_ORIGIN).status_code == 303
+    assert h.components.services.get("app").spec.loading_page.template == "app/loading.html"
+    # The edit page shows the choice; saved again as shown, the theme stays (an edit sends
+    # every field: a form without these controls would have reset it to the default).
+    text = browser.get("/services/app/edit").text
+    assert '<option value="custom" selected>' in text and 'value="app/loading.html"' in text
+    again = form(hidden(text, "csrf_token"), name="app", ports="8080", display_name="Wiki",
+                 loading_page_theme="custom", loading_page_template="app/loading.html")  # fmt: skip
+    assert browser.post("/services/app/edit", data=again, headers=SAME_ORIGIN).status_code == 303
+    page = h.components.services.get("app").spec.loading_page
+    assert (page.theme, page.template) == ("custom", "app/loading.html")

@@ -29,6 +29,7 @@ from wakedock.context import RequestContext
 from wakedock.dashboard.browser import Pages, PagesDep, permitted, signed_in
 from wakedock.dashboard.spec_form import (
     ACCESS_POLICIES,
+    LOADING_THEMES,
     PROBE_TYPES,
     ROLES,
     STOP_METHODS,
@@ -113,6 +114,7 @@ def _form_page(
         probe_types=PROBE_TYPES,
         access_policies=ACCESS_POLICIES,
         stop_methods=STOP_METHODS,
+        loading_themes=LOADING_THEMES,
         roles=ROLES,
     )
 

@@ -42,10 +42,12 @@ CHECKBOXES = ("privileged", "read_only_root")
 PROBE_TYPES = ("http", "tcp", "healthcheck")
 ACCESS_POLICIES = ("authenticated", "public", "roles")
 STOP_METHODS = ("stop", "pause")
+LOADING_THEMES = ("default", "dark", "custom")
 ROLES = tuple(role.value for role in Role)
 CONTROLS = frozenset(
     {*TEXT, *NUMBERS, *LINES, *CHECKBOXES, "stop_method", "readiness_type", "readiness_path",
-     "readiness_port", "access_policy", "access_roles"}
+     "readiness_port", "access_policy", "access_roles", "loading_page_theme",
+     "loading_page_template"}
     | {f"limits_{n}" for n in LIMITS}
     | {f"readiness_{n}" for n in PROBE_TIMING}
 )  # fmt: skip
@@ -134,6 +136,11 @@ def arrange(values: Mapping[str, str | list[str]], problems: Problems) -> Arrang
     roles = values.get("access_roles", [])
     access["roles"] = [roles] if isinstance(roles, str) else list(roles)
     data["access"] = access
+    # The loading page (services/loading_page.py): a template only with the custom theme.
+    loading: dict[str, Any] = {"theme": _text(values, "loading_page_theme") or "default"}
+    if template := _text(values, "loading_page_template").strip():
+        loading["template"] = template
+    data["loading_page"] = loading
     for name in LINES:
         lines = _lines(_text(values, name))
         if not lines:
@@ -190,6 +197,8 @@ def values_of(spec: ServiceSpec) -> FormValues:
     values["readiness_test"] = "\n".join(probe.test) if isinstance(probe, HealthcheckProbe) else ""
     values["access_policy"] = spec.access.policy
     values["access_roles"] = [role.value for role in spec.access.roles]
+    values["loading_page_theme"] = spec.loading_page.theme
+    values["loading_page_template"] = spec.loading_page.template or ""
     values["command"] = "\n".join(spec.command or [])
     values["env"] = "\n".join(f"{k}={v}" for k, v in spec.env.items())
     values["ports"] = "\n".join(
@@ -277,6 +286,9 @@ def place(loc: Sequence[str | int], arranged: Arranged | None) -> tuple[str, str
         if control == "readiness_test" and len(rest) > 1 and isinstance(rest[1], int):
             return control, _line(arranged, control, rest[1])
         return (control, "") if control in CONTROLS else ("readiness_type", "")
+    if head == "loading_page":  # the spec's own check of the template's folder: no field
+        control = f"{head}_{rest[0]}" if rest else "loading_page_template"
+        return (control, "") if control in CONTROLS else (TOP, f"{_path(parts)}: ")
     if head in ("limits", "access"):
         control = f"{head}_{rest[0]}" if rest else ""
         return (control, "") if control in CONTROLS else (TOP, f"{_path(parts)}: ")
@@ -335,7 +347,12 @@ def add_refusal(exc: WakeDockError, arranged: Arranged | None, problems: Problem
     if isinstance(exc, PolicyRefused):
         add_violations(exc.violations, arranged, problems)
         return
-    named = exc.extra.get("field") or ("name" if exc.code == "service_exists" else None)
+    fields = exc.extra.get("fields")
+    named = (
+        exc.extra.get("field")
+        or (fields[0] if isinstance(fields, list) and len(fields) == 1 else None)
+        or ("name" if exc.code == "service_exists" else None)
+    )
     if isinstance(named, str):
         control, where = place(_loc_of(named), arranged)
         # A detail that already names its place ("env.TOKEN: ...") is not named twice.
