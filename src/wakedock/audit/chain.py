@@ -110,6 +110,18 @@ class AuditChain:
         message = previous.encode() + canonical(fields, seq)
         return hmac.new(self._key, message, "sha256").hexdigest()
 
+    def seal(self, fields: ChainedFields) -> str:
+        """The keyed MAC of an event waiting to be chained (audit/pending.py), seq aside.
+
+        Its message starts with "pending:", never with a 64-hex-digit hash as a link's does,
+        so a seal can never pass for a link or the reverse.
+        """
+        message = b"pending:" + canonical(fields, 0)
+        return hmac.new(self._key, message, "sha256").hexdigest()
+
+    def sealed(self, fields: ChainedFields, stored: str) -> bool:
+        return hmac.compare_digest(self.seal(fields), stored)
+
     def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
         return hmac.compare_digest(self.link(previous, fields), stored)
 

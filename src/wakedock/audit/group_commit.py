@@ -1,12 +1,17 @@
-"""Events recorded on their own (`record_alone`) by concurrent callers share one transaction.
+"""Events recorded on their own (`record_alone`) by concurrent callers share one transaction, which
+also chains the events recorded in callers' transactions that committed (audit/pending.py).
 
 Each event in a transaction of its own would hold the chain head's lock through its commit (a
 WAL flush), so appends from many threads would run one commit at a time. Here the first caller
 to find no batch being written becomes the writer: it takes every event waiting (its own
-included), chains them in one transaction and commits; the others sleep until the batch that
+included), and in one transaction chains first what waits in `audit_pending` (committed
+already, oldest first), then the batch, and commits; the others sleep until the batch that
 holds their event has committed, then return. A caller therefore returns only once its event
 is committed, and a failed batch rolls back whole: every caller in it gets the error and none
-of its events is stored. Nothing runs in the background.
+of its events is stored (the waiting rows wait again). A caller with no event of its own (a
+transaction that recorded events has committed, or a reader needs every event chained) joins
+the same way and returns once a batch that started after it has committed. Nothing runs in the
+background.
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import cast
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.append import append_in_turn
-from wakedock.audit.chain import ChainedFields
-from wakedock.db import transaction
+from wakedock.audit.append import append_in_turn, chain_of
+from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields
+from wakedock.audit.pending import take_pending
 
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
@@ -37,9 +42,9 @@ def _held() -> threading.Lock:
 
 @dataclass(eq=False)
 class _Pending:
-    """One caller's event waiting for the group commit that records it."""
+    """One caller's event waiting for the group commit that records it (None: chain only)."""
 
-    content: ChainedFields
+    content: ChainedFields | None
     seq: int | None = None
     error: BaseException | None = None
     done: bool = False
@@ -59,7 +64,8 @@ class GroupCommit:
     PostgreSQL's commit_delay does); a lone caller after a lone caller writes at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chain: AuditChain) -> None:
+        self._chain = chain
         self._guard = threading.Lock()
         self._arrived = threading.Condition(self._guard)  # as many events as wanted wait
         self._waiting: list[_Pending] = []
@@ -67,8 +73,12 @@ class GroupCommit:
         self._wanted = 0  # while the writer gathers: how many waiting events it waits for
         self._last_batch = 1
 
-    def record(self, factory: sessionmaker[Session], content: ChainedFields) -> int:
-        """Append `content` in a batch of concurrent callers' events: its seq, once committed."""
+    def record(self, engine: Engine, content: ChainedFields | None) -> int | None:
+        """Append `content` in a batch of concurrent callers' events: its seq, once committed.
+
+        With None: return once a batch that started after this call has chained every event
+        that was waiting in `audit_pending` (None).
+        """
         mine = _Pending(content)
         with self._guard:
             self._waiting.append(mine)
@@ -83,17 +93,17 @@ class GroupCommit:
                 self._abandon(mine)
                 raise
         if not mine.done:  # the writer's role is this caller's
-            self._write_until_done(factory, mine)
+            self._write_until_done(engine, mine)
         if mine.error is not None:
             raise mine.error
-        return cast(int, mine.seq)
+        return mine.seq
 
-    def _write_until_done(self, factory: sessionmaker[Session], mine: _Pending) -> None:
+    def _write_until_done(self, engine: Engine, mine: _Pending) -> None:
         try:
             while not mine.done:
                 with self._guard:
                     batch = self._take()
-                self._write(factory, batch)
+                self._write(engine, batch)
         except BaseException:
             with self._guard:
                 if mine in self._waiting:  # interrupted: no later batch takes this event
@@ -121,19 +131,23 @@ class GroupCommit:
         self._last_batch = len(batch)
         return batch
 
-    def _write(self, factory: sessionmaker[Session], batch: list[_Pending]) -> None:
+    def _write(self, engine: Engine, batch: list[_Pending]) -> None:
         seqs: list[int] = []
         error: BaseException | None = None
+        contents = [pending.content for pending in batch if pending.content is not None]
         try:
-            with transaction(factory) as db:
-                seqs = append_in_turn(
-                    db, [pending.content for pending in batch], release_early=False
-                )
+            info = {CHAIN_INFO: self._chain}
+            with Session(engine, expire_on_commit=False, info=info) as db, db.begin():
+                waiting = take_pending(db)
+                if waiting or contents:
+                    seqs = append_in_turn(db, waiting + contents, release_early=False)
+                    del seqs[: len(waiting)]
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             error = exc
-        for index, pending in enumerate(batch):
+        chained = iter(seqs)
+        for pending in batch:
             if error is None:
-                pending.seq = seqs[index]
+                pending.seq = None if pending.content is None else next(chained)
             else:
                 pending.error = error
             pending.done = True
@@ -166,15 +180,33 @@ class GroupCommit:
                 self._writing = False
 
 
-# One group commit per session factory (one database); weak, so a disposed factory goes.
-_GROUPS: weakref.WeakKeyDictionary[sessionmaker[Session], GroupCommit] = weakref.WeakKeyDictionary()
+# One group commit per engine (one database) in this process; weak, so a disposed engine goes
+# (a group holds its chain, never its engine).
+_GROUPS: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
 _GROUPS_GUARD = threading.Lock()
+
+
+def _group(engine: Engine, chain: AuditChain) -> GroupCommit:
+    with _GROUPS_GUARD:
+        group = _GROUPS.get(engine)
+        if group is None:
+            group = _GROUPS[engine] = GroupCommit(chain)
+        return group
 
 
 def group_of(factory: sessionmaker[Session]) -> GroupCommit:
     """The group commit of `factory`'s database in this process."""
-    with _GROUPS_GUARD:
-        group = _GROUPS.get(factory)
-        if group is None:
-            group = _GROUPS[factory] = GroupCommit()
-        return group
+    return _group(factory.kw["bind"], factory.kw["info"][CHAIN_INFO])
+
+
+def record_in_group(factory: sessionmaker[Session], content: ChainedFields | None) -> int | None:
+    """`GroupCommit.record` in the group commit of `factory`'s database."""
+    return group_of(factory).record(factory.kw["bind"], content)
+
+
+def link_after_commit(session: Session) -> None:
+    """Chain what waits, in the group commit of the database `session` just committed to."""
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):  # a session bound to a connection: its engine
+        engine = engine.engine
+    _group(engine, chain_of(session)).record(engine, None)
