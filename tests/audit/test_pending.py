@@ -123,7 +123,9 @@ def test_a_forged_waiting_event_is_not_chained_as_what_it_claims(
             ),
             {"at": now(), "mac": "0" * 64},
         )
-        db.execute(sa.text("UPDATE audit_pending SET actor = 'someone-else' WHERE target = 'alice'"))
+        db.execute(
+            sa.text("UPDATE audit_pending SET actor = 'someone-else' WHERE target = 'alice'")
+        )
 
     with factory() as db:
         stored = db.execute(

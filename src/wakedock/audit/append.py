@@ -103,11 +103,13 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     # TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
     connection = db.connection()
     sqlite = connection.dialect.name == "sqlite"
-    if (
-        db.info.get(_HOLDS_HEAD)
-        or (sqlite and _sqlite_writing(connection))
-        or not chain.turn.acquire(timeout=TURN_WAIT)
-    ):
+    if db.info.get(_HOLDS_HEAD) or (sqlite and _sqlite_writing(connection)):
+        # Nothing can move the head before this transaction ends (on SQLite its write lock is
+        # the whole database's): start from the head remembered, read it if that was wrong.
+        head = chain.cached_head()
+        seqs = [] if head is None else append(db, contents, head=head, release_early=release_early)
+        return seqs or append(db, contents, release_early=release_early)
+    if not chain.turn.acquire(timeout=TURN_WAIT):
         return append(db, contents, release_early=release_early)
     kept = False
     try:

@@ -16,6 +16,7 @@ background.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -27,6 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.append import append_in_turn, chain_of
 from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields
 from wakedock.audit.pending import take_pending
+
+log = logging.getLogger("wakedock.audit")
 
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
@@ -72,6 +75,9 @@ class GroupCommit:
         self._writing = False
         self._wanted = 0  # while the writer gathers: how many waiting events it waits for
         self._last_batch = 1
+        # A transaction that recorded events committed since the writer last took a batch:
+        # the writer writes another batch (chaining them) before it leaves.
+        self._chain_wanted = False
 
     def record(self, engine: Engine, content: ChainedFields | None) -> int | None:
         """Append `content` in a batch of concurrent callers' events: its seq, once committed.
@@ -98,24 +104,45 @@ class GroupCommit:
             raise mine.error
         return mine.seq
 
-    def _write_until_done(self, engine: Engine, mine: _Pending) -> None:
+    def chain_committed(self, engine: Engine) -> None:
+        """A transaction that recorded events has committed: have them chained.
+
+        Chained before this returns when no batch is being written (this caller writes one);
+        otherwise the writer writes one more batch before it leaves, and this returns at once,
+        so that committing callers do not queue behind the writer. Errors go to the log: the
+        caller's work and its events are committed, and wait to be chained.
+        """
+        with self._guard:
+            self._chain_wanted = True
+            if self._writing:
+                return
+            self._writing = True
+        self._write_until_done(engine, None)
+
+    def _write_until_done(self, engine: Engine, mine: _Pending | None) -> None:
         try:
-            while not mine.done:
+            while True:
                 with self._guard:
+                    mine_done = mine is None or mine.done
+                    if mine_done and (self._waiting or not self._chain_wanted):
+                        # Under the same guard as the test: a commit that asks for chaining
+                        # from now on finds no writer and writes itself.
+                        self._hand_on_holding_guard()
+                        return  # the next writer's batch chains what waits, if anything
                     batch = self._take()
                 self._write(engine, batch)
         except BaseException:
             with self._guard:
-                if mine in self._waiting:  # interrupted: no later batch takes this event
+                if mine is not None and mine in self._waiting:  # no later batch takes it
                     self._waiting.remove(mine)
+                self._hand_on_holding_guard()
             raise
-        finally:
-            self._hand_on()
 
     def _take(self) -> list[_Pending]:
         """The next batch, oldest first (called holding the guard, as the writer)."""
+        self._chain_wanted = False  # this batch's transaction chains what committed before
         wanted = min(self._last_batch, _MAX_BATCH)
-        if len(self._waiting) < wanted:
+        if self._waiting and len(self._waiting) < wanted:
             deadline = time.monotonic() + _GATHER
             self._wanted = wanted
             try:
@@ -128,7 +155,7 @@ class GroupCommit:
                 self._wanted = 0
         batch = self._waiting[:_MAX_BATCH]
         del self._waiting[:_MAX_BATCH]
-        self._last_batch = len(batch)
+        self._last_batch = max(len(batch), 1)
         return batch
 
     def _write(self, engine: Engine, batch: list[_Pending]) -> None:
@@ -142,8 +169,10 @@ class GroupCommit:
                 if waiting or contents:
                     seqs = append_in_turn(db, waiting + contents, release_early=False)
                     del seqs[: len(waiting)]
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+        except BaseException as exc:  # handed to every caller of the batch
             error = exc
+            if not batch:
+                log.warning("audit: chaining waiting events failed; they wait", exc_info=True)
         chained = iter(seqs)
         for pending in batch:
             if error is None:
@@ -153,15 +182,14 @@ class GroupCommit:
             pending.done = True
             pending.wake.release()
 
-    def _hand_on(self) -> None:
+    def _hand_on_holding_guard(self) -> None:
         """The writer leaves: the oldest waiting caller becomes the writer, if any waits."""
-        with self._guard:
-            if self._waiting:
-                following = self._waiting[0]
-                following.handed = True
-                following.wake.release()
-            else:
-                self._writing = False
+        if self._waiting:
+            following = self._waiting[0]
+            following.handed = True
+            following.wake.release()
+        else:
+            self._writing = False
 
     def _abandon(self, mine: _Pending) -> None:
         # Interrupted while waiting: no later batch takes this event (one that already took it
@@ -209,4 +237,4 @@ def link_after_commit(session: Session) -> None:
     engine = session.get_bind()
     if not isinstance(engine, Engine):  # a session bound to a connection: its engine
         engine = engine.engine
-    _group(engine, chain_of(session)).record(engine, None)
+    _group(engine, chain_of(session)).chain_committed(engine)

@@ -131,7 +131,7 @@ def _link_after_commit(session: Session) -> None:
 
     try:
         link_after_commit(session)
-    except Exception:  # noqa: BLE001 - the caller's work and its event are committed already
+    except Exception:  # the caller's work and its event are committed already
         # The event is stored and waits: the next writer, reader or start chains it.
         log.warning("audit: chaining after a commit failed; the event waits", exc_info=True)
 
