@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,11 +63,33 @@ _LINK_ASKED = "audit_link_asked"
 
 def add_pending(db: Session, fields: ChainedFields) -> None:
     """Store `fields` unchained in `db`'s transaction; chained once that transaction commits."""
-    row: dict[str, Any] = dict(fields.__dict__)
-    del row["seq"]
-    row["mac"] = chain_of(db).seal(fields)
-    db.connection().execute(_INSERT, row)
+    connection = db.connection()
+    sql, binders, positional = _insert_for(connection.dialect)
+    mac = chain_of(db).seal(fields)
+    values = [getattr(fields, key) if key != "mac" else mac for key, _ in binders]
+    bound = [value if bind is None else bind(value) for (_, bind), value in zip(binders, values)]
+    connection.exec_driver_sql(
+        sql, tuple(bound) if positional else dict(zip((key for key, _ in binders), bound))
+    )
     db.info[_LINK_ASKED] = True
+
+
+# The INSERT as the driver's SQL and each column's bind processor, per dialect: the hot path
+# sends it as is, without SQLAlchemy's per-statement compilation and parameter building (the
+# values are bound exactly as the columns' types bind them).
+_INSERTS: dict[str, tuple[str, list[tuple[str, Any]], bool]] = {}
+
+
+def _insert_for(dialect: Dialect) -> tuple[str, list[tuple[str, Any]], bool]:
+    known = _INSERTS.get(dialect.name)
+    if known is None:
+        columns = [*_FIELDS, "mac"]
+        # inline: nothing reads a waiting row's id back (no RETURNING).
+        compiled = _INSERT.inline().values(**dict.fromkeys(columns)).compile(dialect=dialect)
+        order = list(compiled.positiontup or columns) if compiled.positional else columns
+        binders = [(key, _PENDING.c[key].type.bind_processor(dialect)) for key in order]
+        known = _INSERTS[dialect.name] = (str(compiled), binders, bool(compiled.positional))
+    return known
 
 
 def take_pending(db: Session) -> list[ChainedFields]:
