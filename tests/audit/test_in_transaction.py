@@ -174,7 +174,7 @@ def test_two_processes_appending_at_once_give_one_whole_chain(
     assert verdict.checked == 2 * 4 * 15
 
 
-# PostgreSQL only: concurrent commits share the barriers that flush them (audit/durable.py).
+# PostgreSQL only: a commit that recorded events returns flushed (its events with it).
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]

@@ -167,7 +167,7 @@ class GroupCommit:
             with Session(engine, expire_on_commit=False, info=info) as db, db.begin():
                 waiting = take_pending(db)
                 if waiting or contents:
-                    seqs = append_in_turn(db, waiting + contents, release_early=False)
+                    seqs = append_in_turn(db, waiting + contents)
                     del seqs[: len(waiting)]
         except BaseException as exc:  # handed to every caller of the batch
             error = exc

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select
-from sqlalchemy.engine import Dialect
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.append import chain_of
@@ -66,11 +66,12 @@ def add_pending(db: Session, fields: ChainedFields) -> None:
     connection = db.connection()
     sql, binders, positional = _insert_for(connection.dialect)
     mac = chain_of(db).seal(fields)
-    values = [getattr(fields, key) if key != "mac" else mac for key, _ in binders]
-    bound = [value if bind is None else bind(value) for (_, bind), value in zip(binders, values)]
-    connection.exec_driver_sql(
-        sql, tuple(bound) if positional else dict(zip((key for key, _ in binders), bound))
-    )
+    bound = {
+        key: (value if bind is None else bind(value))
+        for key, bind in binders
+        for value in (mac if key == "mac" else getattr(fields, key),)
+    }
+    connection.exec_driver_sql(sql, tuple(bound.values()) if positional else bound)
     db.info[_LINK_ASKED] = True
 
 

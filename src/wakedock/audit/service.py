@@ -77,7 +77,7 @@ def record_chained(db: Session, event: Event, context: RequestContext, *, at: da
     """Chain one event at once in the caller's transaction (its seq), holding the chain head
     until that transaction ends: for the archive, whose event must be in the chain in the
     same transaction that moves the chain's start."""
-    return append_in_turn(db, [_fields(event, context, at)], release_early=False)[0]
+    return append_in_turn(db, [_fields(event, context, at)])[0]
 
 
 def record_alone(
