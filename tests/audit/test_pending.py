@@ -142,3 +142,34 @@ def test_a_forged_waiting_event_is_not_chained_as_what_it_claims(
     assert "someone-else" not in str(stored) and "mallory" not in str(stored)
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
+
+
+def test_the_waiting_table_migration_goes_down_only_with_nothing_waiting(
+    factory: sessionmaker[Session],
+) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from wakedock.db import MIGRATIONS_DIR
+
+    engine = factory.kw["bind"]
+    url = engine.url.render_as_string(hide_password=False)
+    crash_after_commit(url, KEY, "still-waiting")
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def migrate_to(revision: str, up: bool) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.upgrade if up else command.downgrade)(config, revision)
+
+    # A downgrade would drop an event nobody chained: refused, the row stays.
+    with pytest.raises(RuntimeError, match="1 audit events wait to be chained"):
+        migrate_to("0007", up=False)
+    assert rows(factory, "audit_pending") == ["still-waiting"]
+    verify_chain(factory, factory.kw["info"][CHAIN_INFO])  # a reader: chains it
+    migrate_to("0007", up=False)
+    assert "audit_pending" not in sa.inspect(engine).get_table_names()
+    migrate_to("head", up=True)
+    assert rows(factory, "audit_pending") == []
+    assert rows(factory, "audit_events") == ["still-waiting"]
