@@ -35,6 +35,9 @@ log = logging.getLogger("wakedock.audit")
 _MAX_BATCH = 500
 # How long a group commit's writer waits for the callers its previous batch released.
 _GATHER = 0.002
+# At most how long a writer about to chain waiting events waits for this process's
+# transactions that stored some and have not ended yet (see `_gather_commits`).
+_COMMIT_GATHER = 0.005
 
 
 def _held() -> threading.Lock:
@@ -78,6 +81,9 @@ class GroupCommit:
         # A transaction that recorded events committed since the writer last took a batch:
         # the writer writes another batch (chaining them) before it leaves.
         self._chain_wanted = False
+        # This process's transactions that stored waiting events and have not ended yet.
+        self._in_flight = 0
+        self._gathering_commits = False
 
     def record(self, engine: Engine, content: ChainedFields | None) -> int | None:
         """Append `content` in a batch of concurrent callers' events: its seq, once committed.
@@ -114,10 +120,26 @@ class GroupCommit:
         """
         with self._guard:
             self._chain_wanted = True
+            self._ended_holding_guard()
             if self._writing:
                 return
             self._writing = True
         self._write_until_done(engine, None)
+
+    def transaction_began(self) -> None:
+        """A transaction of this process stored its first waiting event."""
+        with self._guard:
+            self._in_flight += 1
+
+    def transaction_ended(self) -> None:
+        """A transaction that stored waiting events rolled back or was closed without commit."""
+        with self._guard:
+            self._ended_holding_guard()
+
+    def _ended_holding_guard(self) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._gathering_commits and not self._in_flight:
+            self._arrived.notify()
 
     def _write_until_done(self, engine: Engine, mine: _Pending | None) -> None:
         try:
@@ -129,6 +151,8 @@ class GroupCommit:
                         # from now on finds no writer and writes itself.
                         self._hand_on_holding_guard()
                         return  # the next writer's batch chains what waits, if anything
+                    if not self._waiting:
+                        self._gather_commits()
                     batch = self._take()
                 self._write(engine, batch)
         except BaseException:
@@ -137,6 +161,27 @@ class GroupCommit:
                     self._waiting.remove(mine)
                 self._hand_on_holding_guard()
             raise
+
+    def _gather_commits(self) -> None:
+        """Before chaining only waiting events: wait, at most `_COMMIT_GATHER`, for this
+        process's transactions that stored some and are still open (holding the guard).
+
+        They are about to commit: chained in this batch rather than in one each, since a
+        batch of one costs about what a batch of fifty does. A lone transaction is chained
+        at once; a caller recording alone (or a reader) that arrives ends the wait.
+        """
+        if not self._in_flight:
+            return
+        deadline = time.monotonic() + _COMMIT_GATHER
+        self._gathering_commits, self._wanted = True, 1
+        try:
+            while self._in_flight and not self._waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+        finally:
+            self._gathering_commits, self._wanted = False, 0
 
     def _take(self) -> list[_Pending]:
         """The next batch, oldest first (called holding the guard, as the writer)."""
@@ -232,9 +277,9 @@ def record_in_group(factory: sessionmaker[Session], content: ChainedFields | Non
     return group_of(factory).record(factory.kw["bind"], content)
 
 
-def link_after_commit(session: Session) -> None:
-    """Chain what waits, in the group commit of the database `session` just committed to."""
+def group_for(session: Session) -> tuple[Engine, GroupCommit]:
+    """The engine of `session` and the group commit of its database."""
     engine = session.get_bind()
     if not isinstance(engine, Engine):  # a session bound to a connection: its engine
         engine = engine.engine
-    _group(engine, chain_of(session)).chain_committed(engine)
+    return engine, _group(engine, chain_of(session))

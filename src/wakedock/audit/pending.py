@@ -72,7 +72,12 @@ def add_pending(db: Session, fields: ChainedFields) -> None:
         for value in (mac if key == "mac" else getattr(fields, key),)
     }
     connection.exec_driver_sql(sql, tuple(bound.values()) if positional else bound)
-    db.info[_LINK_ASKED] = True
+    if _LINK_ASKED not in db.info:
+        from wakedock.audit.group_commit import group_for  # it imports this module
+
+        engine, group = group_for(db)
+        group.transaction_began()
+        db.info[_LINK_ASKED] = (engine, group)
 
 
 # The INSERT as the driver's SQL and each column's bind processor, per dialect: the hot path
@@ -149,12 +154,11 @@ def link_pending(factory: sessionmaker[Session]) -> None:
 def _link_after_commit(session: Session) -> None:
     # A savepoint's release lands here too: the waiting rows are not committed until the
     # outermost transaction is.
-    if session.in_nested_transaction() or not session.info.pop(_LINK_ASKED, False):
+    if session.in_nested_transaction() or _LINK_ASKED not in session.info:
         return
-    from wakedock.audit.group_commit import link_after_commit  # it imports this module
-
+    engine, group = session.info.pop(_LINK_ASKED)
     try:
-        link_after_commit(session)
+        group.chain_committed(engine)
     except Exception:  # the caller's work and its event are committed already
         # The event is stored and waits: the next writer, reader or start chains it.
         log.warning("audit: chaining after a commit failed; the event waits", exc_info=True)
@@ -163,5 +167,6 @@ def _link_after_commit(session: Session) -> None:
 @sa_event.listens_for(Session, "after_transaction_end")
 def _forget(session: Session, transaction: Any) -> None:
     # Rolled back or closed: the rows went with the transaction, nothing to chain.
-    if transaction.parent is None:
-        session.info.pop(_LINK_ASKED, None)
+    if transaction.parent is None and _LINK_ASKED in session.info:
+        _engine, group = session.info.pop(_LINK_ASKED)
+        group.transaction_ended()
