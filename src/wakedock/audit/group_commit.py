@@ -35,8 +35,7 @@ log = logging.getLogger("wakedock.audit")
 _MAX_BATCH = 500
 # How long a group commit's writer waits for the callers its previous batch released.
 _GATHER = 0.002
-# At most how long a writer about to chain waiting events waits for this process's
-# transactions that stored some and have not ended yet (see `_gather_commits`).
+# How long a background writer waits for more commits before each batch (`_gather_commits`).
 _COMMIT_GATHER = 0.005
 
 
@@ -83,7 +82,6 @@ class GroupCommit:
         self._chain_wanted = False
         # This process's transactions that stored waiting events and have not ended yet.
         self._in_flight = 0
-        self._gathering_commits = False
 
     def record(self, engine: Engine, content: ChainedFields | None) -> int | None:
         """Append `content` in a batch of concurrent callers' events: its seq, once committed.
@@ -113,10 +111,12 @@ class GroupCommit:
     def chain_committed(self, engine: Engine) -> None:
         """A transaction that recorded events has committed: have them chained.
 
-        Chained before this returns when no batch is being written (this caller writes one);
-        otherwise the writer writes one more batch before it leaves, and this returns at once,
-        so that committing callers do not queue behind the writer. Errors go to the log: the
-        caller's work and its events are committed, and wait to be chained.
+        Alone (no other transaction of this process holding waiting events is open, no batch
+        being written), the caller writes one batch and returns with its events chained. Under
+        concurrent load it returns at once: the running writer writes one more batch before
+        it leaves, or a background writer (`_write_in_background`) is started, which gathers
+        the commits of a few milliseconds into each batch. Errors go to the log: the caller's
+        work and its events are committed, and wait to be chained.
         """
         with self._guard:
             self._chain_wanted = True
@@ -124,7 +124,11 @@ class GroupCommit:
             if self._writing:
                 return
             self._writing = True
-        self._write_until_done(engine, None)
+            busy = self._in_flight > 0
+        if busy:
+            self._start_background(engine)
+        else:
+            self._write_until_done(engine, None, once=True)
 
     def transaction_began(self) -> None:
         """A transaction of this process stored its first waiting event."""
@@ -138,50 +142,69 @@ class GroupCommit:
 
     def _ended_holding_guard(self) -> None:
         self._in_flight = max(0, self._in_flight - 1)
-        if self._gathering_commits and not self._in_flight:
-            self._arrived.notify()
 
-    def _write_until_done(self, engine: Engine, mine: _Pending | None) -> None:
+    def _write_until_done(
+        self,
+        engine: Engine,
+        mine: _Pending | None,
+        *,
+        once: bool = False,
+        background: bool = False,
+    ) -> None:
+        """Write batches until `mine` is done (`once`: one batch; `background`: until nothing
+        asks for chaining any more), then leave (`_leave_holding_guard`)."""
+        wrote = False
         try:
             while True:
                 with self._guard:
-                    mine_done = mine is None or mine.done
-                    if mine_done and (self._waiting or not self._chain_wanted):
+                    done = mine.done if mine is not None else (wrote or not once)
+                    keep_chaining = background and self._chain_wanted and not self._waiting
+                    if done and not keep_chaining:
                         # Under the same guard as the test: a commit that asks for chaining
                         # from now on finds no writer and writes itself.
-                        self._hand_on_holding_guard()
-                        return  # the next writer's batch chains what waits, if anything
-                    if not self._waiting:
+                        self._leave_holding_guard(engine)
+                        return
+                    if background and not self._waiting:
                         self._gather_commits()
                     batch = self._take()
                 self._write(engine, batch)
+                wrote = True
         except BaseException:
             with self._guard:
                 if mine is not None and mine in self._waiting:  # no later batch takes it
                     self._waiting.remove(mine)
-                self._hand_on_holding_guard()
+                self._leave_holding_guard(engine)
             raise
 
     def _gather_commits(self) -> None:
-        """Before chaining only waiting events: wait, at most `_COMMIT_GATHER`, for this
-        process's transactions that stored some and are still open (holding the guard).
-
-        They are about to commit: chained in this batch rather than in one each, since a
-        batch of one costs about what a batch of fifty does. A lone transaction is chained
-        at once; a caller recording alone (or a reader) that arrives ends the wait.
+        """A background writer, before chaining only waiting events: wait `_COMMIT_GATHER`
+        for more transactions to commit (holding the guard), so that a steady stream of
+        commits is chained a few milliseconds' worth per batch rather than one or two, each
+        costing about what a batch of fifty does. Nobody waits for it meanwhile; a caller
+        recording alone (or a reader) that arrives ends the wait at once.
         """
-        if not self._in_flight:
-            return
         deadline = time.monotonic() + _COMMIT_GATHER
-        self._gathering_commits, self._wanted = True, 1
+        self._wanted = 1
         try:
-            while self._in_flight and not self._waiting:
+            while not self._waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._arrived.wait(left)
         finally:
-            self._gathering_commits, self._wanted = False, 0
+            self._wanted = 0
+
+    def _start_background(self, engine: Engine) -> None:
+        """Hand the writer's role (already taken) to a new background writer."""
+        threading.Thread(
+            target=self._write_in_background, args=(engine,), name="audit-chain", daemon=True
+        ).start()
+
+    def _write_in_background(self, engine: Engine) -> None:
+        try:
+            self._write_until_done(engine, None, background=True)
+        except Exception:  # the events wait; the next commit or reader chains them
+            log.warning("audit: chaining waiting events failed; they wait", exc_info=True)
 
     def _take(self) -> list[_Pending]:
         """The next batch, oldest first (called holding the guard, as the writer)."""
@@ -227,12 +250,15 @@ class GroupCommit:
             pending.done = True
             pending.wake.release()
 
-    def _hand_on_holding_guard(self) -> None:
-        """The writer leaves: the oldest waiting caller becomes the writer, if any waits."""
+    def _leave_holding_guard(self, engine: Engine) -> None:
+        """The writer leaves: the oldest waiting caller becomes the writer, if any waits; else
+        a background writer, if committed events are still to be chained."""
         if self._waiting:
             following = self._waiting[0]
             following.handed = True
             following.wake.release()
+        elif self._chain_wanted:
+            self._start_background(engine)
         else:
             self._writing = False
 
