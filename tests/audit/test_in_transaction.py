@@ -15,6 +15,7 @@ from audit.writers import KEY, in_threads, now
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
+from wakedock.audit.pending import link_pending
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
@@ -104,6 +105,9 @@ def test_concurrent_transactions_chain_every_committed_event_once(
 
     in_threads(writer, *((w,) for w in range(8)))
 
+    # Under concurrent load a background writer may still be chaining the last commits: a
+    # reader that must see every event chains what waits first, as the audit API does.
+    link_pending(factory)
     rows = chained(factory)
     stored = [target for _, target in rows]
     assert len(committed) == 8 * 19
@@ -193,6 +197,7 @@ def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker
 
     in_threads(writer, *((w,) for w in range(8)))
     assert unflushed == []
+    link_pending(factory)
     assert len(targets(factory)) == 8 * 15
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem

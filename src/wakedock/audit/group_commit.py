@@ -196,8 +196,10 @@ class GroupCommit:
 
     def _start_background(self, engine: Engine) -> None:
         """Hand the writer's role (already taken) to a new background writer."""
+        # Not a daemon: a process that exits normally first chains what its transactions
+        # committed (a few milliseconds); only a crash leaves them waiting for the next start.
         threading.Thread(
-            target=self._write_in_background, args=(engine,), name="audit-chain", daemon=True
+            target=self._write_in_background, args=(engine,), name="audit-chain", daemon=False
         ).start()
 
     def _write_in_background(self, engine: Engine) -> None:
