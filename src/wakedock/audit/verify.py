@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import GENESIS, AuditChain, ChainedFields
 from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.audit.pending import link_pending
 
 BATCH = 20_000
 _COLUMNS = (
@@ -49,7 +50,11 @@ def verify_chain(
     chain: AuditChain,
     progress: Callable[[int], None] | None = None,
 ) -> Verdict:
-    """Recompute every link; stop at the first event changed, deleted, inserted or reordered."""
+    """Recompute every link; stop at the first event changed, deleted, inserted or reordered.
+
+    Events committed but not chained yet are chained first (audit/pending.py).
+    """
+    link_pending(factory)
     with factory() as db:
         head = db.get(AuditChainHead, 1)
         if head is None:
