@@ -123,10 +123,13 @@ def test_a_custom_loading_page_then_the_app_and_every_themes_preview(
         assert running(engine, installation)
         shot("the-app")
 
-        # The preview on the dashboard, signed in: each theme, woken by nothing.
-        page.goto(admin_url(server, "/services/app/loading-preview"))
+        # The preview on the dashboard, signed in, from the service's page: each theme, woken
+        # by nothing.
+        page.goto(admin_url(server, "/services/app"))
         page.get_by_role("heading", name="Sign in").wait_for()
         sign_in_with_password(page, "olga", password)
+        assert "(custom theme)" in text(page)
+        page.get_by_role("link", name="Loading page preview of app").click()
         page.get_by_role("heading", name="Team wiki is on its way").wait_for()
         assert "Preview of the custom loading page of Team wiki" in text(page)
         assert page.locator("#injected").inner_text() == "No inline script ran."

@@ -79,6 +79,11 @@ def test_the_services_list_links_each_name_to_its_page(signed_in: SignIn) -> Non
     assert page.status_code == 200
     assert re.search(r"<h1>Team wiki <span class=\"muted\">app</span></h1>", page.text)
     assert '<a href="https://app.localhost/">app.localhost</a>' in page.text
+    # Its loading page, previewed as a visitor would see it (nothing woken).
+    preview = re.search(r'<a href="(/services/app/loading-preview)">Loading page', page.text)
+    assert preview is not None and "(default theme)" in page.text
+    shown = browser.get(preview.group(1))
+    assert shown.status_code == 200 and "Team wiki" in shown.text
 
 
 def test_a_viewer_reads_the_page_without_buttons_logs_or_audit(
