@@ -14,8 +14,7 @@ application does:
   acknowledged once committed (denials, reads, login failures: the high-volume events);
 - **chained, in the caller's transaction:** `record_event` inside a session transaction of the
   caller's, as a service that changes something does (here the transaction holds only the
-  event, so that it stores the same row as the baseline). The event is stored unchained and
-  chained after the commit (audit/pending.py); the round ends once every event is chained.
+  event, so that it stores the same row as the baseline).
 
 The three run in interleaved rounds (plain, alone, in-transaction, plain, ...); the figures are
 medians, the ratios from the same round. SQLite runs with WAL and synchronous=NORMAL (WakeDock's
@@ -43,7 +42,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.pending import link_pending
 from wakedock.audit.service import CHAIN_INFO, Auditor, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import SystemClock
@@ -75,11 +73,8 @@ INSERT = sa.text(
 FAKE_HASH = "0" * 64
 
 
-def concurrently(
-    threads: int, events: int, write: Callable[[int], None], finish: Callable[[], None]
-) -> float:
-    """Events per second with `threads` writers sharing `events` (each writes its own slice),
-    `finish` (chaining what still waits) inside the timed span."""
+def concurrently(threads: int, events: int, write: Callable[[int], None]) -> float:
+    """Events per second with `threads` writers sharing `events` (each writes its own slice)."""
     per_thread = events // threads
     start = threading.Barrier(threads + 1)
 
@@ -95,7 +90,6 @@ def concurrently(
     started = time.perf_counter()
     for worker in workers:
         worker.join()
-    finish()
     return per_thread * threads / (time.perf_counter() - started)
 
 
@@ -168,10 +162,7 @@ def main() -> None:
             count = args.tx_events if name == "in_tx" and args.tx_events else args.events
             counting[:] = [sent[name]]
             used = time.process_time()
-            # Events recorded in a caller's transaction may still wait to be chained when the
-            # writers are done (a background writer chains them): the round ends once they are.
-            finish = (lambda: link_pending(factory)) if name == "in_tx" else (lambda: None)
-            results[name].append(concurrently(args.threads, count, write, finish))
+            results[name].append(concurrently(args.threads, count, write))
             cpu[name].append((time.process_time() - used) / count)
             counting.clear()
             if name == "plain":

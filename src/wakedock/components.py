@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.alerts.webhooks import alerts_cursor_key, make_alert_sink
 from wakedock.audit.chain import AuditChain, audit_chain_key
-from wakedock.audit.pending import link_pending
 from wakedock.audit.service import CHAIN_INFO, Auditor
 from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.dependencies import Authenticator
@@ -173,9 +172,6 @@ def build_components(
         migrate(engine, chain_key)
     audit_chain = AuditChain(chain_key)
     factory = make_session_factory(engine, {CHAIN_INFO: audit_chain})
-    if run_migrations:
-        # Events committed just before a crash, not chained yet, are chained now.
-        link_pending(factory)
     outages = Outages()
     on_write_committed(factory, outages.up)
     auth = settings.auth

@@ -1,21 +1,23 @@
 """Events recorded in the caller's transaction (`record_event`): they commit or roll back with
-it, are chained once it has committed (audit/pending.py), and the chain stays whole under
-concurrent transactions; a commit that has returned is flushed (SQLite, PostgreSQL)."""
+it, the chain stays whole under concurrent transactions, and on PostgreSQL, where such a
+transaction releases the head's lock before its WAL flush (audit/durable.py), a commit that has
+returned is flushed (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.writers import KEY, in_threads, now
+from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
-from wakedock.audit.pending import link_pending
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.context import RequestContext
@@ -35,17 +37,6 @@ def targets(factory: sessionmaker[Session]) -> list[str]:
         return [str(t) for t in db.scalars(sa.text("SELECT target FROM audit_events ORDER BY seq"))]
 
 
-def chained(factory: sessionmaker[Session]) -> list[tuple[int, str]]:
-    with factory() as db:
-        rows = db.execute(sa.text("SELECT seq, target FROM audit_events ORDER BY seq"))
-        return [(int(seq), str(target)) for seq, target in rows]
-
-
-def waiting(factory: sessionmaker[Session]) -> int:
-    with factory() as db:
-        return int(db.scalar(sa.text("SELECT count(*) FROM audit_pending")) or 0)
-
-
 class CallerFailed(Exception):
     pass
 
@@ -54,10 +45,7 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
     factory: sessionmaker[Session],
 ) -> None:
     with transaction(factory) as db:
-        record_event(db, event("kept-1"), CONTEXT, at=now())
-        # Stored with the caller's work, not chained before it commits.
-        assert targets(factory) == []
-    assert targets(factory) == ["kept-1"]
+        assert record_event(db, event("kept-1"), CONTEXT, at=now()) == 1
 
     def failing_caller() -> None:
         with transaction(factory) as db:
@@ -68,13 +56,10 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
         failing_caller()
     # Two events in one transaction, then a commit: both, in order, after the kept one.
     with transaction(factory) as db:
-        record_event(db, event("kept-2"), CONTEXT, at=now())
-        record_event(db, event("kept-3"), CONTEXT, at=now())
+        assert record_event(db, event("kept-2"), CONTEXT, at=now()) == 2
+        assert record_event(db, event("kept-3"), CONTEXT, at=now()) == 3
 
-    # Chained once each commit returned, in order, with no gap where "dropped" was; nothing
-    # waits any more.
-    assert chained(factory) == [(1, "kept-1"), (2, "kept-2"), (3, "kept-3")]
-    assert waiting(factory) == 0
+    assert targets(factory) == ["kept-1", "kept-2", "kept-3"]
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
     assert verdict.checked == 3
@@ -83,7 +68,7 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
 def test_concurrent_transactions_chain_every_committed_event_once(
     factory: sessionmaker[Session],
 ) -> None:
-    committed: set[str] = set()
+    committed: dict[str, int] = {}
     rolled_back: set[str] = set()
     guard = threading.Lock()
 
@@ -92,8 +77,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
             name = f"w{number}-{n}"
             try:
                 with transaction(factory) as db:
-                    record_event(db, event(name), CONTEXT, at=now())
-                    record_event(db, event(name + "-second"), CONTEXT, at=now())
+                    seq = record_event(db, event(name), CONTEXT, at=now())
                     if n % 4 == 1:
                         raise CallerFailed
             except CallerFailed:
@@ -101,31 +85,42 @@ def test_concurrent_transactions_chain_every_committed_event_once(
                     rolled_back.add(name)
                 continue
             with guard:
-                committed.add(name)
+                committed[name] = seq
 
     in_threads(writer, *((w,) for w in range(8)))
 
-    # Under concurrent load a background writer may still be chaining the last commits: a
-    # reader that must see every event chains what waits first, as the audit API does.
-    link_pending(factory)
-    rows = chained(factory)
-    stored = [target for _, target in rows]
+    stored = targets(factory)
     assert len(committed) == 8 * 19
-    assert sorted(stored) == sorted([*committed, *(name + "-second" for name in committed)])
+    assert sorted(stored) == sorted(committed)
     assert not rolled_back & set(stored)
-    # No gap; a transaction's events are chained in the order it recorded them (concurrent
-    # transactions' events may interleave on PostgreSQL, whose ids are given at the INSERT).
-    assert [seq for seq, _ in rows] == list(range(1, 2 * len(committed) + 1))
-    position = {target: seq for seq, target in rows}
-    assert all(position[name] < position[name + "-second"] for name in committed)
+    assert sorted(committed.values()) == list(range(1, len(committed) + 1))
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
-    assert verdict.checked == 2 * len(committed)
+    assert verdict.checked == len(committed)
 
 
 def lsn(value: str) -> int:
     high, low = value.split("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+# SQLite commits with its own synchronous setting (WAL, NORMAL): PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session]) -> None:
+    engine = factory.kw["bind"]
+    with engine.connect() as observer:
+        for n in range(20):
+            with transaction(factory) as db:
+                record_event(db, event(f"flushed-{n}"), CONTEXT, at=now())
+                # The transaction does commit asynchronously (the head's lock goes early).
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "off"
+                written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
+            # The commit record follows `written`; the WAL is flushed beyond it already.
+            flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
+            assert lsn(flushed) > lsn(written)
+            # Other transactions of the same session commit synchronously again.
+            with transaction(factory) as db:
+                assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
 
 
 # A no-op on SQLite: PostgreSQL only.
@@ -178,7 +173,43 @@ def test_two_processes_appending_at_once_give_one_whole_chain(
     assert verdict.checked == 2 * 4 * 15
 
 
-# PostgreSQL only: a commit that recorded events returns flushed (its events with it).
+# PostgreSQL's locks are per row (a write elsewhere does not block the head): SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
+    factory: sessionmaker[Session],
+) -> None:
+    # Another thread's append holds the turn while it waits for SQLite's write lock, which
+    # this transaction holds: waiting for the turn here would stall until the turn's timeout.
+    chain = factory.kw["info"][CHAIN_INFO]
+    other = threading.Thread(
+        target=lambda: record_event_alone_in_tx(factory, "waiting"), name="waiting"
+    )
+    with transaction(factory) as db:
+        db.execute(
+            sa.text(
+                "INSERT INTO siem_cursors (sink, name, delivered_seq, failures) "
+                "VALUES ('s', 'n', 0, 0)"
+            )
+        )
+        other.start()
+        deadline = time.monotonic() + 30
+        while not chain.turn.locked():
+            assert time.monotonic() < deadline, "the other append never took its turn"
+            time.sleep(0.005)
+        started = time.monotonic()
+        record_event(db, event("writer"), CONTEXT, at=now())
+        elapsed = time.monotonic() - started
+    other.join()
+    assert elapsed < TURN_WAIT / 2
+    assert sorted(targets(factory)) == ["waiting", "writer"]
+
+
+def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
+    with transaction(factory) as db:
+        record_event(db, event(name), CONTEXT, at=now())
+
+
+# PostgreSQL only: concurrent commits share the barriers that flush them (audit/durable.py).
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]
@@ -197,7 +228,38 @@ def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker
 
     in_threads(writer, *((w,) for w in range(8)))
     assert unflushed == []
-    link_pending(factory)
     assert len(targets(factory)) == 8 * 15
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
+
+
+# SQLite only: there the turn is kept with the database's write lock (audit/append.py).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
+    factory: sessionmaker[Session],
+) -> None:
+    chain = factory.kw["info"][CHAIN_INFO]
+    # Closed without commit or rollback: no event, the turn is free again.
+    db = factory()
+    db.begin()
+    record_event(db, event("abandoned"), CONTEXT, at=now())
+    assert chain.turn.locked()
+    db.close()
+    assert not chain.turn.locked()
+    # Rolled back: the same, and the next event takes the seq the abandoned ones had.
+    with transaction(factory) as db:
+        record_event(db, event("rolled back"), CONTEXT, at=now())
+        db.rollback()
+    assert not chain.turn.locked()
+    # A savepoint's end keeps the turn; the outer commit releases it.
+    with transaction(factory) as db:
+        assert record_event(db, event("before a savepoint"), CONTEXT, at=now()) == 1
+        assert chain.turn.locked()
+        with db.begin_nested():
+            assert record_event(db, event("in it"), CONTEXT, at=now()) == 2
+        assert chain.turn.locked()
+    assert not chain.turn.locked()
+    assert targets(factory) == ["before a savepoint", "in it"]
+    verdict = verify_chain(factory, chain)
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 2

@@ -1,9 +1,8 @@
 """Appending to the audit chain in a session's transaction: the head's compare-and-set, the
 INSERT, and the per-process turn that orders appends (docs/audit.md, "Appends take turns").
 
-The group commit (audit/group_commit.py: events recorded alone, and those recorded in callers'
-transactions once committed, audit/pending.py) and the archive's own event (`record_chained`)
-come here; nothing else writes `audit_events`.
+`record_event` and the group commit of `record_alone` (audit/service.py, audit/group_commit.py)
+both come here; nothing else writes `audit_events`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
 from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields
+from wakedock.audit.durable import ASYNC_COMMIT
 from wakedock.audit.models import AuditChainHead, AuditEvent
 
 log = logging.getLogger("wakedock.audit")
@@ -30,6 +30,7 @@ _EVENTS = cast(Table, AuditEvent.__table__)
 # the lock held first, the head read is the latest and cannot move before this commit ends.
 _TAKE = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
 _TAKE_HEAD = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash)
+_TAKE_HEAD_ASYNC = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash, ASYNC_COMMIT)
 # Moves the head to the new last event. The (seq, hash) it was read at is checked again,
 # although the lock is held, so that nothing can append from a head other than the real one.
 _ADVANCE = (
@@ -45,7 +46,7 @@ _INSERT = insert(_EVENTS)
 _COLUMNS = [column.key for column in _EVENTS.columns if column.key != "id"]
 
 
-def _advance_and_insert() -> Any:
+def _advance_and_insert(*with_move: Any) -> Any:
     """PostgreSQL, one event: move the head and insert the row in one statement (one round trip).
 
     The update selects the head row by id only, so that it waits for the transaction holding
@@ -53,6 +54,7 @@ def _advance_and_insert() -> Any:
     version first, and fail at once while the previous append is still committing. The
     comparison is made in SET instead, on the latest version once the lock is had: the head
     moves only if it is still (expected, previous), and the row is inserted only if it moved.
+    `with_move` (e.g. ASYNC_COMMIT) rides on the update.
     """
     unchanged = and_(_HEAD.c.seq == bindparam("expected"), _HEAD.c.hash == bindparam("previous"))
     moved = (
@@ -62,7 +64,7 @@ def _advance_and_insert() -> Any:
             seq=case((unchanged, bindparam("new_seq")), else_=_HEAD.c.seq),
             hash=case((unchanged, bindparam("new_hash")), else_=_HEAD.c.hash),
         )
-        .returning(_HEAD.c.seq, _HEAD.c.hash)
+        .returning(_HEAD.c.seq, _HEAD.c.hash, *with_move)
         .cte("moved")
     )
     values = (sa_cast(bindparam(key), _EVENTS.c[key].type).label(key) for key in _COLUMNS)
@@ -73,6 +75,7 @@ def _advance_and_insert() -> Any:
 
 
 _ADVANCE_AND_INSERT = _advance_and_insert()
+_ADVANCE_AND_INSERT_ASYNC = _advance_and_insert(ASYNC_COMMIT)
 # The Session.info key set once this transaction holds the head's lock (it appended).
 _HOLDS_HEAD = "audit_holds_head"
 # The Session.info key of the turn a SQLite transaction keeps until it ends (see append_in_turn).
@@ -82,11 +85,11 @@ _KEEPS_TURN = "audit_keeps_turn"
 TURN_WAIT = 1.0
 
 
-def append_in_turn(db: Session, contents: list[ChainedFields]) -> list[int]:
+def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early: bool) -> list[int]:
     """`append`, in this process's turn (`AuditChain.turn`) when it can be had: the seqs.
 
     PostgreSQL: the turn ends when the statement that moved the head returns; the next append
-    then waits in the database for this one's commit.
+    then waits in the database for this one's commit record only.
 
     SQLite: the turn is kept until this transaction ends. Its first write took the database's
     one write lock, so the next append could not write before that commit anyway; queued on
@@ -100,21 +103,19 @@ def append_in_turn(db: Session, contents: list[ChainedFields]) -> list[int]:
     # TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
     connection = db.connection()
     sqlite = connection.dialect.name == "sqlite"
-    if db.info.get(_HOLDS_HEAD) or (sqlite and _sqlite_writing(connection)):
-        # Nothing can move the head before this transaction ends (on SQLite its write lock is
-        # the whole database's): start from the head remembered, read it if that was wrong.
-        head = chain.cached_head()
-        seqs = [] if head is None else append(db, contents, head=head)
-        return seqs or append(db, contents)
-    if not chain.turn.acquire(timeout=TURN_WAIT):
-        return append(db, contents)
+    if (
+        db.info.get(_HOLDS_HEAD)
+        or (sqlite and _sqlite_writing(connection))
+        or not chain.turn.acquire(timeout=TURN_WAIT)
+    ):
+        return append(db, contents, release_early=release_early)
     kept = False
     try:
-        seqs = append(db, contents, head=chain.cached_head())
+        seqs = append(db, contents, head=chain.cached_head(), release_early=release_early)
         if not seqs:
             # The head this process remembered was rolled back, or another process appended:
             # read it under its lock, still in the turn, so that the next turn starts right.
-            seqs = append(db, contents)
+            seqs = append(db, contents, release_early=release_early)
         if sqlite:
             db.info[_KEEPS_TURN] = chain.turn
             kept = True
@@ -139,7 +140,11 @@ def chain_of(db: Session) -> AuditChain:
 
 
 def append(
-    db: Session, contents: list[ChainedFields], *, head: tuple[int, str] | None = None
+    db: Session,
+    contents: list[ChainedFields],
+    *,
+    head: tuple[int, str] | None = None,
+    release_early: bool = False,
 ) -> list[int]:
     """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
 
@@ -147,14 +152,16 @@ def append(
     transaction holding the head and stores nothing (returns []) if the head is no longer that.
     Without `head`: the head is locked and read in one statement, then moved. One update moves
     the head past all of `contents` and one INSERT stores them, so a batch costs about what
-    one event does.
+    one event does. `release_early`: see audit/durable.py.
     """
     chain = chain_of(db)
     connection = db.connection()
     postgresql = connection.dialect.name == "postgresql"
+    async_commit = release_early
     locked = head is None
     if head is None:
-        head = connection.execute(_TAKE_HEAD).one()
+        head = connection.execute(_TAKE_HEAD_ASYNC if release_early else _TAKE_HEAD).one()
+        async_commit = False  # done by the statement that took the lock
     expected, previous = int(head[0]), str(head[1])
     rows: list[dict[str, Any]] = []
     last = previous
@@ -167,10 +174,13 @@ def append(
     moving = {"expected": expected, "previous": previous, "new_seq": expected + len(rows)}
     moving["new_hash"] = last
     if len(rows) == 1 and postgresql:
-        moved = len(connection.execute(_ADVANCE_AND_INSERT, {**moving, **rows[0]}).all())
+        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
+        moved = len(connection.execute(statement, {**moving, **rows[0]}).all())
     elif connection.dialect.name == "sqlite":
         moved = _sqlite_advance_and_insert(connection, moving, rows)
     else:
+        if async_commit:
+            connection.execute(select(ASYNC_COMMIT))
         moved = connection.execute(_ADVANCE, moving).rowcount
         if moved == 1:
             connection.execute(_INSERT, rows)

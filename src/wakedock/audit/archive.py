@@ -25,7 +25,7 @@ from wakedock.audit.chain import AuditChain, ChainedFields
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditRecord
 from wakedock.audit.models import AuditChainHead, AuditEvent, SinkCursor
-from wakedock.audit.service import record_chained
+from wakedock.audit.service import record_event
 from wakedock.audit.verify import verify_chain
 from wakedock.clock import Clock
 from wakedock.context import RequestContext
@@ -99,7 +99,7 @@ def archive_events(
                 "sha256": digest,
             },
         )
-        record_chained(db, event, context, at=clock.now())
+        record_event(db, event, context, at=clock.now())
         head_row = db.get(AuditChainHead, 1)
         if head_row is None or last_hash is None:
             raise Conflict("the audit chain changed during the archive")

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.events import EventType, Severity
 from wakedock.audit.models import AuditEvent
-from wakedock.audit.pending import link_pending
 
 EXPORT_FORMATS = ("jsonl", "csv")
 FIELDS = (
@@ -124,11 +123,7 @@ def page_events(
     after: int | None = None,
     newest_first: bool = False,
 ) -> list[AuditRecord]:
-    """One page in seq order; `after` is the cursor (the last seq of the previous page).
-
-    Events committed but not chained yet are chained first, so a page never misses one.
-    """
-    link_pending(factory)
+    """One page in seq order; `after` is the cursor (the last seq of the previous page)."""
     query = selection.apply(select(AuditEvent))
     if after is not None:
         query = query.where(AuditEvent.seq < after if newest_first else AuditEvent.seq > after)

@@ -1,42 +1,32 @@
-"""Events recorded on their own (`record_alone`) by concurrent callers share one transaction, which
-also chains the events recorded in callers' transactions that committed (audit/pending.py).
+"""Events recorded on their own (`record_alone`) by concurrent callers share one transaction.
 
 Each event in a transaction of its own would hold the chain head's lock through its commit (a
 WAL flush), so appends from many threads would run one commit at a time. Here the first caller
 to find no batch being written becomes the writer: it takes every event waiting (its own
-included), and in one transaction chains first what waits in `audit_pending` (committed
-already, oldest first), then the batch, and commits; the others sleep until the batch that
+included), chains them in one transaction and commits; the others sleep until the batch that
 holds their event has committed, then return. A caller therefore returns only once its event
 is committed, and a failed batch rolls back whole: every caller in it gets the error and none
-of its events is stored (the waiting rows wait again). A caller with no event of its own (a
-transaction that recorded events has committed, or a reader needs every event chained) joins
-the same way and returns once a batch that started after it has committed. Nothing runs in the
-background.
+of its events is stored. Nothing runs in the background.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.append import append_in_turn, chain_of
-from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields
-from wakedock.audit.pending import take_pending
-
-log = logging.getLogger("wakedock.audit")
+from wakedock.audit.append import append_in_turn
+from wakedock.audit.chain import ChainedFields
+from wakedock.db import transaction
 
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
 # How long a group commit's writer waits for the callers its previous batch released.
 _GATHER = 0.002
-# How long a background writer waits for more commits before each batch (`_gather_commits`).
-_COMMIT_GATHER = 0.005
 
 
 def _held() -> threading.Lock:
@@ -47,9 +37,9 @@ def _held() -> threading.Lock:
 
 @dataclass(eq=False)
 class _Pending:
-    """One caller's event waiting for the group commit that records it (None: chain only)."""
+    """One caller's event waiting for the group commit that records it."""
 
-    content: ChainedFields | None
+    content: ChainedFields
     seq: int | None = None
     error: BaseException | None = None
     done: bool = False
@@ -69,26 +59,16 @@ class GroupCommit:
     PostgreSQL's commit_delay does); a lone caller after a lone caller writes at once.
     """
 
-    def __init__(self, chain: AuditChain) -> None:
-        self._chain = chain
+    def __init__(self) -> None:
         self._guard = threading.Lock()
         self._arrived = threading.Condition(self._guard)  # as many events as wanted wait
         self._waiting: list[_Pending] = []
         self._writing = False
         self._wanted = 0  # while the writer gathers: how many waiting events it waits for
         self._last_batch = 1
-        # A transaction that recorded events committed since the writer last took a batch:
-        # the writer writes another batch (chaining them) before it leaves.
-        self._chain_wanted = False
-        # This process's transactions that stored waiting events and have not ended yet.
-        self._in_flight = 0
 
-    def record(self, engine: Engine, content: ChainedFields | None) -> int | None:
-        """Append `content` in a batch of concurrent callers' events: its seq, once committed.
-
-        With None: return once a batch that started after this call has chained every event
-        that was waiting in `audit_pending` (None).
-        """
+    def record(self, factory: sessionmaker[Session], content: ChainedFields) -> int:
+        """Append `content` in a batch of concurrent callers' events: its seq, once committed."""
         mine = _Pending(content)
         with self._guard:
             self._waiting.append(mine)
@@ -103,116 +83,29 @@ class GroupCommit:
                 self._abandon(mine)
                 raise
         if not mine.done:  # the writer's role is this caller's
-            self._write_until_done(engine, mine)
+            self._write_until_done(factory, mine)
         if mine.error is not None:
             raise mine.error
-        return mine.seq
+        return cast(int, mine.seq)
 
-    def chain_committed(self, engine: Engine) -> None:
-        """A transaction that recorded events has committed: have them chained.
-
-        Alone (no other transaction of this process holding waiting events is open, no batch
-        being written), the caller writes one batch and returns with its events chained. Under
-        concurrent load it returns at once: the running writer writes one more batch before
-        it leaves, or a background writer (`_write_in_background`) is started, which gathers
-        the commits of a few milliseconds into each batch. Errors go to the log: the caller's
-        work and its events are committed, and wait to be chained.
-        """
-        with self._guard:
-            self._chain_wanted = True
-            self._ended_holding_guard()
-            if self._writing:
-                return
-            self._writing = True
-            busy = self._in_flight > 0
-        if busy:
-            self._start_background(engine)
-        else:
-            self._write_until_done(engine, None, once=True)
-
-    def transaction_began(self) -> None:
-        """A transaction of this process stored its first waiting event."""
-        with self._guard:
-            self._in_flight += 1
-
-    def transaction_ended(self) -> None:
-        """A transaction that stored waiting events rolled back or was closed without commit."""
-        with self._guard:
-            self._ended_holding_guard()
-
-    def _ended_holding_guard(self) -> None:
-        self._in_flight = max(0, self._in_flight - 1)
-
-    def _write_until_done(
-        self,
-        engine: Engine,
-        mine: _Pending | None,
-        *,
-        once: bool = False,
-        background: bool = False,
-    ) -> None:
-        """Write batches until `mine` is done (`once`: one batch; `background`: until nothing
-        asks for chaining any more), then leave (`_leave_holding_guard`)."""
-        wrote = False
+    def _write_until_done(self, factory: sessionmaker[Session], mine: _Pending) -> None:
         try:
-            while True:
+            while not mine.done:
                 with self._guard:
-                    done = mine.done if mine is not None else (wrote or not once)
-                    keep_chaining = background and self._chain_wanted and not self._waiting
-                    if done and not keep_chaining:
-                        # Under the same guard as the test: a commit that asks for chaining
-                        # from now on finds no writer and writes itself.
-                        self._leave_holding_guard(engine)
-                        return
-                    if background and not self._waiting:
-                        self._gather_commits()
                     batch = self._take()
-                self._write(engine, batch)
-                wrote = True
+                self._write(factory, batch)
         except BaseException:
             with self._guard:
-                if mine is not None and mine in self._waiting:  # no later batch takes it
+                if mine in self._waiting:  # interrupted: no later batch takes this event
                     self._waiting.remove(mine)
-                self._leave_holding_guard(engine)
             raise
-
-    def _gather_commits(self) -> None:
-        """A background writer, before chaining only waiting events: wait `_COMMIT_GATHER`
-        for more transactions to commit (holding the guard), so that a steady stream of
-        commits is chained a few milliseconds' worth per batch rather than one or two, each
-        costing about what a batch of fifty does. Nobody waits for it meanwhile; a caller
-        recording alone (or a reader) that arrives ends the wait at once.
-        """
-        deadline = time.monotonic() + _COMMIT_GATHER
-        self._wanted = 1
-        try:
-            while not self._waiting:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._arrived.wait(left)
         finally:
-            self._wanted = 0
-
-    def _start_background(self, engine: Engine) -> None:
-        """Hand the writer's role (already taken) to a new background writer."""
-        # Not a daemon: a process that exits normally first chains what its transactions
-        # committed (a few milliseconds); only a crash leaves them waiting for the next start.
-        threading.Thread(
-            target=self._write_in_background, args=(engine,), name="audit-chain", daemon=False
-        ).start()
-
-    def _write_in_background(self, engine: Engine) -> None:
-        try:
-            self._write_until_done(engine, None, background=True)
-        except Exception:  # the events wait; the next commit or reader chains them
-            log.warning("audit: chaining waiting events failed; they wait", exc_info=True)
+            self._hand_on()
 
     def _take(self) -> list[_Pending]:
         """The next batch, oldest first (called holding the guard, as the writer)."""
-        self._chain_wanted = False  # this batch's transaction chains what committed before
         wanted = min(self._last_batch, _MAX_BATCH)
-        if self._waiting and len(self._waiting) < wanted:
+        if len(self._waiting) < wanted:
             deadline = time.monotonic() + _GATHER
             self._wanted = wanted
             try:
@@ -225,44 +118,36 @@ class GroupCommit:
                 self._wanted = 0
         batch = self._waiting[:_MAX_BATCH]
         del self._waiting[:_MAX_BATCH]
-        self._last_batch = max(len(batch), 1)
+        self._last_batch = len(batch)
         return batch
 
-    def _write(self, engine: Engine, batch: list[_Pending]) -> None:
+    def _write(self, factory: sessionmaker[Session], batch: list[_Pending]) -> None:
         seqs: list[int] = []
         error: BaseException | None = None
-        contents = [pending.content for pending in batch if pending.content is not None]
         try:
-            info = {CHAIN_INFO: self._chain}
-            with Session(engine, expire_on_commit=False, info=info) as db, db.begin():
-                waiting = take_pending(db)
-                if waiting or contents:
-                    seqs = append_in_turn(db, waiting + contents)
-                    del seqs[: len(waiting)]
-        except BaseException as exc:  # handed to every caller of the batch
+            with transaction(factory) as db:
+                seqs = append_in_turn(
+                    db, [pending.content for pending in batch], release_early=False
+                )
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             error = exc
-            if not batch:
-                log.warning("audit: chaining waiting events failed; they wait", exc_info=True)
-        chained = iter(seqs)
-        for pending in batch:
+        for index, pending in enumerate(batch):
             if error is None:
-                pending.seq = None if pending.content is None else next(chained)
+                pending.seq = seqs[index]
             else:
                 pending.error = error
             pending.done = True
             pending.wake.release()
 
-    def _leave_holding_guard(self, engine: Engine) -> None:
-        """The writer leaves: the oldest waiting caller becomes the writer, if any waits; else
-        a background writer, if committed events are still to be chained."""
-        if self._waiting:
-            following = self._waiting[0]
-            following.handed = True
-            following.wake.release()
-        elif self._chain_wanted:
-            self._start_background(engine)
-        else:
-            self._writing = False
+    def _hand_on(self) -> None:
+        """The writer leaves: the oldest waiting caller becomes the writer, if any waits."""
+        with self._guard:
+            if self._waiting:
+                following = self._waiting[0]
+                following.handed = True
+                following.wake.release()
+            else:
+                self._writing = False
 
     def _abandon(self, mine: _Pending) -> None:
         # Interrupted while waiting: no later batch takes this event (one that already took it
@@ -281,33 +166,15 @@ class GroupCommit:
                 self._writing = False
 
 
-# One group commit per engine (one database) in this process; weak, so a disposed engine goes
-# (a group holds its chain, never its engine).
-_GROUPS: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+# One group commit per session factory (one database); weak, so a disposed factory goes.
+_GROUPS: weakref.WeakKeyDictionary[sessionmaker[Session], GroupCommit] = weakref.WeakKeyDictionary()
 _GROUPS_GUARD = threading.Lock()
-
-
-def _group(engine: Engine, chain: AuditChain) -> GroupCommit:
-    with _GROUPS_GUARD:
-        group = _GROUPS.get(engine)
-        if group is None:
-            group = _GROUPS[engine] = GroupCommit(chain)
-        return group
 
 
 def group_of(factory: sessionmaker[Session]) -> GroupCommit:
     """The group commit of `factory`'s database in this process."""
-    return _group(factory.kw["bind"], factory.kw["info"][CHAIN_INFO])
-
-
-def record_in_group(factory: sessionmaker[Session], content: ChainedFields | None) -> int | None:
-    """`GroupCommit.record` in the group commit of `factory`'s database."""
-    return group_of(factory).record(factory.kw["bind"], content)
-
-
-def group_for(session: Session) -> tuple[Engine, GroupCommit]:
-    """The engine of `session` and the group commit of its database."""
-    engine = session.get_bind()
-    if not isinstance(engine, Engine):  # a session bound to a connection: its engine
-        engine = engine.engine
-    return engine, _group(engine, chain_of(session))
+    with _GROUPS_GUARD:
+        group = _GROUPS.get(factory)
+        if group is None:
+            group = _GROUPS[factory] = GroupCommit()
+        return group

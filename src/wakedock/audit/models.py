@@ -31,30 +31,6 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditPending(Base):
-    """Events recorded in a caller's transaction, waiting to be chained (audit/pending.py).
-
-    A row is inserted with the caller's other changes and moved into `audit_events` (given its
-    seq and hash) by one writer after the caller committed. `mac` (keyed, audit/chain.py) lets
-    the writer refuse a row that was not written by WakeDock or was changed while it waited.
-    """
-
-    __tablename__ = "audit_pending"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    type: Mapped[str] = mapped_column(String(64))
-    severity: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
-    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    target: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(16))
-    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    details: Mapped[str] = mapped_column(Text)
-    mac: Mapped[str] = mapped_column(String(64))
-
-
 class AuditChainHead(Base):
     """One row: the last seq and hash. Its lock orders every append."""
 

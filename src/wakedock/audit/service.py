@@ -1,10 +1,9 @@
 """record_event: the one way anything is written to the audit trail.
 
-Inside a request's transaction, `record_event` (stored with the caller's work, chained after its
-commit: audit/pending.py); on its own (a denial whose request rolls back, a read),
-`record_alone`, which services and handlers reach through the `Auditor`. The chain itself is
-appended in audit/append.py, by the group commit (audit/group_commit.py) that concurrent
-`record_alone` callers and committed transactions share.
+Inside a request's transaction, `record_event`; on its own (a denial whose request rolls back,
+a read), `record_alone`, which services and handlers reach through the `Auditor`. The chain
+itself is appended in audit/append.py; concurrent `record_alone` callers share commits
+(audit/group_commit.py).
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from wakedock.audit.append import append_in_turn
 from wakedock.audit.chain import CHAIN_INFO as CHAIN_INFO
 from wakedock.audit.chain import ChainedFields
+from wakedock.audit.durable import release_at_commit
 from wakedock.audit.events import DEFAULT_SEVERITY, Event
-from wakedock.audit.group_commit import record_in_group
-from wakedock.audit.pending import add_pending
+from wakedock.audit.group_commit import group_of
 from wakedock.clock import Clock
 from wakedock.context import RequestContext
 
@@ -62,22 +61,21 @@ def _safe_details(details: dict[str, Any]) -> str:
     return _DETAILS(cleaned)[:8192]
 
 
-def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> None:
-    """Record one audit event in the caller's transaction: it commits or rolls back with it.
+def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> int:
+    """Append one audit event, chained (audit/chain.py), in the caller's transaction; its seq.
 
-    The event is stored unchained with the caller's work (a plain INSERT, no lock shared with
-    other writers) and chained once that transaction has committed, before its commit returns
-    (audit/pending.py); a transaction that rolls back leaves nothing, so no gap. Its seq is
-    therefore not known here. Denials that roll back their own work use `record_alone`.
+    Writing in the caller's transaction means the event and the change it describes commit or
+    roll back together. Denials that roll back their own work use a separate transaction. The
+    chain head row stays locked until that transaction commits, which orders every append; on
+    PostgreSQL the lock goes with the commit record, before the WAL flush (audit/durable.py).
+
+    Appends from this process take turns (`AuditChain.turn`): each starts from the head the
+    previous one wrote. On PostgreSQL the turn ends when the statement that moves the head
+    returns, and the next append waits in the database only for this commit record; on SQLite
+    it ends with the transaction (audit/append.py says why).
     """
-    add_pending(db, _fields(event, context, at))
-
-
-def record_chained(db: Session, event: Event, context: RequestContext, *, at: datetime) -> int:
-    """Chain one event at once in the caller's transaction (its seq), holding the chain head
-    until that transaction ends: for the archive, whose event must be in the chain in the
-    same transaction that moves the chain's start."""
-    return append_in_turn(db, [_fields(event, context, at)])[0]
+    contents = [_fields(event, context, at)]
+    return append_in_turn(db, contents, release_early=release_at_commit(db))[0]
 
 
 def record_alone(
@@ -88,10 +86,7 @@ def record_alone(
     Concurrent callers share one transaction (audit/group_commit.py); each returns once its event is
     committed.
     """
-    seq = record_in_group(factory, _fields(event, context, at))
-    if seq is None:  # only a call without an event gets None
-        raise RuntimeError("the group commit returned no seq for an event")
-    return seq
+    return group_of(factory).record(factory, _fields(event, context, at))
 
 
 class Auditor:

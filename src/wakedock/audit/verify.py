@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import GENESIS, AuditChain, ChainedFields
 from wakedock.audit.models import AuditChainHead, AuditEvent
-from wakedock.audit.pending import link_pending
 
 BATCH = 20_000
 _COLUMNS = (
@@ -50,11 +49,7 @@ def verify_chain(
     chain: AuditChain,
     progress: Callable[[int], None] | None = None,
 ) -> Verdict:
-    """Recompute every link; stop at the first event changed, deleted, inserted or reordered.
-
-    Events committed but not chained yet are chained first (audit/pending.py).
-    """
-    link_pending(factory)
+    """Recompute every link; stop at the first event changed, deleted, inserted or reordered."""
     with factory() as db:
         head = db.get(AuditChainHead, 1)
         if head is None:

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.models import AuditEvent
-from wakedock.audit.pending import link_pending
 from wakedock.services.models import Service
 from wakedock.siem.exporter import SinkStatus
 
@@ -34,7 +33,6 @@ class AuditCounters:
 
     def refresh(self) -> None:
         """Count the events recorded since the last refresh (blocking)."""
-        link_pending(self._factory)
         with self._lock, self._factory() as db:
             top = db.scalar(select(func.max(AuditEvent.seq))) or 0
             if top <= self._last_seq:
