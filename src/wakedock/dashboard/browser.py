@@ -10,6 +10,7 @@ field; the checks the API's guard makes are then made here, by that same guard
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -67,3 +68,13 @@ async def permitted(
     except PermissionDenied:
         return False
     return True
+
+
+def service_port(request: Request) -> str:
+    """`:<port>` the browser used here (none for the scheme's default): a service host answers
+    on the same port as the admin host."""
+    try:
+        port = urlsplit(f"//{request.headers.get('host', '')}").port
+    except ValueError:
+        port = None
+    return f":{port}" if port else ""

@@ -14,13 +14,12 @@ Included last in the app: `/services/{name}` must not shadow a fixed path of the
 from __future__ import annotations
 
 from importlib.resources import files
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from wakedock.auth.forms import BrowserSession
-from wakedock.dashboard.browser import Pages, PagesDep, permitted, signed_in
+from wakedock.dashboard.browser import Pages, PagesDep, permitted, service_port, signed_in
 from wakedock.dashboard.deps import ServiceDetailsDep
 from wakedock.errors import NotAuthenticated, NotFound, WakeDockError
 from wakedock.rbac.dependencies import public
@@ -34,16 +33,6 @@ _SCRIPT_INTEGRITY = integrity(_SCRIPT)
 _NOT_ALLOWED = "Your role may not do this."
 _NO_SUCH = "There is no such service."
 _Name = Path(max_length=64)
-
-
-def _service_port(request: Request) -> str:
-    """`:<port>` the browser used here (none for the scheme's default): a service host answers
-    on the same port as the admin host."""
-    try:
-        port = urlsplit(f"//{request.headers.get('host', '')}").port
-    except ValueError:
-        port = None
-    return f":{port}" if port else ""
 
 
 def _error(status: int, detail: str, code: str) -> JSONResponse:
@@ -78,7 +67,7 @@ async def service_page(
         detail=detail,
         live=detail.live,
         scheme=request.url.scheme,
-        port=_service_port(request),
+        port=service_port(request),
         detail_script=DETAIL_SCRIPT_PATH,
         detail_integrity=_SCRIPT_INTEGRITY,
     )

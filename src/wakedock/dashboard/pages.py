@@ -9,7 +9,7 @@ the page stays in place. Nothing changes on a GET.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +25,7 @@ from wakedock.auth.forms import (
     sign_in_first,
 )
 from wakedock.dashboard.board import STATE_FILTERS, Action, Board
-from wakedock.dashboard.browser import Pages, PagesDep, permitted, signed_in
+from wakedock.dashboard.browser import Pages, PagesDep, permitted, service_port, signed_in
 from wakedock.errors import CsrfFailed, NotAuthenticated, WakeDockError
 from wakedock.login.deps import LoginFlowDep
 from wakedock.rbac.dependencies import public
@@ -43,16 +43,6 @@ _NOT_ALLOWED = "Your role may not do this."
 def _wants_json(request: Request) -> bool:
     """The page's script asks for JSON; a plain form post (no script) gets a page."""
     return "application/json" in request.headers.get("accept", "")
-
-
-def _service_port(request: Request) -> str:
-    """`:<port>` the browser used here (none for the scheme's default): a service host answers
-    on the same port as the admin host."""
-    try:
-        port = urlsplit(f"//{request.headers.get('host', '')}").port
-    except ValueError:
-        port = None
-    return f":{port}" if port else ""
 
 
 @dataclass(frozen=True)
@@ -93,7 +83,7 @@ def _services_page(
         csrf_token=session.csrf_token(pages.csrf),
         board=board,
         scheme=request.url.scheme,
-        port=_service_port(request),
+        port=service_port(request),
         narrow=narrow,
         states=STATE_FILTERS,
         # The create / edit form's redirect names the service saved (dashboard/form.py); only a
