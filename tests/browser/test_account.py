@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import strong_password
-from support.axe import serious_violations
+from support.axe import NARROW, WIDE, serious_violations
 from support.browser import (
     CHROMIUM,
     BrowserCertificate,
@@ -45,8 +45,6 @@ IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 )
-WIDE = {"width": 1440, "height": 900}
-NARROW = {"width": 390, "height": 844}
 # Opens a browser of its own (cookies, session): `open_browser("laptop")` -> its tab.
 OpenBrowser = Callable[..., Any]
 

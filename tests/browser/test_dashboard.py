@@ -18,7 +18,7 @@ import docker
 import httpx
 import pytest
 
-from support.axe import serious_violations
+from support.axe import WIDE, check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -37,9 +37,6 @@ from support.login import access_token, bearer
 from support.server import WakeDockProcess
 
 pytestmark = pytest.mark.integration
-
-NARROW = {"width": 390, "height": 844}
-WIDE = {"width": 1440, "height": 900}
 
 
 def csp_violations(server: WakeDockProcess, token: str) -> int:
@@ -70,19 +67,6 @@ def running(engine: docker.DockerClient, installation: str, name: str) -> bool:
 def started_at(engine: docker.DockerClient, installation: str, name: str) -> str:
     container = container_of(engine, installation, name)
     return str(container.attrs["State"]["StartedAt"])
-
-
-def check_accessibility(page: Any, shot: Shot, step: str, *, dark: bool = False) -> None:
-    """axe-core at both widths (and in the dark scheme too, if asked), a screenshot of each."""
-    for scheme in ("light", "dark") if dark else ("light",):
-        page.emulate_media(color_scheme=scheme)
-        for size, label in ((WIDE, "1440"), (NARROW, "390")):
-            page.set_viewport_size(size)
-            shot(f"{step}-{label}px" + ("-dark" if scheme == "dark" else ""))
-            found = serious_violations(page)
-            assert found == [], (step, scheme, label, found)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size(WIDE)
 
 
 def keyboard_path(page: Any, presses: int) -> list[str]:

@@ -13,7 +13,7 @@ import docker
 import httpx
 import pytest
 
-from support.axe import serious_violations
+from support.axe import WIDE, check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -30,8 +30,6 @@ from support.server import WakeDockProcess
 
 pytestmark = pytest.mark.integration
 
-NARROW = {"width": 390, "height": 844}
-WIDE = {"width": 1440, "height": 900}
 # The template's inline script would replace this text; the CSP must keep it from running.
 TEMPLATE = b"""\
 <main>
@@ -63,19 +61,6 @@ def choose(server: WakeDockProcess, token: str, loading_page: dict[str, str]) ->
             headers=bearer(token),
         )
         assert answer.status_code == 200, answer.text
-
-
-def check_preview(page: Any, shot: Shot, step: str, *, dark: bool = False) -> None:
-    """axe-core at both widths (and the dark scheme if asked), a screenshot of each."""
-    for scheme in ("light", "dark") if dark else ("light",):
-        page.emulate_media(color_scheme=scheme)
-        for size, label in ((WIDE, "1440"), (NARROW, "390")):
-            page.set_viewport_size(size)
-            shot(f"{step}-{label}px" + ("-dark" if scheme == "dark" else ""))
-            found = serious_violations(page)
-            assert found == [], (step, scheme, label, found)
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size(WIDE)
 
 
 def test_a_custom_loading_page_then_the_app_and_every_themes_preview(
@@ -133,7 +118,7 @@ def test_a_custom_loading_page_then_the_app_and_every_themes_preview(
         page.get_by_role("heading", name="Team wiki is on its way").wait_for()
         assert "Preview of the custom loading page of Team wiki" in text(page)
         assert page.locator("#injected").inner_text() == "No inline script ran."
-        check_preview(page, shot, "preview-custom")
+        check_accessibility(page, shot, "preview-custom")
 
         choose(server, token, {"theme": "dark"})
         page.reload()
@@ -142,11 +127,11 @@ def test_a_custom_loading_page_then_the_app_and_every_themes_preview(
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == (
             "rgb(22, 24, 29)"
         )
-        check_preview(page, shot, "preview-dark")
+        check_accessibility(page, shot, "preview-dark")
 
         choose(server, token, {"theme": "default"})
         page.reload()
         assert "Preview of the built-in loading page" in text(page)
-        check_preview(page, shot, "preview-built-in", dark=True)
+        check_accessibility(page, shot, "preview-built-in", dark=True)
         page.get_by_role("link", name="Back to the services").click()
         page.get_by_role("heading", name="Services").wait_for()

@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import pytest
 
+from support.axe import check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -32,7 +33,7 @@ from support.browser import (
 )
 from support.engine import AddApp, container_of
 
-from .test_dashboard import check_accessibility, csp_violations, metrics_token
+from .test_dashboard import csp_violations, metrics_token
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import pytest
 
+from support.axe import check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -30,7 +31,7 @@ from support.browser import (
 from support.docker_images import TEST_IMAGE
 from support.engine import SERVE, container_of
 
-from .test_dashboard import check_accessibility, csp_violations, keyboard_path, metrics_token
+from .test_dashboard import csp_violations, keyboard_path, metrics_token
 
 pytestmark = pytest.mark.integration
 

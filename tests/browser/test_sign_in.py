@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from support.axe import check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -45,12 +46,12 @@ def test_sign_in_with_password_and_authenticator_code(
         secret, _codes = enrol_by_api(server, "dora", password)
         page.goto(admin_url(server, "/login?next=/api/v1/auth/me"))
         assert page.get_by_role("heading", name="Sign in").is_visible()
-        shot("sign-in-form")
+        check_accessibility(page, shot, "sign-in-form")
         sign_in_with_password(page, "dora", password)
 
         page.get_by_role("heading", name="Two-step verification").wait_for()
         assert "Enter the 6-digit code from your authenticator app" in text(page)
-        shot("code-step")
+        check_accessibility(page, shot, "code-step")
         enter_code(page, next_code(secret))
 
         page.wait_for_url(admin_url(server, "/api/v1/auth/me"))
@@ -89,7 +90,7 @@ def test_a_new_admin_enrols_on_the_enrolment_page_then_signs_in_with_totp(
         page.get_by_role("heading", name="Set up two-step verification").wait_for()
         assert page.url.startswith(admin_url(server, "/mfa/enrol?next="))
         assert "Your role (admin) must use two-step verification" in text(page)
-        shot("enrolment-required")
+        check_accessibility(page, shot, "enrolment-required")
         secret = enrol_on_the_page(page, shot)
 
         page.wait_for_url(admin_url(server, "/api/v1/users"))

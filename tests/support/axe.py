@@ -8,6 +8,7 @@ protocol: WakeDock's pages never load it, and their CSP stays as it is).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,24 @@ def serious_violations(page: Any) -> list[dict[str, Any]]:
         for v in results["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+# The two widths every page is checked and photographed at: a laptop and a phone.
+WIDE = {"width": 1440, "height": 900}
+NARROW = {"width": 390, "height": 844}
+
+
+def check_accessibility(
+    page: Any, shot: Callable[[str], None], step: str, *, dark: bool = False
+) -> None:
+    """axe-core at both widths (and in the dark scheme too, if asked), a screenshot of each
+    (`shot(name)`); the page is left wide and light."""
+    for scheme in ("light", "dark") if dark else ("light",):
+        page.emulate_media(color_scheme=scheme)
+        for size, label in ((WIDE, "1440"), (NARROW, "390")):
+            page.set_viewport_size(size)
+            shot(f"{step}-{label}px" + ("-dark" if scheme == "dark" else ""))
+            found = serious_violations(page)
+            assert found == [], (step, scheme, label, found)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size(WIDE)

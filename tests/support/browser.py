@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conftest import strong_password
 from support import browser_edge
+from support.axe import check_accessibility
 from support.login import access_token, bearer
 from support.server import WakeDockProcess, run_cli, wakedock_server
 from wakedock.server.tls import generate_self_signed
@@ -164,7 +165,8 @@ def text(page: Any) -> str:
 
 def enrol_on_the_page(page: Any, shot: Shot) -> str:
     """From the enrolment page: start, read the key, confirm (after one wrong code), check the
-    ten backup codes and continue. Returns the secret, as the person's app now holds it."""
+    ten backup codes and continue, each page checked by axe-core at both widths. Returns the
+    secret, as the person's app now holds it."""
     page.get_by_role("button", name="Start setup").click()
     page.get_by_role("heading", name="Add WakeDock to your authenticator app").wait_for()
     qr = page.get_by_role("img", name="QR code to scan with your authenticator app")
@@ -172,12 +174,12 @@ def enrol_on_the_page(page: Any, shot: Shot) -> str:
     assert qr.evaluate("image => image.naturalWidth") > 100  # the data: URI image loaded
     secret = str(page.locator("#secret").inner_text()).replace(" ", "")
     assert re.fullmatch(r"[A-Z2-7]{32}", secret)
-    shot("scan-the-code")
+    check_accessibility(page, shot, "scan-the-code")
 
     page.get_by_label("Code shown by the app").fill(wrong_code(secret))
     page.get_by_role("button", name="Confirm").click()
     page.get_by_text("That code did not match").wait_for()
-    shot("wrong-code")
+    check_accessibility(page, shot, "wrong-code")
 
     page.get_by_label("Code shown by the app").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Confirm").click()
@@ -186,7 +188,7 @@ def enrol_on_the_page(page: Any, shot: Shot) -> str:
     assert len(codes) == 10
     assert all(re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", c.strip()) for c in codes)
     assert "shown only this once" in text(page)
-    shot("backup-codes")
+    check_accessibility(page, shot, "backup-codes")
     page.get_by_role("link", name="I saved them, continue").click()
     return secret
 
