@@ -184,7 +184,13 @@ def test_the_service_forms_spec_and_yaml_pass_only_there(
     edge_route: tuple[EdgeRoute, Edge],
 ) -> None:
     route, edge = edge_route
-    watch = AuditLogWatch(edge.out_dir / "logs" / "modsec_audit.json", route)
+    watch = AuditLogWatch(
+        edge.out_dir / "logs" / "modsec_audit.json",
+        edge.address,
+        edge.port,
+        route.context,
+        host=ADMIN_HOSTS[0],
+    )
     offset = watch.offset()
     client = TestClient(APP, base_url="https://localhost")
     spec_yaml = (
