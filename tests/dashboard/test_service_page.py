@@ -106,14 +106,20 @@ def test_a_viewer_reads_the_page_without_buttons_logs_or_audit(
     assert "services:operate" in (denied.details or "")
 
 
-def test_an_unknown_service_is_404_and_its_name_is_not_repeated(signed_in: SignIn) -> None:
+def test_an_unknown_service_is_404(signed_in: SignIn) -> None:
     browser, _token = signed_in(Role.OPERATOR)
-    for name in ("nope", "%3Cscript%3Ealert(1)%3C"):
-        page = browser.get(f"/services/{name}")
-        assert page.status_code == 404
-        assert "no such service" in page.text and "<script>alert" not in page.text
+    page = browser.get("/services/nope")
+    assert page.status_code == 404 and "no such service" in page.text
     assert browser.get("/services/nope/logs").status_code == 404
     assert browser.get("/services/nope/live").status_code == 404
+
+
+@pytest.mark.security  # markup in the path on purpose: the edge's WAF refuses it first
+def test_a_hostile_unknown_name_is_not_repeated(signed_in: SignIn) -> None:
+    browser, _token = signed_in(Role.OPERATOR)
+    page = browser.get("/services/%3Cscript%3Ealert(1)%3C")
+    assert page.status_code == 404
+    assert "no such service" in page.text and "<script>alert" not in page.text
 
 
 @pytest.mark.security
