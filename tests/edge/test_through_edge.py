@@ -79,17 +79,22 @@ def edge_route(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeR
         relay.close()
 
 
-def test_testclient_requests_cross_the_edge_and_blocks_are_found(
-    edge_route: tuple[EdgeRoute, Edge],
-) -> None:
-    route, edge = edge_route
-    watch = AuditLogWatch(
+def audit_log_of(route: EdgeRoute, edge: Edge) -> AuditLogWatch:
+    """ModSecurity's audit log of the session's edge, its marker sent to an admin host."""
+    return AuditLogWatch(
         edge.out_dir / "logs" / "modsec_audit.json",
         edge.address,
         edge.port,
         route.context,
         host=ADMIN_HOSTS[0],
     )
+
+
+def test_testclient_requests_cross_the_edge_and_blocks_are_found(
+    edge_route: tuple[EdgeRoute, Edge],
+) -> None:
+    route, edge = edge_route
+    watch = audit_log_of(route, edge)
     offset = watch.offset()
     client = TestClient(APP, base_url="https://testserver", client=("203.0.113.7", 5000))
 
@@ -184,13 +189,7 @@ def test_the_service_forms_spec_and_yaml_pass_only_there(
     edge_route: tuple[EdgeRoute, Edge],
 ) -> None:
     route, edge = edge_route
-    watch = AuditLogWatch(
-        edge.out_dir / "logs" / "modsec_audit.json",
-        edge.address,
-        edge.port,
-        route.context,
-        host=ADMIN_HOSTS[0],
-    )
+    watch = audit_log_of(route, edge)
     offset = watch.offset()
     client = TestClient(APP, base_url="https://localhost")
     spec_yaml = (
