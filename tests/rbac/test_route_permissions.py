@@ -62,6 +62,9 @@ EXPECTED_PUBLIC = {
     ("POST", "/account/password"),
     ("POST", "/account/mfa/backup-codes"),
     ("POST", "/account/mfa/disable"),
+    # The admin console, the same way: the session read by the page, then console:read and
+    # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
+    ("GET", "/admin"),
 }
 
 

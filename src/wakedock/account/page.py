@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from fastapi.responses import HTMLResponse
 
 from wakedock.account.service import Overview
+from wakedock.rbac.permissions import Permission
+from wakedock.rbac.roles import has_permission
 from wakedock.web.templating import render_page
 
 ACCOUNT_PATH = "/account"
@@ -65,6 +67,7 @@ def account_page(
         title=TITLE,
         section="account",
         user=overview.username,
+        console=has_permission(overview.role, Permission.CONSOLE_READ),
         account=overview,
         csrf_token=csrf_token,
         notice=NOTICES.get(notice or "", ""),

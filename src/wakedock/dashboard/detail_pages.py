@@ -24,6 +24,7 @@ from wakedock.dashboard.deps import ServiceDetailsDep
 from wakedock.errors import NotAuthenticated, NotFound, WakeDockError
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.rbac.roles import has_permission
 from wakedock.web.templating import integrity, message_page, render_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -63,6 +64,7 @@ async def service_page(
         title=detail.title,
         section="services",
         user=found.principal.username,
+        console=has_permission(found.principal.role, Permission.CONSOLE_READ),
         csrf_token=found.csrf_token(pages.csrf),
         detail=detail,
         live=detail.live,

@@ -50,6 +50,7 @@ from wakedock.dashboard.spec_form import (
 from wakedock.errors import CsrfFailed, InvalidInput, WakeDockError
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.rbac.roles import has_permission
 from wakedock.runtime.base import ImageMissing
 from wakedock.services.deps import service_manager
 from wakedock.services.errors import ConfiguredByLabels
@@ -103,6 +104,7 @@ def _form_page(
         title=f"Edit {editing.name}" if editing else "New service",
         section="services",
         user=session.principal.username,
+        console=has_permission(session.principal.role, Permission.CONSOLE_READ),
         csrf_token=session.csrf_token(pages.csrf),
         editing=editing.name if editing else "",
         action=edit_path(editing.name) if editing else NEW_PATH,

@@ -30,6 +30,7 @@ from wakedock.errors import CsrfFailed, NotAuthenticated, WakeDockError
 from wakedock.login.deps import LoginFlowDep
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.rbac.roles import has_permission
 from wakedock.services.spec import DNS_LABEL
 from wakedock.web.deps import context_of
 from wakedock.web.templating import SCRIPT_PATH, message_page, render_page, script
@@ -80,6 +81,7 @@ def _services_page(
         title="Services",
         section="services",
         user=session.principal.username,
+        console=has_permission(session.principal.role, Permission.CONSOLE_READ),
         csrf_token=session.csrf_token(pages.csrf),
         board=board,
         scheme=request.url.scheme,

@@ -36,3 +36,6 @@ class Permission(StrEnum):
     METRICS_READ = "metrics:read"
     # Security posture figures (MFA adoption, ...).
     SECURITY_READ = "security:read"
+    # The admin console's pages (/admin): admins only. Each page also needs the permission the
+    # API demands for what it shows or changes; the API itself does not ask for this one.
+    CONSOLE_READ = "console:read"
