@@ -28,7 +28,8 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/services/new", "/services/{name}/edit",
                  "/account/sessions/revoke", "/account/sessions/revoke-others",
                  "/account/password", "/account/mfa/backup-codes",
-                 "/account/mfa/disable"}  # fmt: skip
+                 "/account/mfa/disable",
+                 "/admin/users", "/admin/users/{name}/{action}"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -224,6 +225,31 @@ def _sign_out_form(w: World) -> Action:
     return lambda: browser.post("/logout", data={"csrf_token": csrf}, headers=FORM)
 
 
+def _console_admin(w: World) -> tuple[TestClient, str, list[str]]:
+    """A browser signed in to the console as a new admin (past MFA with a backup code), its
+    pages' CSRF token, and the admin's unused backup codes (each a step-up proof)."""
+    name, password = w.h.create_user(f"a{count(w.h)}", Role.ADMIN, password=strong_password())
+    w.h.login(name, password)  # enrols MFA, as the role demands
+    codes = list(w.h.backup_codes[name])
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    data = {"challenge": _hidden(step.text, "challenge"), "code": codes.pop()}
+    browser.post("/login/code", data=data, headers=FORM)
+    return browser, _hidden(browser.get("/admin/users").text, "csrf_token"), codes
+
+
+def _console_create_user(w: World) -> Action:
+    browser, csrf, _ = _console_admin(w)
+    data = {"csrf_token": csrf, "username": "made", "password": strong_password(), "role": "viewer"}
+    return lambda: browser.post("/admin/users", data=data, headers=FORM)
+
+
+def _console_disable_user(w: World) -> Action:
+    browser, csrf, codes = _console_admin(w)
+    data = {"csrf_token": csrf, "code": codes.pop()}
+    return lambda: browser.post("/admin/users/victim/disable", data=data, headers=FORM)
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -343,6 +369,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/services/new"): _new_service_form,
     ("POST", "/services/{name}/edit"): _edit_service_form,
     ("POST", "/logout"): _sign_out_form,
+    ("POST", "/admin/users"): _console_create_user,
+    ("POST", "/admin/users/{name}/{action}"): _console_disable_user,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

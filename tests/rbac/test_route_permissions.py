@@ -65,6 +65,11 @@ EXPECTED_PUBLIC = {
     # The admin console, the same way: the session read by the page, then console:read and
     # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
     ("GET", "/admin"),
+    # Users and roles: console:read, users:read (users:write for the forms), the API's step-up.
+    ("GET", "/admin/users"),
+    ("POST", "/admin/users"),
+    ("GET", "/admin/users/{name}"),
+    ("POST", "/admin/users/{name}/{action}"),
 }
 
 
