@@ -114,7 +114,7 @@ def test_an_admin_creates_a_user_and_grants_it_admin_with_a_code(
         page.get_by_role("button", name="Change role").click()
         page.wait_for_url(admin_url(server, "/admin/users/grace?done=role"))
         assert page.locator('[data-field="role"]').inner_text() == "admin"
-        assert page.get_by_role("status").inner_text() == "User grace now has a new role."
+        assert page.get_by_role("status").inner_text() == "User grace has the role chosen."
         [event] = escalations(server, token, "grace")
         assert event["actor"] == "ada" and event["details"] == {"to": "admin", "from": "viewer"}
         check_accessibility(page, shot, "role-granted")

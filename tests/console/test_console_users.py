@@ -202,7 +202,7 @@ def test_granting_admin_is_refused_without_or_with_a_wrong_code_and_audited_with
     assert json.loads(escalation.details) == {"to": "admin", "from": "viewer"}
     assert events(h, "role_change")[-1].target == "hank"
     assert events(h, "mfa_step_up")[-1].target == admin.username
-    assert "User hank now has a new role." in admin.browser.get(granted.headers["location"]).text
+    assert "User hank has the role chosen." in admin.browser.get(granted.headers["location"]).text
 
 
 def test_disable_enable_reset_mfa_and_delete_are_audited_as_the_apis(

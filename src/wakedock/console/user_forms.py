@@ -25,7 +25,7 @@ ROLES = [role.value for role in Role]
 # shown only if it is a valid username (nothing else from the query reaches the page).
 DONE = {
     "created": "created",
-    "role": "now has a new role",
+    "role": "has the role chosen",
     "disabled": "is disabled; its sessions were revoked",
     "enabled": "is enabled again",
     "mfa": "has no MFA any more; its sessions were revoked",
