@@ -229,7 +229,7 @@ def test_disable_enable_reset_mfa_and_delete_are_audited_as_the_apis(
     assert done.headers["location"] == "/admin/users?done=deleted&user=ivy"
 
 
-def test_an_admin_cannot_delete_itself_and_sees_the_apis_word(
+def test_an_admin_cannot_delete_itself_nor_disable_the_last_admin_and_sees_the_apis_word(
     h: Harness, clock: FakeClock, admin: Console
 ) -> None:
     answer = post(
@@ -237,7 +237,13 @@ def test_an_admin_cannot_delete_itself_and_sees_the_apis_word(
     )
     assert answer.status_code == 409
     assert "you cannot delete your own account" in answer.text
-    assert user(h, admin.username) is not None
+    last = post(
+        admin, f"/admin/users/{admin.username}/disable", code=code(h, clock, admin.username)
+    )
+    assert last.status_code == 409
+    assert "this is the last enabled admin: create another admin first" in last.text
+    found = user(h, admin.username)
+    assert found is not None and not found.disabled
 
 
 @pytest.mark.security
