@@ -16,6 +16,7 @@ from conftest import Harness, strong_password
 from support.fake_runtime import FakeRuntime
 from support.routes import api_routes
 from wakedock.audit.models import AuditEvent
+from wakedock.auth.models import User, UserSession
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 
@@ -28,7 +29,8 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/services/new", "/services/{name}/edit",
                  "/account/sessions/revoke", "/account/sessions/revoke-others",
                  "/account/password", "/account/mfa/backup-codes",
-                 "/account/mfa/disable"}  # fmt: skip
+                 "/account/mfa/disable",
+                 "/admin/sessions/revoke", "/admin/sessions/revoke-user"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -194,6 +196,35 @@ def _account_disable_mfa(w: World) -> Action:
     return lambda: browser.post("/account/mfa/disable", data=data, headers=FORM)
 
 
+def _console_admin(w: World) -> tuple[TestClient, str]:
+    """A browser signed in as an admin past the code step, and its pages' CSRF token."""
+    name = f"a{count(w.h)}"
+    _, password = w.h.create_user(name, Role.ADMIN, password=strong_password())
+    w.h.login(name, password)  # enrols MFA, as the role demands
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    data = {"challenge": _hidden(step.text, "challenge"), "code": w.h.totp_code(name)}
+    browser.post("/login/code", data=data, headers=FORM)
+    return browser, _hidden(browser.get("/admin/sessions").text, "csrf_token")
+
+
+def _console_revoke(w: World) -> Action:
+    browser, csrf = _console_admin(w)
+    name, password, _ = w.fresh()
+    w.h.login(name, password)
+    with transaction(w.h.components.db) as db:
+        sid = db.scalars(select(UserSession.id).join(User).where(User.username == name)).first()
+    data = {"csrf_token": csrf, "session": sid or ""}
+    return lambda: browser.post("/admin/sessions/revoke", data=data, headers=FORM)
+
+
+def _console_revoke_user(w: World) -> Action:
+    browser, csrf = _console_admin(w)
+    name, _, _ = w.fresh()
+    data = {"csrf_token": csrf, "username": name}
+    return lambda: browser.post("/admin/sessions/revoke-user", data=data, headers=FORM)
+
+
 def _signed_in_operator(w: World) -> tuple[TestClient, str]:
     """A browser signed in as an operator (no MFA demanded), and its pages' CSRF token."""
     name, password = w.h.create_user(f"o{count(w.h)}", Role.OPERATOR, password=strong_password())
@@ -339,6 +370,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/account/password"): _account_password,
     ("POST", "/account/mfa/backup-codes"): _account_backup_codes,
     ("POST", "/account/mfa/disable"): _account_disable_mfa,
+    ("POST", "/admin/sessions/revoke"): _console_revoke,
+    ("POST", "/admin/sessions/revoke-user"): _console_revoke_user,
     ("POST", "/services/{name}/{action}"): _dashboard_stop,
     ("POST", "/services/new"): _new_service_form,
     ("POST", "/services/{name}/edit"): _edit_service_form,

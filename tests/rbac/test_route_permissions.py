@@ -65,6 +65,10 @@ EXPECTED_PUBLIC = {
     # The admin console, the same way: the session read by the page, then console:read and
     # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
     ("GET", "/admin"),
+    # The console's Sessions page: sessions:read to list, sessions:revoke to post.
+    ("GET", "/admin/sessions"),
+    ("POST", "/admin/sessions/revoke"),
+    ("POST", "/admin/sessions/revoke-user"),
 }
 
 
