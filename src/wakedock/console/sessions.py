@@ -115,8 +115,8 @@ def live_sessions(
     page = min(max(page, 1), pages)
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     ids = {row.user_id for row in shown}
-    found = db.execute(select(User.id, User.username).where(User.id.in_(ids))).tuples()
-    names = {user_id: name for user_id, name in found}
+    found = db.execute(select(User.id, User.username).where(User.id.in_(ids)))
+    names = {row.id: row.username for row in found}
     lines = []
     for row in shown:
         browser, system = browser_and_system(row.user_agent)
