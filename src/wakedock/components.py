@@ -143,6 +143,8 @@ def provided(components: Components) -> Provided:
         if instance is not None and not isinstance(instance, tuple | dict):
             found.add(type(instance), instance)
     found.add(sessionmaker, components.db)
+    # Under its declared type: the loaded settings are a subclass (config/loading.py).
+    found.add(Settings, components.settings)
     found.add(Clock, components.clock)  # type: ignore[type-abstract]
     found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
     found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))

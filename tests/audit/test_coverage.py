@@ -16,6 +16,7 @@ from conftest import Harness, strong_password
 from support.fake_runtime import FakeRuntime
 from support.routes import api_routes
 from wakedock.audit.models import AuditEvent
+from wakedock.auth.models import User, UserSession
 from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 
@@ -29,7 +30,8 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/account/sessions/revoke", "/account/sessions/revoke-others",
                  "/account/password", "/account/mfa/backup-codes",
                  "/account/mfa/disable",
-                 "/admin/users", "/admin/users/{name}/{action}"}  # fmt: skip
+                 "/admin/users", "/admin/users/{name}/{action}",
+                 "/admin/sessions/revoke", "/admin/sessions/revoke-user"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -193,6 +195,23 @@ def _account_disable_mfa(w: World) -> Action:
     name, password, browser, csrf = _account_browser(w, enrolled=True)
     data = {"csrf_token": csrf, "password": password, "code": w.h.totp_code(name)}
     return lambda: browser.post("/account/mfa/disable", data=data, headers=FORM)
+
+
+def _console_revoke(w: World) -> Action:
+    browser, csrf, _ = _console_admin(w)
+    name, password, _ = w.fresh()
+    w.h.login(name, password)
+    with transaction(w.h.components.db) as db:
+        sid = db.scalars(select(UserSession.id).join(User).where(User.username == name)).first()
+    data = {"csrf_token": csrf, "session": sid or ""}
+    return lambda: browser.post("/admin/sessions/revoke", data=data, headers=FORM)
+
+
+def _console_revoke_user(w: World) -> Action:
+    browser, csrf, _ = _console_admin(w)
+    name, _, _ = w.fresh()
+    data = {"csrf_token": csrf, "username": name}
+    return lambda: browser.post("/admin/sessions/revoke-user", data=data, headers=FORM)
 
 
 def _signed_in_operator(w: World) -> tuple[TestClient, str]:
@@ -365,6 +384,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/account/password"): _account_password,
     ("POST", "/account/mfa/backup-codes"): _account_backup_codes,
     ("POST", "/account/mfa/disable"): _account_disable_mfa,
+    ("POST", "/admin/sessions/revoke"): _console_revoke,
+    ("POST", "/admin/sessions/revoke-user"): _console_revoke_user,
     ("POST", "/services/{name}/{action}"): _dashboard_stop,
     ("POST", "/services/new"): _new_service_form,
     ("POST", "/services/{name}/edit"): _edit_service_form,

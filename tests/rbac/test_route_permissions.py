@@ -70,6 +70,10 @@ EXPECTED_PUBLIC = {
     ("POST", "/admin/users"),
     ("GET", "/admin/users/{name}"),
     ("POST", "/admin/users/{name}/{action}"),
+    # The console's Sessions page: sessions:read to list, sessions:revoke to post.
+    ("GET", "/admin/sessions"),
+    ("POST", "/admin/sessions/revoke"),
+    ("POST", "/admin/sessions/revoke-user"),
 }
 
 
