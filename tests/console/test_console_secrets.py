@@ -17,7 +17,15 @@ from fastapi.testclient import TestClient
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.openbao import ROOT_TOKEN, BaoServer, start_openbao
-from support.pages import SAME_ORIGIN, events, page_client
+from support.pages import (
+    SAME_ORIGIN,
+    code_step,
+    events,
+    hidden,
+    page_client,
+    password_step,
+    with_mfa,
+)
 from wakedock.clock import FakeClock
 from wakedock.rbac.permissions import Role
 
@@ -181,7 +189,11 @@ def test_a_forged_post_is_refused(signed_in: SignIn, h: Harness, bao: BaoServer)
     form = {"path": "mailer/smtp", "value.password": "forged", "cas": "1"}
     # From another site, with the session's cookie but no token.
     elsewhere = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
-    for headers, data in ((elsewhere, form), (SAME_ORIGIN, form), (elsewhere, {**form, "csrf_token": admin.csrf})):
+    for headers, data in (
+        (elsewhere, form),
+        (SAME_ORIGIN, form),
+        (elsewhere, {**form, "csrf_token": admin.csrf}),
+    ):
         forged = admin.browser.post("/admin/secrets/write", data=data, headers=headers)
         assert forged.status_code == 403
         assert "This form was not sent from a WakeDock page" in forged.text
@@ -216,8 +228,6 @@ def test_without_vault_the_page_says_so(
     make_harness: Callable[..., Harness], runtime: FakeRuntime
 ) -> None:
     h = make_harness(runtime=runtime)  # the default provider: files, nothing to browse here
-    from support.pages import code_step, hidden, password_step, with_mfa
-
     name, password = with_mfa(h, "admin-no-vault", Role.ADMIN)
     browser: TestClient = page_client(h, 50390)
     step = password_step(browser, name, password, "/admin/secrets")

@@ -65,6 +65,11 @@ EXPECTED_PUBLIC = {
     # The admin console, the same way: the session read by the page, then console:read and
     # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
     ("GET", "/admin"),
+    # The console's Secrets page (secrets:read, :write, :reveal) and Settings page (settings:read).
+    ("GET", "/admin/secrets"),
+    ("POST", "/admin/secrets/write"),
+    ("POST", "/admin/secrets/reveal"),
+    ("GET", "/admin/settings"),
 }
 
 

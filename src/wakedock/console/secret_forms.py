@@ -75,7 +75,9 @@ class NewVersion:
 
 def new_version(fields: Mapping[str, str]) -> NewVersion:
     """The keys and values of a new version from its form, checked by the API's own model."""
-    values = {k.removeprefix(VALUE_PREFIX): v for k, v in fields.items() if k.startswith(VALUE_PREFIX)}
+    values = {
+        k.removeprefix(VALUE_PREFIX): v for k, v in fields.items() if k.startswith(VALUE_PREFIX)
+    }
     new_key = fields.get(NEW_KEY, "").strip()
     if new_key or fields.get(NEW_VALUE):
         values[new_key] = fields.get(NEW_VALUE, "")
