@@ -178,9 +178,18 @@ def test_an_admin_writes_a_new_version_audited_as_through_the_api(
            "new_key": "token", "new_value": NEW_VALUE}  # fmt: skip
     created = admin.browser.post("/admin/secrets/write", data=new, headers=SAME_ORIGIN)
     assert created.headers["location"] == "/admin/secrets?path=mailer%2Fimap&written=1"
-    bad = {**new, "name": "../wakedock/jwt"}
-    refused = admin.browser.post("/admin/secrets/write", data=bad, headers=SAME_ORIGIN)
-    assert refused.status_code == 400 and NEW_VALUE not in refused.text
+
+
+@pytest.mark.security
+def test_a_name_outside_the_services_folder_is_refused(signed_in: SignIn, h: Harness) -> None:
+    admin = signed_in(Role.ADMIN)
+    for name in ("../wakedock/jwt", "x//y", "..", "a/./b"):
+        new = {"csrf_token": admin.csrf, "folder": "mailer", "name": name, "cas": "0",
+               "new_key": "token", "new_value": NEW_VALUE}  # fmt: skip
+        refused = admin.browser.post("/admin/secrets/write", data=new, headers=SAME_ORIGIN)
+        assert refused.status_code == 400, name
+        assert "name is segments of letters" in refused.text and NEW_VALUE not in refused.text
+    assert events(h, "secret_write") == []
 
 
 @pytest.mark.security
