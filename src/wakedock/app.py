@@ -22,7 +22,9 @@ from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.console.routes.index import router as console_router
+from wakedock.console.routes.secrets import router as console_secrets_router
 from wakedock.console.routes.sessions import router as console_sessions_router
+from wakedock.console.routes.settings import router as console_settings_router
 from wakedock.console.routes.user_account import router as console_account_router
 from wakedock.console.routes.users import router as console_users_router
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
@@ -96,6 +98,8 @@ def create_app(components: Components) -> FastAPI:
         console_users_router,
         console_account_router,
         console_sessions_router,
+        console_secrets_router,
+        console_settings_router,
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,

@@ -31,7 +31,8 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/account/password", "/account/mfa/backup-codes",
                  "/account/mfa/disable",
                  "/admin/users", "/admin/users/{name}/{action}",
-                 "/admin/sessions/revoke", "/admin/sessions/revoke-user"}  # fmt: skip
+                 "/admin/sessions/revoke", "/admin/sessions/revoke-user",
+                 "/admin/secrets/write", "/admin/secrets/reveal"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -269,6 +270,31 @@ def _console_disable_user(w: World) -> Action:
     return lambda: browser.post("/admin/users/victim/disable", data=data, headers=FORM)
 
 
+def _console_admin_named(w: World) -> tuple[str, TestClient, str]:
+    """A browser of an admin past the code step (MFA enrolled through the API, then a backup
+    code: the enrolment spent this step's TOTP code), its name and the console's CSRF token."""
+    name, password = w.h.create_user(f"c{count(w.h)}", Role.ADMIN, password=strong_password())
+    w.h.login(name, password)  # enrols MFA, as the admin role demands
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    code = {"challenge": _hidden(step.text, "challenge"), "code": w.h.backup_codes[name][0]}
+    browser.post("/login/code", data=code, headers=FORM)
+    return name, browser, _hidden(browser.get("/admin").text, "csrf_token")
+
+
+def _console_secret_write(w: World) -> Action:
+    # The default (file) provider is read-only: the refused write is audited, as the API's.
+    _, browser, csrf = _console_admin_named(w)
+    data = {"csrf_token": csrf, "path": "svc/db", "cas": "0", "value.password": "x"}
+    return lambda: browser.post("/admin/secrets/write", data=data, headers=FORM)
+
+
+def _console_secret_reveal(w: World) -> Action:
+    name, browser, csrf = _console_admin_named(w)
+    data = {"csrf_token": csrf, "path": "svc/db", "code": w.h.totp_code(name)}
+    return lambda: browser.post("/admin/secrets/reveal", data=data, headers=FORM)
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -392,6 +418,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/logout"): _sign_out_form,
     ("POST", "/admin/users"): _console_create_user,
     ("POST", "/admin/users/{name}/{action}"): _console_disable_user,
+    ("POST", "/admin/secrets/write"): _console_secret_write,
+    ("POST", "/admin/secrets/reveal"): _console_secret_reveal,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

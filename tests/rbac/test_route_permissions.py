@@ -74,6 +74,11 @@ EXPECTED_PUBLIC = {
     ("GET", "/admin/sessions"),
     ("POST", "/admin/sessions/revoke"),
     ("POST", "/admin/sessions/revoke-user"),
+    # The console's Secrets page (secrets:read, :write, :reveal) and Settings page (settings:read).
+    ("GET", "/admin/secrets"),
+    ("POST", "/admin/secrets/write"),
+    ("POST", "/admin/secrets/reveal"),
+    ("GET", "/admin/settings"),
 }
 
 
