@@ -22,6 +22,7 @@ from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.console.routes.index import router as console_router
+from wakedock.console.routes.posture import router as console_posture_router
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
 from wakedock.dashboard.detail_pages import router as service_page_router
 from wakedock.dashboard.form import router as service_form_router
@@ -90,6 +91,7 @@ def create_app(components: Components) -> FastAPI:
         account_router,
         pages_router,
         console_router,
+        console_posture_router,
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,

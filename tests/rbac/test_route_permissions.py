@@ -65,6 +65,8 @@ EXPECTED_PUBLIC = {
     # The admin console, the same way: the session read by the page, then console:read and
     # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
     ("GET", "/admin"),
+    # The security posture page: console:read and security:read, asked by the page.
+    ("GET", "/admin/posture"),
 }
 
 
