@@ -96,15 +96,17 @@ def test_mfa_adoption_changes_when_a_user_enrols(signed_in: SignIn, h: Harness) 
     before = admin.get(POSTURE)
     assert before.status_code == 200, before.text
     assert before.headers["cache-control"] == "no-store"
-    assert row(before.text, "mfa-viewer") == ["viewer", "1", "0", "0.0%", "over 80%", "no"]
-    assert row(before.text, "mfa-admin")[1:] == ["1", "1", "100.0%", "100%", "yes"]
+    assert row(before.text, "mfa-viewer") == ["viewer", "0 of 1", "0.0%", "over 80%", "no"]
+    assert row(before.text, "mfa-admin")[1:] == ["1 of 1", "100.0%", "100%", "yes"]
 
     token = h.login(name, password, enrol=False)["access_token"]
     h.enrol_mfa(name, token)
 
     after = admin.get(POSTURE).text
-    assert row(after, "mfa-viewer") == ["viewer", "1", "1", "100.0%", "over 80%", "yes"]
-    assert row(after, "mfa-all-users-but-admins")[1:4] == ["1", "1", "100.0%"]
+    assert row(after, "mfa-viewer") == ["viewer", "1 of 1", "100.0%", "over 80%", "yes"]
+    assert row(after, "mfa-all-users-but-admins")[1:3] == ["1 of 1", "100.0%"]
+    # No developer account: nothing to measure, no verdict.
+    assert row(after, "mfa-developer")[1:] == ["0 of 0", "—", "over 80%", "no accounts"]
 
 
 def test_failed_sign_ins_are_counted_in_the_chart(signed_in: SignIn, h: Harness) -> None:

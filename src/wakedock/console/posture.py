@@ -46,7 +46,10 @@ class Adoption:
         return round(100.0 * self.enrolled / self.users, 1) if self.users else 0.0
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        """Whether the target is met; None without any account to measure."""
+        if not self.users:
+            return None
         if self.group == Role.ADMIN.value:
             return self.enrolled == self.users
         return self.percent > USER_TARGET

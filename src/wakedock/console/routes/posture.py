@@ -63,30 +63,37 @@ def _measure(factory: sessionmaker[Session], siem: SiemExporter, now: datetime) 
     return _Measured(adoption, series, alerts, siem.status())
 
 
+# Each chart: its key, its title, its values' names (one, many), and where it reads them.
+_SIGN_IN_CHARTS = (
+    ("failed", "Failed sign-ins per hour", "failed sign-in", "failed sign-ins", "failed"),
+    ("limited", "Rate-limit hits per hour", "rate-limit hit", "rate-limit hits", "limited"),
+    ("locked", "Locked-out accounts per hour", "locked-out account", "locked-out accounts",
+     "locked_out"),
+)  # fmt: skip
+
+
 def _charts(series: SignInSeries) -> list[Chart]:
     """The three sign-in charts: one bar per hour, each bar's title its hour and count."""
     first = f"{series.hours[0][-2:]}:00"
     last = f"{series.hours[-1][-2:]}:00 UTC"
+    charts = []
+    for key, title, one, many, field in _SIGN_IN_CHARTS:
+        values: list[int] = getattr(series, field)
 
-    def chart(key: str, title: str, values: list[int], what: str) -> Chart:
-        labels = [
-            f"{hour}:00 UTC: {n} {what}" for hour, n in zip(series.hours, values, strict=True)
-        ]
+        def counted(n: int, one: str = one, many: str = many) -> str:
+            return f"{n} {one if n == 1 else many}"
+
+        labels = [f"{h}:00 UTC: {counted(n)}" for h, n in zip(series.hours, values, strict=True)]
         total, peak = sum(values), max(values)
         summary = (
-            f"{total} {what} in the last {SIGN_IN_HOURS} hours, at most {peak} in one hour."
+            f"{counted(total)} in the last {SIGN_IN_HOURS} hours, at most {peak} in one hour."
             if total
-            else f"No {what} in the last {SIGN_IN_HOURS} hours."
+            else f"No {many} in the last {SIGN_IN_HOURS} hours."
         )
-        return bar_chart(
-            key, title, values, labels, "", summary, first_label=first, last_label=last
+        charts.append(
+            bar_chart(key, title, values, labels, "", summary, first_label=first, last_label=last)
         )
-
-    return [
-        chart("failed", "Failed sign-ins per hour", series.failed, "failed sign-ins"),
-        chart("limited", "Rate-limit hits per hour", series.limited, "rate-limit hits"),
-        chart("locked", "Locked-out accounts per hour", series.locked_out, "locked-out accounts"),
-    ]
+    return charts
 
 
 def _duration(seconds: float | None) -> str:
