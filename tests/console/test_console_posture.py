@@ -106,7 +106,7 @@ def test_mfa_adoption_changes_when_a_user_enrols(signed_in: SignIn, h: Harness) 
     assert row(after, "mfa-viewer") == ["viewer", "1 of 1", "100.0%", "over 80%", "yes"]
     assert row(after, "mfa-all-users-but-admins")[1:3] == ["1 of 1", "100.0%"]
     # No developer account: nothing to measure, no verdict.
-    assert row(after, "mfa-developer")[1:] == ["0 of 0", "—", "over 80%", "no accounts"]
+    assert row(after, "mfa-developer")[1:] == ["0 of 0", "—", "over 80%", "none"]
 
 
 def test_failed_sign_ins_are_counted_in_the_chart(signed_in: SignIn, h: Harness) -> None:
