@@ -183,3 +183,10 @@ def test_other_roles_get_the_403_page(signed_in: SignIn, h: Harness, role: Role)
     assert refused.status_code == 403
     assert "Only administrators may open the admin console." in refused.text
     assert "MFA adoption" not in refused.text
+
+
+def test_without_a_session_the_page_sends_to_sign_in_then_back(h: Harness) -> None:
+    answer = page_client(h, 50950).get(POSTURE)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login")
+    assert "next=%2Fadmin%2Fposture" in answer.headers["location"]
