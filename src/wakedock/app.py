@@ -22,6 +22,7 @@ from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
 from wakedock.console.routes.index import router as console_router
+from wakedock.console.routes.posture import router as console_posture_router
 from wakedock.console.routes.secrets import router as console_secrets_router
 from wakedock.console.routes.sessions import router as console_sessions_router
 from wakedock.console.routes.settings import router as console_settings_router
@@ -100,6 +101,7 @@ def create_app(components: Components) -> FastAPI:
         console_sessions_router,
         console_secrets_router,
         console_settings_router,
+        console_posture_router,
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,

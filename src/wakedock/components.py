@@ -22,6 +22,7 @@ from wakedock.cluster.counters import RequestCounts
 from wakedock.cluster.edges import EdgeRegistry
 from wakedock.cluster.epoch import shared_epoch
 from wakedock.config import Settings
+from wakedock.console.container_checks import ContainerChecks
 from wakedock.dashboard.board import ServicesBoard
 from wakedock.dashboard.csp import CspReports, csp_budgets
 from wakedock.dashboard.detail import ServiceDetails
@@ -131,6 +132,8 @@ class Components:
     csp_reports: CspReports
     details: ServiceDetails
     loading_pages: LoadingPages
+    # The posture page's CIS results of every container, read briefly cached.
+    container_checks: ContainerChecks
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
 
@@ -267,7 +270,7 @@ def build_components(
     )
     alerts = settings.alerts
     alert_sinks = (
-        [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts, clock))]
+        [(alerts_cursor_key(configured.alerts.webhooks), make_alert_sink(alerts, clock, auditor))]
         if alerts.webhooks
         else []
     )
@@ -343,6 +346,7 @@ def build_components(
         health=HealthChecks(checks),
         outages=outages,
         certificate=certificate,
+        container_checks=ContainerChecks(services, clock),
         board=ServicesBoard(
             factory,
             services,

@@ -79,6 +79,8 @@ EXPECTED_PUBLIC = {
     ("POST", "/admin/secrets/write"),
     ("POST", "/admin/secrets/reveal"),
     ("GET", "/admin/settings"),
+    # The security posture page: console:read and security:read, asked by the page.
+    ("GET", "/admin/posture"),
 }
 
 

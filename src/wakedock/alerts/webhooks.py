@@ -2,13 +2,16 @@
 
 `AlertSink` reads the audit stream through the same cursor-and-retry machinery as the SIEM sinks
 (siem/exporter.py), so alerts survive restarts and a webhook outage, and arrive within the
-poll interval (one second by default).
+poll interval (one second by default). Each alert delivered to every webhook is audited
+(`alert_delivered`, with the time of the event that raised it): the posture page reads the
+alerts and their time to delivery (the MTTD) back from the trail.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,13 +22,21 @@ from wakedock.alerts.detect import Alert, DetectionSettings, Detector
 from wakedock.alerts.geoip import GeoIP
 from wakedock.alerts.grouping import AlertGrouper
 from wakedock.alerts.ssrf import IPNetwork, UnsafeWebhook, check_webhook
+from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditRecord
+from wakedock.audit.service import Auditor
 from wakedock.clock import Clock, SystemClock
 from wakedock.config import AlertSettings
+from wakedock.context import RequestContext
 from wakedock.siem.exporter import sink_key
 from wakedock.siem.sinks import SinkError
 
 TIMEOUT = 10.0
+SYSTEM = RequestContext(actor="system:alerts")
+# Event ids a delivery receipt lists (a summary can stand for a hundred).
+RECEIPT_IDS = 10
+
+log = logging.getLogger("wakedock.alerts")
 
 
 @dataclass(frozen=True)
@@ -64,15 +75,18 @@ class AlertSink:
         allowed: tuple[IPNetwork, ...],
         grouper: AlertGrouper | None = None,
         clock: Clock | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._webhooks = webhooks
         self._detector = detector
         self._allowed = allowed
         self._grouper = grouper or AlertGrouper(timedelta(0))
         self._clock = clock or SystemClock()
+        self._auditor = auditor
         self._client = httpx.Client(timeout=TIMEOUT, trust_env=False, follow_redirects=False)
-        # Alerts decided but not yet delivered to every webhook (kept across a failed attempt).
-        self._outbox: list[Alert] = []
+        # Alerts decided but not yet delivered to every webhook (kept across a failed attempt),
+        # each with the time of the event that raised it.
+        self._outbox: list[tuple[Alert, datetime]] = []
         # The last event fed to the detector: a batch sent again after a failure is not
         # detected (and counted into groups) twice.
         self._fed = 0
@@ -84,18 +98,44 @@ class AlertSink:
             self._fed = record.seq
             at = datetime.fromisoformat(record.occurred_at.replace("Z", "+00:00"))
             for alert in self._detector.feed(record):
-                self._outbox += self._grouper.admit(alert, at)
+                self._outbox += [(a, at) for a in self._grouper.admit(alert, at)]
         self.tick()
 
     def tick(self) -> None:
         """Deliver the summaries of closed groups, and whatever a failed attempt left (the
         delivery worker calls it when idle, so a summary needs no further event)."""
-        self._outbox += self._grouper.due(self._clock.now())
+        now = self._clock.now()
+        # A summary is raised when its window closes (its events' own alert went out at once).
+        self._outbox += [(a, now) for a in self._grouper.due(now)]
         while self._outbox:
-            alert = self._outbox[0]
+            alert, raised_at = self._outbox[0]
             for hook in self._webhooks:
                 self._post(hook, alert)
             self._outbox.pop(0)
+            self._receipt(alert, raised_at)
+
+    def _receipt(self, alert: Alert, raised_at: datetime) -> None:
+        """Audit a delivered alert. Never raises: a lost receipt must not send it again."""
+        if self._auditor is None:
+            return
+        receipt = Event(
+            EventType.ALERT_DELIVERED,
+            target=alert.rule,
+            details={
+                "rule": alert.rule,
+                "severity": alert.severity,
+                "title": alert.title,
+                "raised_at": raised_at.isoformat().replace("+00:00", "Z"),
+                "event_ids": list(alert.event_ids[:RECEIPT_IDS]),
+                "webhooks": len(self._webhooks),
+                # A flood's summary: its time to delivery is not a detection's (no MTTD).
+                "summary": "more" in alert.facts,
+            },
+        )
+        try:
+            self._auditor.record(receipt, SYSTEM)
+        except Exception:
+            log.exception("the delivery of alert %s could not be audited", alert.rule)
 
     def _post(self, hook: Webhook, alert: Alert) -> None:
         try:
@@ -127,7 +167,9 @@ class AlertSink:
         self._client.close()
 
 
-def make_alert_sink(config: AlertSettings, clock: Clock | None = None) -> AlertSink:
+def make_alert_sink(
+    config: AlertSettings, clock: Clock | None = None, auditor: Auditor | None = None
+) -> AlertSink:
     """The alert pipeline; refuses to start with a webhook that fails the SSRF check."""
     allowed = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in config.allowed_networks)
     hooks = [Webhook.parse(url) for url in config.webhooks]
@@ -145,7 +187,7 @@ def make_alert_sink(config: AlertSettings, clock: Clock | None = None) -> AlertS
     )
     country_of = GeoIP(config.geoip_database) if config.geoip_database else None
     grouper = AlertGrouper(timedelta(seconds=config.group_window_seconds))
-    return AlertSink(hooks, Detector(detection, country_of), allowed, grouper, clock)
+    return AlertSink(hooks, Detector(detection, country_of), allowed, grouper, clock, auditor)
 
 
 def alerts_cursor_key(written: list[str]) -> str:

@@ -80,6 +80,8 @@ class EventType(StrEnum):
     CSP_VIOLATION = "csp_violation"
     # A service's custom loading page could not be rendered: its visitors got the built-in one.
     LOADING_PAGE_FAILED = "loading_page_failed"
+    # An alert reached every webhook: when, and how long after the event that raised it.
+    ALERT_DELIVERED = "alert_delivered"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -143,6 +145,8 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     # Mostly a browser extension or a page bug; a burst of them can be an injection attempt.
     EventType.CSP_VIOLATION: Severity.LOW,
     EventType.LOADING_PAGE_FAILED: Severity.LOW,
+    # Info: an alert already went out for what raised it; this one is its receipt (MTTD).
+    EventType.ALERT_DELIVERED: Severity.INFO,
 }
 
 
