@@ -21,6 +21,7 @@ from wakedock.cluster.activity import SharedActivity
 from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
+from wakedock.console.routes.audit import router as console_audit_router
 from wakedock.console.routes.index import router as console_router
 from wakedock.dashboard.csp import CSP_REPORT_PATH, MAX_CSP_REPORT_BYTES
 from wakedock.dashboard.detail_pages import router as service_page_router
@@ -90,6 +91,7 @@ def create_app(components: Components) -> FastAPI:
         account_router,
         pages_router,
         console_router,
+        console_audit_router,
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,

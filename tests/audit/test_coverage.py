@@ -28,7 +28,7 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/services/new", "/services/{name}/edit",
                  "/account/sessions/revoke", "/account/sessions/revoke-others",
                  "/account/password", "/account/mfa/backup-codes",
-                 "/account/mfa/disable"}  # fmt: skip
+                 "/account/mfa/disable", "/admin/audit/verify"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -224,6 +224,25 @@ def _sign_out_form(w: World) -> Action:
     return lambda: browser.post("/logout", data={"csrf_token": csrf}, headers=FORM)
 
 
+def _console_verify(w: World) -> Action:
+    name, password = w.h.create_user("auditor", Role.ADMIN)
+    token = w.h.login(name, password, enrol=False)["access_token"]
+    w.h.enrol_mfa(name, token)
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    challenge = _hidden(step.text, "challenge")
+    browser.post("/login/code", data={"challenge": challenge, "code": w.h.totp_code(name)},
+                 headers=FORM)  # fmt: skip
+    csrf = _hidden(browser.get("/services").text, "csrf_token")
+
+    def verify() -> Response:
+        answer = browser.post("/admin/audit/verify", data={"csrf_token": csrf}, headers=FORM)
+        w.h.components.chain_checks.wait(timeout=60)
+        return answer
+
+    return verify
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -343,6 +362,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/services/new"): _new_service_form,
     ("POST", "/services/{name}/edit"): _edit_service_form,
     ("POST", "/logout"): _sign_out_form,
+    ("POST", "/admin/audit/verify"): _console_verify,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

@@ -65,6 +65,15 @@ EXPECTED_PUBLIC = {
     # The admin console, the same way: the session read by the page, then console:read and
     # the page's own API permission asked of the guard (docs/console.md); posts need CSRF.
     ("GET", "/admin"),
+    # The audit trail's page: console:read and audit:read (also for "verify now", which reads
+    # the trail; the API has no verify route), its tail, chain part, export, detail, script.
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/audit/live"),
+    ("GET", "/admin/audit/chain"),
+    ("POST", "/admin/audit/verify"),
+    ("GET", "/admin/audit/export"),
+    ("GET", "/admin/audit/{seq}"),
+    ("GET", "/assets/console-audit.js"),
 }
 
 
