@@ -70,7 +70,9 @@ def test_filters_narrow_the_trail_and_pages_follow_the_cursor(
     signed_in: SignIn, h: Harness
 ) -> None:
     admin = signed_in(Role.ADMIN)
-    made = [record(h, "probe", target=f"t-{i % 2}", at=T0 + timedelta(minutes=i)) for i in range(60)]
+    made = [
+        record(h, "probe", target=f"t-{i % 2}", at=T0 + timedelta(minutes=i)) for i in range(60)
+    ]
     other_ip = record(h, "probe", ip="198.51.100.9", type_=EventType.SERVICE_START)
     loud = record(h, "someone-else", severity=Severity.HIGH)
 
@@ -82,7 +84,9 @@ def test_filters_narrow_the_trail_and_pages_follow_the_cursor(
     assert seqs(second.text) == sorted(made, reverse=True)[50:]
     assert "Older events" not in second.text
 
-    by_target = admin.browser.get("/admin/audit", params={"actor": "probe", "target": "t-1", "type": "data_access"})
+    by_target = admin.browser.get(
+        "/admin/audit", params={"actor": "probe", "target": "t-1", "type": "data_access"}
+    )
     assert seqs(by_target.text) == sorted((s for i, s in enumerate(made) if i % 2), reverse=True)
     by_ip = admin.browser.get("/admin/audit", params={"ip": "198.51.100.9"})
     assert seqs(by_ip.text) == [other_ip]
@@ -146,7 +150,8 @@ def test_the_live_tail_brings_new_matching_events_only(signed_in: SignIn, h: Har
     assert f'data-newest="{fresh}"' in tail.text
     assert 'integrity="sha256-' in page.text and "/assets/console-audit.js" in page.text
     script = admin.browser.get("/assets/console-audit.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
 
 
 @pytest.mark.security
@@ -182,7 +187,8 @@ def test_verify_passes_then_names_the_event_tampered_in_the_database(
     assert f'<dd data-field="head">{head}</dd>' in page.text
 
     with h.components.db.begin() as db:
-        db.execute(text("UPDATE audit_events SET target = 'nothing-happened' WHERE seq = :s"), {"s": victim})
+        tamper = text("UPDATE audit_events SET target = 'nothing-happened' WHERE seq = :s")
+        db.execute(tamper, {"s": victim})
     chain = verify(h, admin)
     assert "Tampered" in chain
     assert f"(seq {victim}, data_access" in chain
