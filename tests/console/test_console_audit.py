@@ -9,15 +9,19 @@ import html
 import io
 import json
 import re
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from conftest import Harness
 from support.pages import SAME_ORIGIN, events
+from wakedock.audit import checks
 from wakedock.audit.events import Event, EventType, Outcome, Severity
 from wakedock.audit.service import record_alone
+from wakedock.audit.verify import Verdict, verify_chain
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
@@ -233,3 +237,39 @@ def test_verify_without_the_csrf_token_or_from_elsewhere_is_refused(
     assert elsewhere.status_code == 403
     assert h.components.chain_checks.state().check is None
     assert len(events(h, "csrf_failure")) >= 2
+
+
+def test_a_running_check_shows_its_progress_and_runs_only_once(
+    signed_in: SignIn, h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = signed_in(Role.ADMIN)
+    for _ in range(5):
+        record(h, "counted")
+    reached, release = threading.Event(), threading.Event()
+
+    def held(factory: Any, chain: Any, progress: Any, *, every: int) -> Verdict:
+        # The real walk, reporting every event and held after the third, as a long one would be.
+        def report(checked: int) -> None:
+            progress(checked)
+            if checked == 3:
+                reached.set()
+                release.wait(timeout=60)
+
+        return verify_chain(factory, chain, report, every=1)
+
+    monkeypatch.setattr(checks, "verify_chain", held)
+    form = {"csrf_token": admin.csrf}
+    assert admin.browser.post("/admin/audit/verify", data=form, headers=FORM).status_code == 303
+    assert reached.wait(timeout=60)
+    total = h.components.chain_checks.state().check
+    assert total is not None
+    chain = admin.browser.get("/admin/audit/chain").text
+    assert 'data-running="true"' in chain and '<button type="submit" disabled>' in chain
+    assert f"3 of {total.total} events checked" in chain
+    # A second press while it runs starts nothing.
+    assert admin.browser.post("/admin/audit/verify", data=form, headers=FORM).status_code == 303
+    release.set()
+    h.components.chain_checks.wait(timeout=60)
+    assert "Chain intact" in admin.browser.get("/admin/audit/chain").text
+    starts = [e for e in events(h, "audit_verify") if '"start"' in e.details]
+    assert len(starts) == 1
