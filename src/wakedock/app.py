@@ -21,6 +21,7 @@ from wakedock.cluster.activity import SharedActivity
 from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
 from wakedock.components import Components, provided
+from wakedock.console.routes.audit import router as console_audit_router
 from wakedock.console.routes.index import router as console_router
 from wakedock.console.routes.posture import router as console_posture_router
 from wakedock.console.routes.secrets import router as console_secrets_router
@@ -102,6 +103,7 @@ def create_app(components: Components) -> FastAPI:
         console_secrets_router,
         console_settings_router,
         console_posture_router,
+        console_audit_router,
         # Before the services page's: its `/services/{name}/{action}` would take `edit`.
         service_form_router,
         dashboard_router,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.alerts.webhooks import alerts_cursor_key, make_alert_sink
 from wakedock.audit.chain import AuditChain, audit_chain_key
+from wakedock.audit.checks import ChainChecks
 from wakedock.audit.service import CHAIN_INFO, Auditor
 from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.dependencies import Authenticator
@@ -118,6 +119,7 @@ class Components:
     directory: ServiceDirectory
     proxy_access: ProxyAccess
     audit_chain: AuditChain
+    chain_checks: ChainChecks
     siem: SiemExporter
     metrics: Metrics
     request_counts: RequestCounts
@@ -326,6 +328,7 @@ def build_components(
         directory=ServiceDirectory(factory, services, settings.proxy.base_domain, clock),
         proxy_access=proxy_access,
         audit_chain=audit_chain,
+        chain_checks=ChainChecks(factory, audit_chain, clock, auditor),
         siem=siem,
         metrics=Metrics(
             AuditCounters(factory),

@@ -32,7 +32,8 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/account/mfa/disable",
                  "/admin/users", "/admin/users/{name}/{action}",
                  "/admin/sessions/revoke", "/admin/sessions/revoke-user",
-                 "/admin/secrets/write", "/admin/secrets/reveal"}  # fmt: skip
+                 "/admin/secrets/write", "/admin/secrets/reveal",
+                 "/admin/audit/verify"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -295,6 +296,25 @@ def _console_secret_reveal(w: World) -> Action:
     return lambda: browser.post("/admin/secrets/reveal", data=data, headers=FORM)
 
 
+def _console_verify(w: World) -> Action:
+    name, password = w.h.create_user("auditor", Role.ADMIN)
+    token = w.h.login(name, password, enrol=False)["access_token"]
+    w.h.enrol_mfa(name, token)
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    challenge = _hidden(step.text, "challenge")
+    browser.post("/login/code", data={"challenge": challenge, "code": w.h.totp_code(name)},
+                 headers=FORM)  # fmt: skip
+    csrf = _hidden(browser.get("/services").text, "csrf_token")
+
+    def verify() -> Response:
+        answer = browser.post("/admin/audit/verify", data={"csrf_token": csrf}, headers=FORM)
+        w.h.components.chain_checks.wait(timeout=60)
+        return answer
+
+    return verify
+
+
 def _revoke_own_session(w: World) -> Action:
     _, _, auth = w.fresh()
     sessions = w.h.client.get("/api/v1/auth/sessions", headers=auth).json()
@@ -420,6 +440,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/admin/users/{name}/{action}"): _console_disable_user,
     ("POST", "/admin/secrets/write"): _console_secret_write,
     ("POST", "/admin/secrets/reveal"): _console_secret_reveal,
+    ("POST", "/admin/audit/verify"): _console_verify,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

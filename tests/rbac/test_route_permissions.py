@@ -81,6 +81,15 @@ EXPECTED_PUBLIC = {
     ("GET", "/admin/settings"),
     # The security posture page: console:read and security:read, asked by the page.
     ("GET", "/admin/posture"),
+    # The audit trail's page: console:read and audit:read (also for "verify now", which reads
+    # the trail; the API has no verify route), its tail, chain part, export, detail, script.
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/audit/live"),
+    ("GET", "/admin/audit/chain"),
+    ("POST", "/admin/audit/verify"),
+    ("GET", "/admin/audit/export"),
+    ("GET", "/admin/audit/{seq}"),
+    ("GET", "/assets/console-audit.js"),
 }
 
 

@@ -61,6 +61,8 @@ class EventType(StrEnum):
     POLICY_RELAXATION = "policy_relaxation"
     AUDIT_EXPORT = "audit_export"
     AUDIT_ARCHIVE = "audit_archive"
+    # Someone ran the chain's check from the admin console: its start, then its result.
+    AUDIT_VERIFY = "audit_verify"
     # The seed plan's SecurityEventType, kept under its names.
     PRIVILEGE_ESCALATION = "privilege_escalation"
     DATA_ACCESS = "data_access"
@@ -125,6 +127,8 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.POLICY_RELAXATION: Severity.HIGH,
     EventType.AUDIT_EXPORT: Severity.MEDIUM,
     EventType.AUDIT_ARCHIVE: Severity.HIGH,
+    # A failed check is raised to critical (audit/checks.py): the trail was tampered with.
+    EventType.AUDIT_VERIFY: Severity.INFO,
     EventType.PRIVILEGE_ESCALATION: Severity.CRITICAL,
     EventType.DATA_ACCESS: Severity.LOW,
     EventType.CONFIGURATION_CHANGE: Severity.HIGH,

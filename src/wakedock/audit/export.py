@@ -79,6 +79,9 @@ class AuditFilter:
     target: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # The newest seq included (the console's view as it was drawn: its export holds no later
+    # event, not even the export's own audit record).
+    through: int | None = None
 
     @classmethod
     def parse(cls, **raw: str | None) -> AuditFilter:
@@ -112,6 +115,8 @@ class AuditFilter:
             query = query.where(AuditEvent.occurred_at >= self.since)
         if self.until is not None:
             query = query.where(AuditEvent.occurred_at < self.until)
+        if self.through is not None:
+            query = query.where(AuditEvent.seq <= self.through)
         return query
 
 

@@ -48,9 +48,17 @@ def verify_chain(
     factory: sessionmaker[Session],
     chain: AuditChain,
     progress: Callable[[int], None] | None = None,
+    *,
+    every: int = 100_000,
 ) -> Verdict:
-    """Recompute every link; stop at the first event changed, deleted, inserted or reordered."""
+    """Recompute every link; stop at the first event changed, deleted, inserted or reordered.
+
+    `progress` is told the number of events checked every `every` events."""
     with factory() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            # One snapshot for the head and the rows: on a live server, events appended between
+            # reading the head and reaching the table's end must not look like a deleted tail.
+            db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         head = db.get(AuditChainHead, 1)
         if head is None:
             return Verdict(0, "the chain head is missing: the audit table was tampered with")
@@ -86,7 +94,7 @@ def verify_chain(
             if not chain.matches(previous, fields, row.hash):
                 return Verdict(checked, f"{where} was changed", row.id, row.seq)
             previous, expected, checked = row.hash, expected + 1, checked + 1
-            if progress is not None and checked % 100_000 == 0:
+            if progress is not None and checked % every == 0:
                 progress(checked)
         if head.seq != expected - 1 or head.hash != previous:
             return Verdict(
