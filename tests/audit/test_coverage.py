@@ -200,7 +200,7 @@ def _account_disable_mfa(w: World) -> Action:
 
 
 def _console_revoke(w: World) -> Action:
-    browser, csrf, _ = _console_admin(w)
+    _, browser, csrf, _ = _console_admin(w)
     name, password, _ = w.fresh()
     w.h.login(name, password)
     with transaction(w.h.components.db) as db:
@@ -210,7 +210,7 @@ def _console_revoke(w: World) -> Action:
 
 
 def _console_revoke_user(w: World) -> Action:
-    browser, csrf, _ = _console_admin(w)
+    _, browser, csrf, _ = _console_admin(w)
     name, _, _ = w.fresh()
     data = {"csrf_token": csrf, "username": name}
     return lambda: browser.post("/admin/sessions/revoke-user", data=data, headers=FORM)
@@ -246,9 +246,10 @@ def _sign_out_form(w: World) -> Action:
     return lambda: browser.post("/logout", data={"csrf_token": csrf}, headers=FORM)
 
 
-def _console_admin(w: World) -> tuple[TestClient, str, list[str]]:
-    """A browser signed in to the console as a new admin (past MFA with a backup code), its
-    pages' CSRF token, and the admin's unused backup codes (each a step-up proof)."""
+def _console_admin(w: World) -> tuple[str, TestClient, str, list[str]]:
+    """A browser signed in to the console as a new admin (MFA enrolled through the API, then a
+    backup code at the code step: the enrolment spent this step's TOTP code): the admin's name,
+    the browser, its pages' CSRF token and the unused backup codes (each a step-up proof)."""
     name, password = w.h.create_user(f"a{count(w.h)}", Role.ADMIN, password=strong_password())
     w.h.login(name, password)  # enrols MFA, as the role demands
     codes = list(w.h.backup_codes[name])
@@ -256,56 +257,36 @@ def _console_admin(w: World) -> tuple[TestClient, str, list[str]]:
     step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
     data = {"challenge": _hidden(step.text, "challenge"), "code": codes.pop()}
     browser.post("/login/code", data=data, headers=FORM)
-    return browser, _hidden(browser.get("/admin/users").text, "csrf_token"), codes
+    return name, browser, _hidden(browser.get("/admin").text, "csrf_token"), codes
 
 
 def _console_create_user(w: World) -> Action:
-    browser, csrf, _ = _console_admin(w)
+    _, browser, csrf, _ = _console_admin(w)
     data = {"csrf_token": csrf, "username": "made", "password": strong_password(), "role": "viewer"}
     return lambda: browser.post("/admin/users", data=data, headers=FORM)
 
 
 def _console_disable_user(w: World) -> Action:
-    browser, csrf, codes = _console_admin(w)
+    _, browser, csrf, codes = _console_admin(w)
     data = {"csrf_token": csrf, "code": codes.pop()}
     return lambda: browser.post("/admin/users/victim/disable", data=data, headers=FORM)
 
 
-def _console_admin_named(w: World) -> tuple[str, TestClient, str]:
-    """A browser of an admin past the code step (MFA enrolled through the API, then a backup
-    code: the enrolment spent this step's TOTP code), its name and the console's CSRF token."""
-    name, password = w.h.create_user(f"c{count(w.h)}", Role.ADMIN, password=strong_password())
-    w.h.login(name, password)  # enrols MFA, as the admin role demands
-    browser = _browser(w)
-    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
-    code = {"challenge": _hidden(step.text, "challenge"), "code": w.h.backup_codes[name][0]}
-    browser.post("/login/code", data=code, headers=FORM)
-    return name, browser, _hidden(browser.get("/admin").text, "csrf_token")
-
-
 def _console_secret_write(w: World) -> Action:
     # The default (file) provider is read-only: the refused write is audited, as the API's.
-    _, browser, csrf = _console_admin_named(w)
+    _, browser, csrf, _ = _console_admin(w)
     data = {"csrf_token": csrf, "path": "svc/db", "cas": "0", "value.password": "x"}
     return lambda: browser.post("/admin/secrets/write", data=data, headers=FORM)
 
 
 def _console_secret_reveal(w: World) -> Action:
-    name, browser, csrf = _console_admin_named(w)
+    name, browser, csrf, _ = _console_admin(w)
     data = {"csrf_token": csrf, "path": "svc/db", "code": w.h.totp_code(name)}
     return lambda: browser.post("/admin/secrets/reveal", data=data, headers=FORM)
 
 
 def _console_verify(w: World) -> Action:
-    name, password = w.h.create_user("auditor", Role.ADMIN)
-    token = w.h.login(name, password, enrol=False)["access_token"]
-    w.h.enrol_mfa(name, token)
-    browser = _browser(w)
-    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
-    challenge = _hidden(step.text, "challenge")
-    browser.post("/login/code", data={"challenge": challenge, "code": w.h.totp_code(name)},
-                 headers=FORM)  # fmt: skip
-    csrf = _hidden(browser.get("/services").text, "csrf_token")
+    _, browser, csrf, _ = _console_admin(w)
 
     def verify() -> Response:
         answer = browser.post("/admin/audit/verify", data={"csrf_token": csrf}, headers=FORM)
