@@ -88,8 +88,6 @@ def test_the_list_searches_filters_and_shows_role_state_mfa_and_last_sign_in(
     assert 'data-user="erin"' in enrolled and 'data-user="carol"' not in enrolled
     operators = admin.browser.get("/admin/users", params={"role": "operator"}).text
     assert 'data-user="carol"' in operators and 'data-user="erin"' not in operators
-    wildcard = admin.browser.get("/admin/users", params={"q": "%"}).text
-    assert "No user matches." in wildcard
 
 
 def test_the_list_is_paged_by_fifty(h: Harness, admin: Console) -> None:
@@ -116,6 +114,8 @@ def test_the_matrix_is_the_role_table(admin: Console) -> None:
         assert [c.split(">")[0].strip() for c in row.split("<td ")[1:]] == held
 
 
+# Sends markup on purpose (the edge's CRS refuses it before WakeDock: a security test).
+@pytest.mark.security
 def test_create_shows_the_policy_beside_the_fields_keeps_what_was_typed_escaped(
     h: Harness, admin: Console
 ) -> None:
@@ -296,6 +296,9 @@ def test_an_operator_with_users_read_gets_403_and_its_forged_posts_are_refused(
 
 @pytest.mark.security
 def test_hostile_values_are_shown_escaped(h: Harness, admin: Console) -> None:
+    # A bare `%` (the CRS scores it as bad URL encoding) is a literal, not a LIKE wildcard.
+    wildcard = admin.browser.get("/admin/users", params={"q": "%"}).text
+    assert "No user matches." in wildcard
     h.create_user("mike", Role.VIEWER, email=HOSTILE)
     listed = admin.browser.get("/admin/users", params={"q": HOSTILE})
     assert HOSTILE not in listed.text
