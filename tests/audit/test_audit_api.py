@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from conftest import Harness
 from wakedock.audit.events import Event, EventType
+from wakedock.audit.service import record_alone
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
@@ -70,6 +72,29 @@ def test_filters(h: Harness) -> None:
         reply = h.client.get("/api/v1/audit", params=bad, headers=reader)
         assert reply.status_code == 400
         assert next(iter(bad)) in reply.json()["detail"]
+
+
+def test_a_time_window_holds_an_event_at_its_very_start_and_not_at_its_end(h: Harness) -> None:
+    # `since` is inclusive, `until` exclusive, to the microsecond, whatever the event's time:
+    # on SQLite an event at a whole second was once stored without its `.000000` and then
+    # sorted before that same second as a filter bound.
+    reader = h.bearer(h.token_for(Role.OPERATOR))
+    whole = datetime(2026, 11, 2, 8, 10, tzinfo=UTC)
+    for at in (whole, whole + timedelta(microseconds=1)):
+        event = Event(EventType.DATA_ACCESS, target=at.isoformat())
+        record_alone(h.components.db, event, RequestContext(actor="clock"), at=at)
+
+    def targets(**window: str) -> list[object]:
+        params = {"actor": "clock", **window}
+        reply = h.client.get("/api/v1/audit", params=params, headers=reader)
+        assert reply.status_code == 200, reply.text
+        return sorted(e["target"] for e in reply.json()["events"])
+
+    both = sorted([whole.isoformat(), (whole + timedelta(microseconds=1)).isoformat()])
+    assert targets(since="2026-11-02T08:10:00Z") == both
+    assert targets(since="2026-11-02T08:10:00.000001Z") == both[1:]
+    assert targets(until="2026-11-02T08:10:00Z") == []
+    assert targets(until="2026-11-02T08:10:00.000001Z") == both[:1]
 
 
 def test_export_jsonl_and_csv_oldest_first_and_audited(h: Harness) -> None:

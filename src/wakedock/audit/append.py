@@ -229,7 +229,13 @@ def _sqlite_advance_and_insert(
     binders = _BINDERS.get("sqlite")
     if binders is None:
         dialect = connection.dialect
-        binders = [(key, _EVENTS.c[key].type.bind_processor(dialect)) for key in _COLUMNS]
+        # The dialect's own processors (dialect_impl): the generic DateTime has none, and the
+        # driver's default adapter would store a whole second without its `.000000`, a text
+        # that sorts before the same second as a filter bound.
+        binders = [
+            (key, _EVENTS.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+            for key in _COLUMNS
+        ]
         _BINDERS["sqlite"] = binders
     values = [
         tuple(row[key] if bind is None else bind(row[key]) for key, bind in binders) for row in rows
