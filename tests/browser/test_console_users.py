@@ -1,8 +1,10 @@
 """The console's Users and roles page in Chromium, as an admin uses it: sign in with a TOTP
 code, open Users and roles from the console's home, create a user (a weak password refused
 beside its field first), then grant it admin: refused without a code, done with a fresh one,
-and the `privilege_escalation` event read back through the audit API. axe-core finds no
-serious or critical violation at 390 and 1440 px (screenshots of each); zero CSP violations.
+and the `privilege_escalation` event read back through the audit API. An operator (who may
+read users through the API) gets the 403 page on every console page, and its forged post is
+refused. axe-core finds no serious or critical violation at 390 and 1440 px (screenshots of
+each); zero CSP violations.
 
 The real `wakedock serve` over HTTPS, Debian's Chromium.
 """
@@ -28,6 +30,8 @@ from support.browser import (
     enrol_by_api,
     next_code,
     sign_in_with_code,
+    sign_in_with_password,
+    text,
 )
 from support.login import bearer
 from support.server import WakeDockProcess
@@ -119,4 +123,49 @@ def test_an_admin_creates_a_user_and_grants_it_admin_with_a_code(
         assert event["actor"] == "ada" and event["details"] == {"to": "admin", "from": "viewer"}
         check_accessibility(page, shot, "role-granted")
 
+        assert csp_violations(server, token) == 0
+
+
+CONSOLE_PAGES = (
+    "/admin",
+    "/admin/users",
+    "/admin/sessions",
+    "/admin/audit",
+    "/admin/posture",
+    "/admin/secrets",
+    "/admin/settings",
+)
+FORGE = """async ([csrf, password]) => {
+  const body = new URLSearchParams({csrf_token: csrf, username: 'mallory', password,
+                                    role: 'admin'});
+  const answer = await fetch('/admin/users', {method: 'POST', body});
+  return answer.status;
+}"""
+
+
+@pytest.mark.security
+def test_an_operator_gets_the_403_page_on_every_console_page_and_its_forged_post_is_refused(
+    tmp_path: Path, certificate: BrowserCertificate, browser: Any, page: Any, shot: Shot
+) -> None:
+    data = tmp_path / "data"
+    password = create_user(data, "olga", "operator")  # holds users:read, never console:read
+    with browser_server(data, certificate) as server:
+        token = metrics_token(server, "olga", password)
+        page.goto(admin_url(server, "/services"))
+        page.get_by_role("heading", name="Sign in").wait_for()
+        sign_in_with_password(page, "olga", password)
+        page.wait_for_url(admin_url(server, "/services"))
+        assert page.get_by_role("link", name="Admin", exact=True).count() == 0
+        csrf = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+        for path in CONSOLE_PAGES:
+            answer = page.goto(admin_url(server, path))
+            assert answer is not None and answer.status == 403, path
+            assert "Only administrators may open the admin console." in text(page), path
+        check_accessibility(page, shot, "refused")
+        # Her own session's token, sent from the console's origin: still refused.
+        assert page.evaluate(FORGE, [csrf, strong_password()]) == 403
+        with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+            users = http.get("/api/v1/users", headers=bearer(token))
+            assert users.status_code == 200, users.text
+            assert "mallory" not in {u["username"] for u in users.json()}
         assert csp_violations(server, token) == 0
