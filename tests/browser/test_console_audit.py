@@ -35,17 +35,9 @@ from support.browser import (
 from support.login import access_token, bearer
 from support.server import WakeDockProcess
 
+from .test_dashboard import csp_violations
+
 pytestmark = pytest.mark.integration
-
-
-def csp_violations(server: WakeDockProcess, token: str) -> int:
-    """`wakedock_csp_violations_total` of /metrics: what browsers reported to /csp-report."""
-    with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
-        metrics = http.get("/metrics", headers=bearer(token))
-        assert metrics.status_code == 200, metrics.text
-    name = "wakedock_csp_violations_total "
-    [line] = [x for x in metrics.text.splitlines() if x.startswith(name)]
-    return int(line.split()[1])
 
 
 def refused_reads(server: WakeDockProcess, name: str, password: str, times: int) -> str:
