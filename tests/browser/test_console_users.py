@@ -77,6 +77,12 @@ def test_an_admin_creates_a_user_and_grants_it_admin_with_a_code(
         spent = int(time.time() // 30) + 1
         sign_in_with_code(page, "ada", password, signed_with)
         page.wait_for_url(admin_url(server, "/admin"))
+        # The console's home: a card for each of its six pages.
+        cards = page.locator(".console-card h2 a")
+        assert cards.all_inner_texts() == [
+            "Users and roles", "Sessions", "Audit trail", "Security posture", "Secrets", "Settings"
+        ]  # fmt: skip
+        check_accessibility(page, shot, "console-home")
 
         # From the console's home to the list, which shows the admin and the role matrix.
         page.get_by_role("link", name="Users and roles").click()

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
 
 import pytest
 
@@ -17,6 +14,7 @@ from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.pages import events, page_client, password_step
 from support.proxy import add_service
+from support.webhook import Webhook, webhook_receiver
 from wakedock.rbac.permissions import Role
 
 from .conftest import SignIn
@@ -24,36 +22,18 @@ from .conftest import SignIn
 POSTURE = "/admin/posture"
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """An alert webhook on loopback: keeps what it is sent."""
-
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        Receiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    with webhook_receiver() as hook:
+        yield hook
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
-    Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/security"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def h(make_harness: Callable[..., Harness], runtime: FakeRuntime, webhook: str) -> Harness:
+def h(make_harness: Callable[..., Harness], runtime: FakeRuntime, webhook: Webhook) -> Harness:
     """The console's harness with an alert webhook and a quick delivery poll."""
     harness = make_harness(
         runtime=runtime,
-        alerts={"webhooks": [webhook], "allowed_networks": ["127.0.0.1/32"]},
+        alerts={"webhooks": [webhook.url], "allowed_networks": ["127.0.0.1/32"]},
         siem={"poll_seconds": 0.1},
     )
     add_service(harness, "app", display_name="Team wiki")
@@ -127,7 +107,7 @@ def test_failed_sign_ins_are_counted_in_the_chart(signed_in: SignIn, h: Harness)
 
 
 def test_an_alert_and_its_delivery_time_are_shown(
-    signed_in: SignIn, h: Harness, start_delivery: Callable[[], None]
+    signed_in: SignIn, h: Harness, start_delivery: Callable[[], None], webhook: Webhook
 ) -> None:
     admin = signed_in(Role.ADMIN).browser
     assert "No alert delivered in the last 7 days." in admin.get(POSTURE).text
@@ -140,7 +120,7 @@ def test_an_alert_and_its_delivery_time_are_shown(
     deadline = time.monotonic() + 30  # functional: the poll is 0.1 s
     while time.monotonic() < deadline and not events(h, "alert_delivered"):
         time.sleep(0.05)
-    assert [a["rule"] for a in Receiver.received] == ["severity:token_reuse"]
+    assert [a["rule"] for a in webhook.received] == ["severity:token_reuse"]
     [receipt] = events(h, "alert_delivered")
     [reuse] = events(h, "token_reuse")
     details = json.loads(receipt.details)

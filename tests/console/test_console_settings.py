@@ -4,7 +4,6 @@ operators and viewers get the 403 page."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from conftest import Harness
 from support.fake_runtime import FakeRuntime
 from support.pages import events
+from support.secret_sources import secrets_from_files
 from wakedock.rbac.permissions import Role
 
 from .conftest import SignIn
@@ -34,14 +34,7 @@ def h(
 ) -> Harness:
     # One secret from each kind of source: a *_FILE variable, a secret: reference read from the
     # secrets directory, plain values given to the loader, a list item (a URL with a token).
-    mfa_file = tmp_path / "mfa_key"
-    mfa_file.write_text(MFA_KEY)
-    os.chmod(mfa_file, 0o600)
-    monkeypatch.setenv("WAKEDOCK_MFA__ENCRYPTION_KEY_FILE", str(mfa_file))
-    secrets_dir = tmp_path / "run-secrets"
-    (secrets_dir / "wakedock").mkdir(parents=True)
-    (secrets_dir / "wakedock" / "jwt").write_text(JWT_KEY)
-    os.chmod(secrets_dir / "wakedock" / "jwt", 0o600)
+    secrets_dir = secrets_from_files(tmp_path, monkeypatch, mfa_key=MFA_KEY, jwt_key=JWT_KEY)
     return make_harness(
         runtime=runtime,
         auth={"jwt_signing_key": "secret:wakedock#jwt"},

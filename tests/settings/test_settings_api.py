@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import Harness
+from support.secret_sources import secrets_from_files
 from wakedock.audit.models import AuditEvent
 from wakedock.config import load_settings
 from wakedock.db import transaction
@@ -34,14 +34,7 @@ def h(
 ) -> Harness:
     # One secret from each kind of source: a *_FILE variable, a secret: reference read from
     # the secrets directory, plain values given to the loader, and list items (URLs).
-    mfa_file = tmp_path / "mfa_key"
-    mfa_file.write_text(MFA_KEY)
-    os.chmod(mfa_file, 0o600)
-    monkeypatch.setenv("WAKEDOCK_MFA__ENCRYPTION_KEY_FILE", str(mfa_file))
-    secrets_dir = tmp_path / "run-secrets"
-    (secrets_dir / "wakedock").mkdir(parents=True)
-    (secrets_dir / "wakedock" / "jwt").write_text(JWT_KEY)
-    os.chmod(secrets_dir / "wakedock" / "jwt", 0o600)
+    secrets_dir = secrets_from_files(tmp_path, monkeypatch, mfa_key=MFA_KEY, jwt_key=JWT_KEY)
     return make_harness(
         auth={"jwt_signing_key": "secret:wakedock#jwt"},
         audit={"chain_key": CHAIN_KEY},
