@@ -31,6 +31,7 @@ from wakedock.edge.exclusions import (
     SERVICE_FORM_EXCLUSION,
     SPEC_EXCLUSIONS,
     service_cookie_rules,
+    token_field_rules,
 )
 from wakedock.edge.routes import DirectRoute
 from wakedock.edge.tls import install_served, served_ca, served_pair
@@ -321,6 +322,7 @@ def render_edge(
         "paranoia_level": PARANOIA_LEVEL,
         "inbound_threshold": INBOUND_ANOMALY_THRESHOLD,
         "outbound_threshold": OUTBOUND_ANOMALY_THRESHOLD,
+        "token_rules": token_field_rules(),
         "body_limit": max(options.service_max_body_bytes, ADMIN_MIN_BODY_BYTES),
         "body_no_files_limit": BODY_NO_FILES_LIMIT,
         # Direct routes (edge.direct_routes): WakeDock's paths on a service host, its access
