@@ -38,13 +38,14 @@ from wakedock.proxy.pages import PREFIX
 # A password is any string the user chose: an apostrophe and two dashes in it are not SQL. Its
 # fields (form `password`, JSON `password`, `current_password`, `new_password`) are left out of
 # every CRS rule, on the admin hosts' sign-in, account and MFA paths only, the Account page's
-# password forms included (docs/edge.md).
+# password forms and the console's new user form included (docs/edge.md).
 _PASSWORD_FIELDS = ("ARGS:password", "ARGS:json.password", "ARGS:json.current_password",
                     "ARGS:json.new_password", "ARGS:current_password",
                     "ARGS:new_password")  # fmt: skip
 PASSWORD_EXCLUSION = (
     "SecRule REQUEST_FILENAME "
-    '"@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login|account/(?:password|mfa/disable))$" '
+    '"@rx ^/(?:api/v1/(?:auth|users)(?:/[a-z0-9/_-]*)?|login|account/(?:password|mfa/disable)'
+    '|admin/users)$" '
     '"id:1001,phase:1,pass,nolog,t:none,'
     + ",".join(f"ctl:ruleRemoveTargetByTag=OWASP_CRS;{field}" for field in _PASSWORD_FIELDS)
     + '"'
@@ -63,6 +64,20 @@ _SPEC_FIELDS = "!ARGS:/^json\\.command\\./|!ARGS:/^json\\.env\\./"
 SPEC_EXCLUSIONS = tuple(
     f'SecRuleUpdateTargetByTag "{tag}" "{_SPEC_FIELDS}"'
     for tag in ("attack-rce", "attack-sqli", "attack-rfi")
+)
+# A secret's value is whatever the service needs: a database password, a key, a URL with
+# credentials, a PEM block. Quotes, `--`, `<` and `scheme://` in it are not an attack on
+# WakeDock, which stores it in Vault / OpenBao, never reads it as SQL, markup or a command, and
+# shows it only escaped, after a fresh code. On the admin hosts only: the API's JSON
+# `values.<key>` (PUT /api/v1/secrets/<path>) and the console's `value.<key>` fields are left
+# out of every CRS rule (the names are the user's keys: a pattern, hence an update of targets),
+# and the console's `new_value` on its write path only. The key names, the path and every other
+# field are inspected as usual.
+SECRET_EXCLUSIONS = (
+    'SecRuleUpdateTargetByTag "OWASP_CRS" "!ARGS:/^json\\.values\\./"',
+    'SecRuleUpdateTargetByTag "OWASP_CRS" "!ARGS:/^value\\./"',
+    'SecRule REQUEST_FILENAME "@streq /admin/secrets/write" '
+    '"id:1007,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:new_value"',
 )
 # The sign-in detour of a protected service carries the service's address, encoded once more,
 # in `next`: 920230 ("multiple URL encoding", 3 points) on every page of it would leave two

@@ -28,6 +28,7 @@ from wakedock.edge.exclusions import (
     FILES_EXCLUSION,
     NEXT_EXCLUSION,
     PASSWORD_EXCLUSION,
+    SECRET_EXCLUSIONS,
     SERVICE_FORM_EXCLUSION,
     SPEC_EXCLUSIONS,
     service_cookie_rules,
@@ -206,6 +207,7 @@ def edge_servers(
         *FILES_EXCLUSION,
         *CSP_REPORT_EXCLUSION,
         *SERVICE_FORM_EXCLUSION,
+        *SECRET_EXCLUSIONS,
         *(("SecRuleRemoveById 920350",) if numeric else ()),
     )
     servers = [
