@@ -24,7 +24,8 @@ from wakedock.runtime.dockerfile import Dockerfile, Instruction
 
 
 class Verdict(StrEnum):
-    PASS = "PASS"  # noqa: S105  # nosec B105 - a verdict, not a password
+    # A verdict, not a password.
+    PASS = "PASS"  # noqa: S105  # nosec B105
     WARN = "WARN"
     FAIL = "FAIL"
     # An accepted, documented exception (e.g. the socket proxy's read-only socket).
@@ -182,6 +183,11 @@ def _update_file(dockerfile: Dockerfile) -> list[str]:
     ]
 
 
+def _short(arguments: str) -> str:
+    """History arguments for a reason: the classic builder's content hashes cut to 12 digits."""
+    return re.sub(r"\b((?:file|dir|multi):[0-9a-f]{12})[0-9a-f]{52}\b", r"\1", arguments)[:80]
+
+
 def _add_image(image: ImageFacts) -> list[str]:
     steps = history_steps(image.history)
     problems = []
@@ -190,7 +196,7 @@ def _add_image(image: ImageFacts) -> list[str]:
         # A base image's root filesystem, ADDed to / as its very first layer, is the base's build.
         if step.keyword != "ADD" or (index == 0 and words and words[-1] == "/"):
             continue
-        problems.append(f"image history #{step.position}: ADD {step.arguments[:80]}")
+        problems.append(f"image history #{step.position}: ADD {_short(step.arguments)}")
     return problems
 
 
