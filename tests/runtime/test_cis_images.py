@@ -97,6 +97,8 @@ def test_secret_names_need_a_literal_value() -> None:
     assert not secret_name("GPG_KEY", "A035C8C19219BA821ECEA86B64E628F8D684696D")
     assert not secret_name("WAKEDOCK_AUTH__ACCESS_TOKEN_TTL", "900")
     assert not secret_name("org.opencontainers.image.authors", "ops")
+    assert not secret_name("WAKEDOCK_SECRETS__PROVIDER", "file")
+    assert secret_name("WAKEDOCK_DATABASE__PASSWORD", "x")
 
 
 def test_well_known_token_shapes_and_private_keys_are_found_by_kind() -> None:
@@ -104,6 +106,10 @@ def test_well_known_token_shapes_and_private_keys_are_found_by_kind() -> None:
     assert token_kinds("-----BEGIN OPENSSH " + "PRIVATE KEY-----") == ["a private key block"]
     assert token_kinds("AKIA" + "Z" * 16) == ["an AWS access key id"]
     assert token_kinds("apt-get install -y curl") == []
+    assert token_kinds("DATABASE_URL=postgresql://app:" + "pw" + "@db/app") == [
+        "a password in a URL"
+    ]
+    assert token_kinds("postgresql://app:${DB_PASSWORD}@db/app") == []
 
 
 LEGACY = (

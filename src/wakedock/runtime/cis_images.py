@@ -218,7 +218,8 @@ _SECRET_NAME = re.compile(
     r"|credential|(^|[_.-])key$|(^|[_.-])auth([_.-]|$))"
 )
 _NOT_SECRET_NAME = re.compile(
-    r"(?i)(_file|_path|_dir|_ttl|_seconds|_minutes|_days|_length|_id)$|public|fingerprint|^gpg_key$"
+    r"(?i)(_file|_path|_dir|_ttl|_seconds|_minutes|_days|_length|_id|_provider|_backend|_source"
+    r"|_type|_mode|_enabled|_algorithm|_header|_name)$|public|fingerprint|^gpg_key$"
 )
 _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a private key block", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
@@ -229,6 +230,7 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
     ("a Stripe live key", re.compile(r"\b[sr]k_live_[0-9A-Za-z]{20,}")),
     ("a JSON Web Token", re.compile(r"\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}")),
+    ("a password in a URL", re.compile(r"://[^/\s:@]+:(?![$])[^/\s@]+@")),
 )
 
 
@@ -240,7 +242,9 @@ def _literal(value: str) -> bool:
 
 
 def secret_name(name: str, value: str) -> bool:
-    """A variable or label named like a secret and given a literal value."""
+    """A variable or label named like a secret and given a literal value. Of a nested settings
+    name (`WAKEDOCK_SECRETS__PROVIDER`) only the field after the last `__` counts."""
+    name = name.rsplit("__", 1)[-1]
     return bool(_SECRET_NAME.search(name) and not _NOT_SECRET_NAME.search(name) and _literal(value))
 
 

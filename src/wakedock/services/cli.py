@@ -18,7 +18,7 @@ from wakedock.cli_state import CliState, cli_context, step
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.cis_images import Finding, Verdict, check_image
+from wakedock.runtime.cis_images import Finding, ImageFacts, Verdict, check_image
 from wakedock.runtime.cis_stack import (
     check_managed_container,
     check_stack,
@@ -248,6 +248,13 @@ def _read_dockerfile(path: Path) -> Dockerfile:
         raise click.ClickException(f"{path}: {exc}") from None
 
 
+def _read_image(engine: EngineClient, image: str) -> ImageFacts:
+    try:
+        return engine.call(lambda c: image_facts(c, image))
+    except docker.errors.NotFound:
+        raise click.ClickException(f"image {image!r} not found in the engine") from None
+
+
 def _engine_targets(
     state: CliState, image: str | None, dockerfile: Path | None, project: str | None
 ) -> list[CisTarget]:
@@ -256,7 +263,7 @@ def _engine_targets(
     engine = EngineClient(state.settings().docker.url) if image or project else None
     targets: list[CisTarget] = []
     try:
-        facts = engine.call(lambda c: image_facts(c, image)) if engine and image else None
+        facts = _read_image(engine, image) if engine and image else None
         if facts is not None or parsed is not None:
             kind, name = ("image", str(image)) if image else ("dockerfile", str(dockerfile))
             targets.append(CisTarget(kind, name, check_image(facts, parsed)))
@@ -267,7 +274,7 @@ def _engine_targets(
             for name, findings in check_stack(containers):
                 targets.append(CisTarget("stack", f"{project}: {name}", findings))
     except docker.errors.NotFound:
-        raise click.ClickException(f"image {image!r} not found in the engine") from None
+        raise click.ClickException("a container of the stack went away; run it again") from None
     except WakeDockError as exc:
         raise _fail(exc) from None
     return targets
