@@ -4,6 +4,8 @@ and a secret's value is never repeated (the real engine: tests/runtime/test_cis_
 
 from __future__ import annotations
 
+import pytest
+
 from wakedock.runtime.cis_images import (
     Finding,
     ImageFacts,
@@ -65,7 +67,7 @@ def test_each_mistake_of_a_bad_dockerfile_fails_its_check_with_the_line() -> Non
     assert all(f.verdict is Verdict.FAIL for f in found.values())
     assert found["4.1"].reason == "Dockerfile line 6: USER root"
     assert found["4.6"].reason == "Dockerfile line 7: HEALTHCHECK NONE"
-    assert found["4.7"].reason == "Dockerfile line 3: RUN apt-get update"
+    assert found["4.7"].reason == "Dockerfile line 3: RUN apt-get update (no install)"
     assert found["4.9"].reason == "Dockerfile line 2: ADD of a local file (app.tar)"
     assert found["4.10"].reason == "Dockerfile line 5: ENV API_TOKEN has a literal value"
     assert FAKE_TOKEN_VALUE not in str(found)
@@ -83,8 +85,25 @@ def test_user_and_healthcheck_are_judged_on_the_final_stage_only() -> None:
 def test_update_alone_in_exec_form_and_with_flags_fails() -> None:
     text = 'FROM b\nRUN ["apt-get", "-q", "update"]\nRUN yum -y update\nRUN apk add --update x\n'
     found = by_id(check_image(None, parse_dockerfile(text)))
-    assert "line 2" in found["4.7"].reason and "line 3" in found["4.7"].reason
-    assert "line 4" not in found["4.7"].reason
+    assert found["4.7"].reason == (
+        "Dockerfile line 2: RUN apt-get -q update (no install); "
+        "Dockerfile line 3: RUN yum -y update (no install)"
+    )
+
+
+@pytest.mark.security
+def test_a_hostile_dockerfile_cannot_leak_or_inject_through_a_reason() -> None:
+    text = (
+        "FROM b\n"
+        f"RUN apt-get update; curl -H 'Authorization: {FAKE_TOKEN_VALUE}' x\n"
+        "ADD https://user:hunter-two@example.invalid/x /x\n"
+        "ADD \x1b]2;owned\x07 /y\n"
+    )
+    found = by_id(check_image(None, parse_dockerfile(text)))
+    everything = str(found)
+    assert FAKE_TOKEN_VALUE not in everything and "hunter-two" not in everything
+    assert "\x1b" not in everything and "\x07" not in everything
+    assert "https://***@example.invalid/x" in found["4.9"].reason
 
 
 def test_secret_names_need_a_literal_value() -> None:
@@ -152,7 +171,7 @@ def test_an_image_is_judged_on_its_config_and_history() -> None:
     assert all(f.verdict is Verdict.FAIL for f in found.values())
     assert found["4.1"].reason == "image: no USER, the container runs as root"
     assert found["4.6"].reason == "image: no HEALTHCHECK"
-    assert found["4.7"].reason == "image history #2: RUN apt-get update"
+    assert found["4.7"].reason == "image history #2: RUN apt-get update (no install)"
     # The base's root filesystem (first layer, to /) is not the image's own ADD.
     assert found["4.9"].reason == "image history #3: ADD file:abcd in /usr/local/bin/tool"
     assert "ENV DB_PASSWORD" in found["4.10"].reason

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from runtime.test_cis import hardened
 from wakedock.runtime.cis_images import Verdict
 from wakedock.runtime.cis_stack import check_managed_container, check_stack
@@ -33,6 +35,7 @@ def socket_verdict(findings: list[Any]) -> tuple[Verdict, str]:
     return found
 
 
+@pytest.mark.security
 def test_the_socket_proxy_is_an_accepted_exception_and_nothing_else_is() -> None:
     checked = dict(
         check_stack(
@@ -52,12 +55,14 @@ def test_the_socket_proxy_is_an_accepted_exception_and_nothing_else_is() -> None
     assert not [f for f in checked["proxy"] if f.verdict is Verdict.FAIL]
 
 
+@pytest.mark.security
 def test_a_proxy_with_a_writable_socket_fails() -> None:
     ((_, findings),) = check_stack([with_socket("proxy", proxy=True, writable=True)])
     verdict, reason = socket_verdict(findings)
     assert verdict is Verdict.FAIL and "writable at /var/run/docker.sock" in reason
 
 
+@pytest.mark.security
 def test_a_managed_service_labelled_as_the_proxy_still_fails() -> None:
     verdict, _ = socket_verdict(check_managed_container(with_socket("svc", proxy=True)))
     assert verdict is Verdict.FAIL

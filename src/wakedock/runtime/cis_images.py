@@ -163,24 +163,31 @@ _INSTALL = re.compile(
 )
 
 
-def _update_alone(command: str) -> bool:
-    return bool(_UPDATE.search(command)) and not _INSTALL.search(command)
+def _update_alone(command: str) -> str | None:
+    """The package-index update of a RUN line that installs nothing, else None."""
+    update = _UPDATE.search(command)
+    if update is None or _INSTALL.search(command):
+        return None
+    # Only the update itself is quoted: the rest of the line may hold what must not be printed.
+    return update.group(0).strip(" ;&|(/")
 
 
 def _update_image(image: ImageFacts) -> list[str]:
-    return [
-        f"image history #{step.position}: RUN {step.arguments[:80]}"
-        for step in history_steps(image.history)
-        if step.keyword == "RUN" and _update_alone(step.arguments)
-    ]
+    problems = []
+    for step in history_steps(image.history):
+        update = _update_alone(step.arguments) if step.keyword == "RUN" else None
+        if update:
+            problems.append(f"image history #{step.position}: RUN {update} (no install)")
+    return problems
 
 
 def _update_file(dockerfile: Dockerfile) -> list[str]:
-    return [
-        f"Dockerfile line {i.line}: {i.keyword} {' '.join(i.words())[:80]}"
-        for i in dockerfile.instructions()
-        if i.keyword == "RUN" and _update_alone(" ".join(i.words()))
-    ]
+    problems = []
+    for i in dockerfile.instructions():
+        update = _update_alone(" ".join(i.words())) if i.keyword == "RUN" else None
+        if update:
+            problems.append(f"Dockerfile line {i.line}: RUN {update} (no install)")
+    return problems
 
 
 def _short(arguments: str) -> str:
@@ -316,6 +323,13 @@ IMAGE_CHECKS: tuple[ImageCheck, ...] = (
 )
 
 
+def printable(text: str) -> str:
+    """A reason safe for a terminal and a CI log: no control characters (escape sequences from a
+    hostile Dockerfile or history), no user:password of a URL."""
+    text = re.sub(r"://[^/\s@]*@", "://***@", text)
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", text)
+
+
 def check_image(image: ImageFacts | None, dockerfile: Dockerfile | None) -> list[Finding]:
     """Every section 4 check against an image, a Dockerfile or both (one finding per check)."""
     findings = []
@@ -324,7 +338,8 @@ def check_image(image: ImageFacts | None, dockerfile: Dockerfile | None) -> list
             check.in_dockerfile(dockerfile) if dockerfile is not None else []
         )
         if problems:
-            findings.append(Finding(check.id, check.title, Verdict.FAIL, "; ".join(problems)))
+            reason = printable("; ".join(problems))
+            findings.append(Finding(check.id, check.title, Verdict.FAIL, reason))
         else:
             findings.append(Finding(check.id, check.title, Verdict.PASS, "ok"))
     return findings
