@@ -27,6 +27,8 @@ FROM {TEST_IMAGE}
 ADD apt-get /usr/local/bin/apt-get
 RUN apt-get update
 ENV API_TOKEN={FAKE_TOKEN_VALUE}
+ARG BUILD_TOKEN={FAKE_TOKEN_VALUE}
+RUN test -n "$BUILD_TOKEN"
 CMD ["sleep", "300"]
 """
 GOOD = f"""\
@@ -98,6 +100,8 @@ def test_a_bad_image_fails_each_section_4_check_with_its_reason(
     assert found["4.7"][0] == "FAIL" and "RUN apt-get update" in found["4.7"][1]
     assert found["4.9"][0] == "FAIL" and "in /usr/local/bin/apt-get" in found["4.9"][1]
     assert found["4.10"][0] == "FAIL" and "ENV API_TOKEN has a literal value" in found["4.10"][1]
+    # The classic builder records a build argument used by a RUN in that RUN's history line.
+    assert "build argument BUILD_TOKEN has a literal value" in found["4.10"][1]
 
 
 def test_a_bad_dockerfile_fails_each_check_naming_the_line(
