@@ -1,6 +1,6 @@
 """CIS section 4 on Dockerfiles and on the engine's image shapes (config, legacy and BuildKit
 history lines): each check passes a good build and fails the specific mistake, saying where,
-and a secret's value is never repeated (the real engine: tests/runtime/test_cis_engine.py)."""
+and a secret's value is never repeated (the real engine: tests/runtime/test_cis_on_engine.py)."""
 
 from __future__ import annotations
 
