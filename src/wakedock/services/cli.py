@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import docker.errors
 import yaml
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +18,15 @@ from wakedock.cli_state import CliState, cli_context, step
 from wakedock.db import transaction
 from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
-from wakedock.runtime.cis import check_container
+from wakedock.runtime.cis_images import Finding, ImageFacts, Verdict, check_image
+from wakedock.runtime.cis_stack import (
+    check_managed_container,
+    check_stack,
+    image_facts,
+    stack_containers,
+)
+from wakedock.runtime.client import EngineClient
+from wakedock.runtime.dockerfile import Dockerfile, DockerfileError, parse_dockerfile
 from wakedock.services.errors import PolicyRefused
 from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
@@ -26,6 +35,8 @@ from wakedock.services.spec import ServiceSpec
 from wakedock.users.service import UserService
 
 MAX_SPEC_BYTES = 1024 * 1024
+# The project name `--stack` checks: deploy/compose.yaml's `name:` and the stack deploy name.
+DEFAULT_STACK = "wakedock"
 
 
 @dataclass(frozen=True)
@@ -200,21 +211,121 @@ def service_group(open_tools: OpenTools) -> click.Group:
     return service
 
 
+@dataclass(frozen=True)
+class CisTarget:
+    """What one block of `cis-check` output is about, and what was found."""
+
+    kind: str  # "service", "image", "dockerfile" or "stack"
+    name: str
+    findings: list[Finding]
+
+
+def _print_targets(targets: list[CisTarget], as_json: bool) -> bool:
+    """Print the findings (text or JSON); True when any is a FAIL."""
+    failed = any(f.verdict is Verdict.FAIL for t in targets for f in t.findings)
+    if as_json:
+        out = [
+            {"kind": t.kind, "name": t.name, "findings": [asdict(f) for f in t.findings]}
+            for t in targets
+        ]
+        click.echo(json.dumps({"targets": out, "failed": failed}, indent=2))
+        return failed
+    for target in targets:
+        click.echo(f"{target.kind} {target.name}")
+        for f in target.findings:
+            extra = "" if f.verdict is Verdict.PASS else f"  ({f.reason})"
+            click.echo(f"  [{f.verdict}] {f.id:<5} {f.title}{extra}")
+    return failed
+
+
+def _read_dockerfile(path: Path) -> Dockerfile:
+    raw = path.read_bytes()
+    if len(raw) > MAX_SPEC_BYTES:
+        raise click.ClickException(f"{path}: larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        return parse_dockerfile(raw.decode("utf-8", errors="replace"))
+    except DockerfileError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+def _read_image(engine: EngineClient, image: str) -> ImageFacts:
+    try:
+        return engine.call(lambda c: image_facts(c, image))
+    except docker.errors.NotFound:
+        raise click.ClickException(f"image {image!r} not found in the engine") from None
+
+
+def _engine_targets(
+    state: CliState, image: str | None, dockerfile: Path | None, project: str | None
+) -> list[CisTarget]:
+    """Section 4 for an image and/or a Dockerfile, section 5 for a stack's own containers."""
+    parsed = _read_dockerfile(dockerfile) if dockerfile is not None else None
+    engine = EngineClient(state.settings().docker.url) if image or project else None
+    targets: list[CisTarget] = []
+    try:
+        facts = _read_image(engine, image) if engine and image else None
+        if facts is not None or parsed is not None:
+            kind, name = ("image", str(image)) if image else ("dockerfile", str(dockerfile))
+            targets.append(CisTarget(kind, name, check_image(facts, parsed)))
+        if engine and project:
+            containers = engine.call(lambda c: stack_containers(c, project))
+            if not containers:
+                raise click.ClickException(f"no container carries project label {project!r}")
+            for name, findings in check_stack(containers):
+                targets.append(CisTarget("stack", f"{project}: {name}", findings))
+    except docker.errors.NotFound:
+        raise click.ClickException("a container of the stack went away; run it again") from None
+    except WakeDockError as exc:
+        raise _fail(exc) from None
+    return targets
+
+
 def cis_check_command(open_tools: OpenTools) -> click.Command:
     """`wakedock cis-check`; `open_tools` opens the installation's services."""
 
     @click.command("cis-check")
     @click.argument("name", required=False)
+    @click.option("--image", default=None, help="Check an image (CIS section 4).")
+    @click.option(
+        "--dockerfile",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Check a Dockerfile (CIS section 4); with --image, both.",
+    )
+    @click.option(
+        "--project",
+        default=None,
+        help="Check the containers of this Compose project or Swarm stack (CIS section 5).",
+    )
+    @click.option("--stack", is_flag=True, help=f"Same as --project {DEFAULT_STACK}.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
     @click.pass_obj
-    def cis_check(state: CliState, name: str | None) -> None:
-        """CIS Docker Benchmark v1.6.0 section 5 checks for managed containers (exit 1 on a FAIL),
-        and advice beyond it (WARN: no exit status)."""
+    def cis_check(
+        state: CliState,
+        name: str | None,
+        image: str | None,
+        dockerfile: Path | None,
+        project: str | None,
+        stack: bool,
+        as_json: bool,
+    ) -> None:
+        """CIS Docker Benchmark v1.6.0 checks (exit 1 on a FAIL): section 5 for managed
+        containers (the default) or a stack's own (--project, --stack), section 4 for an image
+        (--image) or a Dockerfile (--dockerfile); advice beyond it is WARN (no exit status)."""
+        project = project or (DEFAULT_STACK if stack else None)
+        if image or dockerfile or project:
+            if name:
+                raise click.UsageError("a SERVICE name goes without --image/--dockerfile/--project")
+            failed = _print_targets(_engine_targets(state, image, dockerfile, project), as_json)
+            if failed:
+                raise SystemExit(1)
+            return
         c = open_tools(state)
         try:
             views = [c.services.get(name)] if name else c.services.list()
         except WakeDockError as exc:
             raise _fail(exc) from None
-        failed = False
+        targets: list[CisTarget] = []
         for view in views:
             containers: list[dict[str, Any]] = []
             if view.container_ref is not None:
@@ -222,17 +333,12 @@ def cis_check_command(open_tools: OpenTools) -> click.Command:
                     containers = c.services.inspect(view)
                 except WakeDockError as exc:
                     raise _fail(exc) from None
-            if not containers:
+            if not containers and not as_json:
                 click.echo(f"{view.name}: no container to check (state {view.state})")
-                continue
             for attrs in containers:
-                click.echo(f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})")
-                for result in check_container(attrs):
-                    mark = "PASS" if result.passed else "WARN" if result.advisory else "FAIL"
-                    failed = failed or mark == "FAIL"
-                    extra = "" if result.passed else f"  ({result.detail})"
-                    click.echo(f"  [{mark}] {result.id:<5} {result.title}{extra}")
-        if failed:
+                label = f"{view.name} ({str(attrs.get('Name', '')).lstrip('/')})"
+                targets.append(CisTarget("service", label, check_managed_container(attrs)))
+        if _print_targets(targets, as_json):
             raise SystemExit(1)
 
     return cis_check
