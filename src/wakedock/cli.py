@@ -22,6 +22,7 @@ from wakedock.db import transaction
 from wakedock.edge.cli import EdgeTools, edge_group
 from wakedock.edge.routes import DirectRoutes
 from wakedock.errors import WakeDockError
+from wakedock.health.cli import healthcheck_command
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
 from wakedock.services.cli import ServiceTools, cis_check_command, service_group
@@ -345,6 +346,7 @@ main.add_command(audit_group(_audit_trail))
 main.add_command(config_group)
 main.add_command(secrets_group(_signing_keys))
 main.add_command(edge_group(_edge_tools))
+main.add_command(healthcheck_command)
 
 if __name__ == "__main__":
     main()
