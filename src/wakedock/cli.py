@@ -25,6 +25,7 @@ from wakedock.errors import WakeDockError
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
 from wakedock.services.cli import ServiceTools, cis_check_command, service_group
+from wakedock.sockproxy.cli import socket_proxy_command
 
 
 @click.group()
@@ -345,6 +346,7 @@ main.add_command(audit_group(_audit_trail))
 main.add_command(config_group)
 main.add_command(secrets_group(_signing_keys))
 main.add_command(edge_group(_edge_tools))
+main.add_command(socket_proxy_command)
 
 if __name__ == "__main__":
     main()
