@@ -146,6 +146,10 @@ class SocketProxy:
                 parser.receive_data(data)
             elif isinstance(event, h11.Request):
                 head = event
+                # h11 caps a head that arrives in pieces; one read may bring a whole big one.
+                size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+                if size > self._limits.max_head:
+                    raise BadRequest(431, "request head too large")
                 length = dict(event.headers).get(b"content-length")
                 if length is not None and int(length) > self._limits.max_body:
                     raise BadRequest(413, "request body too large")
