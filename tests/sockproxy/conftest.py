@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
@@ -22,12 +21,21 @@ def installation_name() -> str:
 
 
 @pytest.fixture(scope="module")
+def proxy_flags() -> tuple[str, ...]:
+    """More arguments of the module's proxy (`--swarm`)."""
+    return ()
+
+
+@pytest.fixture(scope="module")
 def proxy(
-    engine: docker.DockerClient, installation_name: str, tmp_path_factory: pytest.TempPathFactory
+    engine: docker.DockerClient,
+    installation_name: str,
+    proxy_flags: tuple[str, ...],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SocketProxy]:
     # A short directory: a unix socket path is limited to 107 bytes.
     yield from start_socket_proxy(
-        tmp_path_factory.mktemp("sp"), "--installation", installation_name
+        tmp_path_factory.mktemp("sp"), "--installation", installation_name, *proxy_flags
     )
 
 
@@ -42,7 +50,9 @@ def network(engine: docker.DockerClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def installation(engine: docker.DockerClient, installation_name: str, network: str) -> Iterator[str]:
+def installation(
+    engine: docker.DockerClient, installation_name: str, network: str
+) -> Iterator[str]:
     """The proxy's installation; what a test created under it is removed after the test."""
     yield installation_name
     for container in engine.containers.list(
@@ -57,5 +67,3 @@ def attacker(proxy: SocketProxy) -> Iterator[docker.DockerClient]:
     client = docker.DockerClient(base_url=proxy.url, timeout=30)
     yield client
     client.close()
-
-

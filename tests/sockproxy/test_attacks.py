@@ -118,7 +118,8 @@ def test_a_create_as_wakedock_sends_it_passes(
         ),
         ({"volumes": {"/etc": {"bind": "/host-etc", "mode": "ro"}}}, "sensitive host path"),
         ({"volumes": {"otherapp_data": {"bind": "/d", "mode": "rw"}}}, "another service"),
-        ({"ports": {"80/tcp": ("0.0.0.0", 18080)}}, "published on 127.0.0.1 only"),
+        # Refused before the engine sees it: nothing is ever bound there.
+        ({"ports": {"80/tcp": ("0.0.0.0", 18080)}}, "published on 127.0.0.1 only"),  # noqa: S104
         ({"volumes_from": ["someone-else"]}, "HostConfig.VolumesFrom"),
         ({"labels": {"wakedock.enable": "true"}}, "wakedock.managed and wakedock.service"),
     ],
@@ -223,3 +224,63 @@ def test_events_and_follow_streams_only_show_wakedock_containers(
         stream.close()
     finally:
         other.remove(force=True)
+
+
+def _raw_create(proxy: SocketProxy, name: str, body: str) -> bytes:
+    data = body.encode()
+    return proxy.raw(
+        f"POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+
+
+@pytest.mark.parametrize(
+    "host_config",
+    [
+        # The engine's JSON decoder ignores the case of field names, and the last duplicate wins.
+        '{"privileged": true, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"]}',
+        '{"Privileged": false, "PRIVILEGED": true, "CapDrop": ["ALL"],'
+        ' "SecurityOpt": ["no-new-privileges"]}',
+        '{"binds": ["/var/run/docker.sock:/s"], "CapDrop": ["ALL"],'
+        ' "SecurityOpt": ["no-new-privileges"]}',
+        # Go also folds the Kelvin sign into k: a non-ASCII field name is not guessed at.
+        '{"Privileged": false, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],'
+        ' "UsernsMode": "", "\\u212aernelMemory": 1}',
+    ],
+)
+def test_field_name_tricks_in_a_create_are_refused(
+    engine: docker.DockerClient, proxy: SocketProxy, installation: str, host_config: str
+) -> None:
+    service = f"trick{secrets.token_hex(2)}"
+    name = container_name(installation, service)
+    labels = f'{{"wakedock.managed": "{installation}", "wakedock.service": "{service}"}}'
+    body = f'{{"Image": "{TEST_IMAGE}", "Labels": {labels}, "HostConfig": {host_config}}}'
+    answer = _raw_create(proxy, name, body)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:300]
+    assert _no_container_of(engine, name)
+
+
+def test_a_start_cannot_carry_a_host_config_on_an_old_api_version(
+    engine: docker.DockerClient, proxy: SocketProxy, installation: str, network: str
+) -> None:
+    """API versions before 1.24 applied a HostConfig sent with `start`: refused, and a current
+    version's start is forwarded without the body."""
+    created = engine.containers.create(
+        TEST_IMAGE,
+        ["sleep", "300"],
+        name=container_name(installation, "oldapi"),
+        network=network,
+        labels={"wakedock.managed": installation, "wakedock.service": "oldapi"},
+    )
+    body = b'{"Privileged": true}'
+    for version, status in (("/v1.23", 403), ("", 204)):
+        answer = proxy.raw(
+            f"POST {version}/containers/{created.id}/start HTTP/1.1\r\nHost: docker\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    created.reload()
+    assert created.status == "running"
+    assert created.attrs["HostConfig"]["Privileged"] is False

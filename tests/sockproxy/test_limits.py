@@ -66,8 +66,7 @@ def test_a_burst_of_pings_and_inspects_is_served(proxy: SocketProxy, labelled: A
         (b"GET /_ping HTTP/1.1\r\nHost: docker\r\nContent-Length: -4\r\n\r\n", 400),
         (b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
         (
-            b"POST /containers/create HTTP/1.1\r\nHost: docker\r\n"
-            b"Content-Length: 2000000\r\n\r\n{",
+            b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2000000\r\n\r\n{",
             413,
         ),
         # Percent-encoded path segments name no route: nothing to decode past the rules.

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from wakedock.runtime.labels import MANAGED_LABEL, OPT_IN_LABEL, is_managed
 from wakedock.services.policy import PolicySettings
+from wakedock.sockproxy.body import UnreadableBody, parse_body
 from wakedock.sockproxy.create_check import container_create_problems
 from wakedock.sockproxy.engine import Answer, Engine
 from wakedock.sockproxy.routes import Action, Match
@@ -54,9 +55,9 @@ Decision = Forward | Answered
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body or b"null")
-    except ValueError:
-        raise Refused("body: not JSON") from None
+        return parse_body(body)
+    except UnreadableBody as exc:
+        raise Refused(f"body: {exc}") from None
 
 
 def _labels(item: Any, *path: str) -> Mapping[str, str]:
@@ -99,7 +100,8 @@ class Gate:
             pinned = await self._pinned(found, request)
             if isinstance(pinned, Answered):
                 return pinned
-            return self._checked(await self._service_problems(request.body), pinned.request)
+            checked = replace(pinned.request, body=request.body)
+            return self._checked(await self._service_problems(request.body), checked)
         if action is Action.EVENTS:
             return Forward(replace(request, target=self._events_target(request.target)))
         return await self._list(action, request)
@@ -139,7 +141,8 @@ class Gate:
         segments[2] = quote(str(attrs.get("Id") or attrs.get("ID") or ref), safe="")
         version = parts.path[: len(parts.path) - len(found.path)]
         target = version + "/".join(segments) + (f"?{parts.query}" if parts.query else "")
-        return Forward(replace(request, target=target))
+        # No body: API versions before 1.24 applied a HostConfig sent with a start.
+        return Forward(replace(request, target=target, body=b""))
 
     async def _task_of_managed(self, labels: Mapping[str, str]) -> bool:
         """A Swarm task's container counts when its service is WakeDock's."""

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 # `/v1.41/containers/json` and `/containers/json` are the same call.
 _VERSION_PREFIX = re.compile(r"^/v1\.[0-9]{1,3}(?=/)")
+# Older API versions read a HostConfig sent with `start`, past the create check: refused.
+MIN_API_MINOR = 24
 # Docker ids and names: no slash, no dot-segments, nothing a path could escape with.
 _REF = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})"
 
@@ -84,6 +86,12 @@ def unversioned(path: str) -> str:
 def match(method: str, path: str, *, swarm: bool) -> Match | None:
     """The route of `method path` (version prefix optional), or None when it is not allowed."""
     bare = unversioned(path)
+    # No dot-segments or empty ones: the engine's router would clean them into another path.
+    if any(segment in ("", ".", "..") for segment in bare.split("/")[1:]):
+        return None
+    version = _VERSION_PREFIX.match(path)
+    if version is not None and int(version.group(0).split(".")[1]) < MIN_API_MINOR:
+        return None
     for route in ROUTES:
         if route.method != method or (route.swarm_only and not swarm):
             continue

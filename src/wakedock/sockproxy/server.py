@@ -99,6 +99,10 @@ class SocketProxy:
         except BadRequest as exc:
             writer.write(error_answer(exc.status, f"socket-proxy: {exc.message}"))
             return
+        if not request.target.startswith("/"):
+            # Origin form only: an absolute URL could name another path than the one checked.
+            writer.write(error_answer(400, "socket-proxy: the target must be a path"))
+            return
         path = urlsplit(request.target).path
         found = match(request.method, path, swarm=self._swarm)
         if found is None:

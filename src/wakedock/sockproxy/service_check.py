@@ -38,7 +38,15 @@ _CONTAINER_KEYS = frozenset(
     }
 )
 _TASK_KEYS = frozenset(
-    {"ContainerSpec", "Resources", "RestartPolicy", "Placement", "ForceUpdate", "Networks"}
+    {
+        "ContainerSpec",
+        "Resources",
+        "RestartPolicy",
+        "Placement",
+        "ForceUpdate",
+        "Networks",
+        "Runtime",
+    }
 )
 _SERVICE_KEYS = frozenset(
     {
@@ -118,6 +126,8 @@ def service_problems(
         return [*problems, "TaskTemplate.ContainerSpec: required"]
     problems += _unused("TaskTemplate", task, _TASK_KEYS)
     problems += _unused("ContainerSpec", container, _CONTAINER_KEYS)
+    if str(task.get("Runtime") or "container") != "container":
+        problems.append("TaskTemplate.Runtime: only container tasks (no plugins)")
     if str(container.get("Isolation") or "default") != "default":
         problems.append("ContainerSpec.Isolation: only the default isolation")
     problems += _privileges(container)
