@@ -77,6 +77,8 @@ def _create_kwargs(installation: str, network_name: str, **extra: Any) -> dict[s
         "network": network_name,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
+        "mem_limit": "64m",
+        "pids_limit": 64,
         "environment": {"API_TOKEN": "wd-sockproxy-not-a-secret-4711"},
     }
     return {key: value for key, value in {**base, **extra}.items() if value is not None}
@@ -122,6 +124,8 @@ def test_a_create_as_wakedock_sends_it_passes(
         ({"ports": {"80/tcp": ("0.0.0.0", 18080)}}, "published on 127.0.0.1 only"),  # noqa: S104
         ({"volumes_from": ["someone-else"]}, "HostConfig.VolumesFrom"),
         ({"labels": {"wakedock.enable": "true"}}, "wakedock.managed and wakedock.service"),
+        ({"mem_limit": None}, "HostConfig.Memory: a limit is required"),
+        ({"pids_limit": -1}, "HostConfig.PidsLimit: a limit is required"),
     ],
 )
 def test_a_dangerous_create_is_refused_and_logged(

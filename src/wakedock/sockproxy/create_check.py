@@ -185,6 +185,12 @@ def container_create_problems(
         if key not in _HOST_KEYS and not is_empty(value)
     ]
     problems += hardening_problems(host.get("CapDrop") or [], host.get("SecurityOpt") or [])
+    # The hardening's limits (CIS 5.10, 5.28): one container cannot starve the host.
+    problems += [
+        f"HostConfig.{key}: a limit is required"
+        for key in ("Memory", "PidsLimit")
+        if not isinstance(host.get(key), int) or host[key] <= 0
+    ]
     volumes, tmpfs, mount_problems = _mounts(host, volume_name(installation, service, ""))
     ports, port_problems = _ports(host)
     networks = list((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
