@@ -55,9 +55,12 @@ def installation(
 ) -> Iterator[str]:
     """The proxy's installation; what a test created under it is removed after the test."""
     yield installation_name
-    for container in engine.containers.list(
+    labelled = engine.containers.list(
         all=True, filters={"label": f"wakedock.managed={installation_name}"}
-    ):
+    )
+    # By name too: a create the proxy wrongly let through may carry other labels.
+    named = engine.containers.list(all=True, filters={"name": f"^/{installation_name}-"})
+    for container in {c.id: c for c in [*labelled, *named]}.values():
         container.remove(force=True)
 
 
