@@ -17,8 +17,8 @@ from pathlib import Path
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.docker_images import TEST_IMAGE, ensure_test_image  # noqa: E402
-from support.socket_proxy import start_socket_proxy  # noqa: E402
+from support.docker_images import TEST_IMAGE, ensure_test_image
+from support.socket_proxy import start_socket_proxy
 
 CALLS = 300
 ROUNDS = 5
