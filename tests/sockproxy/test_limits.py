@@ -69,6 +69,8 @@ def test_a_burst_of_pings_and_inspects_is_served(proxy: SocketProxy, labelled: A
             b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2000000\r\n\r\n{",
             413,
         ),
+        ("GET /containers/\u00e9/json HTTP/1.1\r\nHost: docker\r\n\r\n".encode(), 400),
+        (b"GET http://docker/_ping HTTP/1.1\r\nHost: docker\r\n\r\n", 400),
         # Percent-encoded path segments name no route: nothing to decode past the rules.
         (b"GET /containers/%2e%2e/json HTTP/1.1\r\nHost: docker\r\n\r\n", 403),
     ],

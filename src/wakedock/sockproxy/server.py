@@ -162,6 +162,8 @@ class SocketProxy:
                 if len(body) > self._limits.max_body:
                     raise BadRequest(413, "request body too large")
             elif isinstance(event, h11.EndOfMessage) and head is not None:
+                if not (head.method.isascii() and head.target.isascii()):
+                    raise BadRequest(400, "malformed HTTP request")
                 return Request(
                     head.method.decode("ascii"),
                     head.target.decode("ascii"),
