@@ -93,4 +93,8 @@ def socket_proxy_command(
     gate = Gate(engine, installation=installation, policy=policy_settings(docker), swarm=swarm)
     limits = Limits(concurrency=concurrency, max_body=max_body)
     proxy = SocketProxy(gate, engine, swarm=swarm, limits=limits)
-    asyncio.run(serve(listen, proxy, int(socket_mode, 8)))
+    try:
+        mode = int(socket_mode, 8)
+    except ValueError:
+        raise click.BadParameter("an octal mode such as 660", param_hint="--socket-mode") from None
+    asyncio.run(serve(listen, proxy, mode))
