@@ -24,6 +24,8 @@ from wakedock.sockproxy.gate import Answered, Forward, Gate, Refused, Request
 from wakedock.sockproxy.routes import match
 
 log = logging.getLogger("wakedock.sockproxy")
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 8 * 1024 * 1024
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
@@ -98,6 +100,9 @@ class SocketProxy:
             request = await self._read(reader)
         except BadRequest as exc:
             writer.write(error_answer(exc.status, f"socket-proxy: {exc.message}"))
+            await writer.drain()
+            if exc.status in (413, 431):  # the rest of it may still be on its way
+                await _linger(reader)
             return
         if not request.target.startswith("/"):
             # Origin form only: an absolute URL could name another path than the one checked.
@@ -198,6 +203,17 @@ class SocketProxy:
             raise EngineUnreachable(type(exc).__name__) from exc
         finally:
             engine_writer.close()
+
+
+async def _linger(client: asyncio.StreamReader) -> None:
+    """Read and drop what the client is still sending (a body refused as too large), for a
+    bounded time and size: closing on unread data could reset the connection before the client
+    has read its error answer."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            dropped = 0
+            while dropped < LINGER_BYTES and (data := await client.read(65536)):
+                dropped += len(data)
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
