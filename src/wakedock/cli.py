@@ -26,6 +26,7 @@ from wakedock.health.cli import healthcheck_command
 from wakedock.rbac.permissions import Role
 from wakedock.secrets.cli import SigningKeys, config_group, secrets_group
 from wakedock.services.cli import ServiceTools, cis_check_command, service_group
+from wakedock.sockproxy.cli import socket_proxy_command
 
 
 @click.group()
@@ -347,6 +348,7 @@ main.add_command(config_group)
 main.add_command(secrets_group(_signing_keys))
 main.add_command(edge_group(_edge_tools))
 main.add_command(healthcheck_command)
+main.add_command(socket_proxy_command)
 
 if __name__ == "__main__":
     main()

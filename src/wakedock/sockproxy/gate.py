@@ -1,0 +1,195 @@
+"""What the proxy does with an allowed route: check labels and create bodies, filter lists.
+
+`Gate.decide` answers with a `Forward` (relay this request to the engine as it is, or with the
+path pinned to the id the labels were checked on), an `Answered` (a list already filtered to
+WakeDock's workloads, or the engine's own "not found"), or raises `Refused`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from wakedock.runtime.labels import MANAGED_LABEL, OPT_IN_LABEL, is_managed
+from wakedock.services.policy import PolicySettings
+from wakedock.sockproxy.body import UnreadableBody, parse_body
+from wakedock.sockproxy.create_check import container_create_problems
+from wakedock.sockproxy.engine import Answer, Engine
+from wakedock.sockproxy.routes import Action, Match
+from wakedock.sockproxy.service_check import network_refs, service_problems
+
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"
+
+
+class Refused(Exception):
+    """The request is not one WakeDock makes; `reason` never repeats a value from it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str  # path and query as the client sent them
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Forward:
+    request: Request
+
+
+@dataclass(frozen=True)
+class Answered:
+    answer: Answer
+
+
+Decision = Forward | Answered
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return parse_body(body)
+    except UnreadableBody as exc:
+        raise Refused(f"body: {exc}") from None
+
+
+def _labels(item: Any, *path: str) -> Mapping[str, str]:
+    for key in path:
+        item = item.get(key) if isinstance(item, Mapping) else None
+    return item if isinstance(item, Mapping) else {}
+
+
+def _filtered(answer: Answer, items: list[Any]) -> Answered:
+    return Answered(replace(answer, body=json.dumps(items).encode()))
+
+
+class Gate:
+    def __init__(
+        self, engine: Engine, *, installation: str, policy: PolicySettings, swarm: bool
+    ) -> None:
+        self._engine = engine
+        self._installation = installation
+        self._policy = policy
+        self._swarm = swarm
+
+    def _managed(self, labels: Mapping[str, str]) -> bool:
+        return is_managed(labels, self._installation)
+
+    async def decide(self, found: Match, request: Request) -> Decision:
+        action = found.route.action
+        if action is Action.OPEN:
+            return Forward(request)
+        if action is Action.CONTAINER or action is Action.SERVICE:
+            return await self._pinned(found, request)
+        if action is Action.CREATE_CONTAINER:
+            name = parse_qs(urlsplit(request.target).query).get("name", [None])[0]
+            problems = container_create_problems(
+                _json(request.body), name, self._installation, self._policy
+            )
+            return self._checked(problems, request)
+        if action is Action.CREATE_SERVICE:
+            return self._checked(await self._service_problems(request.body), request)
+        if action is Action.UPDATE_SERVICE:
+            pinned = await self._pinned(found, request)
+            if isinstance(pinned, Answered):
+                return pinned
+            checked = replace(pinned.request, body=request.body)
+            return self._checked(await self._service_problems(request.body), checked)
+        if action is Action.EVENTS:
+            return Forward(replace(request, target=self._events_target(request.target)))
+        return await self._list(action, request)
+
+    def _checked(self, problems: list[str], request: Request) -> Decision:
+        if problems:
+            raise Refused("the launch policy refuses: " + "; ".join(problems))
+        return Forward(request)
+
+    async def _service_problems(self, raw: bytes) -> list[str]:
+        body = _json(raw)
+        names = []
+        for ref in network_refs(body):
+            # Swarm takes a network's id as well as its name: judge the name it stands for.
+            answer = await self._engine.request("GET", f"/networks/{quote(ref, safe='')}")
+            names.append(str(answer.json().get("Name", ref)) if answer.status == 200 else ref)
+        return service_problems(body, self._installation, self._policy, names)
+
+    async def _pinned(self, found: Match, request: Request) -> Decision:
+        """Forward only when the workload in the path carries WakeDock's labels, with the path
+        pinned to the id that was checked (a rename in between cannot swap the target)."""
+        ref = str(found.ref)
+        container = found.path.startswith("/containers/")
+        inspect = f"/containers/{ref}/json" if container else f"/services/{ref}"
+        answer = await self._engine.request("GET", inspect)
+        if answer.status != 200:
+            return Answered(answer)  # "no such container" is the engine's own answer
+        attrs = answer.json()
+        labels = (
+            _labels(attrs, "Config", "Labels") if container else _labels(attrs, "Spec", "Labels")
+        )
+        if not (self._managed(labels) or (container and await self._task_of_managed(labels))):
+            kind = "container" if container else "service"
+            raise Refused(f"the {kind} does not carry WakeDock's labels")
+        parts = urlsplit(request.target)
+        segments = found.path.split("/")  # ["", "containers", ref, ...]
+        segments[2] = quote(str(attrs.get("Id") or attrs.get("ID") or ref), safe="")
+        version = parts.path[: len(parts.path) - len(found.path)]
+        target = version + "/".join(segments) + (f"?{parts.query}" if parts.query else "")
+        # No body: API versions before 1.24 applied a HostConfig sent with a start.
+        return Forward(replace(request, target=target, body=b""))
+
+    async def _task_of_managed(self, labels: Mapping[str, str]) -> bool:
+        """A Swarm task's container counts when its service is WakeDock's."""
+        service = labels.get(SWARM_SERVICE_LABEL)
+        if not self._swarm or not service:
+            return False
+        answer = await self._engine.request("GET", f"/services/{quote(service, safe='')}")
+        return answer.status == 200 and self._managed(_labels(answer.json(), "Spec", "Labels"))
+
+    def _events_target(self, target: str) -> str:
+        """The client's event filters, with WakeDock's label filter forced in."""
+        parts = urlsplit(target)
+        query = parse_qs(parts.query)
+        try:
+            filters = json.loads(query.get("filters", ["{}"])[0])
+        except ValueError:
+            raise Refused("filters: not JSON") from None
+        if not isinstance(filters, dict):
+            raise Refused("filters: not a JSON object")
+        labels = filters.get("label") or []
+        labels = [str(label) for label in labels]  # a list, or a dict of label: true
+        ours = {f"{OPT_IN_LABEL}=true", f"{MANAGED_LABEL}={self._installation}"}
+        if not ours & set(labels):
+            labels.append(f"{MANAGED_LABEL}={self._installation}")
+        filters["label"] = labels
+        query["filters"] = [json.dumps(filters)]
+        return f"{parts.path}?{urlencode(query, doseq=True)}"
+
+    async def _list(self, action: Action, request: Request) -> Decision:
+        answer = await self._engine.request(
+            request.method, request.target, request.body, request.headers
+        )
+        items = answer.json() if answer.status == 200 else None
+        if not isinstance(items, list):
+            return Answered(answer)
+        if action is Action.LIST_CONTAINERS:
+            return _filtered(answer, [c for c in items if self._managed(_labels(c, "Labels"))])
+        if action is Action.LIST_SERVICES:
+            return _filtered(
+                answer, [s for s in items if self._managed(_labels(s, "Spec", "Labels"))]
+            )
+        verdicts: dict[str, bool] = {}
+        for task in items:
+            service = str(task.get("ServiceID", "")) if isinstance(task, Mapping) else ""
+            if service not in verdicts:
+                found = await self._engine.request("GET", f"/services/{quote(service, safe='')}")
+                verdicts[service] = found.status == 200 and self._managed(
+                    _labels(found.json(), "Spec", "Labels")
+                )
+        return _filtered(answer, [t for t in items if verdicts.get(str(t.get("ServiceID", "")))])
