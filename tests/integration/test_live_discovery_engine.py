@@ -183,8 +183,7 @@ def test_after_the_engine_comes_back_what_changed_meanwhile_is_picked_up(
 
                 relay.start()
                 wait_for(
-                    lambda: services.named(during) is not None
-                    and services.named(before) is None,
+                    lambda: services.named(during) is not None and services.named(before) is None,
                     "the changes made during the outage",
                     30,
                 )
