@@ -6,14 +6,16 @@ changed meanwhile is picked up once it is back. Every Docker object here is name
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 
@@ -28,13 +30,36 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def network(engine: docker.DockerClient) -> Iterator[str]:
-    """This test's own bridge; whatever a failed test left on it is removed with it."""
+    """This test's own bridge, removed after the test's containers."""
     created = engine.networks.create(f"wd-disc-net-{secrets.token_hex(4)}", driver="bridge")
     yield str(created.name)
-    created.reload()
-    for container in created.containers:
-        container.remove(force=True)
     created.remove()
+
+
+Labelled = Callable[..., Any]
+
+
+@pytest.fixture
+def labelled(engine: docker.DockerClient, network: str) -> Iterator[Labelled]:
+    """`labelled(name, **labels)`: a container its owner opted in, created (not started) on
+    this test's network; every one is removed after the test (a created container is not on
+    the network's list, so the network's removal would not find it)."""
+    names: list[str] = []
+
+    def create(name: str, **labels: str) -> Any:
+        names.append(name)
+        return engine.containers.create(
+            TEST_IMAGE,
+            ["sleep", "300"],
+            name=name,
+            network=network,
+            labels={"wakedock.enable": "true", "wakedock.readiness": "tcp:8080", **labels},
+        )
+
+    yield create
+    for name in names:
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.containers.get(name).remove(force=True)
 
 
 @pytest.fixture
@@ -60,19 +85,6 @@ def viewer(data: Path, env: dict[str, str]) -> tuple[str, str]:
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     return "vera", password
-
-
-def labelled(
-    engine: docker.DockerClient, name: str, network: str, **labels: str
-) -> Any:  # docker-py's Container
-    """A container its owner opted in, created (not started) on this test's network."""
-    return engine.containers.create(
-        TEST_IMAGE,
-        ["sleep", "300"],
-        name=name,
-        network=network,
-        labels={"wakedock.enable": "true", "wakedock.readiness": "tcp:8080", **labels},
-    )
 
 
 class Services:
@@ -104,14 +116,14 @@ def test_a_labelled_container_appears_changes_and_goes_while_serving(
     env: dict[str, str],
     viewer: tuple[str, str],
     engine: docker.DockerClient,
-    network: str,
+    labelled: Labelled,
 ) -> None:
     name = f"wd-disc-app-{secrets.token_hex(3)}"
     bad = f"wd-disc-bad-{secrets.token_hex(3)}"
     with wakedock_server(data, env=env) as server:
         services = Services(server, viewer)
         try:
-            first = labelled(engine, name, network, **{"wakedock.idle_timeout": "10m"})
+            first = labelled(name, **{"wakedock.idle_timeout": "10m"})
             wait_for(lambda: services.named(name) is not None, "the service to appear", 15)
             found = services.named(name)
             assert found is not None
@@ -120,9 +132,7 @@ def test_a_labelled_container_appears_changes_and_goes_while_serving(
             # Its owner recreates it with other labels (what `docker compose up` does).
             first.remove(force=True)
             labelled(
-                engine,
                 name,
-                network,
                 **{"wakedock.idle_timeout": "20m", "wakedock.host": "blog.example.com"},
             )
 
@@ -135,7 +145,7 @@ def test_a_labelled_container_appears_changes_and_goes_while_serving(
             assert now is not None and now["spec"]["hosts"] == ["blog.example.com"]
 
             # Invalid labels: reported, and no service at all (not a half-configured one).
-            labelled(engine, bad, network, **{"wakedock.port": "eighty"})
+            labelled(bad, **{"wakedock.port": "eighty"})
             wait_for(
                 lambda: f"container {bad}: wakedock.port: expected a port number" in server.log(),
                 "the invalid labels to be reported",
@@ -158,7 +168,7 @@ def test_after_the_engine_comes_back_what_changed_meanwhile_is_picked_up(
     env: dict[str, str],
     viewer: tuple[str, str],
     engine: docker.DockerClient,
-    network: str,
+    labelled: Labelled,
     tmp_path: Path,
 ) -> None:
     relay = SocketRelay(tmp_path / "docker.sock")
@@ -170,13 +180,13 @@ def test_after_the_engine_comes_back_what_changed_meanwhile_is_picked_up(
         with wakedock_server(data, env={**env, "WAKEDOCK_DOCKER__URL": relay.url}) as server:
             services = Services(server, viewer)
             try:
-                labelled(engine, before, network)
+                labelled(before)
                 wait_for(lambda: services.named(before) is not None, "the first service", 15)
 
                 relay.stop()  # from WakeDock's side, the engine is gone
                 wait_for(lambda: lost in server.log(), "the outage to be noticed", 15)
                 engine.containers.get(before).remove(force=True)
-                labelled(engine, during, network)
+                labelled(during)
                 # The API still answers from the database meanwhile.
                 assert services.named(before) is not None
                 assert services.named(during) is None
