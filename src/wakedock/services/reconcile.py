@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import record_event
@@ -110,33 +110,33 @@ class Reconciler:
     ) -> None:
         """Remove a discovered service whose container went away; one other services depend
         on stays, as `missing`, until they no longer do (or its container is back)."""
-        try:
-            with transaction(self._factory) as db:
-                row = db.get(Service, service_id)
-                if row is None or row.source != DISCOVERED:
-                    return
-                dependents = sorted(
-                    other.name
-                    for other in db.scalars(select(Service).where(Service.id != service_id))
-                    if name in ServiceSpec.model_validate_json(other.spec).depends_on
-                )
-                if dependents:
-                    problem = f"{name}: gone, but {', '.join(dependents)} depend on it"
-                    if row.state != State.MISSING.value:
-                        report.problems.append(problem)
-                else:
-                    db.delete(row)
-                    event = Event(
-                        EventType.SERVICE_DELETE,
-                        target=name,
-                        details={
-                            "source": DISCOVERED,
-                            "reason": "its container was removed or no longer opted in",
-                        },
+        with transaction(self._factory) as db:
+            row = db.get(Service, service_id)
+            if row is None or row.source != DISCOVERED:
+                return
+            dependents = sorted(
+                other.name
+                for other in db.scalars(select(Service).where(Service.id != service_id))
+                if name in ServiceSpec.model_validate_json(other.spec).depends_on
+            )
+            if dependents:
+                if row.state != State.MISSING.value:
+                    report.problems.append(
+                        f"{name}: gone, but {', '.join(dependents)} depend on it"
                     )
-                    record_event(db, event, context, at=self._clock.now())
-        except StaleDataError:
-            return  # another process removed it first (and audited it)
+            else:
+                gone = delete(Service).where(Service.id == service_id)
+                if not _rows(db.execute(gone.execution_options(synchronize_session=False))):
+                    return  # another process removed it first (and audited it)
+                event = Event(
+                    EventType.SERVICE_DELETE,
+                    target=name,
+                    details={
+                        "source": DISCOVERED,
+                        "reason": "its container was removed or no longer opted in",
+                    },
+                )
+                record_event(db, event, context, at=self._clock.now())
         if dependents:
             self._mark_missing(service_id, name, report, context)
             return
@@ -259,10 +259,18 @@ class Reconciler:
             changed = row.spec != stored
             moved = row.container_ref != workload.ref
             if changed:
-                row.spec = stored
-                event = Event(EventType.SERVICE_UPDATE, target=spec.name, details=details)
-                record_event(db, event, context, at=now)
-                report.updated.append(spec.name)
+                # Compare and set: of two processes applying the same change, one audits it.
+                swap = (
+                    update(Service)
+                    .where(Service.id == row.id, Service.spec == row.spec)
+                    .values(spec=stored)
+                    .execution_options(synchronize_session=False)
+                )
+                changed = _rows(db.execute(swap)) == 1
+                if changed:
+                    event = Event(EventType.SERVICE_UPDATE, target=spec.name, details=details)
+                    record_event(db, event, context, at=now)
+                    report.updated.append(spec.name)
             if moved or full:
                 row.container_ref = workload.ref
                 row.state = workload.state.value
@@ -271,3 +279,8 @@ class Reconciler:
             if changed or moved or full:
                 row.updated_at = now
         return True
+
+
+def _rows(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched (SQLAlchemy types execute() as a plain Result)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
