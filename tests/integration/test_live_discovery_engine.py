@@ -18,12 +18,17 @@ import docker
 import docker.errors
 import httpx
 import pytest
+from docker.types import ServiceMode
 
+from conftest import Harness
 from support.docker_images import TEST_IMAGE
-from support.engine import wait_for
+from support.engine import SOCKET, database_url, wait_for  # noqa: F401 - fixture
 from support.login import access_token, bearer
 from support.server import WakeDockProcess, run_cli, wakedock_server
 from support.socket_relay import SocketRelay
+from support.swarm import ensure_swarm_manager
+from wakedock.runtime.docker_swarm import DockerSwarmRuntime
+from wakedock.services.watch import DiscoveryWatcher
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +209,44 @@ def test_after_the_engine_comes_back_what_changed_meanwhile_is_picked_up(
         relay.stop()
     assert len(re.findall(lost, log)) == 1, log
     assert log.count("following the Docker engine's events again") == 1, log
+
+
+def test_on_swarm_a_labelled_service_appears_changes_and_goes(
+    make_harness: Callable[..., Harness], engine: docker.DockerClient
+) -> None:
+    """The Swarm runtime's events (a service's labels change in place), through the watcher
+    in process, on the engine's single-node Swarm (tests/support/swarm.py)."""
+    ensure_swarm_manager(engine)
+    installation = f"wd-disc-{secrets.token_hex(4)}"
+    runtime = DockerSwarmRuntime(base_url=SOCKET, installation=installation)
+    h = make_harness(runtime=runtime, docker={"installation": installation, "runtime": "swarm"})
+    watcher = DiscoveryWatcher(h.components.reconciler, runtime, debounce=0.2)
+    name = f"wd-disc-svc-{secrets.token_hex(3)}"
+    labels = {"wakedock.enable": "true", "wakedock.readiness": "tcp:8080"}
+    watcher.start()
+    service = None
+    try:
+        # Followed from before the service exists: its discovery comes from the events.
+        wait_for(lambda: watcher._stream is not None, "the Swarm's event stream", 15)
+        service = engine.services.create(
+            TEST_IMAGE,
+            ["sleep", "300"],
+            name=name,
+            labels=labels,
+            mode=ServiceMode("replicated", replicas=0),
+        )
+
+        def idle_timeout() -> int | None:
+            found = [v for v in h.components.services.list() if v.name == name]
+            return found[0].spec.idle_timeout_s if found else None
+
+        wait_for(lambda: idle_timeout() is not None, "the Swarm service to appear", 15)
+        service.update(labels={**labels, "wakedock.idle_timeout": "20m"})
+        wait_for(lambda: idle_timeout() == 1200, "the new labels to apply", 15)
+        service.remove()
+        service = None
+        wait_for(lambda: idle_timeout() is None, "the service to go", 15)
+    finally:
+        watcher.stop()
+        if service is not None:
+            service.remove()
