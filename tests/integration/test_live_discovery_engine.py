@@ -21,12 +21,14 @@ import pytest
 from docker.types import ServiceMode
 
 from conftest import Harness
+from support.components import RedisServer
 from support.docker_images import TEST_IMAGE
 from support.engine import SOCKET, database_url, wait_for  # noqa: F401 - fixture
 from support.login import access_token, bearer
 from support.server import WakeDockProcess, run_cli, wakedock_server
 from support.socket_relay import SocketRelay
 from support.swarm import ensure_swarm_manager
+from support.workers import WORKERS_START, wait_workers
 from wakedock.runtime.docker_swarm import DockerSwarmRuntime
 from wakedock.services.watch import DiscoveryWatcher
 
@@ -250,3 +252,33 @@ def test_on_swarm_a_labelled_service_appears_changes_and_goes(
         watcher.stop()
         if service is not None:
             service.remove()
+
+
+def test_with_two_workers_each_change_is_applied_and_audited_once(
+    data: Path,
+    env: dict[str, str],
+    viewer: tuple[str, str],
+    labelled: Labelled,
+    redis_server: RedisServer,
+) -> None:
+    """Only the leader follows the engine; the database guards the rest (docs/services.md)."""
+    workers = {
+        **env,
+        "WAKEDOCK_SERVER__WORKERS": "2",
+        "WAKEDOCK_RATE_LIMIT__STORAGE_URL": redis_server.url,
+    }
+    name = f"wd-disc-pair-{secrets.token_hex(3)}"
+    with wakedock_server(data, env=workers, ready_timeout=WORKERS_START) as server:
+        wait_workers(server, 2)
+        services = Services(server, viewer)
+        try:
+            container = labelled(name)
+            wait_for(lambda: services.named(name) is not None, "the service to appear", 30)
+            container.remove(force=True)
+            wait_for(lambda: services.named(name) is None, "the service to go", 30)
+        finally:
+            services.close()
+    assert audited(data, name) == [
+        ("service_discovered", "system:discovery"),
+        ("service_delete", "system:discovery"),
+    ]
