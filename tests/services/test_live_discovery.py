@@ -186,3 +186,32 @@ def test_a_burst_is_applied_once_and_a_follower_that_does_not_lead_waits(
     finally:
         watching.stop()
     assert not any(t.is_alive() for t in watching._threads)
+
+
+def test_a_failing_pass_is_retried_in_full_and_logged_once(
+    h: Harness,
+    runtime: FakeRuntime,
+    watcher: DiscoveryWatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "wakedock.services")
+    eventually(lambda: len(runtime.streams) == 1, "the event stream")
+    reconciler = h.components.reconciler
+    run = reconciler.run
+    failures: list[str] = []
+
+    def away(*args: object) -> object:
+        failures.append("away")
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(reconciler, "sync", away)
+    monkeypatch.setattr(reconciler, "run", away)
+    ref = runtime.add_foreign("blog", dict(BLOG))
+    runtime.emit(ref, "create")
+    eventually(lambda: len(failures) >= 3, "a few retries")
+    monkeypatch.setattr(reconciler, "run", run)
+    eventually(lambda: "blog" in services(h), "the retried full pass")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("could not apply" in m for m in messages) == 1, messages
+    assert sum("applied again" in m for m in messages) == 1, messages

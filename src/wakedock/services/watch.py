@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from wakedock.config import DockerSettings
 from wakedock.context import RequestContext
-from wakedock.runtime.base import ContainerRuntime, WorkloadChanges
+from wakedock.runtime.base import ContainerRuntime, RuntimeUnavailable, WorkloadChanges
 from wakedock.services.reconcile import Reconciler, ReconcileReport
 
 log = logging.getLogger("wakedock.services")
@@ -151,6 +151,7 @@ class DiscoveryWatcher:
     # -- applying the changes --------------------------------------------------------------
 
     def _apply(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=IDLE_POLL_SECONDS)
@@ -165,21 +166,29 @@ class DiscoveryWatcher:
                 self._close_stream()
                 continue
             refs = {item for item in batch if item is not None}
-            full = _FULL in batch
             try:
-                if full:
+                if _FULL in batch:
                     report = self._reconciler.run(DISCOVERY)
                 else:
                     report = self._reconciler.sync(refs, DISCOVERY)
-            except Exception as exc:  # noqa: BLE001 - retried as a full pass
-                log.warning(
-                    "live discovery could not apply the engine's changes (%s); a full "
-                    "reconcile follows",
-                    _why(exc),
-                )
+            except RuntimeUnavailable:
+                # The engine went away: the stream ends too, and its reconnection asks for the
+                # full pass that catches up (the outage is logged there, once).
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. the database away: retried in full
+                if not failing:
+                    failing = True
+                    log.warning(
+                        "live discovery could not apply the engine's changes (%s); retrying "
+                        "with a full reconcile",
+                        _why(exc),
+                    )
                 if not self._stop.wait(self._max_backoff / 6):
                     self._queue.put(_FULL)
                 continue
+            if failing:
+                failing = False
+                log.warning("live discovery: the engine's changes are applied again")
             _log_report(report)
 
     def _burst(self, first: _Item) -> list[_Item]:
