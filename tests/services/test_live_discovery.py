@@ -212,6 +212,7 @@ def test_a_failing_pass_is_retried_in_full_and_logged_once(
     eventually(lambda: len(failures) >= 3, "a few retries")
     monkeypatch.setattr(reconciler, "run", run)
     eventually(lambda: "blog" in services(h), "the retried full pass")
+    eventually(lambda: "applied again" in caplog.text, "the recovery to be logged")
     messages = [r.getMessage() for r in caplog.records]
     assert sum("could not apply" in m for m in messages) == 1, messages
     assert sum("applied again" in m for m in messages) == 1, messages

@@ -215,6 +215,8 @@ class Reconciler:
                     seen[workload.ref] = spec.name
             except IntegrityError:
                 # Another process discovered it at the same moment (and audited it).
+                if spec.name in report.discovered:
+                    report.discovered.remove(spec.name)
                 seen[workload.ref] = spec.name
         return seen
 
@@ -230,9 +232,9 @@ class Reconciler:
         with transaction(self._factory) as db:
             row = db.scalar(select(Service).where(Service.name == spec.name))
             if row is not None and row.source != DISCOVERED:
-                report.problems.append(
-                    f"{workload.name}: the name {spec.name!r} belongs to a WakeDock service"
-                )
+                problem = f"the name {spec.name!r} belongs to a WakeDock service"
+                report.problems.append(f"{workload.name}: {problem}")
+                log.warning("container %s: %s", workload.name, problem)
                 return False
             now = self._clock.now()
             stored = spec_json(spec)
