@@ -176,6 +176,8 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
         overrides: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "database": {"url": database_url},
+            # Live discovery follows the engine in a thread of its own: on where a test asks.
+            "docker": {"live_discovery": False},
         }
         for key, value in sections.items():
             if isinstance(value, dict):

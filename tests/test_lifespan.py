@@ -50,6 +50,7 @@ def h(
     c = h.components
     c.siem = Part(log, "siem")  # type: ignore[assignment]
     c.secret_watcher = Part(log, "watcher")  # type: ignore[assignment]
+    c.discovery = Part(log, "discovery")  # type: ignore[assignment]
     c.health = Part(log, "health")  # type: ignore[assignment]
     c.secret_provider = Part(log, "vault")  # type: ignore[assignment]
 
@@ -79,8 +80,14 @@ CLOSED_LAST = ["close proxy", "close wakes", "close health", "close vault"]
 def test_parts_start_in_order_and_stop_in_reverse(h: Harness, log: list[str]) -> None:
     with TestClient(create_asgi(h.components), base_url="https://localhost") as client:
         assert client.get("/api/v1/health/live").status_code == 200
-        assert log == ["start siem", "start watcher", "start reaper"]
-    assert log[3:] == ["stop reaper", "stop watcher", "stop siem", *CLOSED_LAST]
+        assert log == ["start siem", "start watcher", "start discovery", "start reaper"]
+    assert log[4:] == [
+        "stop reaper",
+        "stop discovery",
+        "stop watcher",
+        "stop siem",
+        *CLOSED_LAST,
+    ]
 
 
 def test_a_failing_start_stops_what_had_started_and_fails_the_startup(
@@ -107,8 +114,10 @@ def test_a_failing_stop_does_not_skip_the_others(h: Harness, log: list[str]) -> 
     assert log == [
         "start siem",
         "start watcher",
+        "start discovery",
         "start reaper",
         "stop reaper",
+        "stop discovery",
         "stop watcher",
         "stop siem",
         *CLOSED_LAST,

@@ -184,6 +184,8 @@ def create_asgi(components: Components, leadership: Leadership | None = None) ->
         components.wakes.share(claims, components.directory.running)
         reaper.share(traffic, lambda: leadership.leading)
         components.siem.only_while(lambda: leadership.leading)
+        if components.discovery is not None:
+            components.discovery.lead_only_while(lambda: leadership.leading)
     return HostRouter(
         create_app(components),
         proxy,
@@ -204,7 +206,8 @@ async def lifespan(
     leadership: Leadership | None = None,
     traffic: SharedTraffic | None = None,
 ) -> AsyncIterator[None]:
-    """What runs while the server runs: SIEM delivery, the secret watcher, the idle reaper,
+    """What runs while the server runs: SIEM delivery, the secret watcher, live discovery
+    (docker.live_discovery: services/watch.py), the idle reaper,
     the poller of the service host map (loaded once before the first request), with
     edge.direct_routes auto or true the listener of the edge's direct traffic
     (proxy/edge_activity.py), and with several workers the leader election and the flush of
@@ -232,10 +235,13 @@ async def lifespan(
             )
             stack.push_async_callback(_cancelled, flushing)
         # Blocking start/stop of background threads: off the event loop.
-        for start, stop in (
+        parts: list[tuple[Callable[[], None], Callable[[], None]]] = [
             (components.siem.start, components.siem.stop),
             (components.secret_watcher.start, components.secret_watcher.stop),
-        ):
+        ]
+        if components.discovery is not None:
+            parts.append((components.discovery.start, components.discovery.stop))
+        for start, stop in parts:
             await run_in_threadpool(start)
             stack.push_async_callback(run_in_threadpool, stop)
         reaping = asyncio.create_task(reaper.run())

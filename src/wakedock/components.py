@@ -77,6 +77,7 @@ from wakedock.services.reconcile import Reconciler
 from wakedock.services.service import ServiceManager
 from wakedock.services.snapshots import WakeSnapshots
 from wakedock.services.wake_history import WakeHistory
+from wakedock.services.watch import DiscoveryWatcher, make_discovery_watcher
 from wakedock.settings.service import EffectiveSettings
 from wakedock.siem.exporter import SiemExporter, make_exporter
 from wakedock.users.service import PasswordRules, UserService
@@ -138,6 +139,8 @@ class Components:
     container_checks: ContainerChecks
     secret_provider: SecretProvider | None = None
     secret_sources: dict[str, str] = field(default_factory=dict)
+    # Live discovery (docker.live_discovery): None when turned off.
+    discovery: DiscoveryWatcher | None = None
 
 
 def provided(components: Components) -> Provided:
@@ -290,6 +293,7 @@ def build_components(
     certificate = CertificateWatch(
         clock, auditor, factory, tuple(settings.server.tls_expiry_warning_days)
     )
+    reconciler = Reconciler(factory, clock, runtime)
     return Components(
         settings=settings,
         clock=clock,
@@ -322,7 +326,8 @@ def build_components(
         files=files,
         runtime=runtime,
         services=services,
-        reconciler=Reconciler(factory, clock, runtime),
+        reconciler=reconciler,
+        discovery=make_discovery_watcher(settings.docker, reconciler, runtime),
         activity=activity,
         wakes=wakes,
         directory=ServiceDirectory(factory, services, settings.proxy.base_domain, clock),

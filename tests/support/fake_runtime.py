@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ from wakedock.runtime.base import (
     RuntimeKind,
     RuntimeUnavailable,
     State,
+    WorkloadChange,
 )
 from wakedock.runtime.engine_spec import container_kwargs
 from wakedock.runtime.hardening import harden
@@ -34,6 +37,20 @@ class FakeContainer:
     state: State = State.STOPPED
     kwargs: dict[str, Any] = field(default_factory=dict)
     healthcheck: tuple[str, ...] | None = None
+
+
+class FakeEvents:
+    """An event stream the test feeds (`FakeRuntime.emit`) and ends (`close`, `cut`)."""
+
+    def __init__(self) -> None:
+        self.changes: queue.Queue[WorkloadChange | None] = queue.Queue()
+
+    def __iter__(self) -> Iterator[WorkloadChange]:
+        while (change := self.changes.get()) is not None:
+            yield change
+
+    def close(self) -> None:
+        self.changes.put(None)
 
 
 class FakeRuntime:
@@ -52,6 +69,7 @@ class FakeRuntime:
         self.stop_delay = 0.0
         self.cpu_percent = 12.5
         self._ids = (f"c{n:063d}" for n in itertools.count(1))
+        self.streams: list[FakeEvents] = []
 
     def ping(self) -> None:
         self._up()
@@ -140,6 +158,27 @@ class FakeRuntime:
             for ref, c in self.containers.items()
             if c.labels.get("wakedock.enable") == "true"
         ]
+
+    def discovered(self, ref: str) -> DiscoveredWorkload | None:
+        self._up()
+        return next((w for w in self.discover() if w.ref == ref), None)
+
+    def follow(self) -> FakeEvents:
+        self._up()
+        stream = FakeEvents()
+        self.streams.append(stream)
+        return stream
+
+    def emit(self, ref: str, action: str) -> None:
+        """The engine reports `action` on `ref` to every open event stream."""
+        for stream in self.streams:
+            stream.changes.put(WorkloadChange(ref, action))
+
+    def cut(self) -> None:
+        """The engine goes away: every open event stream ends."""
+        for stream in self.streams:
+            stream.close()
+        self.streams.clear()
 
     def find(self, service_name: str) -> str | None:
         self._up()

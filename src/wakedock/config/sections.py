@@ -326,6 +326,11 @@ class DockerSettings(_Section):
     allow_privileged_host_ports: bool = False
     # Reconcile the database with the engine (and discover labelled containers) at start-up.
     reconcile_on_start: bool = True
+    # Live discovery: follow the engine's event stream so labelled workloads appear, change and
+    # go at once (services/watch.py); off, only start-up and `service reconcile` discover.
+    live_discovery: bool = True
+    # A burst of events is applied once it has been quiet this long (at most 5 s late).
+    discovery_debounce_seconds: float = Field(default=0.5, ge=0.0, le=5.0)
 
     @field_validator("url")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
@@ -129,6 +129,24 @@ class DiscoveredWorkload:
     healthcheck: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class WorkloadChange:
+    """One event of the engine about a workload: its ref and what happened (`create`,
+    `destroy`, `rename`; a Swarm service's `create`, `update`, `remove`)."""
+
+    ref: str
+    action: str
+
+
+class WorkloadChanges(Protocol):
+    """An open event stream: iterated in one thread (blocking), closed from another. The
+    iteration ends when the connection to the engine is lost."""
+
+    def __iter__(self) -> Iterator[WorkloadChange]: ...
+
+    def close(self) -> None: ...
+
+
 class ContainerRuntime(Protocol):
     """What WakeDock needs from a container engine. Every method blocks: call it off the loop.
 
@@ -173,6 +191,15 @@ class ContainerRuntime(Protocol):
 
     def discover(self) -> list[DiscoveredWorkload]:
         """Every workload labelled `wakedock.enable=true` (never unlabelled ones)."""
+        ...
+
+    def discovered(self, ref: str) -> DiscoveredWorkload | None:
+        """The workload `ref` if it exists and is labelled `wakedock.enable=true`, else None."""
+        ...
+
+    def follow(self) -> WorkloadChanges:
+        """Open the engine's event stream of opted-in workloads being created, removed or
+        renamed (Swarm: updated); RuntimeUnavailable when the engine cannot be reached."""
         ...
 
     def find(self, service_name: str) -> str | None:

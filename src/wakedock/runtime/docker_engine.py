@@ -20,10 +20,12 @@ from wakedock.runtime.base import (
     NotManaged,
     RuntimeKind,
     State,
+    WorkloadChanges,
     reported_health,
 )
 from wakedock.runtime.client import EngineClient, redact
 from wakedock.runtime.engine_spec import container_kwargs, create_container
+from wakedock.runtime.events import open_changes
 from wakedock.runtime.hardening import LOOPBACK, harden
 from wakedock.runtime.labels import (
     OPT_IN_LABEL,
@@ -162,20 +164,24 @@ class DockerEngineRuntime:
     def discover(self) -> list[DiscoveredWorkload]:
         def discover(client: docker.DockerClient) -> list[DiscoveredWorkload]:
             found = client.containers.list(all=True, filters={"label": f"{OPT_IN_LABEL}=true"})
-            return [
-                DiscoveredWorkload(
-                    ref=str(c.id),
-                    name=str(c.name),
-                    image=str(c.attrs.get("Config", {}).get("Image", "")),
-                    state=_state(c.attrs.get("State", {})),
-                    labels=dict(c.labels),
-                    healthcheck=_healthcheck(c.attrs),
-                )
-                for c in found
-                if is_opted_in(c.labels)
-            ]
+            return [_workload(c) for c in found if is_opted_in(c.labels)]
 
         return self._call(discover)
+
+    def discovered(self, ref: str) -> DiscoveredWorkload | None:
+        def discovered(client: docker.DockerClient) -> DiscoveredWorkload | None:
+            try:
+                container = client.containers.get(ref)
+            except docker.errors.NotFound:
+                return None
+            return _workload(container) if is_opted_in(container.labels) else None
+
+        return self._call(discovered)
+
+    def follow(self) -> WorkloadChanges:
+        return self._call(
+            lambda client: open_changes(client.api, "container", f"{OPT_IN_LABEL}=true")
+        )
 
     def find(self, service_name: str) -> str | None:
         def find(client: docker.DockerClient) -> str | None:
@@ -207,6 +213,18 @@ class DockerEngineRuntime:
             return [dict(self._managed(client, container_id).attrs)]
 
         return self._call(inspect)
+
+
+def _workload(container: Container) -> DiscoveredWorkload:
+    attrs = container.attrs
+    return DiscoveredWorkload(
+        ref=str(container.id),
+        name=str(container.name),
+        image=str(attrs.get("Config", {}).get("Image", "")),
+        state=_state(attrs.get("State", {})),
+        labels=dict(container.labels),
+        healthcheck=_healthcheck(attrs),
+    )
 
 
 def _healthcheck(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -38,9 +38,11 @@ from wakedock.runtime.base import (
     RuntimeKind,
     RuntimeUnavailable,
     State,
+    WorkloadChanges,
     reported_health,
 )
 from wakedock.runtime.client import EngineClient, EngineFailed
+from wakedock.runtime.events import open_changes
 from wakedock.runtime.hardening import harden
 from wakedock.runtime.labels import (
     OPT_IN_LABEL,
@@ -242,6 +244,20 @@ class DockerSwarmRuntime:
             return [_workload(api, service) for service in found if is_opted_in(_labels(service))]
 
         return self._call(discover)
+
+    def discovered(self, ref: str) -> DiscoveredWorkload | None:
+        def discovered(api: _SwarmApi) -> DiscoveredWorkload | None:
+            try:
+                service = api.inspect_service(ref)
+            except docker.errors.NotFound:
+                return None
+            return _workload(api, service) if is_opted_in(_labels(service)) else None
+
+        return self._call(discovered)
+
+    def follow(self) -> WorkloadChanges:
+        # A service event carries no labels: each is looked up (`discovered`).
+        return self._call(lambda api: open_changes(api, "service", None))
 
     def find(self, service_name: str) -> str | None:
         """The id of the service this installation created for `service_name`, if any."""

@@ -203,7 +203,9 @@ def service_group(open_tools: OpenTools) -> click.Group:
         click.echo(
             f"checked {report.checked}; missing: {', '.join(report.missing) or 'none'}; "
             f"adopted: {', '.join(report.adopted) or 'none'}; "
-            f"discovered: {', '.join(report.discovered) or 'none'}"
+            f"discovered: {', '.join(report.discovered) or 'none'}; "
+            f"updated: {', '.join(report.updated) or 'none'}; "
+            f"removed: {', '.join(report.removed) or 'none'}"
         )
         for problem in report.problems:
             click.echo(f"  ! {problem}", err=True)
