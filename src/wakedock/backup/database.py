@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess  # nosec B404 - pg_dump/pg_restore are run with argument lists, no shell
+import subprocess  # nosec B404
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +77,8 @@ def pg_tool(name: str) -> str:
 
 
 def _run(command: list[str], env: dict[str, str], what: str) -> None:
-    result = subprocess.run(  # noqa: S603  # nosec B603 - fixed binary, argument list, no shell
+    # A fixed binary and an argument list, no shell.
+    result = subprocess.run(  # noqa: S603  # nosec B603
         command, env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
