@@ -13,6 +13,7 @@ import click
 from wakedock import __version__
 from wakedock.audit.cli import AuditTrail, audit_group
 from wakedock.audit.configuration import record_configuration
+from wakedock.backup.cli import backup_group
 from wakedock.cli_state import CliState, cli_context, step
 from wakedock.cluster.edges import EdgeRegistry
 from wakedock.components import Components, build_components
@@ -349,6 +350,7 @@ main.add_command(secrets_group(_signing_keys))
 main.add_command(edge_group(_edge_tools))
 main.add_command(healthcheck_command)
 main.add_command(socket_proxy_command)
+main.add_command(backup_group)
 
 if __name__ == "__main__":
     main()

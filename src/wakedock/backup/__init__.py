@@ -1,0 +1,1 @@
+"""Backup and restore of an installation: the database, the audit chain and its keys."""
