@@ -53,10 +53,13 @@ def _holds_no_capability(
     list of capabilities it removed (tests/podman): either way the kernel has the last word,
     and PID 1 holds no capability, not even in its bounding set."""
     assert host["CapDrop"] == ["ALL"] or "SETUID" in host["CapDrop"]
-    status = engine.containers.get(container_id).exec_run(["cat", "/proc/1/status"])
+    # Read on the host (the engine is local): no `exec`, which would leave a process behind.
+    pid = engine.api.inspect_container(container_id)["State"]["Pid"]
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        lines = status.read().splitlines()
     sets = {
         key: int(value, 16)
-        for key, _, value in (line.partition(":\t") for line in status.output.decode().splitlines())
+        for key, _, value in (line.partition(":\t") for line in lines)
         if key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
     }
     assert sets == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
