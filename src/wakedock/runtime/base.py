@@ -132,7 +132,7 @@ class DiscoveredWorkload:
 @dataclass(frozen=True)
 class WorkloadChange:
     """One event of the engine about a workload: its ref and what happened (`create`,
-    `destroy`, `rename`; a Swarm service's `create`, `update`, `remove`)."""
+    `destroy` (Podman: `remove`), `rename`; a Swarm service's `create`, `update`, `remove`)."""
 
     ref: str
     action: str

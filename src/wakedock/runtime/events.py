@@ -19,7 +19,9 @@ log = logging.getLogger("wakedock.runtime")
 
 # What changes a workload's discovered service: its existence, its name, its labels. Starts and
 # stops are WakeDock's own operations (or read live by the status API): not followed.
-CONTAINER_ACTIONS = ("create", "destroy", "rename")
+# Podman's Docker-compatible API reports a removed container as `remove` where Docker says
+# `destroy` (docs/podman.md): both are followed, or a deleted container's service would stay.
+CONTAINER_ACTIONS = ("create", "destroy", "remove", "rename")
 SERVICE_ACTIONS = ("create", "update", "remove")
 
 
