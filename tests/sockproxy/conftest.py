@@ -1,5 +1,5 @@
-"""The real engine behind `wakedock socket-proxy` (one proxy per module), and this area's own
-installation and network, named `wd-sockproxy-*` and removed after each test."""
+"""The real engine behind `wakedock socket-proxy` (one proxy per module), this area's own
+installation (`wd-sockproxy-*`) and the integration tests' network, removed after each test."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from support.engine import engine
+from support.engine import engine, network
 from support.socket_proxy import SocketProxy, start_socket_proxy
 
-__all__ = ["engine"]
+__all__ = ["engine", "network"]
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +37,6 @@ def proxy(
     yield from start_socket_proxy(
         tmp_path_factory.mktemp("sp"), "--installation", installation_name, *proxy_flags
     )
-
-
-@pytest.fixture
-def network(engine: docker.DockerClient) -> Iterator[str]:
-    created = engine.networks.create(f"wd-sockproxy-net-{secrets.token_hex(4)}", driver="bridge")
-    yield str(created.name)
-    created.reload()
-    for container in created.containers:
-        container.remove(force=True)
-    created.remove()
 
 
 @pytest.fixture
