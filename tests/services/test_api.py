@@ -28,6 +28,16 @@ def spec(name: str = "app", **extra: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness], runtime: FakeRuntime) -> Harness:
+    return make_harness(runtime=runtime)
+
+
 def events(h: Harness, type_: str) -> list[AuditEvent]:
     with transaction(h.components.db) as db:
         rows = db.scalars(select(AuditEvent).where(AuditEvent.type == type_)).all()

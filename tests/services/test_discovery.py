@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from conftest import Harness
@@ -84,6 +86,16 @@ def test_readiness_defaults_to_the_containers_own_healthcheck_then_its_port() ->
 def test_invalid_labels_are_refused_by_name(labels: dict[str, str], named: str) -> None:
     with pytest.raises(InvalidLabels, match=named.replace(".", r"\.")):
         spec_from_labels(workload({"wakedock.enable": "true", **labels}))
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness], runtime: FakeRuntime) -> Harness:
+    return make_harness(runtime=runtime)
 
 
 def test_reconcile_discovers_labelled_containers_only(h: Harness, runtime: FakeRuntime) -> None:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from conftest import Harness
+from support.fake_runtime import FakeRuntime
 from wakedock.rbac.permissions import Role
 
 SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port": 80}}
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness(runtime=FakeRuntime())
 
 
 def test_developers_reach_only_their_services_files(h: Harness) -> None:

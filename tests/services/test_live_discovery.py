@@ -25,6 +25,16 @@ BLOG = {"wakedock.enable": "true", "wakedock.port": "80"}
 
 
 @pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness], runtime: FakeRuntime) -> Harness:
+    return make_harness(runtime=runtime)
+
+
+@pytest.fixture
 def watcher(h: Harness, runtime: FakeRuntime) -> Iterator[DiscoveryWatcher]:
     watching = DiscoveryWatcher(h.components.reconciler, runtime, debounce=0.05, max_backoff=0.4)
     watching.start()

@@ -3,15 +3,23 @@ uploaded through the files API into the service's own folder, checked when the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pydantic import ValidationError
 
 from conftest import Harness
+from support.fake_runtime import FakeRuntime
 from wakedock.rbac.permissions import Role
 from wakedock.services.spec import ServiceSpec
 
 SPEC = {"image": "wakedock-test/busybox:1", "readiness": {"type": "tcp", "port": 80}}
 CUSTOM = {"theme": "custom", "template": "blog/loading.html"}
+
+
+@pytest.fixture
+def h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness(runtime=FakeRuntime())
 
 
 @pytest.fixture
