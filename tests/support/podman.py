@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ import docker
 
 from support.components import unavailable
 from support.docker_images import TEST_IMAGE
+from support.socket_proxy import answers_ping
 
 
 @dataclass
@@ -54,17 +54,6 @@ def _podman_flags(root: Path) -> list[str]:
     ]
 
 
-def _answers(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(5)
-            conn.connect(str(path))
-            conn.sendall(b"GET /_ping HTTP/1.1\r\nHost: podman\r\n\r\n")
-            return conn.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-
-
 def start_podman(root: Path, docker_engine: docker.DockerClient) -> Iterator[Podman]:
     """Run the service under `root` until the generator is closed; the test image is loaded."""
     if shutil.which("podman") is None:
@@ -97,7 +86,7 @@ def start_podman(root: Path, docker_engine: docker.DockerClient) -> Iterator[Pod
     timer = threading.Thread(target=_run_healthchecks, args=(root, stop), daemon=True)
     try:
         deadline = time.monotonic() + 30
-        while not _answers(socket_path):
+        while not answers_ping(socket_path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"podman service did not start: {_tail(root)}")
             time.sleep(0.2)

@@ -49,7 +49,8 @@ class SocketProxy:
         return b"".join(chunks)
 
 
-def _answers(path: Path) -> bool:
+def answers_ping(path: Path) -> bool:
+    """An Engine API (Docker's, Podman's, the proxy's) answers `/_ping` on this unix socket."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(5)
@@ -71,7 +72,7 @@ def start_socket_proxy(directory: Path, *arguments: str) -> Iterator[SocketProxy
         )
     try:
         deadline = time.monotonic() + 90
-        while not _answers(path):
+        while not answers_ping(path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"socket-proxy did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
