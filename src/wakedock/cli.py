@@ -180,6 +180,7 @@ def serve(
     )
     if changed:
         step(f"configuration recorded in the audit trail (changed: {', '.join(changed)})")
+    _check_docker_network(components)
     if settings.docker.reconcile_on_start:
         _reconcile_at_start(components)
     if count == 1:
@@ -215,6 +216,24 @@ def _serve_workers(
     components.engine.dispose()
     step(f"starting {count} worker processes on {host}:{port}")
     sys.exit(workers.Supervisor(count, sock, sys.argv[1:], env).run())
+
+
+def _check_docker_network(components: Components) -> None:
+    """docker.network must be a user-defined network of the engine, or every wake would fail:
+    start-up stops here. An engine that cannot be reached only warns, as reconciling does."""
+    from wakedock.runtime.docker_engine import DockerEngineRuntime
+    from wakedock.runtime.network import NetworkUnusable
+
+    network = components.settings.docker.network
+    if network is None or not isinstance(components.runtime, DockerEngineRuntime):
+        return
+    step(f"checking docker.network ({network}) on the Docker engine")
+    try:
+        components.runtime.check_network()
+    except NetworkUnusable as exc:
+        raise click.ClickException(exc.detail) from None
+    except WakeDockError as exc:
+        click.secho(f"warning: {exc.detail}; docker.network not checked", fg="yellow", err=True)
 
 
 def _reconcile_at_start(components: Components) -> None:

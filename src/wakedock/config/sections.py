@@ -310,6 +310,11 @@ class SecretsSettings(_Section):
         return self
 
 
+# Docker's own rule for network names; the predefined networks are not user-defined ones.
+DOCKER_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+PREDEFINED_NETWORKS = frozenset({"host", "none", "bridge", "default"})
+
+
 class DockerSettings(_Section):
     """Where services run, and what the policy engine lets an admin relax (S6)."""
 
@@ -331,6 +336,11 @@ class DockerSettings(_Section):
     live_discovery: bool = True
     # A burst of events is applied once it has been quiet this long (at most 5 s late).
     discovery_debounce_seconds: float = Field(default=0.5, ge=0.0, le=5.0)
+    # WakeDock in a container (docs/services.md, "docker.network"): the user-defined network
+    # WakeDock shares with its services. Every container it creates joins it instead of
+    # publishing its port on the host's loopback (which is WakeDock's own inside a container),
+    # and is reached by its container name there. Engine runtime only; checked at start-up.
+    network: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -338,6 +348,34 @@ class DockerSettings(_Section):
         if not value.startswith(("unix://", "tcp://", "ssh://", "npipe://")):
             raise ValueError("must be a Docker host URL such as unix:///var/run/docker.sock")
         return value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not DOCKER_NETWORK_NAME.fullmatch(value):
+            raise ValueError(
+                "must be a Docker network name: letters, digits, '_', '.', '-' (1-128 "
+                "characters, first a letter or digit)"
+            )
+        if value.lower() in PREDEFINED_NETWORKS:
+            raise ValueError(
+                f"{value} is not a user-defined network: host and none give WakeDock no "
+                "network of its own to reach a service on, and Docker's default bridge "
+                "(bridge, default) has no name resolution, so a container cannot be reached "
+                "by its name; create one (docker network create NAME) and name it here"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _network_for_engine(self) -> DockerSettings:
+        if self.network is not None and self.runtime != "engine":
+            raise ValueError(
+                "docker.network applies to the engine runtime; Swarm services join the overlay "
+                "network their spec's network_mode names"
+            )
+        return self
 
     @field_validator("cap_allowlist")
     @classmethod

@@ -7,6 +7,11 @@ anything else, its host goes to WakeDock, which wakes it or holds the request. T
 the probe's success are kept per start of the container (its reference and start time), and the
 endpoint is looked up again every ENDPOINT_SECONDS all the same (a container the engine restarted
 by its restart policy gets a new port).
+
+An endpoint that is a host name (a container's name on `docker.network`, a Swarm service's
+name) gets no direct route: nginx needs an IP literal there, or a resolver of that network.
+Such a service is left to WakeDock, which resolves the name itself; it is not `waiting`
+either, since no render would ever route it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,16 @@ class _Known:
     endpoint: Endpoint
     looked_up: float
     ready: bool = False
+    # An IP literal: nginx can be given it (a host name leaves the service to WakeDock).
+    routable: bool = True
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class DirectRoutes:
@@ -91,12 +106,15 @@ class DirectRoutes:
                 known = self._known.get(key)
                 if known is None or now - known.looked_up >= ENDPOINT_SECONDS:
                     found = self._endpoint(view, port)
-                    if not ipaddress.ip_address(found.host).is_loopback:
+                    routable = _is_address(found.host)
+                    if routable and not ipaddress.ip_address(found.host).is_loopback:
                         raise ValueError(f"{found.host} is not a loopback address")
                     if known is None or known.endpoint != found:
-                        known = _Known(found, now)
+                        known = _Known(found, now, routable=routable)
                     known.looked_up = now
                     self._known[key] = known
+                if not known.routable:
+                    continue
                 if not known.ready:
                     known.ready = self._ready(view, known.endpoint)
             except Exception as exc:  # noqa: BLE001 - no route: WakeDock serves the host

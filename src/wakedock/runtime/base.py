@@ -210,7 +210,9 @@ class ContainerRuntime(Protocol):
         """Where WakeDock reaches `container_port` of the running workload.
 
         Engine: 127.0.0.1 and the published port (which changes at every start when the engine
-        picks it). Swarm: the service's name and the port, on the service's network.
+        picks it); with docker.network, for a container on that network, its name there and
+        `container_port`. Swarm: the service's name and the port, on the service's network.
+        A host name is resolved by whoever connects (off the event loop).
         """
         ...
 

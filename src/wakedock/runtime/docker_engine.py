@@ -35,6 +35,7 @@ from wakedock.runtime.labels import (
     is_opted_in,
 )
 from wakedock.runtime.launch import Launch
+from wakedock.runtime.network import endpoint_host, missing, unusable
 from wakedock.runtime.stats import stats_from_sample
 
 # What a stop waits for when a container declares no StopTimeout (the engine's own default).
@@ -47,8 +48,11 @@ class DockerEngineRuntime:
 
     kind = RuntimeKind.ENGINE
 
-    def __init__(self, *, base_url: str, installation: str) -> None:
+    def __init__(self, *, base_url: str, installation: str, network: str | None = None) -> None:
         self._installation = installation
+        # docker.network (runtime/network.py): created containers join it, and any container
+        # on it is reached by its name there.
+        self._network = network
         self._engine = EngineClient(base_url)
 
     def _call(self, action: Callable[[docker.DockerClient], T], hidden: Iterable[str] = ()) -> T:
@@ -57,6 +61,24 @@ class DockerEngineRuntime:
 
     def ping(self) -> None:
         self._call(lambda client: client.ping())
+
+    def check_network(self) -> None:
+        """With docker.network set: NetworkUnusable unless the engine has that network and it
+        is user-defined and joinable (runtime/network.py); RuntimeUnavailable without engine."""
+        network = self._network
+        if network is None:
+            return
+
+        def check(client: docker.DockerClient) -> None:
+            try:
+                attrs = client.api.inspect_network(network)
+            except docker.errors.NotFound:
+                raise missing(network) from None
+            problem = unusable(attrs, network)
+            if problem is not None:
+                raise problem
+
+        self._call(check)
 
     def _managed(self, client: docker.DockerClient, container_id: str) -> Container:
         try:
@@ -68,7 +90,7 @@ class DockerEngineRuntime:
         return container
 
     def create(self, launch: Launch) -> str:
-        kwargs = container_kwargs(harden(launch, self._installation))
+        kwargs = container_kwargs(harden(launch, self._installation), self._network)
 
         def create(client: docker.DockerClient) -> str:
             try:
@@ -198,6 +220,11 @@ class DockerEngineRuntime:
     def endpoint(self, container_id: str, container_port: int) -> Endpoint:
         def endpoint(client: docker.DockerClient) -> Endpoint:
             container = self._managed(client, container_id)
+            if self._network is not None:
+                host = endpoint_host(container.attrs, self._network)
+                if host is not None:
+                    return Endpoint(host, container_port)
+            # Not on docker.network (or none set): the port published on the host's loopback.
             ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
             for binding in ports.get(f"{container_port}/tcp") or []:
                 if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):

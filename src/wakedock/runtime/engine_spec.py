@@ -36,9 +36,18 @@ def healthcheck_kwargs(check: Healthcheck) -> dict[str, Any]:
     }
 
 
-def container_kwargs(container: HardenedContainer) -> dict[str, Any]:
-    """Keyword arguments for docker-py's `containers.create` that launch `container`."""
+def container_kwargs(container: HardenedContainer, network: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for docker-py's `containers.create` that launch `container`.
+
+    `network` (docker.network): the container joins it, unless its spec asked for no network
+    at all, and only the ports the spec binds to a fixed host port are published (on
+    127.0.0.1, as always): WakeDock reaches the others by the container's name on the network,
+    and an engine-chosen host port was only ever there for WakeDock to reach.
+    """
     launch = container.launch
+    published = launch.ports
+    if network is not None:
+        published = tuple(p for p in launch.ports if p.host_port is not None)
     memory = f"{launch.resources.memory_mb}m"
     kwargs: dict[str, Any] = {
         "image": launch.image,
@@ -47,8 +56,7 @@ def container_kwargs(container: HardenedContainer) -> dict[str, Any]:
         "environment": dict(launch.environment),
         "labels": dict(container.labels),
         "ports": {
-            f"{p.container_port}/{p.transport}": (container.host_ip, p.host_port)
-            for p in launch.ports
+            f"{p.container_port}/{p.transport}": (container.host_ip, p.host_port) for p in published
         },
         "cap_drop": list(container.cap_drop),
         "cap_add": list(launch.cap_add),
@@ -74,7 +82,7 @@ def container_kwargs(container: HardenedContainer) -> dict[str, Any]:
         kwargs["stop_signal"] = launch.stop_signal
     # Only modes the launch policy accepted reach here; anything else Docker rejects by name.
     modes = {
-        "network_mode": launch.namespaces.network,
+        "network_mode": launch.namespaces.network or network,
         "pid_mode": launch.namespaces.pid,
         "ipc_mode": launch.namespaces.ipc,
         "uts_mode": launch.namespaces.uts,

@@ -14,4 +14,6 @@ def make_runtime(docker: DockerSettings) -> ContainerRuntime:
         return DockerSwarmRuntime(base_url=docker.url, installation=docker.installation)
     from wakedock.runtime.docker_engine import DockerEngineRuntime
 
-    return DockerEngineRuntime(base_url=docker.url, installation=docker.installation)
+    return DockerEngineRuntime(
+        base_url=docker.url, installation=docker.installation, network=docker.network
+    )

@@ -42,6 +42,7 @@ def policy_settings(docker: DockerSettings) -> PolicySettings:
         cap_allowlist=frozenset(docker.cap_allowlist),
         bind_mount_allowlist=tuple(docker.bind_mount_allowlist),
         allow_privileged_host_ports=docker.allow_privileged_host_ports,
+        network=docker.network,
     )
 
 

@@ -66,6 +66,8 @@ class PolicySettings:
     allow_writable_root: bool = False
     # Host ports below 1024 (docker.allow_privileged_host_ports).
     allow_privileged_host_ports: bool = False
+    # docker.network: the one network services join (or none at all).
+    network: str | None = None
 
     def __post_init__(self) -> None:
         if "ALL" in self.cap_allowlist:
@@ -120,8 +122,20 @@ def _bind_violations(index: int, mount: BindMount, policy: PolicySettings) -> li
     return found
 
 
-def _namespace_violations(spec: ServiceSpec) -> list[Violation]:
+def _namespace_violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
     found: list[Violation] = []
+    mode = spec.network_mode
+    # With docker.network, WakeDock reaches a service by its name on that network only; "none"
+    # isolates more, and host and container:<id> are refused below in any case.
+    other = mode is not None and mode not in ("none", "host", policy.network)
+    if policy.network is not None and other and not str(mode).startswith("container:"):
+        found.append(
+            Violation(
+                "network_mode",
+                "other_network",
+                "services join the network docker.network names (leave network_mode unset)",
+            )
+        )
     # Docker only accepts "container:<id>" for network, PID and IPC; UTS knows only "host".
     modes = {
         "network_mode": spec.network_mode,
@@ -183,7 +197,7 @@ def violations(spec: ServiceSpec, policy: PolicySettings) -> list[Violation]:
             found.append(
                 Violation(f"cap_add[{index}]", "capability", "this capability is not allowed")
             )
-    found.extend(_namespace_violations(spec))
+    found.extend(_namespace_violations(spec, policy))
     for index in range(len(spec.devices)):
         found.append(Violation(f"devices[{index}]", "device", "host devices are not allowed"))
     for index, volume in enumerate(spec.volumes):

@@ -59,6 +59,11 @@ async def serve(listen: str, proxy: SocketProxy, socket_mode: int) -> None:
     help="Host directories bind mounts may come from (docker.bind_mount_allowlist).",
 )
 @click.option("--allow-privileged-host-ports", is_flag=True)
+@click.option(
+    "--network",
+    default=None,
+    help="docker.network: containers join this network (or none), and only it is inspected.",
+)
 @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--max-body", default=1024 * 1024, show_default=True, type=click.IntRange(1024))
 @click.option(
@@ -72,6 +77,7 @@ def socket_proxy_command(
     allow_cap: tuple[str, ...],
     allow_bind: tuple[str, ...],
     allow_privileged_host_ports: bool,
+    network: str | None,
     concurrency: int,
     max_body: int,
     socket_mode: str,
@@ -82,6 +88,7 @@ def socket_proxy_command(
         "installation": installation,
         "bind_mount_allowlist": list(allow_bind),
         "allow_privileged_host_ports": allow_privileged_host_ports,
+        "network": network,
     }
     if allow_cap:
         fields["cap_allowlist"] = list(allow_cap)

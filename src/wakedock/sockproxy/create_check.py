@@ -165,6 +165,32 @@ def hardening_problems(cap_drop: Iterable[Any], security: Iterable[Any] | None) 
     return problems
 
 
+def network_problems(
+    body: Mapping[str, Any], host: Mapping[str, Any], network: str | None
+) -> list[str]:
+    """The networks a container joins. An endpoint may carry no setting (an alias could take
+    over another container's name on a shared network; a fixed address or link is not
+    WakeDock's either). With `--network` (docker.network), the container joins that network
+    or none at all: Docker's default bridge, another network, `host` or `container:<id>`
+    would put it where WakeDock does not reach it, or beside what it must not reach."""
+    problems: list[str] = []
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not isinstance(endpoints, Mapping):
+        return ["NetworkingConfig.EndpointsConfig: a JSON object is required"]
+    if not all(is_empty(settings) for settings in endpoints.values()):
+        problems.append(
+            "NetworkingConfig.EndpointsConfig: aliases, addresses and links are not settings "
+            "WakeDock uses"
+        )
+    if network is None:
+        return problems
+    if str(host.get("NetworkMode") or "") not in (network, "none"):
+        problems.append("HostConfig.NetworkMode: only the network --network names, or none")
+    if any(str(name) != network for name in endpoints):
+        problems.append("NetworkingConfig.EndpointsConfig: only the network --network names")
+    return problems
+
+
 def container_create_problems(
     body: Any, name: str | None, installation: str, policy: PolicySettings
 ) -> list[str]:
@@ -209,6 +235,7 @@ def container_create_problems(
         "read_only_root": True,
     }
     problems += mount_problems + port_problems + judge(knobs, policy)
+    problems += network_problems(body, host, policy.network)
     for network in networks:
         problems += judge({"network_mode": _mode(network)}, policy)
     return problems

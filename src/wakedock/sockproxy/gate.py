@@ -104,12 +104,29 @@ class Gate:
             return self._checked(await self._service_problems(request.body), checked)
         if action is Action.EVENTS:
             return Forward(replace(request, target=self._events_target(request.target)))
+        if action is Action.NETWORK:
+            return await self._network(str(found.ref))
         return await self._list(action, request)
 
     def _checked(self, problems: list[str], request: Request) -> Decision:
         if problems:
             raise Refused("the launch policy refuses: " + "; ".join(problems))
         return Forward(request)
+
+    async def _network(self, ref: str) -> Decision:
+        """docker.network's own inspect (WakeDock's start-up check), by its name only, without
+        the list of who else is attached to it."""
+        if self._policy.network is None:
+            raise Refused("networks are inspected only with --network (docker.network)")
+        if ref != self._policy.network:
+            raise Refused("only the network --network names may be inspected")
+        answer = await self._engine.request("GET", f"/networks/{quote(ref, safe='')}")
+        attrs = answer.json() if answer.status == 200 else None
+        if not isinstance(attrs, dict):
+            return Answered(answer)
+        for private in ("Containers", "Services", "Peers"):
+            attrs.pop(private, None)
+        return Answered(replace(answer, body=json.dumps(attrs).encode()))
 
     async def _service_problems(self, raw: bytes) -> list[str]:
         body = _json(raw)

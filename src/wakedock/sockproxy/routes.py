@@ -30,6 +30,7 @@ class Action(StrEnum):
     LIST_SERVICES = "list_services"
     LIST_TASKS = "list_tasks"
     EVENTS = "events"  # the stream is forced to WakeDock's label filter
+    NETWORK = "network"  # only the network `--network` names (docker.network), inspected
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", f"/containers/{_REF}/logs", Action.CONTAINER, streams=True),
     _route("GET", f"/containers/{_REF}/stats", Action.CONTAINER, streams=True),
     _route("GET", "/events", Action.EVENTS, streams=True),
+    # The start-up check of docker.network (`--network`): that network only.
+    _route("GET", f"/networks/{_REF}", Action.NETWORK),
     # The Swarm runtime (`--swarm`): its manager check, overlay networks, services and tasks.
     _route("GET", "/info", Action.OPEN, swarm_only=True),
     _route("GET", "/networks", Action.OPEN, swarm_only=True),
