@@ -229,8 +229,10 @@ class DockerEngineRuntime:
             for binding in ports.get(f"{container_port}/tcp") or []:
                 if binding.get("HostIp") == LOOPBACK and binding.get("HostPort"):
                     return Endpoint(LOOPBACK, int(binding["HostPort"]))
+            where = f"not on {self._network} (docker.network), and " if self._network else ""
             raise InvalidState(
-                f"port {container_port} is not published on {LOOPBACK}; is the service running?"
+                f"{where}port {container_port} is not published on {LOOPBACK}; "
+                "is the service running?"
             )
 
         return self._call(endpoint)
