@@ -12,7 +12,7 @@
 # The users are those of the official images: postgres and redis run as 999:999.
 #
 # Idempotent: every tag carries a hash of its inputs, so images built from the same inputs are
-# reused. Prints three lines on stdout, `postgres=<image>`, `redis=<image>`, `edge=<image>`;
+# reused. Prints on stdout `base=<image>`, `postgres=<image>`, `redis=<image>`, `edge=<image>`;
 # progress goes to stderr. Needs root (mmdebstrap) and Docker.
 # Environment (all optional):
 #   STACK_REPOSITORY  the images' repository (default wakedock-stack); tags: base-<hash>,
@@ -23,16 +23,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 repository="${STACK_REPOSITORY:-wakedock-stack}"
-SUITE="bookworm"
-PACKAGES="python3,python3-venv,ca-certificates,postgresql-15,redis-server,nginx"
-PACKAGES="$PACKAGES,libnginx-mod-http-modsecurity,modsecurity-crs"
 PG_BIN="/usr/lib/postgresql/15/bin"
 
 progress() { echo "==> $*" >&2; }
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # ---- the shared root filesystem ----
-base="$repository:base-$(sha256sum scripts/build-stack-images.sh | cut -c1-12)"
+SUITE="bookworm"
+PACKAGES="python3,python3-venv,ca-certificates,postgresql-15,redis-server,nginx"
+PACKAGES="$PACKAGES,libnginx-mod-http-modsecurity,modsecurity-crs"
+# Its tag: a hash of this section of the script (editing the rest rebuilds no root filesystem).
+recipe=$(sed -n '/^# ---- the shared root filesystem ----$/,/^# ---- the edge/p' scripts/build-stack-images.sh)
+base="$repository:base-$(echo "$recipe" | sha256sum | cut -c1-12)"
 if exists "$base"; then
   progress "stack base $base is already there"
 else
@@ -131,6 +133,7 @@ CMD ["redis-server"]
 EOF
 fi
 
+echo "base=$base"
 echo "postgres=$postgres"
 echo "redis=$redis"
 echo "edge=$edge"

@@ -26,7 +26,7 @@ def _nginx(tmp_path: Path, host: str, port: int = 8443) -> str:
         ("wakedock", "wakedock:8443"),  # the stack's service name
         ("WakeDock.internal.", "wakedock.internal:8443"),  # a fully qualified name
         ("10.0.3.7", "10.0.3.7:8443"),
-        ("0.0.0.0", "127.0.0.1:8443"),  # listening everywhere: reached on loopback
+        ("0.0.0.0", "127.0.0.1:8443"),  # noqa: S104  # listening everywhere: reached on loopback
         ("::", "[::1]:8443"),
         ("fd00::5", "[fd00::5]:8443"),
     ],
@@ -49,5 +49,5 @@ def test_the_upstream_is_the_configured_host(tmp_path: Path, host: str, upstream
     ],
 )
 def test_a_host_that_is_no_address_or_name_is_refused(tmp_path: Path, host: str) -> None:
-    with pytest.raises(ValueError, match="WakeDock address .* cannot be written"):
+    with pytest.raises(ValueError, match=r"WakeDock address .* cannot be written"):
         _nginx(tmp_path, host)
