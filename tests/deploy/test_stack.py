@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 PROJECT_LABEL = "com.docker.compose.project"
 ADMIN = "stackadmin"
-ADMIN_PASSWORD = "quiet-harbour-lantern-87"  # pragma: allowlist secret
+ADMIN_PASSWORD = "quiet-harbour-lantern-87"
 
 
 @dataclass

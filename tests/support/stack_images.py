@@ -58,7 +58,12 @@ def build_stack_images(client: docker.DockerClient) -> StackImages:
     wakedock = build_image(client)
     built = subprocess.run(
         [str(ROOT / "scripts" / "build-stack-images.sh")],
-        env={**os.environ, "STACK_REPOSITORY": REPOSITORY, "PYTHON": sys.executable},
+        env={
+            **os.environ,
+            "STACK_REPOSITORY": REPOSITORY,
+            "WAKEDOCK_IMAGE": wakedock,
+            "PYTHON": sys.executable,
+        },
         capture_output=True,
         text=True,
         timeout=900,
