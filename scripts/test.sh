@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_prepare.sh
 apt_install redis-server postgresql oathtool zbar-tools docker.io busybox-static chromium \
-  nginx libnginx-mod-http-modsecurity modsecurity-crs testssl.sh sqlmap debootstrap podman catatonit
+  nginx libnginx-mod-http-modsecurity modsecurity-crs testssl.sh sqlmap debootstrap podman catatonit \
+  docker-compose mmdebstrap
 ensure_dockerd
 ensure_venv
 echo "==> installing wakedock with test dependencies" >&2

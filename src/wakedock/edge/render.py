@@ -75,7 +75,11 @@ _HOST = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 )
 _IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
-_LISTEN = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}")
+_IP_LITERAL = r"\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]"
+_LISTEN = re.compile(rf"(?:{_IP_LITERAL}):\d{{1,5}}")
+# WakeDock's own listener may also be a DNS name (its service name in a Compose stack):
+# letters, digits and hyphens in dot-separated labels, nothing nginx would read as syntax.
+_WAKEDOCK = re.compile(rf"(?:{_IP_LITERAL}|{_HOST.pattern}):\d{{1,5}}")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
 _HEADER_VALUE = re.compile(r"[ -~]*")
 _COOKIE = re.compile(r"[A-Za-z0-9_-]+")
@@ -165,8 +169,9 @@ def _path(path: Path) -> str:
 
 
 def _wakedock_address(settings: Settings) -> str:
-    """WakeDock's listener as seen from the edge on the same machine."""
-    host = settings.server.host
+    """WakeDock's listener as seen from the edge: on the same machine (an address it listens
+    on, loopback when it listens everywhere), or by a DNS name (another container's)."""
+    host = settings.server.host.lower().rstrip(".")
     try:
         unspecified = ipaddress.ip_address(host).is_unspecified
     except ValueError:  # a name
@@ -174,7 +179,7 @@ def _wakedock_address(settings: Settings) -> str:
     if unspecified:  # listening everywhere: reach it on loopback
         host = "::1" if ":" in host else "127.0.0.1"
     address = f"[{host}]" if ":" in host else host
-    return _checked(_LISTEN, f"{address}:{settings.server.port}", "WakeDock address")
+    return _checked(_WAKEDOCK, f"{address}:{settings.server.port}", "WakeDock address")
 
 
 def edge_servers(

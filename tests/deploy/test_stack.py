@@ -1,0 +1,262 @@
+"""The production stack, deploy/compose.yaml, run with Debian's docker-compose 1.29 from the local
+images (support/stack_images.py) and secret files written by scripts/stack-secrets.sh, then used
+as a self-hoster would: through the edge's one published port on 127.0.0.1, over TLS 1.3."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from support.docker_images import docker_client
+from support.login import LOGIN, login
+from support.server import free_port, run_cli
+from support.stack_images import ROOT, StackImages, build_stack_images
+
+pytestmark = pytest.mark.integration
+
+COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
+PROJECT_LABEL = "com.docker.compose.project"
+ADMIN = "stackadmin"
+ADMIN_PASSWORD = "quiet-harbour-lantern-87"
+
+
+@dataclass
+class Stack:
+    project: str
+    environment: dict[str, str]
+    secrets_dir: Path
+    port: int
+    engine: docker.DockerClient
+
+    def compose(self, *args: str, stdin: str = "", timeout: float = 300) -> str:
+        """`docker-compose -p <project> -f deploy/compose.yaml <args>`; its output."""
+        done = subprocess.run(
+            ["docker-compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args],
+            input=stdin,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"docker-compose {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def exec(self, service: str, script: str, stdin: str = "") -> str:
+        """A shell script run in the service's container (on its internal networks)."""
+        return self.compose("exec", "-T", service, "sh", "-c", script, stdin=stdin)
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """`docker inspect` of the project's containers, by compose service name."""
+        found = self.engine.api.containers(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+        )
+        attrs = [self.engine.api.inspect_container(c["Id"]) for c in found]
+        return {a["Config"]["Labels"]["com.docker.compose.service"]: a for a in attrs}
+
+    def client(self) -> httpx.Client:
+        """An HTTPS client of the edge, trusting WakeDock's certificate, speaking TLS 1.3 only."""
+        context = ssl.create_default_context(cafile=str(self.secrets_dir / "wakedock_tls_cert"))
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return httpx.Client(base_url=f"https://localhost:{self.port}", verify=context, timeout=30)
+
+
+def _free_subnet(engine: docker.DockerClient) -> str:
+    """A /24 no network of this engine uses (the engine is shared)."""
+    taken = [
+        ipaddress.ip_network(c["Subnet"])
+        for n in engine.api.networks()
+        for c in (n.get("IPAM") or {}).get("Config") or []
+        if c.get("Subnet")
+    ]
+    while True:
+        octets = secrets.randbelow(50) + 200, secrets.randbelow(256)
+        subnet = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
+        if not any(subnet.overlaps(t) for t in taken):
+            return str(subnet)
+
+
+def _wait_healthy(stack: Stack, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = {
+            name: (a["State"].get("Health") or {}).get("Status", a["State"]["Status"])
+            for name, a in stack.containers().items()
+        }
+        if len(states) == 5 and set(states.values()) == {"healthy"}:
+            return
+        if any(a["State"]["Status"] == "exited" for a in stack.containers().values()):
+            break
+        time.sleep(1)
+    logs = stack.compose("logs", "--tail", "30")
+    raise AssertionError(f"the stack is not healthy: {states}\n{logs[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    engine = docker_client()
+    images: StackImages = build_stack_images(engine)
+    secrets_dir = tmp_path_factory.mktemp("wd-stack-secrets")
+    subprocess.run(
+        [str(ROOT / "scripts" / "stack-secrets.sh"), str(secrets_dir)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    environment = {
+        **os.environ,
+        **images.environment(),
+        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
+        "WAKEDOCK_SECRETS_DIR": str(secrets_dir),
+        "WAKEDOCK_PUBLISH_ADDRESS": "127.0.0.1",
+        "WAKEDOCK_PUBLISH_PORT": str(port),
+        "WAKEDOCK_APP_SUBNET": _free_subnet(engine),
+        "WAKEDOCK_ADMIN_URL": f"https://localhost:{port}",
+    }
+    running = Stack(f"wd-stack-{secrets.token_hex(4)}", environment, secrets_dir, port, engine)
+    try:
+        running.compose("up", "-d", timeout=400)
+        _wait_healthy(running)
+        yield running
+    finally:
+        running.compose("down", "-v", "--remove-orphans", timeout=120)
+
+
+def test_only_the_edge_is_published_and_only_on_loopback(stack: Stack) -> None:
+    published = {
+        name: [b for bound in (a["HostConfig"]["PortBindings"] or {}).values() for b in bound or []]
+        for name, a in stack.containers().items()
+    }
+    assert set(published) == {"edge", "wakedock", "socket-proxy", "postgres", "redis"}
+    assert published.pop("edge") == [{"HostIp": "127.0.0.1", "HostPort": str(stack.port)}]
+    assert all(not bindings for bindings in published.values()), published
+
+
+def test_only_the_socket_proxy_mounts_the_docker_socket(stack: Stack) -> None:
+    mounting = {
+        name: [m["Source"] for m in a["Mounts"] if "docker.sock" in m["Source"]]
+        for name, a in stack.containers().items()
+    }
+    assert mounting.pop("socket-proxy") == ["/var/run/docker.sock"]
+    assert not any(mounting.values()), mounting
+    proxy = stack.containers()["socket-proxy"]
+    assert [m["RW"] for m in proxy["Mounts"] if m["Destination"] == "/var/run/docker.sock"] == [
+        False
+    ]
+
+
+def test_wakedock_is_ready_through_the_edge_over_tls_1_3(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/api/v1/health")
+        tls = response.extensions["network_stream"].get_extra_info("ssl_object")
+        assert tls.version() == "TLSv1.3"
+    assert response.status_code == 200, response.text
+    components = response.json()["components"]
+    for component in ("database", "rate_limit_store", "container_engine"):
+        assert components[component] == "ok", components
+
+
+def test_the_database_is_postgresql_reached_over_tls(stack: Stack) -> None:
+    # WakeDock's own sessions, seen by PostgreSQL: every one encrypted.
+    query = (
+        "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+        " WHERE a.usename = 'wakedock' AND a.backend_type = 'client backend'"
+        " AND a.pid <> pg_backend_pid()"
+    )
+    out = stack.exec(
+        "postgres",
+        'PGPASSWORD="$(cat /run/secrets/postgres_password)" '
+        f'psql -h /run/postgresql -U wakedock -d wakedock -At -F " " -c "{query}"',
+    )
+    sessions = [line.split() for line in out.splitlines() if line.strip()]
+    assert sessions, "WakeDock holds no connection to PostgreSQL"
+    assert all(s == ["t", "TLSv1.3"] for s in sessions), sessions
+
+
+def test_postgresql_refuses_a_connection_without_tls(stack: Stack) -> None:
+    # From WakeDock's container, on the data network, with WakeDock's own credentials.
+    script = (
+        "import psycopg, sys\n"
+        "url = open('/run/secrets/database_url').read().strip()\n"
+        "with psycopg.connect(url) as c:\n"
+        "    own = 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'\n"
+        "    print('tls', c.execute(own).fetchone()[0])\n"
+        "try:\n"
+        "    psycopg.connect(url.replace('sslmode=require', 'sslmode=disable')).close()\n"
+        "    print('plain accepted')\n"
+        "except psycopg.OperationalError as error:\n"
+        "    print('plain refused:', error)\n"
+    )
+    out = stack.exec("wakedock", "python -", stdin=script)
+    assert "tls True" in out
+    assert "plain refused:" in out and "no encryption" in out, out
+
+
+def test_a_first_admin_is_created_and_signs_in_through_the_edge(stack: Stack) -> None:
+    stack.compose(
+        "exec", "-T", "wakedock", "wakedock", "user", "create", ADMIN,
+        "--role", "admin", "--email", "admin@example.com", "--password-stdin",
+        stdin=ADMIN_PASSWORD + "\n",
+    )  # fmt: skip
+    with stack.client() as client:
+        wrong = login(client, ADMIN, ADMIN_PASSWORD + "x")
+        signed_in = login(client, ADMIN, ADMIN_PASSWORD)
+    assert wrong.status_code == 401, wrong.text
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["access_token"]
+
+
+def test_login_attempts_are_counted_in_redis(stack: Stack) -> None:
+    acl_password = "sed -n 's/^user wakedock on >\\([^ ]*\\) .*/\\1/p' /run/secrets/redis_acl"
+    count = f'redis-cli --no-auth-warning --user wakedock --pass "$({acl_password})" dbsize'
+    before = int(stack.exec("redis", count).strip())
+    with stack.client() as client:
+        assert login(client, "nobody-here", "not-the-password-42").status_code == 401
+    assert int(stack.exec("redis", count).strip()) > before
+
+
+@pytest.mark.security
+def test_an_sql_injection_through_the_edge_is_refused_by_the_waf(stack: Stack) -> None:
+    with stack.client() as client:
+        attack = client.post(LOGIN, json={"username": "admin' OR '1'='1' --", "password": "x"})
+        plain = client.get("/api/v1/health/live")
+    assert attack.status_code == 403
+    assert plain.status_code == 200
+
+
+def test_cis_check_reports_no_failure_on_the_stack(stack: Stack, tmp_path: Path) -> None:
+    done = run_cli(tmp_path / "data", "cis-check", "--project", stack.project, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["targets"]) == 5
+    failed = [
+        (t["name"], f["id"], f["reason"])
+        for t in report["targets"]
+        for f in t["findings"]
+        if f["verdict"] == "FAIL"
+    ]
+    assert not failed
+
+
+def test_down_removes_every_container_network_and_volume(stack: Stack) -> None:
+    stack.compose("down", "-v", "--remove-orphans", timeout=120)
+    label = {"label": f"{PROJECT_LABEL}={stack.project}"}
+    assert stack.engine.api.containers(all=True, filters=label) == []
+    assert stack.engine.api.networks(filters=label) == []
+    assert stack.engine.api.volumes(filters=label)["Volumes"] in (None, [])
