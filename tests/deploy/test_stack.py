@@ -18,10 +18,12 @@ from typing import Any
 
 import docker
 import httpx
+import pyotp
 import pytest
 
-from support.docker_images import docker_client
-from support.login import LOGIN, login
+from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from support.engine import HTTP_READINESS
+from support.login import LOGIN, access_token, bearer, login
 from support.server import free_port, run_cli
 from support.stack_images import ROOT, StackImages, build_stack_images
 
@@ -40,6 +42,10 @@ class Stack:
     secrets_dir: Path
     port: int
     engine: docker.DockerClient
+
+    @property
+    def services_network(self) -> str:
+        return self.environment["WAKEDOCK_SERVICES_NETWORK"]
 
     def compose(self, *args: str, stdin: str = "", timeout: float = 300) -> str:
         """`docker-compose -p <project> -f deploy/compose.yaml <args>`; its output."""
@@ -111,6 +117,7 @@ def _wait_healthy(stack: Stack, timeout: float = 180) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     engine = docker_client()
     images: StackImages = build_stack_images(engine)
+    ensure_test_image(engine)  # the services' image: WakeDock never pulls
     secrets_dir = tmp_path_factory.mktemp("wd-stack-secrets")
     subprocess.run(
         [str(ROOT / "scripts" / "stack-secrets.sh"), str(secrets_dir)],
@@ -128,6 +135,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "WAKEDOCK_PUBLISH_PORT": str(port),
         "WAKEDOCK_APP_SUBNET": _free_subnet(engine),
         "WAKEDOCK_ADMIN_URL": f"https://localhost:{port}",
+        "WAKEDOCK_SERVICES_NETWORK": f"wd-stack-services-{secrets.token_hex(4)}",
     }
     running = Stack(f"wd-stack-{secrets.token_hex(4)}", environment, secrets_dir, port, engine)
     try:
@@ -135,7 +143,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_healthy(running)
         yield running
     finally:
+        # What a failed test left on the services network (its name is this run's own) would
+        # keep `down` from removing it.
+        for container in _on_services_network(running):
+            engine.api.remove_container(container["Id"], force=True)
         running.compose("down", "-v", "--remove-orphans", timeout=120)
+
+
+def _on_services_network(stack: Stack, service: str | None = None) -> list[dict[str, Any]]:
+    """The containers WakeDock made on the stack's services network (of one service)."""
+    labels = ["wakedock.managed=wakedock"] + ([f"wakedock.service={service}"] if service else [])
+    found = stack.engine.api.containers(
+        all=True, filters={"label": labels, "network": stack.services_network}
+    )
+    return list(found)
 
 
 def test_only_the_edge_is_published_and_only_on_loopback(stack: Stack) -> None:
@@ -238,6 +259,127 @@ def test_an_sql_injection_through_the_edge_is_refused_by_the_waf(stack: Stack) -
         plain = client.get("/api/v1/health/live")
     assert attack.status_code == 403
     assert plain.status_code == 200
+
+
+def _web_spec(name: str, answer: str, **fields: Any) -> dict[str, Any]:
+    """busybox httpd answering `answer` on port 8080, public, no `network_mode` (docker.network
+    decides it)."""
+    return {
+        "name": name,
+        "image": TEST_IMAGE,
+        "command": [
+            "/bin/sh",
+            "-c",
+            f"echo {answer} > /tmp/index.html && exec httpd -f -p 8080 -h /tmp",
+        ],
+        "ports": [{"container_port": 8080}],
+        "readiness": dict(HTTP_READINESS),
+        "access": {"policy": "public"},
+        **fields,
+    }
+
+
+@pytest.fixture(scope="module")
+def admin(stack: Stack) -> dict[str, str]:
+    """The first admin's bearer header, signed in and MFA enrolled through the edge (the role
+    may do nothing else before). After the test that creates the admin."""
+    with stack.client() as client:
+        auth = bearer(access_token(client, ADMIN, ADMIN_PASSWORD))
+        secret = client.post("/api/v1/auth/mfa/setup", headers=auth).json()["secret"]
+        code = pyotp.TOTP(secret).now()
+        confirmed = client.post("/api/v1/auth/mfa/confirm", headers=auth, json={"code": code})
+    assert confirmed.status_code == 200, confirmed.text
+    return auth
+
+
+def test_a_service_made_through_the_api_wakes_through_the_edge_on_the_services_network(
+    stack: Stack, admin: dict[str, str]
+) -> None:
+    name = f"wd-stack-web-{secrets.token_hex(3)}"
+    answer = f"answered-by-{name}"
+    with stack.client() as client:
+        created = client.post("/api/v1/services", json=_web_spec(name, answer), headers=admin)
+        assert created.status_code == 201, created.text
+        service = f"/api/v1/services/{created.json()['id']}"
+        try:
+            # A client that is not a browser is held while the service wakes, then answered
+            # by the app itself, through the edge and WakeDock.
+            visit = client.get("/", headers={"Host": f"{name}.localhost:{stack.port}"}, timeout=90)
+            assert visit.status_code == 200, visit.text
+            assert visit.text.strip() == answer
+            status = client.get(f"{service}/status", headers=admin)
+            assert status.status_code == 200, status.text
+            assert status.json()["state"] == "running", status.json()
+            assert status.json()["wake_phase"] == "ready", status.json()
+            # The stack's WakeDock audited the wake, in PostgreSQL, read back through the API.
+            audit = client.get(
+                "/api/v1/audit", params={"type": "service_start", "target": name}, headers=admin
+            )
+            assert audit.status_code == 200, audit.text
+            [woken] = audit.json()["events"]
+            assert (woken["outcome"], woken["details"]["trigger"]) == ("success", "wake")
+
+            [container] = _on_services_network(stack, name)
+            attrs = stack.engine.api.inspect_container(container["Id"])
+            assert list(attrs["NetworkSettings"]["Networks"]) == [stack.services_network]
+            assert attrs["HostConfig"]["NetworkMode"] == stack.services_network
+            assert not attrs["HostConfig"]["PortBindings"], attrs["HostConfig"]["PortBindings"]
+            assert not any(attrs["NetworkSettings"]["Ports"].values())
+            # Of the stack, WakeDock alone is on the services network, and it has a way out.
+            network = stack.engine.api.inspect_network(stack.services_network)
+            assert network["Internal"] is False
+            on_it = {c["Name"] for c in network["Containers"].values()}
+            assert on_it == {stack.containers()["wakedock"]["Name"][1:], attrs["Name"][1:]}
+
+            stopped = client.post(f"{service}/stop", headers=admin)
+            assert stopped.status_code == 200, stopped.text
+            state = stack.engine.api.inspect_container(container["Id"])["State"]
+            assert state["Status"] == "exited", state
+        finally:
+            gone = client.delete(service, headers=admin)
+    assert gone.status_code == 204, gone.text
+    assert _on_services_network(stack, name) == []
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("network", ["host", "bridge", "data"])
+def test_a_service_off_the_services_network_is_refused(
+    stack: Stack, admin: dict[str, str], network: str
+) -> None:
+    # `data`: the stack's own network of PostgreSQL and Redis.
+    mode = f"{stack.project}_data" if network == "data" else network
+    name = f"wd-stack-off-{secrets.token_hex(3)}"
+    with stack.client() as client:
+        refused = client.post(
+            "/api/v1/services", json=_web_spec(name, "never", network_mode=mode), headers=admin
+        )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "policy_violation", refused.text
+    label = {"label": f"wakedock.service={name}"}
+    assert stack.engine.api.containers(all=True, filters=label) == []
+
+
+@pytest.mark.security
+def test_the_socket_proxy_refuses_a_create_off_the_services_network(stack: Stack) -> None:
+    # Past WakeDock's policy: straight to the socket proxy from WakeDock's container, a labelled
+    # create on the host network.
+    name = f"wd-stack-raw-{secrets.token_hex(3)}"
+    body = {
+        "Image": TEST_IMAGE,
+        "Labels": {"wakedock.managed": "wakedock", "wakedock.service": name},
+        "HostConfig": {"NetworkMode": "host"},
+    }
+    script = (
+        "import http.client\n"
+        "c = http.client.HTTPConnection('socket-proxy', 2375, timeout=10)\n"
+        f"c.request('POST', '/containers/create?name=wakedock-{name}', body={json.dumps(body)!r},"
+        " headers={'Content-Type': 'application/json'})\n"
+        "print(c.getresponse().status)\n"
+    )
+    out = stack.exec("wakedock", "python -", stdin=script)
+    assert out.strip() == "403", out
+    label = {"label": f"wakedock.service={name}"}
+    assert stack.engine.api.containers(all=True, filters=label) == []
 
 
 def test_cis_check_reports_no_failure_on_the_stack(stack: Stack, tmp_path: Path) -> None:
