@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import docker
 import docker.errors
 import pytest
-from docker.types import ContainerSpec, ServiceMode, TaskTemplate
+from docker.types import ContainerSpec, Resources, ServiceMode, TaskTemplate
 
 from integration import test_docker_swarm as swarm_tests
 from integration.test_docker_swarm import engine, network
@@ -39,7 +39,12 @@ def opted_in(engine: docker.DockerClient, network: str) -> Iterator[str]:
     """The owner's service at 0 replicas, without WakeDock's hardening (not WakeDock's to judge)."""
     image = engine.images.get(TEST_IMAGE).id
     created = engine.api.create_service(
-        TaskTemplate(ContainerSpec(image, args=["sleep", "300"]), networks=[network]),
+        TaskTemplate(
+            ContainerSpec(image, args=["sleep", "300"]),
+            networks=[network],
+            # NanoCPUs: a field name the proxy's body reader folds (to NanoCpus).
+            resources=Resources(cpu_limit=500_000_000, mem_limit=64 * 1024 * 1024),
+        ),
         name=f"{swarm_tests.BYSTANDER_PREFIX}{secrets.token_hex(6)}",
         labels={"wakedock.enable": "true", "owner.note": "deployed by its owner"},
         mode=ServiceMode("replicated", replicas=0),

@@ -9,11 +9,13 @@ and SELinux left at the engine's confinement).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wakedock.runtime.hardening import volume_name
 from wakedock.services.policy import PolicySettings
+from wakedock.sockproxy.body import parse_body
 from wakedock.sockproxy.create_check import hardening_problems, is_empty, judge, label_problems
 
 # ContainerSpec keys `runtime/swarm_spec.py` sends, and those Swarm fills in when it answers an
@@ -174,7 +176,9 @@ def scale_only_problems(body: Any, current: Sequence[Mapping[str, Any]]) -> list
     force = (body.get("TaskTemplate") or {}).get("ForceUpdate", 0)
     if not isinstance(force, int) or isinstance(force, bool):
         problems.append("TaskTemplate.ForceUpdate: a number is required")
-    changed = min((_changed(body, spec) for spec in current), key=len, default=["Spec"])
+    # The body's field names were folded to the checks' spellings (body.py): the spec's too.
+    folded = [parse_body(json.dumps(spec).encode()) for spec in current]
+    changed = min((_changed(body, spec) for spec in folded), key=len, default=["Spec"])
     return problems + [f"{key}: an opted-in service is scaled, never changed" for key in changed]
 
 
