@@ -21,10 +21,10 @@ What Swarm reads differently, translated here:
 Relative file paths are made absolute (from the compose file's directory), so the output can be
 deployed from anywhere: `scripts/swarm-stack.py | docker stack deploy -c - wakedock`.
 
-The override is merged first: mappings key by key (a `null` removes the key), anything else
-replaced. Usage:
+The overrides are merged first, in order: mappings key by key (a `null` removes the key),
+anything else replaced. Usage:
     python scripts/swarm-stack.py [--compose deploy/compose.yaml]
-        [--override deploy/compose.swarm.yaml] [-o OUTPUT]
+        [--override deploy/compose.swarm.yaml [--override more.yaml ...]] [-o OUTPUT]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OVERRIDE = ROOT / "deploy" / "compose.swarm.yaml"
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Service keys `docker stack deploy` ignores or refuses, and why (printed when dropped).
@@ -183,10 +184,10 @@ def service(
     return spec
 
 
-def render(compose: Path, override: Path | None) -> tuple[dict[str, Any], list[str]]:
+def render(compose: Path, overrides: list[Path]) -> tuple[dict[str, Any], list[str]]:
     """The stack file for `docker stack deploy`, and the warnings about what changed."""
     document = yaml.safe_load(compose.read_text())
-    if override is not None:
+    for override in overrides:
         document = merged(document, yaml.safe_load(override.read_text()) or {})
     directory = compose.resolve().parent
     warn: list[str] = []
@@ -228,15 +229,19 @@ class _Dumper(yaml.SafeDumper):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compose", type=Path, default=ROOT / "deploy" / "compose.yaml")
-    parser.add_argument("--override", type=Path, default=ROOT / "deploy" / "compose.swarm.yaml")
+    parser.add_argument(
+        "--override",
+        type=Path,
+        action="append",
+        help="merged in order (default: deploy/compose.swarm.yaml); repeat for more",
+    )
     parser.add_argument("--no-override", action="store_true")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args(argv)
-    stack, warn = render(args.compose, None if args.no_override else args.override)
-    header = (
-        f"# Rendered by scripts/swarm-stack.py from {args.compose.name}"
-        f"{'' if args.no_override else ' + ' + args.override.name}: edit those, not this.\n"
-    )
+    overrides = [] if args.no_override else args.override or [DEFAULT_OVERRIDE]
+    stack, warn = render(args.compose, overrides)
+    sources = " + ".join(path.name for path in [args.compose, *overrides])
+    header = f"# Rendered by scripts/swarm-stack.py from {sources}: edit those, not this.\n"
     text = header + yaml.dump(stack, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
     if args.output is None:
         sys.stdout.write(text)
