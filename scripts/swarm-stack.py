@@ -12,6 +12,7 @@ What Swarm reads differently, translated here:
   bind-mounts the files, whose owners scripts/stack-secrets.sh sets; Swarm has no owner but this);
 - a read-only bind of a relative file (`./postgres/pg_hba.conf:...:ro`) -> a Swarm config (a bind
   needs the file on every node);
+- `${VAR:?message}` with a `-` in the message -> a message without (the CLI misreads it);
 - `ports: ADDR:PUBLISHED:TARGET` -> `mode: host` (Swarm cannot bind one address: see the warning);
 - every network an overlay; every service `endpoint_mode: dnsrr` unless the override says
   otherwise (the virtual IP needs the engine's iptables rules);
@@ -124,6 +125,22 @@ def _owner(user: Any) -> tuple[str, str] | None:
     return (uid, gid or uid) if uid.isdigit() else None
 
 
+def _required(value: Any) -> Any:
+    """`${VAR:?message}` with a message the Docker CLI reads (CLI 28 cuts the value at a `-` in
+    the message: `${IMAGE:?see build-image.sh}` became the image `image.sh}`)."""
+    if isinstance(value, dict):
+        return {key: _required(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_required(item) for item in value]
+    if isinstance(value, str) and ":?" in value:
+        return re.sub(
+            r"\$\{(\w+):\?[^}]*-[^}]*\}",
+            lambda m: f"${{{m.group(1)}:?{m.group(1)} is required (docs/swarm.md)}}",
+            value,
+        )
+    return value
+
+
 def service(
     name: str, spec: dict[str, Any], directory: Path, configs: dict[str, Any], warn: list[str]
 ) -> dict[str, Any]:
@@ -145,9 +162,7 @@ def service(
         uid = str(spec.get("user", "")).partition(":")[0]
         if len(groups) != 1 or not uid:
             raise ValueError(f"{name}: group_add needs one group and a user")
-        # `${GID:?message}`: the CLI misreads some messages inside a longer value.
-        group = re.sub(r"\$\{(\w+):\?[^}]*\}", r"${\1:?\1 is required}", str(groups[0]))
-        spec["user"] = f"{uid}:{group}"
+        spec["user"] = f"{uid}:{groups[0]}"
     volumes: list[Any] = []
     for volume in spec.pop("volumes", None) or []:
         source, _, rest = volume.partition(":") if isinstance(volume, str) else ("", "", "")
@@ -196,7 +211,7 @@ def render(compose: Path, overrides: list[Path]) -> tuple[dict[str, Any], list[s
         name: service(name, spec, directory, configs, warn)
         for name, spec in (document.get("services") or {}).items()
     }
-    stack: dict[str, Any] = {"services": services}
+    stack: dict[str, Any] = {"services": _required(services)}
     networks = {
         name: {**(spec or {}), "driver": (spec or {}).get("driver", "overlay")}
         for name, spec in (document.get("networks") or {}).items()

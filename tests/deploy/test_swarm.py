@@ -144,7 +144,7 @@ x-hardening: &hardening
 services:
   wakedock:
     <<: *hardening
-    image: ${WAKEDOCK_IMAGE:?image}
+    image: ${WAKEDOCK_IMAGE:?WakeDock's image (scripts/build-image.sh)}
     user: "10001:10001"
     secrets: [database_url]
     volumes: [wakedock-data:/var/lib/wakedock]
@@ -222,8 +222,9 @@ def test_a_compose_stack_renders_for_docker_stack_deploy(tmp_path: Path) -> None
         {"source": "database_url", "uid": "10001", "gid": "10001", "mode": 0o400}
     ]
     assert wakedock["deploy"]["endpoint_mode"] == "dnsrr"
-    # The socket's group as the proxy's group (Swarm has no group_add).
+    # The socket's group as the proxy's group (Swarm has no group_add); every image read whole.
     assert proxy["user"] == "10001:4242"
+    assert {spec["image"] for spec in config["services"].values()} == {"wd-swarm-image"}
     # A relative read-only file bind becomes a config, the shm size a tmpfs; the port is
     # published in host mode, and the loss of its address is said.
     assert edge["configs"] == [
@@ -251,6 +252,7 @@ def test_the_production_stack_renders_for_docker_stack_deploy(tmp_path: Path) ->
     stack, _ = _render(compose)
     config = _stack_config(stack, tmp_path)
     services = config["services"]
+    assert {spec["image"] for spec in services.values()} == {"wd-swarm-image"}
     assert services["wakedock"]["environment"]["WAKEDOCK_DOCKER__RUNTIME"] == "swarm"
     assert "services" in services["wakedock"]["networks"]
     assert services["socket-proxy"]["command"][-1] == "--swarm"
