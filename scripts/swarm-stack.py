@@ -6,7 +6,9 @@ What Swarm reads differently, translated here:
 - `mem_limit`, `cpus`, `pids_limit` -> `deploy.resources.limits` (memory, cpus, pids);
   `restart: on-failure:N` -> `deploy.restart_policy`;
 - `tmpfs:` (a container key Swarm ignores) -> `type: tmpfs` mounts with their size (a Swarm
-  tmpfs is always nosuid,nodev,noexec, root's, mode 1777); `shm_size` -> a tmpfs on /dev/shm;
+  tmpfs is nosuid,nodev,noexec, root's, with the mode of the image's directory: the CLI passes
+  no uid, gid or mode, so a directory a non-root user must write needs a volume instead, as
+  deploy/compose.swarm.yaml does); `shm_size` -> a tmpfs on /dev/shm;
 - `group_add: [G]` with `user: U:_` -> `user: U:G` (a Swarm service has no supplementary groups);
 - short-syntax `secrets:` -> long syntax owned by the service's user, mode 0400 (docker-compose
   bind-mounts the files, whose owners scripts/stack-secrets.sh sets; Swarm has no owner but this);
