@@ -13,13 +13,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from wakedock.runtime.labels import MANAGED_LABEL, OPT_IN_LABEL, is_managed
+from wakedock.runtime.labels import MANAGED_LABEL, OPT_IN_LABEL, is_managed, is_opted_in
 from wakedock.services.policy import PolicySettings
 from wakedock.sockproxy.body import UnreadableBody, parse_body
 from wakedock.sockproxy.create_check import container_create_problems
 from wakedock.sockproxy.engine import Answer, Engine
 from wakedock.sockproxy.routes import Action, Match
-from wakedock.sockproxy.service_check import network_refs, service_problems
+from wakedock.sockproxy.service_check import (
+    network_refs,
+    scale_only_problems,
+    service_problems,
+)
 
 SWARM_SERVICE_LABEL = "com.docker.swarm.service.id"
 
@@ -97,16 +101,31 @@ class Gate:
         if action is Action.CREATE_SERVICE:
             return self._checked(await self._service_problems(request.body), request)
         if action is Action.UPDATE_SERVICE:
-            pinned = await self._pinned(found, request)
-            if isinstance(pinned, Answered):
-                return pinned
-            checked = replace(pinned.request, body=request.body)
-            return self._checked(await self._service_problems(request.body), checked)
+            return await self._update(found, request)
         if action is Action.EVENTS:
             return Forward(replace(request, target=self._events_target(request.target)))
         if action is Action.NETWORK:
             return await self._network(str(found.ref))
         return await self._list(action, request)
+
+    async def _update(self, found: Match, request: Request) -> Decision:
+        """A service WakeDock created is judged like a create; an owner's opted-in service
+        (e.g. deployed with `docker stack deploy`) may only be scaled or rescheduled."""
+        pinned = await self._inspected(found, request)
+        if isinstance(pinned, Answered):
+            return pinned
+        attrs, forward = pinned
+        checked = replace(forward, body=request.body)
+        spec = _labels(attrs, "Spec")
+        labels = _labels(spec, "Labels")
+        if is_opted_in(labels) and labels.get(MANAGED_LABEL) != self._installation:
+            # Clients send back the spec with the engine's defaults filled in (docker-py's
+            # `fetch_current_spec`, the CLI's `docker service scale`), or as it was given.
+            ref = quote(str(attrs.get("ID") or found.ref), safe="")
+            full = await self._engine.request("GET", f"/services/{ref}?insertDefaults=true")
+            specs = [spec, _labels(full.json(), "Spec") if full.status == 200 else spec]
+            return self._checked(scale_only_problems(_json(request.body), specs), checked)
+        return self._checked(await self._service_problems(request.body), checked)
 
     def _checked(self, problems: list[str], request: Request) -> Decision:
         if problems:
@@ -140,6 +159,13 @@ class Gate:
     async def _pinned(self, found: Match, request: Request) -> Decision:
         """Forward only when the workload in the path carries WakeDock's labels, with the path
         pinned to the id that was checked (a rename in between cannot swap the target)."""
+        inspected = await self._inspected(found, request)
+        return inspected if isinstance(inspected, Answered) else Forward(inspected[1])
+
+    async def _inspected(
+        self, found: Match, request: Request
+    ) -> Answered | tuple[Mapping[str, Any], Request]:
+        """The workload's inspect and the request pinned to it, or the engine's own answer."""
         ref = str(found.ref)
         container = found.path.startswith("/containers/")
         inspect = f"/containers/{ref}/json" if container else f"/services/{ref}"
@@ -159,7 +185,7 @@ class Gate:
         version = parts.path[: len(parts.path) - len(found.path)]
         target = version + "/".join(segments) + (f"?{parts.query}" if parts.query else "")
         # No body: API versions before 1.24 applied a HostConfig sent with a start.
-        return Forward(replace(request, target=target, body=b""))
+        return attrs, replace(request, target=target, body=b"")
 
     async def _task_of_managed(self, labels: Mapping[str, str]) -> bool:
         """A Swarm task's container counts when its service is WakeDock's."""

@@ -9,11 +9,13 @@ and SELinux left at the engine's confinement).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wakedock.runtime.hardening import volume_name
 from wakedock.services.policy import PolicySettings
+from wakedock.sockproxy.body import parse_body
 from wakedock.sockproxy.create_check import hardening_problems, is_empty, judge, label_problems
 
 # ContainerSpec keys `runtime/swarm_spec.py` sends, and those Swarm fills in when it answers an
@@ -153,3 +155,44 @@ def network_refs(body: Any) -> list[str]:
     listed = list((task.get("Networks") if isinstance(task, Mapping) else None) or [])
     listed += list(body.get("Networks") or [])
     return [str(n.get("Target", "")) if isinstance(n, Mapping) else str(n) for n in listed]
+
+
+def scale_only_problems(body: Any, current: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why this update of an owner's opted-in service (`wakedock.enable=true`) is more than a
+    scale (`Mode.Replicated.Replicas` 0 or 1) or a reschedule (`TaskTemplate.ForceUpdate`).
+
+    WakeDock starts and stops the services their owners made, never changes them: the update
+    must send back the current spec unchanged otherwise (`current`: the engine's inspect, as
+    given and with the engine's defaults filled in; either is accepted), so the proxy lets
+    through nothing the owner did not deploy. A key spelled otherwise than the engine spells it
+    is a difference too."""
+    if not isinstance(body, Mapping):
+        return ["body: a JSON object is required"]
+    problems: list[str] = []
+    mode = body.get("Mode")
+    replicas = (mode.get("Replicated") or {}).get("Replicas") if isinstance(mode, Mapping) else None
+    if not isinstance(mode, Mapping) or set(mode) != {"Replicated"} or replicas not in (0, 1):
+        problems.append("Mode: only a replicated service scaled to 0 or 1")
+    force = (body.get("TaskTemplate") or {}).get("ForceUpdate", 0)
+    if not isinstance(force, int) or isinstance(force, bool):
+        problems.append("TaskTemplate.ForceUpdate: a number is required")
+    # The body's field names were folded to the checks' spellings (body.py): the spec's too.
+    folded = [parse_body(json.dumps(spec).encode()) for spec in current]
+    changed = min((_changed(body, spec) for spec in folded), key=len, default=["Spec"])
+    return problems + [f"{key}: an opted-in service is scaled, never changed" for key in changed]
+
+
+def _changed(body: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """The top-level keys (and `TaskTemplate` but for `ForceUpdate`) that differ, `Mode` aside."""
+    changed: list[str] = []
+    for key in sorted(set(body) | set(spec)):
+        sent, kept = body.get(key), spec.get(key)
+        if key == "Mode":
+            continue
+        if key == "TaskTemplate" and isinstance(sent, Mapping) and isinstance(kept, Mapping):
+            sent = {k: v for k, v in sent.items() if k != "ForceUpdate"}
+            kept = {k: v for k, v in kept.items() if k != "ForceUpdate"}
+        # A client leaves out the settings the service does not have (docker-py drops nulls).
+        if sent != kept and not (is_empty(sent) and is_empty(kept)):
+            changed.append(f"Spec.{key}")
+    return changed
