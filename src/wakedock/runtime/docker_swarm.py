@@ -18,6 +18,7 @@ What Swarm cannot enforce (CIS v1.6.0 ids), reported by cis-check rather than si
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any, Protocol, TypeVar, cast
 
 import docker
@@ -251,6 +252,12 @@ class DockerSwarmRuntime:
                 service = api.inspect_service(ref)
             except docker.errors.NotFound:
                 return None
+            except docker.errors.APIError as exc:
+                # Behind the socket proxy, a service that is not (or no longer) WakeDock's is
+                # refused (403): its owner removed the opt-in label. Not discoverable either.
+                if exc.status_code == HTTPStatus.FORBIDDEN:
+                    return None
+                raise
             return _workload(api, service) if is_opted_in(_labels(service)) else None
 
         return self._call(discovered)

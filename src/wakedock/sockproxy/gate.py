@@ -8,7 +8,7 @@ WakeDock's workloads, or the engine's own "not found"), or raises `Refused`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -54,7 +54,15 @@ class Answered:
     answer: Answer
 
 
-Decision = Forward | Answered
+@dataclass(frozen=True)
+class FilteredEvents:
+    """Relay the engine's Swarm service events, each judged by a `ServiceEvents` filter: a
+    service event carries no labels, so the engine cannot filter them by WakeDock's."""
+
+    request: Request
+
+
+Decision = Forward | Answered | FilteredEvents
 
 
 def _json(body: bytes) -> Any:
@@ -103,6 +111,8 @@ class Gate:
         if action is Action.UPDATE_SERVICE:
             return await self._update(found, request)
         if action is Action.EVENTS:
+            if self._swarm and (target := _service_events_target(request.target)) is not None:
+                return FilteredEvents(replace(request, target=target, body=b""))
             return Forward(replace(request, target=self._events_target(request.target)))
         if action is Action.NETWORK:
             return await self._network(str(found.ref))
@@ -195,16 +205,15 @@ class Gate:
         answer = await self._engine.request("GET", f"/services/{quote(service, safe='')}")
         return answer.status == 200 and self._managed(_labels(answer.json(), "Spec", "Labels"))
 
+    def service_events(self) -> ServiceEvents:
+        """A filter for one stream of service events (its verdicts are that stream's own)."""
+        return ServiceEvents(self._engine, self._managed)
+
     def _events_target(self, target: str) -> str:
         """The client's event filters, with WakeDock's label filter forced in."""
         parts = urlsplit(target)
         query = parse_qs(parts.query)
-        try:
-            filters = json.loads(query.get("filters", ["{}"])[0])
-        except ValueError:
-            raise Refused("filters: not JSON") from None
-        if not isinstance(filters, dict):
-            raise Refused("filters: not a JSON object")
+        filters = _event_filters(query)
         labels = filters.get("label") or []
         labels = [str(label) for label in labels]  # a list, or a dict of label: true
         ours = {f"{OPT_IN_LABEL}=true", f"{MANAGED_LABEL}={self._installation}"}
@@ -236,3 +245,93 @@ class Gate:
                     _labels(found.json(), "Spec", "Labels")
                 )
         return _filtered(answer, [t for t in items if verdicts.get(str(t.get("ServiceID", "")))])
+
+
+def _event_filters(query: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The `filters` of an events request (the first, as the engine reads it)."""
+    try:
+        filters = json.loads(query.get("filters", ["{}"])[0])
+    except ValueError:
+        raise Refused("filters: not JSON") from None
+    if not isinstance(filters, dict):
+        raise Refused("filters: not a JSON object")
+    return filters
+
+
+def _service_events_target(target: str) -> str | None:
+    """For a request of service events only (`type` is exactly `service`, as the Swarm
+    runtime's live discovery asks), the target rebuilt from what was read; otherwise None."""
+    parts = urlsplit(target)
+    query = parse_qs(parts.query)
+    filters = _event_filters(query)
+    kinds = filters.get("type")
+    if isinstance(kinds, dict):  # the older {"service": true} form
+        kinds = [kind for kind, wanted in kinds.items() if wanted is True]
+    if kinds != ["service"]:
+        return None
+    query["filters"] = [json.dumps(filters)]
+    return f"{parts.path}?{urlencode(query, doseq=True)}"
+
+
+class ServiceEvents:
+    """Which of the engine's service events one client may see: those of services WakeDock
+    manages or that opted in, looked up by id (the event's own attributes are not trusted).
+
+    A service's verdict is remembered for its `remove` (it can no longer be looked up then).
+    A remove of a service this stream never judged (it existed before the stream opened, or
+    was gone before its first event could be looked up) is passed on reduced to its id, so
+    that WakeDock drops it if it was one of its own; a service that stops being WakeDock's (its
+    opt-in label removed) is reported the same way, once.
+    """
+
+    def __init__(self, engine: Engine, managed: Callable[[Mapping[str, str]], bool]) -> None:
+        self._engine = engine
+        self._managed = managed
+        self._verdicts: dict[str, bool] = {}
+
+    async def judge(self, line: bytes) -> bytes | None:
+        """The line to pass on (the event itself or its reduced form), or None."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        actor = event.get("Actor") if isinstance(event, Mapping) else None
+        ref = str(actor.get("ID") or "") if isinstance(actor, Mapping) else ""
+        if not ref or event.get("Type") != "service":
+            return None
+        if event.get("Action") == "remove":
+            known = self._verdicts.pop(ref, None)
+            if known is None:
+                return _reduced(event, ref)
+            return line if known else None
+        before = self._verdicts.get(ref)
+        answer = await self._engine.request("GET", f"/services/{quote(ref, safe='')}")
+        if answer.status == 404:
+            # Removed since (its remove is on its way): judged as it was, if it was.
+            return line if before else None
+        labels = _labels(_json_or_none(answer), "Spec", "Labels") if answer.status == 200 else {}
+        ours = self._managed(labels)
+        if len(self._verdicts) >= _MAX_VERDICTS:
+            self._verdicts.clear()  # bounded; a forgotten service's remove is then reduced
+        self._verdicts[ref] = ours
+        if ours:
+            return line
+        return _reduced(event, ref) if before else None
+
+
+# Services remembered per event stream (a verdict is a few dozen bytes).
+_MAX_VERDICTS = 10_000
+
+
+def _reduced(event: Mapping[str, Any], ref: str) -> bytes:
+    """The event with nothing but its type, action, id and time."""
+    kept = {"Type": "service", "Action": event.get("Action"), "Actor": {"ID": ref}}
+    kept |= {key: event[key] for key in ("time", "timeNano") if key in event}
+    return json.dumps(kept).encode()
+
+
+def _json_or_none(answer: Answer) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None

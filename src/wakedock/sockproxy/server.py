@@ -20,12 +20,22 @@ from urllib.parse import urlsplit
 import h11
 
 from wakedock.sockproxy.engine import Answer, Engine, EngineUnreachable, request_head
-from wakedock.sockproxy.gate import Answered, Forward, Gate, Refused, Request
+from wakedock.sockproxy.gate import (
+    Answered,
+    FilteredEvents,
+    Forward,
+    Gate,
+    Refused,
+    Request,
+    ServiceEvents,
+)
 from wakedock.sockproxy.routes import match
 
 log = logging.getLogger("wakedock.sockproxy")
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 8 * 1024 * 1024
+# One event of the engine's stream (a few hundred bytes in practice).
+MAX_EVENT_BYTES = 1024 * 1024
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
@@ -124,6 +134,8 @@ class SocketProxy:
                 writer.write(buffered_answer(decision.answer))
             elif isinstance(decision, Forward):
                 await self._relay(decision.request, reader, writer)
+            elif isinstance(decision, FilteredEvents):
+                await self._relay_events(decision.request, reader, writer)
         except Refused as exc:
             self._refuse(writer, request.method, path, exc.reason)
         except EngineUnreachable:
@@ -203,6 +215,76 @@ class SocketProxy:
             raise EngineUnreachable(type(exc).__name__) from exc
         finally:
             engine_writer.close()
+
+    async def _relay_events(
+        self, request: Request, client: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Relay the engine's event stream, one judged event at a time, until either closes."""
+        engine_reader, engine_writer = await self._engine.open()
+        try:
+            engine_writer.write(request_head("GET", request.target, request.headers, b""))
+            await engine_writer.drain()
+            judged = _judged_events(
+                request.target, engine_reader, writer, self._gate.service_events()
+            )
+            relay = asyncio.create_task(judged)
+            gone = asyncio.create_task(_closed(client))
+            done, pending = await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await task
+            if relay in done:
+                relay.result()
+        except (OSError, h11.ProtocolError) as exc:
+            raise EngineUnreachable(type(exc).__name__) from exc
+        finally:
+            engine_writer.close()
+
+
+async def _judged_events(
+    target: str, engine: asyncio.StreamReader, sink: asyncio.StreamWriter, judge: ServiceEvents
+) -> None:
+    """The engine's answer to `GET target` (events: one JSON object per line), each line
+    passed on only as `judge` says, re-framed as chunks; any other answer relayed whole."""
+    parser = h11.Connection(h11.CLIENT)
+    parser.send(h11.Request(method="GET", target=target, headers=[("Host", "docker")]))
+    parser.send(h11.EndOfMessage())
+    status, pending = 0, b""
+    headers: list[tuple[bytes, bytes]] = []
+    while True:
+        event = parser.next_event()
+        if event is h11.NEED_DATA:
+            parser.receive_data(await engine.read(65536))
+        elif isinstance(event, h11.Response):
+            status, headers = event.status_code, list(event.headers)
+            if status == 200:
+                kept = [n + b": " + v for n, v in headers if n.lower() not in _FRAMING]
+                head = [b"HTTP/1.1 200 OK", *kept, b"Transfer-Encoding: chunked"]
+                sink.write(b"\r\n".join([*head, b"Connection: close"]) + b"\r\n\r\n")
+                await sink.drain()
+        elif isinstance(event, h11.Data):
+            pending += bytes(event.data)
+            if len(pending) > MAX_EVENT_BYTES:
+                raise EngineUnreachable("an event (or an error) too long")
+            if status != 200:
+                continue  # an error's body, relayed whole at its end
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                passed = await judge.judge(line) if line.strip() else None
+                if passed is not None:
+                    chunk = passed + b"\n"
+                    sink.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    await sink.drain()
+        else:  # EndOfMessage, ConnectionClosed
+            if status == 0:
+                raise EngineUnreachable("the engine closed before answering")
+            if status == 200:
+                sink.write(b"0\r\n\r\n")
+            else:
+                sink.write(buffered_answer(Answer(status, headers, pending)))
+            await sink.drain()
+            return
 
 
 async def _linger(client: asyncio.StreamReader) -> None:

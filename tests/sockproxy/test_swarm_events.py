@@ -1,0 +1,165 @@
+"""Live discovery on Swarm through `wakedock socket-proxy --swarm`: a service event carries no
+labels, so the engine cannot filter them by WakeDock's; the proxy judges each by the service it
+names (looked up, never read from the event) and passes on only those of WakeDock's services."""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+from collections.abc import Iterator
+
+import docker
+import pytest
+from docker.types import ContainerSpec, ServiceMode, TaskTemplate
+
+from integration import test_docker_swarm as swarm_tests
+from integration.test_docker_swarm import engine, network
+from support.docker_images import TEST_IMAGE
+from support.socket_proxy import SocketProxy
+from wakedock.runtime.base import WorkloadChange
+from wakedock.runtime.docker_swarm import DockerSwarmRuntime
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["engine", "network"]
+
+
+@pytest.fixture(scope="module")
+def installation_name() -> str:
+    return swarm_tests.INSTALLATION
+
+
+@pytest.fixture(scope="module")
+def proxy_flags() -> tuple[str, ...]:
+    return ("--swarm",)
+
+
+@pytest.fixture
+def runtime(proxy: SocketProxy, network: str) -> DockerSwarmRuntime:
+    return DockerSwarmRuntime(base_url=proxy.url, installation=swarm_tests.INSTALLATION)
+
+
+@pytest.fixture
+def changes(runtime: DockerSwarmRuntime) -> Iterator[queue.Queue[WorkloadChange]]:
+    """The runtime's followed changes through the proxy, read on a thread as the watcher does."""
+    seen: queue.Queue[WorkloadChange] = queue.Queue()
+    stream = runtime.follow()
+    reader = threading.Thread(target=lambda: [seen.put(c) for c in stream], daemon=True)
+    reader.start()
+    yield seen
+    stream.close()
+    reader.join(10)
+
+
+def _service(engine: docker.DockerClient, network: str, labels: dict[str, str]) -> str:
+    """A service its owner deployed (straight on the engine), at 0 replicas."""
+    created = engine.api.create_service(
+        TaskTemplate(
+            ContainerSpec(engine.images.get(TEST_IMAGE).id, ["sleep", "300"]), networks=[network]
+        ),
+        name=f"{swarm_tests.BYSTANDER_PREFIX}{secrets.token_hex(4)}",
+        labels=labels,
+        mode=ServiceMode("replicated", replicas=0),
+    )
+    return str(created["ID"])
+
+
+def _relabel(engine: docker.DockerClient, ref: str, labels: dict[str, str]) -> None:
+    service = engine.api.inspect_service(ref)
+    spec = service["Spec"]
+    engine.api.update_service(
+        ref,
+        version=service["Version"]["Index"],
+        task_template=spec["TaskTemplate"],
+        name=spec["Name"],
+        labels=labels,
+        mode=spec["Mode"],
+    )
+
+
+def _until(seen: queue.Queue[WorkloadChange], ref: str, action: str) -> list[WorkloadChange]:
+    """Every change read until `action` of `ref` (included); fails after 30 s without it."""
+    read: list[WorkloadChange] = []
+    while True:
+        try:
+            change = seen.get(timeout=30)
+        except queue.Empty:
+            raise AssertionError(f"no {action} of {ref} in 30 s; only {read}") from None
+        read.append(change)
+        if change.ref == ref and change.action == action:
+            return read
+
+
+@pytest.mark.security
+def test_only_wakedocks_services_events_pass_and_a_new_one_is_discovered_live(
+    engine: docker.DockerClient,
+    runtime: DockerSwarmRuntime,
+    changes: queue.Queue[WorkloadChange],
+    network: str,
+) -> None:
+    opted = {"wakedock.enable": "true", "wakedock.port": "8080"}
+    bystander = _service(engine, network, {"team": "payroll"})
+    owned = _service(engine, network, opted)
+    read = _until(changes, owned, "create")
+    # Found without a reconcile: what the watcher does on that event.
+    found = runtime.discovered(owned)
+    assert found is not None and found.labels["wakedock.port"] == "8080"
+
+    _relabel(engine, bystander, {"team": "payroll", "tier": "gold"})
+    _relabel(engine, owned, {**opted, "wakedock.idle_timeout": "60"})
+    read += _until(changes, owned, "update")
+    # The owner opts out: the change still reaches WakeDock, which then loses sight of it.
+    _relabel(engine, owned, {"team": "web"})
+    read += _until(changes, owned, "update")
+    assert runtime.discovered(owned) is None
+
+    engine.api.remove_service(bystander)
+    engine.api.remove_service(owned)
+    # Another opted-in service comes and goes: once its removal is read, every earlier event
+    # that was passed on has been read too.
+    marker = _service(engine, network, opted)
+    engine.api.remove_service(marker)
+    read += _until(changes, marker, "remove")
+    assert bystander not in {change.ref for change in read}, read
+    # Opted out, it was no longer WakeDock's business: its removal is not passed on either.
+    assert (owned, "remove") not in {(change.ref, change.action) for change in read}, read
+
+
+@pytest.mark.security
+def test_the_stream_says_nothing_of_other_services_beyond_an_id_removed(
+    engine: docker.DockerClient, proxy: SocketProxy, network: str
+) -> None:
+    """A service that existed before the stream opened is unknown to it: its removal is passed
+    on as an id and an action only (WakeDock may have known it), never its name or labels."""
+    earlier = _service(engine, network, {"team": "payroll"})
+    client = docker.APIClient(base_url=proxy.url, timeout=30)
+    stream = client.events(filters={"type": ["service"]}, decode=True)
+    seen: queue.Queue[dict[str, object]] = queue.Queue()
+    reader = threading.Thread(target=lambda: [seen.put(e) for e in stream], daemon=True)
+    reader.start()
+    try:
+        engine.api.remove_service(earlier)
+        later = _service(engine, network, {"team": "payroll"})
+        engine.api.remove_service(later)
+        marker = _service(engine, network, {"wakedock.enable": "true"})
+        engine.api.remove_service(marker)
+        events: list[dict[str, object]] = []
+        while not any(_of(e, marker) and e.get("Action") == "remove" for e in events):
+            try:
+                events.append(seen.get(timeout=30))
+            except queue.Empty:
+                raise AssertionError(f"no remove of {marker} in 30 s; only {events}") from None
+    finally:
+        stream.close()
+        reader.join(10)
+    assert [e["Action"] for e in events if _of(e, earlier)] == ["remove"], events
+    assert [e["Actor"] for e in events if _of(e, earlier)] == [{"ID": earlier}]
+    assert later not in json.dumps(events)
+    assert {e["Action"] for e in events if _of(e, marker)} >= {"create", "remove"}
+
+
+def _of(event: dict[str, object], ref: str) -> bool:
+    actor = event.get("Actor")
+    return isinstance(actor, dict) and actor.get("ID") == ref
