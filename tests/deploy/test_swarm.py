@@ -269,6 +269,8 @@ def test_the_production_stack_renders_for_docker_stack_deploy(tmp_path: Path) ->
     services = config["services"]
     assert {spec["image"] for spec in services.values()} == {"wd-swarm-image"}
     assert services["wakedock"]["environment"]["WAKEDOCK_DOCKER__RUNTIME"] == "swarm"
+    # The Engine runtime's docker.network: WakeDock refuses it with runtime: swarm.
+    assert "WAKEDOCK_DOCKER__NETWORK" not in services["wakedock"]["environment"]
     assert "services" in services["wakedock"]["networks"]
     assert services["socket-proxy"]["command"][-1] == "--swarm"
     for name, spec in services.items():

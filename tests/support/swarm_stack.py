@@ -235,7 +235,10 @@ def _healthy(stack: SwarmStack) -> bool:
             answer = http.get("/api/v1/health", headers={"Host": "localhost"})
     except httpx.HTTPError:
         return False
-    return answer.status_code == 200 and answer.json()["components"]["database"] == "ok"
+    if answer.status_code != 200:
+        return False
+    components = answer.json()["components"]
+    return components["database"] == components["container_engine"] == "ok"
 
 
 def _logs(client: docker.DockerClient, name: str) -> str:
