@@ -1,11 +1,13 @@
-"""Swarm, for real, end to end (issue #17, docs/swarm.md): deploy/swarm-test.yaml deployed with
-`docker stack deploy` on the single-node test Swarm. WakeDock runs as a Swarm service on its
-services' overlay network and reaches the engine only through `wakedock socket-proxy --swarm`
-(the only task mounting the socket); the app service was deployed by its owner at 0 replicas
-with WakeDock's discovery labels. What a visitor and the engine see: a visit through the front
-door on 127.0.0.1 wakes the app to 1 replica and gets the app's own answer, idleness puts it back
-to 0, and 200 concurrent first requests scale it up once (the engine's own service events,
-read on the host, not through the proxy)."""
+"""Swarm, for real, end to end (issue #17, docs/swarm.md): the production stack
+(deploy/compose.yaml + deploy/compose.swarm.yaml, rendered by scripts/swarm-stack.py: edge,
+WakeDock, socket proxy, PostgreSQL, Redis) deployed with `docker stack deploy` on the
+single-node test Swarm. WakeDock runs as a Swarm service and reaches the engine only through
+`wakedock socket-proxy --swarm` (the only task mounting the socket); the app service was deployed
+by its owner, in a stack of its own, at 0 replicas with WakeDock's discovery labels on WakeDock's
+services network. What a visitor and the engine see: a visit through the edge (nginx +
+ModSecurity + CRS, by a front door on 127.0.0.1) wakes the app to 1 replica and gets the app's
+own answer, idleness puts it back to 0, and 200 concurrent first requests scale it up once (the
+engine's own service events, read on the host, not through the proxy)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import pytest
 import yaml
 
 from support.docker_images import docker_client
+from support.stack_images import build_stack_images
 from support.swarm import ensure_swarm_manager
 from support.swarm_stack import (
     DOCKER,
@@ -35,7 +38,7 @@ from support.swarm_stack import (
     task_containers,
     wait_for,
 )
-from support.wakedock_image import base_of, build_image
+from support.wakedock_image import base_of
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +46,7 @@ IDLE_TIMEOUT_S = 5
 APP = {"Host": "app.localhost"}  # the app's `wakedock.name`, under proxy.base_domain
 ANSWER = "hello from swarm-app\n"  # the app's own answer (tests/support/apps/testapp.py)
 BURST = 200
+PRODUCTION = ("edge", "wakedock", "socket-proxy", "postgres", "redis")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +57,16 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="module")
-def stack(engine: docker.DockerClient) -> Iterator[SwarmStack]:
-    image = build_image(engine)
+def stack(
+    engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SwarmStack]:
+    images = build_stack_images(engine)
     with deployed_stack(
-        engine, wakedock_image=image, app_image=base_of(engine), idle_timeout=IDLE_TIMEOUT_S
+        engine,
+        images=images,
+        app_image=base_of(engine),
+        directory=tmp_path_factory.mktemp("wd-swarm-stack"),
+        idle_timeout=IDLE_TIMEOUT_S,
     ) as deployed:
         yield deployed
 
@@ -81,6 +91,11 @@ def test_a_visit_wakes_the_swarm_service_and_idleness_scales_it_back_to_0(
 ) -> None:
     app = stack.service("app")
     assert _asleep(engine, app)
+    # The production stack, every service running one task; the edge publishes nothing (the
+    # front door on 127.0.0.1 reaches it on the `front` network).
+    for short in PRODUCTION:
+        assert running_tasks(engine, stack.service(short)) == 1, short
+    assert not engine.api.inspect_service(stack.service("edge"))["Endpoint"].get("Ports")
     # WakeDock's own task and the proxy's: the socket is mounted in the proxy only.
     [wakedock] = task_containers(engine, stack.service("wakedock"))
     [proxy] = task_containers(engine, stack.service("socket-proxy"))
@@ -254,6 +269,8 @@ def test_the_production_stack_renders_for_docker_stack_deploy(tmp_path: Path) ->
     services = config["services"]
     assert {spec["image"] for spec in services.values()} == {"wd-swarm-image"}
     assert services["wakedock"]["environment"]["WAKEDOCK_DOCKER__RUNTIME"] == "swarm"
+    # The Engine runtime's docker.network: WakeDock refuses it with runtime: swarm.
+    assert "WAKEDOCK_DOCKER__NETWORK" not in services["wakedock"]["environment"]
     assert "services" in services["wakedock"]["networks"]
     assert services["socket-proxy"]["command"][-1] == "--swarm"
     for name, spec in services.items():

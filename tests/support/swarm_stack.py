@@ -1,19 +1,27 @@
-"""deploy/swarm-test.yaml deployed with `docker stack deploy` on the single-node test Swarm, and
-its front door on 127.0.0.1 (docs/swarm.md).
+"""The production stack (deploy/compose.yaml + deploy/compose.swarm.yaml, rendered by
+scripts/swarm-stack.py) deployed with `docker stack deploy` on the single-node test Swarm, an
+owner's app stack at 0 replicas on its services network, and a front door on 127.0.0.1
+(docs/swarm.md).
 
-Swarm publishes a port on every interface or not at all, so the stack publishes nothing; the
-front door is a plain container outside the stack, on the stack's attachable `front` network,
-publishing 127.0.0.1:<random> and relaying each TCP connection to WakeDock's HTTPS port (TLS
-ends in WakeDock, as it would behind a TCP load balancer). Everything is named `wd-swarm-*`.
+The images are the production stack's own (support/stack_images.py), its secrets those of
+scripts/stack-secrets.sh. One test override (`test_override`) goes on top of the Swarm one:
+Swarm publishes a port on every interface or not at all (the renderer's `mode: host`), and this
+machine publishes on loopback only, so the edge's port is not published; its `front` network is
+made attachable instead, and the front door, a plain container outside the stack publishing
+127.0.0.1:<random>, relays each TCP connection to the edge's port (TLS ends in the edge, as
+behind a TCP load balancer). Every object is named `<PREFIX><hex>...` (WAKEDOCK_SWARM_PREFIX,
+default `wd-swarm-`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +31,19 @@ from typing import Any
 import docker
 import docker.errors
 import httpx
+import yaml
 
+from support.stack_images import StackImages
 from support.swarm import LOOPBACK
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK_FILE = ROOT / "deploy" / "swarm-test.yaml"
+RENDERER = ROOT / "scripts" / "swarm-stack.py"
+COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
+SWARM_OVERRIDE = ROOT / "deploy" / "compose.swarm.yaml"
 TESTAPP = ROOT / "tests" / "support" / "apps" / "testapp.py"
 DOCKER = os.environ.get("DOCKER_CLI", "docker")
-# WakeDock's HTTPS port in the image (WAKEDOCK_SERVER__PORT).
+PREFIX = os.environ.get("WAKEDOCK_SWARM_PREFIX", "wd-swarm-")
+# The edge's HTTPS port in its container (deploy/compose.yaml).
 HTTPS_PORT = 8443
 # A TCP relay (stdlib only): each connection to :8443 is piped to $UPSTREAM.
 RELAY = """
@@ -65,27 +78,86 @@ asyncio.run(main())
 """
 
 
+def test_override(reaper_interval: int) -> dict[str, Any]:
+    """What the test changes on top of deploy/compose.swarm.yaml: no published port (Swarm
+    would bind every interface), `front` attachable for the front door, a fast idle reaper."""
+    return {
+        "services": {
+            "edge": {"ports": None},
+            "wakedock": {
+                "environment": {"WAKEDOCK_PROXY__REAPER_INTERVAL_SECONDS": str(reaper_interval)}
+            },
+        },
+        "networks": {"front": {"attachable": True}},
+    }
+
+
+def owner_stack(services_network: str, idle_timeout: int) -> dict[str, Any]:
+    """The owner's own stack: the test app at 0 replicas with WakeDock's discovery labels, on
+    WakeDock's services network (external to it). Deployed with TESTAPP and APP_IMAGE set."""
+    return {
+        "services": {
+            "app": {
+                "image": "${APP_IMAGE}",
+                "command": ["python3", "/srv/testapp.py"],
+                "user": "65534:65534",
+                "read_only": True,
+                "cap_drop": ["ALL"],
+                "environment": {"NAME": "swarm-app"},
+                "configs": [{"source": "testapp", "target": "/srv/testapp.py", "mode": 0o444}],
+                "networks": ["services"],
+                "deploy": {
+                    "endpoint_mode": "dnsrr",
+                    # Asleep until a visit: WakeDock scales it 0 -> 1, and back when idle.
+                    "replicas": 0,
+                    "labels": {
+                        "wakedock.enable": "true",
+                        "wakedock.name": "app",
+                        "wakedock.access": "public",
+                        "wakedock.port": "8080",
+                        "wakedock.readiness": "http:8080/",
+                        "wakedock.idle_timeout": str(idle_timeout),
+                        "wakedock.wake_timeout": "90",
+                    },
+                    # A thread per connection (tests/support/apps/testapp.py): 200 at once.
+                    "resources": {"limits": {"cpus": "0.5", "memory": "128M", "pids": 512}},
+                    "restart_policy": {"condition": "on-failure", "max_attempts": 5},
+                },
+            }
+        },
+        "configs": {"testapp": {"file": "${TESTAPP}"}},
+        "networks": {"services": {"external": True, "name": services_network}},
+    }
+
+
 @dataclass(frozen=True)
 class SwarmStack:
-    """A deployed stack: its name (also WakeDock's installation), the front door's port on
-    127.0.0.1 and the certificate WakeDock generated (to verify TLS against)."""
+    """A deployed production stack: its name, the owner's stack's, the front door's port on
+    127.0.0.1 and WakeDock's certificate (the edge's, from scripts/stack-secrets.sh)."""
 
     name: str
+    owner: str
     port: int
-    certificate: str
+    certificate: Path
 
     def service(self, short: str) -> str:
-        """The Swarm service name of one of the stack's services (`app` -> `<stack>_app`)."""
-        return f"{self.name}_{short}"
+        """The Swarm service name of one of the stack's services (`edge` -> `<stack>_edge`);
+        `app` is the owner's."""
+        return f"{self.owner if short == 'app' else self.name}_{short}"
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return context
 
     def client(self, **options: Any) -> httpx.Client:
-        context = ssl.create_default_context(cadata=self.certificate)
-        return httpx.Client(base_url=f"https://{LOOPBACK}:{self.port}", verify=context, **options)
+        return httpx.Client(
+            base_url=f"https://{LOOPBACK}:{self.port}", verify=self._context(), **options
+        )
 
     def async_client(self, **options: Any) -> httpx.AsyncClient:
-        context = ssl.create_default_context(cadata=self.certificate)
         return httpx.AsyncClient(
-            base_url=f"https://{LOOPBACK}:{self.port}", verify=context, **options
+            base_url=f"https://{LOOPBACK}:{self.port}", verify=self._context(), **options
         )
 
 
@@ -115,62 +187,109 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.25) -> f
     return time.monotonic() - start
 
 
-def _stack_env(name: str, wakedock_image: str, app_image: str, idle_timeout: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "WAKEDOCK_IMAGE": wakedock_image,
-        "APP_IMAGE": app_image,
-        "TESTAPP": str(TESTAPP),
-        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
-        "INSTALLATION": name,
-        "IDLE_TIMEOUT": str(idle_timeout),
-    }
+def free_subnet(engine: docker.DockerClient) -> str:
+    """A /24 no network of this engine uses (the engine is shared): the `app` network's,
+    WakeDock's trusted proxies (as tests/deploy/test_stack.py picks it)."""
+    taken = [
+        ipaddress.ip_network(c["Subnet"])
+        for n in engine.api.networks()
+        for c in (n.get("IPAM") or {}).get("Config") or []
+        if c.get("Subnet")
+    ]
+    while True:
+        octets = secrets.randbelow(50) + 200, secrets.randbelow(256)
+        subnet = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
+        if not any(subnet.overlaps(t) for t in taken):
+            return str(subnet)
 
 
-def _certificate(client: docker.DockerClient, name: str) -> str:
-    """WakeDock's generated certificate, read from its task container on this node."""
-    found: list[str] = []
+def render(directory: Path, reaper_interval: int) -> Path:
+    """scripts/swarm-stack.py on deploy/compose.yaml, deploy/compose.swarm.yaml and the test
+    override; the stack file's path."""
+    override = directory / "compose.test.yaml"
+    override.write_text(yaml.safe_dump(test_override(reaper_interval)))
+    output = directory / "stack.yaml"
+    rendered = subprocess.run(
+        [sys.executable, str(RENDERER), "--compose", str(COMPOSE_FILE),
+         "--override", str(SWARM_OVERRIDE), "--override", str(override), "-o", str(output)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if rendered.returncode != 0:
+        raise AssertionError(f"scripts/swarm-stack.py failed:\n{rendered.stderr}")
+    return output
 
-    def read() -> bool:
-        for container in task_containers(client, f"{name}_wakedock"):
-            code, output = container.exec_run(["cat", "/var/lib/wakedock/tls/cert.pem"])
-            if code == 0 and b"BEGIN CERTIFICATE" in output:
-                found.append(output.decode())
-                return True
-        return False
 
-    wait_for("WakeDock's certificate", read, timeout=120, interval=0.5)
-    return found[0]
+def _deploy(path: Path, name: str, environment: dict[str, str]) -> None:
+    deployed = subprocess.run(
+        [DOCKER, "stack", "deploy", "--detach=true", "-c", str(path), name],
+        env=environment, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if deployed.returncode != 0:
+        raise AssertionError(f"docker stack deploy {name} failed:\n{deployed.stderr}")
 
 
 def _healthy(stack: SwarmStack) -> bool:
+    """WakeDock ready through the front door and the edge (nginx + ModSecurity + CRS)."""
     try:
         with stack.client(timeout=3) as http:
-            answer = http.get("/api/v1/health/live", headers={"Host": "localhost"})
+            answer = http.get("/api/v1/health", headers={"Host": "localhost"})
     except httpx.HTTPError:
         return False
-    return answer.status_code == 200
+    if answer.status_code != 200:
+        return False
+    components = answer.json()["components"]
+    return components["database"] == components["container_engine"] == "ok"
+
+
+def _logs(client: docker.DockerClient, name: str) -> str:
+    """The last lines of each of the stack's tasks, for a failure's message."""
+    lines = []
+    for container in client.containers.list(
+        all=True, filters={"label": f"com.docker.stack.namespace={name}"}
+    ):
+        tail = container.logs(tail=15).decode(errors="replace")
+        lines.append(f"--- {container.name} ({container.status})\n{tail}")
+    return "\n".join(lines)[-8000:]
 
 
 @contextlib.contextmanager
 def deployed_stack(
-    client: docker.DockerClient, *, wakedock_image: str, app_image: str, idle_timeout: int
+    client: docker.DockerClient,
+    *,
+    images: StackImages,
+    app_image: str,
+    directory: Path,
+    idle_timeout: int,
+    reaper_interval: int = 1,
 ) -> Iterator[SwarmStack]:
-    """`docker stack deploy` of deploy/swarm-test.yaml and its front door, until WakeDock
-    answers on 127.0.0.1; everything removed after (stack, front door, data volume)."""
-    name = f"wd-swarm-{secrets.token_hex(3)}"
+    """The production stack deployed with `docker stack deploy`, the owner's app stack, and
+    the front door, until WakeDock answers through the edge on 127.0.0.1 and knows the app;
+    everything removed after (stacks, front door, volumes)."""
+    name = f"{PREFIX}{secrets.token_hex(3)}"
+    owner = f"{name}-owner"
+    services_network = f"{name}-services"
+    secrets_dir = directory / "secrets"
+    subprocess.run(
+        [str(ROOT / "scripts" / "stack-secrets.sh"), str(secrets_dir)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    environment = {
+        **os.environ,
+        **images.environment(),
+        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
+        "WAKEDOCK_SECRETS_DIR": str(secrets_dir),
+        "WAKEDOCK_APP_SUBNET": free_subnet(client),
+        "WAKEDOCK_ADMIN_URL": "https://localhost",
+        "WAKEDOCK_SERVICES_NETWORK": services_network,
+        "APP_IMAGE": app_image,
+        "TESTAPP": str(TESTAPP),
+    }
     front = None
     try:
-        deployed = subprocess.run(
-            [DOCKER, "stack", "deploy", "--detach=true", "-c", str(STACK_FILE), name],
-            env=_stack_env(name, wakedock_image, app_image, idle_timeout),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if deployed.returncode != 0:
-            raise AssertionError(f"docker stack deploy failed:\n{deployed.stderr}")
+        _deploy(render(directory, reaper_interval), name, environment)
+        app_file = directory / "owner.yaml"
+        app_file.write_text(yaml.safe_dump(owner_stack(services_network, idle_timeout)))
+        _deploy(app_file, owner, environment)
         front = client.containers.run(
             app_image,
             ["python3", "-c", RELAY],
@@ -178,7 +297,7 @@ def deployed_stack(
             detach=True,
             network=f"{name}_front",
             ports={f"{HTTPS_PORT}/tcp": (LOOPBACK, None)},
-            environment={"UPSTREAM": f"wakedock:{HTTPS_PORT}"},
+            environment={"UPSTREAM": f"edge:{HTTPS_PORT}"},
             user="65534:65534",
             read_only=True,
             cap_drop=["ALL"],
@@ -188,26 +307,38 @@ def deployed_stack(
         )
         front.reload()
         port = int(front.attrs["NetworkSettings"]["Ports"][f"{HTTPS_PORT}/tcp"][0]["HostPort"])
-        stack = SwarmStack(name, port, _certificate(client, name))
-        wait_for("WakeDock answering through the front door", lambda: _healthy(stack), 120)
+        stack = SwarmStack(name, owner, port, secrets_dir / "wakedock_tls_cert")
+        try:
+            wait_for("WakeDock ready through the edge", lambda: _healthy(stack), 150, 1)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n{_logs(client, name)}") from None
+        # Swarm service events carry no labels, so WakeDock (through its proxy) learns of a
+        # service deployed after its start at a reconciliation (docs/swarm.md): the owner runs
+        # one, as docs/services.md tells.
+        [wakedock] = task_containers(client, stack.service("wakedock"))
+        code, output = wakedock.exec_run(["wakedock", "service", "reconcile"])
+        if code != 0:
+            raise AssertionError(f"wakedock service reconcile: {output.decode()}")
         yield stack
     finally:
         if front is not None:
             front.remove(force=True)
+        _remove_stack(client, owner)
         _remove_stack(client, name)
 
 
 def _remove_stack(client: docker.DockerClient, name: str) -> None:
-    """`docker stack rm`, then wait for its task containers and networks to go (the data
-    volume can be removed only then)."""
+    """`docker stack rm`, then wait for its task containers and networks to go (its volumes
+    can be removed only then)."""
     subprocess.run([DOCKER, "stack", "rm", name], capture_output=True, timeout=60, check=False)
 
     def gone() -> bool:
-        containers = client.containers.list(
-            all=True, filters={"label": f"com.docker.stack.namespace={name}"}
-        )
-        return not containers and not client.networks.list(filters={"name": f"{name}_"})
+        label = f"com.docker.stack.namespace={name}"
+        containers = client.api.containers(all=True, filters={"label": label})
+        return not containers and not client.api.networks(filters={"label": label})
 
     wait_for(f"stack {name} removed", gone, timeout=90, interval=0.5)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.volumes.get(f"{name}_data").remove(force=True)
+    for volume in client.api.volumes(filters={"name": f"{name}_"})["Volumes"] or []:
+        if volume["Name"].startswith(f"{name}_"):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_volume(volume["Name"], force=True)
