@@ -5,7 +5,6 @@ WakeDock proxies to, resource statistics and logs."""
 from __future__ import annotations
 
 import queue
-import threading
 import urllib.request
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ import pytest
 
 from integration.test_docker_engine import _spec, _wait_healthy
 from support.docker_images import TEST_IMAGE
+from support.engine import followed_changes
 from support.podman import Podman
 from wakedock.runtime.base import WorkloadChange
 from wakedock.runtime.docker_engine import DockerEngineRuntime
@@ -29,14 +29,8 @@ def runtime(podman: Podman, installation: str) -> DockerEngineRuntime:
 
 @pytest.fixture
 def changes(runtime: DockerEngineRuntime) -> Iterator[queue.Queue[WorkloadChange]]:
-    """The runtime's followed changes, read on a thread as the discovery watcher does."""
-    seen: queue.Queue[WorkloadChange] = queue.Queue()
-    stream = runtime.follow()
-    reader = threading.Thread(target=lambda: [seen.put(c) for c in stream], daemon=True)
-    reader.start()
-    yield seen
-    stream.close()
-    reader.join(10)
+    with followed_changes(runtime) as seen:
+        yield seen
 
 
 def _next(seen: queue.Queue[WorkloadChange], ref: str, *actions: str) -> None:

@@ -15,42 +15,22 @@ import pytest
 from docker.types import ContainerSpec, ServiceMode, TaskTemplate
 
 from integration import test_docker_swarm as swarm_tests
-from integration.test_docker_swarm import engine, network
+from sockproxy.swarm import engine, installation_name, network, proxy_flags, runtime
 from support.docker_images import TEST_IMAGE
+from support.engine import followed_changes
 from support.socket_proxy import SocketProxy
 from wakedock.runtime.base import WorkloadChange
 from wakedock.runtime.docker_swarm import DockerSwarmRuntime
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["engine", "network"]
-
-
-@pytest.fixture(scope="module")
-def installation_name() -> str:
-    return swarm_tests.INSTALLATION
-
-
-@pytest.fixture(scope="module")
-def proxy_flags() -> tuple[str, ...]:
-    return ("--swarm",)
-
-
-@pytest.fixture
-def runtime(proxy: SocketProxy, network: str) -> DockerSwarmRuntime:
-    return DockerSwarmRuntime(base_url=proxy.url, installation=swarm_tests.INSTALLATION)
+__all__ = ["engine", "installation_name", "network", "proxy_flags", "runtime"]
 
 
 @pytest.fixture
 def changes(runtime: DockerSwarmRuntime) -> Iterator[queue.Queue[WorkloadChange]]:
-    """The runtime's followed changes through the proxy, read on a thread as the watcher does."""
-    seen: queue.Queue[WorkloadChange] = queue.Queue()
-    stream = runtime.follow()
-    reader = threading.Thread(target=lambda: [seen.put(c) for c in stream], daemon=True)
-    reader.start()
-    yield seen
-    stream.close()
-    reader.join(10)
+    with followed_changes(runtime) as seen:
+        yield seen
 
 
 def _service(engine: docker.DockerClient, network: str, labels: dict[str, str]) -> str:

@@ -14,24 +14,14 @@ import pytest
 from docker.types import ContainerSpec, Resources, ServiceMode, TaskTemplate
 
 from integration import test_docker_swarm as swarm_tests
-from integration.test_docker_swarm import engine, network
+from sockproxy.swarm import engine, installation_name, network, proxy_flags
 from support.docker_images import TEST_IMAGE
 from support.socket_proxy import SocketProxy
 from wakedock.runtime.docker_swarm import DockerSwarmRuntime
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["engine", "network"]
-
-
-@pytest.fixture(scope="module")
-def installation_name() -> str:
-    return swarm_tests.INSTALLATION
-
-
-@pytest.fixture(scope="module")
-def proxy_flags() -> tuple[str, ...]:
-    return ("--swarm",)
+__all__ = ["engine", "installation_name", "network", "proxy_flags"]
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from docker.types import ContainerSpec, ServiceMode, TaskTemplate
 
 from integration import test_docker_swarm as swarm_tests
 from integration.test_docker_swarm import (
-    engine,
-    network,
     test_lifecycle_is_hardened_and_scales_between_0_and_1,
     test_missing_image_and_policy_violation_create_nothing,
 )
+from sockproxy.swarm import engine, installation_name, network, proxy_flags, runtime
 from support.docker_images import TEST_IMAGE
 from support.socket_proxy import SocketProxy
 from wakedock.runtime.client import EngineRefused
@@ -24,25 +23,13 @@ pytestmark = pytest.mark.integration
 
 __all__ = [
     "engine",
+    "installation_name",
     "network",
+    "proxy_flags",
+    "runtime",
     "test_lifecycle_is_hardened_and_scales_between_0_and_1",
     "test_missing_image_and_policy_violation_create_nothing",
 ]
-
-
-@pytest.fixture(scope="module")
-def installation_name() -> str:
-    return swarm_tests.INSTALLATION
-
-
-@pytest.fixture(scope="module")
-def proxy_flags() -> tuple[str, ...]:
-    return ("--swarm",)
-
-
-@pytest.fixture
-def runtime(proxy: SocketProxy, network: str) -> DockerSwarmRuntime:
-    return DockerSwarmRuntime(base_url=proxy.url, installation=swarm_tests.INSTALLATION)
 
 
 @pytest.mark.security

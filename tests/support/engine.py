@@ -12,9 +12,12 @@ proxy tests do with `support.proxy`.
 
 from __future__ import annotations
 
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import yaml
 from conftest import Harness
 from support.docker_images import TEST_IMAGE, docker_client, ensure_python_image, ensure_test_image
 from support.server import run_cli
+from wakedock.runtime.base import ContainerRuntime, WorkloadChange
 from wakedock.runtime.docker_engine import DockerEngineRuntime
 
 SOCKET = "unix:///var/run/docker.sock"
@@ -173,3 +177,18 @@ def container_of(engine: docker.DockerClient, installation: str, name: str) -> A
         filters={"label": [f"wakedock.managed={installation}", f"wakedock.service={name}"]},
     )
     return found
+
+
+@contextmanager
+def followed_changes(runtime: ContainerRuntime) -> Iterator[queue.Queue[WorkloadChange]]:
+    """The runtime's followed changes (`follow()`), read on a thread as the discovery watcher
+    does; the stream is closed after."""
+    seen: queue.Queue[WorkloadChange] = queue.Queue()
+    stream = runtime.follow()
+    reader = threading.Thread(target=lambda: [seen.put(c) for c in stream], daemon=True)
+    reader.start()
+    try:
+        yield seen
+    finally:
+        stream.close()
+        reader.join(10)

@@ -135,7 +135,7 @@ class SocketProxy:
             elif isinstance(decision, Forward):
                 await self._relay(decision.request, reader, writer)
             elif isinstance(decision, FilteredEvents):
-                await self._relay_events(decision.request, reader, writer)
+                await self._relay(decision.request, reader, writer, self._gate.service_events())
         except Refused as exc:
             self._refuse(writer, request.method, path, exc.reason)
         except EngineUnreachable:
@@ -191,9 +191,14 @@ class SocketProxy:
                 raise ConnectionError("the client closed before a whole request")
 
     async def _relay(
-        self, request: Request, client: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        request: Request,
+        client: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        judge: ServiceEvents | None = None,
     ) -> None:
-        """Relay the engine's answer as it comes, until the engine or the client closes."""
+        """Relay the engine's answer as it comes (an event stream: each event as `judge` says),
+        until the engine or the client closes."""
         engine_reader, engine_writer = await self._engine.open()
         try:
             engine_writer.write(
@@ -201,33 +206,12 @@ class SocketProxy:
                 + request.body
             )
             await engine_writer.drain()
-            copy = asyncio.create_task(_copy(engine_reader, writer))
-            # A follow stream ends when its client hangs up: watch for that meanwhile.
-            gone = asyncio.create_task(_closed(client))
-            done, pending = await asyncio.wait({copy, gone}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                    await task
-            if copy in done:
-                copy.result()
-        except OSError as exc:
-            raise EngineUnreachable(type(exc).__name__) from exc
-        finally:
-            engine_writer.close()
-
-    async def _relay_events(
-        self, request: Request, client: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Relay the engine's event stream, one judged event at a time, until either closes."""
-        engine_reader, engine_writer = await self._engine.open()
-        try:
-            engine_writer.write(request_head("GET", request.target, request.headers, b""))
-            await engine_writer.drain()
-            judged = _judged_events(
-                request.target, engine_reader, writer, self._gate.service_events()
+            relay = asyncio.create_task(
+                _copy(engine_reader, writer)
+                if judge is None
+                else _judged_events(request.target, engine_reader, writer, judge)
             )
-            relay = asyncio.create_task(judged)
+            # A follow stream ends when its client hangs up: watch for that meanwhile.
             gone = asyncio.create_task(_closed(client))
             done, pending = await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
