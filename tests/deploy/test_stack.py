@@ -4,7 +4,6 @@ as a self-hoster would: through the edge's one published port on 127.0.0.1, over
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -25,7 +24,7 @@ from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
 from support.engine import HTTP_READINESS
 from support.login import LOGIN, access_token, bearer, login
 from support.server import free_port, run_cli
-from support.stack_images import ROOT, StackImages, build_stack_images
+from support.stack_images import ROOT, StackImages, build_stack_images, free_subnet
 
 pytestmark = pytest.mark.integration
 
@@ -81,21 +80,6 @@ class Stack:
         return httpx.Client(base_url=f"https://localhost:{self.port}", verify=context, timeout=30)
 
 
-def _free_subnet(engine: docker.DockerClient) -> str:
-    """A /24 no network of this engine uses (the engine is shared)."""
-    taken = [
-        ipaddress.ip_network(c["Subnet"])
-        for n in engine.api.networks()
-        for c in (n.get("IPAM") or {}).get("Config") or []
-        if c.get("Subnet")
-    ]
-    while True:
-        octets = secrets.randbelow(50) + 200, secrets.randbelow(256)
-        subnet = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
-        if not any(subnet.overlaps(t) for t in taken):
-            return str(subnet)
-
-
 def _wait_healthy(stack: Stack, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
@@ -133,7 +117,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "WAKEDOCK_SECRETS_DIR": str(secrets_dir),
         "WAKEDOCK_PUBLISH_ADDRESS": "127.0.0.1",
         "WAKEDOCK_PUBLISH_PORT": str(port),
-        "WAKEDOCK_APP_SUBNET": _free_subnet(engine),
+        "WAKEDOCK_APP_SUBNET": free_subnet(engine),
         "WAKEDOCK_ADMIN_URL": f"https://localhost:{port}",
         "WAKEDOCK_SERVICES_NETWORK": f"wd-stack-services-{secrets.token_hex(4)}",
     }

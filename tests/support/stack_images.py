@@ -6,7 +6,9 @@ support/wakedock_image.py. Built once per test session, reused while their input
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -78,3 +80,19 @@ def build_stack_images(client: docker.DockerClient) -> StackImages:
     _remove_stale(client, REPOSITORY, keep)
     _remove_stale(client, f"{REPOSITORY}-edge", keep)
     return images
+
+
+def free_subnet(engine: docker.DockerClient) -> str:
+    """A /24 no network of this engine uses (the engine is shared): the stack's `app` network,
+    whose subnet is WakeDock's trusted proxies."""
+    taken = [
+        ipaddress.ip_network(c["Subnet"])
+        for n in engine.api.networks()
+        for c in (n.get("IPAM") or {}).get("Config") or []
+        if c.get("Subnet")
+    ]
+    while True:
+        octets = secrets.randbelow(50) + 200, secrets.randbelow(256)
+        subnet = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
+        if not any(subnet.overlaps(t) for t in taken):
+            return str(subnet)

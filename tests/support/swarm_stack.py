@@ -16,7 +16,6 @@ default `wd-swarm-`).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import secrets
 import ssl
@@ -33,7 +32,7 @@ import docker.errors
 import httpx
 import yaml
 
-from support.stack_images import StackImages
+from support.stack_images import StackImages, free_subnet
 from support.swarm import LOOPBACK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,22 +184,6 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.25) -> f
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
     return time.monotonic() - start
-
-
-def free_subnet(engine: docker.DockerClient) -> str:
-    """A /24 no network of this engine uses (the engine is shared): the `app` network's,
-    WakeDock's trusted proxies (as tests/deploy/test_stack.py picks it)."""
-    taken = [
-        ipaddress.ip_network(c["Subnet"])
-        for n in engine.api.networks()
-        for c in (n.get("IPAM") or {}).get("Config") or []
-        if c.get("Subnet")
-    ]
-    while True:
-        octets = secrets.randbelow(50) + 200, secrets.randbelow(256)
-        subnet = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
-        if not any(subnet.overlaps(t) for t in taken):
-            return str(subnet)
 
 
 def render(directory: Path, reaper_interval: int) -> Path:
