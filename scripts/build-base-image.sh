@@ -26,23 +26,8 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   exit 0
 fi
 
-# The mirror apt uses here: a deb822 `URIs:` field (*.sources) or a one-line `deb URI SUITE`
-# entry (*.list), the first that is not the security archive.
-mirror_from_apt() {
-  local files=() found
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] && files+=("$f")
-  done
-  ((${#files[@]})) || return 0
-  found=$(awk '/^URIs:/ {print $2} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
-    "${files[@]}" | grep -v -- '-security' | head -n 1)
-  echo "$found"
-}
-mirror="${DEBIAN_MIRROR:-$(mirror_from_apt)}"
-if [ -z "$mirror" ]; then
-  echo "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR" >&2
-  exit 1
-fi
+source scripts/_debian_mirror.sh
+mirror=$(debian_mirror)
 command -v debootstrap >/dev/null || { echo "debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "debootstrap needs root" >&2; exit 1; }
 

@@ -41,18 +41,8 @@ base="$repository:base-$(echo "$recipe" | sha256sum | cut -c1-12)"
 if exists "$base"; then
   progress "stack base $base is already there"
 else
-  mirror_from_apt() {
-    local files=() found
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-      [ -f "$f" ] && files+=("$f")
-    done
-    ((${#files[@]})) || return 0
-    found=$(awk '/^URIs:/ {print $2} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
-      "${files[@]}" | grep -v -- '-security' | head -n 1)
-    echo "$found"
-  }
-  mirror="${DEBIAN_MIRROR:-$(mirror_from_apt)}"
-  [ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR" >&2; exit 1; }
+  source scripts/_debian_mirror.sh
+  mirror=$(debian_mirror)
   command -v mmdebstrap >/dev/null || { echo "mmdebstrap is not installed (apt-get install mmdebstrap)" >&2; exit 1; }
   [ "$(id -u)" -eq 0 ] || { echo "mmdebstrap needs root here" >&2; exit 1; }
   rootfs=$(mktemp /var/tmp/wakedock-stack.XXXXXX.tar)
