@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Debian: Redis, PostgreSQL, oathtool, zbarimg, Docker, busybox,
 # nginx with ModSecurity and the OWASP CRS (the edge), testssl.sh and sqlmap (attacking it),
-# Chromium for the browser tests; Python: .venv with .[test]), start the Docker
+# Chromium for the browser tests, debootstrap, mmdebstrap and docker-compose for the image and
+# the production stack, Podman; Python: .venv with .[test]), start the Docker
 # engine if it is not running (as root), and run the whole test suite. Extra arguments go to
 # pytest (e.g. -m security).
 # Integration tests start their own Redis and PostgreSQL on 127.0.0.1. They skip when a component
