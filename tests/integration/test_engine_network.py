@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from support.docker_images import TEST_IMAGE
-from support.engine import SOCKET, busybox_spec, wait_for
+from support.engine import SOCKET, busybox_spec, two_bridges, wait_for
 from support.server import free_port, run_cli
 from wakedock.config import DockerSettings
 from wakedock.runtime.base import Endpoint, Health
@@ -31,17 +31,8 @@ PREFIX = "wd-net-"
 def networks(engine: docker.DockerClient) -> Iterator[list[str]]:
     """Two user-defined bridges of this test (the first is docker.network); whatever a test
     left on them is its own, removed with them."""
-    token = secrets.token_hex(3)
-    created = [
-        engine.networks.create(f"{PREFIX}{token}-{role}", driver="bridge")
-        for role in ("services", "other")
-    ]
-    yield [str(network.name) for network in created]
-    for network in created:
-        network.reload()
-        for container in network.containers:
-            container.remove(force=True)
-        network.remove()
+    with two_bridges(engine, PREFIX) as created:
+        yield list(created)
 
 
 @pytest.fixture

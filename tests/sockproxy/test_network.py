@@ -15,7 +15,7 @@ import pytest
 
 from sockproxy.test_attacks import _create_kwargs, _no_container_of, _refused
 from support.docker_images import TEST_IMAGE
-from support.engine import busybox_spec
+from support.engine import busybox_spec, two_bridges
 from support.socket_proxy import SocketProxy
 from wakedock.config import DockerSettings
 from wakedock.runtime.base import Endpoint
@@ -31,17 +31,8 @@ PREFIX = "wd-net-"
 @pytest.fixture(scope="module")
 def networks(engine: docker.DockerClient) -> Iterator[tuple[str, str]]:
     """docker.network and another user-defined network, for this module."""
-    token = secrets.token_hex(3)
-    created = [
-        engine.networks.create(f"{PREFIX}sp-{token}-{role}", driver="bridge")
-        for role in ("services", "other")
-    ]
-    yield str(created[0].name), str(created[1].name)
-    for network in created:
-        network.reload()
-        for container in network.containers:
-            container.remove(force=True)
-        network.remove()
+    with two_bridges(engine, f"{PREFIX}sp-") as created:
+        yield created
 
 
 @pytest.fixture

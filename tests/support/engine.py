@@ -192,3 +192,22 @@ def followed_changes(runtime: ContainerRuntime) -> Iterator[queue.Queue[Workload
     finally:
         stream.close()
         reader.join(10)
+
+
+@contextmanager
+def two_bridges(engine: docker.DockerClient, prefix: str) -> Iterator[tuple[str, str]]:
+    """Two user-defined bridges (a `services` one, for docker.network, and an `other` one);
+    whatever is left on them is removed with them."""
+    token = secrets.token_hex(3)
+    created = [
+        engine.networks.create(f"{prefix}{token}-{role}", driver="bridge")
+        for role in ("services", "other")
+    ]
+    try:
+        yield str(created[0].name), str(created[1].name)
+    finally:
+        for network in created:
+            network.reload()
+            for container in network.containers:
+                container.remove(force=True)
+            network.remove()
