@@ -13,7 +13,7 @@ import pytest
 
 from integration.test_docker_engine import _spec, _wait_healthy
 from support.docker_images import TEST_IMAGE
-from support.engine import followed_changes
+from support.engine import followed_changes, read_until
 from support.podman import Podman
 from wakedock.runtime.base import WorkloadChange
 from wakedock.runtime.docker_engine import DockerEngineRuntime
@@ -33,18 +33,6 @@ def changes(runtime: DockerEngineRuntime) -> Iterator[queue.Queue[WorkloadChange
         yield seen
 
 
-def _next(seen: queue.Queue[WorkloadChange], ref: str, *actions: str) -> None:
-    other: list[WorkloadChange] = []
-    while True:
-        try:
-            change = seen.get(timeout=30)
-        except queue.Empty:
-            raise AssertionError(f"no {actions} of {ref} in 30 s; only {other}") from None
-        if change.ref == ref and change.action in actions:
-            return
-        other.append(change)
-
-
 def test_a_labelled_container_is_followed_and_discovered(
     engine: docker.DockerClient,
     runtime: DockerEngineRuntime,
@@ -56,16 +44,16 @@ def test_a_labelled_container_is_followed_and_discovered(
         TEST_IMAGE, ["sleep", "300"], network=network, labels=labels, name="wd-podman-found"
     )
     try:
-        _next(changes, created.id, "create")
+        read_until(changes, created.id, "create")
         assert created.id in [w.ref for w in runtime.discover()]
         found = runtime.discovered(created.id)
         assert found is not None and found.labels["wakedock.port"] == "8080"
         created.rename("wd-podman-renamed")
-        _next(changes, created.id, "rename")
+        read_until(changes, created.id, "rename")
     finally:
         created.remove(force=True)
     # Docker says `destroy`, Podman `remove`: the watcher must hear of it either way.
-    _next(changes, created.id, "destroy", "remove")
+    read_until(changes, created.id, "destroy", "remove")
     assert runtime.discovered(created.id) is None
 
 

@@ -17,7 +17,7 @@ from docker.types import ContainerSpec, ServiceMode, TaskTemplate
 from integration import test_docker_swarm as swarm_tests
 from sockproxy.swarm import engine, installation_name, network, proxy_flags, runtime
 from support.docker_images import TEST_IMAGE
-from support.engine import followed_changes
+from support.engine import followed_changes, read_until
 from support.socket_proxy import SocketProxy
 from wakedock.runtime.base import WorkloadChange
 from wakedock.runtime.docker_swarm import DockerSwarmRuntime
@@ -59,19 +59,6 @@ def _relabel(engine: docker.DockerClient, ref: str, labels: dict[str, str]) -> N
     )
 
 
-def _until(seen: queue.Queue[WorkloadChange], ref: str, action: str) -> list[WorkloadChange]:
-    """Every change read until `action` of `ref` (included); fails after 30 s without it."""
-    read: list[WorkloadChange] = []
-    while True:
-        try:
-            change = seen.get(timeout=30)
-        except queue.Empty:
-            raise AssertionError(f"no {action} of {ref} in 30 s; only {read}") from None
-        read.append(change)
-        if change.ref == ref and change.action == action:
-            return read
-
-
 @pytest.mark.security
 def test_only_wakedocks_services_events_pass_and_a_new_one_is_discovered_live(
     engine: docker.DockerClient,
@@ -82,17 +69,17 @@ def test_only_wakedocks_services_events_pass_and_a_new_one_is_discovered_live(
     opted = {"wakedock.enable": "true", "wakedock.port": "8080"}
     bystander = _service(engine, network, {"team": "payroll"})
     owned = _service(engine, network, opted)
-    read = _until(changes, owned, "create")
+    read = read_until(changes, owned, "create")
     # Found without a reconcile: what the watcher does on that event.
     found = runtime.discovered(owned)
     assert found is not None and found.labels["wakedock.port"] == "8080"
 
     _relabel(engine, bystander, {"team": "payroll", "tier": "gold"})
     _relabel(engine, owned, {**opted, "wakedock.idle_timeout": "60"})
-    read += _until(changes, owned, "update")
+    read += read_until(changes, owned, "update")
     # The owner opts out: the change still reaches WakeDock, which then loses sight of it.
     _relabel(engine, owned, {"team": "web"})
-    read += _until(changes, owned, "update")
+    read += read_until(changes, owned, "update")
     assert runtime.discovered(owned) is None
 
     engine.api.remove_service(bystander)
@@ -101,7 +88,7 @@ def test_only_wakedocks_services_events_pass_and_a_new_one_is_discovered_live(
     # that was passed on has been read too.
     marker = _service(engine, network, opted)
     engine.api.remove_service(marker)
-    read += _until(changes, marker, "remove")
+    read += read_until(changes, marker, "remove")
     assert bystander not in {change.ref for change in read}, read
     # Opted out, it was no longer WakeDock's business: its removal is not passed on either.
     assert (owned, "remove") not in {(change.ref, change.action) for change in read}, read

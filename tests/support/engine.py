@@ -211,3 +211,19 @@ def two_bridges(engine: docker.DockerClient, prefix: str) -> Iterator[tuple[str,
             for container in network.containers:
                 container.remove(force=True)
             network.remove()
+
+
+def read_until(
+    seen: queue.Queue[WorkloadChange], ref: str, *actions: str, timeout: float = 30
+) -> list[WorkloadChange]:
+    """Every change read from `seen` up to the first of `actions` on `ref` (included); fails
+    when none comes within `timeout` seconds of the last change read."""
+    read: list[WorkloadChange] = []
+    while True:
+        try:
+            change = seen.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no {actions} of {ref} in {timeout} s; only {read}") from None
+        read.append(change)
+        if change.ref == ref and change.action in actions:
+            return read

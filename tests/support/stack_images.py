@@ -5,22 +5,18 @@ support/wakedock_image.py. Built once per test session, reused while their input
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
 import secrets
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
-import pytest
 
 from support.components import unavailable
-from support.wakedock_image import build_image
+from support.wakedock_image import build_image, remove_stale_tags, run_build_script
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = "wd-stack-images"
@@ -43,42 +39,22 @@ class StackImages:
         }
 
 
-def _remove_stale(client: docker.DockerClient, repository: str, keep: set[str]) -> None:
-    for image in client.images.list(name=repository):
-        for tag in image.tags:
-            if tag.startswith(f"{repository}:") and tag not in keep:
-                # Still used by a container of a concurrent run: removed next time.
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(tag, noprune=False)
-
-
 def build_stack_images(client: docker.DockerClient) -> StackImages:
     """The four images' names, built now or earlier from the same inputs."""
     for tool in ("mmdebstrap", "docker-compose"):
         if shutil.which(tool) is None:
             unavailable(f"{tool} is not installed (apt-get install {tool})")
     wakedock = build_image(client)
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-stack-images.sh")],
-        env={
-            **os.environ,
-            "STACK_REPOSITORY": REPOSITORY,
-            "WAKEDOCK_IMAGE": wakedock,
-            "PYTHON": sys.executable,
-        },
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    output = run_build_script(
+        "build-stack-images.sh",
+        {"STACK_REPOSITORY": REPOSITORY, "WAKEDOCK_IMAGE": wakedock, "PYTHON": sys.executable},
+        "the stack's images",
     )
-    if built.returncode != 0:
-        pytest.fail(f"building the stack's images failed:\n{built.stderr[-4000:]}", pytrace=False)
-    names = dict(line.split("=", 1) for line in built.stdout.split() if "=" in line)
+    names = dict(line.split("=", 1) for line in output.split() if "=" in line)
     images = StackImages(wakedock, names["edge"], names["postgres"], names["redis"])
-    # Only this suite makes these tags: the ones of older inputs are dead weight.
     keep = {images.edge, images.postgres, images.redis, names["base"]}
-    _remove_stale(client, REPOSITORY, keep)
-    _remove_stale(client, f"{REPOSITORY}-edge", keep)
+    remove_stale_tags(client, REPOSITORY, keep)
+    remove_stale_tags(client, f"{REPOSITORY}-edge", keep)
     return images
 
 

@@ -20,28 +20,41 @@ ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = "wd-image-wakedock"
 
 
-def build_image(client: docker.DockerClient) -> str:
-    """The image's name, built now or earlier from the same inputs; older tags removed."""
-    if shutil.which("debootstrap") is None:
-        unavailable("debootstrap is not installed (apt-get install debootstrap)")
+def run_build_script(script: str, env: dict[str, str], what: str) -> str:
+    """`scripts/<script>` with `env` added; its stdout. The test fails, with the end of the
+    script's progress output, when it does."""
     built = subprocess.run(
-        [str(ROOT / "scripts" / "build-image.sh")],
-        env={**os.environ, "IMAGE_REPOSITORY": REPOSITORY, "PYTHON": sys.executable},
+        [str(ROOT / "scripts" / script)],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     if built.returncode != 0:
-        pytest.fail(f"building the image failed:\n{built.stderr[-4000:]}", pytrace=False)
-    image = built.stdout.strip().splitlines()[-1]
-    # Only this suite makes these tags: the ones of older inputs are dead weight.
-    for old in client.images.list(name=REPOSITORY):
-        for tag in old.tags:
-            if tag.startswith(f"{REPOSITORY}:") and tag != image:
+        pytest.fail(f"building {what} failed:\n{built.stderr[-4000:]}", pytrace=False)
+    return built.stdout
+
+
+def remove_stale_tags(client: docker.DockerClient, repository: str, keep: set[str]) -> None:
+    """Only this suite makes `repository`'s tags: the ones of older inputs are dead weight."""
+    for image in client.images.list(name=repository):
+        for tag in image.tags:
+            if tag.startswith(f"{repository}:") and tag not in keep:
                 # Still used by a container of a concurrent run: removed next time.
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag, noprune=False)
+
+
+def build_image(client: docker.DockerClient) -> str:
+    """The image's name, built now or earlier from the same inputs; older tags removed."""
+    if shutil.which("debootstrap") is None:
+        unavailable("debootstrap is not installed (apt-get install debootstrap)")
+    output = run_build_script(
+        "build-image.sh", {"IMAGE_REPOSITORY": REPOSITORY, "PYTHON": sys.executable}, "the image"
+    )
+    image = output.strip().splitlines()[-1]
+    remove_stale_tags(client, REPOSITORY, {image})
     return image
 
 
