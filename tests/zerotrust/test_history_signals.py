@@ -68,6 +68,11 @@ def findings(user: User, attempt: Attempt) -> list[Finding]:
 def test_a_first_sign_in_is_not_suspicious_by_itself(alice: User) -> None:
     alice.clock.advance(-6 * 3600)  # 03:00, from far away: nothing to compare with
     assert findings(alice, alice.attempt("203.0.113.50", NEW_YORK)) == []
+    # Before the password is checked there is no user yet: nothing to compare with either.
+    alice.signs_in()
+    alice.clock.advance(60)
+    unknown = Attempt(Purpose.SIGN_IN, "203.0.113.50", alice.clock.now(), place=NEW_YORK)
+    assert findings(alice, unknown) == []
 
 
 def test_a_new_address_scores_mildly_and_a_known_one_not_at_all(alice: User) -> None:
