@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,19 @@ def test_a_profile_weighing_an_unknown_signal_is_refused_at_build() -> None:
         engine(settings)
     with pytest.raises(ValueError, match="two signals share a name"):
         ZeroTrustEngine([Fixed("a", 1), Fixed("a", 2)], profiles_from(ZeroTrustSettings()))
+
+
+def test_the_settings_build_every_stateless_signal_and_the_allow_list_exempts(
+    tmp_path: Path,
+) -> None:
+    tor = tmp_path / "tor.txt"
+    tor.write_text("198.51.100.0/24\n")
+    settings = ZeroTrustSettings(anonymiser_file=tor, allow_networks=["198.51.100.128/25"])
+    zt = engine(settings)
+    assert zt.signal_names == ("network", "place", "anonymiser", "user_agent", "headers")
+    tor_exit = zt.assess(attempt(address="198.51.100.7"))
+    assert tor_exit.decision is Decision.DENY
+    assert tor_exit.reasons == ("anonymiser: the address is on the anonymiser list (Tor, VPN)",)
+    # The admin's allow list: scored (60: a step-up at sign-in), not denied.
+    vouched = zt.assess(attempt(address="198.51.100.200"))
+    assert (vouched.decision, vouched.score) == (Decision.STEP_UP, 60)

@@ -30,7 +30,8 @@ HEADERS_CAP = 40.0
 # Scanners and attack tools (their default user agents): nobody signs in with them.
 ATTACK_TOOLS = re.compile(
     r"sqlmap|nikto|nmap|masscan|zgrab|nuclei|wpscan|dirbuster|gobuster|feroxbuster|\bffuf\b|"
-    r"hydra|acunetix|netsparker|\bw3af\b|zmeu|havij|jorgee|openvas|commix|wfuzz|arachni",
+    r"fuzz faster u fool|hydra|acunetix|netsparker|\bw3af\b|zmeu|havij|jorgee|openvas|commix|"
+    r"wfuzz|arachni",
     re.IGNORECASE,
 )
 # HTTP libraries and command-line tools: legitimate for an API client, odd for a person.
