@@ -177,3 +177,12 @@ def test_forwarding_headers_from_an_untrusted_peer_and_the_cap() -> None:
 
 def test_an_api_client_is_not_held_to_browser_headers() -> None:
     assert header(CHROME, BEARER) is None
+
+
+def test_an_overlong_user_agent_is_scored_and_parsed_only_in_part() -> None:
+    """ua-parser would spend a third of a second on 8 KB; a browser sends ~200 characters."""
+    found = agent(CHROME + " x" * 4000)
+    assert found == Finding("user_agent", 20, "a user agent longer than 512 characters")
+    # Padding does not hide a tool: the tool patterns read the whole user agent.
+    found = agent("x" * 600 + " sqlmap/1.8")
+    assert found is not None and found.score == 120
