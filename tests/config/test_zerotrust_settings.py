@@ -47,9 +47,10 @@ def test_one_threshold_changes_only_that_one(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_country_codes_are_normalised_and_checked() -> None:
     assert zerotrust(deny_countries=["ru", " kp"]).deny_countries == ["RU", "KP"]
-    message = refused(allow_countries=["DE", "UK"])
+    message = refused(allow_countries=["DE", "XY"])
     assert "zerotrust.allow_countries" in message
     assert "item 1 is not a two-letter country code (ISO 3166-1) such as DE or US" in message
+    assert "item 0: the United Kingdom is GB in ISO 3166-1" in refused(deny_countries=["uk"])
     assert "DE on both allow_countries and deny_countries" in refused(
         allow_countries=["DE"], deny_countries=["de"]
     )

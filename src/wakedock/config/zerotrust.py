@@ -152,6 +152,8 @@ class ZeroTrustSettings(_Section):
     def _countries(cls, value: list[str]) -> list[str]:
         codes = [code.strip().upper() for code in value]
         for index, code in enumerate(codes):
+            if code == "UK":
+                raise ValueError(f"item {index}: the United Kingdom is GB in ISO 3166-1")
             if code not in COUNTRY_CODES:
                 raise ValueError(
                     f"item {index} is not a two-letter country code (ISO 3166-1) such as DE or US"
