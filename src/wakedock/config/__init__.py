@@ -27,6 +27,7 @@ from wakedock.config.sections import (
     SiemSettings,
 )
 from wakedock.config.settings import ENV_PREFIX, FILE_SUFFIX, Settings
+from wakedock.config.zerotrust import ZeroTrustSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -49,6 +50,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SiemSettings",
+    "ZeroTrustSettings",
     "env_name",
     "load_settings",
     "plain_secrets",

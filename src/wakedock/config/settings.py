@@ -23,6 +23,7 @@ from wakedock.config.sections import (
     ServerSettings,
     SiemSettings,
 )
+from wakedock.config.zerotrust import ZeroTrustSettings
 
 ENV_PREFIX = "WAKEDOCK_"
 FILE_SUFFIX = "_FILE"
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     siem: SiemSettings = Field(default_factory=SiemSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    zerotrust: ZeroTrustSettings = Field(default_factory=ZeroTrustSettings)
 
     def database_url(self) -> str:
         if self.database.url is not None:
