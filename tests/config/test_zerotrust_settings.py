@@ -79,3 +79,13 @@ def test_thresholds_weights_and_asns_are_checked() -> None:
     assert "deny_asns needs asn_database" in refused(deny_asns=[14061])
     assert "unknown key" in refused(profiles={"superuser": {"step_up_at": 1}})
     assert "on_signal_error" in refused(profiles={"admin": {"on_signal_error": "panic"}})
+
+
+def test_behaviour_settings_are_checked_and_named() -> None:
+    assert zerotrust(behaviour={"habit_zone": "Europe/Paris"}).behaviour.habit_zone == (
+        "Europe/Paris"
+    )
+    message = refused(behaviour={"habit_zone": "Mars/Olympus"})
+    assert "zerotrust.behaviour.habit_zone: Value error, not a time zone name" in message
+    assert "greater than 0" in refused(behaviour={"max_speed_kmh": 0})
+    assert "greater than or equal to 2" in refused(behaviour={"rapid_change_addresses": 1})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -108,6 +109,35 @@ class ZeroTrustProfiles(_Section):
         return merged
 
 
+class ZeroTrustBehaviour(_Section):
+    """The behaviour and reputation signals' settings (docs/zerotrust.md, "Behaviour and
+    reputation"): what a believable journey is, what habits are, how fast failures fade."""
+
+    # Impossible travel: the fastest believable journey (Curity's 250 km/h; about 1000 where
+    # users sign in on both sides of a flight), after `travel_tolerance_km` plus both places'
+    # accuracy radius is taken off the distance.
+    max_speed_kmh: float = Field(default=250.0, gt=0, le=100_000)
+    travel_tolerance_km: float = Field(default=100.0, ge=0, le=20_000)
+    # Rapid address change: this many distinct addresses (this one included) within the window.
+    rapid_change_addresses: int = Field(default=4, ge=2, le=1_000)
+    rapid_change_minutes: int = Field(default=60, ge=1, le=10_080)
+    # Unusual hour: only once a user has this much history; hours counted in `habit_zone`.
+    habit_min_sign_ins: int = Field(default=20, ge=1, le=500)
+    habit_min_days: int = Field(default=30, ge=1, le=180)
+    habit_zone: str = "UTC"
+    # Reputation: a failed sign-in's points halve every this many minutes.
+    failure_half_life_minutes: float = Field(default=60.0, gt=0, le=1_440)
+
+    @field_validator("habit_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a time zone name such as UTC or Europe/Paris") from None
+        return value
+
+
 class ZeroTrustSettings(_Section):
     """Every sign-in, request and wake weighed into allow, step-up or deny (docs/zerotrust.md).
 
@@ -141,6 +171,7 @@ class ZeroTrustSettings(_Section):
     # Weights for every purpose (1.0 when unnamed); a profile's own weights override them.
     weights: dict[str, float] = Field(default_factory=dict)
     profiles: ZeroTrustProfiles = Field(default_factory=ZeroTrustProfiles)
+    behaviour: ZeroTrustBehaviour = Field(default_factory=ZeroTrustBehaviour)
 
     @field_validator("deny_networks", "allow_networks", "trusted_networks")
     @classmethod

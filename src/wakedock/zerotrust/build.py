@@ -1,21 +1,32 @@
-"""The engine as the settings describe it: the profiles, the place finder and the stateless
-signals. The wiring (next to sign-in, requests and wakes) adds the signals that need the
-database (behaviour, reputation) through `extra_signals`."""
+"""The engine as the settings describe it: the profiles, the place finder, the stateless
+signals and, given the database, the behaviour and reputation signals."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.clock import Clock
 from wakedock.config.zerotrust import ZeroTrustSettings
 from wakedock.zerotrust.base import Decision, Purpose, Signal
 from wakedock.zerotrust.engine import Profile, ZeroTrustEngine
+from wakedock.zerotrust.history import SignInFailures, SignInHistory
 from wakedock.zerotrust.places import PlaceFinder
 from wakedock.zerotrust.ranges import AddressRanges
 from wakedock.zerotrust.signals.anonymisers import AnonymiserSignal
 from wakedock.zerotrust.signals.client import HeaderSignal, UserAgentSignal
+from wakedock.zerotrust.signals.history import (
+    ImpossibleTravel,
+    NewAddress,
+    NewCountry,
+    RapidAddressChange,
+    UnusualHour,
+)
 from wakedock.zerotrust.signals.network import NetworkSignal
 from wakedock.zerotrust.signals.place import PlaceSignal
+from wakedock.zerotrust.signals.reputation import AddressReputation, UsernameReputation
 
 
 def profiles_from(settings: ZeroTrustSettings) -> Mapping[Purpose, Profile]:
@@ -61,9 +72,44 @@ def stateless_signals(settings: ZeroTrustSettings, clock: Clock | None = None) -
     return signals
 
 
+def stateful_signals(
+    settings: ZeroTrustSettings, history: SignInHistory, failures: SignInFailures
+) -> list[Signal]:
+    """The user's own history (new address or country, impossible travel, rapid address
+    change, unusual hour) and the reputation of an address and a username."""
+    rules = settings.behaviour
+    half_life = timedelta(minutes=rules.failure_half_life_minutes)
+    return [
+        NewAddress(history),
+        NewCountry(history),
+        ImpossibleTravel(
+            history, max_speed_kmh=rules.max_speed_kmh, tolerance_km=rules.travel_tolerance_km
+        ),
+        RapidAddressChange(
+            history,
+            addresses=rules.rapid_change_addresses,
+            window=timedelta(minutes=rules.rapid_change_minutes),
+        ),
+        UnusualHour(
+            history,
+            min_sign_ins=rules.habit_min_sign_ins,
+            min_days=rules.habit_min_days,
+            zone=rules.habit_zone,
+        ),
+        AddressReputation(failures, half_life=half_life),
+        UsernameReputation(failures, half_life=half_life),
+    ]
+
+
 def build_engine(
-    settings: ZeroTrustSettings, extra_signals: Iterable[Signal] = (), clock: Clock | None = None
+    settings: ZeroTrustSettings,
+    extra_signals: Iterable[Signal] = (),
+    clock: Clock | None = None,
+    factory: sessionmaker[Session] | None = None,
 ) -> ZeroTrustEngine:
-    """The engine; raises ValueError when a profile weighs a signal that does not exist."""
+    """The engine, with the behaviour and reputation signals when given the database;
+    raises ValueError when a profile weighs a signal that does not exist."""
     signals = [*stateless_signals(settings, clock), *extra_signals]
+    if factory is not None:
+        signals += stateful_signals(settings, SignInHistory(factory), SignInFailures(factory))
     return ZeroTrustEngine(signals, profiles_from(settings))
