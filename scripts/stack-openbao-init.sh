@@ -24,10 +24,10 @@
 #   WAKEDOCK_UID     default 10001
 # Needs root (chown) and python3 (reads bao's JSON).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 keys_dir="${1:?usage: stack-openbao-init.sh KEYS_DIR [SECRETS_DIR]}"
-secrets_dir="${2:-deploy/secrets}"
+secrets_dir="${2:-$(dirname "$0")/../deploy/secrets}"
+policy="$(dirname "$0")/../deploy/openbao/wakedock-policy.hcl"
 project="${COMPOSE_PROJECT_NAME:-deploy}"
 role_id="${OPENBAO_ROLE_ID:-wakedock}"
 shares="${OPENBAO_KEY_SHARES:-5}"
@@ -42,7 +42,8 @@ install -d -m 0700 "$keys_dir"
 # The container by its Compose labels (`docker-compose ps` takes seconds).
 container=$(docker ps -q --filter "label=com.docker.compose.project=$project" \
   --filter "label=com.docker.compose.service=openbao")
-[ -n "$container" ] || { echo "no running openbao container in the Compose project $project" >&2; exit 1; }
+[ -n "$container" ] ||
+  { echo "no running openbao container in the Compose project $project" >&2; exit 1; }
 # bao ARGS...: the CLI in the OpenBao container, stdin passed on.
 bao() { docker exec -i "$container" bao "$@"; }
 # as_root SCRIPT ARGS...: a shell script in the container with the root token in BAO_TOKEN,
@@ -96,7 +97,7 @@ as_root '
   bao write auth/approle/role/wakedock token_policies=wakedock token_ttl=1h \
     token_max_ttl=24h secret_id_ttl=0
   bao write auth/approle/role/wakedock/role-id role_id="$1"' "$role_id" \
-  <deploy/openbao/wakedock-policy.hcl >&2
+  <"$policy" >&2
 
 secret_file="$secrets_dir/openbao_secret_id"
 if [ -e "$secret_file" ]; then
