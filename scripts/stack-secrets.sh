@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Write the secret files of the production stack (deploy/compose.yaml) into DIR (default
-# deploy/secrets): random passwords and keys, and two self-signed TLS certificates, WakeDock's
-# (names wakedock, localhost and WAKEDOCK_TLS_NAMES) and PostgreSQL's (name postgres).
+# deploy/secrets): random passwords and keys, and three self-signed TLS certificates, WakeDock's
+# (names wakedock, localhost and WAKEDOCK_TLS_NAMES), PostgreSQL's (name postgres) and that of
+# the optional OpenBao (deploy/compose.openbao.yaml; names openbao and 127.0.0.1, for its own
+# CLI). OpenBao's AppRole secret id is written by scripts/stack-openbao-init.sh.
 #
 # docker-compose mounts these files as they are on the host (no uid/gid/mode of their own), so
 # each belongs to the user of the container that reads it, readable by that user alone:
-# WakeDock's and the edge's files to 10001, PostgreSQL's and Redis's to 999 (the users of the
-# official images). Existing files are kept (run it again after deleting one to replace it).
+# WakeDock's and the edge's files to 10001, PostgreSQL's and Redis's to 999, OpenBao's to 100
+# (the users of the official images). Existing files are kept (run it again after deleting one
+# to replace it).
 # Needs root (chown) and openssl. Keep DIR outside /etc, /usr and /lib: `wakedock cis-check`
 # fails a container with a bind mount from a host system directory (CIS 5.6).
 set -euo pipefail
@@ -15,6 +18,7 @@ dir="${1:-$(dirname "$0")/../deploy/secrets}"
 WAKEDOCK_UID="${WAKEDOCK_UID:-10001}"
 POSTGRES_UID="${POSTGRES_UID:-999}"
 REDIS_UID="${REDIS_UID:-999}"
+OPENBAO_UID="${OPENBAO_UID:-100}"
 
 command -v openssl >/dev/null || { echo "openssl is not installed" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "run as root: the files are given to the containers' users" >&2; exit 1; }
@@ -72,3 +76,4 @@ names="DNS:wakedock,DNS:localhost,IP:127.0.0.1"
 for name in ${WAKEDOCK_TLS_NAMES:-}; do names="$names,DNS:$name"; done
 certificate wakedock "$WAKEDOCK_UID" "$names"
 certificate postgres "$POSTGRES_UID" "DNS:postgres"
+certificate openbao "$OPENBAO_UID" "DNS:openbao,IP:127.0.0.1"

@@ -1,146 +1,32 @@
 """The production stack, deploy/compose.yaml, run with Debian's docker-compose 1.29 from the local
 images (support/stack_images.py) and secret files written by scripts/stack-secrets.sh, then used
-as a self-hoster would: through the edge's one published port on 127.0.0.1, over TLS 1.3."""
+as a self-hoster would: through the edge's one published port on 127.0.0.1, over TLS 1.3. The
+stack (tests/deploy/conftest.py) has the OpenBao override too, whose own tests are in
+test_stack_openbao.py; they run after these, and end with `down -v`."""
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import ssl
-import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-import httpx
-import pyotp
 import pytest
 
-from support.docker_images import TEST_IMAGE, docker_client, ensure_test_image
+from support.docker_images import TEST_IMAGE
 from support.engine import HTTP_READINESS
-from support.login import LOGIN, access_token, bearer, login
-from support.server import free_port, run_cli
-from support.stack_images import ROOT, StackImages, build_stack_images, free_subnet
+from support.login import LOGIN, login
+from support.server import run_cli
+from support.stack import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    STACK_SERVICES,
+    Stack,
+    create_admin,
+    on_services_network,
+)
 
 pytestmark = pytest.mark.integration
-
-COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
-PROJECT_LABEL = "com.docker.compose.project"
-ADMIN = "stackadmin"
-ADMIN_PASSWORD = "quiet-harbour-lantern-87"
-
-
-@dataclass
-class Stack:
-    project: str
-    environment: dict[str, str]
-    secrets_dir: Path
-    port: int
-    engine: docker.DockerClient
-
-    @property
-    def services_network(self) -> str:
-        return self.environment["WAKEDOCK_SERVICES_NETWORK"]
-
-    def compose(self, *args: str, stdin: str = "", timeout: float = 300) -> str:
-        """`docker-compose -p <project> -f deploy/compose.yaml <args>`; its output."""
-        done = subprocess.run(
-            ["docker-compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args],
-            input=stdin,
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"docker-compose {' '.join(args)}: {done.stdout}{done.stderr}")
-        return done.stdout
-
-    def exec(self, service: str, script: str, stdin: str = "") -> str:
-        """A shell script run in the service's container (on its internal networks)."""
-        return self.compose("exec", "-T", service, "sh", "-c", script, stdin=stdin)
-
-    def containers(self) -> dict[str, dict[str, Any]]:
-        """`docker inspect` of the project's containers, by compose service name."""
-        found = self.engine.api.containers(
-            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
-        )
-        attrs = [self.engine.api.inspect_container(c["Id"]) for c in found]
-        return {a["Config"]["Labels"]["com.docker.compose.service"]: a for a in attrs}
-
-    def client(self) -> httpx.Client:
-        """An HTTPS client of the edge, trusting WakeDock's certificate, speaking TLS 1.3 only."""
-        context = ssl.create_default_context(cafile=str(self.secrets_dir / "wakedock_tls_cert"))
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        return httpx.Client(base_url=f"https://localhost:{self.port}", verify=context, timeout=30)
-
-
-def _wait_healthy(stack: Stack, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        states = {
-            name: (a["State"].get("Health") or {}).get("Status", a["State"]["Status"])
-            for name, a in stack.containers().items()
-        }
-        if len(states) == 5 and set(states.values()) == {"healthy"}:
-            return
-        if any(a["State"]["Status"] == "exited" for a in stack.containers().values()):
-            break
-        time.sleep(1)
-    logs = stack.compose("logs", "--tail", "30")
-    raise AssertionError(f"the stack is not healthy: {states}\n{logs[-6000:]}")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    engine = docker_client()
-    images: StackImages = build_stack_images(engine)
-    ensure_test_image(engine)  # the services' image: WakeDock never pulls
-    secrets_dir = tmp_path_factory.mktemp("wd-stack-secrets")
-    subprocess.run(
-        [str(ROOT / "scripts" / "stack-secrets.sh"), str(secrets_dir)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    port = free_port()
-    environment = {
-        **os.environ,
-        **images.environment(),
-        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
-        "WAKEDOCK_SECRETS_DIR": str(secrets_dir),
-        "WAKEDOCK_PUBLISH_ADDRESS": "127.0.0.1",
-        "WAKEDOCK_PUBLISH_PORT": str(port),
-        "WAKEDOCK_APP_SUBNET": free_subnet(engine),
-        "WAKEDOCK_ADMIN_URL": f"https://localhost:{port}",
-        "WAKEDOCK_SERVICES_NETWORK": f"wd-stack-services-{secrets.token_hex(4)}",
-    }
-    running = Stack(f"wd-stack-{secrets.token_hex(4)}", environment, secrets_dir, port, engine)
-    try:
-        running.compose("up", "-d", timeout=400)
-        _wait_healthy(running)
-        yield running
-    finally:
-        # What a failed test left on the services network (its name is this run's own) would
-        # keep `down` from removing it.
-        for container in _on_services_network(running):
-            engine.api.remove_container(container["Id"], force=True)
-        running.compose("down", "-v", "--remove-orphans", timeout=120)
-
-
-def _on_services_network(stack: Stack, service: str | None = None) -> list[dict[str, Any]]:
-    """The containers WakeDock made on the stack's services network (of one service)."""
-    labels = ["wakedock.managed=wakedock"] + ([f"wakedock.service={service}"] if service else [])
-    found = stack.engine.api.containers(
-        all=True, filters={"label": labels, "network": stack.services_network}
-    )
-    return list(found)
 
 
 def test_only_the_edge_is_published_and_only_on_loopback(stack: Stack) -> None:
@@ -148,7 +34,7 @@ def test_only_the_edge_is_published_and_only_on_loopback(stack: Stack) -> None:
         name: [b for bound in (a["HostConfig"]["PortBindings"] or {}).values() for b in bound or []]
         for name, a in stack.containers().items()
     }
-    assert set(published) == {"edge", "wakedock", "socket-proxy", "postgres", "redis"}
+    assert set(published) == STACK_SERVICES
     assert published.pop("edge") == [{"HostIp": "127.0.0.1", "HostPort": str(stack.port)}]
     assert all(not bindings for bindings in published.values()), published
 
@@ -214,11 +100,7 @@ def test_postgresql_refuses_a_connection_without_tls(stack: Stack) -> None:
 
 
 def test_a_first_admin_is_created_and_signs_in_through_the_edge(stack: Stack) -> None:
-    stack.compose(
-        "exec", "-T", "wakedock", "wakedock", "user", "create", ADMIN,
-        "--role", "admin", "--email", "admin@example.com", "--password-stdin",
-        stdin=ADMIN_PASSWORD + "\n",
-    )  # fmt: skip
+    create_admin(stack, ADMIN, ADMIN_PASSWORD)
     with stack.client() as client:
         wrong = login(client, ADMIN, ADMIN_PASSWORD + "x")
         signed_in = login(client, ADMIN, ADMIN_PASSWORD)
@@ -263,19 +145,6 @@ def _web_spec(name: str, answer: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def admin(stack: Stack) -> dict[str, str]:
-    """The first admin's bearer header, signed in and MFA enrolled through the edge (the role
-    may do nothing else before). After the test that creates the admin."""
-    with stack.client() as client:
-        auth = bearer(access_token(client, ADMIN, ADMIN_PASSWORD))
-        secret = client.post("/api/v1/auth/mfa/setup", headers=auth).json()["secret"]
-        code = pyotp.TOTP(secret).now()
-        confirmed = client.post("/api/v1/auth/mfa/confirm", headers=auth, json={"code": code})
-    assert confirmed.status_code == 200, confirmed.text
-    return auth
-
-
 def test_a_service_made_through_the_api_wakes_through_the_edge_on_the_services_network(
     stack: Stack, admin: dict[str, str]
 ) -> None:
@@ -303,7 +172,7 @@ def test_a_service_made_through_the_api_wakes_through_the_edge_on_the_services_n
             [woken] = audit.json()["events"]
             assert (woken["outcome"], woken["details"]["trigger"]) == ("success", "wake")
 
-            [container] = _on_services_network(stack, name)
+            [container] = on_services_network(stack, name)
             attrs = stack.engine.api.inspect_container(container["Id"])
             assert list(attrs["NetworkSettings"]["Networks"]) == [stack.services_network]
             assert attrs["HostConfig"]["NetworkMode"] == stack.services_network
@@ -322,7 +191,7 @@ def test_a_service_made_through_the_api_wakes_through_the_edge_on_the_services_n
         finally:
             gone = client.delete(service, headers=admin)
     assert gone.status_code == 204, gone.text
-    assert _on_services_network(stack, name) == []
+    assert on_services_network(stack, name) == []
 
 
 @pytest.mark.security
@@ -370,7 +239,7 @@ def test_cis_check_reports_no_failure_on_the_stack(stack: Stack, tmp_path: Path)
     done = run_cli(tmp_path / "data", "cis-check", "--project", stack.project, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert len(report["targets"]) == 5
+    assert len(report["targets"]) == len(STACK_SERVICES)
     failed = [
         (t["name"], f["id"], f["reason"])
         for t in report["targets"]
@@ -378,11 +247,3 @@ def test_cis_check_reports_no_failure_on_the_stack(stack: Stack, tmp_path: Path)
         if f["verdict"] == "FAIL"
     ]
     assert not failed
-
-
-def test_down_removes_every_container_network_and_volume(stack: Stack) -> None:
-    stack.compose("down", "-v", "--remove-orphans", timeout=120)
-    label = {"label": f"{PROJECT_LABEL}={stack.project}"}
-    assert stack.engine.api.containers(all=True, filters=label) == []
-    assert stack.engine.api.networks(filters=label) == []
-    assert stack.engine.api.volumes(filters=label)["Volumes"] in (None, [])
