@@ -22,7 +22,7 @@ from support.wakedock_image import build_image, remove_stale_tags, run_build_scr
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = "wd-stack-images"
-OPENBAO_REPOSITORY = "wd-bao-images"
+OPENBAO_REPOSITORY = "wd-stack-images-openbao"
 
 
 @dataclass(frozen=True)
