@@ -107,7 +107,9 @@ def create_user(data: Path, name: str, role: str) -> str:
 
 def enrol_by_api(server: WakeDockProcess, name: str, password: str) -> tuple[str, list[str]]:
     """Set up MFA through the API (not what these tests are about): the secret and codes."""
-    with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+    # The confirmation hashes ten backup codes (argon2): over httpx's default 5 s on a busy
+    # 2-core machine (seen at load 11).
+    with httpx.Client(base_url=server.base_url, verify=server.ssl_context(), timeout=30) as http:
         auth = bearer(access_token(http, name, password))
         secret = http.post("/api/v1/auth/mfa/setup", headers=auth).json()["secret"]
         code = pyotp.TOTP(secret).now()

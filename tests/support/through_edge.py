@@ -190,7 +190,15 @@ class AuditLogWatch:
         token = secrets.token_hex(8)
         marker = f"{MARKER_PATH}{token}"
         with httpx.Client(verify=self.context, timeout=30) as client:
-            client.request(MARKER_METHOD, f"{self.url}{marker}", headers={"Host": self.host})
+            answer = client.request(
+                MARKER_METHOD, f"{self.url}{marker}", headers={"Host": self.host}
+            )
+        if answer.status_code != 403 or "<center>nginx</center>" not in answer.text:
+            # Not the WAF's refusal: whatever answered, ModSecurity never saw the marker.
+            raise AssertionError(
+                f"the marker {marker} was answered {answer.status_code} by something other "
+                f"than the edge's WAF: {answer.text[:200]!r}"
+            )
         deadline = time.monotonic() + timeout
         while True:
             lines = []
@@ -206,8 +214,25 @@ class AuditLogWatch:
                 if finding is not None and not finding.uri.startswith(MARKER_PATH):
                     found.append(finding)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the marker {marker} never reached {self.path}")
+                raise TimeoutError(
+                    f"the marker {marker} never reached {self.path} ({self._witness(marker)})"
+                )
             time.sleep(0.05)
+
+    def _witness(self, marker: str) -> str:
+        """What nginx's own logs say of the marker: its access log has every answer, its error
+        log every refusal of ModSecurity's connector (a refusal there and not in the audit log
+        was never written to the audit log)."""
+        said = []
+        for name in ("error.log", "access.log"):
+            try:
+                text = self.path.with_name(name).read_text(errors="replace")
+            except OSError:
+                said.append(f"no {name}")
+                continue
+            seen = [line for line in text.splitlines() if marker in line]
+            said.append(f"{name}: {seen[0][:300]!r}" if seen else f"{name}: not there")
+        return "; ".join(said)
 
 
 def refusals(findings: list[Finding]) -> str:
