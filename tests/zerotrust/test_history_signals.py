@@ -4,6 +4,7 @@ each finds, what it lets pass, and that behaviour alone steps a user up but does
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from wakedock.zerotrust.history import SignInHistory
 from wakedock.zerotrust.signals.history import (
     ImpossibleTravel,
     NewAddress,
+    NewBrowser,
     NewCountry,
     RapidAddressChange,
     UnusualHour,
@@ -96,6 +98,44 @@ def test_a_new_country_scores_more_than_a_new_address(alice: User) -> None:
     assert NewCountry(alice.history).weigh(alice.attempt("198.51.100.99", LYON)) is None
     # No country for this address (no database): nothing to say.
     assert NewCountry(alice.history).weigh(alice.attempt("203.0.113.50", Place())) is None
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+def test_a_browser_never_used_adds_to_the_evidence(alice: User) -> None:
+    with_firefox = replace(alice.attempt(), user_agent=FIREFOX)
+    alice.history.remember(with_firefox, user_agent_family="Firefox")
+    alice.clock.advance(86400)
+    signal = NewBrowser(alice.history)
+    assert signal.weigh(replace(alice.attempt(), user_agent=FIREFOX)) is None
+    found = signal.weigh(replace(alice.attempt(), user_agent=CHROME))
+    assert found is not None
+    assert found.reason == "first sign-in with Chrome (usual: Firefox)"
+    assert 0 < found.score < STEP_UP_AT
+    # Behaviour alone never denies: a new browser, address and country right after a sign-in
+    # an ocean away is a second factor asked, not a user locked out.
+    alice.history.remember(
+        replace(alice.attempt(), user_agent=FIREFOX), user_agent_family="Firefox"
+    )
+    alice.clock.advance(1800)
+    far = replace(alice.attempt("203.0.113.50", NEW_YORK), user_agent=CHROME)
+    every = [*signals(alice.history), signal]
+    found_far = [f for f in (s.weigh(far) for s in every) if f]
+    assert {f.signal for f in found_far} == {
+        "new_address",
+        "new_country",
+        "impossible_travel",
+        "new_browser",
+    }
+    assert STEP_UP_AT <= sum(f.score for f in found_far) < DENY_AT
+    # A user whose sign-ins never named a browser (an API client) is not judged.
+    alice.signs_in()
+    assert signal.weigh(replace(alice.attempt(), user_agent="")) is None
 
 
 @pytest.mark.security

@@ -88,11 +88,37 @@ def test_failures_fade_by_half_each_half_life_and_are_forgotten(
     clock = FakeClock(T0)
     for n in range(10):
         failures.record_failure(STUFFER, f"user{n}", clock.now())
-    fresh = score(AddressReputation(failures), attempt(clock, STUFFER, "alice"))
-    assert fresh == pytest.approx(60.0)
+    # The failures' count alone here (their spread over usernames: the next test).
+    counted = AddressReputation(failures, spread_points=0)
+    assert score(counted, attempt(clock, STUFFER, "alice")) == pytest.approx(60.0)
     clock.advance(3600)
-    assert score(AddressReputation(failures), attempt(clock, STUFFER, "alice")) == pytest.approx(
-        30.0
-    )
+    assert score(counted, attempt(clock, STUFFER, "alice")) == pytest.approx(30.0)
     clock.advance(9 * 3600)
-    assert AddressReputation(failures).weigh(attempt(clock, STUFFER, "alice")) is None
+    assert counted.weigh(attempt(clock, STUFFER, "alice")) is None
+
+
+@pytest.mark.security
+def test_many_usernames_from_one_address_weigh_more_than_one_mistyped_often(
+    failures: SignInFailures,
+) -> None:
+    clock = FakeClock(T0)
+    # One person mistyping five times: 30 points, let through.
+    for _ in range(5):
+        failures.record_failure(HOME, "alice", clock.now())
+    assert score(AddressReputation(failures), attempt(clock, HOME, "alice")) == pytest.approx(30.0)
+    # Two people behind one office address who each mistype once: 12 + 8, let through.
+    office = "198.51.100.20"
+    failures.record_failure(office, "alice", clock.now())
+    failures.record_failure(office, "bob", clock.now())
+    assert score(AddressReputation(failures), attempt(clock, office, "carol")) == pytest.approx(
+        20.0
+    )
+    # Five usernames in a row from one address: 30 + 4 * 8, a second factor for the next one.
+    for n in range(5):
+        failures.record_failure(STUFFER, f"user{n}", clock.now())
+    stuffing = score(AddressReputation(failures), attempt(clock, STUFFER, "carol"))
+    assert stuffing == pytest.approx(62.0)
+    assert STEP_UP_AT <= stuffing < DENY_AT
+    # The spread counts within one half-life only; the count keeps fading as before.
+    clock.advance(3601)
+    assert score(AddressReputation(failures), attempt(clock, STUFFER, "carol")) < 16

@@ -20,6 +20,7 @@ from wakedock.zerotrust.signals.client import HeaderSignal, UserAgentSignal
 from wakedock.zerotrust.signals.history import (
     ImpossibleTravel,
     NewAddress,
+    NewBrowser,
     NewCountry,
     RapidAddressChange,
     UnusualHour,
@@ -82,6 +83,7 @@ def stateful_signals(
     return [
         NewAddress(history),
         NewCountry(history),
+        NewBrowser(history),
         ImpossibleTravel(
             history, max_speed_kmh=rules.max_speed_kmh, tolerance_km=rules.travel_tolerance_km
         ),

@@ -128,6 +128,16 @@ class SignInHistory:
             ).all()
         return frozenset(row for row in rows if row is not None)
 
+    def browsers(self, user_id: int) -> frozenset[str]:
+        """The browser families the user has signed in with (those that were named)."""
+        with self._factory() as db:
+            rows = db.scalars(
+                select(SignInRecord.user_agent_family)
+                .where(SignInRecord.user_id == user_id, SignInRecord.user_agent_family.is_not(None))
+                .distinct()
+            ).all()
+        return frozenset(row for row in rows if row is not None)
+
     def last(self, user_id: int, *, at_or_before: datetime) -> PastSignIn | None:
         """The user's latest sign-in up to `at_or_before`."""
         with self._factory() as db:

@@ -4,8 +4,9 @@ Scale (the engine's defaults: weights 1.0, step_up at 50, deny at 100). Behaviou
 should ask for a fresh second factor, not lock a user out: each signal alone stays below
 `deny_at`, impossible travel and a never-used hour reach `step_up_at` alone, and a new address
 or country only adds to other evidence. A session jumping continents within minutes (new
-address 5 + new country 20 + impossible travel 50 = 75) is stepped up; a deny needs several
-independent anomalies at once, or a network or reputation signal.
+address 5 + new country 20 + impossible travel 50 = 75) is stepped up, and with a browser the
+user never used (20) it is 95, still a step-up: a deny needs a network, client or reputation
+signal.
 
 A user with no history (a first sign-in, an attempt with no user yet) gets no behaviour
 finding: nothing is unusual for someone with no usual.
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from wakedock.zerotrust.base import Attempt, Finding, Place
 from wakedock.zerotrust.history import SignInHistory
+from wakedock.zerotrust.signals.client import browser_of
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -90,6 +92,31 @@ class NewCountry:
             return None
         usual = ", ".join(sorted(known))
         return Finding(self.name, self.score, f"first sign-in from {country} (before: {usual})")
+
+
+class NewBrowser:
+    """A browser family the user never signed in with (a new device, or someone else's): a
+    mild score that only adds to other evidence (failures from the address, a tool's user
+    agent): a new browser (`score`, 20) with a new country (20) and a new address (5) is 45,
+    and with impossible travel (50) too it is 95, still below a deny: behaviour alone never
+    locks a user out. Users who never had a
+    browser named (API clients) are not judged."""
+
+    name = "new_browser"
+
+    def __init__(self, history: SignInHistory, *, score: float = 20.0) -> None:
+        self._history = history
+        self.score = score
+
+    def weigh(self, attempt: Attempt) -> Finding | None:
+        if attempt.user_id is None or not attempt.user_agent:
+            return None
+        family = browser_of(attempt.user_agent)[0]
+        known = self._history.browsers(attempt.user_id)
+        if family is None or not known or family in known:
+            return None
+        usual = ", ".join(sorted(known))
+        return Finding(self.name, self.score, f"first sign-in with {family} (usual: {usual})")
 
 
 class ImpossibleTravel:

@@ -33,8 +33,10 @@ class AddressReputation:
     """Failed sign-ins from the attempt's address, for any username.
 
     `points` (6) per fresh failure, halving every `half_life` (1 h); nothing below
-    `ignore_below` (1 point: a failure long decayed). The reason counts the usernames tried:
-    many usernames from one address is credential stuffing, not a forgotten password.
+    `ignore_below` (1 point: a failure long decayed). Many usernames from one address is
+    credential stuffing, not a forgotten password: `spread_points` (8) more for each distinct
+    username beyond the first that failed within the last `half_life` (two people behind one
+    office address who both mistype score 20, still let through).
     """
 
     name = "address_reputation"
@@ -44,18 +46,22 @@ class AddressReputation:
         failures: SignInFailures,
         *,
         points: float = 6.0,
+        spread_points: float = 8.0,
         half_life: timedelta = timedelta(hours=1),
         ignore_below: float = 1.0,
     ) -> None:
         self._failures = failures
         self.points = points
+        self.spread_points = spread_points
         self.half_life = half_life
         self.ignore_below = ignore_below
 
     def weigh(self, attempt: Attempt) -> Finding | None:
         since = attempt.at - self._failures.retention
         failures = self._failures.from_address(attempt.address, since)
+        recent = {f.username for f in failures if attempt.at - f.at <= self.half_life}
         score = self.points * decayed(failures, attempt.at, self.half_life)
+        score += self.spread_points * max(0, len(recent) - 1)
         if score < self.ignore_below:
             return None
         usernames = len({f.username for f in failures})
