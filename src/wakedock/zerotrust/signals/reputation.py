@@ -34,7 +34,7 @@ class AddressReputation:
 
     `points` (6) per fresh failure, halving every `half_life` (1 h); nothing below
     `ignore_below` (1 point: a failure long decayed). Many usernames from one address is
-    credential stuffing, not a forgotten password: `spread_points` (8) more for each distinct
+    credential stuffing, not one person who forgot: `spread_points` (8) more for each distinct
     username beyond the first that failed within the last `half_life` (two people behind one
     office address who both mistype score 20, still let through).
     """
