@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, exists, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from wakedock.db import transaction
 from wakedock.zerotrust.base import Attempt, Place
@@ -120,20 +120,17 @@ class SignInHistory:
 
     def countries(self, user_id: int) -> frozenset[str]:
         """The countries the user has signed in from (those the database could place)."""
-        with self._factory() as db:
-            rows = db.scalars(
-                select(SignInRecord.country)
-                .where(SignInRecord.user_id == user_id, SignInRecord.country.is_not(None))
-                .distinct()
-            ).all()
-        return frozenset(row for row in rows if row is not None)
+        return self._distinct(user_id, SignInRecord.country)
 
     def browsers(self, user_id: int) -> frozenset[str]:
         """The browser families the user has signed in with (those that were named)."""
+        return self._distinct(user_id, SignInRecord.user_agent_family)
+
+    def _distinct(self, user_id: int, column: InstrumentedAttribute[str | None]) -> frozenset[str]:
         with self._factory() as db:
             rows = db.scalars(
-                select(SignInRecord.user_agent_family)
-                .where(SignInRecord.user_id == user_id, SignInRecord.user_agent_family.is_not(None))
+                select(column)
+                .where(SignInRecord.user_id == user_id, column.is_not(None))
                 .distinct()
             ).all()
         return frozenset(row for row in rows if row is not None)
