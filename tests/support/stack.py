@@ -76,10 +76,43 @@ class Stack:
         return {a["Config"]["Labels"]["com.docker.compose.service"]: a for a in attrs}
 
     def client(self) -> httpx.Client:
-        """An HTTPS client of the edge, trusting WakeDock's certificate, speaking TLS 1.3 only."""
+        """An HTTPS client of the edge, trusting WakeDock's certificate, speaking TLS 1.3 only,
+        and resending an idempotent request once when a reused connection closes before any
+        answer, as browsers do (see `ResendOnStaleConnection`)."""
         context = ssl.create_default_context(cafile=str(self.secrets_dir / "wakedock_tls_cert"))
         context.minimum_version = ssl.TLSVersion.TLSv1_3
-        return httpx.Client(base_url=f"https://localhost:{self.port}", verify=context, timeout=30)
+        transport = ResendOnStaleConnection(httpx.HTTPTransport(verify=context))
+        return httpx.Client(
+            base_url=f"https://localhost:{self.port}", transport=transport, timeout=30
+        )
+
+
+class ResendOnStaleConnection(httpx.BaseTransport):
+    """Resends a GET or HEAD once when the server closed the connection without answering.
+
+    The edge reloads nginx after a service changes (a wake does); the old workers finish what
+    they are answering and then close their idle keep-alive connections. A request sent on one
+    of those at that moment meets a closed connection: browsers and curl resend it on a new
+    one, httpx does not. Anything else (a refused connection, a timeout, an answer cut short
+    after it began, any other method) is raised as it is."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.resent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self.inner.handle_request(request)
+        except httpx.RemoteProtocolError as exc:
+            if request.method not in {"GET", "HEAD"} or "without sending a response" not in str(
+                exc
+            ):
+                raise
+            self.resent += 1
+            return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def wait_healthy(stack: Stack, services: int, timeout: float = 180) -> None:
