@@ -47,6 +47,7 @@ from wakedock.health.checks import (
 from wakedock.login.challenges import CHALLENGE_TYPE, ChallengeBook
 from wakedock.login.password import PasswordChanger
 from wakedock.login.service import LoginFlow, login_budgets
+from wakedock.login.zerotrust import zero_trust_gate
 from wakedock.metrics.counters import AuditCounters
 from wakedock.metrics.service import Metrics
 from wakedock.mfa.crypto import make_secret_box
@@ -248,6 +249,7 @@ def build_components(
         mfa,
         ChallengeBook(factory, clock, challenges, seconds=settings.mfa.challenge_seconds),
         auditor,
+        zero_trust_gate(settings.zerotrust, factory, auditor, clock),
     )
     setup = SetupToken(clock, ttl_seconds=auth.setup_token_seconds)
     if secret_sources:

@@ -103,6 +103,23 @@ def test_filters_narrow_the_trail_and_pages_follow_the_cursor(
     assert seqs(window.text) == [made[12], made[11], made[10]]
 
 
+def test_the_reference_a_refusal_shows_finds_its_events(signed_in: SignIn, h: Harness) -> None:
+    admin = signed_in(Role.ADMIN)
+    refused = Event(EventType.ZERO_TRUST_DECISION, Outcome.DENIED, details={"decision": "deny"})
+    wanted = record_alone(
+        h.components.db,
+        refused,
+        RequestContext(ip="203.0.113.7", request_id="5f3a9c0d1e2b4a68"),
+        at=T0,
+    )
+    other = RequestContext(ip="203.0.113.7", request_id="0000aaaa1111bbbb")
+    record_alone(h.components.db, refused, other, at=T0)
+    page = admin.browser.get("/admin/audit", params={"request_id": "5f3a9c0d1e2b4a68"})
+    assert page.status_code == 200, page.text
+    assert seqs(page.text) == [wanted]
+    assert 'name="request_id" maxlength="64" value="5f3a9c0d1e2b4a68"' in page.text
+
+
 def test_a_bad_filter_is_named_on_the_page(signed_in: SignIn) -> None:
     admin = signed_in(Role.ADMIN)
     answer = admin.browser.get("/admin/audit", params={"since": "yesterday"})

@@ -57,6 +57,21 @@ def behind_proxy(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness(client_ip=PROXY_IP, http={"trusted_proxies": [PROXY_NET]})
 
 
+# The rate limiter alone: zero trust denies an address failing for many usernames even before
+# the limiter's 10 tries (test_spoofing_does_not_escape_the_zero_trust_reputation below).
+LIMITER_ONLY = {"zerotrust": {"enabled": False}}
+
+
+@pytest.fixture
+def limiter_only(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness(**LIMITER_ONLY)
+
+
+@pytest.fixture
+def limiter_only_behind_proxy(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness(client_ip=PROXY_IP, http={"trusted_proxies": [PROXY_NET]}, **LIMITER_ONLY)
+
+
 # -- enumeration ----------------------------------------------------------------------------
 def test_same_answer_for_unknown_user_wrong_password_and_disabled_user(
     harness: Harness, admin_token: str
@@ -140,7 +155,8 @@ def test_password_is_verified_exactly(harness: Harness) -> None:
 
 
 # -- per-IP limit and X-Forwarded-For -------------------------------------------------------
-def test_spoofed_forwarded_for_does_not_escape_ip_limit(harness: Harness) -> None:
+def test_spoofed_forwarded_for_does_not_escape_ip_limit(limiter_only: Harness) -> None:
+    harness = limiter_only
     for _ in range(10):
         response = attempt(
             harness, f"user-{secrets.token_hex(4)}", "wrong-password", xff=random_ip()
@@ -156,18 +172,44 @@ def test_spoofed_forwarded_for_does_not_escape_ip_limit(harness: Harness) -> Non
     assert len(hits) == 1 and hits[0].ip == CLIENT_IP
 
 
+def test_spoofing_does_not_escape_the_zero_trust_reputation(harness: Harness) -> None:
+    """With zero trust on (the default), credential stuffing from one address is denied after
+    a few usernames, whatever X-Forwarded-For it writes: the failures count against the real
+    address, and so does the refusal, before any password is checked."""
+    answers = [
+        attempt(harness, f"user-{secrets.token_hex(4)}", "wrong-password", xff=random_ip())
+        for _ in range(10)
+    ]
+    statuses = [a.status_code for a in answers]
+    assert 401 in statuses and statuses[-1] == 403, statuses
+    assert statuses == sorted(statuses), statuses  # once denied, denied for the rest
+    assert answers[-1].json()["code"] == "zero_trust_denied"
+    failures = events(harness, "login_failure")
+    assert {e.ip for e in failures} == {CLIENT_IP} and len(failures) == statuses.count(401)
+    denied = events(harness, "zero_trust_decision")
+    assert {e.ip for e in denied} == {CLIENT_IP}
+    assert len(denied) == statuses.count(403)
+    # A real user's right password, from the same address, is refused too.
+    name, password = harness.create_user("victim")
+    assert attempt(harness, name, password, xff=random_ip()).status_code == 403
+
+
 def test_forwarded_for_ignored_from_peer_outside_trusted_proxies(
     make_harness: Callable[..., Harness],
 ) -> None:
-    h = make_harness(client_ip="198.51.100.77", http={"trusted_proxies": [PROXY_NET]})
+    h = make_harness(
+        client_ip="198.51.100.77", http={"trusted_proxies": [PROXY_NET]}, **LIMITER_ONLY
+    )
     for _ in range(10):
         assert attempt(h, f"user-{secrets.token_hex(4)}", "wrong", xff=PROXY_IP).status_code == 401
     assert_rate_limited(attempt(h, f"user-{secrets.token_hex(4)}", "wrong", xff=random_ip()))
     assert {e.ip for e in events(h, "login_failure")} == {"198.51.100.77"}
 
 
-def test_trusted_proxy_forwarded_clients_get_separate_budgets(behind_proxy: Harness) -> None:
-    h = behind_proxy
+def test_trusted_proxy_forwarded_clients_get_separate_budgets(
+    limiter_only_behind_proxy: Harness,
+) -> None:
+    h = limiter_only_behind_proxy
     attacker, bystander = "198.51.100.1", "198.51.100.2"
     for _ in range(10):
         assert attempt(h, f"user-{secrets.token_hex(4)}", "wrong", xff=attacker).status_code == 401
@@ -179,8 +221,8 @@ def test_trusted_proxy_forwarded_clients_get_separate_budgets(behind_proxy: Harn
     assert {e.ip for e in events(h, "login_failure")} == {attacker, bystander}
 
 
-def test_forged_leftmost_hop_does_not_escape(behind_proxy: Harness) -> None:
-    h = behind_proxy
+def test_forged_leftmost_hop_does_not_escape(limiter_only_behind_proxy: Harness) -> None:
+    h = limiter_only_behind_proxy
     attacker = "198.51.100.1"
     for _ in range(10):
         assert attempt(h, f"user-{secrets.token_hex(4)}", "wrong", xff=attacker).status_code == 401

@@ -114,6 +114,11 @@ def audit_group(open_trail: OpenTrail) -> click.Group:
     @click.option("--actor", default=None)
     @click.option("--since", default=None, help="ISO 8601 time, inclusive.")
     @click.option("--until", default=None, help="ISO 8601 time, exclusive.")
+    @click.option(
+        "--request-id",
+        default=None,
+        help="Only the events of this request: the reference a refusal shows.",
+    )
     @click.pass_obj
     def audit_export(
         state: CliState,
@@ -123,11 +128,17 @@ def audit_group(open_trail: OpenTrail) -> click.Group:
         actor: str | None,
         since: str | None,
         until: str | None,
+        request_id: str | None,
     ) -> None:
         """Every matching event, oldest first, as JSON lines or CSV on standard output."""
         try:
             selection = AuditFilter.parse(
-                type=type_, severity=severity, actor=actor, since=since, until=until
+                type=type_,
+                severity=severity,
+                actor=actor,
+                since=since,
+                until=until,
+                request_id=request_id,
             )
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None

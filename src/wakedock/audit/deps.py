@@ -22,7 +22,7 @@ chain_checks = provider(ChainChecks)
 ChainChecksDep = Annotated[ChainChecks, Depends(chain_checks)]
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-FILTER_FIELDS = ("type", "severity", "actor", "ip", "target", "since", "until")
+FILTER_FIELDS = ("type", "severity", "actor", "ip", "target", "request_id", "since", "until")
 
 
 def filter_fields(
@@ -31,6 +31,12 @@ def filter_fields(
     actor: str | None = Query(default=None, max_length=128, pattern=_NO_CONTROL),
     ip: str | None = Query(default=None, max_length=45, pattern=_NO_CONTROL),
     target: str | None = Query(default=None, max_length=256, pattern=_NO_CONTROL),
+    request_id: str | None = Query(
+        default=None,
+        max_length=64,
+        pattern=_NO_CONTROL,
+        description="The reference a refusal shows (its X-Request-Id): why it was refused.",
+    ),
     since: str | None = Query(default=None, max_length=40),
     until: str | None = Query(default=None, max_length=40),
 ) -> dict[str, str | None]:
@@ -41,6 +47,7 @@ def filter_fields(
         "actor": actor,
         "ip": ip,
         "target": target,
+        "request_id": request_id,
         "since": since,
         "until": until,
     }

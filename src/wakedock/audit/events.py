@@ -84,6 +84,9 @@ class EventType(StrEnum):
     LOADING_PAGE_FAILED = "loading_page_failed"
     # An alert reached every webhook: when, and how long after the event that raised it.
     ALERT_DELIVERED = "alert_delivered"
+    # The zero-trust engine weighed an attempt: every step-up and deny, and every allow that
+    # scored (docs/zerotrust.md); the details hold the score and each signal's part.
+    ZERO_TRUST_DECISION = "zero_trust_decision"
 
 
 DEFAULT_SEVERITY: dict[EventType, Severity] = {
@@ -151,6 +154,7 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.LOADING_PAGE_FAILED: Severity.LOW,
     # Info: an alert already went out for what raised it; this one is its receipt (MTTD).
     EventType.ALERT_DELIVERED: Severity.INFO,
+    EventType.ZERO_TRUST_DECISION: Severity.LOW,
 }
 
 

@@ -77,6 +77,7 @@ class AuditFilter:
     actor: str | None = None
     ip: str | None = None
     target: str | None = None
+    request_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     # The newest seq included (the console's view as it was drawn: its export holds no later
@@ -96,6 +97,7 @@ class AuditFilter:
             actor=raw.get("actor"),
             ip=raw.get("ip"),
             target=raw.get("target"),
+            request_id=raw.get("request_id"),
             since=_time(raw.get("since"), "since"),
             until=_time(raw.get("until"), "until"),
         )
@@ -108,6 +110,7 @@ class AuditFilter:
             (AuditEvent.actor, self.actor),
             (AuditEvent.ip, self.ip),
             (AuditEvent.target, self.target),
+            (AuditEvent.request_id, self.request_id),
         ):
             if value is not None:
                 query = query.where(column == value)

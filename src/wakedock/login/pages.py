@@ -22,12 +22,13 @@ from wakedock.login.challenges import Challenge
 from wakedock.login.deps import LoginFlowDep
 from wakedock.login.responses import set_session_cookie
 from wakedock.login.service import Tokens
+from wakedock.login.zerotrust import StepUpNeeded, ZeroTrustRefused
 from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import MfaService
 from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import request_context
+from wakedock.web.deps import request_context, request_headers
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import render_page
 
@@ -98,11 +99,16 @@ async def login_form(
     if not username or not password:
         return _password_step(target, "Enter your username and password.", 400)
     try:
-        result = await run_hashing(request, flow.login, username, password, context, code or None)
+        result = await run_hashing(
+            request, flow.login, username, password, context, code or None, request_headers(request)
+        )
     except (InvalidCredentials, MfaLoginRejected) as exc:
         return _password_step(target, exc.detail, 401)
     except TooManyAttempts:
         return _password_step(target, _TOO_MANY, 429)
+    except (ZeroTrustRefused, StepUpNeeded) as exc:
+        # The reason is the admin's to read (the reference finds it in the audit trail).
+        return _password_step(target, exc.detail, 403)
     if isinstance(result, Challenge):
         return _code_step(target, result.token)
     return _signed_in(mfa, result, target)
@@ -129,7 +135,9 @@ async def login_code_form(
     if not code:
         return _code_step(target, challenge, "Enter the code from your authenticator app.", 400)
     try:
-        tokens = await run_hashing(request, flow.complete_mfa, challenge, code, context)
+        tokens = await run_hashing(
+            request, flow.complete_mfa, challenge, code, context, request_headers(request)
+        )
     except MfaLoginRejected:
         message = "That code is not valid or was already used. Try the next code of your app."
         return _code_step(target, challenge, message, 401)

@@ -38,7 +38,7 @@ from wakedock.rbac.dependencies import public, requires
 from wakedock.rbac.permissions import Permission
 from wakedock.users.deps import SessionAdminDep, SignupDep
 from wakedock.users.schemas import UserOut
-from wakedock.web.deps import db_transaction, request_context
+from wakedock.web.deps import db_transaction, request_context, request_headers
 from wakedock.web.openapi import errors
 from wakedock.web.params import RowId
 
@@ -104,7 +104,13 @@ async def login(
     if body.mode == "cookie":
         await csrf.refuse_cross_site_login(request, context)
     result = await run_hashing(
-        request, flow.login, body.username, body.password, context, body.code
+        request,
+        flow.login,
+        body.username,
+        body.password,
+        context,
+        body.code,
+        request_headers(request),
     )
     if isinstance(result, Challenge):
         return MfaChallengeResponse(challenge_token=result.token, expires_in=result.expires_in)
@@ -129,7 +135,14 @@ async def verify(
     """Second login step: the challenge token and a TOTP or backup code open the session."""
     if body.mode == "cookie":
         await csrf.refuse_cross_site_login(request, context)
-    tokens = await run_hashing(request, flow.complete_mfa, body.challenge_token, body.code, context)
+    tokens = await run_hashing(
+        request,
+        flow.complete_mfa,
+        body.challenge_token,
+        body.code,
+        context,
+        request_headers(request),
+    )
     return session_response(response, tokens, body.mode, csrf)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -27,10 +28,12 @@ from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import DependencyUnavailable, InvalidCredentials, NotAuthenticated
 from wakedock.login.challenges import Challenge, ChallengeBook
+from wakedock.login.zerotrust import ZeroTrustGate
 from wakedock.mfa.codes import CodeCheck
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import VALID_CODES, MfaService, live_user
 from wakedock.ratelimit.limiter import STORE_DOWN, AttemptLimiter
+from wakedock.zerotrust.base import Attempt, Decision, Purpose
 
 log = logging.getLogger("wakedock.auth")
 
@@ -75,6 +78,7 @@ class LoginFlow:
         mfa: MfaService,
         challenges: ChallengeBook,
         auditor: Auditor,
+        gate: ZeroTrustGate | None = None,
     ) -> None:
         self._factory = factory
         self._clock = clock
@@ -85,19 +89,30 @@ class LoginFlow:
         self._mfa = mfa
         self._challenges = challenges
         self._auditor = auditor
+        self._gate = gate
 
     def login(
-        self, username: str, password: str, context: RequestContext, code: str | None = None
+        self,
+        username: str,
+        password: str,
+        context: RequestContext,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Tokens | Challenge:
         """Verify a password login; open a session, or ask for the second factor.
 
-        Checks both failure budgets first (429), verifies in constant cost whether or not the
-        user exists, and answers one generic error for every failure. A user with MFA gets a
-        challenge, unless `code` (one-step login) is given and valid.
+        The zero-trust gate weighs the address and the client first: a denied network or
+        country is refused (403) before any budget or password is looked at, so it learns
+        nothing. Then both failure budgets are checked (429), the password is verified in
+        constant cost whether or not the user exists, and every failure gets one generic
+        error. With the user known, the gate weighs the whole attempt (history, reputation):
+        `deny` refuses, `step_up` needs the second factor (an account without one is refused).
+        A user with MFA gets a challenge, unless `code` (one-step login) is given and valid.
         """
         name = username.strip().lower()
         ip = context.ip or "unknown"
         attempt = context.as_actor(name[:128]) if name else context
+        weighed = self._weigh_address(context, headers or {})
         with self._limiter.serialised(f"user:{name}", f"ip:{ip}"):
             try:
                 self._limiter.check_all(
@@ -120,20 +135,58 @@ class LoginFlow:
             if user is None:
                 self._limiter.record_failure(LOGIN_BY_USER, name)
                 self._limiter.record_failure(LOGIN_BY_IP, ip)
+                if self._gate is not None and weighed is not None and name:
+                    self._gate.record_failure(replace(weighed, username=name))
                 raise InvalidCredentials(GENERIC_LOGIN_ERROR)
         try:
             self._limiter.reset(LOGIN_BY_USER, name)
         except DependencyUnavailable:
             # The password was right; an unreset counter only errs on the strict side.
             log.warning("could not reset the login failure counter (rate-limit store down)")
+        if weighed is not None:
+            weighed = replace(weighed, username=name, user_id=user.id)
+            self._weigh_user(weighed, user, attempt)
         if user.mfa_enabled:
             if code is None:
                 return self._challenges.issue(user, attempt)
-            return self._second_factor(user.id, name, code, attempt)
+            return self._second_factor(user.id, name, code, attempt, weighed=weighed)
         with transaction(self._factory) as db:
-            return self._open(db, user, attempt, method=None)
+            tokens = self._open(db, user, attempt, method=None)
+        self._remember(weighed)
+        return tokens
 
-    def complete_mfa(self, challenge_token: str, code: str, context: RequestContext) -> Tokens:
+    def _weigh_address(self, context: RequestContext, headers: Mapping[str, str]) -> Attempt | None:
+        """The gate's first look, with no username: the network, the place, the client and
+        the address's reputation. A deny is refused here (audited); anything else is decided
+        with the user known, so it is not audited twice."""
+        if self._gate is None or not self._gate.enabled:
+            return None
+        weighed = self._gate.attempt(Purpose.SIGN_IN, context, headers)
+        if self._gate.weigh(weighed, context, only_deny=True).decision is Decision.DENY:
+            raise self._gate.refuse(context)
+        return weighed
+
+    def _weigh_user(self, weighed: Attempt, user: User, context: RequestContext) -> None:
+        """The gate's whole look, once the password proved who is asking."""
+        assert self._gate is not None  # noqa: S101 (weighed only exists with a gate)
+        decision = self._gate.weigh(weighed, context).decision
+        if decision is Decision.DENY:
+            raise self._gate.refuse(context)
+        if decision is Decision.STEP_UP and not user.mfa_enabled:
+            raise self._gate.step_up_without_mfa(context)
+        # A step-up for a user with MFA: the code step every such sign-in has already is it.
+
+    def _remember(self, weighed: Attempt | None) -> None:
+        if self._gate is not None and weighed is not None:
+            self._gate.remember(weighed)
+
+    def complete_mfa(
+        self,
+        challenge_token: str,
+        code: str,
+        context: RequestContext,
+        headers: Mapping[str, str] | None = None,
+    ) -> Tokens:
         """The second step of an MFA login: the challenge token and a TOTP or backup code."""
         try:
             claims = self._challenges.read(challenge_token)
@@ -148,8 +201,13 @@ class LoginFlow:
         with self._factory() as db:
             user = db.get(User, claims.user_id)
             name = user.username if user is not None else f"user:{claims.user_id}"
+        weighed = None
+        if self._gate is not None and self._gate.enabled and user is not None:
+            weighed = self._gate.attempt(
+                Purpose.SIGN_IN, context, headers or {}, username=name, user_id=user.id
+            )
         try:
-            return self._second_factor(claims.user_id, name, code, context, claims)
+            return self._second_factor(claims.user_id, name, code, context, claims, weighed)
         except NotAuthenticated as exc:
             if not isinstance(exc, MfaLoginRejected):
                 failed = Event(
@@ -168,9 +226,11 @@ class LoginFlow:
         code: str,
         context: RequestContext,
         claims: AccessClaims | None = None,
+        weighed: Attempt | None = None,
     ) -> Tokens:
         """Ask MFA whether `code` is valid for the user (under its budgets); if so, spend the
-        challenge (if any) and open the session, all in one transaction."""
+        challenge (if any) and open the session, all in one transaction; the sign-in is then
+        remembered for the zero-trust history."""
 
         def attempt(db: Session) -> tuple[CodeCheck, Tokens | None]:
             if claims is not None:
@@ -183,7 +243,9 @@ class LoginFlow:
                 self._challenges.spend(db, claims)
             return check, self._open(db, user, context, method=check)
 
-        return self._mfa.guarded(name, context, "login", attempt, login=True)
+        tokens = self._mfa.guarded(name, context, "login", attempt, login=True)
+        self._remember(weighed)
+        return tokens
 
     def _open(
         self, db: Session, user: User, context: RequestContext, *, method: CodeCheck | None

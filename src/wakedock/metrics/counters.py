@@ -21,6 +21,7 @@ from wakedock.siem.exporter import SinkStatus
 
 # Events whose details say why (wake, manual, idle, error...).
 _WITH_REASON = ("service_start", "service_stop")
+_ZERO_TRUST = "zero_trust_decision"
 
 
 class AuditCounters:
@@ -30,6 +31,10 @@ class AuditCounters:
         self._last_seq = 0
         self.by_type: Counter[str] = Counter()
         self.by_reason: Counter[tuple[str, str, str]] = Counter()
+        # Zero-trust decisions (the audited ones: every step-up and deny, every scored allow)
+        # by (purpose, decision), and by (signal, decision) for each signal that counted.
+        self.zero_trust: Counter[tuple[str, str]] = Counter()
+        self.zero_trust_signals: Counter[tuple[str, str]] = Counter()
 
     def refresh(self) -> None:
         """Count the events recorded since the last refresh (blocking)."""
@@ -45,14 +50,24 @@ class AuditCounters:
                 self.by_type[type_] += count
             detailed = db.execute(
                 select(AuditEvent.type, AuditEvent.outcome, AuditEvent.details).where(
-                    *window, AuditEvent.type.in_(_WITH_REASON)
+                    *window, AuditEvent.type.in_((*_WITH_REASON, _ZERO_TRUST))
                 )
             )
             for type_, outcome, details in detailed:
                 parsed = json.loads(details or "{}")
+                if type_ == _ZERO_TRUST:
+                    self._count_zero_trust(parsed)
+                    continue
                 reason = str(parsed.get("reason") or parsed.get("trigger") or "manual")
                 self.by_reason[(type_, reason, outcome)] += 1
             self._last_seq = top
+
+    def _count_zero_trust(self, details: dict[str, object]) -> None:
+        decision = str(details.get("decision", "unknown"))
+        self.zero_trust[(str(details.get("purpose", "unknown")), decision)] += 1
+        signals = details.get("signals")
+        for signal in signals if isinstance(signals, dict) else {}:
+            self.zero_trust_signals[(str(signal), decision)] += 1
 
 
 def running_services(factory: sessionmaker[Session]) -> int:
@@ -105,6 +120,22 @@ def exposition(
     for (type_, reason, _outcome), count in sorted(counters.by_reason.items()):
         if type_ == "service_stop":
             lines.append(f'wakedock_service_stops_total{{reason="{_label(reason)}"}} {count}')
+    lines += [
+        "# HELP wakedock_zero_trust_decisions_total Zero-trust decisions by purpose and "
+        "outcome (every step-up and deny; allows only when a signal scored).",
+        "# TYPE wakedock_zero_trust_decisions_total counter",
+    ]
+    for (purpose, decision), count in sorted(counters.zero_trust.items()):
+        labels = f'purpose="{_label(purpose)}",decision="{_label(decision)}"'
+        lines.append(f"wakedock_zero_trust_decisions_total{{{labels}}} {count}")
+    lines += [
+        "# HELP wakedock_zero_trust_signals_total Zero-trust decisions each signal scored in, "
+        "by outcome.",
+        "# TYPE wakedock_zero_trust_signals_total counter",
+    ]
+    for (signal, decision), count in sorted(counters.zero_trust_signals.items()):
+        labels = f'signal="{_label(signal)}",decision="{_label(decision)}"'
+        lines.append(f"wakedock_zero_trust_signals_total{{{labels}}} {count}")
     lines += [
         "# HELP wakedock_services_running Services whose container runs (database view).",
         "# TYPE wakedock_services_running gauge",

@@ -20,6 +20,11 @@ from wakedock.context import RequestContext
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Audit rows keep this much of a User-Agent header.
 MAX_USER_AGENT = 512
+# What `client_headers` never passes on: credentials (only the Authorization scheme is kept).
+_DROPPED = frozenset({"cookie", "proxy-authorization"})
+_FORWARDING = frozenset({"via", "forwarded", "x-forwarded-for"})
+_MAX_HEADERS = 64
+_MAX_VALUE = 512
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,23 @@ def connection_context(scope: Scope, trusted: TrustedProxies) -> RequestContext:
         user_agent=agent[:MAX_USER_AGENT],
         request_id=state.get("request_id"),
     )
+
+
+def client_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, from_trusted_proxy: bool
+) -> dict[str, str]:
+    """The request's headers as the engine reads them: names lower case, values clipped, no
+    cookies, only the scheme of `Authorization`, and no forwarding headers when the peer is a
+    trusted proxy (they are its own; from anyone else they are an anomaly the engine scores)."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        if name in _DROPPED or (from_trusted_proxy and name in _FORWARDING):
+            continue
+        text = value.decode("latin-1")[:_MAX_VALUE]
+        if name == "authorization":
+            text = text.split(" ", 1)[0]
+        headers.setdefault(name, text)
+        if len(headers) >= _MAX_HEADERS:
+            break
+    return headers

@@ -12,7 +12,13 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.context import RequestContext
-from wakedock.web.client_ip import TrustedProxies, connection_context
+from wakedock.web.client_ip import (
+    TrustedProxies,
+    client_headers,
+    connection_context,
+    is_trusted,
+    peer_of,
+)
 from wakedock.web.provided import provided_of, provider
 
 # Pure dependencies are `async def`: a plain `def` would cost a worker-thread hop per request.
@@ -34,6 +40,14 @@ def _anonymous_context(request: Request) -> RequestContext:
 def request_ip(request: Request) -> str:
     """The client address, resolved once per request (see client_ip.py)."""
     return _anonymous_context(request).ip or "unknown"
+
+
+def request_headers(request: Request) -> dict[str, str]:
+    """The headers the zero-trust engine weighs (web/client_ip.py, `client_headers`)."""
+    trusted = provided_of(request).get(TrustedProxies)
+    peer = peer_of(request.scope)
+    proxied = peer is not None and is_trusted(peer, trusted.networks)
+    return client_headers(request.scope["headers"], from_trusted_proxy=proxied)
 
 
 async def request_context(request: Request) -> RequestContext:
