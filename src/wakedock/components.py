@@ -18,6 +18,7 @@ from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import SessionStore
 from wakedock.auth.setup_token import SetupToken
 from wakedock.auth.tokens import TokenCodec
+from wakedock.auth.zerotrust import RequestWeigher, zero_trust_gate
 from wakedock.clock import Clock, SystemClock
 from wakedock.cluster.counters import RequestCounts
 from wakedock.cluster.edges import EdgeRegistry
@@ -47,7 +48,6 @@ from wakedock.health.checks import (
 from wakedock.login.challenges import CHALLENGE_TYPE, ChallengeBook
 from wakedock.login.password import PasswordChanger
 from wakedock.login.service import LoginFlow, login_budgets
-from wakedock.login.zerotrust import zero_trust_gate
 from wakedock.metrics.counters import AuditCounters
 from wakedock.metrics.service import Metrics
 from wakedock.mfa.crypto import make_secret_box
@@ -239,6 +239,15 @@ def build_components(
     box = make_secret_box(settings.mfa.encryption_key, settings.data_dir)
     auditor = Auditor(factory, clock)
     mfa = MfaService(factory, clock, box, hasher, limiter, sessions, auditor, settings.mfa)
+    gate = zero_trust_gate(settings.zerotrust, factory, auditor, clock)
+    request_weigher = RequestWeigher(
+        gate,
+        sessions,
+        factory,
+        clock,
+        cache_seconds=settings.zerotrust.request_cache_seconds,
+        country_change=settings.zerotrust.session_country_change,
+    )
     login = LoginFlow(
         factory,
         clock,
@@ -249,7 +258,7 @@ def build_components(
         mfa,
         ChallengeBook(factory, clock, challenges, seconds=settings.mfa.challenge_seconds),
         auditor,
-        zero_trust_gate(settings.zerotrust, factory, auditor, clock),
+        gate,
     )
     setup = SetupToken(clock, ttl_seconds=auth.setup_token_seconds)
     if secret_sources:
@@ -309,7 +318,7 @@ def build_components(
         auditor=auditor,
         csrf=csrf,
         authenticator=Authenticator(codec, sessions, csrf, auditor),
-        guard=GuardContext(mfa, auditor),
+        guard=GuardContext(mfa, auditor, request_weigher),
         login=login,
         password_changer=PasswordChanger(factory, limiter, users, auditor),
         mfa=mfa,

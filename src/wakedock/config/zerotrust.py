@@ -172,6 +172,12 @@ class ZeroTrustSettings(_Section):
     weights: dict[str, float] = Field(default_factory=dict)
     profiles: ZeroTrustProfiles = Field(default_factory=ZeroTrustProfiles)
     behaviour: ZeroTrustBehaviour = Field(default_factory=ZeroTrustBehaviour)
+    # Authenticated requests: a session's decision is kept this long per (session, address,
+    # user agent, purpose); a change of any of them is weighed at once.
+    request_cache_seconds: int = Field(default=300, ge=0, le=3_600)
+    # A session seen in another country than the one it signed in from: step_up (a fresh
+    # code) or revoke (signed out).
+    session_country_change: Literal["step_up", "revoke"] = "step_up"
 
     @field_validator("deny_networks", "allow_networks", "trusted_networks")
     @classmethod

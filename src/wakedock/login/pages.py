@@ -16,13 +16,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from wakedock.auth.deps import CsrfGuardDep
 from wakedock.auth.forms import enrolment_path, form_fields, refused_page
 from wakedock.auth.hashing import run_hashing
+from wakedock.auth.zerotrust import StepUpNeeded, ZeroTrustRefused
 from wakedock.context import RequestContext
 from wakedock.errors import CsrfFailed, InvalidCredentials, NotAuthenticated, TooManyAttempts
 from wakedock.login.challenges import Challenge
 from wakedock.login.deps import LoginFlowDep
 from wakedock.login.responses import set_session_cookie
 from wakedock.login.service import Tokens
-from wakedock.login.zerotrust import StepUpNeeded, ZeroTrustRefused
 from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import MfaService

@@ -22,13 +22,13 @@ from wakedock.auth.models import User
 from wakedock.auth.passwords import PasswordHasher
 from wakedock.auth.sessions import NewSession, Principal, RefreshReused, SessionStore
 from wakedock.auth.tokens import AccessClaims, TokenCodec
+from wakedock.auth.zerotrust import ZeroTrustGate
 from wakedock.clock import Clock
 from wakedock.config import RateLimitSettings
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.errors import DependencyUnavailable, InvalidCredentials, NotAuthenticated
 from wakedock.login.challenges import Challenge, ChallengeBook
-from wakedock.login.zerotrust import ZeroTrustGate
 from wakedock.mfa.codes import CodeCheck
 from wakedock.mfa.errors import MfaLoginRejected
 from wakedock.mfa.service import VALID_CODES, MfaService, live_user

@@ -78,7 +78,7 @@ def confirm(
 def step_up(
     body: CodeRequest,
     mfa: MfaServiceDep,
-    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE)),
+    principal: Principal = Depends(requires(Permission.ACCOUNT_WRITE, step_up=True)),
     context: RequestContext = Depends(request_context),
 ) -> StepUpOut:
     """Prove MFA again; sensitive actions accept the proof for `mfa.step_up_seconds`."""

@@ -12,22 +12,28 @@ from wakedock.audit.events import Event, EventType, Outcome
 from wakedock.audit.service import Auditor
 from wakedock.auth.dependencies import current_principal
 from wakedock.auth.sessions import Principal
+from wakedock.auth.zerotrust import RequestWeigher
 from wakedock.errors import PermissionDenied
 from wakedock.rbac.enrolment import EnrolmentPolicy
 from wakedock.rbac.errors import EnrolmentRequired
-from wakedock.rbac.permissions import Permission
-from wakedock.rbac.roles import has_permission
-from wakedock.web.deps import context_of
+from wakedock.rbac.permissions import Permission, Role
+from wakedock.rbac.roles import ROLE_PERMISSIONS, has_permission
+from wakedock.web.deps import context_of, request_headers
 from wakedock.web.provided import provider
+from wakedock.zerotrust.base import Purpose
+
+# What only admins may do is weighed by the stricter `admin` profile (docs/zerotrust.md).
+ADMIN_ONLY = frozenset(Permission) - ROLE_PERMISSIONS[Role.OPERATOR]
 
 
 @dataclass(frozen=True)
 class GuardContext:
-    """What a route guard consults, as one dependency: the MFA enrolment policy, and the audit
-    door for its refusals."""
+    """What a route guard consults, as one dependency: the MFA enrolment policy, the audit
+    door for its refusals, and the zero-trust weigher of authenticated requests."""
 
     enrolment: EnrolmentPolicy
     auditor: Auditor
+    zero_trust: RequestWeigher | None = None
 
 
 guard_context = provider(GuardContext)
@@ -45,9 +51,14 @@ class Requires:
     `during_enrolment` (enrolment routes, `me`, logout): 403 `mfa_enrollment_required` elsewhere.
     """
 
-    def __init__(self, permission: Permission, *, during_enrolment: bool = False) -> None:
+    def __init__(
+        self, permission: Permission, *, during_enrolment: bool = False, step_up: bool = False
+    ) -> None:
         self.permission = permission
         self.during_enrolment = during_enrolment
+        # A session the zero-trust engine steps up must still reach what answers it (the MFA
+        # step-up), see who it is, enrol, and sign out: a deny is enforced there, not a step-up.
+        self.enforce_step_up = not (during_enrolment or step_up)
 
     async def __call__(
         self,
@@ -65,7 +76,24 @@ class Requires:
             raise EnrolmentRequired(
                 "your role requires MFA: enrol first (POST /api/v1/auth/mfa/setup)"
             )
+        weigher = guard.zero_trust
+        if weigher is not None and weigher.enabled:
+            await self._weigh(request, weigher, principal)
         return principal
+
+    async def _weigh(self, request: Request, weigher: RequestWeigher, principal: Principal) -> None:
+        """The zero-trust decision on this session's request: from memory when its session,
+        address, user agent and purpose were weighed lately, else on a worker thread."""
+        purpose = Purpose.ADMIN if self.permission in ADMIN_ONLY else Purpose.REQUEST
+        context = context_of(request)
+        step_up = self.enforce_step_up
+        if weigher.cached(principal, context, purpose):
+            weigher.enforce_cached(principal, context, purpose, step_up=step_up)
+            return
+        headers = request_headers(request)
+        await run_in_threadpool(
+            weigher.weigh, principal, context, headers, purpose, step_up=step_up
+        )
 
 
 async def _deny(auditor: Auditor, request: Request, details: dict[str, str]) -> None:
@@ -75,11 +103,15 @@ async def _deny(auditor: Auditor, request: Request, details: dict[str, str]) -> 
     await run_in_threadpool(auditor.record, denied, context_of(request))
 
 
-_guards: dict[tuple[Permission, bool], Requires] = {}
+_guards: dict[tuple[Permission, bool, bool], Requires] = {}
 
 
-def requires(permission: Permission, *, during_enrolment: bool = False) -> Requires:
+def requires(
+    permission: Permission, *, during_enrolment: bool = False, step_up: bool = False
+) -> Requires:
     """The (shared) guard for `permission`; `during_enrolment` routes stay open to a user
-    who must still enrol MFA."""
-    key = (permission, during_enrolment)
-    return _guards.setdefault(key, Requires(permission, during_enrolment=during_enrolment))
+    who must still enrol MFA; `step_up` marks the route that answers a step-up."""
+    key = (permission, during_enrolment, step_up)
+    return _guards.setdefault(
+        key, Requires(permission, during_enrolment=during_enrolment, step_up=step_up)
+    )

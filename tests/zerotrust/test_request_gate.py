@@ -1,0 +1,169 @@
+"""Authenticated requests weighed by the engine, in-process behind a trusted proxy (the client's
+address in X-Forwarded-For): a session whose address jumps continents is stepped up (or
+revoked, by configuration), a headless browser on the API is scored, admin routes use the
+stricter profile, a decision is kept per session, address, user agent and purpose, and a
+step-up is answered by a fresh code (POST /api/v1/auth/mfa/step-up), which stays reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Harness
+from support.pages import events
+from wakedock.rbac.permissions import Role
+
+PROXY = "10.0.0.5"
+PARIS, SYDNEY, BERLIN = "80.67.169.12", "1.1.1.1", "85.214.132.117"
+ME = "/api/v1/auth/me"
+HEADLESS = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/131.0.0.0 Safari/537.36"
+)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'wakedock.db'}"
+
+
+@pytest.fixture
+def proxied(make_harness: Callable[..., Harness]) -> Callable[..., Harness]:
+    def make(**sections: Any) -> Harness:
+        return make_harness(client_ip=PROXY, http={"trusted_proxies": [f"{PROXY}/32"]}, **sections)
+
+    return make
+
+
+def _sign_in(h: Harness, name: str, password: str, address: str) -> dict[str, Any]:
+    answer = h.client.post(
+        "/api/v1/auth/login",
+        json={"username": name, "password": password},
+        headers={"X-Forwarded-For": address},
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _get(h: Harness, path: str, token: str, address: str, **headers: str) -> Any:
+    return h.client.get(path, headers={**h.bearer(token), "X-Forwarded-For": address, **headers})
+
+
+def test_a_session_jumping_from_paris_to_sydney_is_stepped_up(
+    proxied: Callable[..., Harness],
+) -> None:
+    h = proxied()
+    name, password = h.create_user("nora")
+    token = _sign_in(h, name, password, PARIS)["access_token"]
+    assert _get(h, ME, token, PARIS).status_code == 200
+    assert _get(h, "/api/v1/services", token, PARIS).status_code == 200
+    # Minutes later, the same token from Sydney: no second factor to answer with.
+    jumped = _get(h, "/api/v1/services", token, SYDNEY)
+    assert (jumped.status_code, jumped.json()["code"]) == (403, "zero_trust_step_up")
+    [event] = [e for e in events(h, "zero_trust_decision") if e.ip == SYDNEY]
+    assert event.outcome == "failure" and '"decision": "step_up"' in event.details
+    assert "the session signed in from FR and is now used from AU" in event.details
+    # Who it is and signing out stay open to the stepped-up session.
+    assert _get(h, ME, token, SYDNEY).status_code == 200
+    # Back in Paris, the session goes on.
+    assert _get(h, "/api/v1/services", token, PARIS).status_code == 200
+
+
+def test_with_mfa_the_jump_asks_for_a_fresh_code_which_answers_it(
+    proxied: Callable[..., Harness],
+) -> None:
+    h = proxied()
+    name, password = h.create_user("olive")
+    first = h.client.post("/api/v1/auth/login", json={"username": name, "password": password},
+                          headers={"X-Forwarded-For": PARIS})  # fmt: skip
+    h.enrol_mfa(name, first.json()["access_token"])
+    challenge = h.client.post("/api/v1/auth/login", json={"username": name, "password": password},
+                              headers={"X-Forwarded-For": PARIS}).json()  # fmt: skip
+    token = h.client.post(
+        "/api/v1/auth/mfa/verify",
+        json={"challenge_token": challenge["challenge_token"], "code": h.totp_code(name)},
+        headers={"X-Forwarded-For": PARIS},
+    ).json()["access_token"]
+    assert _get(h, "/api/v1/services", token, PARIS).status_code == 200
+    jumped = _get(h, "/api/v1/services", token, SYDNEY)
+    assert (jumped.status_code, jumped.json()["code"]) == (403, "step_up_required")
+    assert "POST /api/v1/auth/mfa/step-up" in jumped.json()["detail"]
+    proof = h.client.post(
+        "/api/v1/auth/mfa/step-up",
+        json={"code": h.backup_codes[name][0]},
+        headers={**h.bearer(token), "X-Forwarded-For": SYDNEY},
+    )
+    assert proof.status_code == 200, proof.text
+    assert _get(h, "/api/v1/services", token, SYDNEY).status_code == 200
+
+
+def test_revoke_by_configuration_signs_the_session_out(proxied: Callable[..., Harness]) -> None:
+    h = proxied(zerotrust={"session_country_change": "revoke"})
+    name, password = h.create_user("pia")
+    token = _sign_in(h, name, password, PARIS)["access_token"]
+    jumped = _get(h, "/api/v1/services", token, SYDNEY)
+    assert jumped.status_code == 401
+    assert _get(h, ME, token, PARIS).status_code == 401  # revoked for good
+    [revoked] = [e for e in events(h, "session_revoke") if e.target == name]
+    assert "FR" in revoked.details and "AU" in revoked.details
+
+
+def test_a_headless_browser_on_the_api_is_scored_once_per_session_and_address(
+    proxied: Callable[..., Harness],
+) -> None:
+    h = proxied()
+    name, password = h.create_user("quentin")
+    token = _sign_in(h, name, password, BERLIN)["access_token"]
+    for _ in range(3):
+        answer = _get(h, "/api/v1/services", token, BERLIN, **{"User-Agent": HEADLESS})
+        assert answer.status_code == 200
+    scored = [e for e in events(h, "zero_trust_decision") if '"purpose": "request"' in e.details]
+    assert len(scored) == 1, [e.details for e in scored]  # kept: weighed once, not three times
+    assert '"user_agent": 40.0' in scored[0].details and scored[0].outcome == "success"
+
+
+def test_admin_routes_use_the_stricter_profile(proxied: Callable[..., Harness]) -> None:
+    h = proxied()
+    name, password = h.create_user("root", Role.ADMIN)
+    browser = {"X-Forwarded-For": BERLIN, "User-Agent": HEADLESS}
+    first = h.client.post("/api/v1/auth/login", json={"username": name, "password": password},
+                          headers=browser)  # fmt: skip
+    h.enrol_mfa(name, first.json()["access_token"])  # the role must use MFA
+    challenge = h.client.post("/api/v1/auth/login", json={"username": name, "password": password},
+                              headers=browser).json()  # fmt: skip
+    token = h.client.post(
+        "/api/v1/auth/mfa/verify",
+        json={"challenge_token": challenge["challenge_token"], "code": h.totp_code(name)},
+        headers=browser,
+    ).json()["access_token"]
+    # A headless browser (40) is below the request profile's step-up (60), above the admin
+    # profile's (30): where it signed in with its code, that code answers the admin step-up.
+    assert _get(h, "/api/v1/services", token, BERLIN, **{"User-Agent": HEADLESS}).status_code == 200
+    assert (
+        _get(h, "/api/v1/admin/security/mfa", token, BERLIN, **{"User-Agent": HEADLESS}).status_code
+        == 200
+    )
+    decisions = [e.details for e in events(h, "zero_trust_decision") if e.ip == BERLIN]
+    assert any('"purpose": "admin"' in d and '"decision": "step_up"' in d for d in decisions)
+    assert any('"purpose": "request"' in d and '"decision": "allow"' in d for d in decisions)
+    # From another address (same country), the admin route asks for a fresh code; the
+    # operator's route does not.
+    elsewhere = "85.214.132.118"
+    assert (
+        _get(h, "/api/v1/services", token, elsewhere, **{"User-Agent": HEADLESS}).status_code == 200
+    )
+    users = _get(h, "/api/v1/admin/security/mfa", token, elsewhere, **{"User-Agent": HEADLESS})
+    assert (users.status_code, users.json()["code"]) == (403, "step_up_required")
+
+
+def test_disabled_requests_are_not_weighed(proxied: Callable[..., Harness]) -> None:
+    h = proxied(zerotrust={"enabled": False})
+    name, password = h.create_user("rita")
+    token = _sign_in(h, name, password, PARIS)["access_token"]
+    assert _get(h, "/api/v1/services", token, SYDNEY, **{"User-Agent": HEADLESS}).status_code == 200
+    assert events(h, "zero_trust_decision") == []
