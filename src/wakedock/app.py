@@ -244,6 +244,11 @@ async def lifespan(
         for start, stop in parts:
             await run_in_threadpool(start)
             stack.push_async_callback(run_in_threadpool, stop)
+        weigher = components.guard.zero_trust
+        if weigher is not None and weigher.enabled:
+            # The bundled country database takes ~0.6 s to load: not on the first request.
+            warming = asyncio.create_task(run_in_threadpool(weigher.warm))
+            stack.push_async_callback(_cancelled, warming)
         reaping = asyncio.create_task(reaper.run())
         stack.push_async_callback(_cancelled, reaping)
         await components.directory.load()

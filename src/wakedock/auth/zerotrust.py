@@ -170,6 +170,9 @@ class ZeroTrustGate:
             f"{FRESH_CODE} (reference {reference})", extra={"reference": reference}
         )
 
+    def warm(self) -> None:
+        self._places.warm()
+
     def place_of(self, address: str) -> Place:
         return self._places.find(address)
 
@@ -308,9 +311,13 @@ class RequestWeigher:
     def enabled(self) -> bool:
         return self._gate.enabled
 
-    def cached(self, principal: Principal, context: RequestContext, purpose: Purpose) -> bool:
-        """True when the decision is known (enforce it with `enforce`) without blocking."""
-        return self._get(self._key(principal, context, purpose)) is not None
+    def warm(self) -> None:
+        """Load the place databases now (blocking, ~0.6 s once per process); a failure is
+        logged: the first request that needs a place then meets it."""
+        try:
+            self._gate.warm()
+        except Exception:
+            log.exception("could not load the zero-trust place databases ahead of use")
 
     def weigh(
         self,
@@ -336,10 +343,14 @@ class RequestWeigher:
         purpose: Purpose,
         *,
         step_up: bool = True,
-    ) -> None:
+    ) -> bool:
+        """Enforce the decision kept for this request, without blocking; False when there is
+        none (then `weigh` it on a worker thread)."""
         verdict = self._get(self._key(principal, context, purpose))
-        if verdict is not None:
-            self._enforce(verdict, principal, context, step_up=step_up)
+        if verdict is None:
+            return False
+        self._enforce(verdict, principal, context, step_up=step_up)
+        return True
 
     @staticmethod
     def _key(

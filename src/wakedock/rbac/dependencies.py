@@ -87,8 +87,7 @@ class Requires:
         purpose = Purpose.ADMIN if self.permission in ADMIN_ONLY else Purpose.REQUEST
         context = context_of(request)
         step_up = self.enforce_step_up
-        if weigher.cached(principal, context, purpose):
-            weigher.enforce_cached(principal, context, purpose, step_up=step_up)
+        if weigher.enforce_cached(principal, context, purpose, step_up=step_up):
             return
         headers = request_headers(request)
         await run_in_threadpool(
