@@ -88,6 +88,11 @@ def browser_server(
     tls.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.copy(certificate.cert, tls / "cert.pem")
     shutil.copy(certificate.key, tls / "key.pem")
+    # These tests drive headless Chromium, which the zero-trust engine rightly scores 40 as an
+    # automated browser: one mistyped password then adds enough for a step-up. They are not
+    # about the client signal (tests/zerotrust and tests/integration/test_zerotrust_server.py
+    # are): it weighs nothing here, every other signal still does. A test may set its own.
+    env = {"WAKEDOCK_ZEROTRUST__WEIGHTS": '{"user_agent": 0}', **(env or {})}
     with (
         wakedock_server(data_dir, env=browser_edge.server_settings(env)) as server,
         browser_edge.edge_for(server),
