@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from wakedock.config import ZeroTrustSettings
 from wakedock.zerotrust.base import Assessment, Attempt, Decision, Finding, Purpose
@@ -149,6 +150,24 @@ def test_a_failing_signal_is_a_finding_never_an_exception(
     assert "zero-trust signal broken failed" in caplog.text
     # Its message (which may hold anything) is in the log for the admin, not in the reason.
     assert "database is down" not in assessment.reasons[0]
+
+
+class Unreachable:
+    name = "history"
+
+    def weigh(self, attempt: Attempt) -> Finding | None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+
+def test_an_unreachable_database_is_an_outage_not_a_finding(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The caller answers it as every request during an outage (503, logged once): not one
+    traceback per signal and request, and no decision made on the other signals alone."""
+    zt = ZeroTrustEngine([Unreachable(), NetworkSignal()], profiles_from(ZeroTrustSettings()))
+    with pytest.raises(OperationalError):
+        zt.assess(attempt())
+    assert "zero-trust signal history failed" not in caplog.text
 
 
 def test_a_failing_signal_does_not_hide_a_deny_and_can_fail_closed() -> None:

@@ -11,7 +11,9 @@ The rules, in order:
    over it: an explicit deny list is an explicit decision.
 
 A signal that raises never crashes the caller: it becomes a finding of its own, named after the
-signal, with the profile's `on_signal_error` decision as a decisive one (see `Profile`).
+signal, with the profile's `on_signal_error` decision as a decisive one (see `Profile`). The
+one exception is the database being unreachable: that is raised as it is, so the request fails
+as every other does during an outage (503, logged once), not once per signal with a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from sqlalchemy.exc import DBAPIError
+
+from wakedock.errors import DependencyUnavailable
 from wakedock.zerotrust.base import Assessment, Attempt, Decision, Finding, Purpose, Signal
 
 log = logging.getLogger(__name__)
@@ -93,7 +98,9 @@ class ZeroTrustEngine:
     def _weigh(signal: Signal, attempt: Attempt, profile: Profile) -> Finding | None:
         try:
             return signal.weigh(attempt)
-        except Exception as exc:  # any failure of a signal is a finding of its own
+        except (DBAPIError, DependencyUnavailable):
+            raise  # the database is down: an outage, answered as such by the caller
+        except Exception as exc:  # any other failure of a signal is a finding of its own
             log.exception("zero-trust signal %s failed", signal.name)
             decisive = (
                 None if profile.on_signal_error is Decision.ALLOW else profile.on_signal_error
