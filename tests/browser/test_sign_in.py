@@ -29,6 +29,7 @@ from support.browser import (
     site_url,
     text,
 )
+from support.server import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +156,26 @@ def test_an_unknown_address_shows_a_plain_page_and_a_tampered_hand_off_is_refuse
             assert answer is not None and answer.status == 400
             assert "This address is not a WakeDock service." in text(page)
         shot("foreign-hand-off")
+
+
+def test_a_network_the_access_policy_denies_sees_a_refusal_with_its_reference(
+    data: Path, certificate: BrowserCertificate, page: Any, shot: Shot
+) -> None:
+    """Zero trust on the sign-in page: the browser's network (loopback here) on the deny list.
+    The page says the sign-in was refused and gives the reference an admin looks the reasons
+    up by; it never says which rule refused it, and no session cookie is set."""
+    password = create_user(data, "fern", "viewer")
+    env = {"WAKEDOCK_ZEROTRUST__DENY_NETWORKS": '["127.0.0.0/8"]'}
+    with browser_server(data, certificate, env=env) as server:
+        page.goto(admin_url(server, "/login"))
+        sign_in_with_password(page, "fern", password)
+        page.get_by_text("sign-in refused by the access policy").wait_for()
+        refusal = text(page)
+        assert "(reference " in refusal and "deny list" not in refusal
+        check_accessibility(page, shot, "sign-in-refused-by-policy")
+        assert not [c for c in page.context.cookies() if c["name"].startswith("__Host-")]
+        reference = refusal.split("(reference ")[1].split(")")[0]
+    exported = run_cli(data, "audit", "export", "--type", "zero_trust_decision",
+                       "--request-id", reference)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert '"decision": "deny"' in exported.stdout and '"network"' in exported.stdout
