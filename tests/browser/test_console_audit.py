@@ -115,6 +115,20 @@ def test_an_admin_filters_exports_and_verifies_the_audit_trail(
                 exported = [int(row["seq"]) for row in csv.DictReader(io.StringIO(body))]
             assert exported == sorted(shown)
 
+        # The reference a refusal shows (its X-Request-Id) finds exactly its event.
+        with httpx.Client(base_url=server.base_url, verify=server.ssl_context()) as http:
+            refused = http.get("/api/v1/audit", headers=bearer(access_token(http, "vic", viewer)))
+        assert refused.status_code == 403
+        reference = refused.headers["x-request-id"]
+        page.get_by_label("Type").select_option("")
+        page.get_by_label("Actor").fill("")
+        page.get_by_label("Reference (request id)").fill(reference)
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(f"**/admin/audit?**request_id={reference}**")
+        assert page.locator("#rows tr").count() == 1
+        assert page.locator('#rows [data-field="actor"]').all_inner_texts() == ["vic"]
+        check_accessibility(page, shot, "by-reference")
+
         # Verify: the chain is intact.
         page.get_by_role("button", name="Verify now").click()
         page.locator("#chain", has_text="Chain intact").wait_for(timeout=60_000)

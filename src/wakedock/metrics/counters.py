@@ -79,6 +79,21 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _counter(
+    name: str,
+    help_text: str,
+    label_names: tuple[str, ...],
+    counts: Iterable[tuple[tuple[str, ...], int]],
+) -> list[str]:
+    """A labelled counter in the text format: its HELP and TYPE lines, then one line per
+    label set (sorted)."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    for values, count in sorted(counts):
+        labels = ",".join(f'{k}="{_label(v)}"' for k, v in zip(label_names, values, strict=True))
+        lines.append(f"{name}{{{labels}}} {count}")
+    return lines
+
+
 def exposition(
     counters: AuditCounters,
     awake_here: int,
@@ -120,22 +135,19 @@ def exposition(
     for (type_, reason, _outcome), count in sorted(counters.by_reason.items()):
         if type_ == "service_stop":
             lines.append(f'wakedock_service_stops_total{{reason="{_label(reason)}"}} {count}')
-    lines += [
-        "# HELP wakedock_zero_trust_decisions_total Zero-trust decisions by purpose and "
-        "outcome (every step-up and deny; allows only when a signal scored).",
-        "# TYPE wakedock_zero_trust_decisions_total counter",
-    ]
-    for (purpose, decision), count in sorted(counters.zero_trust.items()):
-        labels = f'purpose="{_label(purpose)}",decision="{_label(decision)}"'
-        lines.append(f"wakedock_zero_trust_decisions_total{{{labels}}} {count}")
-    lines += [
-        "# HELP wakedock_zero_trust_signals_total Zero-trust decisions each signal scored in, "
-        "by outcome.",
-        "# TYPE wakedock_zero_trust_signals_total counter",
-    ]
-    for (signal, decision), count in sorted(counters.zero_trust_signals.items()):
-        labels = f'signal="{_label(signal)}",decision="{_label(decision)}"'
-        lines.append(f"wakedock_zero_trust_signals_total{{{labels}}} {count}")
+    lines += _counter(
+        "wakedock_zero_trust_decisions_total",
+        "Zero-trust decisions by purpose and outcome (every step-up and deny; allows only "
+        "when a signal scored).",
+        ("purpose", "decision"),
+        counters.zero_trust.items(),
+    )
+    lines += _counter(
+        "wakedock_zero_trust_signals_total",
+        "Zero-trust decisions each signal scored in, by outcome.",
+        ("signal", "decision"),
+        counters.zero_trust_signals.items(),
+    )
     lines += [
         "# HELP wakedock_services_running Services whose container runs (database view).",
         "# TYPE wakedock_services_running gauge",
