@@ -56,6 +56,7 @@ from wakedock.proxy.access import TICKET_SECONDS, ProxyAccess
 from wakedock.proxy.activity import ActivityTracker
 from wakedock.proxy.directory import ServiceDirectory
 from wakedock.proxy.themes import LoadingPages
+from wakedock.proxy.trust import ServiceTrust
 from wakedock.proxy.wake import WakeCoordinator, wake_budgets
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.rbac.dependencies import GuardContext
@@ -281,8 +282,18 @@ def build_components(
     request_counts = RequestCounts()
     proxy_access = ProxyAccess(keyring, auth, sessions, mfa, clock, factory)
     wake_history = WakeHistory(factory)
+    service_trust = ServiceTrust(
+        request_weigher, gate, cache_seconds=settings.zerotrust.request_cache_seconds
+    )
     wakes = WakeCoordinator(
-        services, activity, proxy_access, limiter, clock, settings.proxy, history=wake_history
+        services,
+        activity,
+        proxy_access,
+        limiter,
+        clock,
+        settings.proxy,
+        history=wake_history,
+        trust=service_trust,
     )
     alerts = settings.alerts
     alert_sinks = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -33,7 +34,7 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/admin/users", "/admin/users/{name}/{action}",
                  "/admin/sessions/revoke", "/admin/sessions/revoke-user",
                  "/admin/secrets/write", "/admin/secrets/reveal",
-                 "/admin/audit/verify"}  # fmt: skip
+                 "/admin/audit/verify", "/auth/proxy"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -285,6 +286,20 @@ def _console_secret_reveal(w: World) -> Action:
     return lambda: browser.post("/admin/secrets/reveal", data=data, headers=FORM)
 
 
+def _service_host_code(w: World) -> Action:
+    """The code a service host's zero-trust step-up asks for, on the hand-off page."""
+    name, password, _ = w.enrolled()
+    browser = _browser(w)
+    step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
+    signed = {"challenge": _hidden(step.text, "challenge"), "code": w.h.totp_code(name)}
+    browser.post("/login/code", data=signed, headers=FORM)
+    target = f"https://svc.{w.h.components.settings.proxy.base_domain}/"
+    page = browser.get("/auth/proxy", params={"next": target, "step_up": "1"})
+    data = {"csrf_token": _hidden(page.text, "csrf_token"), "code": w.h.backup_codes[name][0]}
+    action = f"/auth/proxy?next={quote(target, safe='')}"
+    return lambda: browser.post(action, data=data, headers=FORM, follow_redirects=False)
+
+
 def _console_verify(w: World) -> Action:
     _, browser, csrf, _ = _console_admin(w)
 
@@ -422,6 +437,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/admin/secrets/write"): _console_secret_write,
     ("POST", "/admin/secrets/reveal"): _console_secret_reveal,
     ("POST", "/admin/audit/verify"): _console_verify,
+    ("POST", "/auth/proxy"): _service_host_code,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 
+from support.axe import check_accessibility
 from support.browser import (
     BrowserCertificate,
     Shot,
@@ -97,3 +98,68 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
         assert page.url == service
         assert running(engine, installation)
         shot("the-app")
+
+
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+@pytest.mark.security
+def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wakes(
+    tmp_path: Path,
+    certificate: BrowserCertificate,
+    engine: docker.DockerClient,
+    installation: str,
+    add_app: AddApp,
+    page: Any,
+    shot: Shot,
+) -> None:
+    """Zero trust on a service host (docs/zerotrust.md, "On service hosts"): the session
+    signed in with Chromium; the same cookie from a browser the user never used (Firefox's
+    user agent, 20 points) is asked for a fresh code before the service wakes, by a `wake`
+    profile that steps up at 15. A wrong code is refused; a backup code lets it in."""
+    data = tmp_path / "data"
+    env = {
+        "WAKEDOCK_DOCKER__INSTALLATION": installation,
+        "WAKEDOCK_ZEROTRUST__PROFILES": '{"wake": {"step_up_at": 15}}',
+    }
+    add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
+            access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
+    password = create_user(data, "gina", "viewer")
+    refused_by_csp: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused_by_csp.append(message.text)
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    with browser_server(data, certificate, env) as server:
+        secret, backup_codes = enrol_by_api(server, "gina", password)
+        page.goto(admin_url(server, "/login"))
+        sign_in_with_code(page, "gina", password, next_code(secret))
+        page.get_by_role("heading", name="Services").wait_for()
+        # The same session, now with another browser's user agent.
+        page.context.new_cdp_session(page).send(
+            "Network.setUserAgentOverride", {"userAgent": FIREFOX}
+        )
+        service = site_url(server, "app.localhost")
+        page.goto(service)
+        page.get_by_role("heading", name="Confirm it is you").wait_for()
+        assert page.url.startswith(admin_url(server, "/auth/proxy?next="))
+        assert "app.localhost" in text(page)
+        assert not running(engine, installation)
+        check_accessibility(page, shot, "fresh-code-asked")
+        page.get_by_label("Authentication code").fill("000000")
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_role("alert").wait_for()
+        assert "That code was not accepted" in text(page)
+        assert not running(engine, installation)
+        shot("wrong-code")
+        page.get_by_label("Authentication code").fill(backup_codes[0])
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_text("hello from the team wiki").wait_for(timeout=60_000)
+        assert page.url == service
+        assert running(engine, installation)
+        shot("the-app")
+    assert refused_by_csp == []

@@ -24,7 +24,14 @@ from wakedock.services.snapshots import ServiceView
 from wakedock.services.spec import ServiceSpec
 
 
-def _view(name: str, policy: str = "public", state: str = "running", port: int = 80) -> ServiceView:
+def _view(
+    name: str,
+    policy: str = "public",
+    state: str = "running",
+    port: int = 80,
+    *,
+    network_filter: bool = False,
+) -> ServiceView:
     now = datetime.now(UTC)
     spec = ServiceSpec.model_validate(
         {
@@ -32,7 +39,7 @@ def _view(name: str, policy: str = "public", state: str = "running", port: int =
             "image": "nginx:1",
             "ports": [{"container_port": port}],
             "readiness": {"type": "http", "port": port, "path": "/ready"},
-            "access": {"policy": policy},
+            "access": {"policy": policy, "network_filter": network_filter},
         }
     )
     return ServiceView(
@@ -59,8 +66,17 @@ def _options(tmp_path: Path) -> EdgeOptions:
     )
 
 
-ROUTES = {"wiki": DirectRoute("127.0.0.1", 32768), "vault": DirectRoute("::1", 32769)}
-VIEWS = [_view("wiki"), _view("vault", "authenticated"), _view("blog", state="stopped")]
+ROUTES = {
+    "wiki": DirectRoute("127.0.0.1", 32768),
+    "vault": DirectRoute("::1", 32769),
+    "shop": DirectRoute("127.0.0.1", 32770),
+}
+VIEWS = [
+    _view("wiki"),
+    _view("vault", "authenticated"),
+    _view("blog", state="stopped"),
+    _view("shop", network_filter=True),
+]
 
 
 def test_direct_routes_only_with_the_setting(tmp_path: Path) -> None:
@@ -80,6 +96,12 @@ def test_direct_routes_only_with_the_setting(tmp_path: Path) -> None:
     assert "auth_request" not in blocks["wiki"]
     assert "auth_request /_wakedock/edge-auth;" in blocks["vault"]
     assert "proxy_cache_valid 204 401 403 7s;" in blocks["vault"]
+    # The decision is the visitor's address's too (zero trust): never shared between addresses.
+    assert 'proxy_cache_key "$host|$remote_addr|' in blocks["vault"]
+    # A public service with the zero-trust network filter: checked, with no cookie of WakeDock.
+    assert "auth_request /_wakedock/edge-auth;" in blocks["shop"]
+    assert 'proxy_cache_key "$host|$remote_addr|' in blocks["shop"]
+    assert "service-cookie.conf" not in blocks["shop"] and "service-cookie.conf" in blocks["vault"]
     # A sleeping service: every request to WakeDock, as without direct routes.
     assert "edge_service_" not in blocks["blog"]
     assert "proxy_pass https://wakedock;" in blocks["blog"]

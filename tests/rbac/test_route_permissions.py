@@ -30,6 +30,8 @@ EXPECTED_PUBLIC = {
     ("POST", "/mfa/enrol"),
     ("POST", "/mfa/enrol/confirm"),
     ("GET", "/auth/proxy"),  # hands a live session's ticket to a known service host only
+    # The code a service host's step-up asks for: the session's CSRF token and this origin.
+    ("POST", "/auth/proxy"),
     # The dashboard pages read the session cookie themselves (no session: sent to /login, or
     # 401 for the script's poll), then ask the API's own guard (`requires(P)`) for the
     # permission; their posts need the session's CSRF token and this server's origin.

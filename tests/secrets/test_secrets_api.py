@@ -19,6 +19,10 @@ from wakedock.rbac.permissions import Role
 pytestmark = pytest.mark.integration
 VALUE = "smtp-password-" + "q" * 20
 OWN_KEY = "wakedock-own-signing-key-" + "j" * 30
+HEADLESS = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/131.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +160,36 @@ def test_a_read_only_provider_says_so(make_harness: Callable[..., Harness]) -> N
     reply = h.client.put("/api/v1/secrets/a/b", json={"values": {"k": "v"}}, headers=auth)
     assert reply.status_code == 409 and reply.json()["code"] == "secrets_read_only"
     assert "env" in reply.json()["detail"]
+
+
+@pytest.mark.security
+def test_a_reveal_is_weighed_by_the_stricter_reveal_secret_profile(
+    make_harness: Callable[..., Harness], bao: BaoServer, clock: FakeClock
+) -> None:
+    """A headless browser (40) passes the admin profile where it signed in, and a fresh code
+    does not get it a value past a `reveal_secret` profile that denies at 35."""
+    vault = {"provider": "vault", "vault_url": bao.url, "vault_token": ROOT_TOKEN}
+    strict = {"profiles": {"reveal_secret": {"step_up_at": 20, "deny_at": 35}}}
+    h = make_harness(clock=clock, secrets=vault, zerotrust=strict)
+    h.client.headers["User-Agent"] = HEADLESS
+    name, password = h.create_user("keeper", Role.ADMIN)
+    h.login(name, password)
+    auth = h.bearer(h.login(name, password)["access_token"])
+    written = h.client.put(
+        "/api/v1/secrets/shop/db", json={"values": {"password": VALUE}}, headers=auth
+    )
+    assert written.status_code == 200, written.text
+    stepped = h.client.post(
+        "/api/v1/auth/mfa/step-up", headers=auth, json={"code": h.backup_codes[name][0]}
+    )
+    assert stepped.status_code == 200
+    assert h.client.get("/api/v1/secrets/shop/db", headers=auth).status_code == 200  # describe
+    refused = h.client.get("/api/v1/secrets/shop/db?reveal=true", headers=auth)
+    assert (refused.status_code, refused.json()["code"]) == (403, "zero_trust_denied")
+    assert VALUE not in refused.text
+    kinds = [t for t, o, _, details in _trail(h) if t == "secret_reveal"]
+    assert kinds == []
+    assert any(
+        t == "zero_trust_decision" and '"purpose": "reveal_secret"' in details and o == "denied"
+        for t, o, _, details in _trail(h)
+    )

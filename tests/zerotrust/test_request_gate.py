@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Harness
+from conftest import Harness, strong_password
 from support.pages import events
 from wakedock.rbac.permissions import Role
 
@@ -167,3 +167,45 @@ def test_disabled_requests_are_not_weighed(proxied: Callable[..., Harness]) -> N
     token = _sign_in(h, name, password, PARIS)["access_token"]
     assert _get(h, "/api/v1/services", token, SYDNEY, **{"User-Agent": HEADLESS}).status_code == 200
     assert events(h, "zero_trust_decision") == []
+
+
+@pytest.mark.security
+def test_a_grant_is_weighed_by_the_stricter_grant_role_profile(
+    proxied: Callable[..., Harness],
+) -> None:
+    """A headless browser (40) passes the admin profile where it signed in, and is refused a
+    role change by a `grant_role` profile that denies at 35, even with a fresh code."""
+    h = proxied(zerotrust={"profiles": {"grant_role": {"step_up_at": 20, "deny_at": 35}}})
+    browser = {"X-Forwarded-For": BERLIN, "User-Agent": HEADLESS}
+    h.client.headers.update(browser)
+    name, password = h.create_user("root", Role.ADMIN)
+    token = h.login(name, password)["access_token"]
+    other, _ = h.create_user("vic", Role.VIEWER)
+    token = h.login(name, password)["access_token"]  # signed in again, with the code
+    users = h.client.get("/api/v1/users", headers=h.bearer(token))
+    assert users.status_code == 200, users.text
+    vic = next(u for u in users.json() if u["username"] == other)
+    code = {"code": h.backup_codes[name][0]}
+    assert h.client.post("/api/v1/auth/mfa/step-up", json=code, headers=h.bearer(token)).is_success
+    # Not a grant: the email of the same user changes.
+    email = {"email": "vic@example.org"}
+    changed = h.client.patch(f"/api/v1/users/{vic['id']}", json=email, headers=h.bearer(token))
+    assert changed.status_code == 200, changed.text
+    for grant in ({"role": "operator"}, {"role": "admin"}):
+        refused = h.client.patch(f"/api/v1/users/{vic['id']}", json=grant, headers=h.bearer(token))
+        assert (refused.status_code, refused.json()["code"]) == (403, "zero_trust_denied")
+    created = h.client.post(
+        "/api/v1/users",
+        json={"username": "newroot", "password": strong_password(), "role": "admin"},
+        headers=h.bearer(token),
+    )
+    assert (created.status_code, created.json()["code"]) == (403, "zero_trust_denied")
+    assert {
+        u["username"]: u["role"]
+        for u in h.client.get("/api/v1/users", headers=h.bearer(token)).json()
+    }[other] == "viewer"
+    [denied] = [
+        e for e in events(h, "zero_trust_decision") if '"purpose": "grant_role"' in e.details
+    ]
+    assert denied.outcome == "denied" and '"user_agent": 40.0' in denied.details
+    assert f"reference {denied.request_id}" in refused.json()["detail"]

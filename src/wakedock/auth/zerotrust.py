@@ -139,13 +139,15 @@ class ZeroTrustGate:
         *,
         only_deny: bool = False,
         extra: tuple[Finding, ...] = (),
+        signals: frozenset[str] | None = None,
     ) -> Assessment:
-        """The engine's decision on `attempt` (with `extra` findings of the caller's own),
-        audited unless it is an allow with no score (with `only_deny`, audited only when it is
-        a deny: a first look that a second one completes)."""
+        """The engine's decision on `attempt` (with `extra` findings of the caller's own; with
+        `signals`, those signals alone), audited unless it is an allow with no score (with
+        `only_deny`, audited only when it is a deny: a first look that a second one
+        completes)."""
         if not self.enabled:
             return Assessment(Decision.ALLOW, 0.0)
-        assessment = _with(self._engine.assess(attempt), extra)
+        assessment = _with(self._engine.assess(attempt, signals), extra)
         if only_deny:
             audited = assessment.decision is Decision.DENY
         else:
@@ -154,18 +156,26 @@ class ZeroTrustGate:
             self._audit(attempt, assessment, context)
         return assessment
 
-    def refuse(self, context: RequestContext, what: str = REFUSED) -> ZeroTrustRefused:
-        reference = context.request_id or "none"
+    def refuse(
+        self, context: RequestContext, what: str = REFUSED, *, reference: str | None = None
+    ) -> ZeroTrustRefused:
+        """The refusal, naming the reference of the request whose decision was audited
+        (`reference`; by default this request's own id)."""
+        reference = reference or context.request_id or "none"
         return ZeroTrustRefused(f"{what} (reference {reference})", extra={"reference": reference})
 
-    def step_up_without_mfa(self, context: RequestContext) -> StepUpNeeded:
-        reference = context.request_id or "none"
+    def step_up_without_mfa(
+        self, context: RequestContext, *, reference: str | None = None
+    ) -> StepUpNeeded:
+        reference = reference or context.request_id or "none"
         return StepUpNeeded(
             f"{STEP_UP_WITHOUT_MFA} (reference {reference})", extra={"reference": reference}
         )
 
-    def fresh_code(self, context: RequestContext) -> FreshCodeNeeded:
-        reference = context.request_id or "none"
+    def fresh_code(
+        self, context: RequestContext, *, reference: str | None = None
+    ) -> FreshCodeNeeded:
+        reference = reference or context.request_id or "none"
         return FreshCodeNeeded(
             f"{FRESH_CODE} (reference {reference})", extra={"reference": reference}
         )
@@ -267,6 +277,9 @@ class _Verdict:
     # its sign-in (whose code, with MFA, answers it).
     since: datetime
     expires: float
+    # The request id under which the decision was weighed (and audited): what a refusal
+    # names for as long as the decision is kept.
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -394,7 +407,8 @@ class RequestWeigher:
                 since = previous.since
             else:
                 since = now
-            verdict = _Verdict(assessment, since, time.monotonic() + self._cache_seconds)
+            expires = time.monotonic() + self._cache_seconds
+            verdict = _Verdict(assessment, since, expires, context.request_id)
             self._verdicts[key] = verdict
             self._verdicts.move_to_end(key)
             while len(self._verdicts) > self._cache_size:
@@ -443,12 +457,13 @@ class RequestWeigher:
         self, verdict: _Verdict, principal: Principal, context: RequestContext, *, step_up: bool
     ) -> None:
         decision = verdict.assessment.decision
+        reference = verdict.reference
         if decision is Decision.DENY:
-            raise self._gate.refuse(context, REQUEST_REFUSED)
+            raise self._gate.refuse(context, REQUEST_REFUSED, reference=reference)
         if decision is Decision.STEP_UP and step_up:
             proven = principal.mfa_at
             if proven is not None and proven >= verdict.since:
                 return
             if not principal.mfa_enabled:
-                raise self._gate.step_up_without_mfa(context)
-            raise self._gate.fresh_code(context)
+                raise self._gate.step_up_without_mfa(context, reference=reference)
+            raise self._gate.fresh_code(context, reference=reference)

@@ -22,8 +22,10 @@ from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.mfa.errors import StepUpRequired
 from wakedock.mfa.service import MfaService
+from wakedock.rbac.dependencies import SensitiveCheck
 from wakedock.rbac.permissions import Role
 from wakedock.users.service import UserService
+from wakedock.zerotrust.base import Purpose
 
 CODE_NEEDED = (
     "This change needs a current code from your authenticator app: type it in the code field."
@@ -37,6 +39,8 @@ class UserDesk:
     users: UserService
     mfa: MfaService
     factory: sessionmaker[Session]
+    # The zero-trust `grant_role` profile, as the API's routes weigh a grant (none: not weighed).
+    check: SensitiveCheck | None = None
 
     def _proven(self, principal: Principal, code: str, context: RequestContext) -> Principal:
         """The principal after a step-up with `code`; the API's `require_fresh` then admits it
@@ -51,6 +55,10 @@ class UserDesk:
         fresh = replace(principal, mfa_at=proof.at)
         self.mfa.require_fresh(fresh, context)
         return fresh
+
+    def _granting(self, principal: Principal, context: RequestContext) -> None:
+        if self.check is not None:
+            self.check(principal, context, Purpose.GRANT_ROLE)
 
     def check_password(self, password: str, username: str, email: str | None) -> None:
         """The policy's verdict (PasswordRejected), before any code is spent."""
@@ -69,7 +77,7 @@ class UserDesk:
     ) -> str:
         """`POST /api/v1/users`: creating an admin needs a fresh proof. The new user's name."""
         if role is Role.ADMIN:
-            self._proven(principal, code, context)
+            self._granting(self._proven(principal, code, context), context)
         with transaction(self.factory) as db:
             user = self.users.create(
                 db, context, username=username, password=password, role=role, email=email
@@ -81,7 +89,7 @@ class UserDesk:
     ) -> str:
         """`PATCH /api/v1/users/{id}` with a role (granting admin raises
         `privilege_escalation`). The user's name."""
-        self._proven(principal, code, context)
+        self._granting(self._proven(principal, code, context), context)
         with transaction(self.factory) as db:
             user = self.users.get(db, user_id)
             self.users.update(db, context, user, role=role)

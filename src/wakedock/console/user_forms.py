@@ -14,6 +14,7 @@ from wakedock.console.user_desk import UserDesk
 from wakedock.dashboard.browser import Pages, permitted, signed_in
 from wakedock.errors import CsrfFailed
 from wakedock.mfa.deps import MfaServiceDep
+from wakedock.rbac.dependencies import SensitiveCheckDep
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.deps import UserServiceDep
 from wakedock.users.service import USERNAME_PATTERN
@@ -33,8 +34,10 @@ DONE = {
 }
 
 
-def _desk(users: UserServiceDep, mfa: MfaServiceDep, factory: SessionFactoryDep) -> UserDesk:
-    return UserDesk(users, mfa, factory)
+def _desk(
+    users: UserServiceDep, mfa: MfaServiceDep, factory: SessionFactoryDep, check: SensitiveCheckDep
+) -> UserDesk:
+    return UserDesk(users, mfa, factory, check)
 
 
 DeskDep = Depends(_desk)

@@ -46,7 +46,8 @@ LOADING_THEMES = ("default", "dark", "custom")
 ROLES = tuple(role.value for role in Role)
 CONTROLS = frozenset(
     {*TEXT, *NUMBERS, *LINES, *CHECKBOXES, "stop_method", "readiness_type", "readiness_path",
-     "readiness_port", "access_policy", "access_roles", "loading_page_theme",
+     "readiness_port", "access_policy", "access_roles", "access_network_filter",
+     "loading_page_theme",
      "loading_page_template"}
     | {f"limits_{n}" for n in LIMITS}
     | {f"readiness_{n}" for n in PROBE_TIMING}
@@ -135,6 +136,7 @@ def arrange(values: Mapping[str, str | list[str]], problems: Problems) -> Arrang
     access: dict[str, Any] = {"policy": _text(values, "access_policy") or "authenticated"}
     roles = values.get("access_roles", [])
     access["roles"] = [roles] if isinstance(roles, str) else list(roles)
+    access["network_filter"] = _text(values, "access_network_filter") == "on"
     data["access"] = access
     # The loading page (services/loading_page.py): a template only with the custom theme.
     loading: dict[str, Any] = {"theme": _text(values, "loading_page_theme") or "default"}
@@ -197,6 +199,7 @@ def values_of(spec: ServiceSpec) -> FormValues:
     values["readiness_test"] = "\n".join(probe.test) if isinstance(probe, HealthcheckProbe) else ""
     values["access_policy"] = spec.access.policy
     values["access_roles"] = [role.value for role in spec.access.roles]
+    values["access_network_filter"] = "on" if spec.access.network_filter else ""
     values["loading_page_theme"] = spec.loading_page.theme
     values["loading_page_template"] = spec.loading_page.template or ""
     values["command"] = "\n".join(spec.command or [])

@@ -137,8 +137,11 @@ class EdgeServer:
     # and address; None sends every request to WakeDock.
     upstream: str | None = None
     route: DirectRoute | None = None
-    # Not public: each request is checked by WakeDock (auth_request, cached briefly).
+    # Not public: WakeDock's service host cookie is on its requests (its own ModSecurity rules).
     protected: bool = False
+    # WakeDock's access check before every direct request (auth_request): protected services,
+    # and public ones whose visitors the zero-trust network filter weighs.
+    checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ def edge_servers(
                 upstream=f"edge_service_{view.name}" if route is not None else None,
                 route=route,
                 protected=view.spec.access.policy != "public",
+                checked=view.spec.access.policy != "public" or view.spec.access.network_filter,
             )
         )
     servers.append(

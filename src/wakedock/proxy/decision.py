@@ -55,6 +55,11 @@ class Refusal(StrEnum):
     FORBIDDEN = "forbidden"  # signed in, the access policy does not admit the role
     TOO_MANY_WAKES = "too_many_wakes"  # this address woke services too often
     BUSY = "busy"  # too many services awake, or the rate limiter unreachable
+    # The zero-trust engine (proxy/trust.py): refused; a fresh code asked of a session; a
+    # fresh code asked of an account without a second factor.
+    DENIED = "denied"
+    STEP_UP = "step_up"
+    STEP_UP_WITHOUT_MFA = "step_up_without_mfa"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class Refused:
     detail: str = ""
     # For TOO_MANY_WAKES: seconds until the address may wake a service again.
     retry_after: int | None = None
+    # For the zero-trust refusals: the request id under which the decision was audited, shown
+    # so that an admin can find the reasons (never shown to the visitor).
+    reference: str | None = None
 
 
 WakeDecision = Ready | Waking | Refused

@@ -33,7 +33,13 @@ from wakedock.proxy.wake import WakeCoordinator
 from wakedock.proxy.websocket import forward_websocket
 from wakedock.runtime.base import Endpoint
 from wakedock.services.snapshots import ServiceView, WakePhase
-from wakedock.web.client_ip import TrustedProxies, connection_context, is_trusted, peer_of
+from wakedock.web.client_ip import (
+    TrustedProxies,
+    client_headers,
+    connection_context,
+    is_trusted,
+    peer_of,
+)
 from wakedock.web.headers import SecurityHeaders
 from wakedock.web.redirects import local_path
 
@@ -76,9 +82,10 @@ class ProxyApp:
         self, view: ServiceView, host: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # First: it gives the request its id, which the context carries (a refusal's reference).
+        own = self._headers.wrap(scope, send, no_store=True)
         context = connection_context(scope, self._trusted)
         path: str = scope["path"]
-        own = self._headers.wrap(scope, send, no_store=True)
         if scope["type"] == "http" and path.startswith(pages.PREFIX + "/"):
             response = await self._own_route(view, host, scope, path, context)
             await response(scope, receive, own)
@@ -90,7 +97,9 @@ class ProxyApp:
             )
             if principal is not None:
                 context = context.as_actor(principal.username)
-        decision = await self._wake.request(view, principal, context)
+        decision = await self._wake.request(
+            view, principal, context, lambda: self._client_headers(scope)
+        )
         if isinstance(decision, Refused):
             await self._refused(decision, scope, headers, host)(scope, receive, own)
             return
@@ -226,9 +235,39 @@ class ProxyApp:
                 502,
             )
 
+    def _client_headers(self, scope: Scope) -> dict[str, str]:
+        peer = peer_of(scope)
+        proxied = peer is not None and is_trusted(peer, self._trusted.networks)
+        return client_headers(scope["headers"], from_trusted_proxy=proxied)
+
     def _refused(
         self, refused: Refused, scope: Scope, headers: dict[str, str], host: str
     ) -> Response:
+        reference = f" Reference: {refused.reference or 'none'}."
+        if refused.reason is Refusal.DENIED:
+            return pages.message_page(
+                "Access refused",
+                "The access policy refused this visit. If you think it should not have, give "
+                f"an administrator the reference below.{reference}",
+                403,
+                code="zero_trust_denied",
+            )
+        if refused.reason is Refusal.STEP_UP_WITHOUT_MFA:
+            return pages.message_page(
+                "Verification needed",
+                "The access policy asks for a code from an authenticator app, and your account "
+                f"has none. Enrol one in WakeDock, or ask an administrator.{reference}",
+                403,
+                code="zero_trust_step_up",
+            )
+        if refused.reason is Refusal.STEP_UP and not _is_page_visit(scope, headers):
+            return pages.message_page(
+                "Verification needed",
+                "The access policy asks for a fresh code from your authenticator app: open "
+                f"this address in a browser to give it.{reference}",
+                403,
+                code="step_up_required",
+            )
         if refused.reason is Refusal.FORBIDDEN:
             return pages.message_page("Forbidden", "Your role may not use this service.", 403)
         if refused.reason is Refusal.TOO_MANY_WAKES:
@@ -242,12 +281,15 @@ class ProxyApp:
             return pages.message_page(
                 "Server busy", refused.detail, 503, {"Retry-After": _RETRY_SECONDS}
             )
-        if scope["type"] == "http" and pages.wants_html(headers.get("accept", "")):
+        if _is_page_visit(scope, headers):
+            # To the admin host: sign in, or (STEP_UP) give a fresh code, then come back.
             query = scope.get("query_string", b"").decode("latin-1")
             here = f"{scope['scheme']}://{headers.get('host', host)}{scope['path']}"
             here += f"?{query}" if query else ""
+            code = "&step_up=1" if refused.reason is Refusal.STEP_UP else ""
             return RedirectResponse(
-                f"{self._admin_url}{HANDOFF_PATH}?next={quote(here, safe='')}", status_code=303
+                f"{self._admin_url}{HANDOFF_PATH}?next={quote(here, safe='')}{code}",
+                status_code=303,
             )
         return pages.message_page(
             "Sign-in required", "Sign in to WakeDock to use this service.", 401
@@ -296,6 +338,18 @@ class ProxyApp:
             )
         access = self._access.decide(view, principal)
         status = {Access.ALLOW: 204, Access.LOGIN: 401, Access.FORBIDDEN: 403}[access]
+        if access is Access.ALLOW:
+            # The edge routes a service directly only while it is awake: the `request` profile.
+            context = connection_context(scope, self._trusted)
+            if principal is not None:
+                context = context.as_actor(principal.username)
+            refused = await self._wake.trusted(
+                view, principal, context, lambda: self._client_headers(scope)
+            )
+            if refused is not None:
+                # A deny is WakeDock's page (the edge hands a 403 of this check back to it); a
+                # step-up goes through WakeDock, which sends a browser for its code.
+                status = 403 if refused.reason is Refusal.DENIED else 401
         return Response(status_code=status, headers=pages.PAGE_HEADERS)
 
     async def _redeem(self, host: str, scope: Scope, context: RequestContext) -> Response:
@@ -320,6 +374,11 @@ class ProxyApp:
         for key, header in pages.PAGE_HEADERS.items():
             response.headers[key] = header
         return response
+
+
+def _is_page_visit(scope: Scope, headers: dict[str, str]) -> bool:
+    """A browser opening a page: it can follow a redirect to a form and come back."""
+    return scope["type"] == "http" and pages.wants_html(headers.get("accept", ""))
 
 
 def _cookie(headers: dict[str, str], name: str) -> str | None:

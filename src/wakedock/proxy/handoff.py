@@ -4,23 +4,45 @@
 with a live session it issues a single-use ticket for that host (proxy/access.py) and sends the
 browser back; otherwise it sends it to `/login` (or to the enrolment page) first. Only URLs of
 known service hosts are accepted (no open redirect).
+
+With `step_up=1` the service host's zero-trust decision asked this session for a fresh code
+(proxy/trust.py): the page asks for it (`POST`, CSRF-checked, MFA's own step-up: rate-limited
+and audited `mfa_step_up`), then issues the ticket.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from wakedock.auth.deps import SessionStoreDep
-from wakedock.auth.forms import browser_session, enrolment_path, sign_in_first
+from wakedock.auth.deps import CsrfGuardDep, SessionStoreDep
+from wakedock.auth.forms import (
+    BrowserSession,
+    browser_session,
+    enrolment_path,
+    form_fields,
+    refused_page,
+    require_form_csrf,
+    sign_in_first,
+)
+from wakedock.auth.hashing import run_hashing
+from wakedock.errors import CsrfFailed, TooManyAttempts
 from wakedock.mfa.deps import MfaServiceDep
+from wakedock.mfa.errors import MfaCodeRejected
 from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.proxy.deps import ProxyAccessDep, ServiceDirectoryDep
 from wakedock.proxy.directory import normalise_host
 from wakedock.rbac.dependencies import public
-from wakedock.web.templating import message_page
+from wakedock.web.deps import context_of
+from wakedock.web.templating import message_page, render_page
+
+UNKNOWN = "This address is not a WakeDock service."
+NO_SECOND_FACTOR = (
+    "The access policy asks for a code from an authenticator app before you continue, and "
+    "your account has none. Enrol one on your account page, or ask an administrator."
+)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -32,25 +54,120 @@ async def proxy_handoff(
     access: ProxyAccessDep,
     mfa: MfaServiceDep,
     sessions: SessionStoreDep,
+    csrf: CsrfGuardDep,
+    next: str = "",
+    step_up: str = "",
+) -> Response:
+    """Send a signed-in browser back to a protected service host with a one-time ticket
+    (with `step_up=1`, once it has given a fresh code)."""
+    target = _service_url(next, directory)
+    if target is None:
+        return message_page("Unknown service", UNKNOWN, 400)
+    found = await _session(request, sessions, mfa, next, step_up)
+    if isinstance(found, Response):
+        return found
+    if step_up == "1":
+        if not found.principal.mfa_enabled:
+            return message_page("Verification needed", NO_SECOND_FACTOR, 403)
+        return _code_page(found, csrf, next, target[1])
+    return _back(access, found, target)
+
+
+@router.post(HANDOFF_PATH, dependencies=[Depends(public)])
+async def proxy_handoff_code(
+    request: Request,
+    directory: ServiceDirectoryDep,
+    access: ProxyAccessDep,
+    mfa: MfaServiceDep,
+    sessions: SessionStoreDep,
+    csrf: CsrfGuardDep,
     next: str = "",
 ) -> Response:
-    """Send a signed-in browser back to a protected service host with a one-time ticket."""
+    """The fresh code the service host's access policy asked for: MFA's own step-up, then
+    back to the service with a ticket."""
+    found = await _session(request, sessions, mfa, next, "1")
+    if isinstance(found, Response):
+        return found
+    target = _service_url(next, directory)
+    if target is None:
+        return message_page("Unknown service", UNKNOWN, 400)
+    fields = await form_fields(request)
+    context = context_of(request)
+    try:
+        await require_form_csrf(request, csrf, context, found, fields)
+    except CsrfFailed:
+        return refused_page()
+    if not found.principal.mfa_enabled:
+        return message_page("Verification needed", NO_SECOND_FACTOR, 403)
+    code = fields.get("code", "").strip()[:32]
+    try:
+        # A backup code is checked with argon2: on the hashing threads, as sign-in does.
+        await run_hashing(request, mfa.step_up, found.principal, code, context)
+    except MfaCodeRejected:
+        message = "That code was not accepted. Try the current one."
+        return _code_page(found, csrf, next, target[1], message=message, status=400)
+    except TooManyAttempts as exc:
+        message = f"Too many codes tried. Wait {exc.retry_after} seconds and try again."
+        return _code_page(found, csrf, next, target[1], message=message, status=429)
+    # Browsers apply this page's CSP `form-action 'self'` to every redirect of the post: the
+    # way back to the service host is a page that moves on by itself (as the sign-in's).
+    back = f"{HANDOFF_PATH}?" + urlencode({"next": next})
+    return render_page("continue.html", title="Verified", next=back)
+
+
+def _service_url(next: str, directory: ServiceDirectoryDep) -> tuple[SplitResult, str] | None:
+    """The service URL `next` and its host, when it is one of WakeDock's services."""
     try:
         parts = urlsplit(next)
     except ValueError:  # e.g. an unbalanced "[" read as an IPv6 host
-        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
+        return None
     host = normalise_host(parts.netloc)
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
-        return message_page("Unknown service", "This address is not a WakeDock service.", 400)
-    here = f"{HANDOFF_PATH}?" + urlencode({"next": next})
+        return None
+    return parts, host
+
+
+async def _session(
+    request: Request, sessions: SessionStoreDep, mfa: MfaServiceDep, next: str, step_up: str
+) -> BrowserSession | Response:
+    """The browser's live session, or where it must go first (sign-in, enrolment)."""
+    query = {"next": next, **({"step_up": "1"} if step_up == "1" else {})}
+    here = f"{HANDOFF_PATH}?" + urlencode(query)
     session = await browser_session(request, sessions)
     if session is None:
         return sign_in_first(here)
-    principal = session.principal
-    if mfa.enrolment_pending(principal):
+    if mfa.enrolment_pending(session.principal):
         # A ticket would be refused by the service host (and the browser sent back here).
         return RedirectResponse(enrolment_path(here), status_code=303)
-    ticket = access.issue_ticket(principal, host)
+    return session
+
+
+def _code_page(
+    session: BrowserSession,
+    csrf: CsrfGuardDep,
+    next: str,
+    host: str,
+    *,
+    message: str = "",
+    status: int = 200,
+) -> Response:
+    action = f"{HANDOFF_PATH}?" + urlencode({"next": next})
+    return render_page(
+        "handoff_code.html",
+        status,
+        title="Confirm it is you",
+        action=action,
+        host=host,
+        message=message,
+        csrf_token=session.csrf_token(csrf),
+    )
+
+
+def _back(
+    access: ProxyAccessDep, session: BrowserSession, target: tuple[SplitResult, str]
+) -> Response:
+    parts, host = target
+    ticket = access.issue_ticket(session.principal, host)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     query = urlencode({"ticket": ticket, "next": path})
     return RedirectResponse(f"{parts.scheme}://{parts.netloc}/_wakedock/auth?{query}", 303)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +37,7 @@ from wakedock.proxy.decision import (
 )
 from wakedock.proxy.readiness import probe_once, probe_port, upstream_port
 from wakedock.proxy.shared import WakeClaims, stopped_since
+from wakedock.proxy.trust import ServiceTrust
 from wakedock.ratelimit.limiter import AttemptLimiter
 from wakedock.runtime.base import (
     ContainerNotFound,
@@ -89,10 +90,12 @@ class WakeCoordinator:
         settings: ProxySettings,
         *,
         history: WakeHistory | None = None,
+        trust: ServiceTrust | None = None,
     ) -> None:
         """`history`: where each wake this process started is recorded (the service page's
-        time-to-ready chart)."""
+        time-to-ready chart); `trust`: the zero-trust decision on visits (none: not weighed)."""
         self._services = services
+        self._trust = trust
         self._history = history
         self._activity = activity
         self._access = access
@@ -126,12 +129,19 @@ class WakeCoordinator:
         await self._http.aclose()
 
     async def request(
-        self, view: ServiceView, principal: Principal | None, context: RequestContext
+        self,
+        view: ServiceView,
+        principal: Principal | None,
+        context: RequestContext,
+        headers: Callable[[], Mapping[str, str]] = dict,
     ) -> WakeDecision:
         """The decision on one visit of `view`: Ready (awake), Waking (a wake to wait for,
-        started now or joined), or Refused (access, the wake budget of the address, capacity).
+        started now or joined), or Refused (access, the zero-trust decision, the wake budget
+        of the address, capacity). `headers`: the client's, as the zero-trust engine reads
+        them (asked for only when the visit must be weighed).
 
-        Answers without suspending when the service is awake (the hot path of every request).
+        Answers without suspending when the service is awake and the visit's zero-trust
+        decision is kept (the hot path of every request).
         """
         access = self._access.decide(view, principal)
         if access is Access.LOGIN:
@@ -139,6 +149,11 @@ class WakeCoordinator:
         if access is Access.FORBIDDEN:
             return Refused(Refusal.FORBIDDEN)
         state = self._state(view.name)
+        if self._trust is not None:
+            waking = state.endpoint is None
+            refused = await self._trust.judge(view, principal, context, headers, waking=waking)
+            if refused is not None:
+                return refused
         if state.endpoint is not None:
             return Ready(state.endpoint)
         task = state.task
@@ -157,6 +172,19 @@ class WakeCoordinator:
             except DependencyUnavailable as exc:  # too many awake, or no rate-limit storage
                 return Refused(Refusal.BUSY, exc.detail)
         return Waking(task, patience_s=view.spec.wake_timeout_s + 1)
+
+    async def trusted(
+        self,
+        view: ServiceView,
+        principal: Principal | None,
+        context: RequestContext,
+        headers: Callable[[], Mapping[str, str]] = dict,
+    ) -> Refused | None:
+        """The zero-trust decision alone on a visit of an awake service (the edge's access
+        check): None when it may go on."""
+        if self._trust is None:
+            return None
+        return await self._trust.judge(view, principal, context, headers, waking=False)
 
     def snapshot(self, name: str) -> WakeSnapshot:
         """What this process sees of the service's wakes and traffic now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from wakedock.audit.service import Auditor
 from wakedock.auth.dependencies import current_principal
 from wakedock.auth.sessions import Principal
 from wakedock.auth.zerotrust import RequestWeigher
+from wakedock.context import RequestContext
 from wakedock.errors import PermissionDenied
 from wakedock.rbac.enrolment import EnrolmentPolicy
 from wakedock.rbac.errors import EnrolmentRequired
@@ -93,6 +95,29 @@ class Requires:
         await run_in_threadpool(
             weigher.weigh, principal, context, headers, purpose, step_up=step_up
         )
+
+
+@dataclass(frozen=True)
+class SensitiveCheck:
+    """The zero-trust decision on an action that needs a fresh MFA proof anyway (granting a
+    role, revealing a secret), by its stricter profile (`grant_role`, `reveal_secret`). Only a
+    deny is enforced: the fresh code the action demands is its step-up. Blocking (a worker
+    thread): call it after the proof, before the action."""
+
+    weigher: RequestWeigher | None
+    headers: Mapping[str, str]
+
+    def __call__(self, principal: Principal, context: RequestContext, purpose: Purpose) -> None:
+        if self.weigher is None or not self.weigher.enabled:
+            return
+        self.weigher.weigh(principal, context, self.headers, purpose, step_up=False)
+
+
+async def sensitive_check(request: Request, guard: GuardContextDep) -> SensitiveCheck:
+    return SensitiveCheck(guard.zero_trust, request_headers(request))
+
+
+SensitiveCheckDep = Annotated[SensitiveCheck, Depends(sensitive_check)]
 
 
 async def _deny(auditor: Auditor, request: Request, details: dict[str, str]) -> None:

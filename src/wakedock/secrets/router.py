@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from wakedock.auth.sessions import Principal
 from wakedock.context import RequestContext
 from wakedock.errors import PermissionDenied
-from wakedock.rbac.dependencies import requires
+from wakedock.rbac.dependencies import SensitiveCheckDep, requires
 from wakedock.rbac.permissions import Permission
 from wakedock.rbac.roles import has_permission
 from wakedock.secrets.deps import SecretStoreDep, StepUpDep
 from wakedock.secrets.schemas import SecretOut, SecretWrite, WrittenOut
 from wakedock.web.deps import request_context
 from wakedock.web.openapi import errors
+from wakedock.zerotrust.base import Purpose
 
 router = APIRouter(prefix="/api/v1/secrets", tags=["secrets"])
 
@@ -41,6 +42,7 @@ def read_secret(
     principal: Annotated[Principal, Depends(requires(Permission.SECRETS_READ))],
     store: SecretStoreDep,
     step_up: StepUpDep,
+    check: SensitiveCheckDep,
     context: Annotated[RequestContext, Depends(request_context)],
     reveal: Annotated[bool, Query()] = False,
 ) -> SecretOut:
@@ -51,6 +53,7 @@ def read_secret(
     if not has_permission(principal.role, Permission.SECRETS_REVEAL):
         raise PermissionDenied("revealing a value needs the secrets:reveal permission")
     step_up.require_fresh(principal, context)
+    check(principal, context, Purpose.REVEAL_SECRET)
     return info.model_copy(update={"values": store.reveal(path, context)})
 
 

@@ -218,6 +218,10 @@ Readiness = Annotated[HealthcheckProbe | HttpProbe | TcpProbe, Field(discriminat
 class Access(_Strict):
     policy: Literal["public", "authenticated", "roles"] = "authenticated"
     roles: list[Role] = Field(default_factory=list, validate_default=True)
+    # A public service's visitors weighed by the zero-trust network signals (deny lists,
+    # countries, AS numbers, anonymisers; docs/zerotrust.md, "On service hosts"). A protected
+    # service's visitors are always weighed, by every signal.
+    network_filter: bool = False
 
     @field_validator("roles")
     @classmethod
@@ -228,6 +232,15 @@ class Access(_Strict):
         if policy != "roles" and value:
             raise ValueError("only allowed when policy is 'roles'")
         _no_duplicates(value, "role")
+        return value
+
+    @field_validator("network_filter")
+    @classmethod
+    def _filter(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("policy") != "public":
+            raise ValueError(
+                "only for policy 'public': a protected service's visitors are always weighed"
+            )
         return value
 
 

@@ -8,13 +8,14 @@ from sqlalchemy.orm import Session
 from wakedock.auth.sessions import Principal
 from wakedock.context import RequestContext
 from wakedock.mfa.deps import MfaServiceDep
-from wakedock.rbac.dependencies import requires
+from wakedock.rbac.dependencies import SensitiveCheckDep, requires
 from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.deps import UserServiceDep
 from wakedock.users.schemas import UserCreate, UserOut, UserUpdate
 from wakedock.web.deps import db_transaction, request_context
 from wakedock.web.openapi import errors
 from wakedock.web.params import Offset, RowId
+from wakedock.zerotrust.base import Purpose
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -37,6 +38,7 @@ def create_user(
     body: UserCreate,
     users: UserServiceDep,
     mfa: MfaServiceDep,
+    check: SensitiveCheckDep,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
@@ -44,6 +46,7 @@ def create_user(
     """Create an account. Creating an admin is a grant of power: it needs a fresh MFA proof."""
     if body.role is Role.ADMIN:
         mfa.require_fresh(principal, context)
+        check(principal, context, Purpose.GRANT_ROLE)
     user = users.create(
         db,
         context,
@@ -70,6 +73,7 @@ def update_user(
     body: UserUpdate,
     users: UserServiceDep,
     mfa: MfaServiceDep,
+    check: SensitiveCheckDep,
     principal: Principal = Depends(requires(Permission.USERS_WRITE)),
     db: Session = Depends(db_transaction),
     context: RequestContext = Depends(request_context),
@@ -80,6 +84,8 @@ def update_user(
     """
     if body.role is not None or body.disabled is not None or body.password is not None:
         mfa.require_fresh(principal, context)
+    if body.role is not None:
+        check(principal, context, Purpose.GRANT_ROLE)
     user = users.get(db, user_id)
     users.update(
         db,

@@ -79,14 +79,14 @@ class ZeroTrustEngine:
     def signal_names(self) -> tuple[str, ...]:
         return tuple(signal.name for signal in self._signals)
 
-    def assess(self, attempt: Attempt) -> Assessment:
+    def assess(self, attempt: Attempt, only: frozenset[str] | None = None) -> Assessment:
         """The decision on the attempt, its weighted score and the findings that counted
-        (each with its weighted score)."""
+        (each with its weighted score); with `only`, the signals so named alone."""
         profile = self._profiles[attempt.purpose]
         counted: list[Finding] = []
         for signal in self._signals:
             weight = profile.weight(signal.name)
-            if weight == 0:
+            if weight == 0 or (only is not None and signal.name not in only):
                 continue
             finding = self._weigh(signal, attempt, profile)
             if finding is not None:

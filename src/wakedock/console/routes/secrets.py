@@ -39,13 +39,14 @@ from wakedock.errors import Conflict, CsrfFailed, TooManyAttempts, WakeDockError
 from wakedock.mfa.deps import MfaServiceDep
 from wakedock.mfa.errors import MfaCodeRejected, StepUpRequired
 from wakedock.mfa.service import MfaService
-from wakedock.rbac.dependencies import public
+from wakedock.rbac.dependencies import SensitiveCheck, SensitiveCheckDep, public
 from wakedock.rbac.permissions import Permission
 from wakedock.secrets.base import SecretNotFound
 from wakedock.secrets.deps import SecretStoreDep
 from wakedock.secrets.service import SecretsReadOnly, SecretStore
 from wakedock.web.deps import context_of
 from wakedock.web.templating import message_page
+from wakedock.zerotrust.base import Purpose
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -63,10 +64,14 @@ class _Vault:
     pages: Pages
     store: SecretStore
     mfa: MfaService
+    # The zero-trust `reveal_secret` profile, as the API's reveal weighs it.
+    check: SensitiveCheck
 
 
-async def _vault(store: SecretStoreDep, mfa: MfaServiceDep, pages: Pages = PagesDep) -> _Vault:
-    return _Vault(pages, store, mfa)
+async def _vault(
+    store: SecretStoreDep, mfa: MfaServiceDep, check: SensitiveCheckDep, pages: Pages = PagesDep
+) -> _Vault:
+    return _Vault(pages, store, mfa, check)
 
 
 def _describe(store: SecretStore, path: str, context: RequestContext) -> tuple[SecretsView, int]:
@@ -188,6 +193,7 @@ def _reveal(
     reads the key names and versions, as the API's answer carries them)."""
     proven = replace(session.principal, mfa_at=at)
     d.mfa.require_fresh(proven, context)
+    d.check(proven, context, Purpose.REVEAL_SECRET)
     return d.store.reveal(path, context)
 
 
