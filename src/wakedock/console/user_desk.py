@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.auth.sessions import Principal
+from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.mfa.errors import StepUpRequired
@@ -37,6 +38,8 @@ class UserDesk:
     users: UserService
     mfa: MfaService
     factory: sessionmaker[Session]
+    # The list's "signed in within 30 days" is counted from its now.
+    clock: Clock
 
     def _proven(self, principal: Principal, code: str, context: RequestContext) -> Principal:
         """The principal after a step-up with `code`; the API's `require_fresh` then admits it
