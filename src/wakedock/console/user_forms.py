@@ -35,14 +35,14 @@ DONE = {
 }
 
 
-_clock = provider(Clock)
+_ClockDep = Depends(provider(Clock))
 
 
 def _desk(
     users: UserServiceDep,
     mfa: MfaServiceDep,
     factory: SessionFactoryDep,
-    clock: Clock = Depends(_clock),
+    clock: Clock = _ClockDep,
 ) -> UserDesk:
     return UserDesk(users, mfa, factory, clock)
 
