@@ -227,16 +227,17 @@ class ChainChecks:
                 log.exception("the audit chain check failed")
                 verdict = Verdict(0, f"the check could not finish ({type(exc).__name__})")
             try:
-                # Recorded while the check still runs here: no poll sees neither.
+                # Recorded before the check ends here: a poll sees it running or its result.
                 self._auditor.record(_result(verdict), context)
             except Exception:  # the verdict is still shown here; the outage is logged
                 log.exception("the audit chain check's result could not be recorded")
                 with self._lock:
                     self._unrecorded = CheckResult(self._clock.now(), context.actor, verdict)
         finally:
-            with self._lock:
-                self._running = None
+            # Released before the check ends here: a new start here takes a lease of its own.
             try:
                 self._leases.release(LEASE, self._holder)
             except Exception:  # it expires on its own
                 log.warning("could not release the audit chain check's lease", exc_info=True)
+            with self._lock:
+                self._running = None
