@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -216,7 +217,8 @@ def test_cli_verify_reports_ok_then_names_the_tampered_event(tmp_path: Path) -> 
     )
     assert created.returncode == 0, created.stderr
     ok = run_cli(data, "audit", "verify")
-    assert ok.returncode == 0 and ok.stdout.startswith("OK: 1 events")
+    # The user's creation and the check's own start, recorded before the walk.
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: 2 events")
     engine = make_engine(f"sqlite:///{data / 'wakedock.db'}")
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1"))
@@ -224,6 +226,20 @@ def test_cli_verify_reports_ok_then_names_the_tampered_event(tmp_path: Path) -> 
     assert bad.returncode == 1
     assert "TAMPERED: event 1 (seq 1, user_create" in bad.stderr
     assert "was changed" in bad.stderr
+    # Each run is in the trail, as the console's check is: the console shows the last one.
+    with engine.connect() as conn:
+        runs = conn.execute(
+            sa.text("SELECT actor, outcome, details FROM audit_events WHERE type = 'audit_verify'")
+        ).all()
+    steps = [(json.loads(r.details)["step"], r.outcome) for r in runs]
+    assert steps == [
+        ("start", "success"),
+        ("result", "success"),
+        ("start", "success"),
+        ("result", "failure"),
+    ]
+    assert len({r.actor for r in runs}) == 1 and runs[0].actor.startswith("cli:")
+    assert json.loads(runs[-1].details)["seq"] == 1
 
 
 def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harness) -> None:

@@ -10,18 +10,22 @@ import io
 import json
 import re
 import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from conftest import Harness
-from support.pages import SAME_ORIGIN, events
+from conftest import CLIENT_IP, Harness
+from support.fake_runtime import FakeRuntime
+from support.pages import HERE, SAME_ORIGIN, events
 from wakedock.audit import checks
 from wakedock.audit.events import Event, EventType, Outcome, Severity
-from wakedock.audit.service import record_alone
+from wakedock.audit.service import Auditor, record_alone
 from wakedock.audit.verify import Verdict, verify_chain
+from wakedock.cli_state import cli_context
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 
@@ -68,6 +72,42 @@ def verify(h: Harness, admin: Console) -> str:
     assert chain.status_code == 200
     assert 'data-running="false"' in chain.text
     return chain.text
+
+
+def same_session_on(other: Harness, admin: Console) -> TestClient:
+    """The admin's browser (its session cookie) talking to another app on the same database:
+    another worker of the server, or the server after a restart."""
+    return TestClient(
+        other.app,
+        base_url=HERE,
+        client=(CLIENT_IP, 50599),
+        cookies=dict(admin.browser.cookies),
+        follow_redirects=False,
+    )
+
+
+def held_walk(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """The real walk, held after its third event (as a long one would be) until released."""
+    reached, release = threading.Event(), threading.Event()
+
+    def held(factory: Any, chain: Any, progress: Any, *, every: int) -> Verdict:
+        def report(checked: int) -> None:
+            progress(checked)
+            if checked == 3:
+                reached.set()
+                release.wait(timeout=60)
+
+        return verify_chain(factory, chain, report, every=1)
+
+    monkeypatch.setattr(checks, "verify_chain", held)
+    return reached, release
+
+
+@pytest.fixture
+def released(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    reached, release = held_walk(monkeypatch)
+    yield reached, release
+    release.set()  # a failed test does not leave the walk waiting
 
 
 def test_filters_narrow_the_trail_and_pages_follow_the_cursor(
@@ -235,7 +275,8 @@ def test_operators_and_viewers_get_403_everywhere(
         "/admin/audit/verify", data={"csrf_token": someone.csrf}, headers=FORM
     )
     assert forged.status_code == 403
-    assert h.components.chain_checks.state().check is None
+    state = h.components.chain_checks.state()
+    assert state.last is None and not state.busy
     assert not events(h, "audit_verify")
 
 
@@ -252,33 +293,22 @@ def test_verify_without_the_csrf_token_or_from_elsewhere_is_refused(
         headers={**FORM, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
     )
     assert elsewhere.status_code == 403
-    assert h.components.chain_checks.state().check is None
+    state = h.components.chain_checks.state()
+    assert state.last is None and not state.busy
     assert len(events(h, "csrf_failure")) >= 2
 
 
 def test_a_running_check_shows_its_progress_and_runs_only_once(
-    signed_in: SignIn, h: Harness, monkeypatch: pytest.MonkeyPatch
+    signed_in: SignIn, h: Harness, released: tuple[threading.Event, threading.Event]
 ) -> None:
     admin = signed_in(Role.ADMIN)
     for _ in range(5):
         record(h, "counted")
-    reached, release = threading.Event(), threading.Event()
-
-    def held(factory: Any, chain: Any, progress: Any, *, every: int) -> Verdict:
-        # The real walk, reporting every event and held after the third, as a long one would be.
-        def report(checked: int) -> None:
-            progress(checked)
-            if checked == 3:
-                reached.set()
-                release.wait(timeout=60)
-
-        return verify_chain(factory, chain, report, every=1)
-
-    monkeypatch.setattr(checks, "verify_chain", held)
+    reached, release = released
     form = {"csrf_token": admin.csrf}
     assert admin.browser.post("/admin/audit/verify", data=form, headers=FORM).status_code == 303
     assert reached.wait(timeout=60)
-    total = h.components.chain_checks.state().check
+    total = h.components.chain_checks.state().running
     assert total is not None
     chain = admin.browser.get("/admin/audit/chain").text
     assert 'data-running="true"' in chain and '<button type="submit" disabled>' in chain
@@ -290,3 +320,81 @@ def test_a_running_check_shows_its_progress_and_runs_only_once(
     assert "Chain intact" in admin.browser.get("/admin/audit/chain").text
     starts = [e for e in events(h, "audit_verify") if '"start"' in e.details]
     assert len(starts) == 1
+
+
+def test_the_clis_verify_is_recorded_and_shown_with_its_time_and_result(
+    signed_in: SignIn, h: Harness
+) -> None:
+    admin = signed_in(Role.ADMIN)
+    victim = record(h, "bystander")
+    cli = cli_context()
+    # What `wakedock audit verify` calls, with the CLI's own auditor and context.
+    trail = h.components.db, h.components.audit_chain
+    intact = checks.verify_recorded(*trail, Auditor(h.components.db, h.components.clock), cli)
+    assert intact.ok
+    results = [e for e in events(h, "audit_verify") if '"result"' in e.details]
+    assert [(e.actor, e.outcome) for e in results] == [(cli.actor, "success")]
+    chain = admin.browser.get("/admin/audit/chain").text
+    at = results[0].occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f'<dd data-field="verified">{at} by {cli.actor}</dd>' in chain
+    assert "Chain intact" in chain and f"{intact.checked} events checked" in chain
+
+    with h.components.db.begin() as db:
+        tamper = text("UPDATE audit_events SET actor = 'nobody' WHERE seq = :s")
+        db.execute(tamper, {"s": victim})
+    broken = checks.verify_recorded(*trail, Auditor(h.components.db, h.components.clock), cli)
+    assert broken.seq == victim
+    chain = admin.browser.get("/admin/audit").text
+    assert "Tampered" in chain and "Chain intact" not in chain
+    assert f'<a href="/admin/audit/{victim}" data-field="bad-seq">seq {victim}</a>' in chain
+
+
+def test_a_second_worker_sees_the_running_check_and_starts_no_other(
+    signed_in: SignIn,
+    h: Harness,
+    make_harness: Callable[..., Harness],
+    runtime: FakeRuntime,
+    released: tuple[threading.Event, threading.Event],
+) -> None:
+    admin = signed_in(Role.ADMIN)
+    for _ in range(5):
+        record(h, "counted")
+    reached, release = released
+    other = make_harness(runtime=runtime)  # a second worker on the same database
+    there = same_session_on(other, admin)
+    form = {"csrf_token": admin.csrf}
+    assert admin.browser.post("/admin/audit/verify", data=form, headers=FORM).status_code == 303
+    assert reached.wait(timeout=60)
+
+    chain = there.get("/admin/audit/chain").text
+    assert 'data-running="true"' in chain and '<button type="submit" disabled>' in chain
+    assert "A check is running (started by another worker)." in chain
+    # Pressed on the other worker while the first one's check runs: nothing starts.
+    assert there.post("/admin/audit/verify", data=form, headers=FORM).status_code == 303
+    assert not other.components.chain_checks.start(RequestContext(actor="second"))
+    assert other.components.chain_checks.state().running is None
+    starts = [e for e in events(h, "audit_verify") if '"start"' in e.details]
+    assert [e.actor for e in starts] == [admin.username]
+
+    release.set()
+    h.components.chain_checks.wait(timeout=60)
+    chain = there.get("/admin/audit/chain").text
+    assert 'data-running="false"' in chain and "Chain intact" in chain
+    assert f" by {admin.username}</dd>" in chain
+
+
+def test_after_a_restart_the_last_result_is_still_shown(
+    signed_in: SignIn, h: Harness, make_harness: Callable[..., Harness], runtime: FakeRuntime
+) -> None:
+    admin = signed_in(Role.ADMIN)
+    victim = record(h, "bystander")
+    with h.components.db.begin() as db:
+        tamper = text("UPDATE audit_events SET target = 'nothing-happened' WHERE seq = :s")
+        db.execute(tamper, {"s": victim})
+    assert "Tampered" in verify(h, admin)
+
+    restarted = make_harness(runtime=runtime)
+    page = same_session_on(restarted, admin).get("/admin/audit")
+    assert page.status_code == 200, page.text
+    assert "Tampered" in page.text and f" by {admin.username}</dd>" in page.text
+    assert f'data-field="bad-seq">seq {victim}</a>' in page.text

@@ -5,6 +5,7 @@ session's CSRF token, and each needing a fresh MFA code where the API demands a 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -98,6 +99,47 @@ def test_the_list_is_paged_by_fifty(h: Harness, admin: Console) -> None:
     assert '<a href="/admin/users?q=bulk&amp;page=2" rel="next">' in first
     second = admin.browser.get("/admin/users", params={"q": "bulk", "page": "2"}).text
     assert second.count('<tr data-user="bulk') == 5 and 'data-user="bulk54"' in second
+    # Every filter stays in the pages' links: here the last sign-in's (none of them signed in).
+    never = admin.browser.get("/admin/users", params={"q": "bulk", "signed_in": "never"}).text
+    assert never.count('<tr data-user="bulk') == 50
+    assert '<a href="/admin/users?q=bulk&amp;signed_in=never&amp;page=2" rel="next">' in never
+    back = admin.browser.get("/admin/users?q=bulk&signed_in=never&page=2").text
+    assert '<a href="/admin/users?q=bulk&amp;signed_in=never" rel="prev">' in back
+
+
+def listed(page: str) -> set[str]:
+    table = page.split('id="users"')[1].split("</table>")[0] if 'id="users"' in page else ""
+    return set(re.findall(r'<tr data-user="([^"]+)">', table))
+
+
+def test_the_last_sign_in_filter_finds_recent_dormant_and_never_signed_in_users(
+    h: Harness, clock: FakeClock, signed_in: SignIn
+) -> None:
+    made = {name: h.create_user(name, Role.VIEWER) for name in ("old", "mid", "fresh", "never")}
+    h.login(*made["old"])  # 31 days before the page is read
+    clock.advance(2 * 86_400)
+    h.login(*made["mid"])  # 29 days before
+    clock.advance(29 * 86_400)
+    h.login(*made["fresh"])
+    admin = signed_in(Role.ADMIN)  # signed in now too
+    expected = {
+        "": {"old", "mid", "fresh", "never", admin.username},
+        "recent": {"mid", "fresh", admin.username},
+        "dormant": {"old"},
+        "never": {"never"},
+        "sometime": {"old", "mid", "fresh", "never", admin.username},  # unknown: any
+    }
+    for choice, names in expected.items():
+        page = admin.browser.get("/admin/users", params={"signed_in": choice})
+        assert page.status_code == 200, page.text
+        assert listed(page.text) == names, choice
+        if choice in ("recent", "dormant", "never"):
+            assert f'<option value="{choice}" selected>' in page.text
+    # The boundary is the clock's: a day later, "mid" has not signed in for 30 days.
+    clock.advance(86_400 + 1)
+    admin = signed_in(Role.ADMIN)  # the first one's session has gone idle
+    dormant = admin.browser.get("/admin/users", params={"signed_in": "dormant"}).text
+    assert listed(dormant) == {"old", "mid"}
 
 
 def test_the_matrix_is_the_role_table(admin: Console) -> None:

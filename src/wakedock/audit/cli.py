@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.archive import archive_events, verify_archive
 from wakedock.audit.chain import AuditChain
+from wakedock.audit.checks import verify_recorded
 from wakedock.audit.export import EXPORT_FORMATS, AuditFilter, export_events, page_events
-from wakedock.audit.verify import verify_chain
+from wakedock.audit.service import Auditor
 from wakedock.cli_state import CliState, cli_context, step
 from wakedock.clock import Clock
 from wakedock.errors import WakeDockError
@@ -51,7 +52,10 @@ def audit_group(open_trail: OpenTrail) -> click.Group:
     )
     @click.pass_obj
     def audit_verify(state: CliState, archive_file: Path | None) -> None:
-        """Check the hash chain; name the first event changed, deleted or reordered (exit 1)."""
+        """Check the hash chain; name the first event changed, deleted or reordered (exit 1).
+
+        A check of the database's chain is recorded in it (`audit_verify`: its start and its
+        result), as the console's check is: the console's "Last verified" shows it."""
         trail = open_trail(state)
         if archive_file is not None:
             checked, problem = verify_archive(archive_file, trail.chain)
@@ -61,7 +65,13 @@ def audit_group(open_trail: OpenTrail) -> click.Group:
             click.secho(f"TAMPERED: {problem}", fg="red", err=True)
             sys.exit(1)
         step("verifying the audit hash chain")
-        verdict = verify_chain(trail.db, trail.chain, lambda n: step(f"{n} events checked"))
+        verdict = verify_recorded(
+            trail.db,
+            trail.chain,
+            Auditor(trail.db, trail.clock),
+            cli_context(),
+            lambda n: step(f"{n} events checked"),
+        )
         if verdict.ok:
             click.echo(f"OK: {verdict.checked} events, chain intact")
             return

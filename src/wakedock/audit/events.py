@@ -61,7 +61,7 @@ class EventType(StrEnum):
     POLICY_RELAXATION = "policy_relaxation"
     AUDIT_EXPORT = "audit_export"
     AUDIT_ARCHIVE = "audit_archive"
-    # Someone ran the chain's check from the admin console: its start, then its result.
+    # Someone ran the chain's check (admin console or CLI): its start, then its result.
     AUDIT_VERIFY = "audit_verify"
     # The seed plan's SecurityEventType, kept under its names.
     PRIVILEGE_ESCALATION = "privilege_escalation"

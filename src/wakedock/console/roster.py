@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from wakedock.auth.models import User, UserSession
@@ -20,6 +20,9 @@ from wakedock.rbac.roles import ROLE_PERMISSIONS
 PAGE_SIZE = 50
 # Tri-state filters (disabled, MFA enrolled): any, yes, no.
 YES_NO = ("yes", "no")
+# The last sign-in filter: within RECENT_DAYS, signed in but not since, never signed in.
+RECENT_DAYS = 30
+SIGNED_IN = ("recent", "dormant", "never")
 _LIKE_ESCAPE = re.compile(r"([\\%_])")
 
 
@@ -32,9 +35,12 @@ class Narrowing:
     disabled: str = ""
     mfa: str = ""
     page: int = 1
+    signed_in: str = ""
 
     @classmethod
-    def of(cls, search: str, role: str, disabled: str, mfa: str, page: int) -> Narrowing:
+    def of(
+        cls, search: str, role: str, disabled: str, mfa: str, page: int, signed_in: str = ""
+    ) -> Narrowing:
         """Unknown filter values mean "any" (a hand-edited URL, not an error)."""
         return cls(
             search.strip(),
@@ -42,6 +48,7 @@ class Narrowing:
             disabled if disabled in YES_NO else "",
             mfa if mfa in YES_NO else "",
             page,
+            signed_in if signed_in in SIGNED_IN else "",
         )
 
     def query(self, page: int | None = None) -> str:
@@ -51,6 +58,7 @@ class Narrowing:
             "role": self.role,
             "disabled": self.disabled,
             "mfa": self.mfa,
+            "signed_in": self.signed_in,
             "page": page or self.page,
         }
         return urlencode({k: v for k, v in values.items() if v not in ("", 1)})
@@ -87,7 +95,9 @@ class Roster:
         return (self.page - 1) * PAGE_SIZE + 1
 
 
-def _narrowed(query: Select[Any], narrow: Narrowing) -> Select[Any]:
+def _narrowed(
+    query: Select[Any], narrow: Narrowing, last_at: ColumnElement[Any], now: datetime
+) -> Select[Any]:
     if narrow.search:
         # Bound parameters, LIKE wildcards escaped: a search for "%" finds a literal "%".
         pattern = "%" + _LIKE_ESCAPE.sub(r"\\\1", narrow.search.lower()) + "%"
@@ -103,18 +113,27 @@ def _narrowed(query: Select[Any], narrow: Narrowing) -> Select[Any]:
         query = query.where(User.disabled.is_(narrow.disabled == "yes"))
     if narrow.mfa:
         query = query.where(User.mfa_enabled.is_(narrow.mfa == "yes"))
+    cutoff = now - timedelta(days=RECENT_DAYS)
+    if narrow.signed_in == "recent":
+        query = query.where(last_at >= cutoff)
+    elif narrow.signed_in == "dormant":
+        query = query.where(last_at < cutoff)
+    elif narrow.signed_in == "never":
+        query = query.where(last_at.is_(None))
     return query
 
 
-def roster(db: Session, narrow: Narrowing) -> Roster:
-    """The page of accounts `narrow` asks for. The last sign-in is the newest session opened
-    (sessions are opened by a sign-in only, and kept, revoked or not)."""
+def roster(db: Session, narrow: Narrowing, now: datetime) -> Roster:
+    """The page of accounts `narrow` asks for, "recent" meaning since `now` - RECENT_DAYS. The
+    last sign-in is the newest session opened (sessions are opened by a sign-in only, and kept,
+    revoked or not)."""
     last = (
         select(UserSession.user_id, func.max(UserSession.created_at).label("at"))
         .group_by(UserSession.user_id)
         .subquery()
     )
-    base = _narrowed(select(User, last.c.at).outerjoin(last, last.c.user_id == User.id), narrow)
+    joined = select(User, last.c.at).outerjoin(last, last.c.user_id == User.id)
+    base = _narrowed(joined, narrow, last.c.at, now)
     matching = int(db.execute(select(func.count()).select_from(base.subquery())).scalar_one())
     total = int(db.execute(select(func.count(User.id))).scalar_one())
     page = min(narrow.page, max(1, math.ceil(matching / PAGE_SIZE)))

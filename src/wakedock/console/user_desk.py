@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.auth.sessions import Principal
+from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
 from wakedock.mfa.errors import StepUpRequired
@@ -39,6 +40,8 @@ class UserDesk:
     users: UserService
     mfa: MfaService
     factory: sessionmaker[Session]
+    # The list's "signed in within 30 days" is counted from its now.
+    clock: Clock
     # The zero-trust `grant_role` profile, as the API's routes weigh a grant (none: not weighed).
     check: SensitiveCheck | None = None
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from wakedock.auth.forms import BrowserSession, refused_page, require_form_csrf
+from wakedock.clock import Clock
 from wakedock.console.access import refused
 from wakedock.console.user_desk import UserDesk
 from wakedock.dashboard.browser import Pages, permitted, signed_in
@@ -19,6 +20,7 @@ from wakedock.rbac.permissions import Permission, Role
 from wakedock.users.deps import UserServiceDep
 from wakedock.users.service import USERNAME_PATTERN
 from wakedock.web.deps import SessionFactoryDep, context_of
+from wakedock.web.provided import provider
 
 USERS_PATH = "/admin/users"
 ROLES = [role.value for role in Role]
@@ -34,10 +36,17 @@ DONE = {
 }
 
 
+_ClockDep = Depends(provider(Clock))
+
+
 def _desk(
-    users: UserServiceDep, mfa: MfaServiceDep, factory: SessionFactoryDep, check: SensitiveCheckDep
+    users: UserServiceDep,
+    mfa: MfaServiceDep,
+    factory: SessionFactoryDep,
+    check: SensitiveCheckDep,
+    clock: Clock = _ClockDep,
 ) -> UserDesk:
-    return UserDesk(users, mfa, factory, check)
+    return UserDesk(users, mfa, factory, clock, check)
 
 
 DeskDep = Depends(_desk)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from wakedock.auth.forms import BrowserSession, form_fields
 from wakedock.console.access import console_session
-from wakedock.console.roster import Narrowing, role_matrix, roster
+from wakedock.console.roster import RECENT_DAYS, Narrowing, role_matrix, roster
 from wakedock.console.user_desk import UserDesk
 from wakedock.console.user_forms import ROLES, USERS_PATH, DeskDep, admitted, notice
 from wakedock.dashboard.browser import Pages, PagesDep
@@ -39,8 +39,9 @@ def _narrowing(
     disabled: str = Query(default="", max_length=3),
     mfa: str = Query(default="", max_length=3),
     page: int = Query(default=1, ge=1, le=100_000),
+    signed_in: str = Query(default="", max_length=8),
 ) -> Narrowing:
-    return Narrowing.of(q, role, disabled, mfa, page)
+    return Narrowing.of(q, role, disabled, mfa, page, signed_in)
 
 
 def _list_page(
@@ -55,7 +56,7 @@ def _list_page(
     status: int = 200,
 ) -> HTMLResponse:
     with transaction(desk.factory) as db:
-        found = roster(db, narrow)
+        found = roster(db, narrow, desk.clock.now())
     return render_page(
         "console_users.html",
         status,
@@ -66,6 +67,7 @@ def _list_page(
         csrf_token=session.csrf_token(pages.csrf),
         roster=found,
         narrow=narrow,
+        recent_days=RECENT_DAYS,
         roles=ROLES,
         matrix=role_matrix(),
         notice=said,
