@@ -1,12 +1,14 @@
 """The posture page's reads over a large audit trail: the hourly sign-in series aggregated in
 SQL (console/posture.py) vs the same counts made in Python from the window's rows (the
-baseline), and the alert receipts of the last 7 days, in interleaved rounds of the same run.
+baseline), and the alerts raised over the last 7 days with their receipts, in interleaved
+rounds of the same run.
 
     .venv/bin/python bench/posture_queries.py [--database-url URL] [--events 500000] [--rounds 5]
 
 The trail is written in bulk (not chained: the reads do not look at the chain): `--events`
 events spread evenly over 30 days, 5% of them failed logins and 1% rate-limit hits over 50
-accounts, plus one alert receipt per 1,000 events. Prints medians and the ratio.
+accounts, plus one alert raised per 1,000 events, each followed by its receipt but one in ten.
+Prints medians and the ratio.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 
 from wakedock.audit.models import AuditEvent
-from wakedock.console.posture import SIGN_IN_HOURS, delivered_alerts, sign_in_series
+from wakedock.console.posture import SIGN_IN_HOURS, raised_alerts, sign_in_series
 from wakedock.db import Base, make_engine, make_session_factory
 
 
@@ -40,12 +42,15 @@ def fill(url: str, events: int, now: datetime) -> None:
             kind, target = "login_failure", f"user{n % 50}"
         elif n % 100 == 5:
             kind, target = "rate_limit_hit", f"user{n % 50}"
-        elif n % 1000 == 6:
-            at = now - timedelta(seconds=span * (1 - n / events))
-            kind, target = "alert_delivered", "brute_force"
-            raised = (at - timedelta(seconds=1.5)).isoformat()
+        elif n % 1000 in (6, 7) and n % 10_000 != 7:
+            # Event 6 is the raise, 7 its receipt; both name the alert alike.
+            first = n - n % 1000 + 6
+            at = now - timedelta(seconds=span * (1 - first / events))
+            kind = "alert_raised" if n == first else "alert_delivered"
+            target = "brute_force"
             details = json.dumps({"rule": "brute_force", "severity": "high", "title": "t",
-                                  "raised_at": raised})  # fmt: skip
+                                  "raised_at": (at - timedelta(seconds=1.5)).isoformat(),
+                                  "event_ids": [f"wakedock-{first - 1}"]})  # fmt: skip
         rows.append(
             {"occurred_at": now - timedelta(seconds=span * (1 - n / events)), "type": kind,
              "severity": "low", "target": target, "outcome": "success", "details": details,
@@ -94,7 +99,7 @@ def main() -> None:
         for name, read in (
             ("series (SQL)", lambda db: sign_in_series(db, now)),
             ("series (Python)", lambda db: in_python(db, now)),
-            ("alerts", lambda db: delivered_alerts(db, now)),
+            ("alerts", lambda db: raised_alerts(db, now)),
         ):
             with factory() as db:
                 begin, clock = time.process_time(), time.perf_counter()

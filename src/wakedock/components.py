@@ -159,6 +159,8 @@ def provided(components: Components) -> Provided:
     found.add(ContainerRuntime, components.runtime)  # type: ignore[type-abstract]
     found.add(TrustedProxies, TrustedProxies(components.trusted_proxies))
     found.add(WakeSnapshots, components.wakes)  # type: ignore[type-abstract]
+    if components.secret_provider is not None:
+        found.add(SecretProvider, components.secret_provider)  # type: ignore[type-abstract]
     return found
 
 

@@ -3,7 +3,6 @@ database buckets hours in its own SQL, so both must count real events the same w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,13 +15,17 @@ from support.pages import events
 from wakedock.audit.events import Event, EventType
 from wakedock.clock import FakeClock
 from wakedock.console.posture import (
-    delivered_alerts,
+    AlertState,
+    alert_state,
     median_seconds,
     mfa_adoption,
+    raised_alerts,
+    safe_error,
     sign_in_series,
 )
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
+from wakedock.siem.exporter import SinkStatus
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,32 +62,63 @@ def test_failed_sign_ins_rate_limit_hits_and_locked_out_accounts_per_hour(h: Har
     assert max(series.locked_out) == 1
 
 
-def test_alert_receipts_give_each_delay_and_the_median(
+def test_alerts_raised_with_their_delivery_state_each_delay_and_the_median(
     make_harness: Callable[..., Harness],
 ) -> None:
-    # A clock that stands still: each receipt is written at `now` exactly.
+    # A clock that stands still: each record is written at `now` exactly.
     h = make_harness(clock=FakeClock())
     now = h.components.clock.now()
-    for delay, summary in ((2.0, False), (4.0, False), (600.0, True)):
-        receipt = Event(
-            EventType.ALERT_DELIVERED,
-            target="brute_force",
-            details={
-                "rule": "brute_force",
-                "severity": "high",
-                "title": "Brute force from 192.0.2.1",
-                "raised_at": (now - timedelta(seconds=delay)).isoformat(),
-                "summary": summary,
-            },
-        )
-        h.components.auditor.record(receipt, RequestContext(actor="system:alerts"))
+
+    def record(kind: EventType, rule: str, delay: float, event: str, summary: bool = False) -> None:
+        details = {
+            "rule": rule,
+            "severity": "high",
+            "title": f"{rule} alert",
+            "raised_at": (now - timedelta(seconds=delay)).isoformat().replace("+00:00", "Z"),
+            "event_ids": [event],
+            "summary": summary,
+        }
+        event_ = Event(kind, target=rule, details=details)
+        h.components.auditor.record(event_, RequestContext(actor="system:alerts"))
+
+    raised, delivered = EventType.ALERT_RAISED, EventType.ALERT_DELIVERED
+    record(raised, "brute_force", 4.0, "wakedock-1")
+    record(delivered, "brute_force", 4.0, "wakedock-1")
+    # Raised again after a restart (its batch was not acknowledged), delivered once: one alert.
+    record(raised, "severity:token_reuse", 2.0, "wakedock-2")
+    record(raised, "severity:token_reuse", 2.0, "wakedock-2")
+    record(delivered, "severity:token_reuse", 2.0, "wakedock-2")
+    # Raised, never delivered: the webhook refuses it.
+    record(raised, "privilege:admin", 30.0, "wakedock-3")
+    # A receipt written before raises were audited, a flood's summary's.
+    record(delivered, "waf_blocked", 600.0, "wakedock-4", summary=True)
     with h.components.db() as db:
-        alerts = delivered_alerts(db, h.components.clock.now())
-    assert [a.summary for a in alerts] == [True, False, False]  # newest first
-    assert alerts[0].seconds is None  # a summary has no MTTD
-    assert [a.seconds for a in alerts[1:]] == [4.0, 2.0]
-    assert median_seconds(alerts) == 3.0
-    assert json.loads(events(h, "alert_delivered")[0].details)["rule"] == "brute_force"
+        alerts = raised_alerts(db, h.components.clock.now())
+    assert [a.rule for a in alerts] == [  # newest raised first
+        "severity:token_reuse", "brute_force", "privilege:admin", "waf_blocked"
+    ]  # fmt: skip
+    assert [a.seconds for a in alerts] == [2.0, 4.0, None, None]  # a summary has no MTTD
+    assert [a.waiting(now) for a in alerts] == [None, None, 30.0, None]
+    assert median_seconds(alerts) == 3.0  # delivered alerts only
+    failing = SinkStatus("alerts", 0, 3, None, failures=2, last_error="HTTP 503")
+    quiet = SinkStatus("alerts", 0, 3, None, failures=0, last_error=None)
+    assert [alert_state(a, failing) for a in alerts] == [
+        AlertState.DELIVERED, AlertState.DELIVERED, AlertState.FAILING, AlertState.DELIVERED
+    ]  # fmt: skip
+    assert alert_state(alerts[2], quiet) is AlertState.PENDING
+    assert alert_state(alerts[2], None) is AlertState.PENDING
+
+
+def test_a_delivery_error_is_shown_without_any_url_path_query_or_credentials() -> None:
+    error = (
+        "alert webhook hooks.example.com: POST https://bot:pass@hooks.example.com/services/"
+        "T0/B0/Xs3cret?token=abc failed; retry http://[::1]:8080/p?q=1"
+    )
+    assert safe_error(error) == (
+        "alert webhook hooks.example.com: POST https://hooks.example.com failed; "
+        "retry http://[::1]:8080"
+    )
+    assert safe_error(None) is None
 
 
 def test_mfa_adoption_by_role_and_for_all_but_admins(h: Harness) -> None:

@@ -2,9 +2,10 @@
 
 `AlertSink` reads the audit stream through the same cursor-and-retry machinery as the SIEM sinks
 (siem/exporter.py), so alerts survive restarts and a webhook outage, and arrive within the
-poll interval (one second by default). Each alert delivered to every webhook is audited
-(`alert_delivered`, with the time of the event that raised it): the posture page reads the
-alerts and their time to delivery (the MTTD) back from the trail.
+poll interval (one second by default). Each alert is audited when raised (`alert_raised`) and
+when delivered to every webhook (`alert_delivered`), both with the time of the event that
+raised it: the posture page reads back from the trail which alerts wait, and their time to
+delivery (the MTTD).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class AlertSink:
             self._fed = record.seq
             at = datetime.fromisoformat(record.occurred_at.replace("Z", "+00:00"))
             for alert in self._detector.feed(record):
-                self._outbox += [(a, at) for a in self._grouper.admit(alert, at)]
+                for admitted in self._grouper.admit(alert, at):
+                    self._raise(admitted, at)
         self.tick()
 
     def tick(self) -> None:
@@ -106,36 +108,41 @@ class AlertSink:
         delivery worker calls it when idle, so a summary needs no further event)."""
         now = self._clock.now()
         # A summary is raised when its window closes (its events' own alert went out at once).
-        self._outbox += [(a, now) for a in self._grouper.due(now)]
+        for summary in self._grouper.due(now):
+            self._raise(summary, now)
         while self._outbox:
             alert, raised_at = self._outbox[0]
             for hook in self._webhooks:
                 self._post(hook, alert)
             self._outbox.pop(0)
-            self._receipt(alert, raised_at)
+            self._audit(EventType.ALERT_DELIVERED, alert, raised_at)
 
-    def _receipt(self, alert: Alert, raised_at: datetime) -> None:
-        """Audit a delivered alert. Never raises: a lost receipt must not send it again."""
+    def _raise(self, alert: Alert, raised_at: datetime) -> None:
+        """Queue an alert for delivery, audited at once: a webhook that refuses it must not
+        hide that it was raised (the posture page lists it as waiting)."""
+        self._outbox.append((alert, raised_at))
+        self._audit(EventType.ALERT_RAISED, alert, raised_at)
+
+    def _audit(self, kind: EventType, alert: Alert, raised_at: datetime) -> None:
+        """Audit an alert raised or delivered; the same details in both, so that a receipt
+        finds its alert. Never raises: a lost record must not raise or send it again."""
         if self._auditor is None:
             return
-        receipt = Event(
-            EventType.ALERT_DELIVERED,
-            target=alert.rule,
-            details={
-                "rule": alert.rule,
-                "severity": alert.severity,
-                "title": alert.title,
-                "raised_at": raised_at.isoformat().replace("+00:00", "Z"),
-                "event_ids": list(alert.event_ids[:RECEIPT_IDS]),
-                "webhooks": len(self._webhooks),
-                # A flood's summary: its time to delivery is not a detection's (no MTTD).
-                "summary": "more" in alert.facts,
-            },
-        )
+        details: dict[str, object] = {
+            "rule": alert.rule,
+            "severity": alert.severity,
+            "title": alert.title,
+            "raised_at": raised_at.isoformat().replace("+00:00", "Z"),
+            "event_ids": list(alert.event_ids[:RECEIPT_IDS]),
+            # A flood's summary: its time to delivery is not a detection's (no MTTD).
+            "summary": "more" in alert.facts,
+        }
+        if kind is EventType.ALERT_DELIVERED:
+            details["webhooks"] = len(self._webhooks)
         try:
-            self._auditor.record(receipt, SYSTEM)
+            self._auditor.record(Event(kind, target=alert.rule, details=details), SYSTEM)
         except Exception:
-            log.exception("the delivery of alert %s could not be audited", alert.rule)
+            log.exception("%s of alert %s could not be audited", kind.value, alert.rule)
 
     def _post(self, hook: Webhook, alert: Alert) -> None:
         try:
@@ -154,7 +161,9 @@ class AlertSink:
                 extensions={"sni_hostname": target.host},
             )
         except httpx.HTTPError as exc:
-            raise SinkError(f"alert webhook {target.host}: {exc}") from exc
+            # Words of our own: an error's text may quote the URL, whose path or query can be
+            # the webhook's secret (a Slack URL is one), and this one is shown and logged.
+            raise SinkError(f"alert webhook {target.host}: {_failure(exc)}") from None
         if reply.status_code >= 300:
             raise SinkError(f"alert webhook {target.host}: HTTP {reply.status_code}")
 
@@ -165,6 +174,16 @@ class AlertSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {TIMEOUT:.0f} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.TransportError):
+        return "the connection failed"
+    return "the request failed"
 
 
 def make_alert_sink(

@@ -82,6 +82,8 @@ class EventType(StrEnum):
     CSP_VIOLATION = "csp_violation"
     # A service's custom loading page could not be rendered: its visitors got the built-in one.
     LOADING_PAGE_FAILED = "loading_page_failed"
+    # The alert pipeline raised an alert (before its delivery): one that waits shows.
+    ALERT_RAISED = "alert_raised"
     # An alert reached every webhook: when, and how long after the event that raised it.
     ALERT_DELIVERED = "alert_delivered"
     # The zero-trust engine weighed an attempt: every step-up and deny, and every allow that
@@ -154,6 +156,8 @@ DEFAULT_SEVERITY: dict[EventType, Severity] = {
     EventType.LOADING_PAGE_FAILED: Severity.LOW,
     # Info: an alert already went out for what raised it; this one is its receipt (MTTD).
     EventType.ALERT_DELIVERED: Severity.INFO,
+    # Info likewise: the alert itself goes to the webhooks (and the event that raised it is high).
+    EventType.ALERT_RAISED: Severity.INFO,
     EventType.ZERO_TRUST_DECISION: Severity.LOW,
 }
 

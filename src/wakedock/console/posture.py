@@ -1,17 +1,19 @@
 """The seed's security KPIs, measured from the audit trail and the database (never typed in).
 
 Every query is bounded by a time window on the indexed `occurred_at` and aggregated in SQL
-(counts per hour, grouped by type); only the alert receipts are read row by row, at most
-`ALERT_ROWS` of them, because their median needs each delay.
+(counts per hour, grouped by type); only the alerts raised and their receipts are read row by
+row, at most `ALERT_ROWS` raised, because each is listed and their median needs each delay.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -21,6 +23,7 @@ from wakedock.audit.events import EventType
 from wakedock.audit.models import AuditEvent
 from wakedock.mfa.reporting import adoption_by_role
 from wakedock.rbac.permissions import Role
+from wakedock.siem.exporter import SinkStatus
 
 SIGN_IN_HOURS = 24
 ALERT_DAYS = 7
@@ -120,27 +123,41 @@ def sign_in_series(db: Session, now: datetime) -> SignInSeries:
     return SignInSeries(hours, list(failed.values()), list(limited.values()), list(locked.values()))
 
 
+class AlertState(StrEnum):
+    DELIVERED = "delivered"
+    # Raised, not delivered yet, and the pipeline's last attempt did not fail.
+    PENDING = "pending"
+    # Raised, not delivered, and the pipeline's last attempt failed: it retries with backoff.
+    FAILING = "failed, retrying"
+
+
 @dataclass(frozen=True)
-class DeliveredAlert:
-    """An alert that reached every webhook, and how long after what raised it."""
+class RaisedAlert:
+    """An alert the pipeline raised, and its delivery to every webhook if it happened."""
 
     rule: str
     severity: str
     title: str
     raised_at: datetime | None
-    delivered_at: datetime
+    delivered_at: datetime | None
     summary: bool
 
     @property
     def seconds(self) -> float | None:
-        """Time to delivery (the MTTD of this alert); None for a flood's summary."""
-        if self.raised_at is None or self.summary:
+        """Time to delivery (the MTTD of this alert); None undelivered or a flood's summary."""
+        if self.raised_at is None or self.delivered_at is None or self.summary:
             return None
         return max((self.delivered_at - self.raised_at).total_seconds(), 0.0)
 
     @property
     def on_target(self) -> bool:
         return self.seconds is not None and self.seconds < MTTD_TARGET_SECONDS
+
+    def waiting(self, now: datetime) -> float | None:
+        """How long an undelivered alert has waited since what raised it."""
+        if self.delivered_at is not None or self.raised_at is None:
+            return None
+        return max((now - self.raised_at).total_seconds(), 0.0)
 
 
 def _when(text: object) -> datetime | None:
@@ -150,34 +167,93 @@ def _when(text: object) -> datetime | None:
         return None
 
 
-def delivered_alerts(db: Session, now: datetime) -> list[DeliveredAlert]:
-    """The alerts delivered over the last `ALERT_DAYS`, newest first (at most `ALERT_ROWS`)."""
-    rows = db.execute(
-        select(AuditEvent.occurred_at, AuditEvent.details)
+def _identity(details: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    """What a receipt repeats of the alert it delivers. An alert raised again after a restart
+    (its batch was not acknowledged) has the same: it is listed once."""
+    ids = details.get("event_ids")
+    events = tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+    return str(details.get("rule", "?")), str(details.get("raised_at", "")), events
+
+
+def raised_alerts(db: Session, now: datetime) -> list[RaisedAlert]:
+    """The alerts raised over the last `ALERT_DAYS`, newest first (at most `ALERT_ROWS`), each
+    with its delivery. Receipts without a raise on record (written before raises were
+    audited) are listed as delivered."""
+    since = now - timedelta(days=ALERT_DAYS)
+    raised = db.execute(
+        select(AuditEvent.seq, AuditEvent.details)
         .where(
-            AuditEvent.type == EventType.ALERT_DELIVERED.value,
-            AuditEvent.occurred_at >= now - timedelta(days=ALERT_DAYS),
+            AuditEvent.type == EventType.ALERT_RAISED.value,
+            AuditEvent.occurred_at >= since,
         )
         .order_by(AuditEvent.seq.desc())
         .limit(ALERT_ROWS)
     ).all()
-    found = []
-    for delivered_at, text in rows:
-        details = json.loads(text or "{}")
-        found.append(
-            DeliveredAlert(
-                rule=str(details.get("rule", "?")),
-                severity=str(details.get("severity", "?")),
-                title=str(details.get("title", "")),
-                raised_at=_when(details.get("raised_at")),
-                delivered_at=delivered_at,
-                summary=bool(details.get("summary")),
-            )
+    # A receipt follows its raise: those after the oldest raise listed, or the newest ones.
+    after = raised[-1].seq if len(raised) == ALERT_ROWS else 0
+    receipts = db.execute(
+        select(AuditEvent.occurred_at, AuditEvent.details)
+        .where(
+            AuditEvent.type == EventType.ALERT_DELIVERED.value,
+            AuditEvent.occurred_at >= since,
+            AuditEvent.seq > after,
         )
-    return found
+        .order_by(AuditEvent.seq.desc())
+        .limit(2 * ALERT_ROWS)
+    ).all()
+    delivered: dict[tuple[str, str, tuple[str, ...]], tuple[datetime, dict[str, Any]]] = {}
+    for at, text in receipts:
+        details = json.loads(text or "{}")
+        delivered[_identity(details)] = (at, details)  # the first delivery, read last, wins
+    listed: dict[tuple[str, str, tuple[str, ...]], RaisedAlert] = {}
+    for _, text in reversed(raised):
+        details = json.loads(text or "{}")
+        key = _identity(details)
+        receipt = delivered.pop(key, None)
+        if key not in listed:
+            listed[key] = _alert(details, receipt[0] if receipt else None)
+    for at, details in delivered.values():
+        listed[_identity(details)] = _alert(details, at)
+    newest_first = sorted(
+        listed.values(),
+        key=lambda a: a.raised_at or a.delivered_at or since,
+        reverse=True,
+    )
+    return newest_first[:ALERT_ROWS]
 
 
-def median_seconds(alerts: Sequence[DeliveredAlert]) -> float | None:
-    """The median time to delivery (the seed's MTTD), None without a measured alert."""
+def _alert(details: dict[str, Any], delivered_at: datetime | None) -> RaisedAlert:
+    return RaisedAlert(
+        rule=str(details.get("rule", "?")),
+        severity=str(details.get("severity", "?")),
+        title=str(details.get("title", "")),
+        raised_at=_when(details.get("raised_at")),
+        delivered_at=delivered_at,
+        summary=bool(details.get("summary")),
+    )
+
+
+def alert_state(alert: RaisedAlert, pipeline: SinkStatus | None) -> AlertState:
+    """Delivered, or waiting: failing while the alert pipeline's last attempt failed."""
+    if alert.delivered_at is not None:
+        return AlertState.DELIVERED
+    if pipeline is not None and pipeline.failures:
+        return AlertState.FAILING
+    return AlertState.PENDING
+
+
+# A URL's authority is kept, its path and query dropped: they can hold a webhook's secret.
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#]*)[^\s]*", re.I)
+
+
+def safe_error(text: str | None) -> str | None:
+    """A delivery error as shown: any URL cut to its scheme and host (errors written before
+    the alert pipeline chose its own words may quote one)."""
+    return _URL.sub(r"\1\2", text) if text else text
+
+
+def median_seconds(alerts: Sequence[RaisedAlert]) -> float | None:
+    """The median time to delivery (the seed's MTTD) of the delivered alerts, None without
+    a measured one."""
     delays = [a.seconds for a in alerts if a.seconds is not None]
     return statistics.median(delays) if delays else None

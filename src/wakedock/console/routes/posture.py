@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
+from wakedock.alerts.webhooks import AlertSink
 from wakedock.clock import Clock
 from wakedock.console.access import console_session
 from wakedock.console.deps import ContainerChecksDep
@@ -22,11 +23,14 @@ from wakedock.console.posture import (
     MTTD_TARGET_SECONDS,
     SIGN_IN_HOURS,
     Adoption,
-    DeliveredAlert,
+    AlertState,
+    RaisedAlert,
     SignInSeries,
-    delivered_alerts,
+    alert_state,
     median_seconds,
     mfa_adoption,
+    raised_alerts,
+    safe_error,
     sign_in_series,
 )
 from wakedock.dashboard.browser import Pages, PagesDep
@@ -34,6 +38,7 @@ from wakedock.dashboard.charts import Chart, bar_chart
 from wakedock.health.deps import CertificateWatchDep, HealthChecksDep
 from wakedock.rbac.dependencies import public
 from wakedock.rbac.permissions import Permission
+from wakedock.secrets.deps import SecretProviderDep
 from wakedock.siem.deps import SiemExporterDep
 from wakedock.siem.exporter import SiemExporter, SinkStatus
 from wakedock.web.deps import SessionFactoryDep
@@ -51,7 +56,7 @@ class _Measured:
 
     adoption: list[Adoption]
     sign_ins: SignInSeries
-    alerts: list[DeliveredAlert]
+    alerts: list[RaisedAlert]
     sinks: list[SinkStatus]
 
 
@@ -59,7 +64,7 @@ def _measure(factory: sessionmaker[Session], siem: SiemExporter, now: datetime) 
     with factory() as db:
         adoption = mfa_adoption(db)
         series = sign_in_series(db, now)
-        alerts = delivered_alerts(db, now)
+        alerts = raised_alerts(db, now)
     return _Measured(adoption, series, alerts, siem.status())
 
 
@@ -112,6 +117,7 @@ async def posture_page(
     health: HealthChecksDep,
     certificate: CertificateWatchDep,
     fleet: ContainerChecksDep,
+    secrets: SecretProviderDep,
     pages: Pages = PagesDep,
     clock: Clock = ClockDep,
 ) -> Response:
@@ -122,6 +128,9 @@ async def posture_page(
     measured = await run_in_threadpool(_measure, factory, siem, now)
     report = await health.report()
     median = median_seconds(measured.alerts)
+    # The alert pipeline's cursor says whether its last attempt failed, and why.
+    pipeline = next((s for s in measured.sinks if s.name == AlertSink.name), None)
+    states = [alert_state(a, pipeline) for a in measured.alerts]
     return render_page(
         "console_posture.html",
         title="Security posture",
@@ -132,13 +141,17 @@ async def posture_page(
         now=now,
         adoption=measured.adoption,
         charts=_charts(measured.sign_ins),
-        alerts=measured.alerts,
+        alerts=list(zip(measured.alerts, states, strict=True)),
+        undelivered=sum(state is not AlertState.DELIVERED for state in states),
+        pipeline_error=safe_error(pipeline.last_error) if pipeline else None,
+        safe_error=safe_error,
         median=_duration(median),
         median_met=median is not None and median < MTTD_TARGET_SECONDS,
         mttd_target=_duration(MTTD_TARGET_SECONDS),
         duration=_duration,
         sinks=measured.sinks,
         containers=await fleet.current(),
+        secrets_backend=safe_error(secrets.name),
         secrets_state=report.get("secrets"),
         certificate=certificate.current(),
     )
