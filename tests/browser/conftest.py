@@ -1,7 +1,8 @@
 """The browser fixtures: a fresh headless Chromium per test, its page, and step screenshots.
 
 Each test gets its own Chromium process and profile (`--user-data-dir` in the test's temporary
-directory): no cookie or cache crosses from one test to another. With
+directory): no cookie or cache crosses from one test to another. A test about two people asks
+for `second_browser` too: another Chromium process on a profile of its own. With
 WAKEDOCK_TEST_THROUGH_EDGE=1, each test's Chromium reaches its server through an edge of its own
 (`edge_slot`, support/browser_edge.py).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,8 @@ def edge_slot() -> Iterator[EdgeSlot | None]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path, certificate: BrowserCertificate) -> Iterator[Any]:
-    """A Playwright BrowserContext of Debian's Chromium with a fresh profile."""
+def chromium() -> Iterator[Any]:
+    """Playwright's Chromium launcher (Debian's Chromium), for the test's browsers."""
     if not Path(CHROMIUM).exists():
         unavailable("Chromium is not installed (apt-get install chromium)")
     try:
@@ -54,18 +56,42 @@ def browser(tmp_path: Path, certificate: BrowserCertificate) -> Iterator[Any]:
         unavailable("Playwright is not installed (pip install -e '.[test]')")
         raise AssertionError from None  # unreachable
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=chromium_args(certificate),
-            viewport={"width": 1024, "height": 768},
-        )
-        context.set_default_timeout(30_000)
-        try:
-            yield context
-        finally:
-            context.close()
+        yield playwright.chromium
+
+
+@contextmanager
+def chromium_with_profile(
+    chromium: Any, profile: Path, certificate: BrowserCertificate
+) -> Iterator[Any]:
+    """A Chromium process of its own on the profile `profile`: a BrowserContext."""
+    context = chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=chromium_args(certificate),
+        viewport={"width": 1024, "height": 768},
+    )
+    context.set_default_timeout(30_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path, certificate: BrowserCertificate, chromium: Any) -> Iterator[Any]:
+    """A Playwright BrowserContext of Debian's Chromium with a fresh profile."""
+    with chromium_with_profile(chromium, tmp_path / "chromium-profile", certificate) as context:
+        yield context
+
+
+@pytest.fixture
+def second_browser(tmp_path: Path, certificate: BrowserCertificate, chromium: Any) -> Iterator[Any]:
+    """Another person's browser: a second Chromium process with a fresh profile of its own (no
+    cookie shared with `browser`)."""
+    profile = tmp_path / "second-chromium-profile"
+    with chromium_with_profile(chromium, profile, certificate) as context:
+        yield context
 
 
 @pytest.hookimpl(wrapper=True)
