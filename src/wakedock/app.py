@@ -17,6 +17,7 @@ from wakedock.account.page import ACCOUNT_PATH
 from wakedock.account.router import router as account_router
 from wakedock.audit.router import router as audit_router
 from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES
+from wakedock.auth.zerotrust import RequestWeigher
 from wakedock.cluster.activity import SharedActivity
 from wakedock.cluster.leadership import Leadership
 from wakedock.cluster.leases import Leases
@@ -64,6 +65,8 @@ from wakedock.web.headers import SecurityHeaders, SecurityHeadersMiddleware
 from wakedock.web.openapi import install_openapi
 
 log = logging.getLogger("wakedock.server")
+# How often the leader drops the zero-trust sign-in history past its retention.
+_PRUNE_EVERY_SECONDS = 3600
 
 
 def create_app(components: Components) -> FastAPI:
@@ -249,6 +252,9 @@ async def lifespan(
             # The bundled country database takes ~0.6 s to load: not on the first request.
             warming = asyncio.create_task(run_in_threadpool(weigher.warm))
             stack.push_async_callback(_cancelled, warming)
+            leading = (lambda: True) if leadership is None else (lambda: leadership.leading)
+            pruning = asyncio.create_task(_prune_sign_ins(weigher, leading))
+            stack.push_async_callback(_cancelled, pruning)
         reaping = asyncio.create_task(reaper.run())
         stack.push_async_callback(_cancelled, reaping)
         await components.directory.load()
@@ -276,6 +282,21 @@ async def lifespan(
             else:
                 stack.push_async_callback(edge.stop)
         yield
+
+
+async def _prune_sign_ins(weigher: RequestWeigher, leading: Callable[[], bool]) -> None:
+    """The zero-trust sign-in history past its retention, dropped at start and every hour by
+    the leader (docs/zerotrust.md, "What is stored")."""
+    while True:
+        if leading():
+            try:
+                dropped = await run_in_threadpool(weigher.prune)
+            except Exception:  # an outage: the next round tries again
+                log.exception("could not prune the zero-trust sign-in history")
+            else:
+                if dropped:
+                    log.info("pruned %d zero-trust sign-in rows past their retention", dropped)
+        await asyncio.sleep(_PRUNE_EVERY_SECONDS)
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

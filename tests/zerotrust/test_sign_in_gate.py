@@ -7,16 +7,22 @@ counts, and that `enabled: false` weighs nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from conftest import CLIENT_IP, Harness
 from support.pages import SAME_ORIGIN
+from wakedock.app import create_asgi
+from wakedock.db import transaction
 from wakedock.rbac.permissions import Role
 from wakedock.web.client_ip import client_headers
+from wakedock.zerotrust.models import SignInRecord
 
 OFFICE = "198.51.100.7"
 DENIED = {"zerotrust": {"deny_networks": [f"{CLIENT_IP}/32"]}}
@@ -157,3 +163,27 @@ def test_the_engine_sees_the_headers_without_credentials() -> None:
     direct = client_headers(raw, from_trusted_proxy=False)
     assert direct["x-forwarded-for"] == "198.51.100.9" and direct["via"] == "1.1 edge"
     assert "cookie" not in direct and "secret" not in str(direct)
+
+
+def test_the_server_drops_sign_in_history_past_its_retention(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Users who stopped signing in keep their rows only until the retention (180 days): the
+    server prunes at start (and every hour), keeping the recent ones."""
+    h = make_harness()
+    name, _ = h.create_user("ulla")
+    now = datetime.now(UTC)
+    with transaction(h.components.db) as db:
+        user_id = h.components.users.by_username(db, name).id
+        for days in (200, 3):
+            db.add(SignInRecord(user_id=user_id, address="80.67.169.12", country="FR",
+                                at=now - timedelta(days=days)))  # fmt: skip
+    with TestClient(create_asgi(h.components), base_url="https://testserver"):
+        for _ in range(100):
+            with h.components.db() as db:
+                ages = sorted((now - at.replace(tzinfo=UTC)).days
+                              for at in db.scalars(select(SignInRecord.at)))  # fmt: skip
+            if ages == [3]:
+                break
+            time.sleep(0.05)
+    assert ages == [3]

@@ -189,6 +189,11 @@ class ZeroTrustGate:
     def audit_event(self, event: Event, context: RequestContext) -> None:
         self._auditor.record(event, context)
 
+    def prune(self) -> int:
+        """Drop the sign-in history older than its retention (users who stopped signing in;
+        each user's rows are bounded on write already); how many rows went."""
+        return self._history.prune(self._clock.now())
+
     def remember(self, attempt: Attempt) -> None:
         """A successful sign-in, for the behaviour signals. A failure to write it is logged,
         never a reason to refuse the person who just proved who they are."""
@@ -331,6 +336,10 @@ class RequestWeigher:
             self._gate.warm()
         except Exception:
             log.exception("could not load the zero-trust place databases ahead of use")
+
+    def prune(self) -> int:
+        """The gate's `prune` (blocking: one DELETE)."""
+        return self._gate.prune()
 
     def weigh(
         self,
