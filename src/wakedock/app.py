@@ -8,7 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
@@ -16,7 +17,7 @@ from wakedock import __version__
 from wakedock.account.page import ACCOUNT_PATH
 from wakedock.account.router import router as account_router
 from wakedock.audit.router import router as audit_router
-from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES
+from wakedock.auth.forms import FORM_PATHS, MAX_FORM_BYTES, FreshCodeOnPage, fresh_code_first
 from wakedock.auth.zerotrust import RequestWeigher
 from wakedock.cluster.activity import SharedActivity
 from wakedock.cluster.leadership import Leadership
@@ -47,6 +48,7 @@ from wakedock.metrics.router import router as metrics_router
 from wakedock.mfa.pages import router as enrol_router
 from wakedock.mfa.router import admin_router as mfa_admin_router
 from wakedock.mfa.router import router as mfa_router
+from wakedock.mfa.step_up_page import router as step_up_page_router
 from wakedock.proxy.edge_activity import EdgeActivity, activity_socket
 from wakedock.proxy.handler import ProxyApp, admin_url
 from wakedock.proxy.handoff import router as handoff_router
@@ -97,6 +99,7 @@ def create_app(components: Components) -> FastAPI:
         login_router,
         handoff_router,
         enrol_router,
+        step_up_page_router,
         account_router,
         pages_router,
         console_router,
@@ -117,6 +120,7 @@ def create_app(components: Components) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    app.add_exception_handler(FreshCodeOnPage, _fresh_code_first)
     install_openapi(app)
     # Added innermost first: the security headers wrap everything, even CORS answers and 500s.
     app.add_middleware(CatchAllMiddleware, outages=components.outages)
@@ -282,6 +286,13 @@ async def lifespan(
             else:
                 stack.push_async_callback(edge.stop)
         yield
+
+
+async def _fresh_code_first(_request: Request, exc: Exception) -> Response:
+    """A page the zero-trust engine stepped up: the code page, then back to it."""
+    if not isinstance(exc, FreshCodeOnPage):  # registered for that type only
+        raise exc
+    return fresh_code_first(exc.next_path)
 
 
 async def _prune_sign_ins(weigher: RequestWeigher, leading: Callable[[], bool]) -> None:

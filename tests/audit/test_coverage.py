@@ -34,7 +34,7 @@ SIGN_IN_PAGES = {"/mfa/enrol", "/mfa/enrol/confirm", "/services/{name}/{action}"
                  "/admin/users", "/admin/users/{name}/{action}",
                  "/admin/sessions/revoke", "/admin/sessions/revoke-user",
                  "/admin/secrets/write", "/admin/secrets/reveal",
-                 "/admin/audit/verify", "/auth/proxy"}  # fmt: skip
+                 "/admin/audit/verify", "/auth/proxy", "/mfa/step-up"}  # fmt: skip
 SPEC_YAML = "image: wakedock-test/busybox:1\nreadiness: {type: tcp, port: 80}\n"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://testserver"}
 
@@ -286,13 +286,28 @@ def _console_secret_reveal(w: World) -> Action:
     return lambda: browser.post("/admin/secrets/reveal", data=data, headers=FORM)
 
 
-def _service_host_code(w: World) -> Action:
-    """The code a service host's zero-trust step-up asks for, on the hand-off page."""
+def _signed_in_with_code(w: World) -> tuple[str, TestClient]:
+    """A browser signed in with its code, by a user who enrolled MFA."""
     name, password, _ = w.enrolled()
     browser = _browser(w)
     step = browser.post("/login", data={"username": name, "password": password}, headers=FORM)
     signed = {"challenge": _hidden(step.text, "challenge"), "code": w.h.totp_code(name)}
     browser.post("/login/code", data=signed, headers=FORM)
+    return name, browser
+
+
+def _page_code(w: World) -> Action:
+    """The code a page's zero-trust step-up asks for."""
+    name, browser = _signed_in_with_code(w)
+    page = browser.get("/mfa/step-up", params={"next": "/services"})
+    data = {"csrf_token": _hidden(page.text, "csrf_token"), "code": w.h.backup_codes[name][0]}
+    action = "/mfa/step-up?next=%2Fservices"
+    return lambda: browser.post(action, data=data, headers=FORM, follow_redirects=False)
+
+
+def _service_host_code(w: World) -> Action:
+    """The code a service host's zero-trust step-up asks for, on the hand-off page."""
+    name, browser = _signed_in_with_code(w)
     target = f"https://svc.{w.h.components.settings.proxy.base_domain}/"
     page = browser.get("/auth/proxy", params={"next": target, "step_up": "1"})
     data = {"csrf_token": _hidden(page.text, "csrf_token"), "code": w.h.backup_codes[name][0]}
@@ -438,6 +453,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Action]] = {
     ("POST", "/admin/secrets/reveal"): _console_secret_reveal,
     ("POST", "/admin/audit/verify"): _console_verify,
     ("POST", "/auth/proxy"): _service_host_code,
+    ("POST", "/mfa/step-up"): _page_code,
     ("POST", "/csp-report"): _anonymous(
         "POST",
         "/csp-report",

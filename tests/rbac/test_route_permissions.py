@@ -32,6 +32,10 @@ EXPECTED_PUBLIC = {
     ("GET", "/auth/proxy"),  # hands a live session's ticket to a known service host only
     # The code a service host's step-up asks for: the session's CSRF token and this origin.
     ("POST", "/auth/proxy"),
+    # A page's zero-trust step-up: the code form reads the session cookie itself (no session:
+    # sent to /login); its post needs the session's CSRF token and this server's origin.
+    ("GET", "/mfa/step-up"),
+    ("POST", "/mfa/step-up"),
     # The dashboard pages read the session cookie themselves (no session: sent to /login, or
     # 401 for the script's poll), then ask the API's own guard (`requires(P)`) for the
     # permission; their posts need the session's CSRF token and this server's origin.

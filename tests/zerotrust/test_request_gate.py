@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import Harness, strong_password
-from support.pages import events
+from support.pages import HERE, SAME_ORIGIN, code_step, events, hidden, password_step, with_mfa
 from wakedock.rbac.permissions import Role
 
 PROXY = "10.0.0.5"
@@ -209,3 +210,47 @@ def test_a_grant_is_weighed_by_the_stricter_grant_role_profile(
     ]
     assert denied.outcome == "denied" and '"user_agent": 40.0' in denied.details
     assert f"reference {denied.request_id}" in refused.json()["detail"]
+
+
+@pytest.mark.security
+def test_a_stepped_up_page_asks_for_a_code_then_shows_the_page(
+    proxied: Callable[..., Harness],
+) -> None:
+    """A browser signed in with its code in Paris opens the services page from Sydney: it is
+    sent to the code page, a wrong code and another origin's post are refused, a backup code
+    brings it back to the page. A script's poll is refused meanwhile, never redirected."""
+    h = proxied()
+    name, password = with_mfa(h, "tess", Role.VIEWER)
+    browser = TestClient(h.app, base_url=HERE, client=(PROXY, 50000), follow_redirects=False)
+    browser.headers["X-Forwarded-For"] = PARIS
+    step = password_step(browser, name, password, "/services")
+    signed = code_step(browser, hidden(step.text, "challenge"), h.totp_code(name), "/services")
+    assert signed.status_code == 303, signed.text
+    page = {"Accept": "text/html"}
+    assert browser.get("/services", headers=page).status_code == 200
+    browser.headers["X-Forwarded-For"] = SYDNEY
+    sent = browser.get("/services", params={"q": "wiki"}, headers=page)
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/mfa/step-up?next=%2Fservices%3Fq%3Dwiki"
+    poll = browser.get("/services/live", headers={"Accept": "*/*"})
+    assert poll.status_code == 403
+    asked = browser.get(sent.headers["location"])
+    assert asked.status_code == 200 and "Confirm it is you" in asked.text
+    csrf = hidden(asked.text, "csrf_token")
+    action = "/mfa/step-up?next=%2Fservices%3Fq%3Dwiki"
+    wrong = browser.post(action, data={"csrf_token": csrf, "code": "000000"}, headers=SAME_ORIGIN)
+    assert wrong.status_code == 400 and "not accepted" in wrong.text
+    forged = browser.post(action, data={"code": h.backup_codes[name][0]},
+                          headers={"Origin": "https://evil.test"})  # fmt: skip
+    assert forged.status_code == 403
+    assert browser.get("/services", headers=page).status_code == 303  # still asked
+    given = browser.post(action, data={"csrf_token": csrf, "code": h.backup_codes[name][0]},
+                         headers=SAME_ORIGIN)  # fmt: skip
+    assert (given.status_code, given.headers["location"]) == (303, "/services?q=wiki")
+    assert browser.get("/services", headers=page).status_code == 200
+    assert [e.ip for e in events(h, "mfa_step_up")] == [SYDNEY]
+    # An open redirect is not one: `next` stays on this host.
+    away = browser.post("/mfa/step-up?next=https%3A%2F%2Fevil.test%2F",
+                        data={"csrf_token": csrf, "code": h.backup_codes[name][1]},
+                        headers=SAME_ORIGIN)  # fmt: skip
+    assert away.status_code == 303 and away.headers["location"].startswith("/")

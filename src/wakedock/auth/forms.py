@@ -22,7 +22,19 @@ from wakedock.web.templating import message_page
 MAX_FORM_BYTES = 16 * 1024
 CSRF_FIELD = "csrf_token"
 ENROL_PATH = "/mfa/enrol"
-FORM_PATHS = ("/login", "/login/code", ENROL_PATH, f"{ENROL_PATH}/confirm")
+# Where a page the zero-trust engine stepped up sends the browser for a fresh code.
+STEP_UP_PATH = "/mfa/step-up"
+FORM_PATHS = ("/login", "/login/code", ENROL_PATH, f"{ENROL_PATH}/confirm", STEP_UP_PATH)
+
+
+class FreshCodeOnPage(Exception):
+    """A page the zero-trust engine stepped up (a browser opening it): the answer is the code
+    page (`STEP_UP_PATH`), then back to `next_path`. Raised by the pages' guard, answered by
+    the app's handler (`fresh_code_first`)."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -77,6 +89,11 @@ async def require_form_csrf(
 def sign_in_first(here: str) -> RedirectResponse:
     """Send the browser to the sign-in form, to come back to `here` (a local path) after."""
     return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+
+
+def fresh_code_first(next_path: str) -> RedirectResponse:
+    """Send the browser for a fresh code, to come back to `next_path` (a local path) after."""
+    return RedirectResponse(f"{STEP_UP_PATH}?next={quote(next_path, safe='')}", status_code=303)
 
 
 def enrolment_path(next_path: str) -> str:

@@ -17,8 +17,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from wakedock.auth.csrf import CsrfGuard
 from wakedock.auth.deps import CsrfGuardDep, SessionStoreDep
-from wakedock.auth.forms import BrowserSession, browser_session, enrolment_path, sign_in_first
+from wakedock.auth.forms import (
+    BrowserSession,
+    FreshCodeOnPage,
+    browser_session,
+    enrolment_path,
+    sign_in_first,
+)
 from wakedock.auth.sessions import Principal, SessionStore
+from wakedock.auth.zerotrust import FreshCodeNeeded
 from wakedock.dashboard.board import ServicesBoard
 from wakedock.dashboard.deps import ServicesBoardDep
 from wakedock.errors import PermissionDenied
@@ -62,9 +69,17 @@ async def signed_in(request: Request, pages: Pages, here: str) -> BrowserSession
 async def permitted(
     request: Request, pages: Pages, principal: Principal, permission: Permission
 ) -> bool:
-    """Whether the API's guard admits `principal` for `permission` (a refusal is audited)."""
+    """Whether the API's guard admits `principal` for `permission` (a refusal is audited).
+
+    A page a browser opens that the zero-trust engine steps up raises `FreshCodeOnPage`: the
+    browser is sent for a code, then back (a form post or a script's poll is refused)."""
     try:
         await requires(permission)(request, pages.guard, principal)
+    except FreshCodeNeeded:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            query = request.url.query
+            raise FreshCodeOnPage(request.url.path + (f"?{query}" if query else "")) from None
+        return False
     except PermissionDenied:
         return False
     return True
