@@ -47,6 +47,8 @@ def token_shaped(claims: str) -> str:
 # CRS 942440 reads that as an SQL comment.
 GOOD = token_shaped("Z29vZC--IsInJvbGUiOi-ZpZXdlciJ9")
 OTHER_ROLE = token_shaped("b3RoZXI--IsInJvbGUiOi-Jub25lIn0")
+# The address the stand-in's network filter refuses (another loopback address of this host).
+DENIED_ADDRESS = "127.0.0.2"
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Recorder:
     # The stand-in's access checks wait while it is clear; GOOD's session once revoked.
     checks_open: threading.Event = field(default_factory=threading.Event)
     revoked: bool = False
+    # The client address of each access check (X-Forwarded-For, as nginx sets it).
+    checked_from: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.checks_open.set()
@@ -110,6 +114,11 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             if recorder.name == "wakedock":
                 if path == "/_wakedock/edge-auth":
                     recorder.checks_open.wait(30)
+                    recorder.checked_from.append(self.headers.get("X-Forwarded-For") or "")
+                    if (self.headers.get("Host") or "").startswith("filtered."):
+                        # The zero-trust network filter of a public service: by address.
+                        denied = self.headers.get("X-Forwarded-For") == DENIED_ADDRESS
+                        return (403, "") if denied else (204, "")
                     cookie = self.headers.get("Cookie") or ""
                     if f"wakedock_proxy={GOOD}" in cookie and not recorder.revoked:
                         return 204, ""
@@ -162,7 +171,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _view(name: str, policy: str = "public") -> ServiceView:
+def _view(name: str, policy: str = "public", *, network_filter: bool = False) -> ServiceView:
     now = datetime.now(UTC)
     spec = ServiceSpec.model_validate(
         {
@@ -170,7 +179,7 @@ def _view(name: str, policy: str = "public") -> ServiceView:
             "image": "nginx:1",
             "ports": [{"container_port": 80}],
             "readiness": {"type": "tcp", "port": 80},
-            "access": {"policy": policy},
+            "access": {"policy": policy, "network_filter": network_filter},
         }
     )
     return ServiceView(
@@ -193,9 +202,12 @@ class Edge:
         path: str = "/",
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
+        source: str = HOST,
     ) -> tuple[int, dict[str, str], bytes]:
         context = ssl.create_default_context(cafile=str(self.cert))
-        connection = http.client.HTTPSConnection(HOST, self.port, context=context, timeout=30)
+        connection = http.client.HTTPSConnection(
+            HOST, self.port, context=context, timeout=30, source_address=(source, 0)
+        )
         try:
             connection.request(
                 method,
@@ -262,10 +274,12 @@ def edge(tmp_path: Path, nginx: Path, service: Recorder, wakedock: Recorder) -> 
         listen=f"{HOST}:{port}",
         wakedock_http=True,
     )
-    views = [_view("app"), _view("private", "authenticated"), _view("asleep"), _view("gone")]
+    views = [_view("app"), _view("private", "authenticated"), _view("asleep"), _view("gone"),
+             _view("filtered", network_filter=True)]  # fmt: skip
     routes = {
         "app": DirectRoute(HOST, service.port),
         "private": DirectRoute(HOST, service.port),
+        "filtered": DirectRoute(HOST, service.port),
         # Still routed, but nothing listens there any more (a stop the edge has not seen yet).
         "gone": DirectRoute(HOST, free_port()),
     }
@@ -319,6 +333,30 @@ def test_an_awake_service_is_proxied_directly_with_the_forwarding_headers(
     assert headers["strict-transport-security"].startswith("max-age=")
     # One line per direct request on the activity socket.
     assert edge.activity_hosts() == ["app.localhost"]
+
+
+def test_a_public_services_network_filter_is_asked_per_address_and_a_deny_is_wakedocks(
+    edge: Edge, service: Recorder, wakedock: Recorder
+) -> None:
+    """A public service with the zero-trust network filter: nginx asks WakeDock's access
+    check before each direct request; its answer is kept per address, so an admitted
+    address's decision never admits another one, and a refused visitor gets WakeDock's answer
+    while the service sees nothing of it."""
+    assert edge.request("filtered.localhost")[::2] == (200, b"service GET /")
+    assert edge.request("filtered.localhost", source=DENIED_ADDRESS)[::2] == (
+        200,
+        b"wakedock GET /",  # WakeDock's answer (its 403 page, in real life)
+    )
+    assert [f"{r.method} {r.path}" for r in service.requests] == ["GET /"]
+    assert wakedock.checked_from == [HOST, DENIED_ADDRESS]
+    # Kept per address: the admitted one again is not asked, nor let through for the other.
+    assert edge.request("filtered.localhost")[::2] == (200, b"service GET /")
+    assert edge.request("filtered.localhost", source=DENIED_ADDRESS)[0] == 200
+    assert wakedock.checked_from == [HOST, DENIED_ADDRESS]
+    assert len(service.requests) == 2
+    # A public service without the filter is never checked.
+    assert edge.request("app.localhost")[::2] == (200, b"service GET /")
+    assert wakedock.checked_from == [HOST, DENIED_ADDRESS]
 
 
 def test_the_services_own_502_passes_through_unchanged(
