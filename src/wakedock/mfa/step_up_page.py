@@ -25,22 +25,15 @@ from wakedock.auth.forms import (
     require_form_csrf,
     sign_in_first,
 )
-from wakedock.auth.hashing import run_hashing
-from wakedock.errors import CsrfFailed, TooManyAttempts
+from wakedock.errors import CsrfFailed
+from wakedock.mfa.code_form import NO_SECOND_FACTOR, TITLE, check_fresh_code
 from wakedock.mfa.deps import MfaServiceDep
-from wakedock.mfa.errors import MfaCodeRejected
 from wakedock.rbac.dependencies import public
 from wakedock.web.deps import context_of
 from wakedock.web.redirects import local_path
 from wakedock.web.templating import message_page, render_page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-
-_TITLE = "Confirm it is you"
-NO_SECOND_FACTOR = (
-    "The access policy asks for a code from an authenticator app before you continue, and "
-    "your account has none. Enrol one on your account page, or ask an administrator."
-)
 
 
 @router.get(STEP_UP_PATH, dependencies=[Depends(public)])
@@ -57,7 +50,7 @@ async def step_up_page(
     if isinstance(found, Response):
         return found
     if not found.principal.mfa_enabled:
-        return message_page(_TITLE, NO_SECOND_FACTOR, 403)
+        return message_page(TITLE, NO_SECOND_FACTOR, 403)
     return _form(found, csrf, target)
 
 
@@ -81,17 +74,10 @@ async def give_code(
     except CsrfFailed:
         return refused_page()
     if not found.principal.mfa_enabled:
-        return message_page(_TITLE, NO_SECOND_FACTOR, 403)
-    code = fields.get("code", "").strip()[:32]
-    try:
-        # A backup code is checked with argon2: on the hashing threads, as sign-in does.
-        await run_hashing(request, mfa.step_up, found.principal, code, context)
-    except MfaCodeRejected:
-        message = "That code was not accepted. Try the current one."
-        return _form(found, csrf, target, message=message, status=400)
-    except TooManyAttempts as exc:
-        message = f"Too many codes tried. Wait {exc.retry_after} seconds and try again."
-        return _form(found, csrf, target, message=message, status=429)
+        return message_page(TITLE, NO_SECOND_FACTOR, 403)
+    refused = await check_fresh_code(request, mfa, found, fields, context)
+    if refused is not None:
+        return _form(found, csrf, target, message=refused[0], status=refused[1])
     return RedirectResponse(target, status_code=303)
 
 
@@ -118,7 +104,7 @@ def _form(
     return render_page(
         "handoff_code.html",
         status,
-        title=_TITLE,
+        title=TITLE,
         action=f"{STEP_UP_PATH}?" + urlencode({"next": target}),
         host=None,
         message=message,

@@ -27,10 +27,9 @@ from wakedock.auth.forms import (
     require_form_csrf,
     sign_in_first,
 )
-from wakedock.auth.hashing import run_hashing
-from wakedock.errors import CsrfFailed, TooManyAttempts
+from wakedock.errors import CsrfFailed
+from wakedock.mfa.code_form import NO_SECOND_FACTOR, TITLE, check_fresh_code
 from wakedock.mfa.deps import MfaServiceDep
-from wakedock.mfa.errors import MfaCodeRejected
 from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.proxy.deps import ProxyAccessDep, ServiceDirectoryDep
 from wakedock.proxy.directory import normalise_host
@@ -39,10 +38,6 @@ from wakedock.web.deps import context_of
 from wakedock.web.templating import message_page, render_page
 
 UNKNOWN = "This address is not a WakeDock service."
-NO_SECOND_FACTOR = (
-    "The access policy asks for a code from an authenticator app before you continue, and "
-    "your account has none. Enrol one on your account page, or ask an administrator."
-)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -99,16 +94,10 @@ async def proxy_handoff_code(
         return refused_page()
     if not found.principal.mfa_enabled:
         return message_page("Verification needed", NO_SECOND_FACTOR, 403)
-    code = fields.get("code", "").strip()[:32]
-    try:
-        # A backup code is checked with argon2: on the hashing threads, as sign-in does.
-        await run_hashing(request, mfa.step_up, found.principal, code, context)
-    except MfaCodeRejected:
-        message = "That code was not accepted. Try the current one."
-        return _code_page(found, csrf, next, target[1], message=message, status=400)
-    except TooManyAttempts as exc:
-        message = f"Too many codes tried. Wait {exc.retry_after} seconds and try again."
-        return _code_page(found, csrf, next, target[1], message=message, status=429)
+    refused = await check_fresh_code(request, mfa, found, fields, context)
+    if refused is not None:
+        message, status = refused
+        return _code_page(found, csrf, next, target[1], message=message, status=status)
     # Browsers apply this page's CSP `form-action 'self'` to every redirect of the post: the
     # way back to the service host is a page that moves on by itself (as the sign-in's).
     back = f"{HANDOFF_PATH}?" + urlencode({"next": next})
@@ -155,7 +144,7 @@ def _code_page(
     return render_page(
         "handoff_code.html",
         status,
-        title="Confirm it is you",
+        title=TITLE,
         action=action,
         host=host,
         message=message,
