@@ -18,8 +18,10 @@ from support.browser import (
     BrowserCertificate,
     Shot,
     admin_url,
+    as_another_browser,
     browser_server,
     create_user,
+    csp_reports,
     enrol_by_api,
     enrol_on_the_page,
     next_code,
@@ -100,9 +102,6 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
         shot("the-app")
 
 
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
-
-
 @pytest.mark.security
 def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wakes(
     tmp_path: Path,
@@ -125,24 +124,14 @@ def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wak
     add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
             access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
     password = create_user(data, "gina", "viewer")
-    refused_by_csp: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            refused_by_csp.append(message.text)
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
+    refused_by_csp = csp_reports(page)
     with browser_server(data, certificate, env) as server:
         secret, backup_codes = enrol_by_api(server, "gina", password)
         page.goto(admin_url(server, "/login"))
         sign_in_with_code(page, "gina", password, next_code(secret))
         page.get_by_role("heading", name="Services").wait_for()
         # The same session, now with another browser's user agent.
-        page.context.new_cdp_session(page).send(
-            "Network.setUserAgentOverride", {"userAgent": FIREFOX}
-        )
+        as_another_browser(page)
         service = site_url(server, "app.localhost")
         page.goto(service)
         page.get_by_role("heading", name="Confirm it is you").wait_for()

@@ -16,8 +16,10 @@ from support.browser import (
     BrowserCertificate,
     Shot,
     admin_url,
+    as_another_browser,
     browser_server,
     create_user,
+    csp_reports,
     enrol_by_api,
     next_code,
     sign_in_with_code,
@@ -25,7 +27,6 @@ from support.browser import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
 def test_a_stepped_up_page_asks_for_a_code_and_comes_back(
@@ -34,23 +35,13 @@ def test_a_stepped_up_page_asks_for_a_code_and_comes_back(
     data = tmp_path / "data"
     env = {"WAKEDOCK_ZEROTRUST__PROFILES": '{"request": {"step_up_at": 15}}'}
     password = create_user(data, "hugo", "viewer")
-    refused_by_csp: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            refused_by_csp.append(message.text)
-            if "Content Security Policy" in message.text
-            else None
-        ),
-    )
+    refused_by_csp = csp_reports(page)
     with browser_server(data, certificate, env) as server:
         secret, backup_codes = enrol_by_api(server, "hugo", password)
         page.goto(admin_url(server, "/login"))
         sign_in_with_code(page, "hugo", password, next_code(secret))
         page.get_by_role("heading", name="Services").wait_for()
-        page.context.new_cdp_session(page).send(
-            "Network.setUserAgentOverride", {"userAgent": FIREFOX}
-        )
+        as_another_browser(page)
         page.goto(admin_url(server, "/services?q=wiki"))
         page.get_by_role("heading", name="Confirm it is you").wait_for()
         assert page.url == admin_url(server, "/mfa/step-up?next=%2Fservices%3Fq%3Dwiki")

@@ -212,3 +212,26 @@ class Screenshots:
     def path(self, step: str) -> Path:
         self._count += 1
         return self.directory / f"{self._count:02d}-{step}.png"
+
+
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+def csp_reports(page: Any) -> list[str]:
+    """What the tab's console says the Content Security Policy refused, from now on."""
+    refused: list[str] = []
+
+    def seen(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", seen)
+    return refused
+
+
+def as_another_browser(page: Any, user_agent: str = FIREFOX) -> None:
+    """The tab's next requests carry `user_agent` (same cookies): the session as another
+    browser would use it."""
+    page.context.new_cdp_session(page).send(
+        "Network.setUserAgentOverride", {"userAgent": user_agent}
+    )

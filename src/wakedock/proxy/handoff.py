@@ -18,23 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from wakedock.auth.deps import CsrfGuardDep, SessionStoreDep
-from wakedock.auth.forms import (
-    BrowserSession,
-    browser_session,
-    enrolment_path,
-    form_fields,
-    refused_page,
-    require_form_csrf,
-    sign_in_first,
-)
-from wakedock.errors import CsrfFailed
-from wakedock.mfa.code_form import NO_SECOND_FACTOR, TITLE, check_fresh_code
+from wakedock.auth.forms import BrowserSession
+from wakedock.mfa.code_form import code_page, code_session, take_code
 from wakedock.mfa.deps import MfaServiceDep
 from wakedock.proxy.access import HANDOFF_PATH
 from wakedock.proxy.deps import ProxyAccessDep, ServiceDirectoryDep
 from wakedock.proxy.directory import normalise_host
 from wakedock.rbac.dependencies import public
-from wakedock.web.deps import context_of
 from wakedock.web.templating import message_page, render_page
 
 UNKNOWN = "This address is not a WakeDock service."
@@ -58,13 +48,13 @@ async def proxy_handoff(
     target = _service_url(next, directory)
     if target is None:
         return message_page("Unknown service", UNKNOWN, 400)
-    found = await _session(request, sessions, mfa, next, step_up)
+    code = step_up == "1"
+    here = _here(next, step_up=code)
+    found = await code_session(request, sessions, mfa, here, for_code=code)
     if isinstance(found, Response):
         return found
-    if step_up == "1":
-        if not found.principal.mfa_enabled:
-            return message_page("Verification needed", NO_SECOND_FACTOR, 403)
-        return _code_page(found, csrf, next, target[1])
+    if code:
+        return code_page(found, csrf, _here(next), host=target[1])
     return _back(access, found, target)
 
 
@@ -72,7 +62,6 @@ async def proxy_handoff(
 async def proxy_handoff_code(
     request: Request,
     directory: ServiceDirectoryDep,
-    access: ProxyAccessDep,
     mfa: MfaServiceDep,
     sessions: SessionStoreDep,
     csrf: CsrfGuardDep,
@@ -80,28 +69,29 @@ async def proxy_handoff_code(
 ) -> Response:
     """The fresh code the service host's access policy asked for: MFA's own step-up, then
     back to the service with a ticket."""
-    found = await _session(request, sessions, mfa, next, "1")
+    found = await code_session(request, sessions, mfa, _here(next, step_up=True))
     if isinstance(found, Response):
         return found
     target = _service_url(next, directory)
     if target is None:
         return message_page("Unknown service", UNKNOWN, 400)
-    fields = await form_fields(request)
-    context = context_of(request)
-    try:
-        await require_form_csrf(request, csrf, context, found, fields)
-    except CsrfFailed:
-        return refused_page()
-    if not found.principal.mfa_enabled:
-        return message_page("Verification needed", NO_SECOND_FACTOR, 403)
-    refused = await check_fresh_code(request, mfa, found, fields, context)
+
+    def again(message: str, status: int) -> Response:
+        action = _here(next)
+        return code_page(found, csrf, action, host=target[1], message=message, status=status)
+
+    refused = await take_code(request, csrf, mfa, found, again)
     if refused is not None:
-        message, status = refused
-        return _code_page(found, csrf, next, target[1], message=message, status=status)
+        return refused
     # Browsers apply this page's CSP `form-action 'self'` to every redirect of the post: the
-    # way back to the service host is a page that moves on by itself (as the sign-in's).
-    back = f"{HANDOFF_PATH}?" + urlencode({"next": next})
-    return render_page("continue.html", title="Verified", next=back)
+    # way back to the service host is a page that moves on by itself (as the sign-in's), to
+    # the hand-off, which gives the ticket.
+    return render_page("continue.html", title="Verified", next=_here(next))
+
+
+def _here(next: str, *, step_up: bool = False) -> str:
+    query = {"next": next, **({"step_up": "1"} if step_up else {})}
+    return f"{HANDOFF_PATH}?" + urlencode(query)
 
 
 def _service_url(next: str, directory: ServiceDirectoryDep) -> tuple[SplitResult, str] | None:
@@ -114,42 +104,6 @@ def _service_url(next: str, directory: ServiceDirectoryDep) -> tuple[SplitResult
     if parts.scheme not in ("http", "https") or host is None or not directory.knows(host):
         return None
     return parts, host
-
-
-async def _session(
-    request: Request, sessions: SessionStoreDep, mfa: MfaServiceDep, next: str, step_up: str
-) -> BrowserSession | Response:
-    """The browser's live session, or where it must go first (sign-in, enrolment)."""
-    query = {"next": next, **({"step_up": "1"} if step_up == "1" else {})}
-    here = f"{HANDOFF_PATH}?" + urlencode(query)
-    session = await browser_session(request, sessions)
-    if session is None:
-        return sign_in_first(here)
-    if mfa.enrolment_pending(session.principal):
-        # A ticket would be refused by the service host (and the browser sent back here).
-        return RedirectResponse(enrolment_path(here), status_code=303)
-    return session
-
-
-def _code_page(
-    session: BrowserSession,
-    csrf: CsrfGuardDep,
-    next: str,
-    host: str,
-    *,
-    message: str = "",
-    status: int = 200,
-) -> Response:
-    action = f"{HANDOFF_PATH}?" + urlencode({"next": next})
-    return render_page(
-        "handoff_code.html",
-        status,
-        title=TITLE,
-        action=action,
-        host=host,
-        message=message,
-        csrf_token=session.csrf_token(csrf),
-    )
 
 
 def _back(
