@@ -35,8 +35,19 @@ from common import (
 )
 
 CHINA = "1.2.4.8"  # a public address the bundled database places in CN
-FRANCE = "80.67.169.{n}"  # public addresses in FR, one per attempt (no rate limit reached)
+HOME = "80.67.169.12"  # her usual address, in FR
+# Public addresses in FR and names, one per failed attempt: no rate limit is reached.
+FRANCE = "80.67.169.{n}"
 USER = "alice"
+# A desktop browser, as through the edge (the client signals do not step her up).
+BROWSER = {
+    "User-Agent": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "Accept": "application/json",
+    "Accept-Language": "fr",
+}
 
 
 def main() -> int:
@@ -56,9 +67,9 @@ def main() -> int:
         kinds = {
             "CN, her right password": (CHINA, USER, password, 403),
             "CN, a wrong password": (CHINA, USER, strong_password(), 403),
-            "CN, no such account": (CHINA, "nobody-here", password, 403),
-            "FR, her right password": (FRANCE, USER, password, 200),
-            "FR, no such account": (FRANCE, "nobody-here", password, 401),
+            "CN, no such account": (CHINA, "nobody-{n}", password, 403),
+            "FR, her right password": (HOME, USER, password, 200),
+            "FR, no such account": (FRANCE, "nobody-{n}", password, 401),
         }
         times: dict[str, list[float]] = {kind: [] for kind in kinds}
         with httpx.Client(
@@ -69,8 +80,8 @@ def main() -> int:
                     started = time.perf_counter()
                     answer = http.post(
                         "/api/v1/auth/login",
-                        json={"username": name, "password": secret},
-                        headers={"X-Forwarded-For": address.format(n=n % 250 + 1)},
+                        json={"username": name.format(n=n), "password": secret},
+                        headers={**BROWSER, "X-Forwarded-For": address.format(n=n % 250 + 1)},
                     )
                     elapsed = (time.perf_counter() - started) * 1000
                     if answer.status_code != expected:
