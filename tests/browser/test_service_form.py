@@ -107,8 +107,23 @@ def test_a_service_is_created_from_the_form_after_a_policy_refusal(
         assert page.get_by_label("Added capabilities").input_value() == ""
         check_accessibility(page, shot, "edit-service")
         page.get_by_label("Idle timeout (s)").fill("120")
+        # The zero-trust network filter is for public services: said beside the box.
+        network_filter = page.get_by_label("Network filter (policy: public)")
+        network_filter.check()
+        page.get_by_role("button", name="Save changes").click()
+        page.get_by_role("alert").wait_for()
+        assert page.locator("#f-access_network_filter-error").inner_text() == (
+            "only for policy 'public': a protected service's visitors are always weighed"
+        )
+        page.get_by_label("Who may wake and use it").select_option("public")
         page.get_by_role("button", name="Save changes").click()
         page.wait_for_url(admin_url(server, "/services?saved=notes"))
+        page.get_by_role("link", name="Edit notes").click()
+        page.get_by_role("heading", name="Edit notes").wait_for()
+        assert (
+            network_filter.is_checked()
+            and page.get_by_label("Idle timeout (s)").input_value() == "120"
+        )
 
         # Nothing the pages did was refused by their CSP.
         assert csp_violations(server, token) == 0
