@@ -152,3 +152,42 @@ def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wak
         assert running(engine, installation)
         shot("the-app")
     assert refused_by_csp == []
+
+
+@pytest.mark.security
+def test_a_visit_the_wake_profile_denies_sees_the_refusal_and_nothing_wakes(
+    tmp_path: Path,
+    certificate: BrowserCertificate,
+    engine: docker.DockerClient,
+    installation: str,
+    add_app: AddApp,
+    page: Any,
+    shot: Shot,
+) -> None:
+    """The same session from a browser the user never used, with a `wake` profile that denies
+    at 15: WakeDock's refusal page on the service host, with its reference and no reason, and
+    the service stays asleep."""
+    data = tmp_path / "data"
+    env = {
+        "WAKEDOCK_DOCKER__INSTALLATION": installation,
+        "WAKEDOCK_ZEROTRUST__PROFILES": '{"wake": {"step_up_at": 15, "deny_at": 15}}',
+    }
+    add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
+            access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
+    password = create_user(data, "ines", "viewer")
+    refused_by_csp = csp_reports(page)
+    with browser_server(data, certificate, env) as server:
+        page.goto(admin_url(server, "/login"))
+        sign_in_with_password(page, "ines", password)
+        page.get_by_role("heading", name="Services").wait_for()
+        as_another_browser(page)
+        service = site_url(server, "app.localhost")
+        page.goto(service)
+        page.get_by_role("heading", name="Access refused").wait_for()
+        assert page.url == service
+        shown = text(page)
+        assert "The access policy refused this visit" in shown and "Reference: " in shown
+        assert "new_browser" not in shown and "browser" not in shown.lower()
+        assert not running(engine, installation)
+        check_accessibility(page, shot, "visit-refused")
+    assert refused_by_csp == []

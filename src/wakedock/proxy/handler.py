@@ -248,7 +248,7 @@ class ProxyApp:
             return pages.message_page(
                 "Access refused",
                 "The access policy refused this visit. If you think it should not have, give "
-                f"an administrator the reference below.{reference}",
+                f"an administrator its reference.{reference}",
                 403,
                 code="zero_trust_denied",
             )
