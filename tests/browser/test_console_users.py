@@ -11,6 +11,7 @@ The real `wakedock serve` over HTTPS, Debian's Chromium.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,25 @@ def test_an_admin_creates_a_user_and_grants_it_admin_with_a_code(
         page.get_by_role("button", name="Create user").click()
         page.wait_for_url(admin_url(server, "/admin/users?done=created&user=grace"))
         assert page.get_by_role("status").inner_text() == "User grace created."
+
+        # The last sign-in filter: grace never signed in, ada just did (mona through the API).
+        page.get_by_label("Last sign-in").select_option("never")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(re.compile(r".*/admin/users\?.*signed_in=never.*"))
+        listed = page.locator("#users tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.user)"
+        )
+        assert listed == ["grace"]
+        check_accessibility(page, shot, "users-never-signed-in")
+        page.get_by_label("Last sign-in").select_option("recent")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(re.compile(r".*/admin/users\?.*signed_in=recent.*"))
+        listed = page.locator("#users tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.user)"
+        )
+        assert "grace" not in listed and {"ada", "mona"} <= set(listed)
+        shot("users-signed-in-lately")
+        page.goto(admin_url(server, "/admin/users"))
 
         # Her page; admin without a code is refused by the browser and then by the server.
         page.get_by_role("link", name="grace", exact=True).click()

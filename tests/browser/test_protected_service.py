@@ -7,6 +7,9 @@ container runs on the test's own bridge network and publishes its port on 127.0.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from support.browser import (
     text,
 )
 from support.engine import AddApp
+from support.server import WakeDockProcess
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +106,47 @@ def test_a_protected_service_through_sign_in_and_the_loading_page(
         shot("the-app")
 
 
+@contextmanager
+def _visited_from_another_browser(
+    tmp_path: Path,
+    certificate: BrowserCertificate,
+    installation: str,
+    add_app: AddApp,
+    page: Any,
+    wake: dict[str, float],
+    *,
+    mfa: bool,
+) -> Iterator[tuple[WakeDockProcess, str, list[str]]]:
+    """Zero trust on a service host (docs/zerotrust.md, "On service hosts"): a viewer signs in
+    with Chromium (with her code if `mfa`), then the same session's cookie is sent with the
+    user agent of a browser she never used (Firefox, 20 points) to a sleeping protected service,
+    under the `wake` profile's thresholds `wake`. Yields the server, the service's URL and her
+    backup codes; no page may have been refused by its CSP."""
+    data = tmp_path / "data"
+    env = {
+        "WAKEDOCK_DOCKER__INSTALLATION": installation,
+        "WAKEDOCK_ZEROTRUST__PROFILES": json.dumps({"wake": wake}),
+    }
+    add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
+            access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
+    password = create_user(data, "gina", "viewer")
+    refused_by_csp = csp_reports(page)
+    with browser_server(data, certificate, env) as server:
+        backup_codes: list[str] = []
+        page.goto(admin_url(server, "/login"))
+        if mfa:
+            secret, backup_codes = enrol_by_api(server, "gina", password)
+            sign_in_with_code(page, "gina", password, next_code(secret))
+        else:
+            sign_in_with_password(page, "gina", password)
+        page.get_by_role("heading", name="Services").wait_for()
+        as_another_browser(page)
+        service = site_url(server, "app.localhost")
+        page.goto(service)
+        yield server, service, backup_codes
+    assert refused_by_csp == []
+
+
 @pytest.mark.security
 def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wakes(
     tmp_path: Path,
@@ -112,28 +157,11 @@ def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wak
     page: Any,
     shot: Shot,
 ) -> None:
-    """Zero trust on a service host (docs/zerotrust.md, "On service hosts"): the session
-    signed in with Chromium; the same cookie from a browser the user never used (Firefox's
-    user agent, 20 points) is asked for a fresh code before the service wakes, by a `wake`
-    profile that steps up at 15. A wrong code is refused; a backup code lets it in."""
-    data = tmp_path / "data"
-    env = {
-        "WAKEDOCK_DOCKER__INSTALLATION": installation,
-        "WAKEDOCK_ZEROTRUST__PROFILES": '{"wake": {"step_up_at": 15}}',
-    }
-    add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
-            access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
-    password = create_user(data, "gina", "viewer")
-    refused_by_csp = csp_reports(page)
-    with browser_server(data, certificate, env) as server:
-        secret, backup_codes = enrol_by_api(server, "gina", password)
-        page.goto(admin_url(server, "/login"))
-        sign_in_with_code(page, "gina", password, next_code(secret))
-        page.get_by_role("heading", name="Services").wait_for()
-        # The same session, now with another browser's user agent.
-        as_another_browser(page)
-        service = site_url(server, "app.localhost")
-        page.goto(service)
+    """A `wake` profile stepping up at 15: the code page on the admin host before the service
+    wakes; a wrong code is refused, a backup code reaches the app."""
+    with _visited_from_another_browser(
+        tmp_path, certificate, installation, add_app, page, {"step_up_at": 15}, mfa=True
+    ) as (server, service, backup_codes):
         page.get_by_role("heading", name="Confirm it is you").wait_for()
         assert page.url.startswith(admin_url(server, "/auth/proxy?next="))
         assert "app.localhost" in text(page)
@@ -151,7 +179,29 @@ def test_a_session_used_from_another_browser_gives_a_code_before_the_service_wak
         assert page.url == service
         assert running(engine, installation)
         shot("the-app")
-    assert refused_by_csp == []
+
+
+@pytest.mark.security
+def test_without_a_second_factor_the_step_up_is_explained_and_nothing_wakes(
+    tmp_path: Path,
+    certificate: BrowserCertificate,
+    engine: docker.DockerClient,
+    installation: str,
+    add_app: AddApp,
+    page: Any,
+    shot: Shot,
+) -> None:
+    """The same step-up for an account with no authenticator: no code page to loop through,
+    the service host says what is needed (with the reference), and the service stays asleep."""
+    with _visited_from_another_browser(
+        tmp_path, certificate, installation, add_app, page, {"step_up_at": 15}, mfa=False
+    ) as (_server, service, _codes):
+        page.get_by_role("heading", name="Verification needed").wait_for()
+        assert page.url == service
+        shown = text(page)
+        assert "your account has none" in shown and "Reference: " in shown
+        assert not running(engine, installation)
+        check_accessibility(page, shot, "no-second-factor")
 
 
 @pytest.mark.security
@@ -164,25 +214,12 @@ def test_a_visit_the_wake_profile_denies_sees_the_refusal_and_nothing_wakes(
     page: Any,
     shot: Shot,
 ) -> None:
-    """The same session from a browser the user never used, with a `wake` profile that denies
-    at 15: WakeDock's refusal page on the service host, with its reference and no reason, and
-    the service stays asleep."""
-    data = tmp_path / "data"
-    env = {
-        "WAKEDOCK_DOCKER__INSTALLATION": installation,
-        "WAKEDOCK_ZEROTRUST__PROFILES": '{"wake": {"step_up_at": 15, "deny_at": 15}}',
-    }
-    add_app(data, env, "app", {"NAME": "the team wiki"}, display_name="Team wiki",
-            access={"policy": "authenticated"}, idle_timeout_s=600)  # fmt: skip
-    password = create_user(data, "ines", "viewer")
-    refused_by_csp = csp_reports(page)
-    with browser_server(data, certificate, env) as server:
-        page.goto(admin_url(server, "/login"))
-        sign_in_with_password(page, "ines", password)
-        page.get_by_role("heading", name="Services").wait_for()
-        as_another_browser(page)
-        service = site_url(server, "app.localhost")
-        page.goto(service)
+    """A `wake` profile denying at 15: WakeDock's refusal page on the service host, with its
+    reference and no reason, and the service stays asleep."""
+    deny = {"step_up_at": 15, "deny_at": 15}
+    with _visited_from_another_browser(
+        tmp_path, certificate, installation, add_app, page, deny, mfa=False
+    ) as (_server, service, _codes):
         page.get_by_role("heading", name="Access refused").wait_for()
         assert page.url == service
         shown = text(page)
@@ -190,4 +227,3 @@ def test_a_visit_the_wake_profile_denies_sees_the_refusal_and_nothing_wakes(
         assert "new_browser" not in shown and "browser" not in shown.lower()
         assert not running(engine, installation)
         check_accessibility(page, shot, "visit-refused")
-    assert refused_by_csp == []

@@ -115,6 +115,7 @@ def test_a_service_is_created_from_the_form_after_a_policy_refusal(
         assert page.locator("#f-access_network_filter-error").inner_text() == (
             "only for policy 'public': a protected service's visitors are always weighed"
         )
+        shot("network-filter-refused")
         page.get_by_label("Who may wake and use it").select_option("public")
         page.get_by_role("button", name="Save changes").click()
         page.wait_for_url(admin_url(server, "/services?saved=notes"))

@@ -219,3 +219,29 @@ def test_the_network_filter_is_for_public_services_only() -> None:
     with pytest.raises(ValidationError, match="only for policy 'public'"):
         Access.model_validate({"policy": "authenticated", "network_filter": True})
     assert Access.model_validate({"policy": "public", "network_filter": True}).network_filter
+
+
+def test_an_account_without_a_second_factor_is_told_and_wakes_nothing(
+    make: Callable[..., Harness],
+    visitor: Callable[[Harness], TestClient],
+    runtime: FakeRuntime,
+) -> None:
+    h = make()
+    add_service(h, "app", access={"policy": "authenticated"})
+    name, password = h.create_user("pablo", Role.VIEWER)
+    client = visitor(h)
+    body = {"username": name, "password": password, "mode": "cookie"}
+    signed = client.post(f"{ADMIN}/api/v1/auth/login", json=body,
+                         headers={**_from(PARIS), "Origin": ADMIN})  # fmt: skip
+    assert signed.status_code == 200, signed.text
+    _hand_off(client, PARIS)
+    for accept in (HTML, JSON):  # a browser too: no code page it could not answer
+        told = client.get(f"{APP}/", headers=_from(SYDNEY, **accept))
+        assert told.status_code == 403 and "your account has none" in told.text
+        assert "zero_trust_step_up" in told.text or accept is HTML
+    assert _starts(runtime) == 0
+    # The hand-off's code step says the same if asked for it.
+    asked = client.get(
+        f"{ADMIN}/auth/proxy", params={"next": f"{APP}/", "step_up": "1"}, headers=_from(SYDNEY)
+    )
+    assert asked.status_code == 403 and "your account has none" in asked.text
