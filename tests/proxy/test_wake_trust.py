@@ -102,6 +102,19 @@ def _hand_off(client: TestClient, address: str) -> None:
     assert redeemed.status_code == 303, redeemed.text
 
 
+def _protected_app(
+    make: Callable[..., Harness],
+    visitor: Callable[[Harness], TestClient],
+    username: str,
+    **zerotrust: Any,
+) -> tuple[Harness, TestClient, str, str]:
+    """A protected service `app`, a viewer `username` (and her password), and a browser."""
+    h = make(**zerotrust)
+    add_service(h, "app", access={"policy": "authenticated"})
+    name, password = h.create_user(username, Role.VIEWER)
+    return h, visitor(h), name, password
+
+
 def _starts(runtime: FakeRuntime) -> int:
     return sum(call == "start" for call, _ in runtime.calls)
 
@@ -111,10 +124,7 @@ def test_a_session_from_another_continent_gives_a_fresh_code_before_it_wakes_a_s
     visitor: Callable[[Harness], TestClient],
     runtime: FakeRuntime,
 ) -> None:
-    h = make()
-    add_service(h, "app", access={"policy": "authenticated"})
-    name, password = h.create_user("nadia", Role.VIEWER)
-    client = visitor(h)
+    h, client, name, password = _protected_app(make, visitor, "nadia")
     _sign_in_with_mfa(h, client, name, password)
     # Minutes later, the same browser's cookie from Sydney: a script is told, nothing wakes.
     scripted = client.get(f"{APP}/", headers=_from(SYDNEY, **JSON))
@@ -168,10 +178,7 @@ def test_a_denied_country_is_refused_with_a_reference_and_by_the_edges_check(
     visitor: Callable[[Harness], TestClient],
     runtime: FakeRuntime,
 ) -> None:
-    h = make(deny_countries=["AU"])
-    add_service(h, "app", access={"policy": "authenticated"})
-    name, password = h.create_user("odile", Role.VIEWER)
-    client = visitor(h)
+    h, client, name, password = _protected_app(make, visitor, "odile", deny_countries=["AU"])
     _sign_in_with_mfa(h, client, name, password)
     for accept in (HTML, JSON):
         refused = client.get(f"{APP}/", headers=_from(SYDNEY, **accept))
@@ -226,10 +233,7 @@ def test_an_account_without_a_second_factor_is_told_and_wakes_nothing(
     visitor: Callable[[Harness], TestClient],
     runtime: FakeRuntime,
 ) -> None:
-    h = make()
-    add_service(h, "app", access={"policy": "authenticated"})
-    name, password = h.create_user("pablo", Role.VIEWER)
-    client = visitor(h)
+    _h, client, name, password = _protected_app(make, visitor, "pablo")
     body = {"username": name, "password": password, "mode": "cookie"}
     signed = client.post(f"{ADMIN}/api/v1/auth/login", json=body,
                          headers={**_from(PARIS), "Origin": ADMIN})  # fmt: skip
