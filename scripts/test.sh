@@ -17,4 +17,6 @@ ensure_dockerd
 ensure_venv
 echo "==> installing wakedock with test dependencies" >&2
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
-exec .venv/bin/pytest "$@"
+# Two workers (pytest-xdist): the Docker, Swarm, Podman and Chromium tests in order on one, the
+# rest spread over both (tests/conftest.py). WAKEDOCK_TEST_WORKERS=0: all in this one process.
+exec .venv/bin/pytest -n "${WAKEDOCK_TEST_WORKERS:-2}" "$@"

@@ -29,11 +29,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import CLIENT_IP, FAST_HASHER_ARGS, Harness
+from conftest import CLIENT_IP, Harness
 from support.components import PostgresServer
 from support.fake_runtime import FakeRuntime
+from support.hashing import QuickHasher
 from wakedock.app import create_app
-from wakedock.auth.passwords import PasswordHasher
 from wakedock.components import build_components
 from wakedock.config import load_settings
 from wakedock.rbac.permissions import Role
@@ -92,9 +92,7 @@ def fuzz_world(
             "secrets": {"directory": root / "secrets"},
         },
     )
-    components = build_components(
-        settings_, hasher=PasswordHasher(*FAST_HASHER_ARGS), runtime=FakeRuntime()
-    )
+    components = build_components(settings_, hasher=QuickHasher(), runtime=FakeRuntime())
     app = create_app(components)
     client = TestClient(app, base_url="https://testserver", client=(CLIENT_IP, 50000))
     harness = Harness(components, app, client)
