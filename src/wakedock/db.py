@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,10 +13,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT = 5
+# PostgreSQL: a pooled connection idle for longer than this is pinged before it is handed out
+# (and replaced if the server closed it); one back in the pool for less is handed out as is.
+PING_AFTER_IDLE = 1.0
 
 
 class Base(DeclarativeBase):
@@ -62,14 +68,43 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A bounded connect: an unreachable server is an error within seconds, not a hung thread.
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_size=20,
         max_overflow=10,
         connect_args={"connect_timeout": CONNECT_TIMEOUT},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat idle for PING_AFTER_IDLE or more.
+
+    SQLAlchemy's pool_pre_ping pings at every checkout: one more round trip per transaction,
+    about a quarter of a short one's time here (docs/benchmarks.md). A connection that went back
+    to the pool a moment ago was alive then; one that waited longer (the server may have
+    restarted, or closed it) is checked first, and on failure the pool replaces it
+    (DisconnectionError) before anyone uses it. What is given up: a server restart in the
+    last PING_AFTER_IDLE is found by the transaction itself, which fails (a 503) and makes the
+    pool drop its older connections, as a restart during a transaction would.
+    """
+
+    def returned(_dbapi: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info["idle_since"] = time.monotonic()
+
+    def handing_out(dbapi: Any, entry: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = entry.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # new, or back in the pool a moment ago
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:  # any failure: a fresh connection instead
+            raise DisconnectionError("a pooled connection failed its ping") from exc
+
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "checkout", handing_out)
 
 
 def make_session_factory(

@@ -182,3 +182,64 @@ def test_a_lone_caller_after_a_burst_is_recorded(factory: sessionmaker[Session])
     verdict = verify_chain(factory, chain_of(factory))
     assert verdict.ok, verdict.problem
     assert verdict.checked == 31
+
+
+def test_a_batch_stores_every_field_exactly_as_chained(factory: sessionmaker[Session]) -> None:
+    # A batch of several events goes in as one statement (COPY on PostgreSQL): backslashes,
+    # quotes, tabs and newlines (escaped in plain columns), text outside ASCII, empty and
+    # missing values must be stored exactly as hashed, or verify would fail on them.
+    awkward = [
+        RequestContext(ip="2001:db8::7", user_agent='Mozilla\\5.0 "quoted"\t\r\nnext', actor=None),
+        RequestContext(ip=None, user_agent="", actor="ana\\\\N", request_id="\\N"),
+        RequestContext(ip="198.51.100.1", user_agent="Ünïcødé ✓ 𝄞", actor="zoë"),
+    ]
+    details = [{"path": "C:\\temp\\n", "tab": "a\tb"}, {}, {"nul": "a\x00b", "emoji": "🙂"}]
+    group = group_of(factory)
+    engine = factory.kw["bind"]
+    seqs: dict[int, int] = {}
+
+    def caller(n: int) -> None:
+        seqs[n] = record_alone(
+            factory,
+            Event(EventType.LOGIN_FAILURE, target=f"odd\\{n}\t", details=details[n % 3]),
+            awkward[n % 3],
+            at=now(),
+        )
+
+    with ExitStack() as stack:
+        # The head is held elsewhere, so that the callers queue and go in one batch.
+        holder = stack.enter_context(engine.connect())
+        if engine.dialect.name == "sqlite":
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            holder.begin()
+        holder.execute(sa.text("UPDATE audit_chain_head SET seq = seq WHERE id = 1"))
+        first = threading.Thread(target=caller, args=(0,))
+        first.start()
+        wait_for(lambda: group._writing and not group._waiting, "the first batch is written")
+        queued = [threading.Thread(target=caller, args=(n,)) for n in range(1, 7)]
+        for thread in queued:
+            thread.start()
+        wait_for(lambda: len(group._waiting) == 6, "six callers queue")
+        holder.rollback()
+        first.join()
+        for thread in queued:
+            thread.join()
+
+    assert sorted(seqs.values()) == list(range(1, 8))
+    with factory() as db:
+        rows = db.execute(
+            sa.text("SELECT target, user_agent, actor, ip, request_id, details FROM audit_events")
+        ).all()
+    by_target = {str(row[0]): row for row in rows}
+    sixth = by_target["odd\\6\\x09"]  # awkward[0]: control characters escaped, the rest exact
+    assert sixth[1] == 'Mozilla\\5.0 "quoted"\\x09\\x0d\\x0anext'
+    assert sixth[2] is None
+    assert '"C:\\\\temp\\\\n"' in sixth[5]
+    fifth = by_target["odd\\5\\x09"]  # awkward[2]
+    assert fifth[1] == "Ünïcødé ✓ 𝄞" and fifth[2] == "zoë"
+    fourth = by_target["odd\\4\\x09"]  # awkward[1]
+    assert (fourth[1], fourth[2], fourth[3], fourth[4]) == ("", "ana\\\\N", None, "\\N")
+    verdict = verify_chain(factory, chain_of(factory))
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 7
