@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Table, and_, bindparam, case, insert, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 
-from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields
+from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields, canonical_tail
 from wakedock.audit.durable import ASYNC_COMMIT
 from wakedock.audit.models import AuditChainHead, AuditEvent
 
@@ -44,7 +46,6 @@ _ADVANCE = (
     )
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-_INSERT = insert(_EVENTS)
 _COLUMNS = [column.key for column in _EVENTS.columns if column.key != "id"]
 
 
@@ -105,26 +106,52 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     # TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
     connection = db.connection()
     sqlite = connection.dialect.name == "sqlite"
+    # Everything that does not depend on the head is done before the turn is taken.
+    prepared = _prepare(connection, contents)
     if (
         db.info.get(_HOLDS_HEAD)
         or (sqlite and _sqlite_writing(connection))
         or not chain.turn.acquire(timeout=TURN_WAIT)
     ):
-        return append(db, contents, release_early=release_early)
+        return append(db, prepared, release_early=release_early)
     kept = False
     try:
-        seqs = append(db, contents, head=chain.cached_head(), release_early=release_early)
+        seqs = append(db, prepared, head=chain.cached_head(), release_early=release_early)
         if not seqs:
             # The head this process remembered was rolled back, or another process appended:
             # read it under its lock, still in the turn, so that the next turn starts right.
-            seqs = append(db, contents, release_early=release_early)
+            seqs = append(db, prepared, release_early=release_early)
         if sqlite:
-            db.info[_KEEPS_TURN] = chain.turn
+            db.info[_KEEPS_TURN] = (chain.turn, connection.connection.driver_connection)
             kept = True
         return seqs
     finally:
         if not kept:
             chain.turn.release()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An event ready to be chained: what can be computed before the head is known."""
+
+    content: ChainedFields
+    tail: bytes  # canonical_tail: the HMAC's input but the seq
+    bound: tuple[Any, ...]  # SQLite: the row's values but its seq and hashes, as bound
+
+
+def _prepare(connection: Any, contents: list[ChainedFields]) -> list[_Prepared]:
+    binders = _binders(connection, _CONTENT_KEYS) if connection.dialect.name == "sqlite" else []
+    return [
+        _Prepared(
+            content,
+            canonical_tail(content),
+            tuple(
+                getattr(content, key) if bind is None else bind(getattr(content, key))
+                for key, bind in binders
+            ),
+        )
+        for content in contents
+    ]
 
 
 def _sqlite_writing(connection: Any) -> bool:
@@ -143,140 +170,161 @@ def chain_of(db: Session) -> AuditChain:
 
 def append(
     db: Session,
-    contents: list[ChainedFields],
+    prepared: list[_Prepared],
     *,
     head: tuple[int, str] | None = None,
     release_early: bool = False,
 ) -> list[int]:
-    """Chain `contents` (their seq is set here), in order, in `db`'s transaction: their seqs.
+    """Chain the `prepared` events (seqs set here), in order, in `db`'s transaction: their seqs.
 
     From `head`, a (seq, hash) believed to be the last: a compare-and-set, which waits for the
     transaction holding the head and stores nothing (returns []) if the head is no longer that.
     Without `head`: the head is locked and read in one statement, then moved. One update moves
-    the head past all of `contents` and one statement (COPY on PostgreSQL) stores them, so a
+    the head past all of them and one statement (COPY on PostgreSQL) stores them, so a
     batch costs about what one event does. `release_early`: see audit/durable.py.
     """
     chain = chain_of(db)
     connection = db.connection()
-    postgresql = connection.dialect.name == "postgresql"
     async_commit = release_early
     locked = head is None
     if head is None:
         head = connection.execute(_TAKE_HEAD_ASYNC if release_early else _TAKE_HEAD).one()
         async_commit = False  # done by the statement that took the lock
     expected, previous = int(head[0]), str(head[1])
-    rows: list[dict[str, Any]] = []
+    links: list[tuple[int, str, str]] = []  # each event's (seq, prev_hash, hash)
     last = previous
-    for seq, content in enumerate(contents, start=expected + 1):
-        digest = chain.link(last, content, seq)
-        row = dict(content.__dict__)
-        row["seq"], row["prev_hash"], row["hash"] = seq, last, digest
-        rows.append(row)
+    for seq, item in enumerate(prepared, start=expected + 1):
+        digest = chain.link_tail(last, seq, item.tail)
+        links.append((seq, last, digest))
         last = digest
-    moving = {"expected": expected, "previous": previous, "new_seq": expected + len(rows)}
+    moving = {"expected": expected, "previous": previous, "new_seq": expected + len(links)}
     moving["new_hash"] = last
-    if len(rows) == 1 and postgresql:
-        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
-        moved = len(connection.execute(statement, {**moving, **rows[0]}).all())
-    elif connection.dialect.name == "sqlite":
-        moved = _sqlite_advance_and_insert(connection, moving, rows)
-    elif not async_commit:
-        moved = connection.execute(_ADVANCE, moving).rowcount
-        if moved == 1:
-            _postgresql_copy(connection, rows)
+    if connection.dialect.name == "sqlite":
+        moved = _sqlite_advance_and_insert(connection, moving, prepared, links)
     else:
-        if async_commit:
-            connection.execute(select(ASYNC_COMMIT))
-        moved = connection.execute(_ADVANCE, moving).rowcount
-        if moved == 1:
-            connection.execute(_INSERT, rows)
+        rows = [
+            {**item.content.__dict__, "seq": seq, "prev_hash": prev_hash, "hash": digest}
+            for item, (seq, prev_hash, digest) in zip(prepared, links, strict=True)
+        ]
+        moved = _postgresql_advance_and_insert(connection, moving, rows, async_commit)
     if moved != 1:
         if locked:
             raise RuntimeError("the audit chain head moved while locked; event not recorded")
         return []
     # Remembered at once, for the next turn: if this transaction rolls back, the next
     # compare-and-set from it fails and that append reads the real head.
-    chain.remember(expected + len(rows), last)
+    chain.remember(expected + len(links), last)
     db.info[_HOLDS_HEAD] = True
     if log.isEnabledFor(logging.INFO):
-        for row in rows:
+        for item in prepared:
+            content = item.content
             summary = {
-                "type": row["type"],
-                "outcome": row["outcome"],
-                "actor": row["actor"],
-                "target": row["target"],
+                "type": content.type,
+                "outcome": content.outcome,
+                "actor": content.actor,
+                "target": content.target,
             }
             log.info("audit %s", json.dumps(summary))
-    return [int(row["seq"]) for row in rows]
+    return [seq for seq, _previous, _digest in links]
 
 
-# SQLite: the same two statements as text, bound as the columns' types bind them. Inside the
-# write lock, SQLAlchemy's per-statement work (building parameters from the compiled
-# statement) cost more than SQLite's own; these skip it.
-_SQLITE_ADVANCE = (
-    "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?"
-)
-_SQLITE_INSERT = str(
-    insert(_EVENTS).values(**dict.fromkeys(_COLUMNS)).compile(dialect=sqlite.dialect())
-)
-_BINDERS: dict[str, list[tuple[str, Any]]] = {}
+def _postgresql_advance_and_insert(
+    connection: Any, moving: dict[str, Any], rows: list[dict[str, Any]], async_commit: bool
+) -> int:
+    """The head moved and the rows inserted, on PostgreSQL: 1 if the head moved, else 0."""
+    if len(rows) == 1:
+        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
+        return len(connection.execute(statement, {**moving, **rows[0]}).all())
+    if async_commit:
+        connection.execute(select(ASYNC_COMMIT))
+    moved = int(connection.execute(_ADVANCE, moving).rowcount)
+    if moved == 1:
+        _postgresql_copy(connection, rows)
+    return moved
 
 
-def _binders(connection: Any) -> list[tuple[str, Any]]:
-    """Each column's key and the dialect's own bind processor for it (None: the value as is)."""
+_CHAIN_KEYS = ("seq", "prev_hash", "hash")
+_CONTENT_KEYS = [key for key in _COLUMNS if key not in _CHAIN_KEYS]
+_BINDERS: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]]] = {}
+
+
+def _binders(connection: Any, keys: list[str]) -> list[tuple[str, Any]]:
+    """Each of `keys` with the dialect's own bind processor for its column (None: as is)."""
     dialect = connection.dialect
-    binders = _BINDERS.get(dialect.name)
-    if binders is None:
+    cached = _BINDERS.get((dialect.name, tuple(keys)))
+    if cached is None:
         # The dialect's own processors (dialect_impl): the generic DateTime has none, and the
-        # driver's default adapter would store a whole second without its `.000000`, a text
-        # that sorts before the same second as a filter bound (SQLite).
-        binders = [
-            (key, _EVENTS.c[key].type.dialect_impl(dialect).bind_processor(dialect))
-            for key in _COLUMNS
+        # driver's default adapter would store a whole second without its `.000000` on SQLite,
+        # a text that sorts before the same second as a filter bound.
+        cached = [
+            (key, _EVENTS.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in keys
         ]
-        _BINDERS[dialect.name] = binders
-    return binders
-
-
-def _bound(connection: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    binders = _binders(connection)
-    return [
-        tuple(row[key] if bind is None else bind(row[key]) for key, bind in binders) for row in rows
-    ]
+        _BINDERS[(dialect.name, tuple(keys))] = cached
+    return cached
 
 
 # PostgreSQL: a batch's rows go in with COPY, in the transaction that moved the head. One
 # statement for any number of rows, its rows formatted by the driver in C: per batch of eight,
-# about a third less of this process's CPU and half the time of an executemany (which sends
-# one INSERT per row), docs/benchmarks.md.
+# about a fifth less of this process's CPU than an executemany, which sends one INSERT per
+# row (docs/benchmarks.md).
 _COPY = f"COPY audit_events ({', '.join(_COLUMNS)}) FROM STDIN"
 
 
 def _postgresql_copy(connection: Any, rows: list[dict[str, Any]]) -> None:
-    values = _bound(connection, rows)
+    binders = _binders(connection, _COLUMNS)
     driver = connection.connection.driver_connection
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
-            for value in values:
-                copy.write_row(value)
+            for row in rows:
+                copy.write_row([row[k] if bind is None else bind(row[k]) for k, bind in binders])
     except psycopg.Error as exc:
         # Raised as SQLAlchemy raises the driver's errors, for the callers' handlers (a lost
         # database is a 503, web/errors.py). The transaction is then aborted: none is stored.
         raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
 
 
+# SQLite: the two statements go to the driver itself. They run while the append holds the
+# turn and SQLite's write lock, which the next append waits for: SQLAlchemy's work per
+# statement (the parameters, the execution context) cost more than SQLite's own there.
+_SQLITE_ADVANCE = (
+    "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?"
+)
+# Its values in the table's order, which ends with the chain's columns: a prepared event's
+# bound values, then its link.
+_SQLITE_INSERT = str(
+    insert(_EVENTS).values(**dict.fromkeys(_COLUMNS)).compile(dialect=sqlite_dialect.dialect())
+)
+if [*_CONTENT_KEYS, *_CHAIN_KEYS] != _COLUMNS:
+    raise RuntimeError("audit_events: the chain's columns must come last")
+
+
 def _sqlite_advance_and_insert(
-    connection: Any, moving: dict[str, Any], rows: list[dict[str, Any]]
+    connection: Any,
+    moving: dict[str, Any],
+    prepared: list[_Prepared],
+    links: list[tuple[int, str, str]],
 ) -> int:
     """The head's compare-and-set, then the rows if it moved: 1 if it moved, else 0."""
-    moved = connection.exec_driver_sql(
-        _SQLITE_ADVANCE,
-        (moving["new_seq"], moving["new_hash"], moving["expected"], moving["previous"]),
-    ).rowcount
-    if moved != 1:
-        return 0
-    values = _bound(connection, rows)
-    connection.exec_driver_sql(_SQLITE_INSERT, values if len(values) > 1 else values[0])
+    cursor = connection.connection.driver_connection.cursor()
+    statement = _SQLITE_ADVANCE
+    try:
+        cursor.execute(
+            statement,
+            (moving["new_seq"], moving["new_hash"], moving["expected"], moving["previous"]),
+        )
+        if cursor.rowcount != 1:
+            return 0
+        statement = _SQLITE_INSERT
+        values = [(*item.bound, *link) for item, link in zip(prepared, links, strict=True)]
+        if len(values) == 1:
+            cursor.execute(statement, values[0])
+        else:
+            cursor.executemany(statement, values)
+    except sqlite3.Error as exc:
+        # Raised as SQLAlchemy raises the driver's errors (a full disk is a 503, web/errors.py).
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
     return 1
 
 
@@ -286,11 +334,21 @@ def _head_released(session: Session) -> None:
     session.info.pop(_HOLDS_HEAD, None)
 
 
+@sa_event.listens_for(Session, "after_commit")
+def _turn_released_at_commit(session: Session) -> None:
+    # SQLite's write lock went with the commit: the next append may go at once. (A savepoint's
+    # commit lands here too, its transaction still open: the turn then stays.)
+    kept = session.info.get(_KEEPS_TURN)
+    if kept is not None and not kept[1].in_transaction:
+        del session.info[_KEEPS_TURN]
+        kept[0].release()
+
+
 @sa_event.listens_for(Session, "after_transaction_end")
 def _turn_released(session: Session, transaction: SessionTransaction) -> None:
     # The outermost transaction ended (committed, rolled back or closed): SQLite's write lock
     # is gone, so is the turn kept with it. A savepoint's end keeps both.
     if transaction.parent is None:
-        turn = session.info.pop(_KEEPS_TURN, None)
-        if turn is not None:
-            turn.release()
+        kept = session.info.pop(_KEEPS_TURN, None)
+        if kept is not None:
+            kept[0].release()

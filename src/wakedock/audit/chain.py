@@ -64,8 +64,16 @@ _ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 def canonical(fields: ChainedFields, seq: int | None = None) -> bytes:
     """The bytes an event's hash covers; `seq` stands in for `fields.seq` when given."""
+    return _with_seq(fields.seq if seq is None else seq, canonical_tail(fields))
+
+
+def canonical_tail(fields: ChainedFields) -> bytes:
+    """`canonical` without its seq: what an event's hash covers besides its place in the chain.
+
+    An append computes it before its turn, so that only the seq and the HMAC are left to do
+    while it holds the head (`AuditChain.link_tail`).
+    """
     body: list[Any] = [
-        fields.seq if seq is None else seq,
         _timestamp(fields.occurred_at),
         fields.type,
         fields.severity,
@@ -77,7 +85,12 @@ def canonical(fields: ChainedFields, seq: int | None = None) -> bytes:
         fields.request_id,
         fields.details,
     ]
-    return _ENCODE(body).encode()
+    # "[...]" without its "[": canonical is "[" + seq + "," + this.
+    return _ENCODE(body).encode()[1:]
+
+
+def _with_seq(seq: int, tail: bytes) -> bytes:
+    return b"[%d,%b" % (seq, tail)
 
 
 class AuditChain:
@@ -107,7 +120,11 @@ class AuditChain:
 
     def link(self, previous: str, fields: ChainedFields, seq: int | None = None) -> str:
         """This event's hash after `previous`; at `seq` instead of `fields.seq` when given."""
-        message = previous.encode() + canonical(fields, seq)
+        return self.link_tail(previous, fields.seq if seq is None else seq, canonical_tail(fields))
+
+    def link_tail(self, previous: str, seq: int, tail: bytes) -> str:
+        """The hash of the event whose `canonical_tail` is `tail`, at `seq` after `previous`."""
+        message = previous.encode() + _with_seq(seq, tail)
         return hmac.new(self._key, message, "sha256").hexdigest()
 
     def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
