@@ -11,6 +11,7 @@ import pytest
 
 from conftest import Harness
 from wakedock.audit.events import Event, EventType
+from wakedock.audit.models import SinkCursor
 from wakedock.audit.service import record_alone
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
@@ -153,3 +154,34 @@ def test_siem_sink_status_needs_audit_read(h: Harness) -> None:
     assert h.client.get("/api/v1/siem/sinks").status_code == 401
     reply = h.client.get("/api/v1/siem/sinks", headers=h.bearer(h.token_for(Role.OPERATOR)))
     assert reply.status_code == 200 and reply.json() == []
+
+
+@pytest.mark.security
+def test_siem_sink_status_never_shows_a_stored_error_s_url_path_or_query(h: Harness) -> None:
+    # An error stored by an earlier version may quote the collector's URL, whose path or query
+    # can be its token: the status shows the URL's scheme and host only.
+    with h.components.db() as db:
+        db.add(
+            SinkCursor(
+                sink="f" * 64,
+                name="splunk+https://splunk.example.com:8088",
+                delivered_seq=0,
+                failures=3,
+                last_error=(
+                    "splunk+https://splunk.example.com:8088: Request URL "
+                    "'https://hec:S3CRET-PASS@splunk.example.com:8088/services/collector/T0KEN?"
+                    "token=Q5ECRET' failed"
+                ),
+            )
+        )
+        db.commit()
+    reply = h.client.get("/api/v1/siem/sinks", headers=h.bearer(h.token_for(Role.ADMIN)))
+    assert reply.status_code == 200
+    [sink] = reply.json()
+    assert sink["failures"] == 3
+    assert sink["last_error"] == (
+        "splunk+https://splunk.example.com:8088: Request URL 'https://splunk.example.com:8088 "
+        "failed"
+    )
+    for secret in ("S3CRET", "T0KEN", "Q5ECRET", "/services/collector"):
+        assert secret not in reply.text

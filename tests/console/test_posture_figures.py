@@ -20,12 +20,12 @@ from wakedock.console.posture import (
     median_seconds,
     mfa_adoption,
     raised_alerts,
-    safe_error,
     sign_in_series,
 )
 from wakedock.context import RequestContext
 from wakedock.rbac.permissions import Role
 from wakedock.siem.exporter import SinkStatus
+from wakedock.siem.sinks import safe_error
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

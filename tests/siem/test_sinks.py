@@ -286,3 +286,29 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("scheme", ["https", "splunk+https"])
+def test_a_failed_http_delivery_says_what_went_wrong_without_the_url_path_or_query(
+    db: sessionmaker[Session], scheme: str
+) -> None:
+    """The error is stored and shown (`GET /api/v1/siem/sinks`) and logged: a collector's
+    token in its URL's path or query must not be in it, nor in a chained exception."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens there once closed
+    url = f"{scheme}://127.0.0.1:{closed}/services/collector/T0KEN-path?channel=C5ECRET"
+    worker = SinkWorker(
+        sink_key(url), parse_sink(url), db, SystemClock(), batch_size=100, poll_seconds=1,
+        max_backoff=1,
+    )  # fmt: skip
+    worker._ensure_cursor()
+    try:
+        with pytest.raises(SinkError) as refused:
+            worker.deliver_once()
+    finally:
+        worker.sink.close()
+    assert str(refused.value) == f"{scheme}://127.0.0.1:{closed}: could not connect"
+    assert refused.value.__cause__ is None
+    assert "T0KEN" not in repr(refused.value.__context__)

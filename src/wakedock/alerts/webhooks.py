@@ -30,7 +30,7 @@ from wakedock.clock import Clock, SystemClock
 from wakedock.config import AlertSettings
 from wakedock.context import RequestContext
 from wakedock.siem.exporter import sink_key
-from wakedock.siem.sinks import SinkError
+from wakedock.siem.sinks import SinkError, http_failure
 
 TIMEOUT = 10.0
 SYSTEM = RequestContext(actor="system:alerts")
@@ -163,7 +163,7 @@ class AlertSink:
         except httpx.HTTPError as exc:
             # Words of our own: an error's text may quote the URL, whose path or query can be
             # the webhook's secret (a Slack URL is one), and this one is shown and logged.
-            raise SinkError(f"alert webhook {target.host}: {_failure(exc)}") from None
+            raise SinkError(f"alert webhook {target.host}: {http_failure(exc, TIMEOUT)}") from None
         if reply.status_code >= 300:
             raise SinkError(f"alert webhook {target.host}: HTTP {reply.status_code}")
 
@@ -174,16 +174,6 @@ class AlertSink:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _failure(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no answer within {TIMEOUT:.0f} s"
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(exc, httpx.TransportError):
-        return "the connection failed"
-    return "the request failed"
 
 
 def make_alert_sink(

@@ -8,7 +8,6 @@ row, at most `ALERT_ROWS` raised, because each is listed and their median needs 
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -240,16 +239,6 @@ def alert_state(alert: RaisedAlert, pipeline: SinkStatus | None) -> AlertState:
     if pipeline is not None and pipeline.failures:
         return AlertState.FAILING
     return AlertState.PENDING
-
-
-# A URL's authority is kept, its path and query dropped: they can hold a webhook's secret.
-_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#]*)[^\s]*", re.I)
-
-
-def safe_error(text: str | None) -> str | None:
-    """A delivery error as shown: any URL cut to its scheme and host (errors written before
-    the alert pipeline chose its own words may quote one)."""
-    return _URL.sub(r"\1\2", text) if text else text
 
 
 def median_seconds(alerts: Sequence[RaisedAlert]) -> float | None:

@@ -27,7 +27,7 @@ from wakedock.audit.models import AuditChainHead, SinkCursor
 from wakedock.clock import Clock
 from wakedock.config import SiemSettings
 from wakedock.db import transaction
-from wakedock.siem.sinks import Sink, SinkError, parse_sink
+from wakedock.siem.sinks import Sink, SinkError, parse_sink, safe_error
 
 log = logging.getLogger("wakedock.siem")
 
@@ -223,7 +223,7 @@ class SiemExporter:
                     backlog=max(head - row.delivered_seq, 0),
                     delivered_at=row.delivered_at,
                     failures=row.failures,
-                    last_error=row.last_error,
+                    last_error=safe_error(row.last_error),
                 )
                 for row in rows
             ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 from collections.abc import Sequence
@@ -35,7 +36,33 @@ TIMEOUT = 10.0
 
 
 class SinkError(Exception):
-    """The batch was not delivered; the exporter keeps it and retries with backoff."""
+    """The batch was not delivered; the exporter keeps it and retries with backoff.
+
+    Its text is stored, shown (`GET /api/v1/siem/sinks`, the console) and logged: it names the
+    sink and what went wrong in words of its own, never an error's text that could quote the
+    URL, whose path or query can be a credential (a Slack webhook's path, a collector's token).
+    """
+
+
+def http_failure(exc: httpx.HTTPError, timeout: float = TIMEOUT) -> str:
+    """What went wrong with an HTTP delivery, in words that quote nothing of the request."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout:.0f} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.TransportError):
+        return "the connection failed"
+    return "the request failed"
+
+
+# A URL's authority is kept, its path and query dropped: they can hold a credential.
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@]*@)?([^\s/?#]*)[^\s]*", re.I)
+
+
+def safe_error(text: str | None) -> str | None:
+    """A stored delivery error as shown: any URL cut to its scheme and host (errors stored by
+    versions before the sinks chose their own words may quote one)."""
+    return _URL.sub(r"\1\2", text) if text else text
 
 
 class Sink(Protocol):
@@ -165,7 +192,7 @@ class HttpSink:
         try:
             reply = self._client.post(self._url, content=body)
         except httpx.HTTPError as exc:
-            raise SinkError(f"{self.name}: {exc}") from exc
+            raise SinkError(f"{self.name}: {http_failure(exc)}") from None
         if reply.status_code >= 300:
             raise SinkError(f"{self.name}: HTTP {reply.status_code}")
 

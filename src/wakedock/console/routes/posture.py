@@ -30,7 +30,6 @@ from wakedock.console.posture import (
     median_seconds,
     mfa_adoption,
     raised_alerts,
-    safe_error,
     sign_in_series,
 )
 from wakedock.dashboard.browser import Pages, PagesDep
@@ -41,6 +40,7 @@ from wakedock.rbac.permissions import Permission
 from wakedock.secrets.deps import SecretProviderDep
 from wakedock.siem.deps import SiemExporterDep
 from wakedock.siem.exporter import SiemExporter, SinkStatus
+from wakedock.siem.sinks import safe_error
 from wakedock.web.deps import SessionFactoryDep
 from wakedock.web.provided import provider
 from wakedock.web.templating import render_page
