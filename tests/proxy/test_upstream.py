@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,10 +144,11 @@ async def _app(
 
 @asynccontextmanager
 async def upstream(
-    *, close_idle: bool = False, drop_second: bool = False
+    *, close_idle: bool = False, drop_second: bool = False, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[Upstream]:
-    """A server on 127.0.0.1. `close_idle`: it closes each connection after answering (keeping
-    it open as far as the client knows), like an upstream whose keep-alive timeout passed.
+    """A server on `host`, on `port` or a free one. `close_idle`: it closes each connection
+    after answering (keeping it open as far as the client knows), like an upstream whose
+    keep-alive timeout passed.
     `drop_second`: it reads a connection's second request and closes without answering."""
     state = Upstream(port=0)
 
@@ -173,7 +176,7 @@ async def upstream(
             if close_idle:
                 state.idle_closed.set()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, host, port, backlog=512)
     state.port = server.sockets[0].getsockname()[1]
     async with server:
         yield state
@@ -216,6 +219,7 @@ async def fetch(
     body: list[bytes] | None = None,
     *,
     chunked: bool = False,
+    host: str = "127.0.0.1",
     **headers: str,
 ) -> Visitor:
     visitor = Visitor(body=list(body or []))
@@ -224,7 +228,7 @@ async def fetch(
         sent_headers.append((b"content-length", str(sum(map(len, body))).encode()))
     sent_headers += [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
     await client.forward(
-        "127.0.0.1",
+        host,
         port,
         method=method,
         target=path.encode(),
@@ -485,3 +489,103 @@ def test_an_upstream_slower_than_the_timeout_is_a_timeout_error() -> None:
             assert client.idle_count("127.0.0.1", server.port) == 0
 
     run(scenario, timeout_s=0.3)
+
+
+class SlowResolver:
+    """The loop's resolver made slow and narrow, as a busy container's is: one thread, `delay`
+    seconds a lookup. `answers[name]` gives the addresses a name resolves to, in order."""
+
+    def __init__(self, delay: float, answers: dict[str, list[str]]) -> None:
+        self.delay = delay
+        self.answers = answers
+        self.lookups = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="slow-resolver")
+
+    def install(self) -> None:
+        asyncio.get_running_loop().getaddrinfo = self.getaddrinfo  # type: ignore[method-assign]
+
+    def _resolve(self, host: str, port: int) -> list[Any]:
+        time.sleep(self.delay)
+        found: list[Any] = []
+        for address in self.answers[host]:
+            found += socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        return found
+
+    async def getaddrinfo(self, host: str, port: int, **_: Any) -> list[Any]:
+        self.lookups += 1
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._resolve, host, port
+        )
+
+
+def test_a_burst_of_new_connections_to_a_name_shares_one_lookup() -> None:
+    """200 visitors released together by a wake, the upstream a container's name, the resolver
+    taking 50 ms a lookup on one thread: every visitor is answered within the 1 s connect
+    timeout (200 lookups in a queue would take 10 s)."""
+    resolver = SlowResolver(0.05, {"app.internal": ["127.0.0.1"]})
+
+    async def scenario(client: UpstreamClient) -> None:
+        resolver.install()
+        async with upstream() as server:
+            replies = await asyncio.gather(
+                *(fetch(client, server.port, "/", host="app.internal") for _ in range(200))
+            )
+            assert [r.content for r in replies] == [b"hello"] * 200
+            assert server.accepted > 1  # new connections, not one reused
+            assert resolver.lookups == 1
+
+    run(scenario, connect_timeout_s=1.0)
+
+
+def test_a_name_is_looked_up_again_once_its_time_is_over() -> None:
+    now = [0.0]
+    resolver = SlowResolver(0, {"app.internal": ["127.0.0.1"]})
+
+    async def scenario(client: UpstreamClient) -> None:
+        resolver.install()
+        async with upstream(close_idle=True) as server:  # each request on a new connection
+            for _ in range(3):
+                assert (await fetch(client, server.port, "/", host="app.internal")).status == 200
+            assert (server.accepted, resolver.lookups) == (3, 1)
+            now[0] += 2.5
+            assert (await fetch(client, server.port, "/", host="app.internal")).status == 200
+            assert (server.accepted, resolver.lookups) == (4, 2)
+
+    run(scenario, name_ttl_s=2.0, clock=lambda: now[0])
+
+
+def test_a_name_whose_address_refuses_is_looked_up_again_at_once() -> None:
+    """A Swarm task replaced by one at another address: the old address refuses, the visitor
+    gets a connect error (the proxy wakes the service again), and the next connection asks the
+    resolver anew instead of trying the dead address until the name's time is over."""
+    resolver = SlowResolver(0, {"app.internal": ["127.0.0.2"]})
+
+    async def scenario(client: UpstreamClient) -> None:
+        resolver.install()
+        async with upstream() as server:
+            with pytest.raises(UpstreamConnectError):
+                await fetch(client, server.port, "/", host="app.internal")
+            resolver.answers["app.internal"] = ["127.0.0.1"]
+            assert (await fetch(client, server.port, "/", host="app.internal")).status == 200
+            assert resolver.lookups == 2
+
+    run(scenario, name_ttl_s=60.0)
+
+
+def test_the_addresses_of_a_name_take_new_connections_in_turn() -> None:
+    """A Swarm service with two tasks (dnsrr: the name gives both): new connections go to
+    each in turn, not all to the first address of one cached answer."""
+    resolver = SlowResolver(0, {"app.internal": ["127.0.0.1", "127.0.0.2"]})
+
+    async def scenario(client: UpstreamClient) -> None:
+        resolver.install()
+        async with (
+            upstream(close_idle=True) as first,
+            upstream(close_idle=True, host="127.0.0.2", port=first.port) as second,
+        ):
+            for _ in range(6):
+                reply = await fetch(client, first.port, "/", host="app.internal")
+                assert reply.status == 200
+            assert (first.accepted, second.accepted, resolver.lookups) == (3, 3, 1)
+
+    run(scenario, name_ttl_s=60.0)

@@ -7,6 +7,7 @@ loading page, a wait for the wake, or WakeDock's own page for a refusal.
 
 from __future__ import annotations
 
+import logging
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, quote
 
@@ -44,6 +45,8 @@ from wakedock.web.headers import SecurityHeaders
 from wakedock.web.redirects import local_path
 
 _RETRY_SECONDS = "5"
+
+log = logging.getLogger("wakedock.proxy")
 
 
 def admin_url(settings: ProxySettings, server_port: int) -> str:
@@ -160,18 +163,20 @@ class ProxyApp:
                     headers=upstream,
                 )
                 return
-            except UpstreamConnectError:
+            except UpstreamConnectError as exc:
                 # Stopped behind WakeDock's back: wake it again (a body can be sent only once).
                 self._wake.forget(view.name)
                 if attempt == 2 or scope["method"] not in ("GET", "HEAD"):
+                    log.warning("service %s: %s", view.name, exc)
                     break
                 try:
                     endpoint = await self._wake.ensure_awake(view, context)
                 except WakeFailed:
                     break
-            except UpstreamTimeout:
+            except UpstreamTimeout as exc:
                 if started:
                     raise  # mid-response: all a proxy can do is cut the connection
+                log.warning("service %s: %s", view.name, exc)
                 unavailable = pages.message_page(
                     "Service timed out",
                     "The service did not answer in time. Try again.",
@@ -179,9 +184,10 @@ class ProxyApp:
                     code="gateway_timeout",
                 )
                 break
-            except UpstreamError:
+            except UpstreamError as exc:
                 if started:
                     raise
+                log.warning("service %s: %s", view.name, exc)
                 break
         unavailable = unavailable or pages.message_page(
             "Service unavailable", "The service did not answer. Try again.", 502

@@ -13,7 +13,12 @@ This client does only what the proxy needs (issue #14):
   visitor gave no length; the answer is parsed by httptools and streamed to the ASGI `send`
   chunk by chunk;
 - a connection is reused only after its answer was read completely and the upstream kept it
-  open (no `Connection: close`, HTTP/1.1 framing).
+  open (no `Connection: close`, HTTP/1.1 framing);
+- an upstream's name (a container's or a Swarm service's) is resolved once for all the
+  connections opened to it within `name_ttl_s`, however many ask at once: the visitors held
+  during a wake all connect when it ends, and 200 lookups queued on the loop's few resolver
+  threads made the last ones miss the connect timeout. Several addresses (a Swarm service's
+  tasks) are taken in turn; a name whose addresses refused or timed out is looked up again.
 
 Plain sockets, not asyncio transports: an upstream may answer before reading the request body
 (a 413 or 501 to a POST) and close; the proxy's next write then fails. A transport closes itself
@@ -248,6 +253,7 @@ class UpstreamClient:
         connect_timeout_s: float = 5.0,
         max_idle: int = 256,
         idle_expiry_s: float = 15.0,
+        name_ttl_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout_s
@@ -255,6 +261,7 @@ class UpstreamClient:
         self._max_idle = max_idle
         self._expiry = idle_expiry_s
         self._clock = clock
+        self._names = _Names(name_ttl_s, clock)
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pruner: asyncio.TimerHandle | None = None
@@ -419,6 +426,7 @@ class UpstreamClient:
         """Close idle connections past their expiry (the oldest are at the left end)."""
         self._pruner = None
         now = self._clock()
+        self._names.prune(now)
         left = False
         for idle in self._idle.values():
             while idle and now - idle[0].idle_since >= self._expiry:
@@ -428,6 +436,7 @@ class UpstreamClient:
             self._pruner = self._loop.call_later(self._expiry, self._prune)
 
     def _drop_all(self) -> None:
+        self._names.clear()
         if self._pruner is not None:
             self._pruner.cancel()
             self._pruner = None
@@ -440,7 +449,7 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                addresses = await _addresses(loop, host, port)
+                addresses = await self._names.addresses(loop, host, port)
                 last: OSError = OSError(f"no address for {host}")
                 for family, address in addresses:
                     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -458,23 +467,90 @@ class UpstreamClient:
                     return _Connection(sock, loop)
                 raise last
         except TimeoutError as exc:
+            self._names.forget(host, port)
             raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
+            self._names.forget(host, port)
             raise UpstreamConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
 
 
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[int, tuple[str, int]]]:
-    """An IP literal as is (no resolver round trip); a name (a container's) through DNS."""
-    for family in (socket.AF_INET, socket.AF_INET6):
+_Address = tuple[int, tuple[str, int]]
+
+
+class _Names:
+    """Upstream names resolved once per `ttl_s` and per burst: concurrent connections to one
+    name share a single lookup (a task of its own, so a visitor who leaves does not cancel it
+    for the others)."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self._ttl = ttl_s
+        self._clock = clock
+        self._known: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
+        self._pending: dict[tuple[str, int], asyncio.Task[list[_Address]]] = {}
+        self._turn = 0
+
+    async def addresses(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int
+    ) -> list[_Address]:
+        """An IP literal as is (no resolver round trip); a name through DNS, shared."""
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except OSError:
+                continue
+            return [(family, (host, port))]
+        key = (host, port)
+        known = self._known.get(key)
+        if known is not None and self._clock() < known[0]:
+            return self._in_turn(known[1])
+        lookup = self._pending.get(key)
+        if lookup is None:
+            lookup = loop.create_task(self._lookup(loop, key))
+            lookup.add_done_callback(_retrieve)
+            self._pending[key] = lookup
+        return self._in_turn(await asyncio.shield(lookup))
+
+    async def _lookup(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, int]
+    ) -> list[_Address]:
         try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return [(family, (host, port))]
-    found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [(family, (str(address[0]), int(address[1]))) for family, _, _, _, address in found]
+            found = await loop.getaddrinfo(*key, type=socket.SOCK_STREAM)
+            addresses: list[_Address] = [
+                (int(family), (str(a[0]), int(a[1]))) for family, _, _, _, a in found
+            ]
+            self._known[key] = (self._clock() + self._ttl, addresses)
+            return addresses
+        finally:
+            if self._pending.get(key) is asyncio.current_task():
+                del self._pending[key]
+
+    def _in_turn(self, addresses: list[_Address]) -> list[_Address]:
+        """The addresses starting with the next one in turn (a Swarm service's tasks share the
+        new connections)."""
+        if len(addresses) < 2:
+            return addresses
+        first = self._turn % len(addresses)
+        self._turn += 1
+        return addresses[first:] + addresses[:first]
+
+    def forget(self, host: str, port: int) -> None:
+        self._known.pop((host, port), None)
+
+    def prune(self, now: float) -> None:
+        """Drop the names past their time (services come and go)."""
+        for key in [key for key, (until, _) in self._known.items() if until <= now]:
+            del self._known[key]
+
+    def clear(self) -> None:
+        """Everything (the client moved to another event loop)."""
+        self._known.clear()
+        self._pending.clear()
+
+
+def _retrieve(lookup: asyncio.Task[list[_Address]]) -> None:
+    """A failed lookup whose every waiter left is not reported as never retrieved."""
+    if not lookup.cancelled():
+        lookup.exception()
 
 
 async def _drain(answer: _Answer, send: Send) -> None:
