@@ -1,13 +1,15 @@
-"""Relays a test puts between a client and a server, byte for byte, one thread per direction.
+"""Relays a test puts between a client and a server, byte for byte.
 
-`SocketRelay`: a unix-socket relay to the Docker socket that a test can cut and restore: from
-WakeDock's side the daemon disappears and comes back, while the real engine keeps serving other
-tests. `TlsRelay`: plain TCP on loopback to a TLS 1.3 listener, for a client that cannot speak
-TLS 1.3 itself (Debian 12's sqlmap against the edge).
+`SocketRelay` (a thread per direction): a unix-socket relay to the Docker socket that a test
+can cut and restore: from WakeDock's side the daemon disappears and comes back, while the real
+engine keeps serving other tests. `TlsRelay` (an event loop of its own): plain TCP on loopback
+to a TLS 1.3 listener, for a client that cannot speak TLS 1.3 itself (Debian 12's sqlmap
+against the edge).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -20,9 +22,6 @@ from support.server import HOST
 
 class _Relay:
     """Accepts on a listening socket and pipes each connection to `_connect()`'s socket."""
-
-    # A TLS socket cannot half-close: the first side to finish then ends the connection.
-    half_close = True
 
     def __init__(self) -> None:
         self._open: list[socket.socket] = []
@@ -57,13 +56,8 @@ class _Relay:
         except OSError:
             pass
         finally:
-            if self.half_close:
-                with contextlib.suppress(OSError):
-                    sink.shutdown(socket.SHUT_WR)
-            else:
-                for sock in (sink, source):
-                    with contextlib.suppress(OSError):
-                        sock.close()
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
 
     def _cut(self) -> None:
         """Cut every open connection."""
@@ -111,30 +105,64 @@ class SocketRelay(_Relay):
         return upstream
 
 
-class TlsRelay(_Relay):
+class TlsRelay:
     """A plain-TCP listener on loopback that relays each connection to `port` over TLS 1.3
     (certificate not checked), as `socat TCP-LISTEN:p,fork OPENSSL:127.0.0.1:port,verify=0`
-    would."""
-
-    half_close = False
+    would. One event loop in one thread does all the TLS: an SSL object is never read in one
+    thread while another writes or closes it (OpenSSL does not allow that, and the relay's
+    first version, a thread per direction, once took a test worker down with it)."""
 
     def __init__(self, port: int) -> None:
-        super().__init__()
         self.target = port
         self.context = ssl.create_default_context()
         self.context.check_hostname = False
         self.context.verify_mode = ssl.CERT_NONE
         self.context.minimum_version = ssl.TLSVersion.TLSv1_3
-        self._server = socket.create_server((HOST, 0))
-        self.port = int(self._server.getsockname()[1])
-        self._serve(self._server)
+        listener = socket.create_server((HOST, 0))
+        self.port = int(listener.getsockname()[1])
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._relay, sock=listener, backlog=128)
+        )
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        self._server.close()
-        self._cut()
+        """Stop listening and cut every open connection."""
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
 
-    def _connect(self) -> socket.socket:
-        raw = socket.create_connection((HOST, self.target), timeout=30)
-        upstream = self.context.wrap_socket(raw, server_hostname=HOST)
-        upstream.settimeout(None)
-        return upstream
+    async def _stop(self) -> None:
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream = await asyncio.open_connection(
+                HOST, self.target, ssl=self.context, server_hostname=HOST
+            )
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, upstream}
+        try:
+            await asyncio.gather(self._pipe(reader, upstream), self._pipe(upstream_reader, writer))
+        finally:
+            self._writers -= {writer, upstream}
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        """Until either side ends: a TLS stream cannot half-close, so the first end closes."""
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except OSError:
+            pass
+        finally:
+            sink.close()
