@@ -525,13 +525,15 @@ class _Names:
                 del self._pending[key]
 
     def _in_turn(self, addresses: list[_Address]) -> list[_Address]:
-        """The addresses starting with the next one in turn (a Swarm service's tasks share the
-        new connections)."""
-        if len(addresses) < 2:
+        """The addresses of the resolver's preferred family starting with the next one in
+        turn (a Swarm service's tasks share the new connections), then the others as given."""
+        preferred = [a for a in addresses if a[0] == addresses[0][0]] if addresses else []
+        if len(preferred) < 2:
             return addresses
-        first = self._turn % len(addresses)
+        first = self._turn % len(preferred)
         self._turn += 1
-        return addresses[first:] + addresses[:first]
+        rest = [a for a in addresses if a[0] != addresses[0][0]]
+        return preferred[first:] + preferred[:first] + rest
 
     def forget(self, host: str, port: int) -> None:
         self._known.pop((host, port), None)
