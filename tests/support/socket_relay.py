@@ -17,6 +17,7 @@ import ssl
 import threading
 from pathlib import Path
 
+from support.apps.tcp_relay import pipe
 from support.server import HOST
 
 
@@ -151,18 +152,6 @@ class TlsRelay:
             return
         self._writers |= {writer, upstream}
         try:
-            await asyncio.gather(self._pipe(reader, upstream), self._pipe(upstream_reader, writer))
+            await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
         finally:
             self._writers -= {writer, upstream}
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        """Until either side ends: a TLS stream cannot half-close, so the first end closes."""
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except OSError:
-            pass
-        finally:
-            sink.close()

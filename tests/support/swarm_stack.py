@@ -44,37 +44,8 @@ DOCKER = os.environ.get("DOCKER_CLI", "docker")
 PREFIX = os.environ.get("WAKEDOCK_SWARM_PREFIX", "wd-swarm-")
 # The edge's HTTPS port in its container (deploy/compose.yaml).
 HTTPS_PORT = 8443
-# A TCP relay (stdlib only): each connection to :8443 is piped to $UPSTREAM.
-RELAY = """
-import asyncio, os
-host, port = os.environ["UPSTREAM"].rsplit(":", 1)
-
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-async def handle(reader, writer):
-    try:
-        upstream = await asyncio.open_connection(host, int(port))
-    except OSError as exc:
-        print("upstream unreachable:", exc, flush=True)
-        writer.close()
-        return
-    await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
-
-async def main():
-    server = await asyncio.start_server(handle, "0.0.0.0", 8443, backlog=1024)
-    print("relaying to", host, port, flush=True)
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
+# The front door, a TCP relay (stdlib only): each connection to :8443 is piped to $UPSTREAM.
+RELAY = ROOT / "tests" / "support" / "apps" / "tcp_relay.py"
 
 
 def test_override(reaper_interval: int) -> dict[str, Any]:
@@ -275,7 +246,7 @@ def deployed_stack(
         _deploy(app_file, owner, environment)
         front = client.containers.run(
             app_image,
-            ["python3", "-c", RELAY],
+            ["python3", "-c", RELAY.read_text()],
             name=f"{name}-front",
             detach=True,
             network=f"{name}_front",
