@@ -20,7 +20,7 @@ import docker
 import docker.errors
 import pytest
 
-from support.docker_images import docker_client
+from support.docker_images import docker_client, paths_in
 from support.wakedock_image import base_of, build_image
 
 pytestmark = pytest.mark.integration
@@ -99,20 +99,6 @@ def _wait_healthy(container: Any, timeout: float = 180) -> None:
     raise AssertionError(f"not healthy within {timeout} s: {health}\n{container.logs().decode()}")
 
 
-def _listing(engine: docker.DockerClient, image: str) -> set[str]:
-    """Every path on the image's own filesystem (a throwaway container, no network)."""
-    output = engine.containers.run(
-        image,
-        entrypoint=["find", "/", "-xdev"],
-        command=[],
-        user="0",
-        network_mode="none",
-        remove=True,
-        name=f"wd-image-list-{secrets.token_hex(4)}",
-    )
-    return set(output.decode().splitlines())
-
-
 def test_healthy_and_answering_over_tls_on_loopback(running: Running) -> None:
     """Docker reports the image's own HEALTHCHECK healthy; the liveness probe answers from the
     host over TLS 1.3, verified against the certificate WakeDock generated in its volume."""
@@ -158,8 +144,8 @@ def test_only_the_data_volume_is_writable(running: Running) -> None:
 
 def test_no_compiler_installer_wheels_or_caches(engine: docker.DockerClient, image: str) -> None:
     """Nothing of the build stage reached the image: compare its files with the base's."""
-    files = _listing(engine, image)
-    added = files - _listing(engine, base_of(engine))
+    files = paths_in(engine, image)
+    added = files - paths_in(engine, base_of(engine))
     assert added, "the image adds nothing to its base?"
     compiler = re.compile(
         r"/(usr/|usr/local/|opt/wakedock/)?s?bin/(gcc|g\+\+|cc|c\+\+|clang|make)\b"

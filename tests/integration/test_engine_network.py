@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from support.docker_images import TEST_IMAGE
+from support.docker_images import TEST_IMAGE, output_of
 from support.engine import SOCKET, busybox_spec, two_bridges, wait_for
 from support.server import free_port, run_cli
 from wakedock.config import DockerSettings
@@ -55,14 +55,14 @@ FETCH = (
 
 def _fetch_from_the_network(image: str, engine: docker.DockerClient, network: str, url: str) -> str:
     """What a tiny container on `network` gets from `url` (container to container)."""
-    output = engine.containers.run(
+    output = output_of(
+        engine,
         image,
         ["/usr/bin/python3", "-c", FETCH, url],
         name=f"{network}-client-{secrets.token_hex(2)}",
         network=network,
-        remove=True,
     )
-    return bytes(output).decode()
+    return output.decode()
 
 
 def test_a_service_joins_the_network_and_is_reached_by_its_name(

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
+from typing import Any
 
 import docker
 import docker.errors
@@ -137,3 +139,56 @@ def ensure_python_image(client: docker.DockerClient) -> str:
         changes=['CMD ["/usr/bin/python3", "-u", "/app/testapp.py"]'],
     )
     return image
+
+
+def output_of(client: docker.DockerClient, image: str, command: list[str], **options: Any) -> bytes:
+    """All a throwaway container writes on stdout; it must exit 0.
+
+    Not `containers.run(..., remove=True)`: docker-py removes the container before it reads the
+    log stream it follows, which cuts a long output short when the engine is busy (the CI
+    failure where an image "added" half of its base's files; docker/docker-py#2427).
+    """
+    container = client.containers.create(image, command, **options)
+    try:
+        container.start()
+        status = container.wait(timeout=120)["StatusCode"]
+        if status != 0:
+            errors = container.logs(stdout=False, stderr=True).decode(errors="replace")
+            raise AssertionError(f"{command} in {image} exited with {status}: {errors[-2000:]}")
+        return bytes(container.logs(stdout=True, stderr=False))
+    finally:
+        container.remove(force=True)
+
+
+class _Chunks(io.RawIOBase):
+    """A byte stream read from an iterator of chunks (docker-py's export)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = chunk
+        size = min(len(buffer), len(self._rest))
+        buffer[:size] = self._rest[:size]
+        self._rest = self._rest[size:]
+        return size
+
+
+def paths_in(client: docker.DockerClient, image: str) -> set[str]:
+    """Every path of `image`'s filesystem, absolute: `docker export` of a container created from
+    it and never started (the engine adds only its own mount points, /etc/hosts and the like)."""
+    container = client.containers.create(image, ["true"], network_mode="none")
+    try:
+        stream = io.BufferedReader(_Chunks(iter(container.export())), buffer_size=1 << 20)
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            return {"/" + member.name.removeprefix("./").rstrip("/") for member in archive}
+    finally:
+        container.remove(force=True)
