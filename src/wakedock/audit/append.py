@@ -233,14 +233,51 @@ def _postgresql_advance_and_insert(
 ) -> int:
     """The head moved and the rows inserted, on PostgreSQL: 1 if the head moved, else 0."""
     if len(rows) == 1:
-        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
-        return len(connection.execute(statement, {**moving, **rows[0]}).all())
+        return _postgresql_advance_and_insert_one(connection, moving, rows[0], async_commit)
     if async_commit:
         connection.execute(select(ASYNC_COMMIT))
     moved = int(connection.execute(_ADVANCE, moving).rowcount)
     if moved == 1:
         _postgresql_copy(connection, rows)
     return moved
+
+
+# PostgreSQL, one event: `_advance_and_insert` compiled once per dialect with positional
+# parameters and sent to the driver itself. SQLAlchemy's work per execution (its parameters,
+# bind casts and result rows, for seventeen parameters) was a quarter of the process's CPU per
+# event in the caller's transaction, in which the next append waits (docs/benchmarks.md).
+_ONE: dict[tuple[type[Any], bool], tuple[str, list[str], dict[str, Any]]] = {}
+
+
+def _one_statement(dialect: Any, async_commit: bool) -> tuple[str, list[str], dict[str, Any]]:
+    """(SQL with %s, the parameters' names in order, the parameters fixed in the statement)."""
+    key = (type(dialect), async_commit)
+    cached = _ONE.get(key)
+    if cached is None:
+        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
+        compiled = statement.compile(dialect=type(dialect)(paramstyle="format"))
+        names = list(compiled.positiontup or ())
+        fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        cached = _ONE[key] = (str(compiled), names, fixed)
+    return cached
+
+
+def _postgresql_advance_and_insert_one(
+    connection: Any, moving: dict[str, Any], row: dict[str, Any], async_commit: bool
+) -> int:
+    sql, names, fixed = _one_statement(connection.dialect, async_commit)
+    values = {**fixed, **moving}
+    for key, bind in _binders(connection, _COLUMNS):
+        values[key] = row[key] if bind is None else bind(row[key])
+    parameters = [values[name] for name in names]
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return len(cursor.fetchall())
+    except psycopg.Error as exc:
+        # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503).
+        raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
 
 
 _CHAIN_KEYS = ("seq", "prev_hash", "hash")
