@@ -65,6 +65,52 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
     assert verdict.checked == 3
 
 
+# The append's statements go to the driver itself (audit/append.py): what the database refuses
+# must still reach the caller as SQLAlchemy's error (a lost database is a 503, web/errors.py),
+# with the caller's own change rolled back and the chain as it was.
+REFUSE_ON = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_event BEFORE INSERT ON audit_events"
+        " WHEN NEW.target = 'refused' BEGIN SELECT RAISE(ABORT, 'event refused by trigger'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.target = 'refused' THEN RAISE EXCEPTION 'event refused by trigger'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_event BEFORE INSERT ON audit_events"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_event()",
+    ],
+}
+
+
+def test_an_append_the_database_refuses_is_the_callers_error_and_undoes_its_change(
+    factory: sessionmaker[Session],
+) -> None:
+    engine = factory.kw["bind"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
+        for statement in REFUSE_ON[engine.dialect.name]:
+            conn.execute(sa.text(statement))
+    with transaction(factory) as db:
+        record_event(db, event("before"), CONTEXT, at=now())
+
+    for _attempt in range(2):  # the second from the head this process remembers
+        with (  # noqa: PT012 (the caller's change, then the event, in one transaction)
+            pytest.raises(sa.exc.DBAPIError, match="event refused by trigger"),
+            transaction(factory) as db,
+        ):
+            db.execute(sa.text("INSERT INTO caller_changes VALUES ('lost')"))
+            record_event(db, event("refused"), CONTEXT, at=now())
+
+    with transaction(factory) as db:
+        assert record_event(db, event("after"), CONTEXT, at=now()) == 2
+    with factory() as db:
+        assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
+    assert targets(factory) == ["before", "after"]
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
 def test_concurrent_transactions_chain_every_committed_event_once(
     factory: sessionmaker[Session],
 ) -> None:

@@ -70,7 +70,11 @@ def _advance_and_insert(*with_move: Any) -> Any:
         .returning(_HEAD.c.seq, _HEAD.c.hash, *with_move)
         .cte("moved")
     )
-    values = (sa_cast(bindparam(key), _EVENTS.c[key].type).label(key) for key in _COLUMNS)
+    # The row's link is the move's own parameters: each value is sent once.
+    same = {"seq": "new_seq", "prev_hash": "previous", "hash": "new_hash"}
+    values = (
+        sa_cast(bindparam(same.get(key, key)), _EVENTS.c[key].type).label(key) for key in _COLUMNS
+    )
     row = select(*values).where(
         moved.c.seq == bindparam("new_seq"), moved.c.hash == bindparam("new_hash")
     )
@@ -242,42 +246,41 @@ def _postgresql_advance_and_insert(
     return moved
 
 
-# PostgreSQL, one event: `_advance_and_insert` compiled once per dialect with positional
-# parameters and sent to the driver itself. SQLAlchemy's work per execution (its parameters,
-# bind casts and result rows, for seventeen parameters) was a quarter of the process's CPU per
-# event in the caller's transaction, in which the next append waits (docs/benchmarks.md).
-_ONE: dict[tuple[type[Any], bool], tuple[str, list[str], dict[str, Any]]] = {}
+# PostgreSQL, one event: `_advance_and_insert` compiled once per dialect, with named
+# parameters, and sent to the driver itself as bytes. SQLAlchemy's work per execution (its
+# parameters, bind casts and result rows) and psycopg's encoding of the query and of repeated
+# parameters were a third of the process's CPU per event in the caller's transaction, in which
+# the next append waits (docs/benchmarks.md).
+_ONE: dict[tuple[type[Any], bool], tuple[bytes, dict[str, Any]]] = {}
 
 
-def _one_statement(dialect: Any, async_commit: bool) -> tuple[str, list[str], dict[str, Any]]:
-    """(SQL with %s, the parameters' names in order, the parameters fixed in the statement)."""
+def _one_statement(dialect: Any, async_commit: bool) -> tuple[bytes, dict[str, Any]]:
+    """(the SQL, with %(name)s parameters; the parameters fixed in the statement)."""
     key = (type(dialect), async_commit)
     cached = _ONE.get(key)
     if cached is None:
         statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
-        compiled = statement.compile(dialect=type(dialect)(paramstyle="format"))
-        names = list(compiled.positiontup or ())
+        compiled = statement.compile(dialect=type(dialect)(paramstyle="pyformat"))
         fixed = {name: value for name, value in compiled.params.items() if value is not None}
-        cached = _ONE[key] = (str(compiled), names, fixed)
+        cached = _ONE[key] = (str(compiled).encode(), fixed)
     return cached
 
 
 def _postgresql_advance_and_insert_one(
     connection: Any, moving: dict[str, Any], row: dict[str, Any], async_commit: bool
 ) -> int:
-    sql, names, fixed = _one_statement(connection.dialect, async_commit)
+    sql, fixed = _one_statement(connection.dialect, async_commit)
     values = {**fixed, **moving}
-    for key, bind in _binders(connection, _COLUMNS):
+    for key, bind in _binders(connection, _CONTENT_KEYS):
         values[key] = row[key] if bind is None else bind(row[key])
-    parameters = [values[name] for name in names]
     driver = connection.connection.driver_connection
     try:
         with driver.cursor() as cursor:
-            cursor.execute(sql, parameters)
+            cursor.execute(sql, values)
             return len(cursor.fetchall())
     except psycopg.Error as exc:
         # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503).
-        raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(sql.decode(), values, exc, psycopg.Error) from exc
 
 
 _CHAIN_KEYS = ("seq", "prev_hash", "hash")
