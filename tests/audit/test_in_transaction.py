@@ -183,6 +183,82 @@ def test_wait_durable_flushes_what_was_committed(factory: sessionmaker[Session])
     assert lsn(flushed) > lsn(written)
 
 
+# Such a transaction's COMMIT goes to the server in one message with the barrier that flushes it
+# (audit/durable.py): what the server does with that message reaches the caller as it would
+# from SQLAlchemy's own COMMIT. PostgreSQL only.
+REFUSE_AT_COMMIT = [
+    "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF NEW.target = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;"
+    " RETURN NULL; END $$",
+    "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON audit_events"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
+]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_commit_the_database_refuses_stores_nothing_and_the_next_one_works(
+    factory: sessionmaker[Session],
+) -> None:
+    engine = factory.kw["bind"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
+        for statement in REFUSE_AT_COMMIT:
+            conn.execute(sa.text(statement))
+    with transaction(factory) as db:
+        record_event(db, event("before"), CONTEXT, at=now())
+    with (  # noqa: PT012 (the caller's change and the event, refused together at the COMMIT)
+        pytest.raises(sa.exc.DBAPIError, match="refused at commit"),
+        transaction(factory) as db,
+    ):
+        db.execute(sa.text("INSERT INTO caller_changes VALUES ('lost')"))
+        record_event(db, event("refused at commit"), CONTEXT, at=now())
+    # The pool's connection serves the next transactions; one without an event commits
+    # synchronously, as any other.
+    with transaction(factory) as db:
+        assert record_event(db, event("after"), CONTEXT, at=now()) == 2
+    with transaction(factory) as db:
+        assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
+        assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
+    assert targets(factory) == ["before", "after"]
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_connection_lost_before_the_commit_is_a_lost_database_and_is_replaced(
+    factory: sessionmaker[Session],
+) -> None:
+    engine = factory.kw["bind"]
+    admin = engine.connect()
+    try:
+        with (  # noqa: PT012 (the backend dies between the event and the COMMIT)
+            pytest.raises(sa.exc.DBAPIError) as failed,
+            transaction(factory) as db,
+        ):
+            record_event(db, event("lost"), CONTEXT, at=now())
+            pid = db.scalar(sa.text("SELECT pg_backend_pid()"))
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            admin.commit()
+            deadline = time.monotonic() + 10
+            while admin.scalar(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ):
+                admin.rollback()
+                assert time.monotonic() < deadline, "the backend did not exit"
+                time.sleep(0.01)
+            admin.rollback()
+        # What SQLAlchemy says of a lost connection (a 503, web/errors.py), and the pool
+        # dropped it: the next transaction gets a new one.
+        assert failed.value.connection_invalidated
+    finally:
+        admin.close()
+    with transaction(factory) as db:
+        assert record_event(db, event("after"), CONTEXT, at=now()) == 1
+    assert targets(factory) == ["after"]
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
 def append_from_another_process(url: str, key: bytes, name: str, count: int) -> None:
     """A second WakeDock process: its own engine, chain object, turn and remembered head."""
     engine = make_engine(url)
@@ -255,7 +331,7 @@ def record_event_alone_in_tx(factory: sessionmaker[Session], name: str) -> None:
         record_event(db, event(name), CONTEXT, at=now())
 
 
-# PostgreSQL only: concurrent commits share the barriers that flush them (audit/durable.py).
+# PostgreSQL only: concurrent commits, each flushed by its own barrier (audit/durable.py).
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker[Session]) -> None:
     engine = factory.kw["bind"]
