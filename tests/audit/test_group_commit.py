@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.writers import KEY, chain_of, in_threads, now
+from wakedock import db as db_module
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.group_commit import group_of
@@ -185,7 +186,8 @@ def test_a_lone_caller_after_a_burst_is_recorded(factory: sessionmaker[Session])
 
 
 def test_a_batch_stores_every_field_exactly_as_chained(factory: sessionmaker[Session]) -> None:
-    # A batch of several events goes in as one statement (COPY on PostgreSQL): backslashes,
+    # A batch of several events goes in as one statement (on PostgreSQL with the head's move,
+    # or COPY after the head was read under its lock): backslashes,
     # quotes, tabs and newlines (escaped in plain columns), text outside ASCII, empty and
     # missing values must be stored exactly as hashed, or verify would fail on them.
     awkward = [
@@ -243,3 +245,56 @@ def test_a_batch_stores_every_field_exactly_as_chained(factory: sessionmaker[Ses
     verdict = verify_chain(factory, chain_of(factory))
     assert verdict.ok, verdict.problem
     assert verdict.checked == 7
+
+
+# PostgreSQL: a batch is one statement in autocommit on a pooled connection (audit/append.py).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_batchs_connection_goes_back_to_the_pool_transactional(
+    factory: sessionmaker[Session],
+) -> None:
+    engine = factory.kw["bind"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
+    for n in range(3):  # the first reads the head under its lock; the next go in one statement
+        record_alone(factory, event(f"alone-{n}"), CONTEXT, at=now())
+    assert engine.pool.checkedin() == 1  # the connection the batches used
+    # A caller's transaction on it that fails leaves nothing: it was not in autocommit.
+    with pytest.raises(LookupError), transaction(factory) as db:  # noqa: PT012
+        db.execute(sa.text("INSERT INTO caller_changes VALUES ('rolled back')"))
+        raise LookupError
+    with factory() as db:
+        assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
+    assert sorted(stored(factory).values()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_batch_on_a_connection_the_server_closed_is_a_lost_database(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE", 3600.0)  # no ping to find it first
+    engine = factory.kw["bind"]
+    engine.dispose()
+    record_alone(factory, event("before"), CONTEXT, at=now())
+    with engine.connect() as conn:
+        pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
+    assert engine.pool.checkedin() == 1
+    admin_engine = make_engine(engine.url.render_as_string(hide_password=False))
+    with admin_engine.connect() as admin:
+        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        deadline = time.monotonic() + 10
+        while admin.scalar(
+            sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        ):
+            admin.rollback()
+            assert time.monotonic() < deadline, "the backend did not exit"
+            time.sleep(0.01)
+    admin_engine.dispose()
+    # What SQLAlchemy says of a lost connection (a 503, web/errors.py); the next batch gets a
+    # new connection, and the chain goes on.
+    with pytest.raises(sa.exc.DBAPIError) as failed:
+        record_alone(factory, event("lost"), CONTEXT, at=now())
+    assert failed.value.connection_invalidated
+    assert record_alone(factory, event("after"), CONTEXT, at=now()) == 2
+    assert stored(factory) == {"before": 1, "after": 2}
+    verdict = verify_chain(factory, chain_of(factory))
+    assert verdict.ok, verdict.problem

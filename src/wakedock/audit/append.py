@@ -14,16 +14,28 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Table, and_, bindparam, case, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields, canonical_tail
 from wakedock.audit.durable import ASYNC_COMMIT
 from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.db import transaction
 
 log = logging.getLogger("wakedock.audit")
 
@@ -134,6 +146,139 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
             chain.turn.release()
 
 
+def append_committed(factory: sessionmaker[Session], contents: list[ChainedFields]) -> list[int]:
+    """Chain `contents` in a transaction of their own, committed when this returns: their seqs.
+
+    PostgreSQL: from the head this process remembers, in its turn, one statement in autocommit
+    moves the head and inserts the rows (`_committed_batch`): one round trip, and the head's
+    lock is held for the server's own work and the commit's flush only, not for round trips to
+    this process. If the head was not the remembered one (another process appended, or a
+    transaction that moved it rolled back), the head is locked and read in a transaction, as
+    `append` does. SQLite: `append_in_turn` in a transaction.
+    """
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with transaction(factory) as db:
+            return append_in_turn(db, contents, release_early=False)
+    chain = factory.kw.get("info", {}).get(CHAIN_INFO)
+    if not isinstance(chain, AuditChain):
+        raise RuntimeError("this session factory has no audit chain: use the components' factory")
+    prepared = _prepare_rows(engine, contents)
+    had_turn = chain.turn.acquire(timeout=TURN_WAIT)
+    try:
+        head = chain.cached_head() if had_turn else None
+        if head is not None:
+            with engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                seqs = _committed_batch(connection, chain, prepared, head)
+            if seqs:
+                return seqs
+        with transaction(factory) as db:
+            return append(db, [item for item, _row in prepared])
+    finally:
+        if had_turn:
+            chain.turn.release()
+
+
+def _prepare_rows(
+    engine: Engine, contents: list[ChainedFields]
+) -> list[tuple[_Prepared, list[Any]]]:
+    """Each event prepared, with its row's values but the chain's, as the driver takes them."""
+    binders = _BATCH_BINDERS.get(engine.dialect.name)
+    if binders is None:
+        dialect = engine.dialect
+        binders = _BATCH_BINDERS[dialect.name] = [
+            _EVENTS.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+            for key in _CONTENT_KEYS
+        ]
+    return [
+        (
+            _Prepared(content, canonical_tail(content), ()),
+            [
+                getattr(content, key) if bind is None else bind(getattr(content, key))
+                for key, bind in zip(_CONTENT_KEYS, binders, strict=True)
+            ],
+        )
+        for content in contents
+    ]
+
+
+_BATCH_BINDERS: dict[str, list[Any]] = {}
+_BATCH_SQL: dict[int, bytes] = {}
+
+
+def _batch_sql(rows: int, dialect: Dialect) -> bytes:
+    """PostgreSQL: the head moved from (expected, previous) and `rows` rows inserted, in one
+    statement; it returns one row per event stored, none if the head was not (expected,
+    previous). Its positional parameters: see `_committed_batch`."""
+    sql = _BATCH_SQL.get(rows)
+    if sql is None:
+        types = [_EVENTS.c[key].type.compile(dialect=dialect) for key in _COLUMNS]
+        row = "(" + ", ".join(f"%s::{name}" for name in types) + ")"
+        columns = ", ".join(_COLUMNS)
+        # Column names and placeholders only: every value is a bound parameter.
+        sql = (
+            "WITH moved AS (UPDATE audit_chain_head SET"  # noqa: S608
+            " seq = CASE WHEN seq = %s AND hash = %s THEN %s ELSE seq END,"
+            " hash = CASE WHEN seq = %s AND hash = %s THEN %s ELSE hash END"
+            " WHERE id = 1 RETURNING seq, hash)"
+            f" INSERT INTO audit_events ({columns}) SELECT v.* FROM moved,"
+            f" (VALUES {', '.join([row] * rows)}) AS v ({columns})"
+            " WHERE moved.seq = %s AND moved.hash = %s RETURNING id"
+        ).encode()
+        if rows <= _CACHED_BATCH_SQL:
+            _BATCH_SQL[rows] = sql
+    return sql
+
+
+# Statements kept for batches of up to this many events (a server's concurrent callers);
+# larger ones are built each time.
+_CACHED_BATCH_SQL = 64
+
+
+def _committed_batch(
+    connection: Connection,
+    chain: AuditChain,
+    prepared: list[tuple[_Prepared, list[Any]]],
+    head: tuple[int, str],
+) -> list[int]:
+    """The events chained from `head` and committed in one statement: their seqs, or [] (and
+    nothing stored) if the head was no longer `head`."""
+    expected, previous = head
+    links: list[tuple[int, str, str]] = []
+    last = previous
+    for seq, (item, _row) in enumerate(prepared, start=expected + 1):
+        digest = chain.link_tail(last, seq, item.tail)
+        links.append((seq, last, digest))
+        last = digest
+    new_seq = expected + len(links)
+    parameters: list[Any] = [expected, previous, new_seq, expected, previous, last]
+    for (_item, row), link in zip(prepared, links, strict=True):
+        parameters.extend(row)
+        parameters.extend(link)
+    parameters.extend((new_seq, last))
+    sql = _batch_sql(len(prepared), connection.dialect)
+    driver = cast(Any, connection.connection.driver_connection)
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            stored = len(cursor.fetchall())
+    except psycopg.Error as exc:
+        # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503); a lost
+        # connection leaves the pool.
+        lost = connection.dialect.is_disconnect(cast(Any, exc), driver, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql.decode(), None, exc, psycopg.Error, connection_invalidated=lost
+        ) from exc
+    if stored != len(prepared):
+        return []
+    chain.remember(new_seq, last)
+    _log_appended([item for item, _row in prepared])
+    return [seq for seq, _previous, _digest in links]
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """An event ready to be chained: what can be computed before the head is known."""
@@ -219,6 +364,11 @@ def append(
     # compare-and-set from it fails and that append reads the real head.
     chain.remember(expected + len(links), last)
     db.info[_HOLDS_HEAD] = True
+    _log_appended(prepared)
+    return [seq for seq, _previous, _digest in links]
+
+
+def _log_appended(prepared: list[_Prepared]) -> None:
     if log.isEnabledFor(logging.INFO):
         for item in prepared:
             content = item.content
@@ -229,7 +379,6 @@ def append(
                 "target": content.target,
             }
             log.info("audit %s", json.dumps(summary))
-    return [seq for seq, _previous, _digest in links]
 
 
 def _postgresql_advance_and_insert(

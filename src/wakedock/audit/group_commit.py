@@ -19,9 +19,8 @@ from typing import cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.append import append_in_turn
+from wakedock.audit.append import append_committed
 from wakedock.audit.chain import ChainedFields
-from wakedock.db import transaction
 
 # A bound on one group commit's transaction; more waiting events go in the next one.
 _MAX_BATCH = 500
@@ -125,10 +124,7 @@ class GroupCommit:
         seqs: list[int] = []
         error: BaseException | None = None
         try:
-            with transaction(factory) as db:
-                seqs = append_in_turn(
-                    db, [pending.content for pending in batch], release_early=False
-                )
+            seqs = append_committed(factory, [pending.content for pending in batch])
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             error = exc
         for index, pending in enumerate(batch):
