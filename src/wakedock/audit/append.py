@@ -184,26 +184,19 @@ def _prepare_rows(
     engine: Engine, contents: list[ChainedFields]
 ) -> list[tuple[_Prepared, list[Any]]]:
     """Each event prepared, with its row's values but the chain's, as the driver takes them."""
-    binders = _BATCH_BINDERS.get(engine.dialect.name)
-    if binders is None:
-        dialect = engine.dialect
-        binders = _BATCH_BINDERS[dialect.name] = [
-            _EVENTS.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-            for key in _CONTENT_KEYS
-        ]
+    binders = _binders(engine, _CONTENT_KEYS)
     return [
         (
             _Prepared(content, canonical_tail(content), ()),
             [
                 getattr(content, key) if bind is None else bind(getattr(content, key))
-                for key, bind in zip(_CONTENT_KEYS, binders, strict=True)
+                for key, bind in binders
             ],
         )
         for content in contents
     ]
 
 
-_BATCH_BINDERS: dict[str, list[Any]] = {}
 _BATCH_SQL: dict[int, bytes] = {}
 
 
@@ -438,7 +431,9 @@ _BINDERS: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]]] = {}
 
 
 def _binders(connection: Any, keys: list[str]) -> list[tuple[str, Any]]:
-    """Each of `keys` with the dialect's own bind processor for its column (None: as is)."""
+    """Each of `keys` with the dialect's own bind processor for its column (None: as is).
+
+    `connection`: anything with the `dialect` (a connection, an engine)."""
     dialect = connection.dialect
     cached = _BINDERS.get((dialect.name, tuple(keys)))
     if cached is None:
