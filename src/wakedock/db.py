@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -55,6 +55,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def driver_error(connection: Connection, statement: str, exc: Exception) -> StatementError:
+    """The driver's `exc`, from a statement sent to the driver itself, as SQLAlchemy raises its
+    own: the same class (IntegrityError, OperationalError...), and on a lost connection the
+    connection invalidated, so that the pool replaces it and the caller sees a lost database
+    (a 503, web/errors.py). Raise it `from exc`."""
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    lost = bool(dialect.is_disconnect(cast(Any, exc), cast(Any, driver), None))
+    if lost:
+        connection.invalidate(exc)
+    return DBAPIError.instance(
+        statement, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost
+    )
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.writers import KEY, chain_of, in_threads, now
+from audit.writers import KEY, chain_of, in_threads, now, terminate_backend
 from wakedock import db as db_module
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
@@ -278,17 +278,7 @@ def test_postgresql_a_batch_on_a_connection_the_server_closed_is_a_lost_database
     with engine.connect() as conn:
         pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
     assert engine.pool.checkedin() == 1
-    admin_engine = make_engine(engine.url.render_as_string(hide_password=False))
-    with admin_engine.connect() as admin:
-        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        deadline = time.monotonic() + 10
-        while admin.scalar(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-        ):
-            admin.rollback()
-            assert time.monotonic() < deadline, "the backend did not exit"
-            time.sleep(0.01)
-    admin_engine.dispose()
+    terminate_backend(factory, pid)
     # What SQLAlchemy says of a lost connection (a 503, web/errors.py); the next batch gets a
     # new connection, and the chain goes on.
     with pytest.raises(sa.exc.DBAPIError) as failed:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.chain import AuditChain
@@ -45,3 +47,21 @@ def in_threads(target: Callable[..., Any], *arguments: tuple[Any, ...]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def terminate_backend(factory: sessionmaker[Session], pid: int) -> None:
+    """PostgreSQL: end the server process `pid` (as an idle timeout or a restart would) and wait
+    until it is gone, from a connection of its own."""
+    admin = make_engine(factory.kw["bind"].url.render_as_string(hide_password=False))
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            deadline = time.monotonic() + 10
+            while conn.scalar(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ):
+                conn.rollback()
+                assert time.monotonic() < deadline, "the backend did not exit"
+                time.sleep(0.01)
+    finally:
+        admin.dispose()

@@ -29,13 +29,12 @@ from sqlalchemy import (
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields, canonical_tail
 from wakedock.audit.durable import ASYNC_COMMIT
 from wakedock.audit.models import AuditChainHead, AuditEvent
-from wakedock.db import transaction
+from wakedock.db import driver_error, transaction
 
 log = logging.getLogger("wakedock.audit")
 
@@ -257,14 +256,7 @@ def _committed_batch(
             cursor.execute(sql, parameters)
             stored = len(cursor.fetchall())
     except psycopg.Error as exc:
-        # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503); a lost
-        # connection leaves the pool.
-        lost = connection.dialect.is_disconnect(cast(Any, exc), driver, None)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            sql.decode(), None, exc, psycopg.Error, connection_invalidated=lost
-        ) from exc
+        raise driver_error(connection, sql.decode(), exc) from exc
     if stored != len(prepared):
         return []
     chain.remember(new_seq, last)
@@ -421,8 +413,7 @@ def _postgresql_advance_and_insert_one(
             cursor.execute(sql, values)
             return len(cursor.fetchall())
     except psycopg.Error as exc:
-        # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503).
-        raise DBAPIError.instance(sql.decode(), values, exc, psycopg.Error) from exc
+        raise driver_error(connection, sql.decode(), exc) from exc
 
 
 _CHAIN_KEYS = ("seq", "prev_hash", "hash")
@@ -462,9 +453,8 @@ def _postgresql_copy(connection: Any, rows: list[dict[str, Any]]) -> None:
             for row in rows:
                 copy.write_row([row[k] if bind is None else bind(row[k]) for k, bind in binders])
     except psycopg.Error as exc:
-        # Raised as SQLAlchemy raises the driver's errors, for the callers' handlers (a lost
-        # database is a 503, web/errors.py). The transaction is then aborted: none is stored.
-        raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+        # The transaction is then aborted: none of the rows is stored.
+        raise driver_error(connection, _COPY, exc) from exc
 
 
 # SQLite: the two statements go to the driver itself. They run while the append holds the
@@ -505,8 +495,8 @@ def _sqlite_advance_and_insert(
         else:
             cursor.executemany(statement, values)
     except sqlite3.Error as exc:
-        # Raised as SQLAlchemy raises the driver's errors (a full disk is a 503, web/errors.py).
-        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+        # A full disk is a 503 (web/errors.py).
+        raise driver_error(connection, statement, exc) from exc
     finally:
         cursor.close()
     return 1

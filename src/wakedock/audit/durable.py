@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event, func, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from wakedock.db import driver_error
 
 # The key, in the pooled connection's info, of a transaction that commits asynchronously: its
 # COMMIT is sent with the barrier (`_commit_then_barrier`).
@@ -93,14 +94,7 @@ def _commit_then_barrier(connection: Connection) -> None:
     try:
         driver.execute(_COMMIT_THEN_BARRIER)
     except psycopg.Error as exc:
-        # Raised as SQLAlchemy raises the driver's errors (a lost database is a 503); a lost
-        # connection is dropped from the pool, as SQLAlchemy does for its own statements.
-        lost = connection.dialect.is_disconnect(cast(Any, exc), driver, None)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            _COMMIT_THEN_BARRIER.decode(), None, exc, psycopg.Error, connection_invalidated=lost
-        ) from exc
+        raise driver_error(connection, _COMMIT_THEN_BARRIER.decode(), exc) from exc
 
 
 @event.listens_for(Engine, "rollback")
