@@ -210,7 +210,7 @@ def _batch_sql(rows: int, dialect: Dialect) -> bytes:
         columns = ", ".join(_COLUMNS)
         # Column names and placeholders only: every value is a bound parameter.
         sql = (
-            "WITH moved AS (UPDATE audit_chain_head SET"  # noqa: S608
+            "WITH moved AS (UPDATE audit_chain_head SET"  # noqa: S608  # nosec B608
             " seq = CASE WHEN seq = %s AND hash = %s THEN %s ELSE seq END,"
             " hash = CASE WHEN seq = %s AND hash = %s THEN %s ELSE hash END"
             " WHERE id = 1 RETURNING seq, hash)"
