@@ -12,7 +12,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.writers import KEY, chain_of, in_threads, now, terminate_backend
+from audit.writers import (
+    KEY,
+    chain_of,
+    in_threads,
+    now,
+    terminate_backend,
+    with_caller_changes,
+)
 from wakedock import db as db_module
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.events import Event, EventType
@@ -253,8 +260,7 @@ def test_postgresql_a_batchs_connection_goes_back_to_the_pool_transactional(
     factory: sessionmaker[Session],
 ) -> None:
     engine = factory.kw["bind"]
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
+    with_caller_changes(factory)
     for n in range(3):  # the first reads the head under its lock; the next go in one statement
         record_alone(factory, event(f"alone-{n}"), CONTEXT, at=now())
     assert engine.pool.checkedin() == 1  # the connection the batches used

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.writers import KEY, in_threads, now, terminate_backend
+from audit.writers import KEY, in_threads, now, terminate_backend, with_caller_changes
 from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.chain import AuditChain
 from wakedock.audit.durable import wait_durable
@@ -86,11 +86,7 @@ REFUSE_ON = {
 def test_an_append_the_database_refuses_is_the_callers_error_and_undoes_its_change(
     factory: sessionmaker[Session],
 ) -> None:
-    engine = factory.kw["bind"]
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
-        for statement in REFUSE_ON[engine.dialect.name]:
-            conn.execute(sa.text(statement))
+    with_caller_changes(factory, *REFUSE_ON[factory.kw["bind"].dialect.name])
     with transaction(factory) as db:
         record_event(db, event("before"), CONTEXT, at=now())
 
@@ -199,11 +195,7 @@ REFUSE_AT_COMMIT = [
 def test_postgresql_a_commit_the_database_refuses_stores_nothing_and_the_next_one_works(
     factory: sessionmaker[Session],
 ) -> None:
-    engine = factory.kw["bind"]
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
-        for statement in REFUSE_AT_COMMIT:
-            conn.execute(sa.text(statement))
+    with_caller_changes(factory, *REFUSE_AT_COMMIT)
     with transaction(factory) as db:
         record_event(db, event("before"), CONTEXT, at=now())
     with (  # noqa: PT012 (the caller's change and the event, refused together at the COMMIT)

@@ -65,3 +65,12 @@ def terminate_backend(factory: sessionmaker[Session], pid: int) -> None:
                 time.sleep(0.01)
     finally:
         admin.dispose()
+
+
+def with_caller_changes(factory: sessionmaker[Session], *statements: str) -> None:
+    """A table `caller_changes` for a caller's own change next to its event, then `statements`
+    (triggers that refuse events...), in one transaction."""
+    with factory.kw["bind"].begin() as conn:
+        conn.execute(sa.text("CREATE TABLE caller_changes (name VARCHAR(32))"))
+        for statement in statements:
+            conn.execute(sa.text(statement))
