@@ -189,12 +189,23 @@ def _read_secrets(stack: Stack, admin: dict[str, str]) -> int:
         return client.get("/api/v1/secrets", headers=admin).status_code
 
 
+def _status_once_listening(stack: Stack, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`bao status` once the restarted server listens: exit 1 is an error (connection refused
+    while it starts), 0 unsealed, 2 sealed."""
+    deadline = time.monotonic() + timeout
+    status = _bao(stack, "status")
+    while status.returncode == 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = _bao(stack, "status")
+    return status
+
+
 def test_a_restarted_openbao_is_sealed_until_the_script_unseals_it(
     stack: Stack, admin: dict[str, str]
 ) -> None:
     assert _read_secrets(stack, admin) == 200
     stack.engine.api.restart(stack.containers()["openbao"]["Id"], timeout=10)
-    sealed = _bao(stack, "status")
+    sealed = _status_once_listening(stack)
     assert sealed.returncode == 2, sealed.stdout + sealed.stderr
     assert _read_secrets(stack, admin) == 503
     # Run again, the script only unseals: same keys, same secret id.
