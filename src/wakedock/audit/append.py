@@ -11,6 +11,7 @@ import json
 import logging
 import sqlite3
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 import psycopg
@@ -184,16 +185,16 @@ def _prepare_rows(
 ) -> list[tuple[_Prepared, list[Any]]]:
     """Each event prepared, with its row's values but the chain's, as the driver takes them."""
     binders = _binders(engine, _CONTENT_KEYS)
-    return [
-        (
-            _Prepared(content, canonical_tail(content), ()),
-            [
-                getattr(content, key) if bind is None else bind(getattr(content, key))
-                for key, bind in binders
-            ],
-        )
-        for content in contents
-    ]
+    # Read in one call; only the few columns with a bind processor are bound here.
+    read = attrgetter(*_CONTENT_KEYS)
+    bound = [(index, bind) for index, (_key, bind) in enumerate(binders) if bind is not None]
+    prepared = []
+    for content in contents:
+        row = list(read(content))
+        for index, bind in bound:
+            row[index] = bind(row[index])
+        prepared.append((_Prepared(content, canonical_tail(content), ()), row))
+    return prepared
 
 
 _BATCH_SQL: dict[int, bytes] = {}
@@ -202,21 +203,28 @@ _BATCH_SQL: dict[int, bytes] = {}
 def _batch_sql(rows: int, dialect: Dialect) -> bytes:
     """PostgreSQL: the head moved from (expected, previous) and `rows` rows inserted, in one
     statement; it returns one row per event stored, none if the head was not (expected,
-    previous). Its positional parameters: see `_committed_batch`."""
+    previous). Its parameters, in PostgreSQL's own numbered form ($1...: a psycopg RawCursor,
+    whose query is not converted on each call as a long %s query is): expected, previous, the
+    new seq, the new hash, then each row's values in `_COLUMNS` order."""
     sql = _BATCH_SQL.get(rows)
     if sql is None:
         types = [_EVENTS.c[key].type.compile(dialect=dialect) for key in _COLUMNS]
-        row = "(" + ", ".join(f"%s::{name}" for name in types) + ")"
+        values = ", ".join(
+            "("
+            + ", ".join(f"${5 + n * len(types) + i}::{name}" for i, name in enumerate(types))
+            + ")"
+            for n in range(rows)
+        )
         columns = ", ".join(_COLUMNS)
         # Column names and placeholders only: every value is a bound parameter.
         sql = (
             "WITH moved AS (UPDATE audit_chain_head SET"  # noqa: S608  # nosec B608
-            " seq = CASE WHEN seq = %s AND hash = %s THEN %s ELSE seq END,"
-            " hash = CASE WHEN seq = %s AND hash = %s THEN %s ELSE hash END"
+            " seq = CASE WHEN seq = $1 AND hash = $2 THEN $3 ELSE seq END,"
+            " hash = CASE WHEN seq = $1 AND hash = $2 THEN $4 ELSE hash END"
             " WHERE id = 1 RETURNING seq, hash)"
             f" INSERT INTO audit_events ({columns}) SELECT v.* FROM moved,"
-            f" (VALUES {', '.join([row] * rows)}) AS v ({columns})"
-            " WHERE moved.seq = %s AND moved.hash = %s RETURNING id"
+            f" (VALUES {values}) AS v ({columns})"
+            " WHERE moved.seq = $3 AND moved.hash = $4 RETURNING id"
         ).encode()
         if rows <= _CACHED_BATCH_SQL:
             _BATCH_SQL[rows] = sql
@@ -237,23 +245,19 @@ def _committed_batch(
     """The events chained from `head` and committed in one statement: their seqs, or [] (and
     nothing stored) if the head was no longer `head`."""
     expected, previous = head
-    links: list[tuple[int, str, str]] = []
+    rows: list[Any] = []
     last = previous
-    for seq, (item, _row) in enumerate(prepared, start=expected + 1):
+    for seq, (item, row) in enumerate(prepared, start=expected + 1):
         digest = chain.link_tail(last, seq, item.tail)
-        links.append((seq, last, digest))
+        rows.extend(row)
+        rows.extend((seq, last, digest))
         last = digest
-    new_seq = expected + len(links)
-    parameters: list[Any] = [expected, previous, new_seq, expected, previous, last]
-    for (_item, row), link in zip(prepared, links, strict=True):
-        parameters.extend(row)
-        parameters.extend(link)
-    parameters.extend((new_seq, last))
+    new_seq = expected + len(prepared)
     sql = _batch_sql(len(prepared), connection.dialect)
     driver = cast(Any, connection.connection.driver_connection)
     try:
-        with driver.cursor() as cursor:
-            cursor.execute(sql, parameters)
+        with psycopg.RawCursor(driver) as cursor:
+            cursor.execute(sql, [expected, previous, new_seq, last, *rows])
             stored = len(cursor.fetchall())
     except psycopg.Error as exc:
         raise driver_error(connection, sql.decode(), exc) from exc
@@ -261,7 +265,7 @@ def _committed_batch(
         return []
     chain.remember(new_seq, last)
     _log_appended([item for item, _row in prepared])
-    return [seq for seq, _previous, _digest in links]
+    return list(range(expected + 1, new_seq + 1))
 
 
 @dataclass(frozen=True)

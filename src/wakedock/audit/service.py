@@ -48,7 +48,10 @@ _CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
 
 
 def _clip(value: str | None, limit: int = _MAX_TEXT) -> str | None:
-    return None if value is None else value.translate(_CONTROL)[:limit]
+    if value is None:
+        return None
+    # A printable text has no control character: no need to look up each of its characters.
+    return (value if value.isprintable() else value.translate(_CONTROL))[:limit]
 
 
 # json.dumps escapes CR/LF and every control character: no log injection downstream. Built
