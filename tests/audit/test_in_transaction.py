@@ -37,6 +37,13 @@ def targets(factory: sessionmaker[Session]) -> list[str]:
         return [str(t) for t in db.scalars(sa.text("SELECT target FROM audit_events ORDER BY seq"))]
 
 
+def seqs(factory: sessionmaker[Session]) -> dict[str, int]:
+    """Each stored event's seq, by target."""
+    with factory() as db:
+        rows = db.execute(sa.text("SELECT target, seq FROM audit_events"))
+        return {str(target): int(seq) for target, seq in rows}
+
+
 class CallerFailed(Exception):
     pass
 
@@ -45,7 +52,8 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
     factory: sessionmaker[Session],
 ) -> None:
     with transaction(factory) as db:
-        assert record_event(db, event("kept-1"), CONTEXT, at=now()) == 1
+        record_event(db, event("kept-1"), CONTEXT, at=now())
+    assert seqs(factory) == {"kept-1": 1}
 
     def failing_caller() -> None:
         with transaction(factory) as db:
@@ -56,8 +64,9 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
         failing_caller()
     # Two events in one transaction, then a commit: both, in order, after the kept one.
     with transaction(factory) as db:
-        assert record_event(db, event("kept-2"), CONTEXT, at=now()) == 2
-        assert record_event(db, event("kept-3"), CONTEXT, at=now()) == 3
+        record_event(db, event("kept-2"), CONTEXT, at=now())
+        record_event(db, event("kept-3"), CONTEXT, at=now())
+    assert seqs(factory) == {"kept-1": 1, "kept-2": 2, "kept-3": 3}
 
     assert targets(factory) == ["kept-1", "kept-2", "kept-3"]
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
@@ -99,7 +108,8 @@ def test_an_append_the_database_refuses_is_the_callers_error_and_undoes_its_chan
             record_event(db, event("refused"), CONTEXT, at=now())
 
     with transaction(factory) as db:
-        assert record_event(db, event("after"), CONTEXT, at=now()) == 2
+        record_event(db, event("after"), CONTEXT, at=now())
+    assert seqs(factory)["after"] == 2
     with factory() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
     assert targets(factory) == ["before", "after"]
@@ -110,7 +120,7 @@ def test_an_append_the_database_refuses_is_the_callers_error_and_undoes_its_chan
 def test_concurrent_transactions_chain_every_committed_event_once(
     factory: sessionmaker[Session],
 ) -> None:
-    committed: dict[str, int] = {}
+    committed: set[str] = set()
     rolled_back: set[str] = set()
     guard = threading.Lock()
 
@@ -119,7 +129,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
             name = f"w{number}-{n}"
             try:
                 with transaction(factory) as db:
-                    seq = record_event(db, event(name), CONTEXT, at=now())
+                    record_event(db, event(name), CONTEXT, at=now())
                     if n % 4 == 1:
                         raise CallerFailed
             except CallerFailed:
@@ -127,7 +137,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
                     rolled_back.add(name)
                 continue
             with guard:
-                committed[name] = seq
+                committed.add(name)
 
     in_threads(writer, *((w,) for w in range(8)))
 
@@ -135,7 +145,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
     assert len(committed) == 8 * 19
     assert sorted(stored) == sorted(committed)
     assert not rolled_back & set(stored)
-    assert sorted(committed.values()) == list(range(1, len(committed) + 1))
+    assert sorted(seqs(factory).values()) == list(range(1, len(committed) + 1))
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
     assert verdict.checked == len(committed)
@@ -154,8 +164,6 @@ def test_postgresql_a_returned_commit_is_flushed(factory: sessionmaker[Session])
         for n in range(20):
             with transaction(factory) as db:
                 record_event(db, event(f"flushed-{n}"), CONTEXT, at=now())
-                # The transaction does commit asynchronously (the head's lock goes early).
-                assert db.scalar(sa.text("SHOW synchronous_commit")) == "off"
                 written = str(db.scalar(sa.text("SELECT pg_current_wal_insert_lsn()")))
             # The commit record follows `written`; the WAL is flushed beyond it already.
             flushed = str(observer.scalar(sa.text("SELECT pg_current_wal_flush_lsn()")))
@@ -207,7 +215,8 @@ def test_postgresql_a_commit_the_database_refuses_stores_nothing_and_the_next_on
     # The pool's connection serves the next transactions; one without an event commits
     # synchronously, as any other.
     with transaction(factory) as db:
-        assert record_event(db, event("after"), CONTEXT, at=now()) == 2
+        record_event(db, event("after"), CONTEXT, at=now())
+    assert seqs(factory)["after"] == 2
     with transaction(factory) as db:
         assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
@@ -230,7 +239,8 @@ def test_postgresql_a_connection_lost_before_the_commit_is_a_lost_database_and_i
     # it: the next transaction gets a new one.
     assert failed.value.connection_invalidated
     with transaction(factory) as db:
-        assert record_event(db, event("after"), CONTEXT, at=now()) == 1
+        record_event(db, event("after"), CONTEXT, at=now())
+    assert seqs(factory) == {"after": 1}
     assert targets(factory) == ["after"]
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
@@ -352,13 +362,71 @@ def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
     assert not chain.turn.locked()
     # A savepoint's end keeps the turn; the outer commit releases it.
     with transaction(factory) as db:
-        assert record_event(db, event("before a savepoint"), CONTEXT, at=now()) == 1
+        record_event(db, event("before a savepoint"), CONTEXT, at=now())
         assert chain.turn.locked()
         with db.begin_nested():
-            assert record_event(db, event("in it"), CONTEXT, at=now()) == 2
+            record_event(db, event("in it"), CONTEXT, at=now())
         assert chain.turn.locked()
     assert not chain.turn.locked()
     assert targets(factory) == ["before a savepoint", "in it"]
     verdict = verify_chain(factory, chain)
     assert verdict.ok, verdict.problem
     assert verdict.checked == 2
+
+
+# PostgreSQL: a transaction's events are chained at its COMMIT, in one pipeline with it
+# (audit/at_commit.py), so what SQLAlchemy does to the transaction before must hold for them.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_savepoint_rolled_back_takes_its_events_with_it(
+    factory: sessionmaker[Session],
+) -> None:
+    with_caller_changes(factory)
+    with transaction(factory) as db:
+        record_event(db, event("before"), CONTEXT, at=now())
+        with pytest.raises(CallerFailed), db.begin_nested():  # noqa: PT012 (change, event, failure)
+            db.execute(sa.text("INSERT INTO caller_changes VALUES ('undone')"))
+            record_event(db, event("undone with its savepoint"), CONTEXT, at=now())
+            raise CallerFailed
+        with db.begin_nested():
+            inner = db.begin_nested()
+            record_event(db, event("undone inner"), CONTEXT, at=now())
+            inner.rollback()
+            record_event(db, event("kept in a savepoint"), CONTEXT, at=now())
+        record_event(db, event("after"), CONTEXT, at=now())
+    assert targets(factory) == ["before", "kept in a savepoint", "after"]
+    with factory() as db:
+        assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_a_prepared_statement_gone_before_the_commit_still_chains_the_events(
+    factory: sessionmaker[Session],
+) -> None:
+    # The append's prepared statement is dropped behind this process's back (as psycopg does
+    # after some rollbacks, or a pooler's DISCARD ALL): the commit still stores the caller's
+    # change with its events, chained, and the next commit prepares the statement again.
+    with_caller_changes(factory)
+    with transaction(factory) as db:
+        record_event(db, event("prepares it"), CONTEXT, at=now())
+    for n in range(3):
+        with transaction(factory) as db:
+            db.execute(sa.text("INSERT INTO caller_changes VALUES (:n)"), {"n": f"change {n}"})
+            record_event(db, event(f"after deallocate {n}"), CONTEXT, at=now())
+            db.connection().exec_driver_sql("DEALLOCATE ALL")
+            assert db.scalar(sa.text("SELECT count(*) FROM pg_prepared_statements")) == 0
+    with transaction(factory) as db:
+        record_event(db, event("prepared again"), CONTEXT, at=now())
+    with factory() as db:
+        names = db.scalars(sa.text("SELECT name FROM pg_prepared_statements")).all()
+    assert "wakedock_audit_append_1" in names
+    assert targets(factory) == [
+        "prepares it",
+        *(f"after deallocate {n}" for n in range(3)),
+        "prepared again",
+    ]
+    with factory() as db:
+        assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 3
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -104,6 +105,11 @@ _KEEPS_TURN = "audit_keeps_turn"
 TURN_WAIT = 1.0
 
 
+def holds_head(db: Session) -> bool:
+    """Whether `db`'s transaction has moved the chain head (and holds its lock)."""
+    return bool(db.info.get(_HOLDS_HEAD))
+
+
 def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early: bool) -> list[int]:
     """`append`, in this process's turn (`AuditChain.turn`) when it can be had: the seqs.
 
@@ -163,7 +169,7 @@ def append_committed(factory: sessionmaker[Session], contents: list[ChainedField
     chain = factory.kw.get("info", {}).get(CHAIN_INFO)
     if not isinstance(chain, AuditChain):
         raise RuntimeError("this session factory has no audit chain: use the components' factory")
-    prepared = _prepare_rows(engine, contents)
+    prepared = prepare_rows(engine, contents)
     had_turn = chain.turn.acquire(timeout=TURN_WAIT)
     try:
         head = chain.cached_head() if had_turn else None
@@ -180,9 +186,7 @@ def append_committed(factory: sessionmaker[Session], contents: list[ChainedField
             chain.turn.release()
 
 
-def _prepare_rows(
-    engine: Engine, contents: list[ChainedFields]
-) -> list[tuple[_Prepared, list[Any]]]:
+def prepare_rows(engine: Engine, contents: list[ChainedFields]) -> list[tuple[Prepared, list[Any]]]:
     """Each event prepared, with its row's values but the chain's, as the driver takes them."""
     binders = _binders(engine, _CONTENT_KEYS)
     # Read in one call; only the few columns with a bind processor are bound here.
@@ -193,21 +197,25 @@ def _prepare_rows(
         row = list(read(content))
         for index, bind in bound:
             row[index] = bind(row[index])
-        prepared.append((_Prepared(content, canonical_tail(content), ()), row))
+        prepared.append((Prepared(content, canonical_tail(content), ()), row))
     return prepared
 
 
-_BATCH_SQL: dict[int, bytes] = {}
+_BATCH_SQL: dict[tuple[int, bool], bytes] = {}
 
 
-def _batch_sql(rows: int, dialect: Dialect) -> bytes:
+def batch_sql(rows: int, *, raising: bool = False) -> bytes:
     """PostgreSQL: the head moved from (expected, previous) and `rows` rows inserted, in one
     statement; it returns one row per event stored, none if the head was not (expected,
     previous). Its parameters, in PostgreSQL's own numbered form ($1...: a psycopg RawCursor,
     whose query is not converted on each call as a long %s query is): expected, previous, the
-    new seq, the new hash, then each row's values in `_COLUMNS` order."""
-    sql = _BATCH_SQL.get(rows)
+    new seq, the new hash, then each row's values in `_COLUMNS` order.
+
+    `raising`: the statement fails instead (SQLSTATE 22012) if the head was not (expected,
+    previous), and turns `synchronous_commit` off for its transaction (audit/at_commit.py)."""
+    sql = _BATCH_SQL.get((rows, raising))
     if sql is None:
+        dialect = cast(Dialect, postgresql_dialect.dialect())  # type: ignore[no-untyped-call]
         types = [_EVENTS.c[key].type.compile(dialect=dialect) for key in _COLUMNS]
         values = ", ".join(
             "("
@@ -216,18 +224,29 @@ def _batch_sql(rows: int, dialect: Dialect) -> bytes:
             for n in range(rows)
         )
         columns = ", ".join(_COLUMNS)
+        moved = (
+            "WITH moved AS (UPDATE audit_chain_head SET"
+            " seq = CASE WHEN seq = $1::bigint AND hash = $2::varchar THEN $3::bigint ELSE seq END,"
+            " hash = CASE WHEN seq = $1::bigint AND hash = $2::varchar THEN $4::varchar"
+            " ELSE hash END WHERE id = 1 RETURNING seq, hash)"
+        )
         # Column names and placeholders only: every value is a bound parameter.
-        sql = (
-            "WITH moved AS (UPDATE audit_chain_head SET"  # noqa: S608  # nosec B608
-            " seq = CASE WHEN seq = $1 AND hash = $2 THEN $3 ELSE seq END,"
-            " hash = CASE WHEN seq = $1 AND hash = $2 THEN $4 ELSE hash END"
-            " WHERE id = 1 RETURNING seq, hash)"
-            f" INSERT INTO audit_events ({columns}) SELECT v.* FROM moved,"
+        stored = (
+            f"INSERT INTO audit_events ({columns}) SELECT v.* FROM moved,"  # noqa: S608  # nosec B608
             f" (VALUES {values}) AS v ({columns})"
-            " WHERE moved.seq = $3 AND moved.hash = $4 RETURNING id"
-        ).encode()
+            " WHERE moved.seq = $3::bigint AND moved.hash = $4::varchar RETURNING id"
+        )
+        if raising:
+            # A division by the number of rows stored: by zero if the head had moved.
+            text_sql = (
+                f"{moved}, stored AS ({stored}) SELECT 1 / count(*),"  # noqa: S608  # nosec B608
+                " set_config('synchronous_commit', 'off', true) FROM stored"
+            )
+        else:
+            text_sql = f"{moved} {stored}"
+        sql = text_sql.encode()
         if rows <= _CACHED_BATCH_SQL:
-            _BATCH_SQL[rows] = sql
+            _BATCH_SQL[(rows, raising)] = sql
     return sql
 
 
@@ -236,15 +255,11 @@ def _batch_sql(rows: int, dialect: Dialect) -> bytes:
 _CACHED_BATCH_SQL = 64
 
 
-def _committed_batch(
-    connection: Connection,
-    chain: AuditChain,
-    prepared: list[tuple[_Prepared, list[Any]]],
-    head: tuple[int, str],
-) -> list[int]:
-    """The events chained from `head` and committed in one statement: their seqs, or [] (and
-    nothing stored) if the head was no longer `head`."""
-    expected, previous = head
+def link_rows(
+    chain: AuditChain, prepared: list[tuple[Prepared, list[Any]]], expected: int, previous: str
+) -> tuple[list[Any], int, str]:
+    """The events chained after (expected, previous): every row's values in one list (as
+    `batch_sql` takes them after its first four), the new head's seq and hash."""
     rows: list[Any] = []
     last = previous
     for seq, (item, row) in enumerate(prepared, start=expected + 1):
@@ -252,8 +267,20 @@ def _committed_batch(
         rows.extend(row)
         rows.extend((seq, last, digest))
         last = digest
-    new_seq = expected + len(prepared)
-    sql = _batch_sql(len(prepared), connection.dialect)
+    return rows, expected + len(prepared), last
+
+
+def _committed_batch(
+    connection: Connection,
+    chain: AuditChain,
+    prepared: list[tuple[Prepared, list[Any]]],
+    head: tuple[int, str],
+) -> list[int]:
+    """The events chained from `head` and committed in one statement: their seqs, or [] (and
+    nothing stored) if the head was no longer `head`."""
+    expected, previous = head
+    rows, new_seq, last = link_rows(chain, prepared, expected, previous)
+    sql = batch_sql(len(prepared))
     driver = cast(Any, connection.connection.driver_connection)
     try:
         with psycopg.RawCursor(driver) as cursor:
@@ -264,12 +291,12 @@ def _committed_batch(
     if stored != len(prepared):
         return []
     chain.remember(new_seq, last)
-    _log_appended([item for item, _row in prepared])
+    log_appended([item for item, _row in prepared])
     return list(range(expected + 1, new_seq + 1))
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     """An event ready to be chained: what can be computed before the head is known."""
 
     content: ChainedFields
@@ -277,10 +304,10 @@ class _Prepared:
     bound: tuple[Any, ...]  # SQLite: the row's values but its seq and hashes, as bound
 
 
-def _prepare(connection: Any, contents: list[ChainedFields]) -> list[_Prepared]:
+def _prepare(connection: Any, contents: list[ChainedFields]) -> list[Prepared]:
     binders = _binders(connection, _CONTENT_KEYS) if connection.dialect.name == "sqlite" else []
     return [
-        _Prepared(
+        Prepared(
             content,
             canonical_tail(content),
             tuple(
@@ -308,7 +335,7 @@ def chain_of(db: Session) -> AuditChain:
 
 def append(
     db: Session,
-    prepared: list[_Prepared],
+    prepared: list[Prepared],
     *,
     head: tuple[int, str] | None = None,
     release_early: bool = False,
@@ -353,11 +380,11 @@ def append(
     # compare-and-set from it fails and that append reads the real head.
     chain.remember(expected + len(links), last)
     db.info[_HOLDS_HEAD] = True
-    _log_appended(prepared)
+    log_appended(prepared)
     return [seq for seq, _previous, _digest in links]
 
 
-def _log_appended(prepared: list[_Prepared]) -> None:
+def log_appended(prepared: list[Prepared]) -> None:
     if log.isEnabledFor(logging.INFO):
         for item in prepared:
             content = item.content
@@ -479,7 +506,7 @@ if [*_CONTENT_KEYS, *_CHAIN_KEYS] != _COLUMNS:
 def _sqlite_advance_and_insert(
     connection: Any,
     moving: dict[str, Any],
-    prepared: list[_Prepared],
+    prepared: list[Prepared],
     links: list[tuple[int, str, str]],
 ) -> int:
     """The head's compare-and-set, then the rows if it moved: 1 if it moved, else 0."""

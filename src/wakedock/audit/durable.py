@@ -36,13 +36,16 @@ from wakedock.db import driver_error
 # The key, in the pooled connection's info, of a transaction that commits asynchronously: its
 # COMMIT is sent with the barrier (`_commit_then_barrier`).
 _FLUSH_AT_COMMIT = "audit_flush_at_commit"
+# The key, in the pooled connection's info, of the events a transaction chains at its commit
+# (audit/at_commit.py), which then sends the COMMIT and its barrier itself.
+DEFERRED = "audit_deferred"
 # A transactional WAL record: the barrier's transaction gets an id and writes WAL, so its
 # commit flushes synchronously (an empty transaction would not flush anything).
-_BARRIER = "SELECT pg_logical_emit_message(true, 'wakedock-audit', '')"
+BARRIER = b"SELECT pg_logical_emit_message(true, 'wakedock-audit', '')"
 # One simple-protocol message: the caller's COMMIT (asynchronous, it set synchronous_commit off
 # for itself), then the barrier in an implicit transaction of its own, which commits with the
 # server's setting. A COMMIT that fails ends the message there: no barrier, the error.
-_COMMIT_THEN_BARRIER = f"COMMIT; {_BARRIER}".encode()
+_COMMIT_THEN_BARRIER = b"COMMIT; " + BARRIER
 _CAN_BARRIER = text(
     "SELECT has_function_privilege('pg_logical_emit_message(boolean,text,text)', 'execute')"
 )
@@ -86,7 +89,9 @@ def _commit_then_barrier(connection: Connection) -> None:
     # Runs just before SQLAlchemy asks the driver to commit; the driver's commit is then a
     # no-op, its transaction over. A transaction in error is left to the driver's commit,
     # which raises as usual.
-    if connection.invalidated or not connection.info.pop(_FLUSH_AT_COMMIT, False):
+    if connection.invalidated or connection.info.get(DEFERRED):
+        return
+    if not connection.info.pop(_FLUSH_AT_COMMIT, False):
         return
     driver = connection.connection.driver_connection
     if driver is None or driver.info.transaction_status != TransactionStatus.INTRANS:
@@ -97,12 +102,18 @@ def _commit_then_barrier(connection: Connection) -> None:
         raise driver_error(connection, _COMMIT_THEN_BARRIER.decode(), exc) from exc
 
 
+def forget_flush(connection: Connection) -> None:
+    """This transaction's COMMIT and barrier are sent elsewhere (audit/at_commit.py)."""
+    connection.info.pop(_FLUSH_AT_COMMIT, None)
+
+
 @event.listens_for(Engine, "rollback")
 def _forget(connection: Connection) -> None:
     # SET LOCAL ended with the transaction; nothing was committed that needs a flush. (An
     # invalidated connection has no pool record to read: it is replaced, its info with it.)
     if not connection.invalidated:
         connection.info.pop(_FLUSH_AT_COMMIT, None)
+        connection.info.pop(DEFERRED, None)
 
 
 def wait_durable(factory: sessionmaker[Session]) -> None:
@@ -116,5 +127,5 @@ def wait_durable(factory: sessionmaker[Session]) -> None:
             return
         if not _usable(connection.engine, connection):
             return  # nothing commits asynchronously then
-        connection.exec_driver_sql(_BARRIER)
+        connection.exec_driver_sql(BARRIER.decode())
         db.commit()

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.audit.append import append_in_turn
+from wakedock.audit.at_commit import defer
 from wakedock.audit.chain import CHAIN_INFO as CHAIN_INFO
 from wakedock.audit.chain import ChainedFields
 from wakedock.audit.durable import release_at_commit
@@ -64,21 +65,22 @@ def _safe_details(details: dict[str, Any]) -> str:
     return _DETAILS(cleaned)[:8192]
 
 
-def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> int:
-    """Append one audit event, chained (audit/chain.py), in the caller's transaction; its seq.
+def record_event(db: Session, event: Event, context: RequestContext, *, at: datetime) -> None:
+    """Append one audit event, chained (audit/chain.py), in the caller's transaction.
 
     Writing in the caller's transaction means the event and the change it describes commit or
-    roll back together. Denials that roll back their own work use a separate transaction. The
-    chain head row stays locked until that transaction commits, which orders every append; on
-    PostgreSQL the lock goes with the commit record, before the WAL flush (audit/durable.py).
+    roll back together (a savepoint rolled back takes it too). Denials that roll back their own
+    work use a separate transaction. The chain head row stays locked until that transaction
+    commits, which orders every append.
 
-    Appends from this process take turns (`AuditChain.turn`): each starts from the head the
-    previous one wrote. On PostgreSQL the turn ends when the statement that moves the head
-    returns, and the next append waits in the database only for this commit record; on SQLite
-    it ends with the transaction (audit/append.py says why).
+    PostgreSQL: the event is chained when the transaction commits, in one round trip with its
+    COMMIT (audit/at_commit.py); it gets its seq then. SQLite: it is chained here; appends
+    from this process take turns (`AuditChain.turn`), each from the head the previous one wrote,
+    the turn kept until the transaction ends (audit/append.py says why).
     """
     contents = [_fields(event, context, at)]
-    return append_in_turn(db, contents, release_early=release_at_commit(db))[0]
+    if not defer(db, contents):
+        append_in_turn(db, contents, release_early=release_at_commit(db))
 
 
 def record_alone(

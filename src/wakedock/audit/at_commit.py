@@ -1,0 +1,363 @@
+"""PostgreSQL: events recorded in a caller's transaction are chained when it commits, in the same
+round trip as its COMMIT (docs/audit.md, "Chained at commit").
+
+The chain head's row lock orders appends and is held until the transaction's commit record is
+written. An event chained as soon as it is recorded would hold it while the caller goes on and
+until its COMMIT arrives: a round trip and the caller's own work, during which every other
+append waits. Here `record_event` only prepares the event (`defer`), and the transaction's
+commit sends, in one pipeline (libpq's pipeline mode):
+
+    SAVEPOINT (or BEGIN); the head's compare-and-set with the rows; RELEASE; COMMIT; barrier
+
+with a flush request after the compare-and-set, a statement prepared once per connection
+(parsing and planning it each time was most of the server's time in the turn). The server goes
+from the head's lock to the commit record without waiting for this process, which learns the
+compare-and-set's outcome while the server commits, and hands the turn (`AuditChain.turn`) to
+the next append then.
+
+If the head was not the one this process remembered (another process appended, a transaction
+that moved it rolled back), or the prepared statement is gone (psycopg deallocates all of a
+connection's after some rollbacks), the statement fails: the server skips the rest of the
+pipeline, the savepoint is rolled back (the caller's work is kept), and the head is locked and
+read, as `append` does, before the COMMIT and its barrier are sent.
+
+A savepoint rolled back takes the events recorded in it, as it would their rows. Durability is
+unchanged (audit/durable.py): the COMMIT is asynchronous and the barrier after it flushes the
+WAL before the caller returns.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import psycopg
+from psycopg import pq
+from psycopg.abc import Buffer
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import ExecStatus, TransactionStatus
+from sqlalchemy import Connection, Engine, Pool, event
+from sqlalchemy.orm import Session
+
+from wakedock.audit.append import (
+    TURN_WAIT,
+    Prepared,
+    batch_sql,
+    chain_of,
+    holds_head,
+    link_rows,
+    log_appended,
+    prepare_rows,
+)
+from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.durable import BARRIER, DEFERRED, forget_flush, release_at_commit
+from wakedock.db import driver_error
+
+_SAVEPOINT = b"SAVEPOINT wakedock_audit"
+_RELEASE = b"RELEASE SAVEPOINT wakedock_audit"
+_ROLLBACK_TO = b"ROLLBACK TO SAVEPOINT wakedock_audit"
+# The compare-and-set fails with this SQLSTATE (a division by the rows it stored, none).
+# The compare-and-set's own failure, or the prepared statement was gone (psycopg deallocates
+# every prepared statement of a connection after some rollbacks, DDL...).
+_NOT_CHAINED = ("22012", "26000")
+# The key, in the pooled connection's info, of the statements prepared on its server session
+# (forgotten at every rollback: psycopg may then have deallocated them all).
+_PREPARED = "audit_prepared"
+
+
+# The head locked and read, in the transaction that then moves it; its commit asynchronous.
+_TAKE_HEAD = (
+    b"UPDATE audit_chain_head SET seq = seq WHERE id = 1"
+    b" RETURNING seq, hash, set_config('synchronous_commit', 'off', true)"
+)
+# The key, in the pooled connection's info, of the savepoints open in its transaction: each
+# with how many events had been deferred when it began.
+_SAVEPOINTS = "audit_savepoints"
+
+
+@dataclass
+class _Deferred:
+    chain: AuditChain
+    events: list[tuple[Prepared, list[Any]]]
+    # Each event's row values but the chain's, as the pipeline sends them (text), dumped when
+    # it is recorded, so that only the chain's own values are left to do in the turn.
+    dumped: list[Sequence[Buffer | None]]
+
+
+def defer(db: Session, contents: list[ChainedFields]) -> bool:
+    """Keep `contents` to be chained at `db`'s commit: True, or False where they must be
+    appended now (not PostgreSQL, no barrier, or this transaction moved the head already)."""
+    connection = db.connection()
+    if connection.dialect.name != "postgresql" or holds_head(db) or not release_at_commit(db):
+        return False
+    info = connection.info
+    deferred = info.get(DEFERRED)
+    if deferred is None:
+        deferred = info[DEFERRED] = _Deferred(chain_of(db), [], [])
+    events = prepare_rows(connection.engine, contents)
+    dump = Transformer(connection.connection.driver_connection).dump_sequence
+    deferred.events.extend(events)
+    deferred.dumped.extend(dump(row, [PyFormat.TEXT] * len(row)) for _item, row in events)
+    return True
+
+
+@event.listens_for(Engine, "savepoint")
+def _savepoint(connection: Connection, name: str | None) -> None:
+    deferred = connection.info.get(DEFERRED)
+    count = len(deferred.events) if isinstance(deferred, _Deferred) else 0
+    # SQLAlchemy names its savepoints after this event: the name is bound when it ends.
+    connection.info.setdefault(_SAVEPOINTS, []).append([name, count])
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _savepoint_rolled_back(connection: Connection, name: str, _context: Any) -> None:
+    connection.info.pop(_PREPARED, None)  # psycopg may deallocate after ROLLBACK TO
+    # The events recorded since it began go with it, as rows written in it would.
+    count = _close_savepoint(connection, name)
+    deferred = connection.info.get(DEFERRED)
+    if count is not None and isinstance(deferred, _Deferred):
+        del deferred.events[count:]
+        del deferred.dumped[count:]
+
+
+@event.listens_for(Engine, "release_savepoint")
+def _savepoint_released(connection: Connection, name: str, _context: Any) -> None:
+    _close_savepoint(connection, name)
+
+
+def _close_savepoint(connection: Connection, name: str) -> int | None:
+    """Forget savepoint `name` and those opened after it: the events deferred when it began.
+
+    Savepoints end innermost first: one not known by its name is the innermost still open."""
+    marks: list[list[Any]] = connection.info.get(_SAVEPOINTS, [])
+    for index in range(len(marks) - 1, -1, -1):
+        if marks[index][0] == name:
+            break
+    else:
+        unnamed = [i for i, mark in enumerate(marks) if mark[0] is None]
+        if not unnamed:
+            return None
+        index = unnamed[-1]
+    count = int(marks[index][1])
+    del marks[index:]
+    return count
+
+
+@event.listens_for(Engine, "rollback")
+def _rolled_back(connection: Connection) -> None:
+    if not connection.invalidated:
+        connection.info.pop(DEFERRED, None)
+        connection.info.pop(_SAVEPOINTS, None)
+        if _in_transaction(connection.connection.driver_connection):
+            connection.info.pop(_PREPARED, None)
+
+
+@event.listens_for(Pool, "reset")
+def _reset(dbapi_connection: Any, record: Any, _state: Any) -> None:
+    # Returned to the pool: a transaction still open is rolled back.
+    if _in_transaction(getattr(dbapi_connection, "driver_connection", dbapi_connection)):
+        record.info.pop(_PREPARED, None)
+
+
+def _in_transaction(driver: Any) -> bool:
+    """Whether a rollback of this psycopg connection reaches the server (and psycopg may then
+    deallocate its prepared statements): not when no transaction is open."""
+    info = getattr(driver, "info", None)
+    status = getattr(info, "transaction_status", TransactionStatus.IDLE)
+    return bool(status != TransactionStatus.IDLE)
+
+
+@event.listens_for(Engine, "commit")
+def _chain_at_commit(connection: Connection) -> None:
+    # Runs just before SQLAlchemy asks the driver to commit (as durable.py's barrier does); the
+    # driver's commit is then a no-op, the transaction over.
+    if connection.invalidated:
+        return
+    connection.info.pop(_SAVEPOINTS, None)
+    deferred = connection.info.pop(DEFERRED, None)
+    if not isinstance(deferred, _Deferred) or not deferred.events:
+        return
+    forget_flush(connection)  # the COMMIT goes with its barrier from here
+    driver = cast(Any, connection.connection.driver_connection)
+    if driver.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+        return  # in error: the driver's commit raises as usual, nothing was chained
+    chain = deferred.chain
+    had_turn = chain.turn.acquire(timeout=TURN_WAIT)
+
+    def moved() -> None:  # the turn goes as soon as the head has moved
+        nonlocal had_turn
+        had_turn = False
+        chain.turn.release()
+
+    try:
+        head = chain.cached_head() if had_turn else None
+        if head is not None and _pipelined(connection, driver, chain, deferred, head, moved):
+            return
+        _locked(connection, driver, chain, deferred.events)
+    finally:
+        if had_turn:
+            chain.turn.release()
+    _execute(connection, driver, b"COMMIT; " + BARRIER)
+
+
+def _pipelined(
+    connection: Connection,
+    driver: Any,
+    chain: AuditChain,
+    deferred: _Deferred,
+    head: tuple[int, str],
+    moved: Callable[[], None],
+) -> bool:
+    """The pipeline of the module's docstring: True once committed and flushed, False if the
+    head was not `head` (nothing chained, the caller's work kept, the transaction open).
+
+    Any other error (the database refused a row, the COMMIT failed, the connection was lost)
+    is raised once every result of the pipeline has been read, as SQLAlchemy raises its own."""
+    events = deferred.events
+    values, new_seq, last = _linked(chain, deferred, *head)
+    name, sql = _statement(len(events))
+    prepared: set[bytes] = connection.info.setdefault(_PREPARED, set())
+    prepare = name not in prepared
+    pg = driver.pgconn
+    began = pg.transaction_status == TransactionStatus.INTRANS
+    steps = [_SAVEPOINT if began else b"BEGIN"]
+    try:
+        pg.enter_pipeline_mode()
+        try:
+            pg.send_query_params(steps[0], None)
+            if prepare:
+                # It may still exist (this process forgets it at every rollback): a Close of
+                # a statement that does not exist is no error.
+                pg.send_close_prepared(name)
+                pg.send_prepare(name, sql)
+                steps += [b"CLOSE " + name, sql]
+            pg.send_query_prepared(name, values)
+            pg.send_flush_request()
+            appended = len(steps)
+            steps.append(sql)
+            if began:
+                pg.send_query_params(_RELEASE, None)
+                steps.append(_RELEASE)
+            pg.send_query_params(b"COMMIT", None)
+            pg.send_query_params(BARRIER, None)
+            steps += [b"COMMIT", BARRIER]
+            pg.pipeline_sync()
+            _send(pg)
+            errors: list[psycopg.Error | None] = []
+            for index in range(len(steps)):
+                errors.append(_result(pg))
+                if index == appended and errors[-1] is None:
+                    # The head moved: the next append may go, its statement waiting in the
+                    # database for this COMMIT, which the server runs without waiting for us.
+                    chain.remember(new_seq, last)
+                    moved()
+            _sync(pg)
+        finally:
+            pg.exit_pipeline_mode()
+    except psycopg.Error as exc:
+        raise driver_error(connection, "audit append at commit", exc) from exc
+    if prepare and errors[0] is None and errors[2] is None:
+        prepared.add(name)
+    failed = [(step, error) for step, error in zip(steps, errors, strict=True) if error is not None]
+    if not failed:
+        log_appended([item for item, _row in events])
+        return True
+    step, error = failed[0]
+    if errors[appended] is error and error.sqlstate in _NOT_CHAINED:
+        # Nothing was chained: the turn is still this append's, the caller's work is kept.
+        prepared.discard(name)  # the statement may have been gone (26000)
+        _execute(connection, driver, _ROLLBACK_TO if began else b"ROLLBACK")
+        return False
+    raise driver_error(connection, step.decode(errors="replace"), error) from error
+
+
+def _linked(
+    chain: AuditChain, deferred: _Deferred, expected: int, previous: str
+) -> tuple[list[Buffer | None], int, str]:
+    """The statement's parameters (text) for the events chained after (expected, previous),
+    and the new head's seq and hash. Text throughout: the statement's casts give each
+    parameter its type, the same for every call of the prepared statement."""
+    values: list[Buffer | None] = []
+    last = previous
+    seq = expected
+    for (item, _row), dumped in zip(deferred.events, deferred.dumped, strict=True):
+        seq += 1
+        digest = chain.link_tail(last, seq, item.tail)
+        values.extend(dumped)
+        values.extend((b"%d" % seq, last.encode(), digest.encode()))
+        last = digest
+    return [b"%d" % expected, previous.encode(), b"%d" % seq, last.encode(), *values], seq, last
+
+
+def _statement(rows: int) -> tuple[bytes, bytes]:
+    """The prepared statement's name and text for a batch of `rows` events."""
+    return b"wakedock_audit_append_%d" % rows, batch_sql(rows, raising=True)
+
+
+def _locked(
+    connection: Connection, driver: Any, chain: AuditChain, events: list[tuple[Prepared, list[Any]]]
+) -> None:
+    """The events chained after the head, locked and read first (in the transaction)."""
+    with driver.cursor() as cursor:
+        try:
+            cursor.execute(_TAKE_HEAD)
+            expected, previous, _off = cursor.fetchone()
+            rows, new_seq, last = link_rows(chain, events, int(expected), str(previous))
+            sql = batch_sql(len(events))
+            with psycopg.RawCursor(driver) as raw:
+                raw.execute(sql, [expected, previous, new_seq, last, *rows])
+                stored = len(raw.fetchall())
+        except psycopg.Error as exc:
+            raise driver_error(connection, "audit append at commit", exc) from exc
+    if stored != len(events):
+        raise RuntimeError("the audit chain head moved while locked; event not recorded")
+    chain.remember(new_seq, last)
+    log_appended([item for item, _row in events])
+
+
+def _execute(connection: Connection, driver: Any, sql: bytes) -> None:
+    try:
+        driver.execute(sql)
+    except psycopg.Error as exc:
+        raise driver_error(connection, sql.decode(), exc) from exc
+
+
+def _send(pg: pq.abc.PGconn) -> None:
+    while pg.flush():
+        _wait(pg, select.POLLOUT)
+
+
+def _wait(pg: pq.abc.PGconn, events: int) -> None:
+    poll = select.poll()
+    poll.register(pg.socket, events)
+    poll.poll()
+
+
+def _next(pg: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    while pg.is_busy():
+        _wait(pg, select.POLLIN)
+        pg.consume_input()
+    return pg.get_result()
+
+
+def _result(pg: pq.abc.PGconn) -> psycopg.Error | None:
+    """One statement's result in the pipeline (and the NULL after it): None if it succeeded,
+    else its error (one skipped after an earlier error is an error too)."""
+    result = _next(pg)
+    if result is None:
+        raise psycopg.InterfaceError("the audit pipeline ended early")
+    if _next(pg) is not None:
+        raise psycopg.InterfaceError("the audit pipeline returned more than one result")
+    if result.status in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+        return None
+    if result.status == ExecStatus.PIPELINE_ABORTED:
+        return psycopg.OperationalError("skipped after an error in the audit pipeline")
+    return psycopg.errors.error_from_result(result)
+
+
+def _sync(pg: pq.abc.PGconn) -> None:
+    result = _next(pg)
+    if result is None or result.status != ExecStatus.PIPELINE_SYNC:
+        raise psycopg.InterfaceError("the audit pipeline did not end with its sync")
