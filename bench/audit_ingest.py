@@ -22,8 +22,9 @@ settings); PostgreSQL as the server is configured (use fsync on for figures that
 `--statements` also prints the SQL statements sent through SQLAlchemy per event of each kind, by
 their first two words (a failed compare-and-set shows as extra head updates and reads). The
 chain's own statements that go to the driver itself are not among them: on SQLite the head's
-compare-and-set and the INSERT, on PostgreSQL one event's move-and-insert and a batch's COPY
-(audit/append.py), and the flush barrier (audit/durable.py).
+compare-and-set and the INSERT, on PostgreSQL a batch's move-and-insert and COPY
+(audit/append.py), the pipeline that chains a transaction's events at its commit
+(audit/at_commit.py), and the flush barrier (audit/durable.py).
 The verify part builds the chain in batches of 10,000 events per transaction (not timed), then
 times `verify_chain` over all of it.
 """

@@ -58,9 +58,9 @@ from wakedock.db import driver_error
 _SAVEPOINT = b"SAVEPOINT wakedock_audit"
 _RELEASE = b"RELEASE SAVEPOINT wakedock_audit"
 _ROLLBACK_TO = b"ROLLBACK TO SAVEPOINT wakedock_audit"
-# The compare-and-set fails with this SQLSTATE (a division by the rows it stored, none).
-# The compare-and-set's own failure, or the prepared statement was gone (psycopg deallocates
-# every prepared statement of a connection after some rollbacks, DDL...).
+# The compare-and-set's own failure (a division by the rows it stored, none), or the prepared
+# statement was gone (psycopg deallocates every prepared statement of a connection after some
+# rollbacks, DDL...).
 _NOT_CHAINED = ("22012", "26000")
 # The key, in the pooled connection's info, of the statements prepared on its server session
 # (forgotten at every rollback: psycopg may then have deallocated them all).
