@@ -374,10 +374,9 @@ def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
     assert verdict.checked == 2
 
 
-# PostgreSQL: a transaction's events are chained at its COMMIT, in one pipeline with it
+# On PostgreSQL a transaction's events are chained at its COMMIT, in one pipeline with it
 # (audit/at_commit.py), so what SQLAlchemy does to the transaction before must hold for them.
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_postgresql_a_savepoint_rolled_back_takes_its_events_with_it(
+def test_a_savepoint_rolled_back_takes_its_events_with_it(
     factory: sessionmaker[Session],
 ) -> None:
     with_caller_changes(factory)
@@ -396,6 +395,24 @@ def test_postgresql_a_savepoint_rolled_back_takes_its_events_with_it(
     assert targets(factory) == ["before", "kept in a savepoint", "after"]
     with factory() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+
+
+def test_a_transaction_whose_events_all_went_with_their_savepoint_commits_its_change(
+    factory: sessionmaker[Session],
+) -> None:
+    with_caller_changes(factory)
+    with transaction(factory) as db:
+        db.execute(sa.text("INSERT INTO caller_changes VALUES ('kept')"))
+        inner = db.begin_nested()
+        record_event(db, event("undone"), CONTEXT, at=now())
+        inner.rollback()
+    with transaction(factory) as db:
+        record_event(db, event("next"), CONTEXT, at=now())
+    with factory() as db:
+        assert db.scalars(sa.text("SELECT name FROM caller_changes")).all() == ["kept"]
+    assert targets(factory) == ["next"]
     verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
     assert verdict.ok, verdict.problem
 

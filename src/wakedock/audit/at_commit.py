@@ -28,6 +28,7 @@ WAL before the caller returns.
 
 from __future__ import annotations
 
+import contextlib
 import select
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,9 +178,13 @@ def _chain_at_commit(connection: Connection) -> None:
         return
     connection.info.pop(_SAVEPOINTS, None)
     deferred = connection.info.pop(DEFERRED, None)
-    if not isinstance(deferred, _Deferred) or not deferred.events:
+    if not isinstance(deferred, _Deferred):
         return
-    forget_flush(connection)  # the COMMIT goes with its barrier from here
+    # The COMMIT goes with its barrier from here; or, every event gone with its savepoint,
+    # the transaction commits as any other (nothing in it was made asynchronous).
+    forget_flush(connection)
+    if not deferred.events:
+        return
     driver = cast(Any, connection.connection.driver_connection)
     if driver.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
         return  # in error: the driver's commit raises as usual, nothing was chained
@@ -223,40 +228,42 @@ def _pipelined(
     pg = driver.pgconn
     began = pg.transaction_status == TransactionStatus.INTRANS
     steps = [_SAVEPOINT if began else b"BEGIN"]
+    errors: list[psycopg.Error | None] = []
     try:
         pg.enter_pipeline_mode()
-        try:
-            pg.send_query_params(steps[0], None)
-            if prepare:
-                # It may still exist (this process forgets it at every rollback): a Close of
-                # a statement that does not exist is no error.
-                pg.send_close_prepared(name)
-                pg.send_prepare(name, sql)
-                steps += [b"CLOSE " + name, sql]
-            pg.send_query_prepared(name, values)
-            pg.send_flush_request()
-            appended = len(steps)
-            steps.append(sql)
-            if began:
-                pg.send_query_params(_RELEASE, None)
-                steps.append(_RELEASE)
-            pg.send_query_params(b"COMMIT", None)
-            pg.send_query_params(BARRIER, None)
-            steps += [b"COMMIT", BARRIER]
-            pg.pipeline_sync()
-            _send(pg)
-            errors: list[psycopg.Error | None] = []
-            for index in range(len(steps)):
-                errors.append(_result(pg))
-                if index == appended and errors[-1] is None:
-                    # The head moved: the next append may go, its statement waiting in the
-                    # database for this COMMIT, which the server runs without waiting for us.
-                    chain.remember(new_seq, last)
-                    moved()
-            _sync(pg)
-        finally:
-            pg.exit_pipeline_mode()
+        pg.send_query_params(steps[0], None)
+        if prepare:
+            # It may still exist (this process forgets it at every rollback): a Close of a
+            # statement that does not exist is no error.
+            pg.send_close_prepared(name)
+            pg.send_prepare(name, sql)
+            steps += [b"CLOSE " + name, sql]
+        pg.send_query_prepared(name, values)
+        pg.send_flush_request()
+        appended = len(steps)
+        steps.append(sql)
+        if began:
+            pg.send_query_params(_RELEASE, None)
+            steps.append(_RELEASE)
+        pg.send_query_params(b"COMMIT", None)
+        pg.send_query_params(BARRIER, None)
+        steps += [b"COMMIT", BARRIER]
+        pg.pipeline_sync()
+        _send(pg)
+        for index in range(len(steps)):
+            errors.append(_result(pg))
+            if index == appended and errors[-1] is None:
+                # The head moved: the next append may go, its statement waiting in the
+                # database for this COMMIT, which the server runs without waiting for us.
+                chain.remember(new_seq, last)
+                moved()
+        _sync(pg)
+        pg.exit_pipeline_mode()
     except psycopg.Error as exc:
+        # The connection is lost or unusable: it is the error (leaving pipeline mode may fail
+        # too on a dead connection, and would hide it).
+        with contextlib.suppress(psycopg.Error):
+            pg.exit_pipeline_mode()
         raise driver_error(connection, "audit append at commit", exc) from exc
     if prepare and errors[0] is None and errors[2] is None:
         prepared.add(name)
