@@ -6,10 +6,11 @@ flush is done, so transactions that record events (`record_event`) would flush o
 Such a transaction therefore commits asynchronously (`synchronous_commit` off, for it alone):
 the lock goes as soon as the commit record is written, and the next append can start. Its COMMIT
 goes to the server in one message with a second, empty transaction that commits synchronously
-(`_COMMIT_THEN_BARRIER`, the simple query protocol); the barrier's flush covers every WAL record
-before it, the first commit's included, and the answer comes after it. So a commit that returns
-is durable, as before, for one round trip. Concurrent barriers share WAL flushes as concurrent
-commits do.
+(`_COMMIT_THEN_BARRIER`, the simple query protocol; audit/at_commit.py sends the same COMMIT
+and barrier at the end of the pipeline that chains a transaction's events); the barrier's flush
+covers every WAL record before it, the first commit's included, and the answer comes after it.
+So a commit that returns is durable, as before, for one round trip. Concurrent barriers share
+WAL flushes as concurrent commits do.
 
 Why the chain stays whole after a crash: the WAL is replayed as a prefix. An append that
 followed this one was written to the WAL after this commit record (it waited for the lock), so
