@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidMessage, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from support.raw_http import (
@@ -30,6 +30,7 @@ from support.raw_http import (
     read_answer,
 )
 from support.server import WakeDockProcess, wakedock_server
+from support.slots import once_a_slot_is_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -286,23 +287,18 @@ def test_closed_connections_give_their_slot_back(strict_server: WakeDockProcess)
     timed-out connections must not keep theirs."""
     context = strict_server.ssl_context()
     url = f"wss://127.0.0.1:{strict_server.port}/ws"
-    # First, until the server admits this client: the previous test's connections may still be
-    # closing on its side, each counted until it is closed (an over-limit connection is closed
-    # without an answer).
-    deadline = time.monotonic() + 10
-    while True:
-        try:
+
+    def upgrade() -> None:
+        with pytest.raises(InvalidStatus):  # refused on the admin host, after the upgrade
             ws_connect(url, ssl=context, open_timeout=10).close()
-            break  # admitted and upgraded: the checks below fail
-        except InvalidStatus:
-            break  # admitted, and refused by the application as it should be
-        except (InvalidMessage, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    for _ in range(5):
-        with pytest.raises(InvalidStatus):
-            ws_connect(url, ssl=context, open_timeout=10).close()
+
+    # The first waits for the previous test's connections to close on the server's side.
+    once_a_slot_is_free(upgrade, within=10)
+    for _ in range(5):  # more than the client's two slots
+        once_a_slot_is_free(upgrade)
     with httpx.Client(verify=context) as client:
         for _ in range(5):
-            assert client.get(f"{strict_server.base_url}/api/v1/health").status_code == 200
+            health = once_a_slot_is_free(
+                lambda: client.get(f"{strict_server.base_url}/api/v1/health")
+            )
+            assert health.status_code == 200

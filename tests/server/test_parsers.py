@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidMessage, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from support.raw_http import (
@@ -27,6 +26,7 @@ from support.raw_http import (
     stream_upload,
 )
 from support.server import WakeDockProcess, wakedock_server
+from support.slots import once_a_slot_is_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -34,7 +34,6 @@ HEADER_TIMEOUT = 3.0
 BODY_TIMEOUT = 2.0
 PER_CLIENT = 3
 MIB = 1 << 20
-T = TypeVar("T")
 
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -234,26 +233,11 @@ def test_websocket_upgrades_give_their_slot_back(server: WakeDockProcess) -> Non
     # More upgrades, one after the other, than the client has slots: a slot not given back
     # would leave the last ones refused at the cap for good.
     for _ in range(PER_CLIENT + 2):
-        _once_a_slot_is_free(upgrade)
+        once_a_slot_is_free(upgrade)
     with httpx.Client(verify=context) as client:
         for _ in range(PER_CLIENT + 2):
-            health = _once_a_slot_is_free(lambda: client.get(f"{server.base_url}/api/v1/health"))
+            health = once_a_slot_is_free(lambda: client.get(f"{server.base_url}/api/v1/health"))
             assert health.status_code == 200
-
-
-def _once_a_slot_is_free(attempt: Callable[[], T], within: float = 5.0) -> T:
-    """`attempt()`, tried again while the server closes the connection unanswered (the
-    per-client cap's refusal): the server frees a slot when it has seen the previous
-    connection close, which a busy machine delays by a moment. A slot never given back keeps
-    failing, and the last failure is raised after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return attempt()
-        except (InvalidMessage, EOFError, ConnectionError, httpx.TransportError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _handshake_in_pieces(server: WakeDockProcess, piece: int, pause: float) -> bytes:
