@@ -44,6 +44,13 @@ def seqs(factory: sessionmaker[Session]) -> dict[str, int]:
         return {str(target): int(seq) for target, seq in rows}
 
 
+def assert_chain_whole(factory: sessionmaker[Session]) -> int:
+    """Fails unless `audit verify` finds the chain whole; the number of events it checked."""
+    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
+    assert verdict.ok, verdict.problem
+    return verdict.checked
+
+
 class CallerFailed(Exception):
     pass
 
@@ -69,9 +76,7 @@ def test_an_event_commits_or_rolls_back_with_its_transaction(
     assert seqs(factory) == {"kept-1": 1, "kept-2": 2, "kept-3": 3}
 
     assert targets(factory) == ["kept-1", "kept-2", "kept-3"]
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
-    assert verdict.checked == 3
+    assert assert_chain_whole(factory) == 3
 
 
 # The append's statements go to the driver itself (audit/append.py): what the database refuses
@@ -113,8 +118,7 @@ def test_an_append_the_database_refuses_is_the_callers_error_and_undoes_its_chan
     with factory() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
     assert targets(factory) == ["before", "after"]
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 def test_concurrent_transactions_chain_every_committed_event_once(
@@ -146,9 +150,7 @@ def test_concurrent_transactions_chain_every_committed_event_once(
     assert sorted(stored) == sorted(committed)
     assert not rolled_back & set(stored)
     assert sorted(seqs(factory).values()) == list(range(1, len(committed) + 1))
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
-    assert verdict.checked == len(committed)
+    assert assert_chain_whole(factory) == len(committed)
 
 
 def lsn(value: str) -> int:
@@ -221,8 +223,7 @@ def test_postgresql_a_commit_the_database_refuses_stores_nothing_and_the_next_on
         assert db.scalar(sa.text("SHOW synchronous_commit")) == "on"
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
     assert targets(factory) == ["before", "after"]
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -242,8 +243,7 @@ def test_postgresql_a_connection_lost_before_the_commit_is_a_lost_database_and_i
         record_event(db, event("after"), CONTEXT, at=now())
     assert seqs(factory) == {"after": 1}
     assert targets(factory) == ["after"]
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 def append_from_another_process(url: str, key: bytes, name: str, count: int) -> None:
@@ -277,9 +277,7 @@ def test_two_processes_appending_at_once_give_one_whole_chain(
 
     stored = targets(factory)
     assert len(stored) == len(set(stored)) == 2 * 4 * 15
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
-    assert verdict.checked == 2 * 4 * 15
+    assert assert_chain_whole(factory) == 2 * 4 * 15
 
 
 # PostgreSQL's locks are per row (a write elsewhere does not block the head): SQLite only.
@@ -338,8 +336,7 @@ def test_postgresql_concurrent_commits_each_return_flushed(factory: sessionmaker
     in_threads(writer, *((w,) for w in range(8)))
     assert unflushed == []
     assert len(targets(factory)) == 8 * 15
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 # SQLite only: there the turn is kept with the database's write lock (audit/append.py).
@@ -395,8 +392,7 @@ def test_a_savepoint_rolled_back_takes_its_events_with_it(
     assert targets(factory) == ["before", "kept in a savepoint", "after"]
     with factory() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 0
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 def test_a_transaction_whose_events_all_went_with_their_savepoint_commits_its_change(
@@ -413,8 +409,7 @@ def test_a_transaction_whose_events_all_went_with_their_savepoint_commits_its_ch
     with factory() as db:
         assert db.scalars(sa.text("SELECT name FROM caller_changes")).all() == ["kept"]
     assert targets(factory) == ["next"]
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -445,5 +440,4 @@ def test_postgresql_a_prepared_statement_gone_before_the_commit_still_chains_the
     ]
     with factory() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM caller_changes")) == 3
-    verdict = verify_chain(factory, factory.kw["info"][CHAIN_INFO])
-    assert verdict.ok, verdict.problem
+    assert_chain_whole(factory)
