@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from wakedock.audit.turn import Turn
 from wakedock.secret_files import load_or_create_key_file
 
 GENESIS = "0" * 64
@@ -107,7 +108,7 @@ class AuditChain:
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
         self._guard = threading.Lock()
         self._head: tuple[int, str] | None = None
-        self.turn = threading.Lock()
+        self.turn = Turn()
 
     def cached_head(self) -> tuple[int, str] | None:
         with self._guard:

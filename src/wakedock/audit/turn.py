@@ -1,0 +1,105 @@
+"""The turn that orders this process's appends to the chain (`AuditChain.turn`).
+
+A plain `threading.Lock` hands itself to the thread that has waited, one after another: each
+append then wakes the next thread and waits for the GIL behind it, two thread switches per
+event. With threads that append in a loop (a server's workers) that convoy cost more of the
+process's CPU than the chain (docs/benchmarks.md, "The turn without a convoy").
+
+Here, as in Go's `sync.Mutex`, the turn released goes to whoever asks first: usually the thread
+that released it, which still has the GIL, while the thread woken for it is still waking. A
+woken thread that finds the turn taken waits again, in its place in the queue. So that no one
+waits for ever behind threads that keep taking it again, a thread that has waited longer than
+`patience` is handed the turn directly at the next release, before anyone else can take it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+# How long a queued thread may be overtaken before the turn is handed to it: a few appends.
+PATIENCE = 0.01
+
+
+class _Waiter:
+    __slots__ = ("granted", "signalled", "since", "wake")
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held until a release wakes this waiter
+        self.signalled = False
+        self.granted = False
+
+
+class Turn:
+    """A lock (acquire with a timeout, release) that favours throughput, with waits bounded.
+
+    Any thread may release it (a turn kept until a transaction ends is released by the code
+    that ends it, in the same thread in practice)."""
+
+    def __init__(self, patience: float = PATIENCE) -> None:
+        self._patience = patience
+        self._guard = threading.Lock()
+        self._held = False
+        self._queue: deque[_Waiter] = deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the turn: True, or False if it was not had within `timeout` seconds."""
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return True
+            if not blocking:
+                return False
+            waiter = _Waiter()
+            self._queue.append(waiter)
+        deadline = None if timeout < 0 else waiter.since + timeout
+        while True:
+            remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            woken = waiter.wake.acquire(timeout=remaining)
+            with self._guard:
+                waiter.signalled = False
+                if waiter.granted:
+                    return True
+                if not self._held:
+                    self._held = True
+                    self._queue.remove(waiter)
+                    return True
+                if not woken:
+                    self._queue.remove(waiter)
+                    return False
+                # Overtaken while waking: back to waiting, in the same place.
+
+    def release(self) -> None:
+        with self._guard:
+            if not self._held:
+                raise RuntimeError("release of a turn that is not held")
+            if self._queue:
+                first = self._queue[0]
+                if time.monotonic() - first.since >= self._patience:
+                    # Waited long enough: the turn is its own before anyone can take it.
+                    self._queue.popleft()
+                    first.granted = True
+                    self._signal(first)
+                    return
+            self._held = False
+            if self._queue:
+                self._signal(self._queue[0])
+
+    def locked(self) -> bool:
+        with self._guard:
+            return self._held
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    @staticmethod
+    def _signal(waiter: _Waiter) -> None:
+        if not waiter.signalled:
+            waiter.signalled = True
+            waiter.wake.release()
