@@ -17,7 +17,8 @@ application does:
   event, so that it stores the same row as the baseline).
 
 The three run in interleaved rounds (plain, alone, in-transaction, plain, ...); the figures are
-medians, the ratios from the same round. SQLite runs with WAL and synchronous=NORMAL (WakeDock's
+medians, the ratios from the same round; each kind's write latencies (p50, p99, the longest) are
+over all its rounds' writes. SQLite runs with WAL and synchronous=NORMAL (WakeDock's
 settings); PostgreSQL as the server is configured (use fsync on for figures that mean something).
 `--statements` also prints the SQL statements sent through SQLAlchemy per event of each kind, by
 their first two words (a failed compare-and-set shows as extra head updates and reads). The
@@ -77,15 +78,22 @@ INSERT = sa.text(
 FAKE_HASH = "0" * 64
 
 
-def concurrently(threads: int, events: int, write: Callable[[int], None]) -> float:
-    """Events per second with `threads` writers sharing `events` (each writes its own slice)."""
+def concurrently(
+    threads: int, events: int, write: Callable[[int], None], latencies: list[float]
+) -> float:
+    """Events per second with `threads` writers sharing `events` (each writes its own slice);
+    each write's time (seconds) is added to `latencies`."""
     per_thread = events // threads
     start = threading.Barrier(threads + 1)
 
     def writer(first: int) -> None:
         start.wait()
+        mine = []
         for n in range(first, first + per_thread):
+            began = time.perf_counter()
             write(n)
+            mine.append(time.perf_counter() - began)
+        latencies.extend(mine)  # one list extend per thread: atomic under the GIL
 
     workers = [threading.Thread(target=writer, args=(i * per_thread,)) for i in range(threads)]
     for worker in workers:
@@ -95,6 +103,15 @@ def concurrently(threads: int, events: int, write: Callable[[int], None]) -> flo
     for worker in workers:
         worker.join()
     return per_thread * threads / (time.perf_counter() - started)
+
+
+def percentiles(latencies: list[float]) -> str:
+    """p50, p99 and the longest write, in milliseconds."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return ""
+    p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 for q in (0.5, 0.99))
+    return f"latency p50 {p50:.2f} p99 {p99:.2f} max {ordered[-1] * 1e3:.1f} ms"
 
 
 def main() -> None:
@@ -150,6 +167,7 @@ def main() -> None:
     results: dict[str, list[float]] = {"plain": [], "alone": [], "in_tx": []}
     # CPU seconds of this process per event: robust to other load on the machine, unlike rates.
     cpu: dict[str, list[float]] = {name: [] for name in results}
+    latencies: dict[str, list[float]] = {name: [] for name in results}
     sent: dict[str, Counter[str]] = {name: Counter() for name in results}
     counting: list[Counter[str]] = []
     if args.statements:
@@ -166,7 +184,7 @@ def main() -> None:
             count = args.tx_events if name == "in_tx" and args.tx_events else args.events
             counting[:] = [sent[name]]
             used = time.process_time()
-            results[name].append(concurrently(args.threads, count, write))
+            results[name].append(concurrently(args.threads, count, write, latencies[name]))
             cpu[name].append((time.process_time() - used) / count)
             counting.clear()
             if name == "plain":
@@ -194,6 +212,7 @@ def main() -> None:
             f"CPU {statistics.median(cpu[name]) * 1e6:5.0f} us/event   rounds: "
             + ", ".join(f"{rate:.0f}" for rate in rates)
         )
+        print(f"{'':26s} {percentiles(latencies[name])} (every round's writes)")
     for name, counter in sent.items():
         if counter:
             events = sum(
