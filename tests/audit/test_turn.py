@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from wakedock.audit import turn as turn_module
 from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.turn import Turn
 
@@ -119,3 +120,53 @@ def test_release_of_a_turn_not_held_is_an_error() -> None:
     with turn:
         assert turn.locked()
     assert not turn.locked()
+
+
+def test_a_waiter_interrupted_leaves_nothing_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait cut short (KeyboardInterrupt in the main thread) must not keep the turn, even one
+    handed to it as it was interrupted."""
+    turn = Turn(patience=0.0)  # every release hands the turn to the first waiter
+    assert turn.acquire()
+    interrupted = threading.Event()
+
+    class Interrupted:
+        """A waiter's wake lock whose wait is interrupted once the turn is handed to it."""
+
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            got = self._lock.acquire(blocking, timeout)
+            if got and interrupted.is_set():
+                raise KeyboardInterrupt
+            return got
+
+        def release(self) -> None:
+            self._lock.release()
+
+    class InterruptedWaiter(turn_module._Waiter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wake = Interrupted()  # type: ignore[assignment]
+            self.wake.acquire()
+
+    monkeypatch.setattr(turn_module, "_Waiter", InterruptedWaiter)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            turn.acquire(timeout=5)
+        except KeyboardInterrupt as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.1)
+    interrupted.set()
+    turn.release()  # handed to the waiter, which is interrupted as it wakes
+    waiter.join(5)
+    assert len(outcome) == 1
+    # It passed the turn on: free for anyone.
+    assert not turn.locked()
+    assert turn.acquire(blocking=False)
+    turn.release()

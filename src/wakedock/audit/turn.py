@@ -58,7 +58,11 @@ class Turn:
         deadline = None if timeout < 0 else waiter.since + timeout
         while True:
             remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            woken = waiter.wake.acquire(timeout=remaining)
+            try:
+                woken = waiter.wake.acquire(timeout=remaining)
+            except BaseException:
+                self._leave(waiter)  # interrupted (KeyboardInterrupt...): nothing held
+                raise
             with self._guard:
                 waiter.signalled = False
                 if waiter.granted:
@@ -87,6 +91,18 @@ class Turn:
             self._held = False
             if self._queue:
                 self._signal(self._queue[0])
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A waiter gives up: out of the queue, and a turn already handed to it, or a wake-up
+        meant for it while the turn is free, goes to the next one."""
+        with self._guard:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+            granted = waiter.granted
+            if not granted and not self._held and self._queue:
+                self._signal(self._queue[0])
+        if granted:
+            self.release()
 
     def locked(self) -> bool:
         with self._guard:
