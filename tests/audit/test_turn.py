@@ -170,3 +170,81 @@ def test_a_waiter_interrupted_leaves_nothing_held(monkeypatch: pytest.MonkeyPatc
     assert not turn.locked()
     assert turn.acquire(blocking=False)
     turn.release()
+
+
+def test_a_waiter_interrupted_between_waits_leaves_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KeyboardInterrupt lands after any built-in call: here the clock read before a wait. The
+    waiter must not stay queued, where the next release would hand it the turn for ever."""
+    turn = Turn(patience=0.0)
+    assert turn.acquire()
+    reads: list[int] = []
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            if threading.current_thread().name == "waiter":
+                reads.append(1)
+                if len(reads) == 2:  # the first is the waiter's arrival, the second the loop's
+                    raise KeyboardInterrupt
+            return time.monotonic()
+
+    monkeypatch.setattr(turn_module, "time", Clock)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            turn.acquire(timeout=5)
+        except KeyboardInterrupt as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    waiter.join(5)
+    assert len(outcome) == 1
+    turn.release()
+    # Nobody left in the queue to take it: free.
+    assert not turn.locked()
+
+
+def test_a_waiter_interrupted_once_it_took_a_free_turn_passes_it_on() -> None:
+    """A woken waiter that takes the free turn and is interrupted before `acquire` returns must
+    not leave the turn held by no one."""
+    turn = Turn(patience=60.0)  # a release frees the turn rather than handing it over
+    assert turn.acquire()
+    real_guard = turn._guard
+    interrupts = [KeyboardInterrupt()]  # one, at the first guard exit with the turn taken
+
+    class Guard:
+        def __enter__(self) -> None:
+            real_guard.acquire()
+
+        def __exit__(self, *_exc: object) -> None:
+            held = turn._held
+            real_guard.release()
+            if held and interrupts and threading.current_thread().name == "waiter":
+                raise interrupts.pop()
+
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            turn.acquire(timeout=5)
+        except KeyboardInterrupt as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not turn._queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert turn._queue, "the waiter never queued"
+    turn._guard = Guard()  # type: ignore[assignment]
+    turn.release()
+    waiter.join(5)
+    assert len(outcome) == 1
+    assert not turn.locked()
+    turn._guard = real_guard
+    assert turn.acquire(blocking=False)
+    turn.release()

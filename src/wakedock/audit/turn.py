@@ -46,35 +46,42 @@ class Turn:
         self._queue: deque[_Waiter] = deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the turn: True, or False if it was not had within `timeout` seconds."""
-        with self._guard:
-            if not self._held:
-                self._held = True
-                return True
-            if not blocking:
-                return False
-            waiter = _Waiter()
-            self._queue.append(waiter)
-        deadline = None if timeout < 0 else waiter.since + timeout
-        while True:
-            remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                woken = waiter.wake.acquire(timeout=remaining)
-            except BaseException:
-                self._leave(waiter)  # interrupted (KeyboardInterrupt...): nothing held
-                raise
+        """Take the turn: True, or False if it was not had within `timeout` seconds.
+
+        An exception anywhere in the wait (KeyboardInterrupt in the main thread is raised after
+        any built-in call, not only in the blocking one) leaves nothing held and no one queued."""
+        waiter: _Waiter | None = None
+        try:
             with self._guard:
-                waiter.signalled = False
-                if waiter.granted:
-                    return True
                 if not self._held:
                     self._held = True
-                    self._queue.remove(waiter)
                     return True
-                if not woken:
-                    self._queue.remove(waiter)
+                if not blocking:
                     return False
-                # Overtaken while waking: back to waiting, in the same place.
+                waiter = _Waiter()
+                self._queue.append(waiter)
+            deadline = None if timeout < 0 else waiter.since + timeout
+            while True:
+                remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+                woken = waiter.wake.acquire(timeout=remaining)
+                with self._guard:
+                    waiter.signalled = False
+                    if waiter.granted:
+                        return True
+                    if not self._held:
+                        # Taken as its own: should the return be interrupted, `_leave` passes
+                        # it on.
+                        self._held = waiter.granted = True
+                        self._queue.remove(waiter)
+                        return True
+                    if not woken:
+                        self._queue.remove(waiter)
+                        return False
+                    # Overtaken while waking: back to waiting, in the same place.
+        except BaseException:
+            if waiter is not None:
+                self._leave(waiter)
+            raise
 
     def release(self) -> None:
         with self._guard:
