@@ -21,7 +21,7 @@ from audit.writers import (
     with_caller_changes,
 )
 from wakedock import db as db_module
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.group_commit import group_of
 from wakedock.audit.service import CHAIN_INFO, record_alone, record_event
@@ -54,7 +54,9 @@ def test_many_threads_and_two_processes_give_one_whole_chain(
     # replica): its own group commit and remembered head, the same database.
     engine = factory.kw["bind"]
     other_engine = make_engine(engine.url.render_as_string(hide_password=False))
-    other = make_session_factory(other_engine, {CHAIN_INFO: AuditChain(KEY)})
+    other = make_session_factory(
+        other_engine, {CHAIN_INFO: AuditChain(KEY, chains_for(other_engine.dialect.name))}
+    )
     acknowledged: dict[str, int] = {}
     committed: set[str] = set()
     rolled_back: set[str] = set()

@@ -1,0 +1,63 @@
+"""Several audit chains, one order: `audit_events.chain`, and `audit_chains` with one row per
+chain (audit/chain.py). The existing trail becomes chain 0, unchanged (its hashes still verify);
+new events go to chains 1 to CHAINS_MAX.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from wakedock.audit.chain import CHAINS_MAX, GENESIS, LEGACY_CHAIN
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A constant default: PostgreSQL adds the column without rewriting (or updating) a row.
+    with op.batch_alter_table("audit_events") as batch:
+        batch.add_column(
+            sa.Column("chain", sa.SmallInteger, nullable=False, server_default=sa.text("0"))
+        )
+        batch.create_index("ix_audit_events_chain_seq", ["chain", "seq"])
+    chains = op.create_table(
+        "audit_chains",
+        sa.Column("chain", sa.SmallInteger, primary_key=True, autoincrement=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("base_seq", sa.BigInteger, nullable=False),
+        sa.Column("base_hash", sa.String(64), nullable=False),
+    )
+    head = (
+        op.get_bind()
+        .execute(sa.text("SELECT hash, base_seq, base_hash FROM audit_chain_head WHERE id = 1"))
+        .first()
+    )
+    legacy = (
+        {"hash": GENESIS, "base_seq": 0, "base_hash": GENESIS}
+        if head is None
+        else {"hash": head.hash, "base_seq": head.base_seq, "base_hash": head.base_hash}
+    )
+    rows = [{"chain": LEGACY_CHAIN, **legacy}]
+    rows += [
+        {"chain": chain, "hash": GENESIS, "base_seq": 0, "base_hash": GENESIS}
+        for chain in range(1, CHAINS_MAX + 1)
+    ]
+    op.bulk_insert(chains, rows)
+
+
+def downgrade() -> None:
+    # Only a trail that never left chain 0 goes back: later events' hashes need the chains.
+    moved = op.get_bind().execute(sa.text("SELECT count(*) FROM audit_events WHERE chain <> 0"))
+    if moved.scalar_one():
+        raise RuntimeError("audit events on chains 1 and up cannot be downgraded")
+    op.drop_table("audit_chains")
+    with op.batch_alter_table("audit_events") as batch:
+        batch.drop_index("ix_audit_events_chain_seq")
+        batch.drop_column("chain")
