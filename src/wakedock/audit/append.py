@@ -84,7 +84,16 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     prepared = _prepare(connection, contents)
     held = db.info.get(_HOLDS_HEAD)
     if held is not None:
-        return append(db, prepared, chain=held, release_early=release_early)
+        # Its own chain's head, which this transaction wrote and still holds, is remembered.
+        lane = chain.lanes[held - 1] if 0 < held <= len(chain.lanes) else None
+        head = None if lane is None else chain.cached_head(lane)
+        if head is not None:
+            seqs = append(
+                db, prepared, chain=held, lane=lane, head=head, release_early=release_early
+            )
+            if seqs:
+                return seqs
+        return append(db, prepared, chain=held, lane=lane, release_early=release_early)
     lane = None if sqlite and _sqlite_writing(connection) else chain.take_lane(TURN_WAIT)
     if lane is None:
         return append(db, prepared, chain=chain.lanes[0].chain, release_early=release_early)

@@ -1,25 +1,27 @@
 """PostgreSQL: events recorded in a caller's transaction are chained when it commits, in the same
 round trip as its COMMIT (docs/audit.md, "Chained at commit").
 
-The chain head's row lock orders appends and is held until the transaction's commit record is
-written. An event chained as soon as it is recorded would hold it while the caller goes on and
-until its COMMIT arrives: a round trip and the caller's own work, during which every other
-append waits. Here `record_event` only prepares the event (`defer`), and the transaction's
-commit sends, in one pipeline (libpq's pipeline mode):
+A chain's row lock orders the appends on that chain (and the order's row lock their seqs), and
+is held until the transaction's commit record is written. An event chained as soon as it is
+recorded would hold it while the caller goes on and until its COMMIT arrives: a round trip and
+the caller's own work, during which every other append on that chain waits. Here
+`record_event` only prepares the event (`defer`), and the transaction's commit sends, in one
+pipeline (libpq's pipeline mode):
 
-    SAVEPOINT (or BEGIN); the head's compare-and-set with the rows; RELEASE; COMMIT; barrier
+    SAVEPOINT (or BEGIN); the chain's compare-and-set, the seqs and the rows; RELEASE; COMMIT;
+    barrier
 
 with a flush request after the compare-and-set, a statement prepared once per connection
 (parsing and planning it each time was most of the server's time in the turn). The server goes
-from the head's lock to the commit record without waiting for this process, which learns the
-compare-and-set's outcome while the server commits, and hands the turn (`AuditChain.turn`) to
-the next append then.
+from the chain's lock to the commit record without waiting for this process, which learns the
+compare-and-set's outcome (and the seqs) while the server commits, and hands the lane's turn
+(`AuditChain.take_lane`) to the next append then.
 
-If the head was not the one this process remembered (another process appended, a transaction
+If the chain's head was not the one this process remembered (another process appended, a transaction
 that moved it rolled back), or the prepared statement is gone (psycopg deallocates all of a
 connection's after some rollbacks), the statement fails: the server skips the rest of the
-pipeline, the savepoint is rolled back (the caller's work is kept), and the head is locked and
-read, as `append` does, before the COMMIT and its barrier are sent.
+pipeline, the savepoint is rolled back (the caller's work is kept), and the chain is locked
+and read, as `append` does, before the COMMIT and its barrier are sent.
 
 A savepoint rolled back takes the events recorded in it, as it would their rows. Durability is
 unchanged (audit/durable.py): the COMMIT is asynchronous and the barrier after it flushes the
