@@ -39,7 +39,7 @@ LEGACY_CHAIN = 0
 # PostgreSQL: events are appended on this many chains, so that appends do not wait for one
 # another's round trips (docs/benchmarks.md, "Several chains, one order"). SQLite has one writer
 # at a time: one chain.
-POSTGRESQL_CHAINS = 4
+POSTGRESQL_CHAINS = 8
 # An event's anchor when it was appended in the same batch as the event before it on its chain,
 # right after it (its seq is then that event's plus one); else its anchor is that event's seq.
 IN_BATCH = -1
