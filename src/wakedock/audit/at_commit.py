@@ -91,8 +91,12 @@ class _Deferred:
 def defer(db: Session, contents: list[ChainedFields]) -> bool:
     """Keep `contents` to be chained at `db`'s commit: True, or False where they must be
     appended now (not PostgreSQL, no barrier, or this transaction moved the head already)."""
+    # The dialect from the session's bind first: `Session.connection` costs a SQLite append
+    # about 5 % of its CPU (docs/benchmarks.md, "Several chains, one order").
+    if db.get_bind().dialect.name != "postgresql":
+        return False
     connection = db.connection()
-    if connection.dialect.name != "postgresql" or holds_head(db) or not release_at_commit(db):
+    if holds_head(db) or not release_at_commit(db):
         return False
     info = connection.info
     deferred = info.get(DEFERRED)

@@ -66,6 +66,8 @@ def release_at_commit(db: Session) -> bool:
     transaction's COMMIT will go with the barrier. False on SQLite, whose writers take turns
     anyway.
     """
+    if db.get_bind().dialect.name != "postgresql":
+        return False
     connection = db.connection()
     info = connection.info
     if _FLUSH_AT_COMMIT in info:
