@@ -280,3 +280,17 @@ def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harne
         last = db.execute(sa.text("SELECT seq, type FROM audit_events ORDER BY seq DESC")).first()
     assert tuple(last or ()) == (12, EventType.LOGIN_SUCCESS.value)
     assert verdict(h).ok
+
+
+def test_sqlite_has_the_chain_triggers_at_the_head_revision(tmp_path: Path) -> None:
+    # An append is one statement on SQLite: two triggers (migration 0010) check the chain and
+    # move the heads. A later migration that rebuilds audit_events there would drop them.
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    migrate(engine, b"k" * 32)
+    with engine.connect() as conn:
+        names = conn.execute(
+            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+            {"t": "audit_events"},
+        ).scalars()
+        assert set(names) == {"audit_events_chain_check", "audit_events_chain_move"}
+    engine.dispose()

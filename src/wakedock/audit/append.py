@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from wakedock.audit.chain import (
     CHAIN_INFO,
     IN_BATCH,
+    SQLITE_MOVED,
     AuditChain,
     ChainedFields,
     Lane,
@@ -465,17 +466,20 @@ def _binders(connection: Any, keys: list[str]) -> list[tuple[str, Any]]:
     return cached
 
 
-# SQLite: the statements go to the driver itself. They run while the append holds the turn
-# and SQLite's write lock, which the next append waits for: SQLAlchemy's work per statement
-# (the parameters, the execution context) cost more than SQLite's own there.
-_SQLITE_MOVE = "UPDATE audit_chains SET hash = ? WHERE chain = ? AND hash = ?"
-_SQLITE_ORDER = "UPDATE audit_chain_head SET seq = seq + ?, hash = ? WHERE id = 1 RETURNING seq"
-# Its values in the table's order, which ends with the chain's columns: a prepared event's
-# bound values, then its chain, seq and hashes.
+# SQLite: one statement per event, to the driver itself. It runs while the append holds the
+# turn and SQLite's write lock, which the next append waits for: SQLAlchemy's work per statement
+# (the parameters, the execution context), and each statement more, cost more than SQLite's
+# own work there. The row takes the order's next seq; the triggers of migration 0010 refuse it
+# if its chain's head is not its prev_hash (the compare-and-set), and move the chain's row and
+# the order's to it (docs/audit.md, "Several chains, one order").
+_SQLITE_COLUMNS = [*_CONTENT_KEYS, "chain", "prev_hash", "hash", "seq"]
 _SQLITE_INSERT = (
-    f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"  # noqa: S608  # nosec B608
-    f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT INTO audit_events ({', '.join(_SQLITE_COLUMNS)})"  # noqa: S608  # nosec B608
+    f" VALUES ({', '.join('?' * (len(_SQLITE_COLUMNS) - 1))},"
+    " (SELECT seq + 1 FROM audit_chain_head WHERE id = 1))"
 )
+_SQLITE_INSERT_ONE = _SQLITE_INSERT + " RETURNING seq"
+_SQLITE_ORDER = "SELECT seq FROM audit_chain_head WHERE id = 1"
 
 
 def _sqlite_advance_and_insert(
@@ -485,29 +489,28 @@ def _sqlite_advance_and_insert(
     prepared: list[Prepared],
     head: tuple[str, int],
 ) -> tuple[list[int], str]:
-    """The chain's compare-and-set, then the order's next seqs and the rows if it moved: the
-    seqs ([] if the chain's head was not `head`), and the new head's hash."""
-    links: list[tuple[str, str]] = []  # each event's prev_hash and hash
+    """The rows inserted after `head` on `chain` (their triggers check and move the chain and
+    the order): their seqs ([] and nothing stored if the chain's head was not `head`), and the
+    new head's hash."""
+    values: list[tuple[Any, ...]] = []
     last, anchor = head
     for item in prepared:
         digest = audit_chain.link_on(chain, last, anchor, item.tail)
-        links.append((last, digest))
+        values.append((*item.bound, chain, last, digest))
         last, anchor = digest, IN_BATCH
-    cursor.execute(_SQLITE_MOVE, (last, chain, head[0]))
-    if cursor.rowcount != 1:
-        return [], last
-    cursor.execute(_SQLITE_ORDER, (len(prepared), last))
-    top = int(cursor.fetchone()[0])
-    first = top - len(prepared) + 1
-    values = [
-        (*item.bound, chain, first + index, previous, digest)
-        for index, (item, (previous, digest)) in enumerate(zip(prepared, links, strict=True))
-    ]
-    if len(values) == 1:
-        cursor.execute(_SQLITE_INSERT, values[0])
-    else:
-        cursor.executemany(_SQLITE_INSERT, values)
-    return list(range(first, top + 1)), last
+    try:
+        if len(values) == 1:
+            cursor.execute(_SQLITE_INSERT_ONE, values[0])
+            top = int(cursor.fetchone()[0])
+        else:
+            # Each row's trigger moves the chain to it: only the first can find it elsewhere.
+            cursor.executemany(_SQLITE_INSERT, values)
+            top = int(cursor.execute(_SQLITE_ORDER).fetchone()[0])
+    except sqlite3.IntegrityError as exc:
+        if SQLITE_MOVED in str(exc):
+            return [], last
+        raise
+    return list(range(top - len(values) + 1, top + 1)), last
 
 
 @sa_event.listens_for(Session, "after_commit")

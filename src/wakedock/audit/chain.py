@@ -36,6 +36,8 @@ GENESIS = "0" * 64
 # from before there were several.
 CHAINS_MAX = 8
 LEGACY_CHAIN = 0
+# SQLite: the message of the trigger that refuses an event whose chain has moved (migration 0010).
+SQLITE_MOVED = "wakedock: the audit chain moved"
 # PostgreSQL: events are appended on this many chains, so that appends do not wait for one
 # another's round trips (docs/benchmarks.md, "Several chains, one order"). SQLite has one writer
 # at a time: one chain.
