@@ -68,8 +68,9 @@ PLAIN = [
     "CREATE INDEX p3 ON plain_events (severity)",
     "CREATE INDEX p4 ON plain_events (actor)",
     "CREATE UNIQUE INDEX p5 ON plain_events (seq)",
-    "CREATE INDEX p6 ON plain_events (chain, seq)",
 ]
+# PostgreSQL only, as audit_events' (migration 0010).
+PLAIN_POSTGRESQL = ["CREATE INDEX p6 ON plain_events (chain, seq)"]
 INSERT = sa.text(
     "INSERT INTO plain_events (occurred_at, type, severity, actor, ip, user_agent, target, "
     "outcome, request_id, details, chain, seq, prev_hash, hash) VALUES (:at, 'login_failure', "
@@ -143,7 +144,8 @@ def main() -> None:
     pk = "SERIAL PRIMARY KEY" if engine.dialect.name == "postgresql" else "INTEGER PRIMARY KEY"
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS plain_events"))
-        for statement in PLAIN:
+        postgresql = engine.dialect.name == "postgresql"
+        for statement in PLAIN + (PLAIN_POSTGRESQL if postgresql else []):
             conn.execute(sa.text(statement.format(pk=pk)))
     offset = 0
 

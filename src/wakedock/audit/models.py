@@ -12,8 +12,9 @@ from wakedock.db import Base, UTCDateTime
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    # A chain's newest event (audit/append.py, when the head is read under its lock).
-    __table_args__ = (Index("ix_audit_events_chain_seq", "chain", "seq"),)
+    # A chain's newest event (audit/append.py, when the head is read under its lock), among
+    # eight chains. SQLite has one chain: its newest events are the table's, found by seq.
+    __table_args__ = (Index("ix_audit_events_chain_seq", "chain", "seq").ddl_if("postgresql"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

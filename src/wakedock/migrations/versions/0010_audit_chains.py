@@ -43,7 +43,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("chain", sa.SmallInteger, nullable=False, server_default=sa.text("0"))
         )
-        batch.create_index("ix_audit_events_chain_seq", ["chain", "seq"])
+    if op.get_bind().dialect.name == "postgresql":
+        # A chain's newest event among eight (SQLite's one chain's are the table's newest).
+        op.create_index("ix_audit_events_chain_seq", "audit_events", ["chain", "seq"])
     chains = op.create_table(
         "audit_chains",
         sa.Column("chain", sa.SmallInteger, primary_key=True, autoincrement=False),
@@ -81,6 +83,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_events_chain_check")
         op.execute("DROP TRIGGER IF EXISTS audit_events_chain_move")
     op.drop_table("audit_chains")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_audit_events_chain_seq", "audit_events")
     with op.batch_alter_table("audit_events") as batch:
-        batch.drop_index("ix_audit_events_chain_seq")
         batch.drop_column("chain")
