@@ -45,7 +45,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, Auditor, record_event
 from wakedock.audit.verify import verify_chain
@@ -61,19 +61,21 @@ PLAIN = [
   id {pk}, occurred_at TIMESTAMP NOT NULL, type VARCHAR(64) NOT NULL,
   severity VARCHAR(16) NOT NULL, actor VARCHAR(128), ip VARCHAR(45), user_agent VARCHAR(512),
   target VARCHAR(256), outcome VARCHAR(16) NOT NULL, request_id VARCHAR(64),
-  details TEXT NOT NULL, seq BIGINT NOT NULL, prev_hash VARCHAR(64) NOT NULL,
-  hash VARCHAR(64) NOT NULL)""",
+  details TEXT NOT NULL, chain SMALLINT NOT NULL DEFAULT 0, seq BIGINT NOT NULL,
+  prev_hash VARCHAR(64) NOT NULL, hash VARCHAR(64) NOT NULL)""",
     "CREATE INDEX p1 ON plain_events (occurred_at)",
     "CREATE INDEX p2 ON plain_events (type)",
     "CREATE INDEX p3 ON plain_events (severity)",
     "CREATE INDEX p4 ON plain_events (actor)",
     "CREATE UNIQUE INDEX p5 ON plain_events (seq)",
 ]
+# PostgreSQL only, as audit_events' (migration 0010).
+PLAIN_POSTGRESQL = ["CREATE INDEX p6 ON plain_events (chain, seq)"]
 INSERT = sa.text(
     "INSERT INTO plain_events (occurred_at, type, severity, actor, ip, user_agent, target, "
-    "outcome, request_id, details, seq, prev_hash, hash) VALUES (:at, 'login_failure', 'low', "
-    "'bench-user', '198.51.100.7', 'bench/1.0', :target, 'failure', NULL, :details, :seq, "
-    ":h, :h)"
+    "outcome, request_id, details, chain, seq, prev_hash, hash) VALUES (:at, 'login_failure', "
+    "'low', 'bench-user', '198.51.100.7', 'bench/1.0', :target, 'failure', NULL, :details, 1, "
+    ":seq, :h, :h)"
 )
 FAKE_HASH = "0" * 64
 
@@ -118,6 +120,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=None, help="default: a new SQLite file")
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--chains", type=int, default=None, help="chains appended to; default WakeDock's choice"
+    )
     parser.add_argument("--events", type=int, default=20_000, help="per round and kind")
     parser.add_argument(
         "--tx-events", type=int, default=None, help="for the in-transaction kind; default --events"
@@ -132,14 +137,15 @@ def main() -> None:
     key = secrets.token_bytes(32)
     engine = make_engine(url)
     migrate(engine, key)
-    chain = AuditChain(key)
+    chain = AuditChain(key, args.chains or chains_for(engine.dialect.name))
     factory: sessionmaker[Session] = make_session_factory(engine, {CHAIN_INFO: chain})
     clock = SystemClock()
     auditor = Auditor(factory, clock)
     pk = "SERIAL PRIMARY KEY" if engine.dialect.name == "postgresql" else "INTEGER PRIMARY KEY"
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS plain_events"))
-        for statement in PLAIN:
+        postgresql = engine.dialect.name == "postgresql"
+        for statement in PLAIN + (PLAIN_POSTGRESQL if postgresql else []):
             conn.execute(sa.text(statement.format(pk=pk)))
     offset = 0
 

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
@@ -32,7 +32,9 @@ CONTEXT = RequestContext(ip="198.51.100.7", user_agent="bench/1.0", actor="bench
 def process(url: str, key: bytes, number: int, threads: int, each: int, go: Any, done: Any) -> None:
     """One WakeDock process: `threads` threads, each recording `each` events, one a transaction."""
     engine = make_engine(url)
-    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+    factory = make_session_factory(
+        engine, {CHAIN_INFO: AuditChain(key, chains_for(engine.dialect.name))}
+    )
     clock = SystemClock()
 
     def writer(thread: int) -> None:

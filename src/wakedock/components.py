@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from wakedock.alerts.webhooks import alerts_cursor_key, make_alert_sink
-from wakedock.audit.chain import AuditChain, audit_chain_key
+from wakedock.audit.chain import AuditChain, audit_chain_key, chains_for
 from wakedock.audit.checks import ChainChecks
 from wakedock.audit.service import CHAIN_INFO, Auditor
 from wakedock.auth.csrf import CsrfGuard
@@ -184,7 +184,7 @@ def build_components(
     chain_key = audit_chain_key(settings.audit.chain_key, settings.data_dir)
     if run_migrations:
         migrate(engine, chain_key)
-    audit_chain = AuditChain(chain_key)
+    audit_chain = AuditChain(chain_key, chains_for(engine.dialect.name))
     factory = make_session_factory(engine, {CHAIN_INFO: audit_chain})
     outages = Outages()
     on_write_committed(factory, outages.up)

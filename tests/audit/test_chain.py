@@ -184,8 +184,8 @@ def test_a_wrong_key_fails_at_the_first_event(h: Harness) -> None:
     assert result.seq == 1 and "was changed" in result.problem
 
 
-def test_events_recorded_before_the_chain_are_chained_by_the_migration(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_events_recorded_before_the_chain_are_chained_by_the_migration(database_url: str) -> None:
+    engine = make_engine(database_url)
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
@@ -207,6 +207,18 @@ def test_events_recorded_before_the_chain_are_chained_by_the_migration(tmp_path:
         record_event(db, Event(EventType.LOGIN_SUCCESS), RequestContext(), at=SystemClock().now())
     result = verify_chain(factory, AuditChain(key))
     assert result.ok and result.checked == 4
+    # The trail from before there were several chains is chain 0, the new event on chain 1.
+    with engine.connect() as conn:
+        chains = conn.execute(sa.text("SELECT seq, chain FROM audit_events ORDER BY seq")).all()
+    assert [tuple(row) for row in chains] == [(1, 0), (2, 0), (3, 0), (4, 1)]
+    # Chain 0's events are still checked, with their own form of hash.
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE audit_events SET outcome = 'success' WHERE seq = 2"))
+    result = verify_chain(factory, AuditChain(key))
+    assert not result.ok and result.seq == 2 and "was changed" in str(result.problem)
+    engine.dispose()
 
 
 def test_cli_verify_reports_ok_then_names_the_tampered_event(tmp_path: Path) -> None:
@@ -268,3 +280,17 @@ def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harne
         last = db.execute(sa.text("SELECT seq, type FROM audit_events ORDER BY seq DESC")).first()
     assert tuple(last or ()) == (12, EventType.LOGIN_SUCCESS.value)
     assert verdict(h).ok
+
+
+def test_sqlite_has_the_chain_triggers_at_the_head_revision(tmp_path: Path) -> None:
+    # An append is one statement on SQLite: two triggers (migration 0010) check the chain and
+    # move the heads. A later migration that rebuilds audit_events there would drop them.
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    migrate(engine, b"k" * 32)
+    with engine.connect() as conn:
+        names = conn.execute(
+            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+            {"t": "audit_events"},
+        ).scalars()
+        assert set(names) == {"audit_events_chain_check", "audit_events_chain_move"}
+    engine.dispose()

@@ -21,7 +21,7 @@ from audit.writers import (
     with_caller_changes,
 )
 from wakedock import db as db_module
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.group_commit import group_of
 from wakedock.audit.service import CHAIN_INFO, record_alone, record_event
@@ -54,7 +54,9 @@ def test_many_threads_and_two_processes_give_one_whole_chain(
     # replica): its own group commit and remembered head, the same database.
     engine = factory.kw["bind"]
     other_engine = make_engine(engine.url.render_as_string(hide_password=False))
-    other = make_session_factory(other_engine, {CHAIN_INFO: AuditChain(KEY)})
+    other = make_session_factory(
+        other_engine, {CHAIN_INFO: AuditChain(KEY, chains_for(other_engine.dialect.name))}
+    )
     acknowledged: dict[str, int] = {}
     committed: set[str] = set()
     rolled_back: set[str] = set()
@@ -149,15 +151,9 @@ def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
         for thread in queued:
             thread.start()
         wait_for(lambda: len(group._waiting) == 4, "four callers queue")
-        # An intruder's row takes seq 6: the queued batch fails on its second row.
-        holder.execute(
-            sa.text(
-                "INSERT INTO audit_events (occurred_at, type, severity, actor, ip, user_agent, "
-                "target, outcome, request_id, details, seq, prev_hash, hash) "
-                "SELECT occurred_at, type, severity, actor, ip, user_agent, 'forged', outcome, "
-                "request_id, details, 6, prev_hash, hash FROM audit_events WHERE seq = 3"
-            )
-        )
+        # The database refuses one of the queued events (a trigger): their batch fails whole.
+        for statement in REFUSE_ON[engine.dialect.name]:
+            holder.execute(sa.text(statement))
         holder.commit()
         first.join()
         for thread in queued:
@@ -165,19 +161,32 @@ def test_a_failed_batch_stores_none_of_its_events_and_tells_each_caller(
 
     assert outcomes["first"] == 4
     for n in range(4):
-        assert isinstance(outcomes[f"queued-{n}"], sa.exc.IntegrityError)
+        outcome = outcomes[f"queued-{n}"]
+        assert isinstance(outcome, sa.exc.DBAPIError) and "refused" in str(outcome), outcome
     events = stored(factory)
     assert not {f"queued-{n}" for n in range(4)} & set(events)
     assert events["first"] == 4
-    # Remove the intruder's row (as an intruder could): the chain goes on from seq 4.
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        conn.execute(sa.text("DELETE FROM audit_events WHERE target = 'forged'"))
+    # The chain goes on from seq 4, no seq used by the failed batch.
     assert record_alone(factory, event("after"), CONTEXT, at=now()) == 5
     verdict = verify_chain(factory, chain_of(factory))
     assert verdict.ok, verdict.problem
     assert verdict.checked == 5
+
+
+# A trigger that refuses the event of one queued caller (the others in its batch are fine).
+REFUSE_ON = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_event BEFORE INSERT ON audit_events"
+        " WHEN NEW.target = 'queued-2' BEGIN SELECT RAISE(ABORT, 'event refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.target = 'queued-2' THEN RAISE EXCEPTION 'event refused'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_event BEFORE INSERT ON audit_events"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_event()",
+    ],
+}
 
 
 def test_a_lone_caller_after_a_burst_is_recorded(factory: sessionmaker[Session]) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit.writers import KEY, in_threads, now, terminate_backend, with_caller_changes
 from wakedock.audit.append import TURN_WAIT
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.durable import wait_durable
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
@@ -249,7 +249,9 @@ def test_postgresql_a_connection_lost_before_the_commit_is_a_lost_database_and_i
 def append_from_another_process(url: str, key: bytes, name: str, count: int) -> None:
     """A second WakeDock process: its own engine, chain object, turn and remembered head."""
     engine = make_engine(url)
-    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+    factory = make_session_factory(
+        engine, {CHAIN_INFO: AuditChain(key, chains_for(engine.dialect.name))}
+    )
 
     def writer(thread: int) -> None:
         for n in range(count):
@@ -300,7 +302,7 @@ def test_sqlite_a_transaction_that_has_written_does_not_wait_for_the_turn(
         )
         other.start()
         deadline = time.monotonic() + 30
-        while not chain.turn.locked():
+        while not chain.lanes[0].turn.locked():
             assert time.monotonic() < deadline, "the other append never took its turn"
             time.sleep(0.005)
         started = time.monotonic()
@@ -349,22 +351,22 @@ def test_sqlite_the_turn_goes_when_the_transaction_ends_however_it_ends(
     db = factory()
     db.begin()
     record_event(db, event("abandoned"), CONTEXT, at=now())
-    assert chain.turn.locked()
+    assert chain.lanes[0].turn.locked()
     db.close()
-    assert not chain.turn.locked()
+    assert not chain.lanes[0].turn.locked()
     # Rolled back: the same, and the next event takes the seq the abandoned ones had.
     with transaction(factory) as db:
         record_event(db, event("rolled back"), CONTEXT, at=now())
         db.rollback()
-    assert not chain.turn.locked()
+    assert not chain.lanes[0].turn.locked()
     # A savepoint's end keeps the turn; the outer commit releases it.
     with transaction(factory) as db:
         record_event(db, event("before a savepoint"), CONTEXT, at=now())
-        assert chain.turn.locked()
+        assert chain.lanes[0].turn.locked()
         with db.begin_nested():
             record_event(db, event("in it"), CONTEXT, at=now())
-        assert chain.turn.locked()
-    assert not chain.turn.locked()
+        assert chain.lanes[0].turn.locked()
+    assert not chain.lanes[0].turn.locked()
     assert targets(factory) == ["before a savepoint", "in it"]
     verdict = verify_chain(factory, chain)
     assert verdict.ok, verdict.problem

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.service import CHAIN_INFO
 from wakedock.db import make_engine, make_session_factory, migrate
 
@@ -31,7 +31,9 @@ def chain_factory(url: str, key: bytes = KEY) -> sessionmaker[Session]:
     """
     engine = make_engine(url)
     migrate(engine, key)
-    return make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+    return make_session_factory(
+        engine, {CHAIN_INFO: AuditChain(key, chains_for(engine.dialect.name))}
+    )
 
 
 def chain_of(factory: sessionmaker[Session]) -> AuditChain:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import AuditChain
+from wakedock.audit.chain import AuditChain, chains_for
 from wakedock.audit.service import CHAIN_INFO
 from wakedock.db import make_engine, make_session_factory, migrate
 
@@ -21,6 +21,8 @@ def audit_database(url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(url)
     migrate(engine, key)
     try:
-        yield make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+        yield make_session_factory(
+            engine, {CHAIN_INFO: AuditChain(key, chains_for(engine.dialect.name))}
+        )
     finally:
         engine.dispose()

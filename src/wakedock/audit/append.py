@@ -1,8 +1,15 @@
-"""Appending to the audit chain in a session's transaction: the head's compare-and-set, the
-INSERT, and the per-process turn that orders appends (docs/audit.md, "Appends take turns").
+"""Appending to the audit chains in a session's transaction: the chain's compare-and-set, the
+order's next seqs, the INSERT, and the per-process turns that order appends (docs/audit.md,
+"Appends take turns" and "Several chains, one order").
 
 `record_event` and the group commit of `record_alone` (audit/service.py, audit/group_commit.py)
-both come here; nothing else writes `audit_events`.
+both come here (PostgreSQL's events of a caller's transaction through audit/at_commit.py);
+nothing else writes `audit_events`.
+
+Locks, always in this order: the chain's row (`audit_chains`), then the order's
+(`audit_chain_head`), both held until the commit. So appends on different chains wait for one
+another only for the order's next seqs, taken just before their commits, and the seqs become
+visible in order.
 """
 
 from __future__ import annotations
@@ -15,106 +22,51 @@ from operator import attrgetter
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import (
-    Connection,
-    Dialect,
-    Engine,
-    Table,
-    and_,
-    bindparam,
-    case,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy import cast as sa_cast
+from sqlalchemy import Connection, Dialect, Engine, Table
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from wakedock.audit.chain import CHAIN_INFO, AuditChain, ChainedFields, canonical_tail
-from wakedock.audit.durable import ASYNC_COMMIT
-from wakedock.audit.models import AuditChainHead, AuditEvent
+from wakedock.audit.chain import (
+    CHAIN_INFO,
+    IN_BATCH,
+    SQLITE_MOVED,
+    AuditChain,
+    ChainedFields,
+    Lane,
+    canonical_tail,
+)
+from wakedock.audit.models import AuditEvent
 from wakedock.db import driver_error, transaction
 
 log = logging.getLogger("wakedock.audit")
 
-# Built once: the hot path only binds parameters.
-_HEAD = cast(Table, AuditChainHead.__table__)
 _EVENTS = cast(Table, AuditEvent.__table__)
-# Takes the head row's write lock (a no-op update) and reads it in the same round trip: with
-# the lock held first, the head read is the latest and cannot move before this commit ends.
-_TAKE = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq)
-_TAKE_HEAD = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash)
-_TAKE_HEAD_ASYNC = _TAKE.returning(_HEAD.c.seq, _HEAD.c.hash, ASYNC_COMMIT)
-# Moves the head to the new last event. The (seq, hash) it was read at is checked again,
-# although the lock is held, so that nothing can append from a head other than the real one.
-_ADVANCE = (
-    update(_HEAD)
-    .where(
-        _HEAD.c.id == 1,
-        _HEAD.c.seq == bindparam("expected"),
-        _HEAD.c.hash == bindparam("previous"),
-    )
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
-)
 _COLUMNS = [column.key for column in _EVENTS.columns if column.key != "id"]
-
-
-def _advance_and_insert(*with_move: Any) -> Any:
-    """PostgreSQL, one event: move the head and insert the row in one statement (one round trip).
-
-    The update selects the head row by id only, so that it waits for the transaction holding
-    the row's lock; a compare-and-set in its WHERE would be tested against the last committed
-    version first, and fail at once while the previous append is still committing. The
-    comparison is made in SET instead, on the latest version once the lock is had: the head
-    moves only if it is still (expected, previous), and the row is inserted only if it moved.
-    `with_move` (e.g. ASYNC_COMMIT) rides on the update.
-    """
-    unchanged = and_(_HEAD.c.seq == bindparam("expected"), _HEAD.c.hash == bindparam("previous"))
-    moved = (
-        update(_HEAD)
-        .where(_HEAD.c.id == 1)
-        .values(
-            seq=case((unchanged, bindparam("new_seq")), else_=_HEAD.c.seq),
-            hash=case((unchanged, bindparam("new_hash")), else_=_HEAD.c.hash),
-        )
-        .returning(_HEAD.c.seq, _HEAD.c.hash, *with_move)
-        .cte("moved")
-    )
-    # The row's link is the move's own parameters: each value is sent once.
-    same = {"seq": "new_seq", "prev_hash": "previous", "hash": "new_hash"}
-    values = (
-        sa_cast(bindparam(same.get(key, key)), _EVENTS.c[key].type).label(key) for key in _COLUMNS
-    )
-    row = select(*values).where(
-        moved.c.seq == bindparam("new_seq"), moved.c.hash == bindparam("new_hash")
-    )
-    return insert(_EVENTS).from_select(_COLUMNS, row).returning(_EVENTS.c.id)
-
-
-_ADVANCE_AND_INSERT = _advance_and_insert()
-_ADVANCE_AND_INSERT_ASYNC = _advance_and_insert(ASYNC_COMMIT)
-# The Session.info key set once this transaction holds the head's lock (it appended).
+_CHAIN_KEYS = ("chain", "seq", "prev_hash", "hash")
+_CONTENT_KEYS = [key for key in _COLUMNS if key not in _CHAIN_KEYS]
+if [*_CONTENT_KEYS, *_CHAIN_KEYS] != _COLUMNS:
+    raise RuntimeError("audit_events: the chain's columns must come last")
+# The Session.info key set once this transaction holds a chain's lock (it appended): the chain.
 _HOLDS_HEAD = "audit_holds_head"
 # The Session.info key of the turn a SQLite transaction keeps until it ends (see append_in_turn).
 _KEEPS_TURN = "audit_keeps_turn"
-# How long an append waits for its turn (`AuditChain.turn`) before it queues on the head's
+# How long an append waits for a turn (`AuditChain.take_lane`) before it queues on a chain's
 # lock in the database instead, as it would with no turn at all.
 TURN_WAIT = 1.0
 
 
 def holds_head(db: Session) -> bool:
-    """Whether `db`'s transaction has moved the chain head (and holds its lock)."""
-    return bool(db.info.get(_HOLDS_HEAD))
+    """Whether `db`'s transaction has moved a chain's head (and holds its lock)."""
+    return db.info.get(_HOLDS_HEAD) is not None
 
 
 def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early: bool) -> list[int]:
-    """`append`, in this process's turn (`AuditChain.turn`) when it can be had: the seqs.
+    """`append`, in one of this process's turns (`AuditChain.take_lane`) when one can be had:
+    the seqs.
 
-    PostgreSQL: the turn ends when the statement that moved the head returns; the next append
-    then waits in the database for this one's commit record only.
+    PostgreSQL: the turn ends when the statement that moved the chain returns; the next append
+    on that chain then waits in the database for this one's commit record only.
 
     SQLite: the turn is kept until this transaction ends. Its first write took the database's
     one write lock, so the next append could not write before that commit anyway; queued on
@@ -122,45 +74,58 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     sleeps 1, 2, 5, 10 ms... between attempts, holding the turn and everyone behind it.
     """
     chain = chain_of(db)
-    # A transaction that holds the head already never waits for a turn: the holder of the turn
-    # may be waiting for this transaction's commit. On SQLite the lock is the whole
-    # database's, so that holds for any transaction that has written. A turn not had within
-    # TURN_WAIT (a wait the database cannot see) is given up for the database's own queue.
+    # A transaction that holds a chain already appends there again, and never waits for a
+    # turn: the holder of the turn may be waiting for this transaction's commit. On SQLite
+    # the lock is the whole database's, so that holds for any transaction that has written. A
+    # turn not had within TURN_WAIT (a wait the database cannot see) is given up for the
+    # database's own queue.
     connection = db.connection()
     sqlite = connection.dialect.name == "sqlite"
     # Everything that does not depend on the head is done before the turn is taken.
     prepared = _prepare(connection, contents)
-    if (
-        db.info.get(_HOLDS_HEAD)
-        or (sqlite and _sqlite_writing(connection))
-        or not chain.turn.acquire(timeout=TURN_WAIT)
-    ):
-        return append(db, prepared, release_early=release_early)
+    held = db.info.get(_HOLDS_HEAD)
+    if held is not None:
+        # Its own chain's head, which this transaction wrote and still holds, is remembered.
+        lane = chain.lanes[held - 1] if 0 < held <= len(chain.lanes) else None
+        head = None if lane is None else chain.cached_head(lane)
+        if head is not None:
+            seqs = append(
+                db, prepared, chain=held, lane=lane, head=head, release_early=release_early
+            )
+            if seqs:
+                return seqs
+        return append(db, prepared, chain=held, lane=lane, release_early=release_early)
+    lane = None if sqlite and _sqlite_writing(connection) else chain.take_lane(TURN_WAIT)
+    if lane is None:
+        return append(db, prepared, chain=chain.lanes[0].chain, release_early=release_early)
     kept = False
     try:
-        seqs = append(db, prepared, head=chain.cached_head(), release_early=release_early)
+        head = chain.cached_head(lane)
+        seqs = append(
+            db, prepared, chain=lane.chain, lane=lane, head=head, release_early=release_early
+        )
         if not seqs:
             # The head this process remembered was rolled back, or another process appended:
             # read it under its lock, still in the turn, so that the next turn starts right.
-            seqs = append(db, prepared, release_early=release_early)
+            seqs = append(db, prepared, chain=lane.chain, lane=lane, release_early=release_early)
         if sqlite:
-            db.info[_KEEPS_TURN] = (chain.turn, connection.connection.driver_connection)
+            db.info[_KEEPS_TURN] = (lane.turn, connection.connection.driver_connection)
             kept = True
         return seqs
     finally:
         if not kept:
-            chain.turn.release()
+            lane.turn.release()
 
 
 def append_committed(factory: sessionmaker[Session], contents: list[ChainedFields]) -> list[int]:
     """Chain `contents` in a transaction of their own, committed when this returns: their seqs.
 
-    PostgreSQL: from the head this process remembers, in its turn, one statement in autocommit
-    moves the head and inserts the rows (`_committed_batch`): one round trip, and the head's
-    lock is held for the server's own work and the commit's flush only, not for round trips to
-    this process. If the head was not the remembered one (another process appended, or a
-    transaction that moved it rolled back), the head is locked and read in a transaction, as
-    `append` does. SQLite: `append_in_turn` in a transaction.
+    PostgreSQL: from the head this process remembers on the lane it takes, one statement in
+    autocommit moves the chain and the order and inserts the rows (`_committed_batch`): one
+    round trip, and the locks are held for the server's own work and the commit's flush only,
+    not for round trips to this process. If the head was not the remembered one (another
+    process appended, or a transaction that moved it rolled back), the head is locked and read
+    in a transaction, as `append` does. SQLite: `append_in_turn` in a transaction.
     """
     engine = factory.kw["bind"]
     if engine.dialect.name != "postgresql":
@@ -170,20 +135,21 @@ def append_committed(factory: sessionmaker[Session], contents: list[ChainedField
     if not isinstance(chain, AuditChain):
         raise RuntimeError("this session factory has no audit chain: use the components' factory")
     prepared = prepare_rows(engine, contents)
-    had_turn = chain.turn.acquire(timeout=TURN_WAIT)
+    lane = chain.take_lane(TURN_WAIT)
     try:
-        head = chain.cached_head() if had_turn else None
-        if head is not None:
+        head = chain.cached_head(lane) if lane is not None else None
+        if lane is not None and head is not None:
             with engine.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
-                seqs = _committed_batch(connection, chain, prepared, head)
+                seqs = _committed_batch(connection, chain, lane, prepared, head)
             if seqs:
                 return seqs
+        number = (lane or chain.lanes[0]).chain
         with transaction(factory) as db:
-            return append(db, [item for item, _row in prepared])
+            return append(db, [item for item, _row in prepared], chain=number, lane=lane)
     finally:
-        if had_turn:
-            chain.turn.release()
+        if lane is not None:
+            lane.turn.release()
 
 
 def prepare_rows(engine: Engine, contents: list[ChainedFields]) -> list[tuple[Prepared, list[Any]]]:
@@ -205,41 +171,55 @@ _BATCH_SQL: dict[tuple[int, bool], bytes] = {}
 
 
 def batch_sql(rows: int, *, raising: bool = False) -> bytes:
-    """PostgreSQL: the head moved from (expected, previous) and `rows` rows inserted, in one
-    statement; it returns one row per event stored, none if the head was not (expected,
-    previous). Its parameters, in PostgreSQL's own numbered form ($1...: a psycopg RawCursor,
-    whose query is not converted on each call as a long %s query is): expected, previous, the
-    new seq, the new hash, then each row's values in `_COLUMNS` order.
+    """PostgreSQL: a chain moved from `previous` to `last`, the order's next `rows` seqs taken
+    and `rows` rows inserted with them, in one statement; it returns the seq of each event
+    stored, none if the chain's head was not `previous`. Its parameters, in PostgreSQL's own
+    numbered form ($1...: a psycopg RawCursor, whose query is not converted on each call as a
+    long %s query is): the chain, previous, last, then each row's values in `_CONTENT_KEYS`
+    order followed by its prev_hash and hash.
 
-    `raising`: the statement fails instead (SQLSTATE 22012) if the head was not (expected,
-    previous), and turns `synchronous_commit` off for its transaction (audit/at_commit.py)."""
+    The chain's row is selected by its key only, so that the update waits for the transaction
+    holding its lock (a compare-and-set in its WHERE would be tested against the last committed
+    version first, and fail at once while the previous append is still committing); the
+    comparison is made in SET instead, on the latest version once the lock is had. The order's
+    row is moved only if the chain moved (its subquery runs first: the chain's lock is taken
+    before the order's), and the rows take its seqs.
+
+    `raising`: the statement fails instead (SQLSTATE 22012) if the chain was not at `previous`,
+    returns the last seq stored, and turns `synchronous_commit` off for its transaction
+    (audit/at_commit.py)."""
     sql = _BATCH_SQL.get((rows, raising))
     if sql is None:
         dialect = cast(Dialect, postgresql_dialect.dialect())  # type: ignore[no-untyped-call]
-        types = [_EVENTS.c[key].type.compile(dialect=dialect) for key in _COLUMNS]
+        keys = [*_CONTENT_KEYS, "prev_hash", "hash"]
+        types = [_EVENTS.c[key].type.compile(dialect=dialect) for key in keys]
         values = ", ".join(
-            "("
-            + ", ".join(f"${5 + n * len(types) + i}::{name}" for i, name in enumerate(types))
+            f"({n + 1}, "
+            + ", ".join(f"${4 + n * len(types) + i}::{name}" for i, name in enumerate(types))
             + ")"
             for n in range(rows)
         )
-        columns = ", ".join(_COLUMNS)
+        # An integer (the batch's size) and placeholders only: every value is a bound parameter.
         moved = (
-            "WITH moved AS (UPDATE audit_chain_head SET"
-            " seq = CASE WHEN seq = $1::bigint AND hash = $2::varchar THEN $3::bigint ELSE seq END,"
-            " hash = CASE WHEN seq = $1::bigint AND hash = $2::varchar THEN $4::varchar"
-            " ELSE hash END WHERE id = 1 RETURNING seq, hash)"
+            "WITH moved AS (UPDATE audit_chains SET"  # noqa: S608  # nosec B608
+            " hash = CASE WHEN hash = $2::varchar THEN $3::varchar ELSE hash END"
+            " WHERE chain = $1::smallint RETURNING hash),"
+            f" ordered AS (UPDATE audit_chain_head SET seq = seq + {rows}, hash = $3::varchar"
+            " WHERE id = 1 AND EXISTS (SELECT 1 FROM moved WHERE moved.hash = $3::varchar)"
+            " RETURNING seq)"
         )
         # Column names and placeholders only: every value is a bound parameter.
+        columns = ", ".join(_COLUMNS)
+        named = ", ".join(f"v.{key}" for key in _CONTENT_KEYS)
         stored = (
-            f"INSERT INTO audit_events ({columns}) SELECT v.* FROM moved,"  # noqa: S608  # nosec B608
-            f" (VALUES {values}) AS v ({columns})"
-            " WHERE moved.seq = $3::bigint AND moved.hash = $4::varchar RETURNING id"
+            f"INSERT INTO audit_events ({columns})"  # noqa: S608  # nosec B608
+            f" SELECT {named}, $1::smallint, ordered.seq - {rows} + v.n, v.prev_hash, v.hash"
+            f" FROM ordered, (VALUES {values}) AS v (n, {', '.join(keys)}) RETURNING seq"
         )
         if raising:
-            # A division by the number of rows stored: by zero if the head had moved.
+            # A division by the number of rows stored: by zero if the chain had moved.
             text_sql = (
-                f"{moved}, stored AS ({stored}) SELECT 1 / count(*),"  # noqa: S608  # nosec B608
+                f"{moved}, stored AS ({stored}) SELECT 1 / count(*), max(seq),"  # noqa: S608  # nosec B608
                 " set_config('synchronous_commit', 'off', true) FROM stored"
             )
         else:
@@ -256,43 +236,46 @@ _CACHED_BATCH_SQL = 64
 
 
 def link_rows(
-    chain: AuditChain, prepared: list[tuple[Prepared, list[Any]]], expected: int, previous: str
-) -> tuple[list[Any], int, str]:
-    """The events chained after (expected, previous): every row's values in one list (as
-    `batch_sql` takes them after its first four), the new head's seq and hash."""
+    chain: AuditChain,
+    number: int,
+    prepared: list[tuple[Prepared, list[Any]]],
+    head: tuple[str, int],
+) -> tuple[list[Any], str]:
+    """The events chained on chain `number` after `head` (hash, seq): every row's values in
+    one list (as `batch_sql` takes them after its first three), and the new head's hash."""
     rows: list[Any] = []
-    last = previous
-    for seq, (item, row) in enumerate(prepared, start=expected + 1):
-        digest = chain.link_tail(last, seq, item.tail)
+    last, anchor = head
+    for item, row in prepared:
+        digest = chain.link_on(number, last, anchor, item.tail)
         rows.extend(row)
-        rows.extend((seq, last, digest))
-        last = digest
-    return rows, expected + len(prepared), last
+        rows.extend((last, digest))
+        last, anchor = digest, IN_BATCH
+    return rows, last
 
 
 def _committed_batch(
     connection: Connection,
     chain: AuditChain,
+    lane: Lane,
     prepared: list[tuple[Prepared, list[Any]]],
-    head: tuple[int, str],
+    head: tuple[str, int],
 ) -> list[int]:
     """The events chained from `head` and committed in one statement: their seqs, or [] (and
-    nothing stored) if the head was no longer `head`."""
-    expected, previous = head
-    rows, new_seq, last = link_rows(chain, prepared, expected, previous)
+    nothing stored) if the chain's head was no longer `head`."""
+    rows, last = link_rows(chain, lane.chain, prepared, head)
     sql = batch_sql(len(prepared))
     driver = cast(Any, connection.connection.driver_connection)
     try:
         with psycopg.RawCursor(driver) as cursor:
-            cursor.execute(sql, [expected, previous, new_seq, last, *rows])
-            stored = len(cursor.fetchall())
+            cursor.execute(sql, [lane.chain, head[0], last, *rows])
+            seqs = sorted(int(seq) for (seq,) in cursor.fetchall())
     except psycopg.Error as exc:
         raise driver_error(connection, sql.decode(), exc) from exc
-    if stored != len(prepared):
+    if len(seqs) != len(prepared):
         return []
-    chain.remember(new_seq, last)
+    chain.remember(lane, last, seqs[-1])
     log_appended([item for item, _row in prepared])
-    return list(range(expected + 1, new_seq + 1))
+    return seqs
 
 
 @dataclass(frozen=True)
@@ -300,8 +283,8 @@ class Prepared:
     """An event ready to be chained: what can be computed before the head is known."""
 
     content: ChainedFields
-    tail: bytes  # canonical_tail: the HMAC's input but the seq
-    bound: tuple[Any, ...]  # SQLite: the row's values but its seq and hashes, as bound
+    tail: bytes  # canonical_tail: the HMAC's input but the chain's
+    bound: tuple[Any, ...]  # SQLite: the row's values but its chain's, as bound
 
 
 def _prepare(connection: Any, contents: list[ChainedFields]) -> list[Prepared]:
@@ -333,55 +316,121 @@ def chain_of(db: Session) -> AuditChain:
     return chain
 
 
+# PostgreSQL: the chain's row locked (a no-op update) and read in one round trip; with the
+# lock held first, what is read is the latest and cannot move before this commit ends.
+TAKE_CHAIN = (
+    b"UPDATE audit_chains SET hash = hash WHERE chain = %s RETURNING hash, base_seq, base_hash"
+)
+_SQLITE_TAKE_CHAIN = (
+    "UPDATE audit_chains SET hash = hash WHERE chain = ? RETURNING hash, base_seq, base_hash"
+)
+# The chain's newest event (index ix_audit_events_chain_seq).
+_NEWEST = "SELECT seq, hash FROM audit_events WHERE chain = {} ORDER BY seq DESC LIMIT 1"
+
+
+def chain_head(
+    cursor: Any, number: int, locked: tuple[Any, ...], placeholder: str
+) -> tuple[str, int]:
+    """The head (hash, seq) of chain `number`, whose row (hash, base_seq, base_hash) the
+    caller's transaction has just locked and read with `cursor` (a DB-API cursor)."""
+    digest, base_seq, base_hash = str(locked[0]), int(locked[1]), str(locked[2])
+    cursor.execute(_NEWEST.format(placeholder), (number,))
+    newest = cursor.fetchone()
+    if newest is None or int(newest[0]) <= base_seq:
+        if digest != base_hash:
+            raise RuntimeError(f"audit chain {number}: its newest event is missing")
+        return digest, base_seq
+    if str(newest[1]) != digest:
+        raise RuntimeError(f"audit chain {number}: its head is not its newest event")
+    return digest, int(newest[0])
+
+
 def append(
     db: Session,
     prepared: list[Prepared],
     *,
-    head: tuple[int, str] | None = None,
+    chain: int,
+    lane: Lane | None = None,
+    head: tuple[str, int] | None = None,
     release_early: bool = False,
 ) -> list[int]:
-    """Chain the `prepared` events (seqs set here), in order, in `db`'s transaction: their seqs.
+    """Chain the `prepared` events on chain `chain`, in order, in `db`'s transaction: their
+    seqs (the order's next ones).
 
-    From `head`, a (seq, hash) believed to be the last: a compare-and-set, which waits for the
-    transaction holding the head and stores nothing (returns []) if the head is no longer that.
-    Without `head`: the head is locked and read in one statement, then moved. One update moves
-    the head past all of them and one statement (COPY on PostgreSQL) stores them, so a
-    batch costs about what one event does. `release_early`: see audit/durable.py.
+    From `head`, a (hash, seq) believed to be the chain's newest event: a compare-and-set,
+    which waits for the transaction holding the chain and stores nothing (returns []) if its
+    head is no longer that. Without `head`: the chain is locked and read first. One statement
+    on PostgreSQL, three on SQLite, whatever the number of events. `lane`: where to remember
+    the head written. `release_early`: see audit/durable.py.
     """
-    chain = chain_of(db)
+    audit_chain = chain_of(db)
     connection = db.connection()
-    async_commit = release_early
+    sqlite = connection.dialect.name == "sqlite"
     locked = head is None
-    if head is None:
-        head = connection.execute(_TAKE_HEAD_ASYNC if release_early else _TAKE_HEAD).one()
-        async_commit = False  # done by the statement that took the lock
-    expected, previous = int(head[0]), str(head[1])
-    links: list[tuple[int, str, str]] = []  # each event's (seq, prev_hash, hash)
-    last = previous
-    for seq, item in enumerate(prepared, start=expected + 1):
-        digest = chain.link_tail(last, seq, item.tail)
-        links.append((seq, last, digest))
-        last = digest
-    moving = {"expected": expected, "previous": previous, "new_seq": expected + len(links)}
-    moving["new_hash"] = last
-    if connection.dialect.name == "sqlite":
-        moved = _sqlite_advance_and_insert(connection, moving, prepared, links)
-    else:
-        rows = [
-            {**item.content.__dict__, "seq": seq, "prev_hash": prev_hash, "hash": digest}
-            for item, (seq, prev_hash, digest) in zip(prepared, links, strict=True)
-        ]
-        moved = _postgresql_advance_and_insert(connection, moving, rows, async_commit)
-    if moved != 1:
+    driver = cast(Any, connection.connection.driver_connection)
+    statement = "audit chain head"
+    try:
+        cursor = driver.cursor()
+        try:
+            if release_early and not sqlite:
+                cursor.execute("SELECT set_config('synchronous_commit', 'off', true)")
+            if head is None:
+                statement = _SQLITE_TAKE_CHAIN if sqlite else TAKE_CHAIN.decode()
+                cursor.execute(statement, (chain,))
+                row = cursor.fetchone()
+                if row is None:
+                    raise RuntimeError(f"audit chain {chain} has no row in audit_chains")
+                head = chain_head(cursor, chain, tuple(row), "?" if sqlite else "%s")
+            if sqlite:
+                seqs, last = _sqlite_advance_and_insert(cursor, audit_chain, chain, prepared, head)
+            else:
+                binders = _binders(connection, _CONTENT_KEYS)
+                seqs, last = _postgresql_advance_and_insert(
+                    driver, binders, audit_chain, chain, prepared, head
+                )
+        finally:
+            cursor.close()
+    except (psycopg.Error, sqlite3.Error) as exc:
+        # A full disk is a 503 (web/errors.py).
+        raise driver_error(connection, statement, exc) from exc
+    if not seqs:
         if locked:
             raise RuntimeError("the audit chain head moved while locked; event not recorded")
         return []
     # Remembered at once, for the next turn: if this transaction rolls back, the next
     # compare-and-set from it fails and that append reads the real head.
-    chain.remember(expected + len(links), last)
-    db.info[_HOLDS_HEAD] = True
+    if lane is not None:
+        audit_chain.remember(lane, last, seqs[-1])
+    db.info[_HOLDS_HEAD] = chain
     log_appended(prepared)
-    return [seq for seq, _previous, _digest in links]
+    return seqs
+
+
+def _postgresql_advance_and_insert(
+    driver: Any,
+    binders: list[tuple[str, Any]],
+    audit_chain: AuditChain,
+    chain: int,
+    prepared: list[Prepared],
+    head: tuple[str, int],
+) -> tuple[list[int], str]:
+    """The chain moved, the seqs taken and the rows inserted: the seqs, [] if the chain's
+    head was not `head`; and the new head's hash."""
+    rows: list[Any] = []
+    last, anchor = head
+    for item in prepared:
+        digest = audit_chain.link_on(chain, last, anchor, item.tail)
+        content = item.content
+        rows.extend(
+            getattr(content, key) if bind is None else bind(getattr(content, key))
+            for key, bind in binders
+        )
+        rows.extend((last, digest))
+        last, anchor = digest, IN_BATCH
+    with psycopg.RawCursor(driver) as cursor:
+        cursor.execute(batch_sql(len(prepared)), [chain, head[0], last, *rows])
+        seqs = sorted(int(seq) for (seq,) in cursor.fetchall())
+    return (seqs if len(seqs) == len(prepared) else []), last
 
 
 def log_appended(prepared: list[Prepared]) -> None:
@@ -397,58 +446,6 @@ def log_appended(prepared: list[Prepared]) -> None:
             log.info("audit %s", json.dumps(summary))
 
 
-def _postgresql_advance_and_insert(
-    connection: Any, moving: dict[str, Any], rows: list[dict[str, Any]], async_commit: bool
-) -> int:
-    """The head moved and the rows inserted, on PostgreSQL: 1 if the head moved, else 0."""
-    if len(rows) == 1:
-        return _postgresql_advance_and_insert_one(connection, moving, rows[0], async_commit)
-    if async_commit:
-        connection.execute(select(ASYNC_COMMIT))
-    moved = int(connection.execute(_ADVANCE, moving).rowcount)
-    if moved == 1:
-        _postgresql_copy(connection, rows)
-    return moved
-
-
-# PostgreSQL, one event: `_advance_and_insert` compiled once per dialect, with named
-# parameters, and sent to the driver itself as bytes. SQLAlchemy's work per execution (its
-# parameters, bind casts and result rows) and psycopg's encoding of the query and of repeated
-# parameters were a third of the process's CPU per event in the caller's transaction, in which
-# the next append waits (docs/benchmarks.md).
-_ONE: dict[tuple[type[Any], bool], tuple[bytes, dict[str, Any]]] = {}
-
-
-def _one_statement(dialect: Any, async_commit: bool) -> tuple[bytes, dict[str, Any]]:
-    """(the SQL, with %(name)s parameters; the parameters fixed in the statement)."""
-    key = (type(dialect), async_commit)
-    cached = _ONE.get(key)
-    if cached is None:
-        statement = _ADVANCE_AND_INSERT_ASYNC if async_commit else _ADVANCE_AND_INSERT
-        compiled = statement.compile(dialect=type(dialect)(paramstyle="pyformat"))
-        fixed = {name: value for name, value in compiled.params.items() if value is not None}
-        cached = _ONE[key] = (str(compiled).encode(), fixed)
-    return cached
-
-
-def _postgresql_advance_and_insert_one(
-    connection: Any, moving: dict[str, Any], row: dict[str, Any], async_commit: bool
-) -> int:
-    sql, fixed = _one_statement(connection.dialect, async_commit)
-    values = {**fixed, **moving}
-    for key, bind in _binders(connection, _CONTENT_KEYS):
-        values[key] = row[key] if bind is None else bind(row[key])
-    driver = connection.connection.driver_connection
-    try:
-        with driver.cursor() as cursor:
-            cursor.execute(sql, values)
-            return len(cursor.fetchall())
-    except psycopg.Error as exc:
-        raise driver_error(connection, sql.decode(), exc) from exc
-
-
-_CHAIN_KEYS = ("seq", "prev_hash", "hash")
-_CONTENT_KEYS = [key for key in _COLUMNS if key not in _CHAIN_KEYS]
 _BINDERS: dict[tuple[str, tuple[str, ...]], list[tuple[str, Any]]] = {}
 
 
@@ -469,68 +466,51 @@ def _binders(connection: Any, keys: list[str]) -> list[tuple[str, Any]]:
     return cached
 
 
-# PostgreSQL: a batch's rows go in with COPY, in the transaction that moved the head. One
-# statement for any number of rows, its rows formatted by the driver in C: per batch of eight,
-# about a fifth less of this process's CPU than an executemany, which sends one INSERT per
-# row (docs/benchmarks.md).
-_COPY = f"COPY audit_events ({', '.join(_COLUMNS)}) FROM STDIN"
-
-
-def _postgresql_copy(connection: Any, rows: list[dict[str, Any]]) -> None:
-    binders = _binders(connection, _COLUMNS)
-    driver = connection.connection.driver_connection
-    try:
-        with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row([row[k] if bind is None else bind(row[k]) for k, bind in binders])
-    except psycopg.Error as exc:
-        # The transaction is then aborted: none of the rows is stored.
-        raise driver_error(connection, _COPY, exc) from exc
-
-
-# SQLite: the two statements go to the driver itself. They run while the append holds the
-# turn and SQLite's write lock, which the next append waits for: SQLAlchemy's work per
-# statement (the parameters, the execution context) cost more than SQLite's own there.
-_SQLITE_ADVANCE = (
-    "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?"
+# SQLite: one statement per event, to the driver itself. It runs while the append holds the
+# turn and SQLite's write lock, which the next append waits for: SQLAlchemy's work per statement
+# (the parameters, the execution context), and each statement more, cost more than SQLite's
+# own work there. The row takes the order's next seq; the triggers of migration 0010 refuse it
+# if its chain's head is not its prev_hash (the compare-and-set), and move the chain's row and
+# the order's to it (docs/audit.md, "Several chains, one order").
+_SQLITE_COLUMNS = [*_CONTENT_KEYS, "chain", "prev_hash", "hash", "seq"]
+_SQLITE_INSERT = (
+    f"INSERT INTO audit_events ({', '.join(_SQLITE_COLUMNS)})"  # noqa: S608  # nosec B608
+    f" VALUES ({', '.join('?' * (len(_SQLITE_COLUMNS) - 1))},"
+    " (SELECT seq + 1 FROM audit_chain_head WHERE id = 1))"
 )
-# Its values in the table's order, which ends with the chain's columns: a prepared event's
-# bound values, then its link.
-_SQLITE_INSERT = str(
-    insert(_EVENTS).values(**dict.fromkeys(_COLUMNS)).compile(dialect=sqlite_dialect.dialect())
-)
-if [*_CONTENT_KEYS, *_CHAIN_KEYS] != _COLUMNS:
-    raise RuntimeError("audit_events: the chain's columns must come last")
+_SQLITE_INSERT_ONE = _SQLITE_INSERT + " RETURNING seq"
+_SQLITE_ORDER = "SELECT seq FROM audit_chain_head WHERE id = 1"
 
 
 def _sqlite_advance_and_insert(
-    connection: Any,
-    moving: dict[str, Any],
+    cursor: Any,
+    audit_chain: AuditChain,
+    chain: int,
     prepared: list[Prepared],
-    links: list[tuple[int, str, str]],
-) -> int:
-    """The head's compare-and-set, then the rows if it moved: 1 if it moved, else 0."""
-    cursor = connection.connection.driver_connection.cursor()
-    statement = _SQLITE_ADVANCE
+    head: tuple[str, int],
+) -> tuple[list[int], str]:
+    """The rows inserted after `head` on `chain` (their triggers check and move the chain and
+    the order): their seqs ([] and nothing stored if the chain's head was not `head`), and the
+    new head's hash."""
+    values: list[tuple[Any, ...]] = []
+    last, anchor = head
+    for item in prepared:
+        digest = audit_chain.link_on(chain, last, anchor, item.tail)
+        values.append((*item.bound, chain, last, digest))
+        last, anchor = digest, IN_BATCH
     try:
-        cursor.execute(
-            statement,
-            (moving["new_seq"], moving["new_hash"], moving["expected"], moving["previous"]),
-        )
-        if cursor.rowcount != 1:
-            return 0
-        statement = _SQLITE_INSERT
-        values = [(*item.bound, *link) for item, link in zip(prepared, links, strict=True)]
         if len(values) == 1:
-            cursor.execute(statement, values[0])
+            cursor.execute(_SQLITE_INSERT_ONE, values[0])
+            top = int(cursor.fetchone()[0])
         else:
-            cursor.executemany(statement, values)
-    except sqlite3.Error as exc:
-        # A full disk is a 503 (web/errors.py).
-        raise driver_error(connection, statement, exc) from exc
-    finally:
-        cursor.close()
-    return 1
+            # Each row's trigger moves the chain to it: only the first can find it elsewhere.
+            cursor.executemany(_SQLITE_INSERT, values)
+            top = int(cursor.execute(_SQLITE_ORDER).fetchone()[0])
+    except sqlite3.IntegrityError as exc:
+        if SQLITE_MOVED in str(exc):
+            return [], last
+        raise
+    return list(range(top - len(values) + 1, top + 1)), last
 
 
 @sa_event.listens_for(Session, "after_commit")

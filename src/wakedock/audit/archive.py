@@ -3,9 +3,10 @@
 Only a prefix of the chain can be archived: events before the cutoff, already delivered to every
 SIEM sink, from an intact chain. The archive holds every column (hashes included) and can be
 verified on its own; in the database, one transaction records an `audit_archive` event (seq and
-hash of the last archived event, the file's SHA-256), moves the chain head's base to that event
-and deletes the archived rows. `verify` then starts from the base and checks it against the
-latest `audit_archive` event, so a base moved by hand is caught.
+hash of the last archived event, each chain's last archived event, the file's SHA-256), moves
+the bases (the order's and each chain's) to those events and deletes the archived rows.
+`verify` then starts from the bases and checks them against the latest `audit_archive` event, so
+a base moved by hand is caught.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.chain import LEGACY_CHAIN, AuditChain, ChainedFields
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.export import AuditRecord
-from wakedock.audit.models import AuditChainHead, AuditEvent, SinkCursor
+from wakedock.audit.models import AuditChainHead, AuditChainRow, AuditEvent, SinkCursor
 from wakedock.audit.service import record_event
-from wakedock.audit.verify import verify_chain
+from wakedock.audit.verify import follows, verify_chain
 from wakedock.clock import Clock
 from wakedock.context import RequestContext
 from wakedock.db import transaction
@@ -86,9 +87,25 @@ def archive_events(
     progress(f"writing events {base + 1} to {up_to} to {destination}")
     digest = _write(factory, destination, base, up_to)
     with transaction(factory) as db:
+        # The chains' rows first, then the order's (the appends' order): no deadlock with them.
+        chains = db.scalars(
+            select(AuditChainRow).order_by(AuditChainRow.chain).with_for_update()
+        ).all()
         if db.get_bind().dialect.name == "postgresql":
             db.execute(text("SET LOCAL wakedock.audit_archive = 'on'"))
         last_hash = db.scalar(select(AuditEvent.hash).where(AuditEvent.seq == up_to))
+        # Each chain's last archived event becomes its base.
+        newest = db.execute(
+            select(AuditEvent.chain, AuditEvent.seq, AuditEvent.hash).where(
+                AuditEvent.seq.in_(
+                    select(func.max(AuditEvent.seq))
+                    .where(AuditEvent.seq > base, AuditEvent.seq <= up_to)
+                    .group_by(AuditEvent.chain)
+                )
+            )
+        ).all()
+        moved = {row.chain: (row.seq, row.hash) for row in newest}
+        bases = {row.chain: moved.get(row.chain, (row.base_seq, row.base_hash)) for row in chains}
         event = Event(
             EventType.AUDIT_ARCHIVE,
             target=destination.name,
@@ -97,6 +114,7 @@ def archive_events(
                 "last_hash": last_hash,
                 "count": up_to - base,
                 "sha256": digest,
+                "chains": {str(number): list(at) for number, at in sorted(bases.items())},
             },
         )
         record_event(db, event, context, at=clock.now())
@@ -104,6 +122,8 @@ def archive_events(
         if head_row is None or last_hash is None:
             raise Conflict("the audit chain changed during the archive")
         head_row.base_seq, head_row.base_hash = up_to, last_hash
+        for row in chains:
+            row.base_seq, row.base_hash = bases[row.chain]
         db.execute(delete(AuditEvent).where(AuditEvent.seq <= up_to))
     return ArchiveResult(up_to - base, up_to, destination, digest)
 
@@ -112,6 +132,9 @@ def _write(factory: sessionmaker[Session], destination: Path, base: int, up_to: 
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     hasher = hashlib.sha256()
+    with factory() as db:
+        # The seq of each chain's event before the next one written (its anchor).
+        tips = {row.chain: row.base_seq for row in db.scalars(select(AuditChainRow))}
     with os.fdopen(fd, "w", encoding="ascii") as out:
         after = base
         while after < up_to:
@@ -125,10 +148,13 @@ def _write(factory: sessionmaker[Session], destination: Path, base: int, up_to: 
                 lines = []
                 for row in rows:
                     record = AuditRecord.of(row).__dict__ | {
+                        "chain": row.chain,
                         "prev_hash": row.prev_hash,
+                        "prev_seq": tips.get(row.chain, 0),
                         # The exact text the hash covers (`details` above is parsed).
                         "details_raw": row.details,
                     }
+                    tips[row.chain] = row.seq
                     lines.append(json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n")
                 after = rows[-1].seq
             chunk = "".join(lines)
@@ -140,20 +166,29 @@ def _write(factory: sessionmaker[Session], destination: Path, base: int, up_to: 
 
 
 def verify_archive(path: Path, chain: AuditChain) -> tuple[int, str | None]:
-    """Check an archive file's own chain; (events checked, problem or None)."""
-    previous: str | None = None
+    """Check an archive file's own chains; (events checked, problem or None).
+
+    Each chain's first event in the file is taken as it says it follows (its prev_hash and
+    prev_seq, which the database's base checked when it was archived); every later one must
+    follow the one before it on its chain. An archive written before there were several chains
+    holds chain 0 only, without prev_seq."""
+    tips: dict[int, tuple[str, int]] = {}
     checked = 0
     with path.open(encoding="ascii") as lines:
         for line in lines:
             event = json.loads(line)
-            if previous is not None and event["prev_hash"] != previous:
+            number = int(event.get("chain", LEGACY_CHAIN))
+            claimed = (event["prev_hash"], int(event.get("prev_seq", 0)))
+            tip = tips.get(number, claimed)
+            if event["prev_hash"] != tip[0] or (number != LEGACY_CHAIN and claimed[1] != tip[1]):
                 return checked, f"seq {event['seq']} does not follow the event before it"
             fields = ChainedFields(
                 event["seq"], event["occurred_at"].replace("Z", "+00:00"), event["type"],
                 event["severity"], event["actor"], event["ip"], event["user_agent"],
                 event["target"], event["outcome"], event["request_id"], event["details_raw"],
             )  # fmt: skip
-            if not chain.matches(event["prev_hash"], fields, event["hash"]):
+            if not follows(chain, number, tip, fields, event["hash"]):
                 return checked, f"seq {event['seq']} was changed"
-            previous, checked = event["hash"], checked + 1
+            tips[number] = (event["hash"], int(event["seq"]))
+            checked += 1
     return checked, None

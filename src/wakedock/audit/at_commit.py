@@ -1,25 +1,27 @@
 """PostgreSQL: events recorded in a caller's transaction are chained when it commits, in the same
 round trip as its COMMIT (docs/audit.md, "Chained at commit").
 
-The chain head's row lock orders appends and is held until the transaction's commit record is
-written. An event chained as soon as it is recorded would hold it while the caller goes on and
-until its COMMIT arrives: a round trip and the caller's own work, during which every other
-append waits. Here `record_event` only prepares the event (`defer`), and the transaction's
-commit sends, in one pipeline (libpq's pipeline mode):
+A chain's row lock orders the appends on that chain (and the order's row lock their seqs), and
+is held until the transaction's commit record is written. An event chained as soon as it is
+recorded would hold it while the caller goes on and until its COMMIT arrives: a round trip and
+the caller's own work, during which every other append on that chain waits. Here
+`record_event` only prepares the event (`defer`), and the transaction's commit sends, in one
+pipeline (libpq's pipeline mode):
 
-    SAVEPOINT (or BEGIN); the head's compare-and-set with the rows; RELEASE; COMMIT; barrier
+    SAVEPOINT (or BEGIN); the chain's compare-and-set, the seqs and the rows; RELEASE; COMMIT;
+    barrier
 
 with a flush request after the compare-and-set, a statement prepared once per connection
 (parsing and planning it each time was most of the server's time in the turn). The server goes
-from the head's lock to the commit record without waiting for this process, which learns the
-compare-and-set's outcome while the server commits, and hands the turn (`AuditChain.turn`) to
-the next append then.
+from the chain's lock to the commit record without waiting for this process, which learns the
+compare-and-set's outcome (and the seqs) while the server commits, and hands the lane's turn
+(`AuditChain.take_lane`) to the next append then.
 
-If the head was not the one this process remembered (another process appended, a transaction
+If the chain's head was not the one this process remembered (another process appended, a transaction
 that moved it rolled back), or the prepared statement is gone (psycopg deallocates all of a
 connection's after some rollbacks), the statement fails: the server skips the rest of the
-pipeline, the savepoint is rolled back (the caller's work is kept), and the head is locked and
-read, as `append` does, before the COMMIT and its barrier are sent.
+pipeline, the savepoint is rolled back (the caller's work is kept), and the chain is locked
+and read, as `append` does, before the COMMIT and its barrier are sent.
 
 A savepoint rolled back takes the events recorded in it, as it would their rows. Durability is
 unchanged (audit/durable.py): the COMMIT is asynchronous and the barrier after it flushes the
@@ -43,16 +45,18 @@ from sqlalchemy import Connection, Engine, Pool, event
 from sqlalchemy.orm import Session
 
 from wakedock.audit.append import (
+    TAKE_CHAIN,
     TURN_WAIT,
     Prepared,
     batch_sql,
+    chain_head,
     chain_of,
     holds_head,
     link_rows,
     log_appended,
     prepare_rows,
 )
-from wakedock.audit.chain import AuditChain, ChainedFields
+from wakedock.audit.chain import IN_BATCH, AuditChain, ChainedFields, Lane
 from wakedock.audit.durable import BARRIER, DEFERRED, forget_flush, release_at_commit
 from wakedock.db import driver_error
 
@@ -68,11 +72,8 @@ _NOT_CHAINED = ("22012", "26000")
 _PREPARED = "audit_prepared"
 
 
-# The head locked and read, in the transaction that then moves it; its commit asynchronous.
-_TAKE_HEAD = (
-    b"UPDATE audit_chain_head SET seq = seq WHERE id = 1"
-    b" RETURNING seq, hash, set_config('synchronous_commit', 'off', true)"
-)
+# The chain locked and read, in the transaction that then moves it; its commit asynchronous.
+_TAKE_CHAIN = TAKE_CHAIN + b", set_config('synchronous_commit', 'off', true)"
 # The key, in the pooled connection's info, of the savepoints open in its transaction: each
 # with how many events had been deferred when it began.
 _SAVEPOINTS = "audit_savepoints"
@@ -90,8 +91,12 @@ class _Deferred:
 def defer(db: Session, contents: list[ChainedFields]) -> bool:
     """Keep `contents` to be chained at `db`'s commit: True, or False where they must be
     appended now (not PostgreSQL, no barrier, or this transaction moved the head already)."""
+    # The dialect from the session's bind first: `Session.connection` costs a SQLite append
+    # about 5 % of its CPU (docs/benchmarks.md, "Several chains, one order").
+    if db.get_bind().dialect.name != "postgresql":
+        return False
     connection = db.connection()
-    if connection.dialect.name != "postgresql" or holds_head(db) or not release_at_commit(db):
+    if holds_head(db) or not release_at_commit(db):
         return False
     info = connection.info
     deferred = info.get(DEFERRED)
@@ -189,21 +194,26 @@ def _chain_at_commit(connection: Connection) -> None:
     if driver.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
         return  # in error: the driver's commit raises as usual, nothing was chained
     chain = deferred.chain
-    had_turn = chain.turn.acquire(timeout=TURN_WAIT)
+    lane = chain.take_lane(TURN_WAIT)
+    had_turn = lane is not None
 
-    def moved() -> None:  # the turn goes as soon as the head has moved
+    def moved() -> None:  # the turn goes as soon as the chain has moved
         nonlocal had_turn
         had_turn = False
-        chain.turn.release()
+        cast(Lane, lane).turn.release()
 
     try:
-        head = chain.cached_head() if had_turn else None
-        if head is not None and _pipelined(connection, driver, chain, deferred, head, moved):
+        head = chain.cached_head(lane) if lane is not None else None
+        if (
+            lane is not None
+            and head is not None
+            and _pipelined(connection, driver, chain, lane, deferred, head, moved)
+        ):
             return
-        _locked(connection, driver, chain, deferred.events)
+        _locked(connection, driver, chain, lane, deferred.events)
     finally:
         if had_turn:
-            chain.turn.release()
+            cast(Lane, lane).turn.release()
     _execute(connection, driver, b"COMMIT; " + BARRIER)
 
 
@@ -211,17 +221,19 @@ def _pipelined(
     connection: Connection,
     driver: Any,
     chain: AuditChain,
+    lane: Lane,
     deferred: _Deferred,
-    head: tuple[int, str],
+    head: tuple[str, int],
     moved: Callable[[], None],
 ) -> bool:
     """The pipeline of the module's docstring: True once committed and flushed, False if the
-    head was not `head` (nothing chained, the caller's work kept, the transaction open).
+    chain's head was not `head` (nothing chained, the caller's work kept, the transaction
+    open).
 
     Any other error (the database refused a row, the COMMIT failed, the connection was lost)
     is raised once every result of the pipeline has been read, as SQLAlchemy raises its own."""
     events = deferred.events
-    values, new_seq, last = _linked(chain, deferred, *head)
+    values, last = _linked(chain, lane.chain, deferred, head)
     name, sql = _statement(len(events))
     prepared: set[bytes] = connection.info.setdefault(_PREPARED, set())
     prepare = name not in prepared
@@ -251,11 +263,12 @@ def _pipelined(
         pg.pipeline_sync()
         _send(pg)
         for index in range(len(steps)):
-            errors.append(_result(pg))
-            if index == appended and errors[-1] is None:
-                # The head moved: the next append may go, its statement waiting in the
+            error, result = _result(pg)
+            errors.append(error)
+            if index == appended and error is None:
+                # The chain moved: the next append on it may go, its statement waiting in the
                 # database for this COMMIT, which the server runs without waiting for us.
-                chain.remember(new_seq, last)
+                chain.remember(lane, last, int(result.get_value(0, 1) or b"0"))
                 moved()
         _sync(pg)
         pg.exit_pipeline_mode()
@@ -281,21 +294,19 @@ def _pipelined(
 
 
 def _linked(
-    chain: AuditChain, deferred: _Deferred, expected: int, previous: str
-) -> tuple[list[Buffer | None], int, str]:
-    """The statement's parameters (text) for the events chained after (expected, previous),
-    and the new head's seq and hash. Text throughout: the statement's casts give each
+    chain: AuditChain, number: int, deferred: _Deferred, head: tuple[str, int]
+) -> tuple[list[Buffer | None], str]:
+    """The statement's parameters (text) for the events chained on chain `number` after `head`
+    (hash, seq), and the new head's hash. Text throughout: the statement's casts give each
     parameter its type, the same for every call of the prepared statement."""
     values: list[Buffer | None] = []
-    last = previous
-    seq = expected
+    last, anchor = head
     for (item, _row), dumped in zip(deferred.events, deferred.dumped, strict=True):
-        seq += 1
-        digest = chain.link_tail(last, seq, item.tail)
+        digest = chain.link_on(number, last, anchor, item.tail)
         values.extend(dumped)
-        values.extend((b"%d" % seq, last.encode(), digest.encode()))
-        last = digest
-    return [b"%d" % expected, previous.encode(), b"%d" % seq, last.encode(), *values], seq, last
+        values.extend((last.encode(), digest.encode()))
+        last, anchor = digest, IN_BATCH
+    return [b"%d" % number, head[0].encode(), last.encode(), *values], last
 
 
 def _statement(rows: int) -> tuple[bytes, bytes]:
@@ -304,23 +315,30 @@ def _statement(rows: int) -> tuple[bytes, bytes]:
 
 
 def _locked(
-    connection: Connection, driver: Any, chain: AuditChain, events: list[tuple[Prepared, list[Any]]]
+    connection: Connection,
+    driver: Any,
+    chain: AuditChain,
+    lane: Lane | None,
+    events: list[tuple[Prepared, list[Any]]],
 ) -> None:
-    """The events chained after the head, locked and read first (in the transaction)."""
+    """The events chained after the chain's head, locked and read first (in the transaction),
+    on `lane`'s chain (None: no turn was had, the first chain)."""
+    number = (lane or chain.lanes[0]).chain
     with driver.cursor() as cursor:
         try:
-            cursor.execute(_TAKE_HEAD)
-            expected, previous, _off = cursor.fetchone()
-            rows, new_seq, last = link_rows(chain, events, int(expected), str(previous))
+            cursor.execute(_TAKE_CHAIN, (number,))
+            head = chain_head(cursor, number, tuple(cursor.fetchone()), "%s")
+            rows, last = link_rows(chain, number, events, head)
             sql = batch_sql(len(events))
             with psycopg.RawCursor(driver) as raw:
-                raw.execute(sql, [expected, previous, new_seq, last, *rows])
-                stored = len(raw.fetchall())
+                raw.execute(sql, [number, head[0], last, *rows])
+                seqs = sorted(int(seq) for (seq,) in raw.fetchall())
         except psycopg.Error as exc:
             raise driver_error(connection, "audit append at commit", exc) from exc
-    if stored != len(events):
+    if len(seqs) != len(events):
         raise RuntimeError("the audit chain head moved while locked; event not recorded")
-    chain.remember(new_seq, last)
+    if lane is not None:
+        chain.remember(lane, last, seqs[-1])
     log_appended([item for item, _row in events])
 
 
@@ -349,19 +367,19 @@ def _next(pg: pq.abc.PGconn) -> pq.abc.PGresult | None:
     return pg.get_result()
 
 
-def _result(pg: pq.abc.PGconn) -> psycopg.Error | None:
-    """One statement's result in the pipeline (and the NULL after it): None if it succeeded,
-    else its error (one skipped after an earlier error is an error too)."""
+def _result(pg: pq.abc.PGconn) -> tuple[psycopg.Error | None, pq.abc.PGresult]:
+    """One statement's result in the pipeline (and the NULL after it): its error (None if it
+    succeeded; one skipped after an earlier error is an error too), and the result."""
     result = _next(pg)
     if result is None:
         raise psycopg.InterfaceError("the audit pipeline ended early")
     if _next(pg) is not None:
         raise psycopg.InterfaceError("the audit pipeline returned more than one result")
     if result.status in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
-        return None
+        return None, result
     if result.status == ExecStatus.PIPELINE_ABORTED:
-        return psycopg.OperationalError("skipped after an error in the audit pipeline")
-    return psycopg.errors.error_from_result(result)
+        return psycopg.OperationalError("skipped after an error in the audit pipeline"), result
+    return psycopg.errors.error_from_result(result), result
 
 
 def _sync(pg: pq.abc.PGconn) -> None:

@@ -1,10 +1,17 @@
-"""The keyed hash chain over audit events (S8.2).
+"""The keyed hash chains over audit events (S8.2).
 
-Each event carries `seq` (1, 2, 3, ... with no gap), the previous event's hash and its own:
-HMAC-SHA256(key, previous hash || canonical JSON of the event). Changing, deleting or reordering
-any event breaks the chain at that event; deleting the newest ones is caught by the chain head
-(`audit_chain_head`), which always holds the last seq and hash. Appends take the head row's lock
-first, so concurrent writers (threads, processes, replicas) chain in one order.
+Every event has a `seq` (1, 2, 3, ... with no gap): the order in which events were committed,
+the order every reader follows. Events are chained on several chains (the `chain` column;
+`audit_chains` holds each chain's last hash), so that appends on different chains do not wait
+for one another (docs/audit.md, "Several chains, one order"). An event's hash is
+HMAC-SHA256(key, previous hash || canonical JSON), where the previous hash is that of the event
+before it on its own chain and the canonical JSON covers its chain, the seq of that previous
+event, and every field of its own: changing, deleting or reordering any event breaks the chain
+at that event or at the next one on its chain, and each chain's last hash catches the newest
+ones deleted. `audit_chain_head` holds the last seq and hash of all (its lock orders the seqs).
+
+Chain 0 holds the trail written before there were several chains: there an event's hash covers
+its own seq instead of its predecessor's (`canonical`), as it always did.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +32,19 @@ from wakedock.audit.turn import Turn
 from wakedock.secret_files import load_or_create_key_file
 
 GENESIS = "0" * 64
+# The chains events are appended to (1..CHAINS_MAX, rows made by the migration); 0 is the trail
+# from before there were several.
+CHAINS_MAX = 8
+LEGACY_CHAIN = 0
+# SQLite: the message of the trigger that refuses an event whose chain has moved (migration 0010).
+SQLITE_MOVED = "wakedock: the audit chain moved"
+# PostgreSQL: events are appended on this many chains, so that appends do not wait for one
+# another's round trips (docs/benchmarks.md, "Several chains, one order"). SQLite has one writer
+# at a time: one chain.
+POSTGRESQL_CHAINS = 8
+# An event's anchor when it was appended in the same batch as the event before it on its chain,
+# right after it (its seq is then that event's plus one); else its anchor is that event's seq.
+IN_BATCH = -1
 # The Session.info key of the AuditChain (set on the session factory by components.py).
 CHAIN_INFO = "audit_chain"
 
@@ -94,42 +115,97 @@ def _with_seq(seq: int, tail: bytes) -> bytes:
     return b"[%d,%b" % (seq, tail)
 
 
+def _on_chain(chain: int, previous_seq: int, tail: bytes) -> bytes:
+    # ["v2", chain, the previous event's seq, ...fields]: the first element, a string where
+    # chain 0's is a number, keeps the two forms apart.
+    return b'["v2",%d,%d,%b' % (chain, previous_seq, tail)
+
+
+class Lane:
+    """One chain as this process appends to it: its turn, and the head (hash, seq) this process
+    last wrote there (None: not known, read it under its lock)."""
+
+    __slots__ = ("chain", "head", "turn")
+
+    def __init__(self, chain: int) -> None:
+        self.chain = chain
+        self.turn = Turn()
+        self.head: tuple[str, int] | None = None
+
+
+def chains_for(dialect: str) -> int:
+    """How many chains a database of this dialect (SQLAlchemy's name) appends to."""
+    return POSTGRESQL_CHAINS if dialect == "postgresql" else 1
+
+
 class AuditChain:
     """Computes event hashes with the chain key (kept outside the database).
 
-    It also remembers the head this process last wrote, and holds the turn that appends in
-    the caller's transaction take to move the head (audit/service.py): each starts from the
-    head the previous one wrote, so it usually needs one compare-and-set and no read.
+    It also holds this process's lanes (`Lane`): the chains it appends to, each with its turn
+    and the head this process last wrote on it, so that an append usually needs one
+    compare-and-set and no read (audit/append.py, audit/at_commit.py).
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, chains: int = 1) -> None:
         if len(key) < 32:
             raise ValueError("the audit chain key must be at least 32 bytes")
+        if not 1 <= chains <= CHAINS_MAX:
+            raise ValueError(f"the audit trail has 1 to {CHAINS_MAX} chains, not {chains}")
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
         self._guard = threading.Lock()
-        self._head: tuple[int, str] | None = None
-        self.turn = Turn()
+        # Each process tries the chains from its own first one: several processes on one
+        # database then rarely find their chain moved by another.
+        first = os.getpid() % chains
+        self.lanes = [Lane(chain) for chain in range(1, chains + 1)]
+        self._tried = self.lanes[first:] + self.lanes[:first]
+        self._next = 0
 
-    def cached_head(self) -> tuple[int, str] | None:
+    def take_lane(self, timeout: float) -> Lane | None:
+        """A lane whose turn is now the caller's (release it with `lane.turn.release()`): the
+        first free one, else the next in turn once free; None if none was had in `timeout`."""
+        for lane in self._tried:
+            if lane.turn.acquire(blocking=False):
+                return lane
         with self._guard:
-            return self._head
+            self._next = (self._next + 1) % len(self.lanes)
+            lane = self.lanes[self._next]
+        return lane if lane.turn.acquire(timeout=timeout) else None
 
-    def remember(self, seq: int, digest: str) -> None:
-        # Any stale value is safe: the compare-and-set on (seq, hash) then fails and re-reads.
+    def cached_head(self, lane: Lane) -> tuple[str, int] | None:
         with self._guard:
-            self._head = (seq, digest)
+            return lane.head
+
+    def remember(self, lane: Lane, digest: str | None, seq: int = 0) -> None:
+        """The head this process wrote on `lane` (None: forget it). Any stale value is safe:
+        the compare-and-set from it then fails, and the head is read under its lock."""
+        with self._guard:
+            lane.head = None if digest is None else (digest, seq)
 
     def link(self, previous: str, fields: ChainedFields, seq: int | None = None) -> str:
-        """This event's hash after `previous`; at `seq` instead of `fields.seq` when given."""
+        """Chain 0: this event's hash after `previous`; at `seq` instead of `fields.seq`."""
         return self.link_tail(previous, fields.seq if seq is None else seq, canonical_tail(fields))
 
     def link_tail(self, previous: str, seq: int, tail: bytes) -> str:
-        """The hash of the event whose `canonical_tail` is `tail`, at `seq` after `previous`."""
+        """Chain 0: the hash of the event whose `canonical_tail` is `tail`, at `seq`."""
         message = previous.encode() + _with_seq(seq, tail)
         return hmac.new(self._key, message, "sha256").hexdigest()
 
-    def matches(self, previous: str, fields: ChainedFields, stored: str) -> bool:
-        return hmac.compare_digest(self.link(previous, fields), stored)
+    def link_on(self, chain: int, previous: str, previous_seq: int, tail: bytes) -> str:
+        """The hash of the event whose `canonical_tail` is `tail`, on `chain` after the event
+        whose hash and seq are `previous` and `previous_seq` (GENESIS and 0: the first)."""
+        message = previous.encode() + _on_chain(chain, previous_seq, tail)
+        return hmac.new(self._key, message, "sha256").hexdigest()
+
+    def digest_of(self, chain: int, previous: str, previous_seq: int, fields: ChainedFields) -> str:
+        """What the hash of `fields` (at `fields.seq`) on `chain` must be."""
+        if chain == LEGACY_CHAIN:
+            return self.link(previous, fields)
+        return self.link_on(chain, previous, previous_seq, canonical_tail(fields))
+
+    def matches(
+        self, chain: int, previous: str, previous_seq: int, fields: ChainedFields, stored: str
+    ) -> bool:
+        return hmac.compare_digest(self.digest_of(chain, previous, previous_seq, fields), stored)
 
 
 def audit_chain_key(configured: SecretStr | None, data_dir: Path) -> bytes:

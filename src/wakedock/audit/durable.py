@@ -1,8 +1,9 @@
-"""PostgreSQL: a transaction that chained an event releases the head's lock at its commit, and is
-durable before its caller goes on.
+"""PostgreSQL: a transaction that chained an event releases the chain's locks at its commit, and
+is durable before its caller goes on.
 
-The chain head's row lock orders appends, and PostgreSQL holds a row lock until the commit's WAL
-flush is done, so transactions that record events (`record_event`) would flush one at a time.
+The chains' and the order's row locks order appends (audit/append.py), and PostgreSQL holds a
+row lock until the commit's WAL flush is done, so transactions that record events
+(`record_event`) would flush one at a time.
 Such a transaction therefore commits asynchronously (`synchronous_commit` off, for it alone):
 the lock goes as soon as the commit record is written, and the next append can start. Its COMMIT
 goes to the server in one message with a second, empty transaction that commits synchronously
@@ -13,8 +14,9 @@ So a commit that returns is durable, as before, for one round trip. Concurrent b
 WAL flushes as concurrent commits do.
 
 Why the chain stays whole after a crash: the WAL is replayed as a prefix. An append that
-followed this one was written to the WAL after this commit record (it waited for the lock), so
-a crash that loses this transaction loses every append chained after it as well.
+followed this one (a later seq, on any chain) was written to the WAL after this commit record
+(it waited for the order's lock), so a crash that loses this transaction loses every append
+after it as well.
 
 A transaction that committed but is not yet flushed is visible to other sessions for about one
 flush: `wait_durable` lets a reader (the SIEM exporter) make sure what it read will survive a
@@ -64,6 +66,8 @@ def release_at_commit(db: Session) -> bool:
     transaction's COMMIT will go with the barrier. False on SQLite, whose writers take turns
     anyway.
     """
+    if db.get_bind().dialect.name != "postgresql":
+        return False
     connection = db.connection()
     info = connection.info
     if _FLUSH_AT_COMMIT in info:

@@ -1,7 +1,7 @@
 """Events recorded on their own (`record_alone`) by concurrent callers share one transaction.
 
-Each event in a transaction of its own would hold the chain head's lock through its commit (a
-WAL flush), so appends from many threads would run one commit at a time. Here the first caller
+Each event in a transaction of its own would hold a chain's lock through its commit (a WAL
+flush), so appends from many threads would run one commit at a time. Here the first caller
 to find no batch being written becomes the writer: it takes every event waiting (its own
 included), chains them in one transaction and commits; the others sleep until the batch that
 holds their event has committed, then return. A caller therefore returns only once its event

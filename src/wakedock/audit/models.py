@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wakedock.db import Base, UTCDateTime
@@ -12,6 +12,9 @@ from wakedock.db import Base, UTCDateTime
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # A chain's newest event (audit/append.py, when the head is read under its lock), among
+    # eight chains. SQLite has one chain: its newest events are the table's, found by seq.
+    __table_args__ = (Index("ix_audit_events_chain_seq", "chain", "seq").ddl_if("postgresql"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -25,14 +28,17 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # JSON object, serialized with json.dumps (control characters escaped).
     details: Mapped[str] = mapped_column(Text, default="{}")
-    # The hash chain (audit/chain.py): position, previous event's hash, this event's hash.
+    # The hash chains (audit/chain.py): the event's chain, its place in the order of all
+    # events (no gap), the hash of the event before it on its chain, its own hash.
+    chain: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     seq: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 
 class AuditChainHead(Base):
-    """One row: the last seq and hash. Its lock orders every append."""
+    """One row: the newest event's seq and hash, whatever its chain. Every append moves it
+    last, just before its commit: its lock orders the seqs (readers see them in order)."""
 
     __tablename__ = "audit_chain_head"
 
@@ -40,6 +46,19 @@ class AuditChainHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
     # Where verification starts: 0 and the genesis hash, or the last archived event.
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    base_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainRow(Base):
+    """One row per chain: its newest event's hash (GENESIS: none yet), and where verifying it
+    starts (its last archived event's seq and hash; 0 and GENESIS). Its lock orders the
+    chain's appends."""
+
+    __tablename__ = "audit_chains"
+
+    chain: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
     base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     base_hash: Mapped[str] = mapped_column(String(64))
 

@@ -70,13 +70,13 @@ def record_event(db: Session, event: Event, context: RequestContext, *, at: date
 
     Writing in the caller's transaction means the event and the change it describes commit or
     roll back together (a savepoint rolled back takes it too). Denials that roll back their own
-    work use a separate transaction. The chain head row stays locked until that transaction
-    commits, which orders every append.
+    work use a separate transaction. The row of the event's chain and the order's row stay
+    locked until that transaction commits, which orders the appends (audit/append.py).
 
     PostgreSQL: the event is chained when the transaction commits, in one round trip with its
     COMMIT (audit/at_commit.py); it gets its seq then. SQLite: it is chained here; appends
-    from this process take turns (`AuditChain.turn`), each from the head the previous one wrote,
-    the turn kept until the transaction ends (audit/append.py says why).
+    from this process take turns (`AuditChain.take_lane`), each from the head the previous one
+    wrote, the turn kept until the transaction ends (audit/append.py says why).
     """
     contents = [_fields(event, context, at)]
     if not defer(db, contents):

@@ -1,4 +1,4 @@
-"""The turn that orders this process's appends to the chain (`AuditChain.turn`).
+"""The turn that orders this process's appends to one chain (a lane's, `AuditChain.take_lane`).
 
 A plain `threading.Lock` hands itself to the thread that has waited, one after another: each
 append then wakes the next thread and waits for the GIL behind it, two thread switches per
