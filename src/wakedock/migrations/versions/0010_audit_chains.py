@@ -28,7 +28,7 @@ depends_on = None
 # A row whose prev_hash is not its chain's head is refused (the compare-and-set); a row stored
 # moves its chain's head and the order's to it. `IS NOT`: a chain without a row refuses too.
 SQLITE_TRIGGERS = (
-    "CREATE TRIGGER audit_events_chain_check BEFORE INSERT ON audit_events FOR EACH ROW"  # noqa: S608
+    "CREATE TRIGGER audit_events_chain_check BEFORE INSERT ON audit_events FOR EACH ROW"  # noqa: S608  # nosec B608
     " WHEN NEW.prev_hash IS NOT (SELECT hash FROM audit_chains WHERE chain = NEW.chain)"
     f" BEGIN SELECT RAISE(ABORT, '{SQLITE_MOVED}'); END",
     "CREATE TRIGGER audit_events_chain_move AFTER INSERT ON audit_events FOR EACH ROW BEGIN"
