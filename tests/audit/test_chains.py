@@ -205,11 +205,21 @@ def test_an_archive_across_chains_verifies_and_its_bases_are_checked(
         trail.record(number, "after")
     verdict = trail.verdict()
     assert verdict.ok and verdict.checked == 4, verdict.problem
-    # An archived file edited: named.
+    # A line taken out of the file (the first of its chain there, whose claims nothing else
+    # checks): named by the gap it leaves.
     lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    assert verify_archive(path, trail.chain) == (1, "seq 2 is missing (deleted) before seq 3")
+    # An archived file edited: named.
     lines[4] = lines[4].replace('"target": "e5.0"', '"target": "eX"')
     path.write_text("\n".join(lines) + "\n")
     assert verify_archive(path, trail.chain) == (4, "seq 5 was changed")
+    # A chain's row deleted: named.
+    with trail.raw() as conn:
+        conn.execute(sa.text("DELETE FROM audit_chains WHERE chain = 8"))
+    assert "heads are missing" in str(trail.verdict().problem)
+    with trail.raw() as conn:
+        conn.execute(sa.text("INSERT INTO audit_chains VALUES (8, :g, 0, :g)"), {"g": "0" * 64})
     # One chain's base moved back by hand: it no longer matches the archive record.
     with trail.raw() as conn:
         conn.execute(

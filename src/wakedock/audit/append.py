@@ -97,7 +97,9 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
         return append(db, prepared, chain=held, lane=lane, release_early=release_early)
     lane = None if sqlite and _sqlite_writing(connection) else chain.take_lane(TURN_WAIT)
     if lane is None:
-        return append(db, prepared, chain=chain.lanes[0].chain, release_early=release_early)
+        # Remembered on the first lane (without its turn: any stale value only costs a re-read).
+        first = chain.lanes[0]
+        return append(db, prepared, chain=first.chain, lane=first, release_early=release_early)
     kept = False
     try:
         head = chain.cached_head(lane)

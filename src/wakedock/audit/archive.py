@@ -174,9 +174,17 @@ def verify_archive(path: Path, chain: AuditChain) -> tuple[int, str | None]:
     holds chain 0 only, without prev_seq."""
     tips: dict[int, tuple[str, int]] = {}
     checked = 0
+    previous_seq: int | None = None
     with path.open(encoding="ascii") as lines:
         for line in lines:
             event = json.loads(line)
+            # The file is a run of the order with no gap: a line taken out is named.
+            if previous_seq is not None and int(event["seq"]) != previous_seq + 1:
+                return (
+                    checked,
+                    f"seq {previous_seq + 1} is missing (deleted) before seq {event['seq']}",
+                )
+            previous_seq = int(event["seq"])
             number = int(event.get("chain", LEGACY_CHAIN))
             claimed = (event["prev_hash"], int(event.get("prev_seq", 0)))
             tip = tips.get(number, claimed)

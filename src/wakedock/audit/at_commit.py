@@ -327,7 +327,10 @@ def _locked(
     with driver.cursor() as cursor:
         try:
             cursor.execute(_TAKE_CHAIN, (number,))
-            head = chain_head(cursor, number, tuple(cursor.fetchone()), "%s")
+            row = cursor.fetchone()
+            if row is None:
+                raise RuntimeError(f"audit chain {number} has no row in audit_chains")
+            head = chain_head(cursor, number, tuple(row), "%s")
             rows, last = link_rows(chain, number, events, head)
             sql = batch_sql(len(events))
             with psycopg.RawCursor(driver) as raw:

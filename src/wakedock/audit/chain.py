@@ -153,22 +153,27 @@ class AuditChain:
             raise ValueError(f"the audit trail has 1 to {CHAINS_MAX} chains, not {chains}")
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
         self._guard = threading.Lock()
-        # Each process tries the chains from its own first one: several processes on one
-        # database then rarely find their chain moved by another.
-        first = os.getpid() % chains
         self.lanes = [Lane(chain) for chain in range(1, chains + 1)]
-        self._tried = self.lanes[first:] + self.lanes[:first]
-        self._next = 0
+        # Where the next append starts looking (from the pid: processes start apart).
+        self._next = os.getpid() % chains
 
     def take_lane(self, timeout: float) -> Lane | None:
         """A lane whose turn is now the caller's (release it with `lane.turn.release()`): the
-        first free one, else the next in turn once free; None if none was had in `timeout`."""
-        for lane in self._tried:
+        first free one from where the last append started plus one, else that one once free;
+        None if none was had in `timeout`.
+
+        Appends go round every chain: no chain's newest event stays old while events are
+        recorded (an event's place in the order is covered by the next one on its chain:
+        docs/audit.md, "Several chains, one order")."""
+        with self._guard:
+            start = self._next
+            self._next = (start + 1) % len(self.lanes)
+        count = len(self.lanes)
+        for step in range(count):
+            lane = self.lanes[(start + step) % count]
             if lane.turn.acquire(blocking=False):
                 return lane
-        with self._guard:
-            self._next = (self._next + 1) % len(self.lanes)
-            lane = self.lanes[self._next]
+        lane = self.lanes[start]
         return lane if lane.turn.acquire(timeout=timeout) else None
 
     def cached_head(self, lane: Lane) -> tuple[str, int] | None:

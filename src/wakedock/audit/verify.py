@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wakedock.audit.chain import GENESIS, IN_BATCH, LEGACY_CHAIN, AuditChain, ChainedFields
+from wakedock.audit.chain import (
+    CHAINS_MAX,
+    GENESIS,
+    IN_BATCH,
+    LEGACY_CHAIN,
+    AuditChain,
+    ChainedFields,
+)
 from wakedock.audit.models import AuditChainHead, AuditChainRow, AuditEvent
 
 BATCH = 20_000
@@ -67,8 +74,8 @@ def verify_chain(
         if head is None:
             return Verdict(0, "the chain head is missing: the audit table was tampered with")
         chains = {row.chain: row for row in db.scalars(select(AuditChainRow))}
-        if LEGACY_CHAIN not in chains:
-            return Verdict(0, "the chains' heads are missing: the audit table was tampered with")
+        if set(chains) != set(range(LEGACY_CHAIN, CHAINS_MAX + 1)):
+            return Verdict(0, "chains' heads are missing: the audit table was tampered with")
         moved = _base_problem(db, head, chains)
         if moved is not None:
             return Verdict(0, moved)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from wakedock.audit.chain import CHAINS_MAX, GENESIS, LEGACY_CHAIN, SQLITE_MOVED
+from wakedock.audit.chain import GENESIS, LEGACY_CHAIN, SQLITE_MOVED
+
+# The chains this revision makes (audit/chain.py's CHAINS_MAX when it was written).
+CHAINS_MAX = 8
 
 revision = "0010"
 down_revision = "0009"
@@ -40,12 +43,17 @@ SQLITE_TRIGGERS = (
 def upgrade() -> None:
     # A constant default: PostgreSQL adds the column without rewriting (or updating) a row.
     with op.batch_alter_table("audit_events") as batch:
-        batch.add_column(
-            sa.Column("chain", sa.SmallInteger, nullable=False, server_default=sa.text("0"))
-        )
+        batch.add_column(sa.Column("chain", sa.SmallInteger, nullable=False, server_default="0"))
     if op.get_bind().dialect.name == "postgresql":
         # A chain's newest event among eight (SQLite's one chain's are the table's newest).
         op.create_index("ix_audit_events_chain_seq", "audit_events", ["chain", "seq"])
+        # Nothing is appended to chain 0 any more: a writer of a version before this one (a
+        # container not yet replaced during an upgrade) fails instead of breaking the chains.
+        # NOT VALID: the rows already there (chain 0) are not checked.
+        op.execute(
+            "ALTER TABLE audit_events ADD CONSTRAINT audit_events_new_chains"
+            " CHECK (chain > 0) NOT VALID"
+        )
     chains = op.create_table(
         "audit_chains",
         sa.Column("chain", sa.SmallInteger, primary_key=True, autoincrement=False),
@@ -84,6 +92,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_events_chain_move")
     op.drop_table("audit_chains")
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE audit_events DROP CONSTRAINT audit_events_new_chains")
         op.drop_index("ix_audit_events_chain_seq", "audit_events")
     with op.batch_alter_table("audit_events") as batch:
         batch.drop_column("chain")
