@@ -13,6 +13,22 @@ from wakedock.audit.append import TURN_WAIT
 from wakedock.audit.turn import Turn
 
 
+def interrupted_waiter(turn: Turn) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread named "waiter" started waiting for `turn` (5 s at most); the list gets the
+    KeyboardInterrupt that cuts its wait short, if one does."""
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            turn.acquire(timeout=5)
+        except KeyboardInterrupt as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    return waiter, outcome
+
+
 def test_one_holder_at_a_time() -> None:
     turn = Turn()
     inside = 0
@@ -151,16 +167,7 @@ def test_a_waiter_interrupted_leaves_nothing_held(monkeypatch: pytest.MonkeyPatc
             self.wake.acquire()
 
     monkeypatch.setattr(turn_module, "_Waiter", InterruptedWaiter)
-    outcome: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            turn.acquire(timeout=5)
-        except KeyboardInterrupt as exc:
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
+    waiter, outcome = interrupted_waiter(turn)
     time.sleep(0.1)
     interrupted.set()
     turn.release()  # handed to the waiter, which is interrupted as it wakes
@@ -191,16 +198,7 @@ def test_a_waiter_interrupted_between_waits_leaves_the_queue(
             return time.monotonic()
 
     monkeypatch.setattr(turn_module, "time", Clock)
-    outcome: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            turn.acquire(timeout=5)
-        except KeyboardInterrupt as exc:
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=wait, name="waiter")
-    waiter.start()
+    waiter, outcome = interrupted_waiter(turn)
     waiter.join(5)
     assert len(outcome) == 1
     turn.release()
@@ -226,16 +224,7 @@ def test_a_waiter_interrupted_once_it_took_a_free_turn_passes_it_on() -> None:
             if held and interrupts and threading.current_thread().name == "waiter":
                 raise interrupts.pop()
 
-    outcome: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            turn.acquire(timeout=5)
-        except KeyboardInterrupt as exc:
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=wait, name="waiter")
-    waiter.start()
+    waiter, outcome = interrupted_waiter(turn)
     deadline = time.monotonic() + 5
     while not turn._queue and time.monotonic() < deadline:
         time.sleep(0.01)
