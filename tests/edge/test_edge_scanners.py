@@ -163,5 +163,8 @@ def test_sqlmap_finds_nothing_and_its_probes_are_refused_and_audited(
         assert details["inbound_anomaly_score"] >= 5
         if len(details["rule_ids"]) < MAX_RULES:  # sqlmap's WAF check matches more than kept
             assert "949110" in details["rule_ids"]
-            assert any(rule.startswith("942") for rule in details["rule_ids"]), details
+            # An attack rule of the CRS: SQL injection (942) for nearly every probe; sqlmap's
+            # random payloads sometimes trip another family instead (a CI run of 2026-12-04).
+            attacks = ("920", "921", "930", "931", "932", "933", "934", "941", "942")
+            assert any(rule.startswith(attacks) for rule in details["rule_ids"]), details
         assert "ORDER BY" not in (event.details or "")  # the payload stays out of the trail
