@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from conftest import Harness
 from wakedock.audit.append import append_in_turn
 from wakedock.audit.archive import archive_events, verify_archive
-from wakedock.audit.chain import AuditChain, ChainedFields, audit_chain_key
+from wakedock.audit.chain import (
+    CHAINS_MAX,
+    OVERDUE,
+    AuditChain,
+    ChainedFields,
+    audit_chain_key,
+    start_for,
+)
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import Verdict, verify_chain
@@ -246,3 +253,43 @@ def test_an_event_of_a_batch_moved_out_of_it_is_caught(trail: Trail) -> None:
         )  # fmt: skip
     result = trail.verdict()
     assert not result.ok and result.seq == 12 and "was changed" in str(result.problem)
+
+
+def test_a_process_keeps_to_its_own_chain_and_goes_back_to_every_chain_in_time() -> None:
+    # One writer at a time: every lane is free at each append.
+    chain = AuditChain(b"k" * 32, CHAINS_MAX)
+    taken = []
+    for _ in range(10 * OVERDUE):
+        lane = chain.take_lane(timeout=1)
+        assert lane is not None
+        taken.append(lane.chain)
+        lane.turn.release()
+    own = max(set(taken), key=taken.count)
+    # Mostly its own chain (other processes keep mostly to theirs)...
+    assert taken.count(own) >= 0.7 * len(taken)
+    # ... and every chain again within OVERDUE appends and one per chain overdue with it.
+    for number in range(1, CHAINS_MAX + 1):
+        places = [n for n, lane_chain in enumerate(taken) if lane_chain == number]
+        gaps = [b - a for a, b in zip([-1, *places], [*places, len(taken)], strict=True)]
+        assert max(gaps) <= OVERDUE + CHAINS_MAX, (number, gaps)
+
+
+def test_workers_started_one_after_the_other_start_on_chains_apart() -> None:
+    for pid in (4000, 4001, 4007):
+        first, second = start_for(pid, CHAINS_MAX), start_for(pid + 1, CHAINS_MAX)
+        assert min((first - second) % CHAINS_MAX, (second - first) % CHAINS_MAX) >= 3
+
+
+def test_each_chains_newest_event_stays_among_the_last_appends(trail: Trail) -> None:
+    # An event's place in the order is covered by the next event on its chain: a chain left
+    # unused would keep an old newest event that could be moved or deleted unnoticed
+    # (docs/audit.md). One writer, appending as a process does (no lane held by the test).
+    for n in range(3 * OVERDUE):
+        with transaction(trail.factory) as db:
+            event = Event(EventType.LOGIN_FAILURE, target=f"steady.{n}")
+            record_event(db, event, RequestContext(), at=SystemClock().now())
+    rows = trail.rows()
+    newest = {row.chain: row.seq for row in rows}
+    assert sorted(newest) == [1, 2, 3]
+    assert min(newest.values()) > rows[-1].seq - (OVERDUE + 3), newest
+    assert trail.verdict().ok

@@ -42,6 +42,9 @@ SQLITE_MOVED = "wakedock: the audit chain moved"
 # another's round trips (docs/benchmarks.md, "Several chains, one order"). SQLite has one writer
 # at a time: one chain.
 POSTGRESQL_CHAINS = 8
+# A chain a process has not appended to in this many of its appends is its next append's, if
+# free (`AuditChain.take_lane`).
+OVERDUE = 4 * CHAINS_MAX
 # An event's anchor when it was appended in the same batch as the event before it on its chain,
 # right after it (its seq is then that event's plus one); else its anchor is that event's seq.
 IN_BATCH = -1
@@ -125,12 +128,25 @@ class Lane:
     """One chain as this process appends to it: its turn, and the head (hash, seq) this process
     last wrote there (None: not known, read it under its lock)."""
 
-    __slots__ = ("chain", "head", "turn")
+    __slots__ = ("chain", "head", "taken", "turn")
 
     def __init__(self, chain: int) -> None:
         self.chain = chain
         self.turn = Turn()
         self.head: tuple[str, int] | None = None
+        # The number of this process's appends when one last took this lane.
+        self.taken = 0
+
+
+def _last_taken(lane: Lane) -> int:
+    return lane.taken
+
+
+def start_for(pid: int, chains: int) -> int:
+    """The index of the lane a process first tries: with eight chains, processes whose pids
+    follow one another (workers started one after the other) start 5 chains apart (3 the
+    other way round), so that each keeps mostly to chains the other does not use."""
+    return (pid * 5) % chains
 
 
 def chains_for(dialect: str) -> int:
@@ -154,27 +170,40 @@ class AuditChain:
         self._key = hashlib.sha256(b"wakedock-audit-chain:" + key).digest()
         self._guard = threading.Lock()
         self.lanes = [Lane(chain) for chain in range(1, chains + 1)]
-        # Where the next append starts looking (from the pid: processes start apart).
-        self._next = os.getpid() % chains
+        self._start = start_for(os.getpid(), chains)
+        self._takes = 0
 
     def take_lane(self, timeout: float) -> Lane | None:
-        """A lane whose turn is now the caller's (release it with `lane.turn.release()`): the
-        first free one from where the last append started plus one, else that one once free;
-        None if none was had in `timeout`.
+        """A lane whose turn is now the caller's (release it with `lane.turn.release()`), None
+        if none was had in `timeout`: a chain this process has not appended to in its last
+        `OVERDUE` appends if it is free, else the first free one from this process's own first
+        chain (`start_for`), else that one once free.
 
-        Appends go round every chain: no chain's newest event stays old while events are
-        recorded (an event's place in the order is covered by the next one on its chain:
-        docs/audit.md, "Several chains, one order")."""
+        Each process keeps to its first chains, so that processes rarely append to one chain
+        (an append whose chain another process moved fails its compare-and-set and reads the
+        chain under its lock); and each chain is appended to again within about `OVERDUE`
+        appends of each process (one overdue chain per append), so that no chain's newest
+        event stays old while events are recorded (its place in the order is covered only by
+        the next event on its chain: docs/audit.md, "Several chains, one order")."""
+        lanes = self.lanes
         with self._guard:
-            start = self._next
-            self._next = (start + 1) % len(self.lanes)
-        count = len(self.lanes)
+            self._takes += 1
+            takes = self._takes
+            oldest = min(lanes, key=_last_taken)
+        if takes - oldest.taken > OVERDUE and oldest.turn.acquire(blocking=False):
+            return self._taken(oldest, takes)
+        count = len(lanes)
         for step in range(count):
-            lane = self.lanes[(start + step) % count]
+            lane = lanes[(self._start + step) % count]
             if lane.turn.acquire(blocking=False):
-                return lane
-        lane = self.lanes[start]
-        return lane if lane.turn.acquire(timeout=timeout) else None
+                return self._taken(lane, takes)
+        lane = lanes[self._start]
+        return self._taken(lane, takes) if lane.turn.acquire(timeout=timeout) else None
+
+    def _taken(self, lane: Lane, takes: int) -> Lane:
+        with self._guard:
+            lane.taken = max(lane.taken, takes)
+        return lane
 
     def cached_head(self, lane: Lane) -> tuple[str, int] | None:
         with self._guard:
