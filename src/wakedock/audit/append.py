@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from typing import Any, cast
 
@@ -83,33 +85,30 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     sqlite = connection.dialect.name == "sqlite"
     # Everything that does not depend on the head is done before the turn is taken.
     prepared = _prepare(connection, contents)
+    go = partial(append, db, prepared, release_early=release_early, connection=connection)
     held = db.info.get(_HOLDS_HEAD)
     if held is not None:
         # Its own chain's head, which this transaction wrote and still holds, is remembered.
         lane = chain.lanes[held - 1] if 0 < held <= len(chain.lanes) else None
         head = None if lane is None else chain.cached_head(lane)
         if head is not None:
-            seqs = append(
-                db, prepared, chain=held, lane=lane, head=head, release_early=release_early
-            )
+            seqs = go(chain=held, lane=lane, head=head)
             if seqs:
                 return seqs
-        return append(db, prepared, chain=held, lane=lane, release_early=release_early)
+        return go(chain=held, lane=lane)
     lane = None if sqlite and _sqlite_writing(connection) else chain.take_lane(TURN_WAIT)
     if lane is None:
         # Remembered on the first lane (without its turn: any stale value only costs a re-read).
         first = chain.lanes[0]
-        return append(db, prepared, chain=first.chain, lane=first, release_early=release_early)
+        return go(chain=first.chain, lane=first)
     kept = False
     try:
         head = chain.cached_head(lane)
-        seqs = append(
-            db, prepared, chain=lane.chain, lane=lane, head=head, release_early=release_early
-        )
+        seqs = go(chain=lane.chain, lane=lane, head=head)
         if not seqs:
             # The head this process remembered was rolled back, or another process appended:
             # read it under its lock, still in the turn, so that the next turn starts right.
-            seqs = append(db, prepared, chain=lane.chain, lane=lane, release_early=release_early)
+            seqs = go(chain=lane.chain, lane=lane)
         if sqlite:
             db.info[_KEEPS_TURN] = (lane.turn, connection.connection.driver_connection)
             kept = True
@@ -156,17 +155,31 @@ def append_committed(factory: sessionmaker[Session], contents: list[ChainedField
 
 def prepare_rows(engine: Engine, contents: list[ChainedFields]) -> list[tuple[Prepared, list[Any]]]:
     """Each event prepared, with its row's values but the chain's, as the driver takes them."""
-    binders = _binders(engine, _CONTENT_KEYS)
-    # Read in one call; only the few columns with a bind processor are bound here.
-    read = attrgetter(*_CONTENT_KEYS)
-    bound = [(index, bind) for index, (_key, bind) in enumerate(binders) if bind is not None]
-    prepared = []
-    for content in contents:
-        row = list(read(content))
-        for index, bind in bound:
-            row[index] = bind(row[index])
-        prepared.append((Prepared(content, canonical_tail(content), ()), row))
-    return prepared
+    read = _reader(engine)
+    return [(Prepared(content, canonical_tail(content), ()), read(content)) for content in contents]
+
+
+_READERS: dict[str, Callable[[ChainedFields], list[Any]]] = {}
+
+
+def _reader(connection: Any) -> Callable[[ChainedFields], list[Any]]:
+    """What gives an event's row values but the chain's (`_CONTENT_KEYS` order), as the
+    driver of `connection`'s dialect takes them (`connection`: anything with the dialect)."""
+    reader = _READERS.get(connection.dialect.name)
+    if reader is None:
+        # Read in one call; only the few columns with a bind processor are bound here.
+        read = attrgetter(*_CONTENT_KEYS)
+        binders = _binders(connection, _CONTENT_KEYS)
+        bound = [(index, bind) for index, (_key, bind) in enumerate(binders) if bind is not None]
+
+        def reader(content: ChainedFields) -> list[Any]:
+            row = list(read(content))
+            for index, bind in bound:
+                row[index] = bind(row[index])
+            return row
+
+        _READERS[connection.dialect.name] = reader
+    return reader
 
 
 _BATCH_SQL: dict[tuple[int, bool], bytes] = {}
@@ -290,17 +303,11 @@ class Prepared:
 
 
 def _prepare(connection: Any, contents: list[ChainedFields]) -> list[Prepared]:
-    binders = _binders(connection, _CONTENT_KEYS) if connection.dialect.name == "sqlite" else []
+    if connection.dialect.name != "sqlite":
+        return [Prepared(content, canonical_tail(content), ()) for content in contents]
+    read = _reader(connection)
     return [
-        Prepared(
-            content,
-            canonical_tail(content),
-            tuple(
-                getattr(content, key) if bind is None else bind(getattr(content, key))
-                for key, bind in binders
-            ),
-        )
-        for content in contents
+        Prepared(content, canonical_tail(content), tuple(read(content))) for content in contents
     ]
 
 
@@ -355,6 +362,7 @@ def append(
     lane: Lane | None = None,
     head: tuple[str, int] | None = None,
     release_early: bool = False,
+    connection: Connection | None = None,
 ) -> list[int]:
     """Chain the `prepared` events on chain `chain`, in order, in `db`'s transaction: their
     seqs (the order's next ones).
@@ -364,10 +372,11 @@ def append(
     head is no longer that. Without `head`: the chain is locked and read first. One statement
     whatever the number of events (on SQLite an INSERT per event in one `executemany`, the
     triggers of migration 0010 doing the rest). `lane`: where to remember the head written.
-    `release_early`: see audit/durable.py.
+    `release_early`: see audit/durable.py. `connection`: `db.connection()`, if the caller has it.
     """
     audit_chain = chain_of(db)
-    connection = db.connection()
+    if connection is None:
+        connection = db.connection()
     sqlite = connection.dialect.name == "sqlite"
     locked = head is None
     driver = cast(Any, connection.connection.driver_connection)
