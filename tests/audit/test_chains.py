@@ -5,6 +5,7 @@ newest events) is caught and named."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -274,10 +275,25 @@ def test_a_process_keeps_to_its_own_chain_and_goes_back_to_every_chain_in_time()
         assert max(gaps) <= OVERDUE + CHAINS_MAX, (number, gaps)
 
 
-def test_workers_started_one_after_the_other_start_on_chains_apart() -> None:
-    for pid in (4000, 4001, 4007):
-        first, second = start_for(pid, CHAINS_MAX), start_for(pid + 1, CHAINS_MAX)
-        assert min((first - second) % CHAINS_MAX, (second - first) % CHAINS_MAX) >= 3
+def test_a_lane_held_long_does_not_keep_the_process_from_its_other_chains() -> None:
+    # A caller holds one lane's turn throughout (a transaction waiting on a chain's row another
+    # holds): it is the lane taken least recently, overdue from the OVERDUE-th take on.
+    chain = AuditChain(b"k" * 32, CHAINS_MAX)
+    own = chain.lanes[start_for(os.getpid(), CHAINS_MAX)]
+    held = next(lane for lane in chain.lanes if lane is not own)
+    assert held.turn.acquire(blocking=False)
+    taken = []
+    for _ in range(10 * OVERDUE):
+        lane = chain.take_lane(timeout=1)
+        assert lane is not None and lane is not held
+        taken.append(lane.chain)
+        lane.turn.release()
+    held.turn.release()
+    # Every other chain is still taken again within OVERDUE takes and one per chain overdue.
+    for number in {lane.chain for lane in chain.lanes} - {held.chain}:
+        places = [n for n, lane_chain in enumerate(taken) if lane_chain == number]
+        gaps = [b - a for a, b in zip([-1, *places], [*places, len(taken)], strict=True)]
+        assert max(gaps) <= OVERDUE + CHAINS_MAX, (number, gaps)
 
 
 def test_each_chains_newest_event_stays_among_the_last_appends(trail: Trail) -> None:

@@ -134,12 +134,19 @@ class Lane:
         self.chain = chain
         self.turn = Turn()
         self.head: tuple[str, int] | None = None
-        # The number of this process's appends when one last took this lane.
+        # The number of this process's takes (`AuditChain.take_lane`) when one last took it.
         self.taken = 0
 
 
 def _last_taken(lane: Lane) -> int:
     return lane.taken
+
+
+def _taken(lane: Lane, takes: int) -> Lane:
+    # Only the holder of a lane's turn writes its `taken`: no other lock needed.
+    if takes > lane.taken:
+        lane.taken = takes
+    return lane
 
 
 def start_for(pid: int, chains: int) -> int:
@@ -175,35 +182,34 @@ class AuditChain:
 
     def take_lane(self, timeout: float) -> Lane | None:
         """A lane whose turn is now the caller's (release it with `lane.turn.release()`), None
-        if none was had in `timeout`: a chain this process has not appended to in its last
-        `OVERDUE` appends if it is free, else the first free one from this process's own first
-        chain (`start_for`), else that one once free.
+        if none was had in `timeout`: the free lane this process has taken least recently if it
+        has not taken it in its last `OVERDUE` takes, else the first free one from this
+        process's own first chain (`start_for`), else that one once free.
 
         Each process keeps to its first chains, so that processes rarely append to one chain
         (an append whose chain another process moved fails its compare-and-set and reads the
-        chain under its lock); and each chain is appended to again within about `OVERDUE`
-        appends of each process (one overdue chain per append), so that no chain's newest
-        event stays old while events are recorded (its place in the order is covered only by
-        the next event on its chain: docs/audit.md, "Several chains, one order")."""
+        chain under its lock); and each chain whose turn is free is taken again within about
+        `OVERDUE` takes of each process (one overdue chain per take; a lane held long by one
+        caller does not hold the others back), so that no chain's newest event stays old while
+        events are recorded (its place in the order is covered only by the next event on its
+        chain: docs/audit.md, "Several chains, one order"). A take is one append, one
+        transaction's appends or one batch of them."""
         lanes = self.lanes
         with self._guard:
             self._takes += 1
             takes = self._takes
-            oldest = min(lanes, key=_last_taken)
-        if takes - oldest.taken > OVERDUE and oldest.turn.acquire(blocking=False):
-            return self._taken(oldest, takes)
+            overdue = [lane for lane in lanes if takes - lane.taken > OVERDUE]
+        overdue.sort(key=_last_taken)
+        for lane in overdue:
+            if lane.turn.acquire(blocking=False):
+                return _taken(lane, takes)
         count = len(lanes)
         for step in range(count):
             lane = lanes[(self._start + step) % count]
             if lane.turn.acquire(blocking=False):
-                return self._taken(lane, takes)
+                return _taken(lane, takes)
         lane = lanes[self._start]
-        return self._taken(lane, takes) if lane.turn.acquire(timeout=timeout) else None
-
-    def _taken(self, lane: Lane, takes: int) -> Lane:
-        with self._guard:
-            lane.taken = max(lane.taken, takes)
-        return lane
+        return _taken(lane, takes) if lane.turn.acquire(timeout=timeout) else None
 
     def cached_head(self, lane: Lane) -> tuple[str, int] | None:
         with self._guard:
