@@ -18,7 +18,7 @@ from alembic.config import Config as AlembicConfig
 
 from conftest import Harness
 from support.server import run_cli
-from wakedock.audit.chain import AuditChain, ChainedFields, audit_chain_key
+from wakedock.audit.chain import ORDER_HEAD, AuditChain, ChainedFields, audit_chain_key
 from wakedock.audit.events import Event, EventType
 from wakedock.audit.service import CHAIN_INFO, record_event
 from wakedock.audit.verify import verify_chain
@@ -288,15 +288,49 @@ def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harne
     assert verdict(h).ok
 
 
-def test_sqlite_has_the_chain_triggers_at_the_head_revision(tmp_path: Path) -> None:
-    # An append is one statement on SQLite: two triggers (migration 0010) check the chain and
-    # move the heads. A later migration that rebuilds audit_events there would drop them.
+def test_sqlite_writes_one_head_row_per_event_across_its_migrations(tmp_path: Path) -> None:
+    # Migration 0011: the chain of the newest event says its head is the order's row (one head
+    # row written per event), and 0010's triggers are gone. Down to 0010 the chain's row holds
+    # its hash again and the triggers are back; up again, the next append marks it again.
     engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
-    migrate(engine, b"k" * 32)
-    with engine.connect() as conn:
-        names = conn.execute(
-            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
-            {"t": "audit_events"},
-        ).scalars()
-        assert set(names) == {"audit_events_chain_check", "audit_events_chain_move"}
+    key = b"k" * 32
+    migrate(engine, key)
+    factory = make_session_factory(engine, {CHAIN_INFO: AuditChain(key)})
+
+    def append(target: str) -> None:
+        with transaction(factory) as db:
+            event = Event(EventType.LOGIN_SUCCESS, target=target)
+            record_event(db, event, RequestContext(), at=SystemClock().now())
+
+    def state() -> tuple[str, str, list[str]]:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT hash FROM audit_chains WHERE chain = 1")).one()
+            order = conn.execute(sa.text("SELECT hash FROM audit_chain_head")).one()
+            triggers = conn.execute(
+                sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).scalars()
+            return str(row[0]), str(order[0]), sorted(triggers)
+
+    for n in range(3):
+        append(f"before {n}")
+    assert state()[0] == ORDER_HEAD and state()[2] == []
+    assert verify_chain(factory, AuditChain(key)).ok
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    chain_hash, order_hash, triggers = state()
+    assert chain_hash == order_hash and len(chain_hash) == 64
+    assert triggers == ["audit_events_chain_check", "audit_events_chain_move"]
+    assert verify_chain(factory, AuditChain(key)).ok
+
+    migrate(engine, key)
+    # This process remembers the head it wrote, which the order's row still is: the chain's
+    # row, no longer marked, sends it to read the chain under its lock, and mark it.
+    append("after")
+    assert state()[0] == ORDER_HEAD and state()[2] == []
+    result = verify_chain(factory, AuditChain(key))
+    assert result.ok and result.checked == 4
     engine.dispose()

@@ -22,6 +22,7 @@ from wakedock.audit.append import append_in_turn
 from wakedock.audit.archive import archive_events, verify_archive
 from wakedock.audit.chain import (
     CHAINS_MAX,
+    ORDER_HEAD,
     OVERDUE,
     AuditChain,
     ChainedFields,
@@ -188,6 +189,23 @@ def test_the_newest_event_deleted_with_the_order_moved_back_is_caught(trail: Tra
     result = trail.verdict()
     assert not result.ok
     assert f"the newest events of chain {newest.chain} were deleted" in str(result.problem)
+
+
+def test_a_chain_that_says_its_head_is_the_orders_when_it_is_not_is_caught(
+    trail: Trail,
+) -> None:
+    # The newest event is chain 2's (seq 8): chain 1's row made to say ORDER_HEAD, as if its
+    # newest event were the order's, which would let its own newest events go unseen.
+    with trail.raw() as conn:
+        conn.execute(
+            sa.text("UPDATE audit_chains SET hash = :marker WHERE chain = 1"),
+            {"marker": ORDER_HEAD},
+        )
+    result = trail.verdict()
+    assert not result.ok
+    assert "the newest events of chain 1 were deleted: its head (the order's)" in str(
+        result.problem
+    )
 
 
 def test_an_event_on_a_chain_that_does_not_exist_is_caught(trail: Trail) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from wakedock.audit.chain import (
     CHAIN_INFO,
     IN_BATCH,
-    SQLITE_MOVED,
+    ORDER_HEAD,
     AuditChain,
     ChainedFields,
     Lane,
@@ -370,8 +370,8 @@ def append(
     From `head`, a (hash, seq) believed to be the chain's newest event: a compare-and-set,
     which waits for the transaction holding the chain and stores nothing (returns []) if its
     head is no longer that. Without `head`: the chain is locked and read first. One statement
-    whatever the number of events (on SQLite an INSERT per event in one `executemany`, the
-    triggers of migration 0010 doing the rest). `lane`: where to remember the head written.
+    whatever the number of events on PostgreSQL; on SQLite, the order's row moved and the rows
+    inserted (`_sqlite_advance_and_insert`). `lane`: where to remember the head written.
     `release_early`: see audit/durable.py. `connection`: `db.connection()`, if the caller has it.
     """
     audit_chain = chain_of(db)
@@ -381,6 +381,9 @@ def append(
     locked = head is None
     driver = cast(Any, connection.connection.driver_connection)
     statement = "audit chain head"
+    # SQLite: a head remembered was written by an append there, which left it the order's; the
+    # compare-and-set checks that it still is.
+    in_order = head is not None
     try:
         cursor = driver.cursor()
         try:
@@ -392,9 +395,15 @@ def append(
                 row = cursor.fetchone()
                 if row is None:
                     raise RuntimeError(f"audit chain {chain} has no row in audit_chains")
-                head = chain_head(cursor, chain, tuple(row), "?" if sqlite else "%s")
+                in_order = row[0] == ORDER_HEAD
+                if sqlite and in_order:
+                    head = _sqlite_order_head(cursor, chain)
+                else:
+                    head = chain_head(cursor, chain, tuple(row), "?" if sqlite else "%s")
             if sqlite:
-                seqs, last = _sqlite_advance_and_insert(cursor, audit_chain, chain, prepared, head)
+                seqs, last = _sqlite_advance_and_insert(
+                    cursor, audit_chain, chain, prepared, head, in_order=in_order
+                )
             else:
                 binders = _binders(connection, _CONTENT_KEYS)
                 seqs, last = _postgresql_advance_and_insert(
@@ -478,20 +487,43 @@ def _binders(connection: Any, keys: list[str]) -> list[tuple[str, Any]]:
     return cached
 
 
-# SQLite: one statement per event, to the driver itself. It runs while the append holds the
-# turn and SQLite's write lock, which the next append waits for: SQLAlchemy's work per statement
-# (the parameters, the execution context), and each statement more, cost more than SQLite's
-# own work there. The row takes the order's next seq; the triggers of migration 0010 refuse it
-# if its chain's head is not its prev_hash (the compare-and-set), and move the chain's row and
-# the order's to it (docs/audit.md, "Several chains, one order").
+# SQLite: the statements go to the driver itself. They run while the append holds the turn
+# and SQLite's write lock, which the next append waits for: SQLAlchemy's work per statement (the
+# parameters, the execution context) would cost more than SQLite's own work there.
+#
+# One head row is written per event (docs/audit.md, "SQLite: one head row"): the row of the
+# chain whose event is the newest of all says ORDER_HEAD, its head being the order's row. An
+# append on that chain moves the order's row only, by a compare-and-set on its hash and seq, and
+# inserts its rows at the seqs that follow (if its chain's row still says ORDER_HEAD: a
+# remembered head is the order's only then). An append on another chain (or the first on a
+# database whose chain's row still holds its hash) first writes the order's hash into the row
+# that says ORDER_HEAD, then marks its own chain's row from the hash it read there.
 _SQLITE_COLUMNS = [*_CONTENT_KEYS, "chain", "prev_hash", "hash", "seq"]
 _SQLITE_INSERT = (
     f"INSERT INTO audit_events ({', '.join(_SQLITE_COLUMNS)})"  # noqa: S608  # nosec B608
-    f" VALUES ({', '.join('?' * (len(_SQLITE_COLUMNS) - 1))},"
-    " (SELECT seq + 1 FROM audit_chain_head WHERE id = 1))"
+    f" VALUES ({', '.join('?' * len(_SQLITE_COLUMNS))})"
 )
-_SQLITE_INSERT_ONE = _SQLITE_INSERT + " RETURNING seq"
-_SQLITE_ORDER = "SELECT seq FROM audit_chain_head WHERE id = 1"
+_SQLITE_MOVE_ORDER = (
+    "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1 AND hash = ? AND seq = ?"
+    " AND EXISTS (SELECT 1 FROM audit_chains WHERE chain = ? AND hash = ?)"
+)
+_SQLITE_ORDER_HEAD = "SELECT hash, seq FROM audit_chain_head WHERE id = 1"
+_SQLITE_NEWEST = "SELECT seq, hash, chain FROM audit_events ORDER BY seq DESC LIMIT 1"
+_SQLITE_UNMARK = (
+    "UPDATE audit_chains SET hash = (SELECT hash FROM audit_chain_head WHERE id = 1) WHERE hash = ?"
+)
+_SQLITE_MARK = "UPDATE audit_chains SET hash = ? WHERE chain = ? AND hash = ?"
+_SQLITE_TAKE_SEQS = "UPDATE audit_chain_head SET seq = seq + ?, hash = ? WHERE id = 1 RETURNING seq"
+
+
+def _sqlite_order_head(cursor: Any, number: int) -> tuple[str, int]:
+    """The head (hash, seq) of chain `number`, whose row (locked: SQLite's write lock) says
+    ORDER_HEAD: the order's row's, which must be the newest event's, on that chain."""
+    digest, seq = cursor.execute(_SQLITE_ORDER_HEAD).fetchone()
+    newest = cursor.execute(_SQLITE_NEWEST).fetchone()
+    if newest is None or (int(newest[0]), str(newest[1]), int(newest[2])) != (seq, digest, number):
+        raise RuntimeError(f"audit chain {number}: the order's newest event is not its head")
+    return str(digest), int(seq)
 
 
 def _sqlite_advance_and_insert(
@@ -500,29 +532,38 @@ def _sqlite_advance_and_insert(
     chain: int,
     prepared: list[Prepared],
     head: tuple[str, int],
+    *,
+    in_order: bool,
 ) -> tuple[list[int], str]:
-    """The rows inserted after `head` on `chain` (their triggers check and move the chain and
-    the order): their seqs ([] and nothing stored if the chain's head was not `head`), and the
-    new head's hash."""
-    values: list[tuple[Any, ...]] = []
+    """The rows inserted after `head` on `chain`, the heads moved to them: their seqs ([] and
+    nothing written if the order's row was not `head`, when `in_order`: `head` is also the
+    order's), and the new head's hash."""
+    rows: list[tuple[Any, ...]] = []
     last, anchor = head
     for item in prepared:
         digest = audit_chain.link_on(chain, last, anchor, item.tail)
-        values.append((*item.bound, chain, last, digest))
+        rows.append((*item.bound, chain, last, digest))
         last, anchor = digest, IN_BATCH
-    try:
-        if len(values) == 1:
-            cursor.execute(_SQLITE_INSERT_ONE, values[0])
-            top = int(cursor.fetchone()[0])
-        else:
-            # Each row's trigger moves the chain to it: only the first can find it elsewhere.
-            cursor.executemany(_SQLITE_INSERT, values)
-            top = int(cursor.execute(_SQLITE_ORDER).fetchone()[0])
-    except sqlite3.IntegrityError as exc:
-        if SQLITE_MOVED in str(exc):
+    count = len(rows)
+    if in_order:
+        moved = (head[1] + count, last, head[0], head[1], chain, ORDER_HEAD)
+        cursor.execute(_SQLITE_MOVE_ORDER, moved)
+        if cursor.rowcount != 1:
             return [], last
-        raise
-    return list(range(top - len(values) + 1, top + 1)), last
+        first = head[1] + 1
+    else:
+        # The caller read `head` under the write lock: nothing moved it since.
+        cursor.execute(_SQLITE_UNMARK, (ORDER_HEAD,))
+        cursor.execute(_SQLITE_MARK, (ORDER_HEAD, chain, head[0]))
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"audit chain {chain} moved while locked; event not recorded")
+        first = int(cursor.execute(_SQLITE_TAKE_SEQS, (count, last)).fetchone()[0]) - count + 1
+    values = [(*row, first + n) for n, row in enumerate(rows)]
+    if count == 1:
+        cursor.execute(_SQLITE_INSERT, values[0])
+    else:
+        cursor.executemany(_SQLITE_INSERT, values)
+    return list(range(first, first + count)), last
 
 
 @sa_event.listens_for(Session, "after_commit")

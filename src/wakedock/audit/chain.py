@@ -8,7 +8,9 @@ HMAC-SHA256(key, previous hash || canonical JSON), where the previous hash is th
 before it on its own chain and the canonical JSON covers its chain, the seq of that previous
 event, and every field of its own: changing, deleting or reordering any event breaks the chain
 at that event or at the next one on its chain, and each chain's last hash catches the newest
-ones deleted. `audit_chain_head` holds the last seq and hash of all (its lock orders the seqs).
+ones deleted. `audit_chain_head` holds the last seq and hash of all (its lock orders the seqs);
+the row of the chain whose event is the newest of all may say so instead of repeating them
+(`ORDER_HEAD`).
 
 Chain 0 holds the trail written before there were several chains: there an event's hash covers
 its own seq instead of its predecessor's (`canonical`), as it always did.
@@ -36,8 +38,14 @@ GENESIS = "0" * 64
 # from before there were several.
 CHAINS_MAX = 8
 LEGACY_CHAIN = 0
-# SQLite: the message of the trigger that refuses an event whose chain has moved (migration 0010).
+# SQLite: the message of the trigger that refused an event whose chain had moved (migration
+# 0010's; migration 0011 dropped the triggers).
 SQLITE_MOVED = "wakedock: the audit chain moved"
+# In a chain's row, in place of its last hash: the chain's newest event is the order's newest,
+# whose hash and seq are the order's row's (`audit_chain_head`). SQLite writes one head row per
+# event so (docs/audit.md, "SQLite: one head row"); the chain's row then changes only when
+# another chain's event comes after it.
+ORDER_HEAD = "order"
 # PostgreSQL: events are appended on this many chains, so that appends do not wait for one
 # another's round trips (docs/benchmarks.md, "Several chains, one order"). SQLite has one writer
 # at a time: one chain.

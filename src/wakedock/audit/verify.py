@@ -15,6 +15,7 @@ from wakedock.audit.chain import (
     GENESIS,
     IN_BATCH,
     LEGACY_CHAIN,
+    ORDER_HEAD,
     AuditChain,
     ChainedFields,
 )
@@ -125,10 +126,13 @@ def verify_chain(
                 f"the table ends at seq {expected - 1}",
             )
         for number, chain_row in sorted(chains.items()):
-            if chain_row.hash != tips[number][0]:
+            # ORDER_HEAD: the chain's head is the order's (checked above), its newest event.
+            in_order = chain_row.hash == ORDER_HEAD
+            if (head.hash if in_order else chain_row.hash) != tips[number][0]:
+                whose = "its head (the order's)" if in_order else "its head"
                 return Verdict(
                     checked,
-                    f"the newest events of chain {number} were deleted: its head is not its "
+                    f"the newest events of chain {number} were deleted: {whose} is not its "
                     f"last event (seq {tips[number][1]})",
                 )
         return Verdict(checked)
