@@ -135,8 +135,9 @@ def test_a_forged_event_without_the_key_is_caught(h: Harness) -> None:
         forged["hash"] = AuditChain(b"a guessed key, not the real one!!").link(
             row["hash"], _fields(forged)
         )
-        conn.execute(sa.text(_insert(forged)), forged)
+        # The order's row first: on SQLite a row past it is refused (migration 0011's guard).
         conn.execute(sa.text("UPDATE audit_chain_head SET seq = 11, hash = :hash"), forged)
+        conn.execute(sa.text(_insert(forged)), forged)
     result = verdict(h)
     assert result.seq == 11 and "was changed" in result.problem
 
@@ -290,8 +291,9 @@ def test_a_rolled_back_append_then_another_writer_keeps_the_chain_whole(h: Harne
 
 def test_sqlite_writes_one_head_row_per_event_across_its_migrations(tmp_path: Path) -> None:
     # Migration 0011: the chain of the newest event says its head is the order's row (one head
-    # row written per event), and 0010's triggers are gone. Down to 0010 the chain's row holds
-    # its hash again and the triggers are back; up again, the next append marks it again.
+    # row written per event), 0010's triggers gone (a guard in their place). Down to 0010 the
+    # chain's row holds its hash again and the triggers are back; up again, the next append
+    # marks it again.
     engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
     key = b"k" * 32
     migrate(engine, key)
@@ -313,7 +315,7 @@ def test_sqlite_writes_one_head_row_per_event_across_its_migrations(tmp_path: Pa
 
     for n in range(3):
         append(f"before {n}")
-    assert state()[0] == ORDER_HEAD and state()[2] == []
+    assert state()[0] == ORDER_HEAD and state()[2] == ["audit_events_after_the_order"]
     assert verify_chain(factory, AuditChain(key)).ok
 
     config = AlembicConfig()
@@ -330,7 +332,116 @@ def test_sqlite_writes_one_head_row_per_event_across_its_migrations(tmp_path: Pa
     # This process remembers the head it wrote, which the order's row still is: the chain's
     # row, no longer marked, sends it to read the chain under its lock, and mark it.
     append("after")
-    assert state()[0] == ORDER_HEAD and state()[2] == []
+    assert state()[0] == ORDER_HEAD and state()[2] == ["audit_events_after_the_order"]
     result = verify_chain(factory, AuditChain(key))
     assert result.ok and result.checked == 4
     engine.dispose()
+
+
+def sqlite_trail(tmp_path: Path) -> tuple[sa.Engine, Any, AuditChain]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'trail.db'}")
+    key = b"k" * 32
+    migrate(engine, key)
+    chain = AuditChain(key)
+    return engine, make_session_factory(engine, {CHAIN_INFO: chain}), chain
+
+
+def append_one(factory: Any, target: str) -> None:
+    with transaction(factory) as db:
+        event = Event(EventType.LOGIN_SUCCESS, target=target)
+        record_event(db, event, RequestContext(), at=SystemClock().now())
+
+
+def test_sqlite_an_event_writes_one_head_row(tmp_path: Path) -> None:
+    # What the one head row is for: after the first append (which marks its chain's row), each
+    # event moves the order's row and inserts its own, and touches no chain's row.
+    engine, factory, _chain = sqlite_trail(tmp_path)
+    append_one(factory, "first")
+    statements: list[str] = []
+    sa.event.listen(
+        engine, "connect", lambda conn, _record: conn.set_trace_callback(statements.append)
+    )
+    engine.dispose()  # new connections, traced
+    for n in range(3):
+        append_one(factory, f"event {n}")
+    # (SQLite's trace names a statement again as its trigger runs: repeats are one statement.)
+    traced = [s for n, s in enumerate(statements) if n == 0 or s != statements[n - 1]]
+    writes = [" ".join(s.split()[:3]) for s in traced if s.split()[0] in ("INSERT", "UPDATE")]
+    assert writes == ["UPDATE audit_chain_head SET", "INSERT INTO audit_events"] * 3
+    engine.dispose()
+
+
+def test_sqlite_a_writer_of_the_version_before_is_refused_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    # The INSERT of the version before (0010's): the row takes the order's next seq and leaves
+    # the heads to the triggers that 0011 dropped. Refused, loudly, instead of stored unchained.
+    engine, factory, chain = sqlite_trail(tmp_path)
+    append_one(factory, "first")
+    with (
+        pytest.raises(sa.exc.IntegrityError, match="past the order's head"),
+        engine.begin() as conn,
+    ):
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_events (occurred_at, type, severity, outcome, details,"
+                " chain, prev_hash, hash, seq) VALUES ('2026-12-04 10:00:00.000000',"
+                " 'logout', 'low', 'success', '{}', 1, :prev, :hash,"
+                " (SELECT seq + 1 FROM audit_chain_head WHERE id = 1))"
+            ),
+            {"prev": "0" * 64, "hash": "1" * 64},
+        )
+    append_one(factory, "second")
+    assert verify_chain(factory, chain).ok
+    engine.dispose()
+
+
+def test_sqlite_an_append_failed_part_way_cannot_commit(tmp_path: Path) -> None:
+    # SQLite keeps a transaction's statements when a later one fails: an event refused after
+    # the order's row moved (a trigger here) must not commit with the row moved alone, even if
+    # the caller catches the error and commits.
+    engine, factory, chain = sqlite_trail(tmp_path)
+    append_one(factory, "first")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.target = 'bad'"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    refused = Event(EventType.LOGIN_SUCCESS, target="bad")
+
+    def catch_and_commit() -> None:
+        with transaction(factory) as db, pytest.raises(sa.exc.IntegrityError, match="refused"):
+            record_event(db, refused, RequestContext(), at=SystemClock().now())
+
+    with pytest.raises(RuntimeError, match="failed part way: it cannot commit"):
+        catch_and_commit()
+    append_one(factory, "second")
+    result = verify_chain(factory, chain)
+    assert result.ok and result.checked == 2
+    engine.dispose()
+
+
+def test_verify_on_a_live_trail_sees_one_snapshot(h: Harness) -> None:
+    # An event committed between verify's reading of the heads and its reading of the rows
+    # (another process appending) is not a deleted tail: verify reads one snapshot.
+    other = make_session_factory(h.components.engine, {CHAIN_INFO: h.components.audit_chain})
+    appended: list[int] = []
+
+    def append_before_the_rows(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if not appended and "FROM audit_events ORDER BY audit_events.seq" in " ".join(
+            statement.split()
+        ):
+            appended.append(1)
+            worker = threading.Thread(target=append_one, args=(other, "meanwhile"))
+            worker.start()
+            worker.join()
+
+    sa.event.listen(h.components.engine, "before_cursor_execute", append_before_the_rows)
+    try:
+        result = verdict(h)
+    finally:
+        sa.event.remove(h.components.engine, "before_cursor_execute", append_before_the_rows)
+    assert appended and result.ok and result.checked == 10
+    assert verdict(h).checked == 11

@@ -53,6 +53,9 @@ if [*_CONTENT_KEYS, *_CHAIN_KEYS] != _COLUMNS:
 _HOLDS_HEAD = "audit_holds_head"
 # The Session.info key of the turn a SQLite transaction keeps until it ends (see append_in_turn).
 _KEEPS_TURN = "audit_keeps_turn"
+# The Session.info key set when an append failed part way on SQLite, where a failed statement
+# does not undo the ones before it: that transaction may only roll back.
+_UNFINISHED = "audit_unfinished"
 # How long an append waits for a turn (`AuditChain.take_lane`) before it queues on a chain's
 # lock in the database instead, as it would with no turn at all.
 TURN_WAIT = 1.0
@@ -75,6 +78,8 @@ def append_in_turn(db: Session, contents: list[ChainedFields], *, release_early:
     the turn it is woken the moment the lock goes, whereas queued in SQLite's busy handler it
     sleeps 1, 2, 5, 10 ms... between attempts, holding the turn and everyone behind it.
     """
+    if not contents:
+        return []
     chain = chain_of(db)
     # A transaction that holds a chain already appends there again, and never waits for a
     # turn: the holder of the turn may be waiting for this transaction's commit. On SQLite
@@ -412,6 +417,9 @@ def append(
         finally:
             cursor.close()
     except (psycopg.Error, sqlite3.Error) as exc:
+        if sqlite:
+            # The order's row may have moved without the rows: never committed so.
+            db.info[_UNFINISHED] = True
         # A full disk is a 503 (web/errors.py).
         raise driver_error(connection, statement, exc) from exc
     if not seqs:
@@ -582,11 +590,20 @@ def _turn_released_at_commit(session: Session) -> None:
         kept[0].release()
 
 
+@sa_event.listens_for(Session, "before_commit")
+def _refuse_unfinished(session: Session) -> None:
+    if session.info.get(_UNFINISHED):
+        raise RuntimeError(
+            "an audit append of this transaction failed part way: it cannot commit, roll it back"
+        )
+
+
 @sa_event.listens_for(Session, "after_transaction_end")
 def _turn_released(session: Session, transaction: SessionTransaction) -> None:
     # The outermost transaction ended (committed, rolled back or closed): SQLite's write lock
     # is gone, so is the turn kept with it. A savepoint's end keeps both.
     if transaction.parent is None:
+        session.info.pop(_UNFINISHED, None)
         kept = session.info.pop(_KEEPS_TURN, None)
         if kept is not None:
             kept[0].release()

@@ -38,7 +38,8 @@ class AuditEvent(Base):
 
 class AuditChainHead(Base):
     """One row: the newest event's seq and hash, whatever its chain. Every append moves it
-    last, just before its commit: its lock orders the seqs (readers see them in order)."""
+    (on PostgreSQL last, just before its commit; on SQLite first, by a compare-and-set): its
+    lock orders the seqs (readers see them in order)."""
 
     __tablename__ = "audit_chain_head"
 
@@ -51,7 +52,8 @@ class AuditChainHead(Base):
 
 
 class AuditChainRow(Base):
-    """One row per chain: its newest event's hash (GENESIS: none yet), and where verifying it
+    """One row per chain: its newest event's hash (GENESIS: none yet; ORDER_HEAD, on SQLite:
+    the order's row's, its event being the newest of all), and where verifying it
     starts (its last archived event's seq and hash; 0 and GENESIS). Its lock orders the
     chain's appends."""
 

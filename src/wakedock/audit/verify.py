@@ -67,10 +67,14 @@ def verify_chain(
     its own chain; at the end, each chain's head and the order's must be its last event.
     `progress` is told the number of events checked every `every` events."""
     with factory() as db:
-        if db.get_bind().dialect.name == "postgresql":
-            # One snapshot for the heads and the rows: on a live server, events appended between
-            # reading the heads and reaching the table's end must not look like a deleted tail.
+        dialect = db.get_bind().dialect.name
+        # One snapshot for the heads and the rows: on a live server, events appended between
+        # reading the heads and reaching the table's end must not look like a deleted tail.
+        if dialect == "postgresql":
             db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        else:
+            # SQLite (WAL): a read transaction's reads all see the snapshot of its first one.
+            db.connection().exec_driver_sql("BEGIN")
         head = db.get(AuditChainHead, 1)
         if head is None:
             return Verdict(0, "the chain head is missing: the audit table was tampered with")
@@ -127,7 +131,12 @@ def verify_chain(
             )
         for number, chain_row in sorted(chains.items()):
             # ORDER_HEAD: the chain's head is the order's (checked above), its newest event.
+            # Only SQLite's appends write it; PostgreSQL's could not append after it.
             in_order = chain_row.hash == ORDER_HEAD
+            if in_order and dialect != "sqlite":
+                return Verdict(
+                    checked, f"chain {number}'s row was rewritten: it says its head is the order's"
+                )
             if (head.hash if in_order else chain_row.hash) != tips[number][0]:
                 whose = "its head (the order's)" if in_order else "its head"
                 return Verdict(

@@ -3,9 +3,8 @@ chain (audit/chain.py). The existing trail becomes chain 0, unchanged (its hashe
 new events go to chains 1 to CHAINS_MAX.
 
 SQLite: two triggers do the chain's compare-and-set and move the heads as an event is inserted,
-so that an append is one statement there (audit/append.py). A later migration that rebuilds
-`audit_events` on SQLite (Alembic's batch mode copies the table) drops them: it must create them
-again (`SQLITE_TRIGGERS`); tests/audit/test_chain.py checks they exist at the head revision.
+so that an append is one statement there (audit/append.py). Migration 0011 replaced them (one
+head row per event on SQLite, and a guard).
 
 Revision ID: 0010
 Revises: 0009

@@ -2,7 +2,8 @@
 compare-and-set and both heads moved as an event was inserted) are dropped: an append now moves
 the order's row by a compare-and-set, and the row of the chain whose event is the newest of all
 says 'order' instead of repeating the order's hash (audit/append.py, docs/audit.md "SQLite: one
-head row"). The first append after this revision marks its chain's row. PostgreSQL: nothing.
+head row"). The first append after this revision marks its chain's row. One trigger refuses a
+row past the order's head (`GUARD`). PostgreSQL: nothing.
 
 Revision ID: 0011
 Revises: 0010
@@ -32,8 +33,21 @@ TRIGGERS_0010 = (
 )
 
 
+# A row past the order's head is refused: an append moves the order's row first, then inserts at
+# the seqs it took. A writer of the version before (its INSERT took the order's next seq and left
+# the rest to 0010's triggers), still running after this revision (a CLI of a newer install
+# migrated the file under it), fails loudly instead of storing an event the chains do not hold.
+GUARD = (
+    "CREATE TRIGGER IF NOT EXISTS audit_events_after_the_order BEFORE INSERT ON audit_events"
+    " FOR EACH ROW WHEN NEW.seq > (SELECT seq FROM audit_chain_head WHERE id = 1)"
+    " BEGIN SELECT RAISE(ABORT, 'wakedock: an audit event past the order''s head'); END"
+)
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        # The guard first: stopped in between, the file refuses the old writes either way.
+        op.execute(GUARD)
         op.execute("DROP TRIGGER IF EXISTS audit_events_chain_check")
         op.execute("DROP TRIGGER IF EXISTS audit_events_chain_move")
 
@@ -50,3 +64,4 @@ def downgrade() -> None:
         )
         for trigger in TRIGGERS_0010:
             op.execute(trigger)
+        op.execute("DROP TRIGGER IF EXISTS audit_events_after_the_order")
