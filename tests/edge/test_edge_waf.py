@@ -8,6 +8,8 @@ only TLS 1.3 is accepted.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import socket
 import ssl
@@ -119,6 +121,33 @@ def test_wakedock_through_the_edge_and_the_seeds_attacks_blocked_and_audited(
             # Never a body or a query string: the path is all of the request that is kept.
             for payload in ("<script>", "cat /etc/passwd", "'1'='1", "search"):
                 assert payload not in (event.details or ""), payload
+
+
+def test_a_segment_an_earlier_nginx_left_at_the_audit_logs_key_does_not_silence_the_waf(
+    tmp_path: Path, nginx: Path
+) -> None:
+    # Debian's libmodsecurity keys a System V segment on its audit log (ftok) and leaves it
+    # when nginx exits. One at the new audit log's key, smaller than its path needs, made
+    # ModSecurity write no audit log at all, silently: refusals that never reached the trail.
+    data_dir = tmp_path / "data"
+    with wakedock_server(data_dir, https=False, env=TRUSTED) as wakedock:
+        audit_log = data_dir / "edge" / "logs" / "modsec_audit.json"
+        audit_log.parent.mkdir(parents=True, mode=0o700)
+        audit_log.touch(mode=0o600)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        key = libc.ftok(str(audit_log).encode(), 1)
+        left = libc.shmget(key, 16, 0o1000 | 0o666)  # IPC_CREAT: as an earlier nginx left it
+        assert left >= 0, ctypes.get_errno()
+        try:
+            with edge_in_front(data_dir, wakedock) as edge:
+                method, path, payload, expected = ATTACKS[0]
+                status, _, body = edge.request(method, path, payload)
+                assert status == 403, body
+                events = wait_waf_events(data_dir, 1)
+                assert [json.loads(e.details or "{}")["path"] for e in events] == [expected]
+                assert "removed 1 shared memory segment(s)" in edge.log()
+        finally:
+            libc.shmctl(left, 0, None)  # IPC_RMID, if the edge did not
 
 
 def test_only_tls_1_3_is_accepted(tmp_path: Path, nginx: Path) -> None:

@@ -192,8 +192,9 @@ class AuditLogWatch:
         found = self._read_up_to(offset, marker, timeout)
         if found is not None:
             return found
-        # Rarely (twice in CI so far) nginx answered and logged the marker and its audit entry
-        # never came: a second marker tells one lost entry from a log that stopped.
+        # nginx answered and logged the marker and its audit entry never came: a second marker
+        # tells one lost entry from a log that ModSecurity does not write (as when a segment
+        # left at its key stopped it: edge/audit_log_segment.py, docs/edge.md).
         lost = self._lost(marker, offset)
         second = self._send_marker()
         found = self._read_up_to(offset, second, timeout)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+from wakedock.edge.audit_log_segment import ensure_exists, holds_open, remove_left_segments
 from wakedock.edge.modsec_log import WafLogIngest
 from wakedock.edge.presence import EdgePresence
 from wakedock.edge.render import EdgeConfig, EdgeOptions, write_edge
@@ -236,6 +237,15 @@ class EdgeSupervisor:
             check_pair(config.options.cert, config.options.key)
         except CertificateRefused as exc:
             self.progress(f"{exc}: nginx starts with the last good certificate and key")
+        # Before any nginx reads the configuration (`nginx -t` too): the audit log ModSecurity
+        # could not open would be lost, silently (audit_log_segment.py).
+        audit_log = config.options.audit_log
+        ensure_exists(audit_log)
+        if removed := remove_left_segments(audit_log):
+            self.progress(
+                f"removed {len(removed)} shared memory segment(s) an earlier nginx left at the "
+                "audit log's key (ModSecurity would not have written its audit log)"
+            )
         if check:
             check_config(self.nginx, config)
         self._options = config.options
@@ -337,6 +347,14 @@ class EdgeSupervisor:
         self._started_at = time.monotonic()
         self._workers = set()
         if self._confirm(process, set()):
+            if holds_open(process.pid, config.options.audit_log) is False:
+                # The WAF would refuse requests that never reach the audit trail: no edge.
+                self._stop_nginx()
+                raise EdgeFailed(
+                    f"nginx runs without ModSecurity's audit log ({config.options.audit_log}) "
+                    "open: a System V shared memory segment at its key is in the way (ipcs -m; "
+                    "docs/edge.md, 'The WAF's audit log')"
+                )
             self._unapplied = False
             self._record(config, reason)
         self.progress(
