@@ -191,17 +191,22 @@ def test_the_newest_event_deleted_with_the_order_moved_back_is_caught(trail: Tra
     assert f"the newest events of chain {newest.chain} were deleted" in str(result.problem)
 
 
+def mark_in_order(trail: Trail, number: int) -> bool:
+    """Chain `number`'s row made to say ORDER_HEAD, as an intruder would: whether on SQLite."""
+    with trail.raw() as conn:
+        conn.execute(
+            sa.text("UPDATE audit_chains SET hash = :marker WHERE chain = :n"),
+            {"marker": ORDER_HEAD, "n": number},
+        )
+        return conn.dialect.name == "sqlite"
+
+
 def test_a_chain_that_says_its_head_is_the_orders_when_it_is_not_is_caught(
     trail: Trail,
 ) -> None:
     # The newest event is chain 2's (seq 8): chain 1's row made to say ORDER_HEAD, as if its
     # newest event were the order's, which would let its own newest events go unseen.
-    with trail.raw() as conn:
-        conn.execute(
-            sa.text("UPDATE audit_chains SET hash = :marker WHERE chain = 1"),
-            {"marker": ORDER_HEAD},
-        )
-        sqlite = conn.dialect.name == "sqlite"
+    sqlite = mark_in_order(trail, 1)
     result = trail.verdict()
     assert not result.ok
     assert (
@@ -216,12 +221,7 @@ def test_the_newest_chain_made_to_say_its_head_is_the_orders_is_caught_on_postgr
 ) -> None:
     # SQLite's appends write ORDER_HEAD on the newest event's chain (chain 2 here); PostgreSQL's
     # never do, and could not append after it: there it is a rewritten row.
-    with trail.raw() as conn:
-        conn.execute(
-            sa.text("UPDATE audit_chains SET hash = :marker WHERE chain = 2"),
-            {"marker": ORDER_HEAD},
-        )
-        sqlite = conn.dialect.name == "sqlite"
+    sqlite = mark_in_order(trail, 2)
     result = trail.verdict()
     if sqlite:
         assert result.ok
