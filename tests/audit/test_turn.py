@@ -129,6 +129,109 @@ def test_a_waiter_is_not_overtaken_for_ever() -> None:
     assert max(waits) < TURN_WAIT
 
 
+class CountedWaiter(turn_module._Waiter):
+    """A waiter whose wake-ups, in the thread named "waiter", are counted in `WAKES`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wake = CountedWake(self.wake)  # type: ignore[assignment]
+
+
+WAKES: list[int] = []
+
+
+class CountedWake:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got and threading.current_thread().name == "waiter":
+            WAKES.append(1)
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def taking_in_a_loop(turn: Turn, stop: threading.Event, hold: float) -> threading.Thread:
+    """A thread that holds `turn` for `hold` seconds (asleep: the GIL released, as an append
+    waits for its database) and takes it again at once, until `stop`."""
+
+    def keep_taking() -> None:
+        while not stop.is_set():
+            turn.acquire()
+            time.sleep(hold)
+            turn.release()
+
+    thread = threading.Thread(target=keep_taking)
+    thread.start()
+    return thread
+
+
+def test_a_waiter_overtaken_is_not_woken_for_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that takes the turn again as soon as it releases it wins every free turn from a
+    waiter, which needs the GIL first: woken at each release, the waiter would switch in and out
+    for nothing hundreds of times here (each time making the holder wait for the GIL). Woken
+    once and overtaken, it sleeps until its patience has run out, and is then handed the turn."""
+    monkeypatch.setattr(turn_module, "_Waiter", CountedWaiter)
+    WAKES.clear()
+    turn = Turn(patience=0.2)
+    stop = threading.Event()
+    holder = taking_in_a_loop(turn, stop, hold=0.0005)
+    got: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        if turn.acquire(timeout=5):
+            got.append(time.monotonic() - started)
+            turn.release()
+
+    try:
+        time.sleep(0.05)
+        waiter = threading.Thread(target=wait, name="waiter")
+        waiter.start()
+        waiter.join(5)
+    finally:
+        stop.set()
+        holder.join(5)
+    assert got, "the waiter never got the turn"
+    assert 0.2 <= got[0] < 1.0  # overtaken until its patience ran out, then handed the turn
+    # Woken for a free turn it lost, then for the turn handed to it: twice.
+    assert len(WAKES) <= 3, f"woken {len(WAKES)} times"
+
+
+def test_a_waiter_overtaken_takes_a_turn_left_free() -> None:
+    """Overtaken once, a waiter is not woken when the turn is next released: if nobody takes it
+    then, the waiter takes it when its patience has run out, not later."""
+    turn = Turn(patience=0.3)
+    assert turn.acquire()
+    got: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        if turn.acquire(timeout=5):
+            got.append(time.monotonic() - started)
+            turn.release()
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not turn._queue and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # Released and taken again before the woken waiter can run (this thread keeps the GIL).
+    turn.release()
+    assert turn.acquire(blocking=False)
+    while turn._queue and not turn._queue[0].overtaken and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert turn._queue and turn._queue[0].overtaken, "the waiter was not overtaken"
+    turn.release()  # left free: the waiter, overtaken, is not woken for it
+    waiter.join(5)
+    assert got, "the waiter never got the turn"
+    assert 0.25 <= got[0] < 0.3 + 0.5
+    assert not turn.locked()
+
+
 def test_release_of_a_turn_not_held_is_an_error() -> None:
     turn = Turn()
     with pytest.raises(RuntimeError):

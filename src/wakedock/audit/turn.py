@@ -10,6 +10,15 @@ that released it, which still has the GIL, while the thread woken for it is stil
 woken thread that finds the turn taken waits again, in its place in the queue. So that no one
 waits for ever behind threads that keep taking it again, a thread that has waited longer than
 `patience` is handed the turn directly at the next release, before anyone else can take it.
+
+A thread woken for a free turn that finds it taken again has switched for nothing, and made the
+thread that took it wait for the GIL when it came back from its database: with threads that take
+the turn in a loop, woken at every release, that cost more CPU per event than the SQLite
+statements of the append (docs/benchmarks.md, "A waiter woken once"). So a waiter is woken for a
+free turn once: overtaken, it is not woken for one again, and sleeps until its patience has run
+out. Then it takes the turn if it is free, or is handed it at the next release. A turn left free
+meanwhile waits for it (at most `patience` after it came), as an append in SQLite's busy handler
+sleeps between its attempts.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ PATIENCE = 0.01
 
 
 class _Waiter:
-    __slots__ = ("granted", "signalled", "since", "wake")
+    __slots__ = ("granted", "overtaken", "signalled", "since", "wake")
 
     def __init__(self) -> None:
         self.since = time.monotonic()
@@ -31,6 +40,8 @@ class _Waiter:
         self.wake.acquire()  # held until a release wakes this waiter
         self.signalled = False
         self.granted = False
+        # Woken for a free turn, it found it taken: a release does not wake it for one again.
+        self.overtaken = False
 
 
 class Turn:
@@ -62,10 +73,16 @@ class Turn:
                 self._queue.append(waiter)
             deadline = None if timeout < 0 else waiter.since + timeout
             while True:
-                remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+                now = time.monotonic()
+                remaining = -1.0 if deadline is None else max(0.0, deadline - now)
+                napping = waiter.overtaken
+                if napping:
+                    # Until its patience has run out, when a release hands the turn to it.
+                    due = max(0.0, waiter.since + self._patience - now)
+                    remaining = due if remaining < 0 else min(remaining, due)
                 woken = waiter.wake.acquire(timeout=remaining)
                 with self._guard:
-                    waiter.signalled = False
+                    waiter.signalled = waiter.overtaken = False
                     if waiter.granted:
                         return True
                     if not self._held:
@@ -75,9 +92,13 @@ class Turn:
                         self._queue.remove(waiter)
                         return True
                     if not woken:
+                        if napping and (deadline is None or time.monotonic() < deadline):
+                            continue  # its patience ran out: the next release hands it the turn
                         self._queue.remove(waiter)
                         return False
-                    # Overtaken while waking: back to waiting, in the same place.
+                    # Overtaken while waking: back to waiting, in the same place, not to be
+                    # woken for a free turn again.
+                    waiter.overtaken = True
         except BaseException:
             if waiter is not None:
                 self._leave(waiter)
@@ -96,7 +117,7 @@ class Turn:
                     self._signal(first)
                     return
             self._held = False
-            if self._queue:
+            if self._queue and not self._queue[0].overtaken:
                 self._signal(self._queue[0])
 
     def _leave(self, waiter: _Waiter) -> None:
