@@ -201,9 +201,10 @@ def test_a_waiter_overtaken_is_not_woken_for_nothing_again(monkeypatch: pytest.M
     assert len(WAKES) <= 3, f"woken {len(WAKES)} times"
 
 
-def test_a_waiter_overtaken_takes_a_turn_left_free() -> None:
-    """Overtaken once, a waiter is not woken when the turn is next released: if nobody takes it
-    then, the waiter takes it when its patience has run out, not later."""
+def test_a_waiter_overtaken_by_the_releaser_takes_a_turn_left_free() -> None:
+    """Overtaken by the thread that released the turn and took it straight back, a waiter is
+    not woken by that thread's next release: if nobody takes the turn then, the waiter takes it
+    when its patience has run out, not later."""
     turn = Turn(patience=0.3)
     assert turn.acquire()
     got: list[float] = []
@@ -222,14 +223,75 @@ def test_a_waiter_overtaken_takes_a_turn_left_free() -> None:
     # Released and taken again before the woken waiter can run (this thread keeps the GIL).
     turn.release()
     assert turn.acquire(blocking=False)
-    while turn._queue and not turn._queue[0].overtaken and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert turn._queue and turn._queue[0].overtaken, "the waiter was not overtaken"
-    turn.release()  # left free: the waiter, overtaken, is not woken for it
+    assert turn._queue and turn._queue[0].overtaken_by == threading.get_ident()
+    time.sleep(0.05)  # the waiter wakes, finds the turn taken, and waits again
+    turn.release()  # left free: the waiter is not woken for it
     waiter.join(5)
     assert got, "the waiter never got the turn"
     assert 0.25 <= got[0] < 0.3 + 0.5
     assert not turn.locked()
+
+
+class SlowWake:
+    """A waiter's wake lock that, once woken, waits for `go` before its thread looks at the
+    turn: another thread can take the turn in between."""
+
+    def __init__(self, lock: threading.Lock, woke: threading.Event, go: threading.Event) -> None:
+        self._lock, self._woke, self._go = lock, woke, go
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got and not self._go.is_set():
+            self._woke.set()
+            self._go.wait(5)
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_waiter_overtaken_by_another_thread_is_woken_at_the_next_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread that came for the turn as it was released (not the one that released it) took
+    it from under the waiter woken for it: the waiter is woken again at the next release, not
+    left asleep until its patience runs out (a server's requests, each recording an event and
+    going on with other work, would leave the turn free meanwhile)."""
+    woke, go = threading.Event(), threading.Event()
+
+    class Slow(turn_module._Waiter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wake = SlowWake(self.wake, woke, go)  # type: ignore[assignment]
+
+    monkeypatch.setattr(turn_module, "_Waiter", Slow)
+    turn = Turn(patience=5.0)
+    assert turn.acquire()
+    got: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        if turn.acquire(timeout=10):
+            got.append(time.monotonic() - started)
+            turn.release()
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not turn._queue and time.monotonic() < deadline:
+        time.sleep(0.001)
+    releaser = threading.Thread(target=turn.release)  # releases the turn this thread took
+    releaser.start()
+    releaser.join(5)
+    assert woke.wait(5), "the waiter was not woken by the release"
+    assert turn.acquire(blocking=False)  # another thread takes the free turn first
+    assert turn._queue[0].overtaken_by is None
+    go.set()
+    time.sleep(0.05)  # the waiter finds the turn taken and waits again
+    turn.release()
+    waiter.join(10)
+    assert got, "the waiter never got the turn"
+    assert got[0] < 2.0  # woken by that release, long before its patience (5 s) ran out
 
 
 def test_release_of_a_turn_not_held_is_an_error() -> None:

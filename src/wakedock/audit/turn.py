@@ -12,13 +12,15 @@ waits for ever behind threads that keep taking it again, a thread that has waite
 `patience` is handed the turn directly at the next release, before anyone else can take it.
 
 A thread woken for a free turn that finds it taken again has switched for nothing, and made the
-thread that took it wait for the GIL when it came back from its database: with threads that take
-the turn in a loop, woken at every release, that cost more CPU per event than the SQLite
-statements of the append (docs/benchmarks.md, "A waiter woken once"). So a waiter is woken for a
-free turn once: overtaken, it is not woken for one again, and sleeps until its patience has run
-out. Then it takes the turn if it is free, or is handed it at the next release. A turn left free
-meanwhile waits for it (at most `patience` after it came), as an append in SQLite's busy handler
-sleeps between its attempts.
+thread that took it wait for the GIL when it came back from its database. When the thread that
+took it is the one that released it (a worker that appends in a loop), that happens at every
+release: woken each time, a waiter switched in for nothing about once per two events, which cost
+more CPU per event than the append's SQLite statements (docs/benchmarks.md, "A waiter woken
+once"). So a waiter overtaken by the thread that released the turn and took it straight back is
+not woken by that thread's releases again: it sleeps until its patience has run out (then it
+takes the turn if it is free, or is handed it at the next release), unless another thread
+releases the turn first. A waiter overtaken by another thread (one that came for the turn as it
+was released) is woken at the next release, as before.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PATIENCE = 0.01
 
 
 class _Waiter:
-    __slots__ = ("granted", "overtaken", "signalled", "since", "wake")
+    __slots__ = ("granted", "overtaken_by", "signalled", "since", "wake")
 
     def __init__(self) -> None:
         self.since = time.monotonic()
@@ -40,8 +42,9 @@ class _Waiter:
         self.wake.acquire()  # held until a release wakes this waiter
         self.signalled = False
         self.granted = False
-        # Woken for a free turn, it found it taken: a release does not wake it for one again.
-        self.overtaken = False
+        # The thread that released the turn this waiter was woken for and took it straight back:
+        # its releases do not wake this waiter for a free turn again.
+        self.overtaken_by: int | None = None
 
 
 class Turn:
@@ -55,6 +58,8 @@ class Turn:
         self._guard = threading.Lock()
         self._held = False
         self._queue: deque[_Waiter] = deque()
+        # The thread that last released the turn free.
+        self._released_by: int | None = None
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the turn: True, or False if it was not had within `timeout` seconds.
@@ -66,6 +71,11 @@ class Turn:
             with self._guard:
                 if not self._held:
                     self._held = True
+                    if self._queue and self._queue[0].signalled:
+                        me = threading.get_ident()
+                        if self._released_by == me:
+                            # Taken straight back from under the waiter woken for it.
+                            self._queue[0].overtaken_by = me
                     return True
                 if not blocking:
                     return False
@@ -75,14 +85,14 @@ class Turn:
             while True:
                 now = time.monotonic()
                 remaining = -1.0 if deadline is None else max(0.0, deadline - now)
-                napping = waiter.overtaken
+                napping = waiter.overtaken_by is not None
                 if napping:
                     # Until its patience has run out, when a release hands the turn to it.
                     due = max(0.0, waiter.since + self._patience - now)
                     remaining = due if remaining < 0 else min(remaining, due)
                 woken = waiter.wake.acquire(timeout=remaining)
                 with self._guard:
-                    waiter.signalled = waiter.overtaken = False
+                    waiter.signalled = False
                     if waiter.granted:
                         return True
                     if not self._held:
@@ -93,12 +103,12 @@ class Turn:
                         return True
                     if not woken:
                         if napping and (deadline is None or time.monotonic() < deadline):
-                            continue  # its patience ran out: the next release hands it the turn
+                            # Its patience ran out: the next release hands it the turn.
+                            waiter.overtaken_by = None
+                            continue
                         self._queue.remove(waiter)
                         return False
-                    # Overtaken while waking: back to waiting, in the same place, not to be
-                    # woken for a free turn again.
-                    waiter.overtaken = True
+                    # Overtaken while waking: back to waiting, in the same place.
         except BaseException:
             if waiter is not None:
                 self._leave(waiter)
@@ -117,7 +127,8 @@ class Turn:
                     self._signal(first)
                     return
             self._held = False
-            if self._queue and not self._queue[0].overtaken:
+            self._released_by = me = threading.get_ident()
+            if self._queue and self._queue[0].overtaken_by != me:
                 self._signal(self._queue[0])
 
     def _leave(self, waiter: _Waiter) -> None:
