@@ -3,7 +3,7 @@ under concurrent load, on SQLite or PostgreSQL; then `audit verify` over a large
 
     .venv/bin/python bench/audit_ingest.py [--database-url URL] [--threads 8] [--events 20000]
         [--tx-events N] [--rounds 3] [--verify-events 1000000] [--statements]
-        [--kinds plain,alone,in_tx]
+        [--kinds plain,alone,in_tx] [--think-ms 0]
 
 Every writer thread records events one at a time, each acknowledged only once committed, as the
 application does:
@@ -15,6 +15,10 @@ application does:
 - **chained, in the caller's transaction:** `record_event` inside a session transaction of the
   caller's, as a service that changes something does (here the transaction holds only the
   event, so that it stores the same row as the baseline).
+
+With `--think-ms T`, each writer waits between 0 and T ms (spread evenly) after each event, as a
+server's worker goes on with the rest of its request: the appends then come from whichever
+thread is ready, not from one thread in a loop.
 
 The three run in interleaved rounds (plain, alone, in-transaction, plain, ...); the figures are
 medians, the ratios from the same round; each kind's write latencies (p50, p99, the longest) are
@@ -81,10 +85,15 @@ FAKE_HASH = "0" * 64
 
 
 def concurrently(
-    threads: int, events: int, write: Callable[[int], None], latencies: list[float]
+    threads: int,
+    events: int,
+    write: Callable[[int], None],
+    latencies: list[float],
+    think: float = 0.0,
 ) -> float:
     """Events per second with `threads` writers sharing `events` (each writes its own slice);
-    each write's time (seconds) is added to `latencies`."""
+    each write's time (seconds) is added to `latencies`. `think`: each writer then waits
+    between 0 and `think` seconds (the golden ratio's multiples, spread evenly)."""
     per_thread = events // threads
     start = threading.Barrier(threads + 1)
 
@@ -95,6 +104,8 @@ def concurrently(
             began = time.perf_counter()
             write(n)
             mine.append(time.perf_counter() - began)
+            if think:
+                time.sleep(think * (n * 0.6180339887 % 1.0))
         latencies.extend(mine)  # one list extend per thread: atomic under the GIL
 
     workers = [threading.Thread(target=writer, args=(i * per_thread,)) for i in range(threads)]
@@ -131,6 +142,9 @@ def main() -> None:
     parser.add_argument("--verify-events", type=int, default=1_000_000, help="0: skip")
     parser.add_argument("--statements", action="store_true", help="count statements per event")
     parser.add_argument("--kinds", default="plain,alone,in_tx", help="which kinds to run")
+    parser.add_argument(
+        "--think-ms", type=float, default=0.0, help="each writer waits 0 to this after an event"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="wd-audit-bench-"))
     url = args.database_url or f"sqlite:///{root / 'wakedock.db'}"
@@ -190,7 +204,9 @@ def main() -> None:
             count = args.tx_events if name == "in_tx" and args.tx_events else args.events
             counting[:] = [sent[name]]
             used = time.process_time()
-            results[name].append(concurrently(args.threads, count, write, latencies[name]))
+            results[name].append(
+                concurrently(args.threads, count, write, latencies[name], args.think_ms / 1e3)
+            )
             cpu[name].append((time.process_time() - used) / count)
             counting.clear()
             if name == "plain":
@@ -201,6 +217,7 @@ def main() -> None:
     print(
         f"{engine.dialect.name}, {args.threads} threads, {args.events} events per round and "
         f"kind, {args.rounds} rounds (medians; ratios per round)"
+        + (f", 0-{args.think_ms:g} ms between a writer's events" if args.think_ms else "")
     )
     plain_rates = results["plain"]
     for name, label in (
