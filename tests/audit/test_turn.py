@@ -169,6 +169,30 @@ def taking_in_a_loop(turn: Turn, stop: threading.Event, hold: float) -> threadin
     return thread
 
 
+def timed_waiter(turn: Turn, timeout: float) -> tuple[threading.Thread, list[float]]:
+    """A thread named "waiter" started waiting for `turn` (`timeout` at most); the list gets how
+    long it waited, once the turn is its own (it then releases it)."""
+    got: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        if turn.acquire(timeout=timeout):
+            got.append(time.monotonic() - started)
+            turn.release()
+
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    return waiter, got
+
+
+def queued(turn: Turn) -> None:
+    """Once a waiter is in `turn`'s queue."""
+    deadline = time.monotonic() + 5
+    while not turn._queue and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert turn._queue, "the waiter never queued"
+
+
 def test_a_waiter_overtaken_is_not_woken_for_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread that takes the turn again as soon as it releases it wins every free turn from a
     waiter, which needs the GIL first: woken at each release, the waiter would switch in and out
@@ -179,18 +203,9 @@ def test_a_waiter_overtaken_is_not_woken_for_nothing_again(monkeypatch: pytest.M
     turn = Turn(patience=0.2)
     stop = threading.Event()
     holder = taking_in_a_loop(turn, stop, hold=0.0005)
-    got: list[float] = []
-
-    def wait() -> None:
-        started = time.monotonic()
-        if turn.acquire(timeout=5):
-            got.append(time.monotonic() - started)
-            turn.release()
-
     try:
         time.sleep(0.05)
-        waiter = threading.Thread(target=wait, name="waiter")
-        waiter.start()
+        waiter, got = timed_waiter(turn, 5)
         waiter.join(5)
     finally:
         stop.set()
@@ -207,19 +222,8 @@ def test_a_waiter_overtaken_by_the_releaser_takes_a_turn_left_free() -> None:
     when its patience has run out, not later."""
     turn = Turn(patience=0.3)
     assert turn.acquire()
-    got: list[float] = []
-
-    def wait() -> None:
-        started = time.monotonic()
-        if turn.acquire(timeout=5):
-            got.append(time.monotonic() - started)
-            turn.release()
-
-    waiter = threading.Thread(target=wait, name="waiter")
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not turn._queue and time.monotonic() < deadline:
-        time.sleep(0.001)
+    waiter, got = timed_waiter(turn, 5)
+    queued(turn)
     # Released and taken again before the woken waiter can run (this thread keeps the GIL).
     turn.release()
     assert turn.acquire(blocking=False)
@@ -267,19 +271,8 @@ def test_a_waiter_overtaken_by_another_thread_is_woken_at_the_next_release(
     monkeypatch.setattr(turn_module, "_Waiter", Slow)
     turn = Turn(patience=5.0)
     assert turn.acquire()
-    got: list[float] = []
-
-    def wait() -> None:
-        started = time.monotonic()
-        if turn.acquire(timeout=10):
-            got.append(time.monotonic() - started)
-            turn.release()
-
-    waiter = threading.Thread(target=wait, name="waiter")
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not turn._queue and time.monotonic() < deadline:
-        time.sleep(0.001)
+    waiter, got = timed_waiter(turn, 10)
+    queued(turn)
     releaser = threading.Thread(target=turn.release)  # releases the turn this thread took
     releaser.start()
     releaser.join(5)
